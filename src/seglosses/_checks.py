@@ -1,0 +1,349 @@
+"""Validation of user input: the only module of seglosses that raises on bad arguments.
+
+Every message follows one template::
+
+    "<function>: `<argument>` <what was expected>; got <what was received>"
+
+optionally followed by a hint for the usual mistake. Functions here never broadcast and never warn.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from seglosses._types import MODES
+
+_INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _fmt_shape(shape: Sequence[int]) -> str:
+    return "(" + ", ".join(str(int(s)) for s in shape) + (",)" if len(shape) == 1 else ")")
+
+
+def _did_you_mean(value: object, choices: Sequence[str]) -> str:
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_option(fn: str, name: str, value: object, choices: Sequence[str]) -> None:
+    """Raise ``ValueError`` if ``value`` is not one of ``choices`` (with a did-you-mean hint)."""
+    if not isinstance(value, str) or value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{fn}: `{name}` must be one of {listed}; got {value!r}{_did_you_mean(value, choices)}")
+
+
+def check_mode(fn: str, mode: object, allowed: Sequence[str] = MODES) -> None:
+    """Check the ``mode`` option; ``allowed`` narrows it for losses that do not support every mode."""
+    check_option(fn, "mode", mode, MODES)
+    if mode not in allowed:
+        listed = ", ".join(repr(c) for c in allowed)
+        raise ValueError(f"{fn}: `mode` must be one of {listed} for this loss; got {mode!r}")
+
+
+def check_bool(fn: str, name: str, value: object) -> None:
+    """Raise ``TypeError`` unless ``value`` is a Python bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{fn}: `{name}` must be a bool; got {type(value).__name__} {value!r}")
+
+
+def check_number(
+    fn: str,
+    name: str,
+    value: object,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Check that ``value`` is a finite real number inside the given interval and return it as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{fn}: `{name}` must be a real number; got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{fn}: `{name}` must be finite; got {v}")
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{fn}: `{name}` must be {'>' if low_open else '>='} {low:g}; got {v:g}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{fn}: `{name}` must be {'<' if high_open else '<='} {high:g}; got {v:g}")
+    return v
+
+
+def check_ignore_index(fn: str, ignore_index: object) -> None:
+    """``ignore_index`` is ``None`` or an int."""
+    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
+        raise TypeError(f"{fn}: `ignore_index` must be an int or None; got {type(ignore_index).__name__}")
+
+
+def check_weights_vector(
+    fn: str, name: str, value: object, *, allow_zero_sum: bool = False
+) -> torch.Tensor | None:
+    """Turn a sequence or 1-D tensor of non-negative finite weights into a float64 CPU-agnostic tensor."""
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        w = value.detach()
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        try:
+            w = torch.tensor([float(v) for v in value], dtype=torch.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{fn}: `{name}` must be a sequence of numbers or a 1-D tensor; got {value!r}") from None
+    else:
+        raise TypeError(f"{fn}: `{name}` must be a sequence of numbers or a 1-D tensor; got {type(value).__name__}")
+    if w.ndim != 1 or w.numel() == 0:
+        raise ValueError(f"{fn}: `{name}` must be 1-D and non-empty; got shape {_fmt_shape(w.shape)}")
+    if not torch.is_floating_point(w):
+        w = w.to(torch.float64)
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise ValueError(f"{fn}: `{name}` must hold finite values >= 0; got {w.tolist()}")
+    if not allow_zero_sum and float(w.sum()) <= 0:
+        raise ValueError(f"{fn}: `{name}` must have a positive sum; got {w.tolist()}")
+    return w
+
+
+def check_class_weights_length(fn: str, weights: torch.Tensor, num_classes: int, num_kept: int) -> None:
+    """``class_weights`` has one entry per class, or one per kept class."""
+    n = weights.numel()
+    if n not in (num_classes, num_kept):
+        expected = f"C={num_classes}" if num_kept == num_classes else f"C={num_classes} or {num_kept} (the kept classes)"
+        raise ValueError(f"{fn}: `class_weights` must have length {expected}; got {n}")
+
+
+def check_no_class_weights_binary(fn: str, class_weights: object, mode: str) -> None:
+    """Binary mode has one class: per-class weights are meaningless there (SPEC section 7)."""
+    if mode == "binary" and class_weights is not None:
+        raise ValueError(
+            f"{fn}: `class_weights` is not defined in mode='binary' (one class); got {class_weights!r}. "
+            "Weight positives through focal_loss(alpha=...) or combo_loss(beta=...) instead"
+        )
+
+
+def check_reduction(fn: str, reduction: object, choices: Sequence[str] = ("mean", "sum", "none")) -> None:
+    """Check ``reduction`` against the choices this loss supports."""
+    if reduction == "none" and "none" not in choices:
+        raise ValueError(
+            f"{fn}: `reduction` must be one of {', '.join(repr(c) for c in choices)}; got 'none' "
+            "(a compound loss adds terms of different shapes: call its parts with reduction='none')"
+        )
+    check_option(fn, "reduction", reduction, choices)
+
+
+def check_input_target(
+    fn: str,
+    input: Any,
+    target: Any,
+    *,
+    mode: str,
+    ignore_index: int | None,
+    allow_soft: bool = True,
+) -> str:
+    """Check ``input`` and ``target`` against the shape rules of SPEC section 2.
+
+    Returns the target form: ``"index"`` (multiclass class indices, shape ``(N, *S)``) or ``"dense"`` (the input's
+    shape: binary/multilabel masks, multiclass one-hot or soft labels).
+    """
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"{fn}: `input` must be a torch.Tensor; got {type(input).__name__}")
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"{fn}: `target` must be a torch.Tensor; got {type(target).__name__}")
+    if not torch.is_floating_point(input):
+        raise TypeError(f"{fn}: `input` must be a floating-point tensor; got {input.dtype}")
+    if target.device != input.device:
+        raise ValueError(f"{fn}: `target` must be on the input's device {input.device}; got {target.device}")
+    shape = tuple(input.shape)
+    tshape = tuple(target.shape)
+    if mode == "binary":
+        if input.ndim < 2:
+            raise ValueError(f"{fn}: `input` for mode='binary' must have shape (N, 1, *S) or (N, *S); got {_fmt_shape(shape)}")
+        if tshape != shape:
+            hint = ""
+            if input.ndim == target.ndim + 1 and shape[1] == 1 and tshape == shape[:1] + shape[2:]:
+                hint = " (unsqueeze dim 1 of the target)"
+            elif target.ndim == input.ndim + 1 and tshape[1] == 1 and shape == tshape[:1] + tshape[2:]:
+                hint = " (squeeze dim 1 of the target)"
+            raise ValueError(
+                f"{fn}: `target` for mode='binary' must have the input's shape {_fmt_shape(shape)}; "
+                f"got {_fmt_shape(tshape)}{hint}"
+            )
+        form = "dense"
+    else:
+        if input.ndim < 3:
+            raise ValueError(f"{fn}: `input` for mode={mode!r} must have shape (N, C, *S); got {_fmt_shape(shape)}")
+        n, c = shape[0], shape[1]
+        if mode == "multiclass" and c < 2:
+            raise ValueError(
+                f"{fn}: `input` for mode='multiclass' must have C >= 2 channels; got {_fmt_shape(shape)} "
+                "(use mode='binary' for one foreground channel)"
+            )
+        index_shape = (n, *shape[2:])
+        if mode == "multiclass" and tshape == index_shape:
+            form = "index"
+        elif tshape == shape:
+            form = "dense"
+        else:
+            if mode == "multiclass":
+                hint = ""
+                if target.ndim == input.ndim and tshape[1] == 1 and tshape[:1] + tshape[2:] == index_shape:
+                    hint = " (squeeze dim 1 of an index target)"
+                elif target.ndim == input.ndim and tshape[0] == n and tshape[2:] == shape[2:]:
+                    hint = f" (the target has {tshape[1]} channels, the input C={c})"
+                elif target.ndim == input.ndim and tshape[0] == n and tshape[-1] == c and tshape[1:-1] == shape[2:]:
+                    hint = " (channels-last one-hot: move the class dim to dim 1)"
+                raise ValueError(
+                    f"{fn}: `target` for mode='multiclass' must have shape (N, *S)={_fmt_shape(index_shape)} "
+                    f"or (N, C, *S)={_fmt_shape(shape)}; got {_fmt_shape(tshape)}{hint}"
+                )
+            raise ValueError(
+                f"{fn}: `target` for mode={mode!r} must have the input's shape (N, C, *S)={_fmt_shape(shape)}; "
+                f"got {_fmt_shape(tshape)}"
+            )
+    if form == "index":
+        if target.dtype not in _INT_DTYPES:
+            raise TypeError(
+                f"{fn}: `target` of shape (N, *S) for mode='multiclass' holds class indices and must have an "
+                f"integer dtype; got {target.dtype} (use target.long())"
+            )
+        c = shape[1]
+        bad = (target < 0) | (target >= c)
+        if ignore_index is not None:
+            bad &= target != ignore_index
+        if bool(bad.any()):
+            first = int(target[bad].flatten()[0])
+            raise ValueError(
+                f"{fn}: `target` class indices must be in [0, {c}) or equal ignore_index={ignore_index}; got {first}"
+            )
+        return form
+    # dense target
+    if target.dtype == torch.bool or target.dtype in _INT_DTYPES:
+        tf = target
+    elif torch.is_floating_point(target):
+        tf = target
+        nan = torch.isnan(target)
+        if bool(nan.any()):
+            raise ValueError(f"{fn}: `target` must not contain NaN; got {int(nan.sum())} NaN values")
+    else:
+        raise TypeError(f"{fn}: `target` must be a real tensor; got {target.dtype}")
+    if mode == "multiclass":
+        if ignore_index is not None:
+            raise ValueError(
+                f"{fn}: `ignore_index` applies to index targets of shape (N, *S) only in mode='multiclass'; "
+                f"got ignore_index={ignore_index} with a one-hot/soft target of shape {_fmt_shape(tshape)}"
+            )
+        if not allow_soft:
+            pass
+    if tf.dtype != torch.bool and tf.numel() > 0:
+        kept = tf if ignore_index is None else tf[tf != ignore_index]
+        if kept.numel() > 0:
+            lo, hi = float(kept.min()), float(kept.max())
+            if lo < 0 or hi > 1:
+                ig = "" if mode == "multiclass" else f" (or equal ignore_index={ignore_index})"
+                raise ValueError(
+                    f"{fn}: `target` for mode={mode!r} must hold values in [0, 1]{ig}; got min={lo:g}, max={hi:g}"
+                )
+    if not allow_soft and tf.dtype != torch.bool:
+        kept = tf if ignore_index is None else tf[tf != ignore_index]
+        if bool(((kept != 0) & (kept != 1)).any()):
+            raise ValueError(f"{fn}: `target` must be hard (values 0 or 1) for this loss; got soft values")
+    return form
+
+
+def check_probabilities(fn: str, x: torch.Tensor) -> None:
+    """With ``from_logits=False`` the input must hold probabilities in [0, 1]."""
+    if x.numel() == 0:
+        return
+    lo, hi = torch.aminmax(x.detach())
+    if bool(lo < 0) or bool(hi > 1):
+        raise ValueError(
+            f"{fn}: `input` with from_logits=False must hold probabilities in [0, 1]; "
+            f"got min={float(lo):g}, max={float(hi):g} (pass from_logits=True for logits)"
+        )
+
+
+def check_classes_left(fn: str, num_classes: int, include_background: bool) -> None:
+    """``include_background=False`` must leave at least one class."""
+    if not include_background and num_classes < 2:
+        raise ValueError(
+            f"{fn}: `include_background`=False drops channel 0 and leaves no class for C={num_classes}; got "
+            "include_background=False (keep it True, or use mode='binary' for a single foreground channel)"
+        )
+
+
+# Hyperparameter rules by name, with per-loss overrides where one symbol means different things (the papers' own).
+_INTERVALS: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    # name: (low, high, low_open, high_open)
+    "smooth": (0.0, None, False, False),
+    "alpha": (0.0, None, False, False),
+    "beta": (0.0, None, False, False),
+    "gamma": (0.0, None, False, False),
+    "delta": (0.0, 1.0, False, False),
+    "weight": (0.0, 1.0, False, False),
+    "ce_weight": (0.0, None, False, False),
+    "dice_weight": (0.0, None, False, False),
+    "label_smoothing": (0.0, 1.0, False, False),
+    "focal_gamma": (0.0, None, False, False),
+    "tversky_alpha": (0.0, None, False, False),
+    "tversky_beta": (0.0, None, False, False),
+    "tversky_gamma": (0.0, None, True, False),
+    "threshold": (0.0, 1.0, False, False),
+}
+_OVERRIDES: dict[tuple[str, str], tuple[float | None, float | None, bool, bool]] = {
+    ("combo_loss", "alpha"): (0.0, 1.0, False, False),
+    ("combo_loss", "beta"): (0.0, 1.0, False, False),
+    ("focal_tversky_loss", "gamma"): (0.0, None, True, False),
+    ("unified_focal_loss", "gamma"): (0.0, 1.0, False, False),
+    ("asymmetric_focal_tversky_loss", "gamma"): (0.0, 1.0, False, False),
+    ("symmetric_focal_tversky_loss", "gamma"): (0.0, 1.0, False, False),
+}
+_BOOLS = frozenset(
+    {"from_logits", "squared", "log_loss", "include_background", "per_image", "asymmetric", "sync_stats"}
+)
+
+
+def check_focal_alpha(fn: str, name: str, alpha: object, mode: str, num_classes: int | None = None) -> object:
+    """Focal ``alpha``: a float in [0, 1] or None (binary/multilabel); a sequence of C floats or None (multiclass).
+
+    ``"auto"`` resolves to 0.25 (binary/multilabel) or None (multiclass), SPEC section 4.
+    """
+    if isinstance(alpha, str):
+        if alpha != "auto":
+            raise ValueError(f"{fn}: `{name}` must be a float, a sequence of floats, None or 'auto'; got {alpha!r}")
+        return None if mode == "multiclass" else 0.25
+    if alpha is None:
+        return None
+    if mode == "multiclass":
+        if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+            raise ValueError(
+                f"{fn}: `{name}` for mode='multiclass' must be a sequence of C per-class floats or None; got {alpha!r}"
+            )
+        w = check_weights_vector(fn, name, alpha, allow_zero_sum=True)
+        if w is not None and num_classes is not None and w.numel() != num_classes:
+            raise ValueError(f"{fn}: `{name}` must have length C={num_classes}; got {w.numel()}")
+        return w
+    return check_number(fn, name, alpha, low=0.0, high=1.0)
+
+
+def check_hparams(fn: str, **kwargs: object) -> None:
+    """Check keyword arguments by name (the same checks in functions and in Module constructors)."""
+    for name, value in kwargs.items():
+        if name == "mode":
+            check_mode(fn, value)
+        elif name in _BOOLS:
+            check_bool(fn, name, value)
+        elif name == "ignore_index":
+            check_ignore_index(fn, value)
+        elif name == "class_weights":
+            check_weights_vector(fn, name, value)
+        elif name == "process_group":
+            continue
+        elif (fn, name) in _OVERRIDES or name in _INTERVALS:
+            low, high, lo_open, hi_open = _OVERRIDES.get((fn, name), _INTERVALS.get(name, (None, None, False, False)))
+            check_number(fn, name, value, low=low, high=high, low_open=lo_open, high_open=hi_open)
+        else:  # pragma: no cover - a programming error inside seglosses, not user input
+            raise KeyError(f"check_hparams: no rule for {name!r}")

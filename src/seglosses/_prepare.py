@@ -1,0 +1,184 @@
+"""From (input, target, mode, from_logits, ignore_index) to flat probabilities, a target view and a valid mask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as torch_f
+from torch import Tensor
+
+from seglosses._checks import check_bool, check_ignore_index, check_input_target, check_mode, check_probabilities
+from seglosses._numerics import log1m_softmax, pow_from_log, safe_pow
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Flattened view of one loss call.
+
+    Attributes:
+        mode: ``"binary" | "multiclass" | "multilabel"``.
+        from_logits: whether ``logits`` holds the raw input.
+        logits: ``(N, C, M)`` raw input (``C = 1`` in binary mode), float32 or float64.
+        prob: ``(N, C, M)`` probabilities (sigmoid, softmax over C, or the input itself).
+        target: ``(N, M)`` int64 class indices when ``form == "index"`` (ignored pixels set to 0), else ``(N, C, M)``
+            float target in [0, 1] (ignored elements set to 0).
+        form: ``"index"`` or ``"dense"``.
+        valid: ``None`` when nothing is ignored, else a float 0/1 mask, ``(N, 1, M)`` for index targets and
+            ``(N, C, M)`` for dense binary/multilabel targets.
+        shape: the input's original shape (binary inputs without a channel dim keep theirs).
+    """
+
+    mode: str
+    from_logits: bool
+    logits: Tensor
+    prob: Tensor
+    target: Tensor
+    form: str
+    valid: Tensor | None
+    shape: tuple[int, ...]
+
+    @property
+    def num_classes(self) -> int:
+        """Number of channels ``C`` (1 in binary mode)."""
+        return int(self.prob.shape[1])
+
+    def target_dense(self) -> Tensor:
+        """``(N, C, M)`` float target (a one-hot is built only for index targets; pixel losses avoid this)."""
+        if self.form == "dense":
+            return self.target
+        onehot = torch.zeros_like(self.prob).scatter_(1, self.target.unsqueeze(1), 1.0)
+        return onehot
+
+    def count(self) -> Tensor:
+        """Number of kept elements per image and class, ``(N, C)``."""
+        n, c, m = self.prob.shape
+        if self.valid is None:
+            return torch.full((n, c), float(m), dtype=self.prob.dtype, device=self.prob.device)
+        return self.valid.sum(-1).expand(n, c)
+
+
+def prepare(
+    fn: str,
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str,
+    from_logits: bool,
+    ignore_index: int | None,
+    allow_soft: bool = True,
+) -> Prepared:
+    """Validate and flatten one call (SPEC section 2).
+
+    float16/bfloat16 inputs are upcast to float32 so that every reduction runs in float32 (also under autocast).
+    """
+    check_mode(fn, mode)
+    check_bool(fn, "from_logits", from_logits)
+    check_ignore_index(fn, ignore_index)
+    form = check_input_target(fn, input, target, mode=mode, ignore_index=ignore_index, allow_soft=allow_soft)
+    shape = tuple(input.shape)
+    x = input if input.dtype in (torch.float32, torch.float64) else input.float()
+    n = x.shape[0]
+    c = 1 if mode == "binary" else x.shape[1]
+    x = x.reshape(n, c, -1)
+    if not from_logits:
+        check_probabilities(fn, x)
+    valid: Tensor | None = None
+    if form == "index":
+        t = target.reshape(n, -1)
+        if ignore_index is not None:
+            keep = t != ignore_index
+            t = torch.where(keep, t, torch.zeros_like(t))
+            valid = keep.unsqueeze(1).to(x.dtype)
+        t = t.long()
+    else:
+        t = target.reshape(n, c, -1)
+        if ignore_index is not None:
+            keep = t != ignore_index
+            t = torch.where(keep, t, torch.zeros_like(t))
+            valid = keep.to(x.dtype)
+        t = t.to(x.dtype)
+    if from_logits:
+        prob = torch.softmax(x, dim=1) if mode == "multiclass" else torch.sigmoid(x)
+    else:
+        prob = x
+    return Prepared(mode=mode, from_logits=from_logits, logits=x, prob=prob, target=t, form=form, valid=valid, shape=shape)
+
+
+def log_probs(prep: Prepared, g: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(log p, log(1 - p))``, both ``(N, C, M)``, for the pixel-wise losses.
+
+    From logits both are exact (``logsigmoid(+-x)``; ``log_softmax`` and :func:`log1m_softmax`), finite for every
+    finite logit. From probabilities ``log p`` is taken only where the target has mass on the class and
+    ``log(1 - p)`` only where it has mass off it; elsewhere 0 is returned, so that ``0 * log 0`` counts as 0 in value
+    and gradient (SPEC section 7). A wrong hard prediction (``p = 0`` where ``g > 0``) still gives ``-inf``: its loss
+    is infinite. ``g`` overrides the target used for that masking (a label-smoothed target).
+    """
+    x = prep.logits
+    if prep.from_logits:
+        if prep.mode == "multiclass":
+            return torch_f.log_softmax(x, dim=1), log1m_softmax(x, dim=1)
+        return torch_f.logsigmoid(x), torch_f.logsigmoid(-x)
+    p = prep.prob
+    g = prep.target_dense() if g is None else g
+    on, off = g > 0, g < 1
+    if prep.valid is not None:
+        kept = prep.valid > 0
+        on, off = on & kept, off & kept
+    logp = torch.log(torch.where(on, p, torch.ones_like(p)))
+    log1mp = torch.log1p(-torch.where(off, p, torch.zeros_like(p)))
+    return logp, log1mp
+
+
+def focal_factors(prep: Prepared, gamma: float, logp: Tensor, log1mp: Tensor) -> tuple[Tensor, Tensor]:
+    """``((1 - p)^gamma, p^gamma)`` for the focal terms.
+
+    From logits they are ``exp(gamma * log(1 - p))`` and ``exp(gamma * log p)`` of the exact logs (no NaN gradient
+    for gamma < 1 at saturated logits). From probabilities :func:`safe_pow` is used, since the logs are masked there.
+    """
+    if prep.from_logits:
+        return pow_from_log(log1mp, gamma), pow_from_log(logp, gamma)
+    p = prep.prob
+    return safe_pow(1 - p, gamma), safe_pow(p, gamma)
+
+
+def masked_mean(values: Tensor, valid: Tensor | None, reduction: str) -> Tensor:
+    """Mean or sum of per-element ``values`` over the kept elements; 0 (with zero gradient) when none is kept."""
+    if valid is not None:
+        values = torch.where(valid > 0, values, torch.zeros_like(values))
+    if reduction == "sum":
+        return values.sum()
+    if valid is None:
+        return values.mean()
+    count = valid.expand_as(values).sum()
+    return values.sum() / count.clamp_min(1)
+
+
+def index_log_probs(prep: Prepared, *, need_log1m: bool) -> tuple[Tensor, Tensor | None, Tensor]:
+    """For index targets: ``(log p_t, log(1 - p_t) or None, p_t)``, each ``(N, M)``, of each pixel's own class t.
+
+    From logits ``log(1 - p_t) = logsumexp_{c != t} x_c - logsumexp_c x_c`` (exact, no one-hot); from probabilities
+    the logs are masked at ignored pixels (their value is 0 there, and so is their gradient).
+    """
+    t = prep.target.unsqueeze(1)
+    p_t = prep.prob.gather(1, t).squeeze(1)
+    if prep.from_logits:
+        x = prep.logits
+        lse = torch.logsumexp(x, dim=1)
+        logp_t = x.gather(1, t).squeeze(1) - lse
+        log1m_t = None
+        if need_log1m:
+            others = x.scatter(1, t, float("-inf"))
+            log1m_t = torch.logsumexp(others, dim=1) - lse
+        return logp_t, log1m_t, p_t
+    kept = torch.ones_like(p_t, dtype=torch.bool) if prep.valid is None else prep.valid.squeeze(1) > 0
+    logp_t = torch.log(torch.where(kept, p_t, torch.ones_like(p_t)))
+    log1m_t = torch.log1p(-torch.where(kept, p_t, torch.zeros_like(p_t))) if need_log1m else None
+    return logp_t, log1m_t, p_t
+
+
+def unflatten(values: Tensor, prep: Prepared) -> Tensor:
+    """Per-element values ``(N, M)`` (index form) or ``(N, C, M)`` back to the input's layout (``reduction="none"``)."""
+    if values.ndim == 2:  # (N, M): the spatial shape of a multiclass input
+        return values.reshape(prep.shape[:1] + prep.shape[2:])
+    return values.reshape(prep.shape)

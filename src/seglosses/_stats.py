@@ -1,0 +1,130 @@
+"""Per-class confusion statistics: the shared core of every region loss and metric (SPEC section 3).
+
+With index targets nothing of the input's size is one-hot encoded: each pixel's probability of its own class is
+gathered and summed into that class (``scatter_add``), ``P_c = sum p_c`` and ``G_c`` counts the pixels of class c;
+then ``FP = P - TP`` and ``FN = G - TP``. These equal the product forms ``sum p (1 - g)`` and ``sum (1 - p) g``
+exactly, also for soft targets.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from seglosses._prepare import Prepared
+
+
+class SoftStats(NamedTuple):
+    """Soft confusion statistics, each ``(N, C)`` with ``per_image=True``, else ``(C,)``.
+
+    Attributes:
+        tp: ``sum p g``.
+        fp: ``sum p (1 - g)``.
+        fn: ``sum (1 - p) g``.
+        p_sum: ``sum p`` (= tp + fp).
+        g_sum: ``sum g`` (= tp + fn).
+        count: number of kept elements.
+        p2_sum: ``sum p^2`` (only with ``squared=True``, else None).
+        g2_sum: ``sum g^2`` (only with ``squared=True``, else None).
+    """
+
+    tp: Tensor
+    fp: Tensor
+    fn: Tensor
+    p_sum: Tensor
+    g_sum: Tensor
+    count: Tensor
+    p2_sum: Tensor | None = None
+    g2_sum: Tensor | None = None
+
+
+def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> SoftStats:
+    """Compute :class:`SoftStats` from a prepared call, summed over the batch unless ``per_image``."""
+    p = prep.prob
+    n, c, _ = p.shape
+    valid = prep.valid
+    pv = p if valid is None else p * valid
+    p_sum = pv.sum(-1)
+    p2_sum: Tensor | None = None
+    g2_sum: Tensor | None = None
+    if prep.form == "index":
+        t = prep.target.unsqueeze(1)  # (N, 1, M)
+        p_t = pv.gather(1, t).squeeze(1)  # (N, M): each pixel's probability of its own class (0 if ignored)
+        zeros = torch.zeros((n, c), dtype=p.dtype, device=p.device)
+        tp = zeros.scatter_add(1, prep.target, p_t)
+        ones = torch.ones_like(p_t) if valid is None else valid.squeeze(1)
+        g_sum = zeros.scatter_add(1, prep.target, ones)
+        if squared:
+            p2_sum = (pv * p).sum(-1)
+            g2_sum = g_sum
+    else:
+        g = prep.target  # already 0 at ignored elements
+        tp = (pv * g).sum(-1)
+        g_sum = g.sum(-1)
+        if squared:
+            p2_sum = (pv * p).sum(-1)
+            g2_sum = (g * g).sum(-1)
+    count = prep.count()
+    stats = SoftStats(tp, p_sum - tp, g_sum - tp, p_sum, g_sum, count, p2_sum, g2_sum)
+    if not per_image:
+        stats = SoftStats(*(s.sum(0) if s is not None else None for s in stats))
+    return stats
+
+
+def two_class_stats(stats: SoftStats) -> SoftStats:
+    """Statistics of the pair [1 - p, p] from the foreground's (binary mode as two classes, as Sudre et al. did).
+
+    Background: ``TP_0 = count - P - G + TP``, ``FP_0 = FN_1``, ``FN_0 = FP_1``; shape gains a class dim of 2 in front
+    of the foreground's one (binary statistics have C = 1).
+    """
+    tp, fp, fn, p_sum, g_sum, count = stats.tp, stats.fp, stats.fn, stats.p_sum, stats.g_sum, stats.count
+    tp0 = count - p_sum - g_sum + tp
+    p0 = count - p_sum
+    g0 = count - g_sum
+    cat = torch.cat
+    return SoftStats(
+        cat([tp0, tp], -1), cat([fn, fp], -1), cat([fp, fn], -1), cat([p0, p_sum], -1), cat([g0, g_sum], -1),
+        cat([count, count], -1),
+    )
+
+
+def hard_stats(
+    pred: Tensor, target: Tensor, valid: Tensor | None, num_classes: int, *, multilabel: bool, per_image: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Confusion counts ``(tp, fp, fn, tn)`` of hard predictions, each ``(N, C)`` or ``(C,)`` (int64).
+
+    Args:
+        pred: ``(N, M)`` int64 class indices (multiclass/binary as 2 classes is not used here) or ``(N, C, M)`` 0/1
+            when ``multilabel`` (binary mode is multilabel with C = 1).
+        target: same form as ``pred``.
+        valid: ``None`` or a bool mask ``(N, M)`` (index form) / ``(N, C, M)`` (multilabel form).
+        num_classes: C.
+        multilabel: whether ``pred``/``target`` are per-channel 0/1 maps.
+        per_image: keep the batch dimension.
+    """
+    if multilabel:
+        pb, tb = pred.bool(), target.bool()
+        v = torch.ones_like(pb) if valid is None else valid.bool()
+        tp = (pb & tb & v).sum(-1)
+        fp = (pb & ~tb & v).sum(-1)
+        fn = (~pb & tb & v).sum(-1)
+        total = v.sum(-1)
+    else:
+        n, m = pred.shape
+        c = num_classes
+        v = torch.ones_like(pred, dtype=torch.bool) if valid is None else valid.bool()
+        # one bincount over (image, target, pred) gives the whole per-image confusion matrix
+        offs = torch.arange(n, device=pred.device).unsqueeze(1) * (c * c)
+        code = offs + target * c + pred
+        code = torch.where(v, code, torch.full_like(code, n * c * c))
+        cm = torch.bincount(code.flatten(), minlength=n * c * c + 1)[: n * c * c].view(n, c, c)
+        tp = cm.diagonal(dim1=1, dim2=2)
+        fp = cm.sum(1) - tp  # predicted c, target other
+        fn = cm.sum(2) - tp  # target c, predicted other
+        total = v.sum(-1, keepdim=True).expand(n, c)
+    tn = total - tp - fp - fn
+    if not per_image:
+        tp, fp, fn, tn = tp.sum(0), fp.sum(0), fn.sum(0), tn.sum(0)
+    return tp, fp, fn, tn

@@ -1,0 +1,294 @@
+r"""Compound losses: weighted sums of the public losses (Dice + CE, Combo, Hybrid Focal)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from seglosses._checks import check_hparams, check_reduction
+from seglosses._prepare import index_log_probs, log_probs, masked_mean, prepare
+from seglosses._numerics import log1m_softmax
+from seglosses._types import Mode, Reduction
+from seglosses.functional.pixel import cross_entropy_loss, focal_loss
+from seglosses.functional.region import dice_loss, focal_tversky_loss
+
+Weights = Sequence[float] | Tensor | None
+CompoundReduction = Literal["mean", "sum"]
+
+
+def dice_ce_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    ce_weight: float = 1.0,
+    dice_weight: float = 1.0,
+    smooth: float = 1.0,
+    squared: bool = False,
+    log_loss: bool = False,
+    label_smoothing: float = 0.0,
+    include_background: bool = True,
+    class_weights: Weights = None,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+    reduction: CompoundReduction = "mean",
+) -> Tensor:
+    r"""Dice + cross entropy (binary mode: the seeds' BCE-Dice).
+
+    .. math::
+
+        L = w_{ce}\, \mathrm{CE}(p, g) + w_{dice}\, \mathrm{DiceLoss}(p, g)
+
+    with :func:`seglosses.functional.cross_entropy_loss` and :func:`seglosses.functional.dice_loss`.
+    ``class_weights`` go to both terms (SPEC 7); ``include_background``, ``smooth``, ``squared``, ``log_loss`` and
+    ``per_image`` to the Dice term only (the CE term is always the mean over kept pixels); ``label_smoothing`` to CE.
+
+    Shapes:
+        As :func:`seglosses.functional.dice_loss`; output ``()``.
+
+    Args:
+        input: logits (default) or probabilities.
+        target: see :func:`seglosses.functional.dice_loss`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        from_logits: apply sigmoid/softmax inside (default True).
+        ce_weight: weight of the CE term (default 1.0, as MONAI's ``DiceCELoss``; the seeds' U-Net tutorial uses 0.5).
+        dice_weight: weight of the Dice term (default 1.0; the tutorial: 0.5).
+        smooth: Dice smoothing (default 1.0).
+        squared: squared Dice denominator (default False).
+        log_loss: ``-log D`` for the Dice term (default False).
+        label_smoothing: CE label smoothing (default 0).
+        include_background: keep channel 0 in the Dice term (default True).
+        class_weights: per-class weights for both terms (default None; not in binary mode).
+        ignore_index: target value to ignore (default None).
+        per_image: per-image Dice (default False).
+        reduction: ``"mean"`` (default) or ``"sum"`` (each term with that reduction); ``"none"`` raises.
+
+    Returns:
+        The scalar loss.
+
+    Raises:
+        ValueError: as the two terms; negative weights; ``reduction="none"``.
+        TypeError: as the two terms.
+
+    Note:
+        MONAI ``DiceCELoss(softmax=True, to_onehot_y=True)`` is ``smooth=1e-5, per_image=True`` here with
+        ``ce_weight = lambda_ce`` and ``dice_weight = lambda_dice``; its Dice is per image by default.
+
+    References:
+        F. Isensee et al., "nnU-Net", Nature Methods 2021 (Dice + CE as the default segmentation loss).
+
+    Examples:
+        Logit 0 everywhere on a 1x2 mask with one positive: CE = log 2; the Dice term has TP = 0.5, FP = 0.5,
+        FN = 0.5, so D = (1 + 1) / (2 + 1) and the sum is 0.6931 + 0.3333.
+
+        >>> import torch
+        >>> from seglosses.functional import dice_ce_loss
+        >>> x = torch.zeros(1, 1, 2)
+        >>> g = torch.tensor([[[1.0, 0.0]]])
+        >>> round(dice_ce_loss(x, g, mode="binary").item(), 4)
+        1.0265
+    """
+    fn = "dice_ce_loss"
+    check_hparams(fn, ce_weight=ce_weight, dice_weight=dice_weight)
+    check_reduction(fn, reduction, ("mean", "sum"))
+    ce = cross_entropy_loss(
+        input, target, mode=mode, from_logits=from_logits, class_weights=class_weights,
+        label_smoothing=label_smoothing, ignore_index=ignore_index, reduction=reduction,
+    )
+    dice = dice_loss(
+        input, target, mode=mode, from_logits=from_logits, smooth=smooth, squared=squared, log_loss=log_loss,
+        include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
+        per_image=per_image, reduction=reduction,
+    )
+    return ce_weight * ce + dice_weight * dice
+
+
+def combo_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    smooth: float = 1.0,
+    include_background: bool = True,
+    class_weights: Weights = None,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+    reduction: Literal["mean"] = "mean",
+) -> Tensor:
+    r"""Combo loss (Taghanaki et al. 2019): a weighted cross entropy minus the Dice score.
+
+    .. math::
+
+        L = \alpha\, L_{wce} - (1 - \alpha)\, D, \qquad
+        L_{wce} = -\operatorname{mean}\big[\beta\, g \log p + (1 - \beta)(1 - g) \log(1 - p)\big]
+
+    :math:`L_{wce}` is averaged over every kept pixel and class (one-vs-rest on the probabilities in multiclass
+    mode), :math:`D` is the mean per-class Dice score ``1 - dice_loss`` (with ``smooth``, ``include_background``,
+    ``class_weights`` and ``per_image`` applied to it, SPEC 7). The loss can be negative: that is the paper's
+    definition (its minimum is :math:`-(1 - \alpha)`).
+
+    Shapes:
+        As :func:`seglosses.functional.dice_loss`; output ``()``.
+
+    Args:
+        input: logits (default) or probabilities.
+        target: see :func:`seglosses.functional.dice_loss`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        from_logits: apply sigmoid/softmax inside (default True).
+        alpha: weight of the CE term against the Dice term, in [0, 1] (default 0.5, the paper's).
+        beta: weight of the positive (g) term in the CE, in [0, 1]; beta > 0.5 penalises false negatives more
+            (default 0.5).
+        smooth: Dice smoothing (default 1.0, the paper's code).
+        include_background: keep channel 0 in the Dice term (default True).
+        class_weights: per-class weights of the Dice mean (default None).
+        ignore_index: target value to ignore (default None).
+        per_image: per-image Dice (default False).
+        reduction: ``"mean"`` only (the two terms are means of different things; a sum has no agreed meaning).
+
+    Returns:
+        The scalar loss.
+
+    Raises:
+        ValueError: as :func:`seglosses.functional.dice_loss`; alpha or beta outside [0, 1].
+        TypeError: as :func:`seglosses.functional.dice_loss`.
+
+    Note:
+        A common copy multiplies the second log term by ``beta * (1 - beta)``; that is not the paper's loss. Another
+        clamps p to [eps, 1 - eps]; we compute the logs in log space instead.
+
+    References:
+        S. A. Taghanaki et al., "Combo loss: Handling input and output imbalance in multi-organ segmentation",
+        Computerized Medical Imaging and Graphics 75, 2019, eq. 3-4.
+
+    Examples:
+        Logit 0 on a 1x2 mask with one positive: L_wce = -mean[0.5 log 0.5, 0.5 log 0.5] = 0.5 log 2 and D = 2/3,
+        so L = 0.5 * 0.3466 - 0.5 * 0.6667.
+
+        >>> import torch
+        >>> from seglosses.functional import combo_loss
+        >>> x = torch.zeros(1, 1, 2)
+        >>> g = torch.tensor([[[1.0, 0.0]]])
+        >>> round(combo_loss(x, g, mode="binary").item(), 4)
+        -0.16
+    """
+    fn = "combo_loss"
+    check_hparams(fn, alpha=alpha, beta=beta)
+    check_reduction(fn, reduction, ("mean",))
+    d = 1 - dice_loss(
+        input, target, mode=mode, from_logits=from_logits, smooth=smooth, include_background=include_background,
+        class_weights=class_weights, ignore_index=ignore_index, per_image=per_image, reduction="mean",
+    )
+    prep = prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index)
+    if prep.form == "index":
+        logp_t, _, _ = index_log_probs(prep, need_log1m=False)
+        t = prep.target.unsqueeze(1)
+        # sum over the classes other than the pixel's own: its own entry is zeroed (no one-hot is built)
+        if prep.from_logits:
+            others = log1m_softmax(prep.logits, dim=1).scatter(1, t, 0.0).sum(1)
+        else:
+            kept = prep.prob if prep.valid is None else prep.prob * prep.valid
+            others = torch.log1p(-kept.scatter(1, t, 0.0)).sum(1)
+        per_pixel = -(beta * logp_t + (1 - beta) * others)
+        valid = None if prep.valid is None else prep.valid.squeeze(1)
+        wce = masked_mean(per_pixel, valid, "mean") / prep.num_classes
+    else:
+        logp, log1mp = log_probs(prep)
+        g = prep.target
+        wce = masked_mean(-(beta * g * logp + (1 - beta) * (1 - g) * log1mp), prep.valid, "mean")
+    return alpha * wce - (1 - alpha) * d
+
+
+def hybrid_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    weight: float = 0.5,
+    focal_alpha: float | Sequence[float] | Tensor | None | Literal["auto"] = "auto",
+    focal_gamma: float = 2.0,
+    tversky_alpha: float = 0.3,
+    tversky_beta: float = 0.7,
+    tversky_gamma: float = 0.75,
+    smooth: float = 1.0,
+    include_background: bool = True,
+    class_weights: Weights = None,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+    reduction: CompoundReduction = "mean",
+) -> Tensor:
+    r"""Hybrid focal loss (Yeung et al. 2021): focal loss plus focal Tversky loss.
+
+    .. math::
+
+        L = w\, \mathrm{FL}(\alpha_f, \gamma_f) + (1 - w)\, \mathrm{FTL}(\alpha_t, \beta_t, \gamma_t)
+
+    with :func:`seglosses.functional.focal_loss` and :func:`seglosses.functional.focal_tversky_loss` at their own
+    defaults. ``smooth``, ``include_background``, ``class_weights`` and ``per_image`` go to the focal Tversky term.
+
+    Shapes:
+        As :func:`seglosses.functional.dice_loss`; output ``()``.
+
+    Args:
+        input: logits (default) or probabilities.
+        target: see :func:`seglosses.functional.dice_loss`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        from_logits: apply sigmoid/softmax inside (default True).
+        weight: weight of the focal term, in [0, 1] (default 0.5).
+        focal_alpha: focal ``alpha`` (default ``"auto"``: 0.25 binary/multilabel, None multiclass).
+        focal_gamma: focal ``gamma`` (default 2).
+        tversky_alpha: FP weight of the Tversky index (default 0.3).
+        tversky_beta: FN weight of the Tversky index (default 0.7).
+        tversky_gamma: focal Tversky exponent (default 0.75).
+        smooth: Tversky smoothing (default 1.0).
+        include_background: keep channel 0 in the Tversky term (default True).
+        class_weights: per-class weights of the Tversky mean (default None).
+        ignore_index: target value to ignore (default None).
+        per_image: per-image Tversky statistics (default False).
+        reduction: ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+        The scalar loss.
+
+    Raises:
+        ValueError: as the two terms; ``weight`` outside [0, 1].
+        TypeError: as the two terms.
+
+    Note:
+        Yeung et al.'s own code of the hybrid focal loss uses ``weight=0.5`` and the components' defaults.
+
+    References:
+        M. Yeung, E. Sala, C.-B. Schönlieb, L. Rundo, "Focus U-Net: A novel dual attention-gated CNN for polyp
+        segmentation during colonoscopy", Computers in Biology and Medicine 137, 2021.
+
+    Examples:
+        Equal parts of the two terms:
+
+        >>> import torch
+        >>> from seglosses.functional import hybrid_focal_loss, focal_loss, focal_tversky_loss
+        >>> x = torch.tensor([[[2.0, -1.0]]]); g = torch.tensor([[[1.0, 0.0]]])
+        >>> a = hybrid_focal_loss(x, g, mode="binary")
+        >>> b = 0.5 * focal_loss(x, g, mode="binary") + 0.5 * focal_tversky_loss(x, g, mode="binary")
+        >>> bool(torch.isclose(a, b))
+        True
+    """
+    fn = "hybrid_focal_loss"
+    check_hparams(fn, weight=weight)
+    check_reduction(fn, reduction, ("mean", "sum"))
+    fl = focal_loss(
+        input, target, mode=mode, from_logits=from_logits, alpha=focal_alpha, gamma=focal_gamma,
+        ignore_index=ignore_index, reduction=reduction,
+    )
+    ftl = focal_tversky_loss(
+        input, target, mode=mode, from_logits=from_logits, alpha=tversky_alpha, beta=tversky_beta,
+        gamma=tversky_gamma, smooth=smooth, include_background=include_background, class_weights=class_weights,
+        ignore_index=ignore_index, per_image=per_image, reduction=reduction,
+    )
+    return weight * fl + (1 - weight) * ftl

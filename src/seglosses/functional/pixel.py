@@ -1,0 +1,260 @@
+r"""Pixel-wise losses: cross entropy (binary, multiclass, multilabel) and focal loss."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from seglosses._checks import (
+    check_class_weights_length,
+    check_focal_alpha,
+    check_hparams,
+    check_no_class_weights_binary,
+    check_reduction,
+    check_weights_vector,
+)
+from seglosses._numerics import pow_from_log, safe_pow
+from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, masked_mean, prepare, unflatten
+from seglosses._types import Mode, Reduction
+
+Weights = Sequence[float] | Tensor | None
+
+
+def _finish(values: Tensor, prep: Prepared, reduction: str, valid: Tensor | None) -> Tensor:
+    """Per-element loss -> ``reduction`` (mean over kept elements, sum, or the per-element map with 0 at ignored)."""
+    if reduction == "none":
+        if valid is not None:
+            values = torch.where(valid > 0, values, torch.zeros_like(values))
+        return unflatten(values, prep)
+    return masked_mean(values, valid, reduction)
+
+
+def cross_entropy_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    class_weights: Weights = None,
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Cross entropy: BCE for binary/multilabel, softmax CE for multiclass (soft targets allowed).
+
+    .. math::
+
+        \text{multiclass:}\quad \ell_i = -\sum_c w_c\, \tilde g_{ic} \log p_{ic}, \qquad
+        \tilde g = (1 - \epsilon) g + \epsilon / C
+
+        \text{binary/multilabel:}\quad \ell_{ic} = -w_c [\tilde g \log p + (1 - \tilde g) \log(1 - p)], \qquad
+        \tilde g = (1 - \epsilon) g + \epsilon / 2
+
+    Multiclass follows :func:`torch.nn.functional.cross_entropy` exactly: with index targets and weights the mean is
+    :math:`\sum_i \ell_i / \sum_i w_{y_i}`; with one-hot/soft targets it is the mean over pixels. Binary/multilabel:
+    weight c multiplies channel c's BCE, then the mean over all kept elements (as torch's BCE ``weight``).
+    Logs are taken in log space (``log_softmax``, ``logsigmoid``): finite for any finite logit.
+
+    Shapes:
+        As :func:`seglosses.functional.dice_loss`. ``reduction="none"``: the per-pixel loss, ``(N, *S)`` for
+        multiclass, the input's shape for binary/multilabel (0 at ignored elements).
+
+    Args:
+        input: logits (``from_logits=True``, default) or probabilities.
+        target: class indices ``(N, *S)`` or one-hot/soft ``(N, C, *S)`` (multiclass); masks in [0, 1] otherwise.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        from_logits: apply sigmoid/softmax inside (default True).
+        class_weights: per-class weights of length C (default None). Not allowed in binary mode (SPEC 7).
+        label_smoothing: :math:`\epsilon` in [0, 1] (default 0).
+        ignore_index: target value to ignore; for multiclass only with index targets (default None).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Returns:
+        The loss. Every element ignored: 0 with a zero gradient.
+
+    Raises:
+        ValueError: bad shapes/values (see :func:`seglosses.functional.dice_loss`), ``label_smoothing`` outside
+            [0, 1], ``class_weights`` of the wrong length or in binary mode, ``ignore_index`` with soft multiclass
+            targets.
+        TypeError: non-floating input, floating index target.
+
+    Note:
+        ``torch.nn.BCEWithLogitsLoss(weight=w)`` with ``w`` of shape ``(1, C, 1, 1)`` is our multilabel
+        ``class_weights=w``; its ``pos_weight`` has no equivalent here (use :func:`focal_loss` ``alpha`` or
+        :func:`seglosses.functional.combo_loss` ``beta``).
+
+    References:
+        torch.nn.functional.cross_entropy and binary_cross_entropy_with_logits; C. Szegedy et al., "Rethinking the
+        Inception architecture", CVPR 2016 (label smoothing).
+
+    Examples:
+        Logit 0 gives p = 1/2, so each pixel costs log 2 = 0.6931.
+
+        >>> import torch
+        >>> from seglosses.functional import cross_entropy_loss
+        >>> x = torch.zeros(1, 2, 2)
+        >>> g = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+        >>> round(cross_entropy_loss(x, g, mode="binary").item(), 4)
+        0.6931
+    """
+    fn = "cross_entropy_loss"
+    check_hparams(fn, class_weights=class_weights, label_smoothing=label_smoothing)
+    check_reduction(fn, reduction)
+    check_no_class_weights_binary(fn, class_weights, mode)
+    weights = check_weights_vector(fn, "class_weights", class_weights)
+    prep = prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index)
+    c = prep.num_classes
+    w = None
+    if weights is not None:
+        check_class_weights_length(fn, weights, c, c)
+        w = weights.to(device=prep.prob.device, dtype=prep.prob.dtype)
+    eps = label_smoothing
+    if mode == "multiclass" and prep.form == "index":
+        logp_t, _, _ = index_log_probs(prep, need_log1m=False)
+        w_t = None if w is None else w[prep.target]  # (N, M)
+        values = -(1 - eps) * logp_t if w_t is None else -(1 - eps) * w_t * logp_t
+        if eps > 0:
+            if prep.from_logits:
+                logp = torch.log_softmax(prep.logits, dim=1)
+            else:
+                logp = torch.log(prep.prob if prep.valid is None else torch.where(prep.valid > 0, prep.prob, 1.0))
+            wl = logp if w is None else logp * w.view(1, c, 1)
+            values = values - eps / c * wl.sum(1)
+        valid = None if prep.valid is None else prep.valid.squeeze(1)
+        if reduction != "mean" or w_t is None:
+            return _finish(values, prep, reduction, valid)
+        num = values.sum() if valid is None else torch.where(valid > 0, values, torch.zeros_like(values)).sum()
+        den = w_t.sum() if valid is None else (w_t * valid).sum()
+        return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(num))
+    if mode == "multiclass":
+        g = prep.target * (1 - eps) + eps / c if eps > 0 else prep.target
+        logp, _ = log_probs(prep, g)
+        ce = -(g * logp)
+        if w is not None:
+            ce = ce * w.view(1, c, 1)
+        return _finish(ce.sum(1), prep, reduction, None)
+    g = prep.target * (1 - eps) + eps / 2 if eps > 0 else prep.target
+    logp, log1mp = log_probs(prep, g)
+    bce = -(g * logp + (1 - g) * log1mp)
+    if w is not None:
+        bce = bce * w.view(1, c, 1)
+    return _finish(bce, prep, reduction, prep.valid)
+
+
+def focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    alpha: float | Sequence[float] | Tensor | None | Literal["auto"] = "auto",
+    gamma: float = 2.0,
+    ignore_index: int | None = None,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    r"""Focal loss (Lin et al. 2017), per pixel, then the mean over kept pixels.
+
+    .. math::
+
+        FL = -\alpha_t (1 - p_t)^{\gamma} \log p_t
+
+    Soft targets use the per-class sum form, the same in every mode:
+
+    .. math::
+
+        \text{multiclass:}\; -\sum_c \alpha_c g_c (1 - p_c)^{\gamma} \log p_c, \qquad
+        \text{binary/multilabel:}\; -[\alpha g (1 - p)^{\gamma} \log p + (1 - \alpha)(1 - g) p^{\gamma} \log(1 - p)]
+
+    which equals Lin et al. for hard targets. :math:`(1 - p)^{\gamma}` is computed as
+    :math:`\exp(\gamma \log(1 - p))` from exact log-space quantities, so :math:`\gamma < 1` gives no NaN gradient at
+    saturated logits.
+
+    Shapes:
+        As :func:`cross_entropy_loss` (``reduction="none"`` gives the per-pixel map).
+
+    Args:
+        input: logits (default) or probabilities.
+        target: see :func:`cross_entropy_loss`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        from_logits: apply sigmoid/softmax inside (default True).
+        alpha: binary/multilabel: weight of positives in [0, 1] (negatives get 1 - alpha) or None (no weighting);
+            multiclass: a sequence of C per-class weights or None. ``"auto"`` (default) is 0.25 for binary/multilabel
+            (Lin et al.'s best with gamma 2) and None for multiclass.
+        gamma: focusing exponent >= 0 (default 2, Lin et al.). ``gamma=0, alpha=None`` equals
+            :func:`cross_entropy_loss` exactly.
+        ignore_index: target value to ignore (default None).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Returns:
+        The loss.
+
+    Raises:
+        ValueError: bad shapes/values; ``alpha`` outside [0, 1] or a float in multiclass mode; negative ``gamma``.
+        TypeError: non-floating input, floating index target.
+
+    Note:
+        torchvision's ``sigmoid_focal_loss`` (alpha 0.25, gamma 2, reduction none by default) equals our binary and
+        multilabel focal loss for hard targets; for soft targets it uses :math:`p_t = p g + (1 - p)(1 - g)` and
+        :math:`\alpha_t = \alpha g + (1 - \alpha)(1 - g)`, which differs from the per-class sum form used here.
+        MONAI ``FocalLoss(use_softmax=False)`` with ``alpha=a`` matches ``alpha=a``; without alpha it matches
+        ``alpha=None``. segmentation_models_pytorch ``FocalLoss`` (``alpha=None`` default) matches ``alpha=None``
+        in binary mode and, in multiclass mode, sums one-vs-rest *sigmoid* focal terms: use
+        ``mode="multilabel"`` on a one-hot target to reproduce it.
+
+    References:
+        T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollár, "Focal loss for dense object detection", ICCV 2017, eq. 5.
+
+    Examples:
+        Logit 0, a positive pixel and a negative one, alpha 0.25, gamma 2: each term is
+        weight * (1/2)^2 * log 2, so the mean is (0.25 + 0.75) / 2 * 0.25 * log 2 = 0.0866.
+
+        >>> import torch
+        >>> from seglosses.functional import focal_loss
+        >>> x = torch.zeros(1, 1, 2)
+        >>> g = torch.tensor([[[1.0, 0.0]]])
+        >>> round(focal_loss(x, g, mode="binary").item(), 4)
+        0.0866
+    """
+    fn = "focal_loss"
+    check_hparams(fn, gamma=gamma)
+    check_reduction(fn, reduction)
+    prep = prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index)
+    a = check_focal_alpha(fn, "alpha", alpha, mode, prep.num_classes)
+    return _focal_values(prep, a, gamma, reduction)
+
+
+def _focal_values(prep: Prepared, alpha: object, gamma: float, reduction: str) -> Tensor:
+    c = prep.num_classes
+    if prep.mode == "multiclass":
+        a = None if alpha is None else torch.as_tensor(alpha).to(device=prep.prob.device, dtype=prep.prob.dtype)
+        if prep.form == "index":
+            logp_t, log1m_t, p_t = index_log_probs(prep, need_log1m=prep.from_logits)
+            if prep.from_logits and log1m_t is not None:
+                mod = pow_from_log(log1m_t, gamma)
+            else:
+                mod = safe_pow(1 - p_t, gamma)
+            values = -mod * logp_t
+            if a is not None:
+                values = values * a[prep.target]
+            valid = None if prep.valid is None else prep.valid.squeeze(1)
+            return _finish(values, prep, reduction, valid)
+        logp, log1mp = log_probs(prep)
+        mod, _ = focal_factors(prep, gamma, logp, log1mp)
+        terms = -prep.target * mod * logp
+        if a is not None:
+            terms = terms * a.view(1, c, 1)
+        return _finish(terms.sum(1), prep, reduction, None)
+    logp, log1mp = log_probs(prep)
+    mod_pos, mod_neg = focal_factors(prep, gamma, logp, log1mp)
+    g = prep.target
+    pos = g * mod_pos * logp
+    neg = (1 - g) * mod_neg * log1mp
+    if alpha is not None:
+        a_f = float(alpha)  # type: ignore[arg-type]
+        values = -(a_f * pos + (1 - a_f) * neg)
+    else:
+        values = -(pos + neg)
+    return _finish(values, prep, reduction, prep.valid)

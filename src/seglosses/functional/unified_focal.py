@@ -1,0 +1,376 @@
+r"""Unified focal loss (Yeung et al. 2022) and its four public components."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from seglosses._checks import check_hparams, check_mode, check_reduction
+from seglosses._numerics import safe_divide, safe_pow
+from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, prepare, unflatten
+from seglosses._prepare import masked_mean
+from seglosses._stats import soft_stats, two_class_stats
+from seglosses._types import Mode
+
+_MODES = ("binary", "multiclass")
+
+
+def _prepare_uf(fn: str, input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index: int | None) -> Prepared:
+    check_mode(fn, mode, _MODES)
+    return prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index)
+
+
+def _focal_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, reduction: str) -> Tensor:
+    """``L_F``: per pixel, the sum over classes of the modified focal terms, then the mean over kept pixels."""
+    if prep.mode == "binary":
+        # the pair [1 - p, p]: class 0 is the background, log p_0 = log(1 - p), 1 - p_0 = p
+        logp, log1mp = log_probs(prep)
+        mod_fg, mod_bg = focal_factors(prep, gamma, logp, log1mp)
+        g = prep.target
+        back = (1 - delta) * mod_bg * (-(1 - g) * log1mp)
+        fore = delta * (-g * logp) if asymmetric else delta * mod_fg * (-g * logp)
+        values, valid = back + fore, prep.valid
+    elif prep.form == "index":
+        logp_t, log1m_t, p_t = index_log_probs(prep, need_log1m=prep.from_logits)
+        mod = torch.exp(gamma * log1m_t) if log1m_t is not None else safe_pow(1 - p_t, gamma)
+        background = prep.target == 0
+        rare_coef = delta * (torch.ones_like(mod) if asymmetric else mod)
+        values = -logp_t * torch.where(background, (1 - delta) * mod, rare_coef)
+        valid = None if prep.valid is None else prep.valid.squeeze(1)
+    else:
+        logp, log1mp = log_probs(prep)
+        mod, _ = focal_factors(prep, gamma, logp, log1mp)
+        ce = -prep.target * logp
+        coef = delta * (torch.ones_like(mod) if asymmetric else mod)
+        coef = torch.cat([(1 - delta) * mod[:, :1], coef[:, 1:]], dim=1)
+        values, valid = (coef * ce).sum(1), None
+    if reduction == "none":
+        if valid is not None:
+            values = torch.where(valid > 0, values, torch.zeros_like(values))
+        return unflatten(values, prep)
+    return masked_mean(values, valid, reduction)
+
+
+def _tversky_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, smooth: float, reduction: str) -> Tensor:
+    """``L_FT``: per image and class modified Tversky terms, then the mean over images and classes."""
+    stats = soft_stats(prep, per_image=True)
+    if prep.mode == "binary":
+        stats = two_class_stats(stats)
+    mti = safe_divide(stats.tp + smooth, stats.tp + delta * stats.fn + (1 - delta) * stats.fp + smooth)
+    rare = safe_pow(1 - mti, 1 - gamma)
+    back = (1 - mti[:, :1]) if asymmetric else rare[:, :1]
+    values = torch.cat([back, rare[:, 1:]], dim=1)  # (N, C)
+    if reduction == "mean":
+        return values.mean()
+    return values.sum() if reduction == "sum" else values
+
+
+def asymmetric_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    delta: float = 0.7,
+    gamma: float = 2.0,
+    ignore_index: int | None = None,
+    reduction: Literal["mean", "sum", "none"] = "mean",
+) -> Tensor:
+    r"""Asymmetric (modified) focal loss, the pixel part of the asymmetric unified focal loss.
+
+    .. math::
+
+        L_{aF} = \operatorname{mean}_i \Big[ -(1 - \delta)(1 - p_{i0})^{\gamma} g_{i0} \log p_{i0}
+        - \delta \sum_{r \geq 1} g_{ir} \log p_{ir} \Big]
+
+    The background (class 0) is focally suppressed, the rare classes are not. Binary mode uses the two classes
+    [1 - p, p]; multiclass uses class 0 as the background and 1..C-1 as the rare classes; multilabel raises.
+
+    Shapes:
+        As :func:`seglosses.functional.dice_loss` (binary/multiclass); ``reduction="none"``: per pixel, ``(N, *S)``
+        for multiclass, the input's shape for binary.
+
+    Args:
+        input: logits (default) or probabilities.
+        target: see :func:`seglosses.functional.dice_loss`.
+        mode: ``"binary"`` or ``"multiclass"``.
+        from_logits: apply sigmoid/softmax inside (default True).
+        delta: weight of the rare classes, in [0, 1] (default 0.7, the reference code's).
+        gamma: focal exponent of the background term, >= 0 (default 2, the reference code's).
+        ignore_index: target value to ignore (default None).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Returns:
+        The loss.
+
+    Raises:
+        ValueError: ``mode="multilabel"``, ``delta`` outside [0, 1], negative ``gamma``, and the shape/value errors
+            of :func:`seglosses.functional.dice_loss`.
+        TypeError: non-floating input, floating index target.
+
+    References:
+        M. Yeung, E. Sala, C.-B. Schönlieb, L. Rundo, "Unified Focal loss: Generalising Dice and cross entropy-based
+        losses to handle class imbalanced medical image segmentation", Comput Med Imaging Graph 95:102026, 2022,
+        eq. 14.
+
+    Examples:
+        Logit 0 (p = 1/2), one foreground and one background pixel: the terms are 0.7 log 2 and
+        0.3 (1/2)^2 log 2, and the mean is 0.2859.
+
+        >>> import torch
+        >>> from seglosses.functional import asymmetric_focal_loss
+        >>> x = torch.zeros(1, 1, 2); g = torch.tensor([[[1.0, 0.0]]])
+        >>> round(asymmetric_focal_loss(x, g, mode="binary").item(), 4)
+        0.2859
+    """
+    fn = "asymmetric_focal_loss"
+    check_hparams(fn, delta=delta, gamma=gamma)
+    check_reduction(fn, reduction)
+    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index)
+    return _focal_part(prep, delta, gamma, True, reduction)
+
+
+def symmetric_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    delta: float = 0.7,
+    gamma: float = 2.0,
+    ignore_index: int | None = None,
+    reduction: Literal["mean", "sum", "none"] = "mean",
+) -> Tensor:
+    r"""Symmetric (modified) focal loss, the pixel part of the symmetric unified focal loss.
+
+    .. math::
+
+        L_{mF} = \operatorname{mean}_i \Big[ -(1 - \delta)(1 - p_{i0})^{\gamma} g_{i0} \log p_{i0}
+        - \delta \sum_{r \geq 1} (1 - p_{ir})^{\gamma} g_{ir} \log p_{ir} \Big]
+
+    Args:
+        input: logits (default) or probabilities.
+        target: see :func:`seglosses.functional.dice_loss`.
+        mode: ``"binary"`` or ``"multiclass"``.
+        from_logits: apply sigmoid/softmax inside (default True).
+        delta: weight of the rare classes, in [0, 1] (default 0.7).
+        gamma: focal exponent of every class, >= 0 (default 2).
+        ignore_index: target value to ignore (default None).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Returns:
+        The loss; shapes as :func:`asymmetric_focal_loss`.
+
+    Raises:
+        ValueError: as :func:`asymmetric_focal_loss`.
+        TypeError: as :func:`asymmetric_focal_loss`.
+
+    References:
+        Yeung et al. 2022 (see :func:`asymmetric_focal_loss`), eq. 12.
+
+    Examples:
+        Logit 0, one foreground and one background pixel: (0.7 + 0.3) (1/2)^2 log 2 / 2 = 0.0866.
+
+        >>> import torch
+        >>> from seglosses.functional import symmetric_focal_loss
+        >>> x = torch.zeros(1, 1, 2); g = torch.tensor([[[1.0, 0.0]]])
+        >>> round(symmetric_focal_loss(x, g, mode="binary").item(), 4)
+        0.0866
+    """
+    fn = "symmetric_focal_loss"
+    check_hparams(fn, delta=delta, gamma=gamma)
+    check_reduction(fn, reduction)
+    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index)
+    return _focal_part(prep, delta, gamma, False, reduction)
+
+
+def asymmetric_focal_tversky_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    delta: float = 0.7,
+    gamma: float = 0.75,
+    smooth: float = 1e-7,
+    ignore_index: int | None = None,
+    reduction: Literal["mean", "sum", "none"] = "mean",
+) -> Tensor:
+    r"""Asymmetric focal Tversky loss, the region part of the asymmetric unified focal loss.
+
+    .. math::
+
+        mTI_c = \frac{TP_c + \epsilon}{TP_c + \delta FN_c + (1 - \delta) FP_c + \epsilon}, \qquad
+        L_{aFT} = \operatorname{mean}_{n, c} \begin{cases} 1 - mTI_{n0} & c = 0 \\
+        (1 - mTI_{nc})^{1 - \gamma} & c \geq 1 \end{cases}
+
+    Statistics are per image (as in the reference code). ``delta`` weights the false negatives.
+
+    Shapes:
+        As :func:`seglosses.functional.dice_loss` (binary/multiclass); ``reduction="none"`` gives ``(N, C)``
+        (``C = 2`` in binary mode: background, foreground).
+
+    Args:
+        input: logits (default) or probabilities.
+        target: see :func:`seglosses.functional.dice_loss`.
+        mode: ``"binary"`` (classes [1 - p, p]) or ``"multiclass"`` (class 0 the background).
+        from_logits: apply sigmoid/softmax inside (default True).
+        delta: FN weight, in [0, 1] (default 0.7, the reference code's).
+        gamma: in [0, 1]; the rare classes are raised to 1 - gamma (default 0.75, the reference code's).
+        smooth: :math:`\epsilon` (default 1e-7, the reference code's epsilon).
+        ignore_index: target value to ignore (default None).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+
+    Returns:
+        The loss.
+
+    Raises:
+        ValueError: as :func:`asymmetric_focal_loss`; ``gamma`` outside [0, 1].
+        TypeError: as :func:`asymmetric_focal_loss`.
+
+    References:
+        Yeung et al. 2022 (see :func:`asymmetric_focal_loss`), eq. 15.
+
+    Examples:
+        A perfect prediction (probabilities 0/1) gives mTI = 1 for both classes, so the loss is 0.
+
+        >>> import torch
+        >>> from seglosses.functional import asymmetric_focal_tversky_loss
+        >>> g = torch.tensor([[[1.0, 0.0]]])
+        >>> asymmetric_focal_tversky_loss(g, g, mode="binary", from_logits=False).item()
+        0.0
+    """
+    fn = "asymmetric_focal_tversky_loss"
+    check_hparams(fn, delta=delta, gamma=gamma, smooth=smooth)
+    check_reduction(fn, reduction)
+    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index)
+    return _tversky_part(prep, delta, gamma, True, smooth, reduction)
+
+
+def symmetric_focal_tversky_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    delta: float = 0.7,
+    gamma: float = 0.75,
+    smooth: float = 1e-7,
+    ignore_index: int | None = None,
+    reduction: Literal["mean", "sum", "none"] = "mean",
+) -> Tensor:
+    r"""Symmetric focal Tversky loss, the region part of the symmetric unified focal loss.
+
+    .. math::
+
+        L_{mFT} = \operatorname{mean}_{n, c} (1 - mTI_{nc})^{1 - \gamma}
+
+    with :math:`mTI` as in :func:`asymmetric_focal_tversky_loss` (per image; ``delta`` weights FN).
+
+    Args:
+        input: logits (default) or probabilities.
+        target: see :func:`seglosses.functional.dice_loss`.
+        mode: ``"binary"`` or ``"multiclass"``.
+        from_logits: apply sigmoid/softmax inside (default True).
+        delta: FN weight, in [0, 1] (default 0.7).
+        gamma: in [0, 1]; every class is raised to 1 - gamma (default 0.75).
+        smooth: :math:`\epsilon` (default 1e-7).
+        ignore_index: target value to ignore (default None).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (``(N, C)``).
+
+    Returns:
+        The loss.
+
+    Raises:
+        ValueError: as :func:`asymmetric_focal_tversky_loss`.
+        TypeError: as :func:`asymmetric_focal_tversky_loss`.
+
+    References:
+        Yeung et al. 2022 (see :func:`asymmetric_focal_loss`), eq. 13.
+
+    Examples:
+        >>> import torch
+        >>> from seglosses.functional import symmetric_focal_tversky_loss
+        >>> g = torch.tensor([[[1.0, 0.0]]])
+        >>> symmetric_focal_tversky_loss(g, g, mode="binary", from_logits=False).item()
+        0.0
+    """
+    fn = "symmetric_focal_tversky_loss"
+    check_hparams(fn, delta=delta, gamma=gamma, smooth=smooth)
+    check_reduction(fn, reduction)
+    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index)
+    return _tversky_part(prep, delta, gamma, False, smooth, reduction)
+
+
+def unified_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    weight: float = 0.5,
+    delta: float = 0.6,
+    gamma: float = 0.5,
+    asymmetric: bool = True,
+    smooth: float = 1e-7,
+    ignore_index: int | None = None,
+    reduction: Literal["mean", "sum"] = "mean",
+) -> Tensor:
+    r"""Unified focal loss (Yeung et al. 2022), asymmetric (default) or symmetric.
+
+    .. math::
+
+        L = w\, L_F + (1 - w)\, L_{FT}
+
+    where, asymmetric: :math:`L_F` = :func:`asymmetric_focal_loss` and :math:`L_{FT}` =
+    :func:`asymmetric_focal_tversky_loss`; symmetric: the symmetric pair. Both take the same ``delta`` and
+    ``gamma``. ``L_FT`` uses per-image statistics and is the mean over images and classes, as in the authors' code
+    (the paper writes a sum over classes: C times this mean).
+
+    Shapes:
+        As :func:`seglosses.functional.dice_loss` (binary/multiclass); output ``()``.
+
+    Args:
+        input: logits (default) or probabilities.
+        target: see :func:`seglosses.functional.dice_loss`.
+        mode: ``"binary"`` (classes [1 - p, p]) or ``"multiclass"`` (class 0 the background); multilabel raises.
+        from_logits: apply sigmoid/softmax inside (default True).
+        weight: :math:`\lambda`, the weight of the focal term, in [0, 1] (default 0.5). The paper and the seed code
+            put it on the focal term; the authors' Keras code puts it on the Tversky term (the same at 0.5).
+        delta: in [0, 1] (default 0.6, the paper's): weight of the rare classes in :math:`L_F` and of FN in mTI.
+        gamma: in [0, 1] (default 0.5, the paper's): focal exponent of :math:`L_F`; :math:`L_{FT}` uses 1 - gamma.
+        asymmetric: the asymmetric variant (default True, the paper's recommendation).
+        smooth: mTI's epsilon (default 1e-7, the reference code's).
+        ignore_index: target value to ignore (default None). An image with no kept pixel in a batch that has some
+            counts with mTI = 1 (its L_FT terms are 0).
+        reduction: ``"mean"`` (default) or ``"sum"``.
+
+    Returns:
+        The scalar loss.
+
+    Raises:
+        ValueError: as :func:`asymmetric_focal_tversky_loss`; ``weight`` outside [0, 1].
+        TypeError: as :func:`asymmetric_focal_loss`.
+
+    References:
+        M. Yeung, E. Sala, C.-B. Schönlieb, L. Rundo, "Unified Focal loss", Comput Med Imaging Graph 95:102026,
+        2022, eq. 16-17.
+
+    Examples:
+        A perfect hard prediction gives 0:
+
+        >>> import torch
+        >>> from seglosses.functional import unified_focal_loss
+        >>> g = torch.tensor([[[1.0, 0.0]]])
+        >>> unified_focal_loss(g, g, mode="binary", from_logits=False).item()
+        0.0
+    """
+    fn = "unified_focal_loss"
+    check_hparams(fn, weight=weight, delta=delta, gamma=gamma, asymmetric=asymmetric, smooth=smooth)
+    check_reduction(fn, reduction, ("mean", "sum"))
+    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index)
+    lf = _focal_part(prep, delta, gamma, asymmetric, reduction)
+    lft = _tversky_part(prep, delta, gamma, asymmetric, smooth, reduction)
+    return weight * lf + (1 - weight) * lft

@@ -1,0 +1,349 @@
+"""``torch.nn.Module`` wrappers: the same keyword arguments as the functions, checked at construction.
+
+Each Module stores its arguments as public attributes (``class_weights`` as a buffer, so it follows ``.to()``),
+and ``forward(input, target)`` is one call of its function; it never mutates ``self``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from seglosses import functional as F
+from seglosses._checks import (
+    check_focal_alpha,
+    check_hparams,
+    check_mode,
+    check_option,
+    check_reduction,
+    check_weights_vector,
+)
+from seglosses._types import Mode
+
+Weights = Sequence[float] | Tensor | None
+FocalAlpha = float | Sequence[float] | Tensor | None | Literal["auto"]
+
+
+class _SegLoss(nn.Module):
+    """Shared machinery of the loss Modules (not public)."""
+
+    _function: ClassVar[Callable[..., Tensor]]
+    _reductions: ClassVar[tuple[str, ...]] = ("mean", "sum", "none")
+    _modes: ClassVar[tuple[str, ...]] = ("binary", "multiclass", "multilabel")
+    _arg_names: tuple[str, ...]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        fn = type(self)._function.__name__
+        for name, value in kwargs.items():
+            if name == "mode":
+                check_mode(fn, value, type(self)._modes)
+            elif name == "reduction":
+                check_reduction(fn, value, type(self)._reductions)
+            elif name == "classes":
+                check_option(fn, name, value, ("present", "all"))
+            elif (fn, name) in (("focal_loss", "alpha"), ("hybrid_focal_loss", "focal_alpha")):
+                check_focal_alpha(fn, name, value, str(kwargs["mode"]))
+            else:
+                check_hparams(fn, **{name: value})
+        self._arg_names = tuple(kwargs)
+        for name, value in kwargs.items():
+            if name == "class_weights":
+                w = check_weights_vector(fn, "class_weights", value)
+                self.register_buffer("class_weights", None if w is None else w.to(torch.get_default_dtype()))
+            elif isinstance(value, Tensor):
+                self.register_buffer(name, value.detach().clone())
+            else:
+                setattr(self, name, value)
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Compute the loss; see the function named in the class docstring."""
+        return type(self)._function(input, target, **{name: getattr(self, name) for name in self._arg_names})
+
+    def extra_repr(self) -> str:
+        """The mode and every argument that differs from the function's default."""
+        defaults = {
+            p.name: p.default
+            for p in inspect.signature(type(self)._function).parameters.values()
+            if p.default is not inspect.Parameter.empty
+        }
+        parts = []
+        for name in self._arg_names:
+            value = getattr(self, name)
+            if isinstance(value, Tensor):
+                parts.append(f"{name}={value.tolist()!r}")
+            elif name not in defaults or value != defaults[name]:
+                parts.append(f"{name}={value!r}")
+        return ", ".join(parts)
+
+
+class DiceLoss(_SegLoss):
+    """Dice loss Module. See :func:`seglosses.functional.dice_loss`.
+
+    Examples:
+        >>> import torch
+        >>> from seglosses import DiceLoss
+        >>> loss = DiceLoss(mode="multiclass", include_background=False)
+        >>> loss
+        DiceLoss(mode='multiclass', include_background=False)
+        >>> float(loss(torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))) > 0
+        True
+    """
+
+    _function = staticmethod(F.dice_loss)
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, smooth: float = 1.0, squared: bool = False,
+        log_loss: bool = False, include_background: bool = True, class_weights: Weights = None,
+        ignore_index: int | None = None, per_image: bool = False, reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            mode=mode, from_logits=from_logits, smooth=smooth, squared=squared, log_loss=log_loss,
+            include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
+            per_image=per_image, reduction=reduction,
+        )
+
+
+class JaccardLoss(_SegLoss):
+    """Jaccard (IoU) loss Module. See :func:`seglosses.functional.jaccard_loss`."""
+
+    _function = staticmethod(F.jaccard_loss)
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, smooth: float = 1.0, include_background: bool = True,
+        class_weights: Weights = None, ignore_index: int | None = None, per_image: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            mode=mode, from_logits=from_logits, smooth=smooth, include_background=include_background,
+            class_weights=class_weights, ignore_index=ignore_index, per_image=per_image, reduction=reduction,
+        )
+
+
+class TverskyLoss(_SegLoss):
+    """Tversky loss Module. See :func:`seglosses.functional.tversky_loss`."""
+
+    _function = staticmethod(F.tversky_loss)
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0,
+        include_background: bool = True, class_weights: Weights = None, ignore_index: int | None = None,
+        per_image: bool = False, reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            mode=mode, from_logits=from_logits, alpha=alpha, beta=beta, smooth=smooth,
+            include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
+            per_image=per_image, reduction=reduction,
+        )
+
+
+class FocalTverskyLoss(_SegLoss):
+    """Focal Tversky loss Module. See :func:`seglosses.functional.focal_tversky_loss`."""
+
+    _function = staticmethod(F.focal_tversky_loss)
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, alpha: float = 0.3, beta: float = 0.7, gamma: float = 0.75,
+        smooth: float = 1.0, include_background: bool = True, class_weights: Weights = None,
+        ignore_index: int | None = None, per_image: bool = False, reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            mode=mode, from_logits=from_logits, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth,
+            include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
+            per_image=per_image, reduction=reduction,
+        )
+
+
+class GeneralizedDiceLoss(_SegLoss):
+    """Generalised Dice loss Module. See :func:`seglosses.functional.generalized_dice_loss`."""
+
+    _function = staticmethod(F.generalized_dice_loss)
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, smooth: float = 1.0, include_background: bool = True,
+        ignore_index: int | None = None, per_image: bool = False, reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            mode=mode, from_logits=from_logits, smooth=smooth, include_background=include_background,
+            ignore_index=ignore_index, per_image=per_image, reduction=reduction,
+        )
+
+
+class CrossEntropyLoss(_SegLoss):
+    """Cross entropy Module. See :func:`seglosses.functional.cross_entropy_loss`."""
+
+    _function = staticmethod(F.cross_entropy_loss)
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, class_weights: Weights = None, label_smoothing: float = 0.0,
+        ignore_index: int | None = None, reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            mode=mode, from_logits=from_logits, class_weights=class_weights, label_smoothing=label_smoothing,
+            ignore_index=ignore_index, reduction=reduction,
+        )
+
+
+class FocalLoss(_SegLoss):
+    """Focal loss Module. See :func:`seglosses.functional.focal_loss`."""
+
+    _function = staticmethod(F.focal_loss)
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, alpha: FocalAlpha = "auto", gamma: float = 2.0,
+        ignore_index: int | None = None, reduction: str = "mean",
+    ) -> None:
+        if isinstance(alpha, Sequence) and not isinstance(alpha, str):
+            alpha = torch.tensor([float(a) for a in alpha])
+        super().__init__(
+            mode=mode, from_logits=from_logits, alpha=alpha, gamma=gamma, ignore_index=ignore_index,
+            reduction=reduction,
+        )
+
+
+class DiceCELoss(_SegLoss):
+    """Dice + cross entropy Module. See :func:`seglosses.functional.dice_ce_loss`."""
+
+    _function = staticmethod(F.dice_ce_loss)
+    _reductions = ("mean", "sum")
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, ce_weight: float = 1.0, dice_weight: float = 1.0,
+        smooth: float = 1.0, squared: bool = False, log_loss: bool = False, label_smoothing: float = 0.0,
+        include_background: bool = True, class_weights: Weights = None, ignore_index: int | None = None,
+        per_image: bool = False, reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            mode=mode, from_logits=from_logits, ce_weight=ce_weight, dice_weight=dice_weight, smooth=smooth,
+            squared=squared, log_loss=log_loss, label_smoothing=label_smoothing,
+            include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
+            per_image=per_image, reduction=reduction,
+        )
+
+
+class ComboLoss(_SegLoss):
+    """Combo loss Module. See :func:`seglosses.functional.combo_loss`."""
+
+    _function = staticmethod(F.combo_loss)
+    _reductions = ("mean",)
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0,
+        include_background: bool = True, class_weights: Weights = None, ignore_index: int | None = None,
+        per_image: bool = False, reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            mode=mode, from_logits=from_logits, alpha=alpha, beta=beta, smooth=smooth,
+            include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
+            per_image=per_image, reduction=reduction,
+        )
+
+
+class HybridFocalLoss(_SegLoss):
+    """Hybrid focal loss Module. See :func:`seglosses.functional.hybrid_focal_loss`."""
+
+    _function = staticmethod(F.hybrid_focal_loss)
+    _reductions = ("mean", "sum")
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, weight: float = 0.5, focal_alpha: FocalAlpha = "auto",
+        focal_gamma: float = 2.0, tversky_alpha: float = 0.3, tversky_beta: float = 0.7,
+        tversky_gamma: float = 0.75, smooth: float = 1.0, include_background: bool = True,
+        class_weights: Weights = None, ignore_index: int | None = None, per_image: bool = False,
+        reduction: str = "mean",
+    ) -> None:
+        if isinstance(focal_alpha, Sequence) and not isinstance(focal_alpha, str):
+            focal_alpha = torch.tensor([float(a) for a in focal_alpha])
+        super().__init__(
+            mode=mode, from_logits=from_logits, weight=weight, focal_alpha=focal_alpha, focal_gamma=focal_gamma,
+            tversky_alpha=tversky_alpha, tversky_beta=tversky_beta, tversky_gamma=tversky_gamma, smooth=smooth,
+            include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
+            per_image=per_image, reduction=reduction,
+        )
+
+
+class UnifiedFocalLoss(_SegLoss):
+    """Unified focal loss Module. See :func:`seglosses.functional.unified_focal_loss`."""
+
+    _function = staticmethod(F.unified_focal_loss)
+    _reductions = ("mean", "sum")
+    _modes = ("binary", "multiclass")
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, weight: float = 0.5, delta: float = 0.6, gamma: float = 0.5,
+        asymmetric: bool = True, smooth: float = 1e-7, ignore_index: int | None = None, reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            mode=mode, from_logits=from_logits, weight=weight, delta=delta, gamma=gamma, asymmetric=asymmetric,
+            smooth=smooth, ignore_index=ignore_index, reduction=reduction,
+        )
+
+
+class _UnifiedFocalPart(_SegLoss):
+    _modes = ("binary", "multiclass")
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, delta: float = 0.7, gamma: float = 2.0,
+        ignore_index: int | None = None, reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            mode=mode, from_logits=from_logits, delta=delta, gamma=gamma, ignore_index=ignore_index,
+            reduction=reduction,
+        )
+
+
+class AsymmetricFocalLoss(_UnifiedFocalPart):
+    """Asymmetric focal loss Module. See :func:`seglosses.functional.asymmetric_focal_loss`."""
+
+    _function = staticmethod(F.asymmetric_focal_loss)
+
+
+class SymmetricFocalLoss(_UnifiedFocalPart):
+    """Symmetric focal loss Module. See :func:`seglosses.functional.symmetric_focal_loss`."""
+
+    _function = staticmethod(F.symmetric_focal_loss)
+
+
+class _UnifiedTverskyPart(_SegLoss):
+    _modes = ("binary", "multiclass")
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, delta: float = 0.7, gamma: float = 0.75,
+        smooth: float = 1e-7, ignore_index: int | None = None, reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            mode=mode, from_logits=from_logits, delta=delta, gamma=gamma, smooth=smooth, ignore_index=ignore_index,
+            reduction=reduction,
+        )
+
+
+class AsymmetricFocalTverskyLoss(_UnifiedTverskyPart):
+    """Asymmetric focal Tversky loss Module. See :func:`seglosses.functional.asymmetric_focal_tversky_loss`."""
+
+    _function = staticmethod(F.asymmetric_focal_tversky_loss)
+
+
+class SymmetricFocalTverskyLoss(_UnifiedTverskyPart):
+    """Symmetric focal Tversky loss Module. See :func:`seglosses.functional.symmetric_focal_tversky_loss`."""
+
+    _function = staticmethod(F.symmetric_focal_tversky_loss)
+
+
+class LovaszLoss(_SegLoss):
+    """Lovasz hinge / Lovasz-softmax loss Module. See :func:`seglosses.functional.lovasz_loss`."""
+
+    _function = staticmethod(getattr(F, "lovasz_loss", None))  # TEMP until lovasz.py lands
+    _reductions = ("mean", "sum")
+
+    def __init__(
+        self, *, mode: Mode, from_logits: bool = True, classes: Literal["present", "all"] = "present",
+        ignore_index: int | None = None, per_image: bool = False, reduction: str = "mean",
+    ) -> None:
+        super().__init__(
+            mode=mode, from_logits=from_logits, classes=classes, ignore_index=ignore_index, per_image=per_image,
+            reduction=reduction,
+        )
