@@ -9,9 +9,10 @@ optionally followed by a hint for the usual mistake. Functions here never broadc
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -82,9 +83,7 @@ def check_ignore_index(fn: str, ignore_index: object) -> None:
         raise TypeError(f"{fn}: `ignore_index` must be an int or None; got {type(ignore_index).__name__}")
 
 
-def check_weights_vector(
-    fn: str, name: str, value: object, *, allow_zero_sum: bool = False
-) -> torch.Tensor | None:
+def check_weights_vector(fn: str, name: str, value: object, *, allow_zero_sum: bool = False) -> torch.Tensor | None:
     """Turn a sequence or 1-D tensor of non-negative finite weights into a float64 CPU-agnostic tensor."""
     if value is None:
         return None
@@ -112,7 +111,9 @@ def check_class_weights_length(fn: str, weights: torch.Tensor, num_classes: int,
     """``class_weights`` has one entry per class, or one per kept class."""
     n = weights.numel()
     if n not in (num_classes, num_kept):
-        expected = f"C={num_classes}" if num_kept == num_classes else f"C={num_classes} or {num_kept} (the kept classes)"
+        expected = (
+            f"C={num_classes}" if num_kept == num_classes else f"C={num_classes} or {num_kept} (the kept classes)"
+        )
         raise ValueError(f"{fn}: `class_weights` must have length {expected}; got {n}")
 
 
@@ -161,7 +162,9 @@ def check_input_target(
     tshape = tuple(target.shape)
     if mode == "binary":
         if input.ndim < 2:
-            raise ValueError(f"{fn}: `input` for mode='binary' must have shape (N, 1, *S) or (N, *S); got {_fmt_shape(shape)}")
+            raise ValueError(
+                f"{fn}: `input` for mode='binary' must have shape (N, 1, *S) or (N, *S); got {_fmt_shape(shape)}"
+            )
         if tshape != shape:
             hint = ""
             if input.ndim == target.ndim + 1 and shape[1] == 1 and tshape == shape[:1] + shape[2:]:
@@ -347,3 +350,24 @@ def check_hparams(fn: str, **kwargs: object) -> None:
             check_number(fn, name, value, low=low, high=high, low_open=lo_open, high_open=hi_open)
         else:  # pragma: no cover - a programming error inside seglosses, not user input
             raise KeyError(f"check_hparams: no rule for {name!r}")
+
+
+@contextlib.contextmanager
+def as_caller(fn: str, **renames: str) -> Iterator[None]:
+    """Re-raise a component's validation error under the caller's name (and argument spelling).
+
+    A compound loss calls the public component losses; an error raised there names the component
+    (``"cross_entropy_loss: ..."``). Inside this context the message is rewritten to name ``fn``,
+    and each component argument ``old`` listed in ``renames`` (``old="new"``) is spelled as the
+    caller spells it, so that the user reads the function and argument they actually called.
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        text = str(err)
+        head, sep, rest = text.partition(": ")
+        if not sep or not head.isidentifier() or head == fn:
+            raise
+        for old, new in renames.items():
+            rest = rest.replace(f"`{old}`", f"`{new}`")
+        raise type(err)(f"{fn}: {rest}") from None

@@ -27,6 +27,7 @@ class Prepared:
         valid: ``None`` when nothing is ignored, else a float 0/1 mask, ``(N, 1, M)`` for index targets and
             ``(N, C, M)`` for dense binary/multilabel targets.
         shape: the input's original shape (binary inputs without a channel dim keep theirs).
+
     """
 
     mode: str
@@ -102,7 +103,9 @@ def prepare(
         prob = torch.softmax(x, dim=1) if mode == "multiclass" else torch.sigmoid(x)
     else:
         prob = x
-    return Prepared(mode=mode, from_logits=from_logits, logits=x, prob=prob, target=t, form=form, valid=valid, shape=shape)
+    return Prepared(
+        mode=mode, from_logits=from_logits, logits=x, prob=prob, target=t, form=form, valid=valid, shape=shape
+    )
 
 
 def log_probs(prep: Prepared, g: Tensor | None = None) -> tuple[Tensor, Tensor]:

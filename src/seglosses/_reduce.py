@@ -43,4 +43,3 @@ def reduce_classes(
     if reduction == "mean":
         return (weighted.sum(-1) / w.sum()).mean()
     return weighted.sum() if reduction == "sum" else weighted
-

@@ -25,9 +25,10 @@ class SoftStats(NamedTuple):
         fn: ``sum (1 - p) g``.
         p_sum: ``sum p`` (= tp + fp).
         g_sum: ``sum g`` (= tp + fn).
-        count: number of kept elements.
+        kept: number of kept elements.
         p2_sum: ``sum p^2`` (only with ``squared=True``, else None).
         g2_sum: ``sum g^2`` (only with ``squared=True``, else None).
+
     """
 
     tp: Tensor
@@ -35,7 +36,7 @@ class SoftStats(NamedTuple):
     fn: Tensor
     p_sum: Tensor
     g_sum: Tensor
-    count: Tensor
+    kept: Tensor
     p2_sum: Tensor | None = None
     g2_sum: Tensor | None = None
 
@@ -69,7 +70,10 @@ def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> Sof
     count = prep.count()
     stats = SoftStats(tp, p_sum - tp, g_sum - tp, p_sum, g_sum, count, p2_sum, g2_sum)
     if not per_image:
-        stats = SoftStats(*(s.sum(0) if s is not None else None for s in stats))
+        stats = SoftStats(
+            tp.sum(0), stats.fp.sum(0), stats.fn.sum(0), p_sum.sum(0), g_sum.sum(0), count.sum(0),
+            None if p2_sum is None else p2_sum.sum(0), None if g2_sum is None else g2_sum.sum(0),
+        )
     return stats
 
 
@@ -79,13 +83,17 @@ def two_class_stats(stats: SoftStats) -> SoftStats:
     Background: ``TP_0 = count - P - G + TP``, ``FP_0 = FN_1``, ``FN_0 = FP_1``; shape gains a class dim of 2 in front
     of the foreground's one (binary statistics have C = 1).
     """
-    tp, fp, fn, p_sum, g_sum, count = stats.tp, stats.fp, stats.fn, stats.p_sum, stats.g_sum, stats.count
+    tp, fp, fn, p_sum, g_sum, count = stats.tp, stats.fp, stats.fn, stats.p_sum, stats.g_sum, stats.kept
     tp0 = count - p_sum - g_sum + tp
     p0 = count - p_sum
     g0 = count - g_sum
     cat = torch.cat
     return SoftStats(
-        cat([tp0, tp], -1), cat([fn, fp], -1), cat([fp, fn], -1), cat([p0, p_sum], -1), cat([g0, g_sum], -1),
+        cat([tp0, tp], -1),
+        cat([fn, fp], -1),
+        cat([fp, fn], -1),
+        cat([p0, p_sum], -1),
+        cat([g0, g_sum], -1),
         cat([count, count], -1),
     )
 
@@ -103,6 +111,7 @@ def hard_stats(
         num_classes: C.
         multilabel: whether ``pred``/``target`` are per-channel 0/1 maps.
         per_image: keep the batch dimension.
+
     """
     if multilabel:
         pb, tb = pred.bool(), target.bool()

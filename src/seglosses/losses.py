@@ -92,19 +92,36 @@ class DiceLoss(_SegLoss):
         DiceLoss(mode='multiclass', include_background=False)
         >>> float(loss(torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))) > 0
         True
+
     """
 
     _function = staticmethod(F.dice_loss)
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, smooth: float = 1.0, squared: bool = False,
-        log_loss: bool = False, include_background: bool = True, class_weights: Weights = None,
-        ignore_index: int | None = None, per_image: bool = False, reduction: str = "mean",
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        smooth: float = 1.0,
+        squared: bool = False,
+        log_loss: bool = False,
+        include_background: bool = True,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
     ) -> None:
         super().__init__(
-            mode=mode, from_logits=from_logits, smooth=smooth, squared=squared, log_loss=log_loss,
-            include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
-            per_image=per_image, reduction=reduction,
+            mode=mode,
+            from_logits=from_logits,
+            smooth=smooth,
+            squared=squared,
+            log_loss=log_loss,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
         )
 
 
@@ -114,13 +131,26 @@ class JaccardLoss(_SegLoss):
     _function = staticmethod(F.jaccard_loss)
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, smooth: float = 1.0, include_background: bool = True,
-        class_weights: Weights = None, ignore_index: int | None = None, per_image: bool = False,
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        smooth: float = 1.0,
+        include_background: bool = True,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
         reduction: str = "mean",
     ) -> None:
         super().__init__(
-            mode=mode, from_logits=from_logits, smooth=smooth, include_background=include_background,
-            class_weights=class_weights, ignore_index=ignore_index, per_image=per_image, reduction=reduction,
+            mode=mode,
+            from_logits=from_logits,
+            smooth=smooth,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
         )
 
 
@@ -130,14 +160,30 @@ class TverskyLoss(_SegLoss):
     _function = staticmethod(F.tversky_loss)
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, alpha: float = 0.3, beta: float = 0.7, smooth: float = 1.0,
-        include_background: bool = True, class_weights: Weights = None, ignore_index: int | None = None,
-        per_image: bool = False, reduction: str = "mean",
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        smooth: float = 1.0,
+        include_background: bool = True,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
     ) -> None:
         super().__init__(
-            mode=mode, from_logits=from_logits, alpha=alpha, beta=beta, smooth=smooth,
-            include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
-            per_image=per_image, reduction=reduction,
+            mode=mode,
+            from_logits=from_logits,
+            alpha=alpha,
+            beta=beta,
+            smooth=smooth,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
         )
 
 
@@ -147,14 +193,32 @@ class FocalTverskyLoss(_SegLoss):
     _function = staticmethod(F.focal_tversky_loss)
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, alpha: float = 0.3, beta: float = 0.7, gamma: float = 0.75,
-        smooth: float = 1.0, include_background: bool = True, class_weights: Weights = None,
-        ignore_index: int | None = None, per_image: bool = False, reduction: str = "mean",
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        alpha: float = 0.3,
+        beta: float = 0.7,
+        gamma: float = 0.75,
+        smooth: float = 1.0,
+        include_background: bool = True,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
     ) -> None:
         super().__init__(
-            mode=mode, from_logits=from_logits, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth,
-            include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
-            per_image=per_image, reduction=reduction,
+            mode=mode,
+            from_logits=from_logits,
+            alpha=alpha,
+            beta=beta,
+            gamma=gamma,
+            smooth=smooth,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
         )
 
 
@@ -164,12 +228,24 @@ class GeneralizedDiceLoss(_SegLoss):
     _function = staticmethod(F.generalized_dice_loss)
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, smooth: float = 1.0, include_background: bool = True,
-        ignore_index: int | None = None, per_image: bool = False, reduction: str = "mean",
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        smooth: float = 1.0,
+        include_background: bool = True,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
     ) -> None:
         super().__init__(
-            mode=mode, from_logits=from_logits, smooth=smooth, include_background=include_background,
-            ignore_index=ignore_index, per_image=per_image, reduction=reduction,
+            mode=mode,
+            from_logits=from_logits,
+            smooth=smooth,
+            include_background=include_background,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
         )
 
 
@@ -179,12 +255,22 @@ class CrossEntropyLoss(_SegLoss):
     _function = staticmethod(F.cross_entropy_loss)
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, class_weights: Weights = None, label_smoothing: float = 0.0,
-        ignore_index: int | None = None, reduction: str = "mean",
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        class_weights: Weights = None,
+        label_smoothing: float = 0.0,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
     ) -> None:
         super().__init__(
-            mode=mode, from_logits=from_logits, class_weights=class_weights, label_smoothing=label_smoothing,
-            ignore_index=ignore_index, reduction=reduction,
+            mode=mode,
+            from_logits=from_logits,
+            class_weights=class_weights,
+            label_smoothing=label_smoothing,
+            ignore_index=ignore_index,
+            reduction=reduction,
         )
 
 
@@ -194,13 +280,23 @@ class FocalLoss(_SegLoss):
     _function = staticmethod(F.focal_loss)
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, alpha: FocalAlpha = "auto", gamma: float = 2.0,
-        ignore_index: int | None = None, reduction: str = "mean",
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        alpha: FocalAlpha = "auto",
+        gamma: float = 2.0,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
     ) -> None:
         if isinstance(alpha, Sequence) and not isinstance(alpha, str):
             alpha = torch.tensor([float(a) for a in alpha])
         super().__init__(
-            mode=mode, from_logits=from_logits, alpha=alpha, gamma=gamma, ignore_index=ignore_index,
+            mode=mode,
+            from_logits=from_logits,
+            alpha=alpha,
+            gamma=gamma,
+            ignore_index=ignore_index,
             reduction=reduction,
         )
 
@@ -212,16 +308,36 @@ class DiceCELoss(_SegLoss):
     _reductions = ("mean", "sum")
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, ce_weight: float = 1.0, dice_weight: float = 1.0,
-        smooth: float = 1.0, squared: bool = False, log_loss: bool = False, label_smoothing: float = 0.0,
-        include_background: bool = True, class_weights: Weights = None, ignore_index: int | None = None,
-        per_image: bool = False, reduction: str = "mean",
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        ce_weight: float = 1.0,
+        dice_weight: float = 1.0,
+        smooth: float = 1.0,
+        squared: bool = False,
+        log_loss: bool = False,
+        label_smoothing: float = 0.0,
+        include_background: bool = True,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
     ) -> None:
         super().__init__(
-            mode=mode, from_logits=from_logits, ce_weight=ce_weight, dice_weight=dice_weight, smooth=smooth,
-            squared=squared, log_loss=log_loss, label_smoothing=label_smoothing,
-            include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
-            per_image=per_image, reduction=reduction,
+            mode=mode,
+            from_logits=from_logits,
+            ce_weight=ce_weight,
+            dice_weight=dice_weight,
+            smooth=smooth,
+            squared=squared,
+            log_loss=log_loss,
+            label_smoothing=label_smoothing,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
         )
 
 
@@ -232,14 +348,30 @@ class ComboLoss(_SegLoss):
     _reductions = ("mean",)
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, alpha: float = 0.5, beta: float = 0.5, smooth: float = 1.0,
-        include_background: bool = True, class_weights: Weights = None, ignore_index: int | None = None,
-        per_image: bool = False, reduction: str = "mean",
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        smooth: float = 1.0,
+        include_background: bool = True,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
     ) -> None:
         super().__init__(
-            mode=mode, from_logits=from_logits, alpha=alpha, beta=beta, smooth=smooth,
-            include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
-            per_image=per_image, reduction=reduction,
+            mode=mode,
+            from_logits=from_logits,
+            alpha=alpha,
+            beta=beta,
+            smooth=smooth,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
         )
 
 
@@ -250,19 +382,40 @@ class HybridFocalLoss(_SegLoss):
     _reductions = ("mean", "sum")
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, weight: float = 0.5, focal_alpha: FocalAlpha = "auto",
-        focal_gamma: float = 2.0, tversky_alpha: float = 0.3, tversky_beta: float = 0.7,
-        tversky_gamma: float = 0.75, smooth: float = 1.0, include_background: bool = True,
-        class_weights: Weights = None, ignore_index: int | None = None, per_image: bool = False,
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        weight: float = 0.5,
+        focal_alpha: FocalAlpha = "auto",
+        focal_gamma: float = 2.0,
+        tversky_alpha: float = 0.3,
+        tversky_beta: float = 0.7,
+        tversky_gamma: float = 0.75,
+        smooth: float = 1.0,
+        include_background: bool = True,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
         reduction: str = "mean",
     ) -> None:
         if isinstance(focal_alpha, Sequence) and not isinstance(focal_alpha, str):
             focal_alpha = torch.tensor([float(a) for a in focal_alpha])
         super().__init__(
-            mode=mode, from_logits=from_logits, weight=weight, focal_alpha=focal_alpha, focal_gamma=focal_gamma,
-            tversky_alpha=tversky_alpha, tversky_beta=tversky_beta, tversky_gamma=tversky_gamma, smooth=smooth,
-            include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
-            per_image=per_image, reduction=reduction,
+            mode=mode,
+            from_logits=from_logits,
+            weight=weight,
+            focal_alpha=focal_alpha,
+            focal_gamma=focal_gamma,
+            tversky_alpha=tversky_alpha,
+            tversky_beta=tversky_beta,
+            tversky_gamma=tversky_gamma,
+            smooth=smooth,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
         )
 
 
@@ -274,12 +427,28 @@ class UnifiedFocalLoss(_SegLoss):
     _modes = ("binary", "multiclass")
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, weight: float = 0.5, delta: float = 0.6, gamma: float = 0.5,
-        asymmetric: bool = True, smooth: float = 1e-7, ignore_index: int | None = None, reduction: str = "mean",
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        weight: float = 0.5,
+        delta: float = 0.6,
+        gamma: float = 0.5,
+        asymmetric: bool = True,
+        smooth: float = 1e-7,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
     ) -> None:
         super().__init__(
-            mode=mode, from_logits=from_logits, weight=weight, delta=delta, gamma=gamma, asymmetric=asymmetric,
-            smooth=smooth, ignore_index=ignore_index, reduction=reduction,
+            mode=mode,
+            from_logits=from_logits,
+            weight=weight,
+            delta=delta,
+            gamma=gamma,
+            asymmetric=asymmetric,
+            smooth=smooth,
+            ignore_index=ignore_index,
+            reduction=reduction,
         )
 
 
@@ -287,11 +456,21 @@ class _UnifiedFocalPart(_SegLoss):
     _modes = ("binary", "multiclass")
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, delta: float = 0.7, gamma: float = 2.0,
-        ignore_index: int | None = None, reduction: str = "mean",
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        delta: float = 0.7,
+        gamma: float = 2.0,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
     ) -> None:
         super().__init__(
-            mode=mode, from_logits=from_logits, delta=delta, gamma=gamma, ignore_index=ignore_index,
+            mode=mode,
+            from_logits=from_logits,
+            delta=delta,
+            gamma=gamma,
+            ignore_index=ignore_index,
             reduction=reduction,
         )
 
@@ -312,11 +491,23 @@ class _UnifiedTverskyPart(_SegLoss):
     _modes = ("binary", "multiclass")
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, delta: float = 0.7, gamma: float = 0.75,
-        smooth: float = 1e-7, ignore_index: int | None = None, reduction: str = "mean",
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        delta: float = 0.7,
+        gamma: float = 0.75,
+        smooth: float = 1e-7,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
     ) -> None:
         super().__init__(
-            mode=mode, from_logits=from_logits, delta=delta, gamma=gamma, smooth=smooth, ignore_index=ignore_index,
+            mode=mode,
+            from_logits=from_logits,
+            delta=delta,
+            gamma=gamma,
+            smooth=smooth,
+            ignore_index=ignore_index,
             reduction=reduction,
         )
 
@@ -340,10 +531,20 @@ class LovaszLoss(_SegLoss):
     _reductions = ("mean", "sum")
 
     def __init__(
-        self, *, mode: Mode, from_logits: bool = True, classes: Literal["present", "all"] = "present",
-        ignore_index: int | None = None, per_image: bool = False, reduction: str = "mean",
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        classes: Literal["present", "all"] = "present",
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
     ) -> None:
         super().__init__(
-            mode=mode, from_logits=from_logits, classes=classes, ignore_index=ignore_index, per_image=per_image,
+            mode=mode,
+            from_logits=from_logits,
+            classes=classes,
+            ignore_index=ignore_index,
+            per_image=per_image,
             reduction=reduction,
         )

@@ -36,6 +36,7 @@ def available_losses() -> list[str]:
         >>> from seglosses import available_losses
         >>> "focal_tversky" in available_losses()
         True
+
     """
     return sorted(_REGISTRY)
 
@@ -63,5 +64,6 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
         >>> from seglosses import get_loss
         >>> get_loss("tversky", mode="binary", alpha=0.2, beta=0.8)
         TverskyLoss(mode='binary', alpha=0.2, beta=0.8)
+
     """
     return loss_class(name)(**kwargs)

@@ -8,10 +8,10 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from seglosses._checks import check_hparams, check_reduction
-from seglosses._prepare import index_log_probs, log_probs, masked_mean, prepare
+from seglosses._checks import as_caller, check_hparams, check_reduction
 from seglosses._numerics import log1m_softmax
-from seglosses._types import Mode, Reduction
+from seglosses._prepare import index_log_probs, log_probs, masked_mean, prepare
+from seglosses._types import Mode
 from seglosses.functional.pixel import cross_entropy_loss, focal_loss
 from seglosses.functional.region import dice_loss, focal_tversky_loss
 
@@ -91,19 +91,36 @@ def dice_ce_loss(
         >>> g = torch.tensor([[[1.0, 0.0]]])
         >>> round(dice_ce_loss(x, g, mode="binary").item(), 4)
         1.0265
+
     """
     fn = "dice_ce_loss"
     check_hparams(fn, ce_weight=ce_weight, dice_weight=dice_weight)
     check_reduction(fn, reduction, ("mean", "sum"))
-    ce = cross_entropy_loss(
-        input, target, mode=mode, from_logits=from_logits, class_weights=class_weights,
-        label_smoothing=label_smoothing, ignore_index=ignore_index, reduction=reduction,
-    )
-    dice = dice_loss(
-        input, target, mode=mode, from_logits=from_logits, smooth=smooth, squared=squared, log_loss=log_loss,
-        include_background=include_background, class_weights=class_weights, ignore_index=ignore_index,
-        per_image=per_image, reduction=reduction,
-    )
+    with as_caller(fn):
+        ce = cross_entropy_loss(
+            input,
+            target,
+            mode=mode,
+            from_logits=from_logits,
+            class_weights=class_weights,
+            label_smoothing=label_smoothing,
+            ignore_index=ignore_index,
+            reduction=reduction,
+        )
+        dice = dice_loss(
+            input,
+            target,
+            mode=mode,
+            from_logits=from_logits,
+            smooth=smooth,
+            squared=squared,
+            log_loss=log_loss,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
+        )
     return ce_weight * ce + dice_weight * dice
 
 
@@ -177,15 +194,28 @@ def combo_loss(
         >>> g = torch.tensor([[[1.0, 0.0]]])
         >>> round(combo_loss(x, g, mode="binary").item(), 4)
         -0.16
+
     """
     fn = "combo_loss"
     check_hparams(fn, alpha=alpha, beta=beta)
     check_reduction(fn, reduction, ("mean",))
-    d = 1 - dice_loss(
-        input, target, mode=mode, from_logits=from_logits, smooth=smooth, include_background=include_background,
-        class_weights=class_weights, ignore_index=ignore_index, per_image=per_image, reduction="mean",
-    )
+    with as_caller(fn):
+        dice = dice_loss(
+            input,
+            target,
+            mode=mode,
+            from_logits=from_logits,
+            smooth=smooth,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction="mean",
+        )
     prep = prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index)
+    # -D = (dice loss - 1); with every pixel ignored the loss is 0 (SPEC section 4), not -(1 - alpha):
+    # the factor is a tensor (no host synchronisation)
+    any_kept = 1.0 if prep.valid is None else prep.valid.amax()
     if prep.form == "index":
         logp_t, _, _ = index_log_probs(prep, need_log1m=False)
         t = prep.target.unsqueeze(1)
@@ -202,7 +232,7 @@ def combo_loss(
         logp, log1mp = log_probs(prep)
         g = prep.target
         wce = masked_mean(-(beta * g * logp + (1 - beta) * (1 - g) * log1mp), prep.valid, "mean")
-    return alpha * wce - (1 - alpha) * d
+    return alpha * wce + (1 - alpha) * (dice - 1) * any_kept
 
 
 def hybrid_focal_loss(
@@ -278,17 +308,36 @@ def hybrid_focal_loss(
         >>> b = 0.5 * focal_loss(x, g, mode="binary") + 0.5 * focal_tversky_loss(x, g, mode="binary")
         >>> bool(torch.isclose(a, b))
         True
+
     """
     fn = "hybrid_focal_loss"
     check_hparams(fn, weight=weight)
     check_reduction(fn, reduction, ("mean", "sum"))
-    fl = focal_loss(
-        input, target, mode=mode, from_logits=from_logits, alpha=focal_alpha, gamma=focal_gamma,
-        ignore_index=ignore_index, reduction=reduction,
-    )
-    ftl = focal_tversky_loss(
-        input, target, mode=mode, from_logits=from_logits, alpha=tversky_alpha, beta=tversky_beta,
-        gamma=tversky_gamma, smooth=smooth, include_background=include_background, class_weights=class_weights,
-        ignore_index=ignore_index, per_image=per_image, reduction=reduction,
-    )
+    with as_caller(fn, alpha="focal_alpha", gamma="focal_gamma"):
+        fl = focal_loss(
+            input,
+            target,
+            mode=mode,
+            from_logits=from_logits,
+            alpha=focal_alpha,
+            gamma=focal_gamma,
+            ignore_index=ignore_index,
+            reduction=reduction,
+        )
+    with as_caller(fn, alpha="tversky_alpha", beta="tversky_beta", gamma="tversky_gamma"):
+        ftl = focal_tversky_loss(
+            input,
+            target,
+            mode=mode,
+            from_logits=from_logits,
+            alpha=tversky_alpha,
+            beta=tversky_beta,
+            gamma=tversky_gamma,
+            smooth=smooth,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
+        )
     return weight * fl + (1 - weight) * ftl

@@ -99,6 +99,7 @@ def cross_entropy_loss(
         >>> g = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
         >>> round(cross_entropy_loss(x, g, mode="binary").item(), 4)
         0.6931
+
     """
     fn = "cross_entropy_loss"
     check_hparams(fn, class_weights=class_weights, label_smoothing=label_smoothing)
@@ -217,6 +218,7 @@ def focal_loss(
         >>> g = torch.tensor([[[1.0, 0.0]]])
         >>> round(focal_loss(x, g, mode="binary").item(), 4)
         0.0866
+
     """
     fn = "focal_loss"
     check_hparams(fn, gamma=gamma)

@@ -134,12 +134,21 @@ def dice_loss(
         >>> g = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
         >>> round(dice_loss(p, g, mode="binary", from_logits=False).item(), 4)
         0.1111
+
     """
     fn = "dice_loss"
     check_hparams(fn, smooth=smooth, squared=squared, log_loss=log_loss, include_background=include_background)
     stats, weights = region_stats(
-        fn, input, target, mode=mode, from_logits=from_logits, class_weights=class_weights,
-        ignore_index=ignore_index, per_image=per_image, reduction=reduction, squared=squared,
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        per_image=per_image,
+        reduction=reduction,
+        squared=squared,
     )
     if squared and stats.p2_sum is not None and stats.g2_sum is not None:
         den = stats.p2_sum + stats.g2_sum + smooth
@@ -211,12 +220,20 @@ def jaccard_loss(
         >>> g = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
         >>> round(jaccard_loss(p, g, mode="binary", from_logits=False).item(), 4)
         0.1667
+
     """
     fn = "jaccard_loss"
     check_hparams(fn, smooth=smooth, include_background=include_background)
     stats, weights = region_stats(
-        fn, input, target, mode=mode, from_logits=from_logits, class_weights=class_weights,
-        ignore_index=ignore_index, per_image=per_image, reduction=reduction,
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        per_image=per_image,
+        reduction=reduction,
     )
     score = safe_divide(stats.tp + smooth, stats.tp + stats.fp + stats.fn + smooth)
     return reduce_classes(
@@ -292,12 +309,20 @@ def tversky_loss(
         >>> g = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
         >>> round(tversky_loss(p, g, mode="binary", from_logits=False).item(), 4)
         0.1228
+
     """
     fn = "tversky_loss"
     check_hparams(fn, alpha=alpha, beta=beta, smooth=smooth, include_background=include_background)
     stats, weights = region_stats(
-        fn, input, target, mode=mode, from_logits=from_logits, class_weights=class_weights,
-        ignore_index=ignore_index, per_image=per_image, reduction=reduction,
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        per_image=per_image,
+        reduction=reduction,
     )
     loss = 1 - _tversky_index(stats, alpha, beta, smooth)
     return reduce_classes(
@@ -370,12 +395,20 @@ def focal_tversky_loss(
         >>> g = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
         >>> round(focal_tversky_loss(p, g, mode="binary", from_logits=False, gamma=1.0).item(), 4)
         0.1228
+
     """
     fn = "focal_tversky_loss"
     check_hparams(fn, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth, include_background=include_background)
     stats, weights = region_stats(
-        fn, input, target, mode=mode, from_logits=from_logits, class_weights=class_weights,
-        ignore_index=ignore_index, per_image=per_image, reduction=reduction,
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        per_image=per_image,
+        reduction=reduction,
     )
     loss = safe_pow(1 - _tversky_index(stats, alpha, beta, smooth), gamma)
     return reduce_classes(
@@ -450,12 +483,20 @@ def generalized_dice_loss(
         >>> g = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
         >>> round(generalized_dice_loss(p, g, mode="binary", from_logits=False, smooth=0.0).item(), 4)
         0.125
+
     """
     fn = "generalized_dice_loss"
     check_hparams(fn, smooth=smooth, include_background=include_background)
     stats, _ = region_stats(
-        fn, input, target, mode=mode, from_logits=from_logits, class_weights=None,
-        ignore_index=ignore_index, per_image=per_image, reduction=reduction,
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        class_weights=None,
+        ignore_index=ignore_index,
+        per_image=per_image,
+        reduction=reduction,
     )
     if mode == "binary":
         stats = two_class_stats(stats)

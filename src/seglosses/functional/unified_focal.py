@@ -9,15 +9,16 @@ from torch import Tensor
 
 from seglosses._checks import check_hparams, check_mode, check_reduction
 from seglosses._numerics import safe_divide, safe_pow
-from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, prepare, unflatten
-from seglosses._prepare import masked_mean
+from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, masked_mean, prepare, unflatten
 from seglosses._stats import soft_stats, two_class_stats
 from seglosses._types import Mode
 
 _MODES = ("binary", "multiclass")
 
 
-def _prepare_uf(fn: str, input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index: int | None) -> Prepared:
+def _prepare_uf(
+    fn: str, input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index: int | None
+) -> Prepared:
     check_mode(fn, mode, _MODES)
     return prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index)
 
@@ -53,7 +54,9 @@ def _focal_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, re
     return masked_mean(values, valid, reduction)
 
 
-def _tversky_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, smooth: float, reduction: str) -> Tensor:
+def _tversky_part(
+    prep: Prepared, delta: float, gamma: float, asymmetric: bool, smooth: float, reduction: str
+) -> Tensor:
     """``L_FT``: per image and class modified Tversky terms, then the mean over images and classes."""
     stats = soft_stats(prep, per_image=True)
     if prep.mode == "binary":
@@ -117,13 +120,14 @@ def asymmetric_focal_loss(
 
     Examples:
         Logit 0 (p = 1/2), one foreground and one background pixel: the terms are 0.7 log 2 and
-        0.3 (1/2)^2 log 2, and the mean is 0.2859.
+        0.3 (1/2)^2 log 2, and the mean is 0.2686.
 
         >>> import torch
         >>> from seglosses.functional import asymmetric_focal_loss
         >>> x = torch.zeros(1, 1, 2); g = torch.tensor([[[1.0, 0.0]]])
         >>> round(asymmetric_focal_loss(x, g, mode="binary").item(), 4)
-        0.2859
+        0.2686
+
     """
     fn = "asymmetric_focal_loss"
     check_hparams(fn, delta=delta, gamma=gamma)
@@ -178,6 +182,7 @@ def symmetric_focal_loss(
         >>> x = torch.zeros(1, 1, 2); g = torch.tensor([[[1.0, 0.0]]])
         >>> round(symmetric_focal_loss(x, g, mode="binary").item(), 4)
         0.0866
+
     """
     fn = "symmetric_focal_loss"
     check_hparams(fn, delta=delta, gamma=gamma)
@@ -241,6 +246,7 @@ def asymmetric_focal_tversky_loss(
         >>> g = torch.tensor([[[1.0, 0.0]]])
         >>> asymmetric_focal_tversky_loss(g, g, mode="binary", from_logits=False).item()
         0.0
+
     """
     fn = "asymmetric_focal_tversky_loss"
     check_hparams(fn, delta=delta, gamma=gamma, smooth=smooth)
@@ -296,6 +302,7 @@ def symmetric_focal_tversky_loss(
         >>> g = torch.tensor([[[1.0, 0.0]]])
         >>> symmetric_focal_tversky_loss(g, g, mode="binary", from_logits=False).item()
         0.0
+
     """
     fn = "symmetric_focal_tversky_loss"
     check_hparams(fn, delta=delta, gamma=gamma, smooth=smooth)
@@ -366,6 +373,7 @@ def unified_focal_loss(
         >>> g = torch.tensor([[[1.0, 0.0]]])
         >>> unified_focal_loss(g, g, mode="binary", from_logits=False).item()
         0.0
+
     """
     fn = "unified_focal_loss"
     check_hparams(fn, weight=weight, delta=delta, gamma=gamma, asymmetric=asymmetric, smooth=smooth)

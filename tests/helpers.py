@@ -1,0 +1,43 @@
+"""Comparison helpers shared by the test files (implementation vs ``tests/reference.py``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+import seglosses.functional as SF
+from reference import REFERENCES, numeric_grad
+
+RTOL = 1e-6  # float64 value agreement
+GRAD_RTOL = 1e-5  # autograd vs central finite difference of the NumPy reference
+GRAD_ATOL = 1e-8
+
+
+def to_np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def assert_close(got: Any, expected: Any, rtol: float = RTOL, atol: float = 1e-10) -> None:
+    got_np = to_np(got) if isinstance(got, torch.Tensor) else np.asarray(got, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert got_np.shape == expected.shape, f"shape {got_np.shape} != expected {expected.shape}"
+    np.testing.assert_allclose(got_np, expected, rtol=rtol, atol=atol)
+
+
+def check_reference(name: str, case: Any, *, grad: bool = True, **kw: Any) -> torch.Tensor:
+    """Value (and gradient, for scalar outputs) of ``SF.<name>`` against the NumPy reference."""
+    impl = getattr(SF, name)
+    ref = REFERENCES[name]
+    args = case.args(**kw)
+    x = case.xg()
+    out = impl(x, case.t, **args)
+    assert out.dtype == torch.float64
+    expected = ref(case.x_np, case.t_np, **args)
+    assert_close(out, expected)
+    if grad and out.ndim == 0:
+        out.backward()
+        num = numeric_grad(lambda a: ref(a, case.t_np, **args), case.x_np, probabilities=not case.from_logits)
+        np.testing.assert_allclose(to_np(x.grad), num, rtol=GRAD_RTOL, atol=GRAD_ATOL)
+    return out

@@ -1,0 +1,156 @@
+"""Compound losses (Dice + CE, Combo, hybrid focal) against the reference and against their parts."""
+
+from __future__ import annotations
+
+import pytest
+
+import seglosses.functional as SF
+from helpers import assert_close, check_reference
+
+CASES = [
+    ("binary", "hard"),
+    ("binary", "soft"),
+    ("multiclass", "index"),
+    ("multiclass", "onehot"),
+    ("multiclass", "soft"),
+    ("multilabel", "hard"),
+    ("multilabel", "soft"),
+]
+COMPOUND = ["dice_ce_loss", "combo_loss", "hybrid_focal_loss"]
+
+
+@pytest.mark.parametrize("from_logits", [True, False])
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize(("mode", "target"), CASES)
+@pytest.mark.parametrize("name", COMPOUND)
+def test_compound_loss_matches_reference(make_case, name, mode, target, dims, from_logits):
+    case = make_case(mode, dims=dims, target=target, from_logits=from_logits, seed=40 + dims)
+    check_reference(name, case)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("include_background", [True, False])
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize(("mode", "target"), [("multiclass", "index"), ("multilabel", "soft")])
+@pytest.mark.parametrize("name", COMPOUND)
+def test_compound_loss_options_match_reference(make_case, name, mode, target, per_image, include_background, weighted):
+    case = make_case(mode, target=target, ignore=target == "index", seed=42)
+    kw = {"per_image": per_image, "include_background": include_background}
+    if weighted:
+        kw["class_weights"] = [0.5, 2.0, 1.5]
+    check_reference(name, case, **kw)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("name", COMPOUND)
+def test_compound_loss_binary_ignore_matches_reference(make_case, name, per_image):
+    check_reference(name, make_case("binary", target="hard", ignore=True, dims=3, seed=43), per_image=per_image)
+
+
+# ---------------------------------------------------------------------------------------------- Dice + CE
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"ce_weight": 0.5, "dice_weight": 0.5},
+        {"ce_weight": 0.0, "dice_weight": 2.0},
+        {"ce_weight": 1.5, "dice_weight": 0.0},
+        {"smooth": 0.5, "squared": True},
+        {"log_loss": True},
+        {"label_smoothing": 0.2},
+    ],
+)
+@pytest.mark.parametrize(("mode", "target"), [("binary", "soft"), ("multiclass", "index"), ("multilabel", "hard")])
+def test_dice_ce_loss_hyperparameters_match_reference(make_case, mode, target, kw):
+    check_reference("dice_ce_loss", make_case(mode, target=target, seed=44), **kw)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize(("mode", "target"), [("binary", "hard"), ("multiclass", "index"), ("multilabel", "soft")])
+def test_dice_ce_loss_equals_weighted_sum_of_parts(make_case, mode, target, per_image, reduction):
+    # SPEC section 4/7: ce_weight * cross_entropy + dice_weight * dice_loss; class weights go to both
+    # terms; with per_image only the Dice term is per image
+    case = make_case(mode, target=target, ignore=True, seed=45)
+    kw = case.args(reduction=reduction)
+    cw = {"class_weights": [0.5, 2.0, 1.5]} if mode != "binary" else {}
+    out = SF.dice_ce_loss(
+        case.x, case.t, ce_weight=0.7, dice_weight=1.3, smooth=0.5, label_smoothing=0.1, per_image=per_image, **cw, **kw
+    )
+    ce = SF.cross_entropy_loss(case.x, case.t, label_smoothing=0.1, **cw, **kw)
+    dice = SF.dice_loss(case.x, case.t, smooth=0.5, per_image=per_image, **cw, **kw)
+    assert_close(out, (0.7 * ce + 1.3 * dice).numpy(), rtol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------------- Combo
+
+
+@pytest.mark.parametrize("kw", [{"alpha": 0.3}, {"beta": 0.8}, {"alpha": 0.9, "beta": 0.2, "smooth": 0.1}])
+@pytest.mark.parametrize(("mode", "target"), [("binary", "soft"), ("multiclass", "index"), ("multilabel", "hard")])
+def test_combo_loss_hyperparameters_match_reference(make_case, mode, target, kw):
+    check_reference("combo_loss", make_case(mode, target=target, seed=46), **kw)
+
+
+def test_combo_loss_is_alpha_wce_minus_dice_score(make_case):
+    # Taghanaki et al. 2019: alpha * L_wce - (1 - alpha) * D with D the mean Dice score; at beta = .5
+    # L_wce is half the BCE on the probabilities
+    case = make_case("binary", target="hard", seed=47)
+    out = SF.combo_loss(case.x, case.t, mode="binary", alpha=0.4, beta=0.5)
+    bce = SF.cross_entropy_loss(case.x, case.t, mode="binary")
+    dice = SF.dice_loss(case.x, case.t, mode="binary")
+    assert_close(out, (0.4 * 0.5 * bce - 0.6 * (1 - dice)).numpy(), rtol=1e-12)
+
+
+def test_combo_loss_can_be_negative(make_case):
+    # the paper's definition: near-perfect predictions give -(1 - alpha) * D < 0
+    case = make_case("binary", target="hard", seed=48)
+    x = (case.t * 2 - 1) * 20.0
+    out = SF.combo_loss(x, case.t, mode="binary")
+    assert out < 0
+    assert_close(out, -0.5, rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ hybrid focal
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"weight": 0.2},
+        {"focal_alpha": None, "focal_gamma": 1.0},
+        {"tversky_alpha": 0.6, "tversky_beta": 0.4, "tversky_gamma": 2.0},
+        {"smooth": 0.2},
+    ],
+)
+@pytest.mark.parametrize(("mode", "target"), [("binary", "soft"), ("multiclass", "index"), ("multilabel", "hard")])
+def test_hybrid_focal_loss_hyperparameters_match_reference(make_case, mode, target, kw):
+    if mode == "multiclass" and kw.get("focal_alpha", "auto") is None:
+        kw = {**kw, "focal_alpha": (0.2, 0.3, 0.5)}
+    check_reference("hybrid_focal_loss", make_case(mode, target=target, seed=49), **kw)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize(("mode", "target"), [("binary", "hard"), ("multiclass", "index"), ("multilabel", "soft")])
+def test_hybrid_focal_loss_equals_weighted_sum_of_parts(make_case, mode, target, per_image):
+    case = make_case(mode, target=target, ignore=True, seed=50)
+    kw = case.args()
+    cw = {"class_weights": [0.5, 2.0, 1.5]} if mode != "binary" else {}
+    out = SF.hybrid_focal_loss(
+        case.x,
+        case.t,
+        weight=0.3,
+        focal_gamma=1.5,
+        tversky_alpha=0.4,
+        tversky_beta=0.6,
+        tversky_gamma=1.2,
+        smooth=0.5,
+        per_image=per_image,
+        **cw,
+        **kw,
+    )
+    fl = SF.focal_loss(case.x, case.t, gamma=1.5, **kw)
+    ftl = SF.focal_tversky_loss(
+        case.x, case.t, alpha=0.4, beta=0.6, gamma=1.2, smooth=0.5, per_image=per_image, **cw, **kw
+    )
+    assert_close(out, (0.3 * fl + 0.7 * ftl).numpy(), rtol=1e-12)

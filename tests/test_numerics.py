@@ -1,0 +1,228 @@
+"""Numerical robustness: saturated logits, empty masks, everything ignored, exact 0/1 probabilities,
+low-precision inputs and autocast, float32 vs float64."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import seglosses.functional as SF
+from helpers import assert_close
+from reference import REFERENCES
+
+ALL = [
+    "dice_loss",
+    "jaccard_loss",
+    "tversky_loss",
+    "focal_tversky_loss",
+    "generalized_dice_loss",
+    "cross_entropy_loss",
+    "focal_loss",
+    "dice_ce_loss",
+    "combo_loss",
+    "hybrid_focal_loss",
+    "unified_focal_loss",
+    "asymmetric_focal_loss",
+    "symmetric_focal_loss",
+    "asymmetric_focal_tversky_loss",
+    "symmetric_focal_tversky_loss",
+]
+UNIFIED = [n for n in ALL if "symmetric" in n or n == "unified_focal_loss"]
+PARAMS = [
+    (n, m) for n in ALL for m in ("binary", "multiclass", "multilabel") if not (n in UNIFIED and m == "multilabel")
+]
+IDS = [f"{n}-{m}" for n, m in PARAMS]
+
+
+def _target(mode, rng, n=2, c=3, s=(5, 6), dtype=torch.float32):
+    if mode == "multiclass":
+        return torch.tensor(rng.integers(0, c, size=(n, *s)))
+    ch = 1 if mode == "binary" else c
+    return torch.tensor((rng.random(size=(n, ch, *s)) < 0.4).astype(np.float64), dtype=dtype)
+
+
+def _input(mode, rng, n=2, c=3, s=(5, 6), scale=1.0, dtype=torch.float32):
+    ch = 1 if mode == "binary" else c
+    return torch.tensor(rng.normal(size=(n, ch, *s)) * scale, dtype=dtype)
+
+
+def _value_and_grad(name, x, t, **kw):
+    x = x.detach().clone().requires_grad_(True)
+    out = getattr(SF, name)(x, t, **kw)
+    out.backward()
+    return out.detach(), x.grad
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
+def test_loss_finite_at_saturated_logits(name, mode, dtype):
+    rng = np.random.default_rng(80)
+    t = _target(mode, rng, dtype=dtype)
+    x = torch.tensor(np.sign(rng.normal(size=_input(mode, rng).shape)) * 1e4, dtype=dtype)
+    for sign in (1.0, -1.0):  # mostly right and mostly wrong predictions
+        out, grad = _value_and_grad(name, sign * x, t, mode=mode)
+        assert torch.isfinite(out), out
+        assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("gamma", [0.25, 0.5])
+def test_focal_loss_gamma_below_one_finite_gradient_at_saturation(gamma):
+    # (1 - p)^gamma as exp(gamma * log1p(-p)): no NaN gradient when p saturates at 1
+    x = torch.tensor([[[1e4, -1e4, 50.0, -50.0]]], dtype=torch.float64)
+    t = torch.tensor([[[1.0, 0.0, 1.0, 0.0]]], dtype=torch.float64)
+    out, grad = _value_and_grad("focal_loss", x, t, mode="binary", gamma=gamma)
+    assert torch.isfinite(out)
+    assert torch.isfinite(grad).all()
+    x = torch.tensor([[[1e4], [0.0], [-1e4]]], dtype=torch.float64)
+    out, grad = _value_and_grad("focal_loss", x, torch.tensor([[0]]), mode="multiclass", gamma=gamma)
+    assert torch.isfinite(out)
+    assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("logit_scale", [1.0, 1e4])
+@pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
+def test_loss_finite_on_empty_masks(name, mode, logit_scale):
+    # every target empty (binary/multilabel) or all background (multiclass)
+    rng = np.random.default_rng(81)
+    x = _input(mode, rng, scale=logit_scale)
+    if mode == "multiclass":
+        t = torch.zeros(2, 5, 6, dtype=torch.long)
+    else:
+        t = torch.zeros(x.shape)
+    out, grad = _value_and_grad(name, x, t, mode=mode)
+    assert torch.isfinite(out)
+    assert torch.isfinite(grad).all()
+    out, grad = _value_and_grad(name, -(x.abs()) * 10, t, mode=mode)  # and predicted empty
+    assert torch.isfinite(out)
+    assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
+def test_loss_all_pixels_ignored_is_zero_with_zero_grad(name, mode):
+    # SPEC section 4: every pixel ignored: every loss returns 0 with a zero gradient
+    rng = np.random.default_rng(82)
+    x = _input(mode, rng, dtype=torch.float64)
+    t = torch.full((2, 5, 6), 255, dtype=torch.long) if mode == "multiclass" else torch.full(x.shape, 255.0)
+    kws = [{}]
+    if name not in UNIFIED and name not in ("cross_entropy_loss", "focal_loss"):
+        kws.append({"per_image": True})
+    for kw in kws:
+        out, grad = _value_and_grad(name, x, t, mode=mode, ignore_index=255, **kw)
+        assert out.item() == 0.0
+        assert (grad == 0).all()
+
+
+def _hard_probs(mode, t):
+    if mode == "multiclass":
+        return torch.nn.functional.one_hot(t, 3).movedim(-1, 1).double()
+    return t.double().clone()
+
+
+@pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
+def test_loss_exact_probabilities_perfect_prediction_no_nan(name, mode):
+    # SPEC section 7: with from_logits=False, 0 * log 0 = 0: a perfect hard prediction gives the
+    # minimum (0; combo: -(1 - alpha) * D = -0.5) and no NaN, in value and gradient
+    rng = np.random.default_rng(83)
+    t = _target(mode, rng, dtype=torch.float64)
+    p = _hard_probs(mode, t)
+    out, grad = _value_and_grad(name, p, t, mode=mode, from_logits=False)
+    expected = -0.5 if name == "combo_loss" else 0.0
+    assert_close(out, expected, atol=1e-12)
+    assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
+def test_loss_exact_probabilities_zero_where_target_zero(name, mode):
+    # exact 0/1 probabilities only where they are right (p = 0 on g = 0, p = 1 on g = 1), soft elsewhere:
+    # the value equals the reference (which uses 0 * log 0 = 0) and the gradient is finite
+    rng = np.random.default_rng(84)
+    t = _target(mode, rng, dtype=torch.float64)
+    hard = _hard_probs(mode, t)
+    if mode == "multiclass":
+        soft = torch.softmax(
+            torch.randn(hard.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1)), 1
+        )
+        mask = torch.tensor(rng.random(size=(2, 1, 5, 6)) < 0.5)
+    else:
+        soft = torch.tensor(rng.uniform(0.05, 0.95, size=hard.shape))
+        mask = torch.tensor(rng.random(size=hard.shape) < 0.5)
+    p = torch.where(mask, hard, soft)
+    out, grad = _value_and_grad(name, p, t, mode=mode, from_logits=False)
+    expected = REFERENCES[name](p.numpy(), t.numpy(), mode=mode, from_logits=False)
+    assert_close(out, expected)
+    assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        p
+        for p in PARAMS
+        if p[0] in ("dice_loss", "jaccard_loss", "tversky_loss", "focal_tversky_loss", "generalized_dice_loss")
+    ],
+)
+def test_loss_region_exact_wrong_probabilities_finite(name, mode):
+    # region losses are bounded: wrong hard probabilities give a finite value and gradient
+    rng = np.random.default_rng(85)
+    t = _target(mode, rng, dtype=torch.float64)
+    p = _hard_probs(mode, _target(mode, np.random.default_rng(86), dtype=torch.float64))
+    out, grad = _value_and_grad(name, p, t, mode=mode, from_logits=False)
+    assert torch.isfinite(out)
+    assert torch.isfinite(grad).all()
+    assert_close(out, REFERENCES[name](p.numpy(), t.numpy(), mode=mode, from_logits=False))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
+def test_loss_low_precision_input_reduces_in_float32(name, mode, dtype):
+    rng = np.random.default_rng(87)
+    x64 = _input(mode, rng, scale=3.0, dtype=torch.float64)
+    t = _target(mode, rng, dtype=torch.float64)
+    x = x64.to(dtype).requires_grad_(True)
+    out = getattr(SF, name)(x, t.to(dtype) if t.is_floating_point() else t, mode=mode)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out)
+    out.backward()
+    assert torch.isfinite(x.grad).all()
+    # the same (rounded) input in float64: low precision costs at most ~1% here
+    expected = getattr(SF, name)(x.detach().double(), t, mode=mode)
+    assert_close(out, expected.numpy(), rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
+def test_loss_bfloat16_autocast_on_cpu(name, mode):
+    rng = np.random.default_rng(88)
+    x = _input(mode, rng, scale=3.0).requires_grad_(True)
+    t = _target(mode, rng)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = getattr(SF, name)(x, t, mode=mode)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out)
+    out.backward()
+    assert torch.isfinite(x.grad).all()
+    expected = getattr(SF, name)(x.detach().double(), t.double() if t.is_floating_point() else t, mode=mode)
+    assert_close(out, expected.numpy(), rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
+def test_loss_float32_agrees_with_float64(name, mode):
+    rng = np.random.default_rng(89)
+    x64 = _input(mode, rng, scale=3.0, dtype=torch.float64)
+    t = _target(mode, rng, dtype=torch.float64)
+    v64, g64 = _value_and_grad(name, x64, t, mode=mode)
+    v32, g32 = _value_and_grad(name, x64.float(), t.float() if t.is_floating_point() else t, mode=mode)
+    assert v32.dtype == torch.float32
+    assert_close(v32, v64.numpy(), rtol=1e-5, atol=1e-7)
+    assert_close(g32, g64.numpy(), rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
+def test_loss_gradcheck_float64_with_ignored_pixels(name, mode):
+    rng = np.random.default_rng(90)
+    x = _input(mode, rng, n=2, s=(3, 4), dtype=torch.float64).requires_grad_(True)
+    t = _target(mode, rng, s=(3, 4), dtype=torch.float64)
+    drop = torch.tensor(rng.random(size=t.shape) < 0.25)
+    t = torch.where(drop, 255, t) if mode == "multiclass" else torch.where(drop, 255.0, t)
+    fn = getattr(SF, name)
+    assert torch.autograd.gradcheck(lambda a: fn(a, t, mode=mode, ignore_index=255), (x,), eps=1e-6, atol=1e-7)
