@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as torch_f
@@ -20,7 +21,8 @@ class Prepared:
         mode: ``"binary" | "multiclass" | "multilabel"``.
         from_logits: whether ``logits`` holds the raw input.
         logits: ``(N, C, M)`` raw input (``C = 1`` in binary mode), float32 or float64.
-        prob: ``(N, C, M)`` probabilities (sigmoid, softmax over C, or the input itself).
+        prob: ``(N, C, M)`` probabilities (sigmoid, softmax over C, or the input itself), computed on first use
+            (the fused paths of :mod:`seglosses._fused` never need it).
         target: ``(N, M)`` int64 class indices when ``form == "index"`` (ignored pixels set to 0), else ``(N, C, M)``
             float target in [0, 1] (ignored elements set to 0).
         form: ``"index"`` or ``"dense"``.
@@ -33,16 +35,30 @@ class Prepared:
     mode: str
     from_logits: bool
     logits: Tensor
-    prob: Tensor
     target: Tensor
     form: str
     valid: Tensor | None
     shape: tuple[int, ...]
 
+    @cached_property
+    def prob(self) -> Tensor:
+        """``(N, C, M)`` probabilities: softmax over C (multiclass) or sigmoid of the logits, or the input."""
+        if not self.from_logits:
+            return self.logits
+        return torch.softmax(self.logits, dim=1) if self.mode == "multiclass" else torch.sigmoid(self.logits)
+
     @property
     def num_classes(self) -> int:
         """Number of channels ``C`` (1 in binary mode)."""
-        return int(self.prob.shape[1])
+        return int(self.logits.shape[1])
+
+    def fused(self) -> bool:
+        """Whether the fused softmax path applies: multiclass logits with class-index targets."""
+        return self.from_logits and self.mode == "multiclass" and self.form == "index"
+
+    def valid_pixels(self) -> Tensor | None:
+        """``(N, M)`` kept-pixel mask for index targets (``valid`` without its class dim), or None."""
+        return None if self.valid is None else self.valid.squeeze(1)
 
     def target_dense(self) -> Tensor:
         """``(N, C, M)`` float target (a one-hot is built only for index targets; pixel losses avoid this)."""
@@ -53,9 +69,9 @@ class Prepared:
 
     def count(self) -> Tensor:
         """Number of kept elements per image and class, ``(N, C)``."""
-        n, c, m = self.prob.shape
+        n, c, m = self.logits.shape
         if self.valid is None:
-            return torch.full((n, c), float(m), dtype=self.prob.dtype, device=self.prob.device)
+            return torch.full((n, c), float(m), dtype=self.logits.dtype, device=self.logits.device)
         return self.valid.sum(-1).expand(n, c)
 
 
@@ -99,13 +115,7 @@ def prepare(
             t = torch.where(keep, t, torch.zeros_like(t))
             valid = keep.to(x.dtype)
         t = t.to(x.dtype)
-    if from_logits:
-        prob = torch.softmax(x, dim=1) if mode == "multiclass" else torch.sigmoid(x)
-    else:
-        prob = x
-    return Prepared(
-        mode=mode, from_logits=from_logits, logits=x, prob=prob, target=t, form=form, valid=valid, shape=shape
-    )
+    return Prepared(mode=mode, from_logits=from_logits, logits=x, target=t, form=form, valid=valid, shape=shape)
 
 
 def log_probs(prep: Prepared, g: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from seglosses._fused import softmax_index
 from seglosses._prepare import Prepared
 
 
@@ -43,6 +44,9 @@ class SoftStats(NamedTuple):
 
 def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> SoftStats:
     """Compute :class:`SoftStats` from a prepared call, summed over the batch unless ``per_image``."""
+    if prep.fused() and not squared:
+        tp, p_sum, _, g_sum = softmax_index(prep.logits, prep.target, prep.valid_pixels())
+        return finish_index_stats(prep, tp, p_sum, g_sum, per_image)
     p = prep.prob
     n, c, _ = p.shape
     valid = prep.valid
@@ -71,10 +75,24 @@ def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> Sof
     stats = SoftStats(tp, p_sum - tp, g_sum - tp, p_sum, g_sum, count, p2_sum, g2_sum)
     if not per_image:
         stats = SoftStats(
-            tp.sum(0), stats.fp.sum(0), stats.fn.sum(0), p_sum.sum(0), g_sum.sum(0), count.sum(0),
-            None if p2_sum is None else p2_sum.sum(0), None if g2_sum is None else g2_sum.sum(0),
+            tp.sum(0),
+            stats.fp.sum(0),
+            stats.fn.sum(0),
+            p_sum.sum(0),
+            g_sum.sum(0),
+            count.sum(0),
+            None if p2_sum is None else p2_sum.sum(0),
+            None if g2_sum is None else g2_sum.sum(0),
         )
     return stats
+
+
+def finish_index_stats(prep: Prepared, tp: Tensor, p_sum: Tensor, g_sum: Tensor, per_image: bool) -> SoftStats:
+    """Complete :class:`SoftStats` from the per-image ``TP``, ``P`` and ``G`` of the fused path."""
+    count = prep.count()
+    if not per_image:
+        tp, p_sum, g_sum, count = tp.sum(0), p_sum.sum(0), g_sum.sum(0), count.sum(0)
+    return SoftStats(tp, p_sum - tp, g_sum - tp, p_sum, g_sum, count)
 
 
 def two_class_stats(stats: SoftStats) -> SoftStats:
@@ -101,13 +119,17 @@ def two_class_stats(stats: SoftStats) -> SoftStats:
 def hard_stats(
     pred: Tensor, target: Tensor, valid: Tensor | None, num_classes: int, *, multilabel: bool, per_image: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Confusion counts ``(tp, fp, fn, tn)`` of hard predictions, each ``(N, C)`` or ``(C,)`` (int64).
+    """Confusion counts ``(tp, fp, fn, tn)`` of hard predictions, int64 ``(N, C)`` with ``per_image``, else ``(C,)``.
+
+    Multiclass (``multilabel=False``): one ``bincount`` over the codes ``(image, target, pred)`` gives the confusion
+    matrix ``cm[n, target, pred]`` (of the whole batch unless ``per_image``); ``TP_c`` is its diagonal, ``FP_c`` the
+    pixels predicted c with another target, ``FN_c`` the pixels of class c predicted as another, and
+    ``TN_c = kept - TP_c - FP_c - FN_c``. Multilabel and binary (one channel): each channel is its own 0/1 problem.
 
     Args:
-        pred: ``(N, M)`` int64 class indices (multiclass/binary as 2 classes is not used here) or ``(N, C, M)`` 0/1
-            when ``multilabel`` (binary mode is multilabel with C = 1).
-        target: same form as ``pred``.
-        valid: ``None`` or a bool mask ``(N, M)`` (index form) / ``(N, C, M)`` (multilabel form).
+        pred: ``(N, M)`` int64 class indices in [0, C), or ``(N, C, M)`` bool/0-1 maps when ``multilabel``.
+        target: the same form as ``pred`` (any value at ignored elements).
+        valid: ``None`` (every element kept) or a bool mask, ``(N, M)`` (class indices) or ``(N, C, M)``.
         num_classes: C.
         multilabel: whether ``pred``/``target`` are per-channel 0/1 maps.
         per_image: keep the batch dimension.
@@ -115,24 +137,34 @@ def hard_stats(
     """
     if multilabel:
         pb, tb = pred.bool(), target.bool()
-        v = torch.ones_like(pb) if valid is None else valid.bool()
-        tp = (pb & tb & v).sum(-1)
-        fp = (pb & ~tb & v).sum(-1)
-        fn = (~pb & tb & v).sum(-1)
-        total = v.sum(-1)
+        if valid is not None:
+            v = valid.bool()
+            pb, tb = pb & v, tb & v
+            total = v.sum(-1)
+        else:
+            n, c, m = pb.shape
+            total = torch.full((n, c), m, dtype=torch.int64, device=pb.device)
+        tp = (pb & tb).sum(-1)
+        fp = pb.sum(-1) - tp
+        fn = tb.sum(-1) - tp
     else:
         n, m = pred.shape
         c = num_classes
-        v = torch.ones_like(pred, dtype=torch.bool) if valid is None else valid.bool()
-        # one bincount over (image, target, pred) gives the whole per-image confusion matrix
-        offs = torch.arange(n, device=pred.device).unsqueeze(1) * (c * c)
-        code = offs + target * c + pred
-        code = torch.where(v, code, torch.full_like(code, n * c * c))
-        cm = torch.bincount(code.flatten(), minlength=n * c * c + 1)[: n * c * c].view(n, c, c)
+        images = n if per_image else 1
+        code = target.long() * c + pred.long()
+        if per_image:  # one confusion matrix per image
+            code = code + torch.arange(n, device=pred.device).unsqueeze(1) * (c * c)
+        if valid is not None:  # ignored pixels go to one extra bin, dropped below
+            code = torch.where(valid.bool(), code, torch.full_like(code, images * c * c))
+        bins = images * c * c
+        cm = torch.bincount(code.flatten(), minlength=bins + 1)[:bins].view(images, c, c)
         tp = cm.diagonal(dim1=1, dim2=2)
-        fp = cm.sum(1) - tp  # predicted c, target other
-        fn = cm.sum(2) - tp  # target c, predicted other
-        total = v.sum(-1, keepdim=True).expand(n, c)
+        fp = cm.sum(1) - tp  # predicted c, target another class
+        fn = cm.sum(2) - tp  # target c, predicted another class
+        total = cm.sum((1, 2)).unsqueeze(1).expand(images, c)
+        if not per_image:
+            tp, fp, fn, total = tp[0], fp[0], fn[0], total[0]
+        return tp, fp, fn, total - tp - fp - fn
     tn = total - tp - fp - fn
     if not per_image:
         tp, fp, fn, tn = tp.sum(0), fp.sum(0), fn.sum(0), tn.sum(0)

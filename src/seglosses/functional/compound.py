@@ -8,12 +8,21 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from seglosses._checks import as_caller, check_hparams, check_reduction
+from seglosses._checks import (
+    as_caller,
+    check_class_weights_length,
+    check_hparams,
+    check_reduction,
+    check_weights_vector,
+)
+from seglosses._fused import softmax_index
 from seglosses._numerics import log1m_softmax
 from seglosses._prepare import index_log_probs, log_probs, masked_mean, prepare
+from seglosses._reduce import reduce_classes
+from seglosses._stats import finish_index_stats
 from seglosses._types import Mode
-from seglosses.functional.pixel import cross_entropy_loss, focal_loss
-from seglosses.functional.region import dice_loss, focal_tversky_loss
+from seglosses.functional.pixel import cross_entropy_loss, focal_loss, fused_pixel_mean, pixel_weights
+from seglosses.functional.region import dice_from_stats, dice_loss, focal_tversky_loss
 
 Weights = Sequence[float] | Tensor | None
 CompoundReduction = Literal["mean", "sum"]
@@ -96,6 +105,22 @@ def dice_ce_loss(
     fn = "dice_ce_loss"
     check_hparams(fn, ce_weight=ce_weight, dice_weight=dice_weight)
     check_reduction(fn, reduction, ("mean", "sum"))
+    if from_logits is True and mode == "multiclass" and label_smoothing == 0 and not squared:
+        fused = _dice_ce_fused(
+            input,
+            target,
+            ce_weight=ce_weight,
+            dice_weight=dice_weight,
+            smooth=smooth,
+            log_loss=log_loss,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
+        )
+        if fused is not None:
+            return fused
     with as_caller(fn):
         ce = cross_entropy_loss(
             input,
@@ -121,6 +146,56 @@ def dice_ce_loss(
             per_image=per_image,
             reduction=reduction,
         )
+    return ce_weight * ce + dice_weight * dice
+
+
+def _dice_ce_fused(
+    input: Tensor,
+    target: Tensor,
+    *,
+    ce_weight: float,
+    dice_weight: float,
+    smooth: float,
+    log_loss: bool,
+    include_background: bool,
+    class_weights: Weights,
+    ignore_index: int | None,
+    per_image: bool,
+    reduction: str,
+) -> Tensor | None:
+    """Dice + CE from one fused softmax pass (multiclass logits, index target); None when it does not apply."""
+    fn = "dice_ce_loss"
+    check_hparams(
+        fn,
+        smooth=smooth,
+        log_loss=log_loss,
+        include_background=include_background,
+        class_weights=class_weights,
+        per_image=per_image,
+    )
+    weights = check_weights_vector(fn, "class_weights", class_weights)
+    prep = prepare(fn, input, target, mode="multiclass", from_logits=True, ignore_index=ignore_index)
+    if not prep.fused():
+        return None
+    w = None
+    if weights is not None:
+        check_class_weights_length(fn, weights, prep.num_classes, prep.num_classes - (0 if include_background else 1))
+        if weights.numel() == prep.num_classes:
+            w = weights.to(device=prep.logits.device, dtype=prep.logits.dtype)
+        else:
+            return None  # weights of the kept classes only: the CE term needs all C (the general path raises)
+    wpix = pixel_weights(prep, w)
+    tp, p_sum, pix, g_sum = softmax_index(prep.logits, prep.target, prep.valid_pixels(), wpix=wpix, need_pixel=True)
+    ce = fused_pixel_mean(pix, prep, wpix, reduction)
+    stats = finish_index_stats(prep, tp, p_sum, g_sum, per_image)
+    dice = reduce_classes(
+        dice_from_stats(stats, smooth=smooth, log_loss=log_loss),
+        fn=fn,
+        mode="multiclass",
+        include_background=include_background,
+        class_weights=weights,
+        reduction=reduction,
+    )
     return ce_weight * ce + dice_weight * dice
 
 

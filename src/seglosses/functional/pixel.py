@@ -16,6 +16,7 @@ from seglosses._checks import (
     check_reduction,
     check_weights_vector,
 )
+from seglosses._fused import softmax_index
 from seglosses._numerics import pow_from_log, safe_pow
 from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, masked_mean, prepare, unflatten
 from seglosses._types import Mode, Reduction
@@ -30,6 +31,26 @@ def _finish(values: Tensor, prep: Prepared, reduction: str, valid: Tensor | None
             values = torch.where(valid > 0, values, torch.zeros_like(values))
         return unflatten(values, prep)
     return masked_mean(values, valid, reduction)
+
+
+def fused_pixel_mean(pix: Tensor, prep: Prepared, wpix: Tensor | None, reduction: str) -> Tensor:
+    """The fused path's per-image pixel sums ``(N,)`` -> mean over kept pixels (weighted: over kept weight) or sum."""
+    total = pix.sum()
+    if reduction == "sum":
+        return total
+    if wpix is None:
+        return total / prep.target.numel()
+    den = wpix.sum()
+    return torch.where(den > 0, total / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(total))
+
+
+def pixel_weights(prep: Prepared, w: Tensor | None) -> Tensor | None:
+    """``(N, M)`` per-pixel weight ``w[t] * valid`` (or ``valid``, or None) for the fused path."""
+    valid = prep.valid_pixels()
+    if w is None:
+        return valid
+    w_t = w[prep.target]
+    return w_t if valid is None else w_t * valid
 
 
 def cross_entropy_loss(
@@ -111,8 +132,15 @@ def cross_entropy_loss(
     w = None
     if weights is not None:
         check_class_weights_length(fn, weights, c, c)
-        w = weights.to(device=prep.prob.device, dtype=prep.prob.dtype)
+        w = weights.to(device=prep.logits.device, dtype=prep.logits.dtype)
     eps = label_smoothing
+    if prep.fused() and eps == 0 and reduction != "none":
+        # one pass of logsumexp; the gradient written in one expression (seglosses._fused)
+        wpix = pixel_weights(prep, w)
+        _, _, pix, _ = softmax_index(
+            prep.logits, prep.target, prep.valid_pixels(), wpix=wpix, need_stats=False, need_pixel=True
+        )
+        return fused_pixel_mean(pix, prep, wpix, reduction)
     if mode == "multiclass" and prep.form == "index":
         logp_t, _, _ = index_log_probs(prep, need_log1m=False)
         w_t = None if w is None else w[prep.target]  # (N, M)
@@ -231,7 +259,13 @@ def focal_loss(
 def _focal_values(prep: Prepared, alpha: object, gamma: float, reduction: str) -> Tensor:
     c = prep.num_classes
     if prep.mode == "multiclass":
-        a = None if alpha is None else torch.as_tensor(alpha).to(device=prep.prob.device, dtype=prep.prob.dtype)
+        a = None if alpha is None else torch.as_tensor(alpha).to(device=prep.logits.device, dtype=prep.logits.dtype)
+        if prep.fused() and reduction != "none":
+            wpix = pixel_weights(prep, a)
+            _, _, pix, _ = softmax_index(
+                prep.logits, prep.target, prep.valid_pixels(), wpix=wpix, gamma=gamma, need_stats=False, need_pixel=True
+            )
+            return fused_pixel_mean(pix, prep, prep.valid_pixels(), reduction)
         if prep.form == "index":
             logp_t, log1m_t, p_t = index_log_probs(prep, need_log1m=prep.from_logits)
             if prep.from_logits and log1m_t is not None:

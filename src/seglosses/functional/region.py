@@ -39,6 +39,16 @@ def region_stats(
     return soft_stats(prep, per_image=per_image, squared=squared), weights
 
 
+def dice_from_stats(stats: SoftStats, *, smooth: float, log_loss: bool) -> Tensor:
+    """Per-class Dice loss ``1 - D_c`` (or ``-log D_c``) from the statistics (squared form when they carry it)."""
+    if stats.p2_sum is not None and stats.g2_sum is not None:
+        den = stats.p2_sum + stats.g2_sum + smooth
+    else:
+        den = 2 * stats.tp + stats.fp + stats.fn + smooth
+    score = safe_divide(2 * stats.tp + smooth, den)
+    return -torch.log(score) if log_loss else 1 - score
+
+
 def dice_loss(
     input: Tensor,
     target: Tensor,
@@ -150,12 +160,7 @@ def dice_loss(
         reduction=reduction,
         squared=squared,
     )
-    if squared and stats.p2_sum is not None and stats.g2_sum is not None:
-        den = stats.p2_sum + stats.g2_sum + smooth
-    else:
-        den = 2 * stats.tp + stats.fp + stats.fn + smooth
-    score = safe_divide(2 * stats.tp + smooth, den)
-    loss = -torch.log(score) if log_loss else 1 - score
+    loss = dice_from_stats(stats, smooth=smooth, log_loss=log_loss)
     return reduce_classes(
         loss, fn=fn, mode=mode, include_background=include_background, class_weights=weights, reduction=reduction
     )

@@ -1,0 +1,178 @@
+r"""Fused softmax paths for multiclass logits with class-index targets (the common case, made cheap).
+
+One :class:`torch.autograd.Function` computes, from logits ``x`` ``(N, C, M)`` and indices ``t`` ``(N, M)``:
+
+- the soft statistics ``TP_c = sum_m v_m p_{c,m} [t_m = c]`` and ``P_c = sum_m v_m p_{c,m}`` per image, and
+- a per-pixel term summed per image, ``sum_m w_m f(log p_{t_m, m})`` with
+  ``f(l) = -(1 - e^l)^gamma l`` (cross entropy for ``gamma = 0``, the focal term otherwise),
+
+where ``p = softmax(x)``, ``v`` is the kept-pixel mask and ``w`` a per-pixel weight (class weight or focal alpha
+of the pixel's class, times ``v``). Nothing of the input's size is saved for backward except the input itself:
+the backward recomputes ``p`` in the gradient's own buffer and writes
+
+.. math::
+
+    \frac{\partial L}{\partial x_c} = p_c \big(v\,\bar P_c - S - K\big) + [c = t]\big(v\,p_t\,\bar T_t + K\big),
+    \quad S = v \big(\textstyle\sum_k p_k \bar P_k + p_t \bar T_t\big),\quad K = \bar F\, w\, f'(\log p_t)
+
+(bars are the incoming gradients of ``P``, ``TP`` and the pixel sum), in spatial chunks so that no temporary of
+the input's size is allocated beside the gradient. No one-hot tensor is built; no host synchronisation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+#: Elements of ``(N, C, chunk)`` processed at once by the chunked passes (bounds the temporaries' size).
+_CHUNK_ELEMENTS = 1 << 18
+
+
+def _chunks(n: int, c: int, m: int) -> list[tuple[int, int]]:
+    step = max(1024, _CHUNK_ELEMENTS // max(1, n * c))
+    return [(s, min(m, s + step)) for s in range(0, m, step)]
+
+
+def _onehot(t: Tensor, classes: Tensor, buffer: Tensor) -> Tensor:
+    """``[t == c]`` as floats, ``(N, C, L)``, written into ``buffer`` (a float compare: much faster than bool)."""
+    out = buffer[..., : t.shape[-1]]
+    return torch.eq(t.to(classes.dtype).unsqueeze(1), classes, out=out)
+
+
+def _focal_terms(logp_t: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
+    """``f(l) = -(1 - e^l)^gamma l`` and ``f'(l)``, finite for every ``l <= 0`` and every ``gamma >= 0``.
+
+    With ``q = 1 - e^l = -expm1(l)`` (exact near ``l = 0``):
+    ``f'(l) = -q^gamma + gamma q^gamma e^l (l / q)``, and ``l / q -> -1`` as ``q -> 0`` (series below 1e-4).
+    """
+    if gamma == 0:
+        return -logp_t, torch.full_like(logp_t, -1.0)
+    q = -torch.expm1(logp_t)
+    qg = torch.exp(gamma * torch.log(q))  # q^gamma; exactly 0 at q = 0
+    small = q < 1e-4
+    ratio = torch.where(small, -1.0 - 0.5 * q, logp_t / torch.where(small, torch.ones_like(q), q))
+    value = -qg * logp_t
+    deriv = qg * (gamma * torch.exp(logp_t) * ratio - 1.0)
+    return value, deriv
+
+
+class _SoftmaxIndex(torch.autograd.Function):
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        t: Tensor,
+        valid: Tensor | None,
+        wpix: Tensor | None,
+        gamma: float,
+        need_stats: bool,
+        need_pixel: bool,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        n, c, m = x.shape
+        lse = torch.empty((n, m), dtype=x.dtype, device=x.device)
+        logp_t = torch.empty((n, m), dtype=x.dtype, device=x.device) if need_pixel else None
+        psum = torch.zeros((n, c), dtype=x.dtype, device=x.device)
+        tp = torch.zeros((n, c), dtype=x.dtype, device=x.device)
+        gsum = torch.zeros((n, c), dtype=x.dtype, device=x.device)
+        classes = torch.arange(c, device=x.device, dtype=x.dtype).view(1, c, 1)
+        spans = _chunks(n, c, m)
+        buffer = x.new_empty((n, c, spans[0][1] - spans[0][0]))
+        work = torch.empty_like(buffer)
+        for s, e in spans:
+            xc = x[..., s:e]
+            mx = xc.amax(1, keepdim=True)
+            ex = torch.sub(xc, mx, out=work[..., : e - s]).exp_()
+            se = ex.sum(1, keepdim=True)
+            lse_c = se.log().add_(mx)  # (N, 1, chunk)
+            lse[:, s:e] = lse_c.squeeze(1)
+            onehot = _onehot(t[:, s:e], classes, buffer)  # a chunk, never the input's size
+            if logp_t is not None:
+                logp_t[:, s:e] = (xc * onehot).sum(1) - lse_c.squeeze(1)
+            if need_stats:
+                prob = ex.div_(se)
+                if valid is not None:
+                    vc = valid[:, s:e].unsqueeze(1)
+                    prob.mul_(vc)
+                    onehot.mul_(vc)
+                psum += prob.sum(-1)
+                tp += prob.mul_(onehot).sum(-1)
+                gsum += onehot.sum(-1)
+        pix = torch.zeros((n,), dtype=x.dtype, device=x.device)
+        if logp_t is not None:
+            value, _ = _focal_terms(logp_t, gamma)
+            if wpix is not None:
+                value = value * wpix
+            pix = value.sum(-1)
+        ctx.save_for_backward(x, t, valid, wpix, lse, logp_t)
+        ctx.gamma = gamma
+        ctx.need_stats = need_stats
+        ctx.mark_non_differentiable(gsum)
+        return tp, psum, pix, gsum
+
+    @staticmethod
+    def backward(ctx: Any, g_tp: Tensor, g_psum: Tensor, g_pix: Tensor, _g_gsum: Tensor) -> tuple[Tensor | None, ...]:
+        x, t, valid, wpix, lse, logp_t = ctx.saved_tensors
+        n, c, m = x.shape
+        k: Tensor | None = None  # the pixel term's coefficient K, (N, M)
+        if logp_t is not None:
+            _, deriv = _focal_terms(logp_t, ctx.gamma)
+            k = deriv * g_pix.unsqueeze(1)
+            if wpix is not None:
+                k = k * wpix
+        grad = torch.empty_like(x)
+        classes = torch.arange(c, device=x.device, dtype=x.dtype).view(1, c, 1)
+        g_tp3, g_psum3 = g_tp.unsqueeze(-1), g_psum.unsqueeze(-1)
+        spans = _chunks(n, c, m)
+        buffer = x.new_empty((n, c, spans[0][1] - spans[0][0]))
+        work = torch.empty_like(buffer)
+        for s, e in spans:
+            out = grad[..., s:e]
+            prob = torch.sub(x[..., s:e], lse[:, s:e].unsqueeze(1), out=work[..., : e - s]).exp_()
+            onehot = _onehot(t[:, s:e], classes, buffer)
+            if ctx.need_stats:
+                # dL/dp_c = v (dP_c + [c = t] dTP_c) = v A_c;  dx_c = p_c (v A_c - v sum_k p_k A_k)
+                torch.mul(onehot, g_tp3, out=out).add_(g_psum3).mul_(prob)
+                if valid is not None:
+                    out.mul_(valid[:, s:e].unsqueeze(1))
+                b = out.sum(1, keepdim=True)
+                if k is not None:
+                    b += k[:, s:e].unsqueeze(1)
+                out.addcmul_(prob, b, value=-1.0)
+            else:
+                assert k is not None
+                torch.mul(prob, k[:, s:e].unsqueeze(1), out=out).neg_()
+            if k is not None:
+                out.addcmul_(onehot, k[:, s:e].unsqueeze(1))
+        return grad, None, None, None, None, None, None
+
+
+def softmax_index(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    *,
+    wpix: Tensor | None = None,
+    gamma: float = 0.0,
+    need_stats: bool = True,
+    need_pixel: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(TP, P, F, G)`` per image: ``(N, C)``, ``(N, C)``, ``(N,)``, ``(N, C)`` (see the module docstring).
+
+    ``G`` (kept pixels of each class) is a count and carries no gradient.
+
+    Args:
+        x: ``(N, C, M)`` logits, float32 or float64.
+        t: ``(N, M)`` int64 class indices (0 at ignored pixels).
+        valid: ``(N, M)`` 0/1 float mask of kept pixels, or None.
+        wpix: ``(N, M)`` per-pixel weight of the pixel term (already multiplied by ``valid``), or None.
+        gamma: focal exponent of the pixel term (0: cross entropy).
+        need_stats: compute ``TP`` and ``P`` (else zeros).
+        need_pixel: compute the pixel term (else zeros).
+
+    """
+    out: tuple[Tensor, Tensor, Tensor, Tensor] = _SoftmaxIndex.apply(  # type: ignore[no-untyped-call]
+        x, t, valid, wpix, gamma, need_stats, need_pixel
+    )
+    return out
