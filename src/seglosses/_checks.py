@@ -144,8 +144,12 @@ def check_input_target(
     mode: str,
     ignore_index: int | None,
     allow_soft: bool = True,
+    index_values: bool = True,
 ) -> str:
     """Check ``input`` and ``target`` against the shape rules of SPEC section 2.
+
+    ``index_values=False`` leaves the range check of class indices to the caller (:func:`check_index_range`, run
+    by ``prepare`` on the target with ignored pixels already replaced: one pass instead of three).
 
     Returns the target form: ``"index"`` (multiclass class indices, shape ``(N, *S)``) or ``"dense"`` (the input's
     shape: binary/multilabel masks, multiclass one-hot or soft labels).
@@ -214,6 +218,8 @@ def check_input_target(
                 f"integer dtype; got {target.dtype} (use target.long())"
             )
         c = shape[1]
+        if not index_values or not values_checked(target):
+            return form
         bad = (target < 0) | (target >= c)
         if ignore_index is not None:
             bad &= target != ignore_index
@@ -228,8 +234,8 @@ def check_input_target(
         tf = target
     elif torch.is_floating_point(target):
         tf = target
-        nan = torch.isnan(target)
-        if bool(nan.any()):
+        nan = torch.isnan(target) if values_checked(target) else None
+        if nan is not None and bool(nan.any()):
             raise ValueError(f"{fn}: `target` must not contain NaN; got {int(nan.sum())} NaN values")
     else:
         raise TypeError(f"{fn}: `target` must be a real tensor; got {target.dtype}")
@@ -241,6 +247,8 @@ def check_input_target(
             )
         if not allow_soft:
             pass
+    if not values_checked(target):
+        return form
     if tf.dtype != torch.bool and tf.numel() > 0:
         kept = tf if ignore_index is None else tf[tf != ignore_index]
         if kept.numel() > 0:
@@ -257,9 +265,50 @@ def check_input_target(
     return form
 
 
+def check_index_range(fn: str, cleaned: torch.Tensor, target: torch.Tensor, c: int, ignore_index: int | None) -> None:
+    """Class indices in ``[0, C)``: one ``aminmax`` over ``cleaned`` (the target with ignored pixels set to 0)."""
+    if cleaned.numel() == 0 or not values_checked(cleaned):
+        return
+    lo, hi = torch.aminmax(cleaned)
+    if bool(lo < 0) or bool(hi >= c):
+        bad = (target < 0) | (target >= c)
+        if ignore_index is not None:
+            bad &= target != ignore_index
+        first = int(target[bad].flatten()[0])
+        raise ValueError(
+            f"{fn}: `target` class indices must be in [0, {c}) or equal ignore_index={ignore_index}; got {first}"
+        )
+
+
+#: When value checks (index range, NaN, probabilities in [0, 1]) run: see :func:`set_value_checks`.
+_VALUE_CHECKS = {"when": "cpu"}
+
+
+def set_value_checks(when: str) -> None:
+    """Choose when seglosses checks the *values* of inputs and targets (shapes and dtypes are always checked).
+
+    Args:
+        when: ``"cpu"`` (default): only for tensors on the CPU, where the check is one cheap reduction; on a GPU
+            it would force a host-device synchronisation in every loss call, so it is skipped there.
+            ``"always"``: on every device (use it while debugging a GPU pipeline). ``"never"``: no value checks.
+
+    Value checks are also skipped while ``torch.compile`` traces a loss (they would break the graph).
+    """
+    check_option("set_value_checks", "when", when, ("cpu", "always", "never"))
+    _VALUE_CHECKS["when"] = when
+
+
+def values_checked(t: torch.Tensor) -> bool:
+    """Whether value checks apply to ``t`` now (see :func:`set_value_checks`)."""
+    when = _VALUE_CHECKS["when"]
+    if when == "never" or torch.compiler.is_compiling():
+        return False
+    return when == "always" or t.device.type == "cpu"
+
+
 def check_probabilities(fn: str, x: torch.Tensor) -> None:
     """With ``from_logits=False`` the input must hold probabilities in [0, 1]."""
-    if x.numel() == 0:
+    if x.numel() == 0 or not values_checked(x):
         return
     lo, hi = torch.aminmax(x.detach())
     if bool(lo < 0) or bool(hi > 1):
@@ -371,3 +420,136 @@ def as_caller(fn: str, **renames: str) -> Iterator[None]:
         for old, new in renames.items():
             rest = rest.replace(f"`{old}`", f"`{new}`")
         raise type(err)(f"{fn}: {rest}") from None
+
+
+# ------------------------------------------------------------------------------------------------- metrics (SPEC 5)
+
+
+def check_zero_division(fn: str, zero_division: object) -> float:
+    """``zero_division`` is ``"nan"`` or a number in [0, 1]; returns it as a float (``nan`` for ``"nan"``)."""
+    if zero_division == "nan" and isinstance(zero_division, str):
+        return math.nan
+    if isinstance(zero_division, str):
+        raise ValueError(f"{fn}: `zero_division` must be 'nan' or a number in [0, 1]; got {zero_division!r}")
+    if isinstance(zero_division, bool) or not isinstance(zero_division, (int, float)):
+        raise TypeError(f"{fn}: `zero_division` must be 'nan' or a number in [0, 1]; got {zero_division!r}")
+    return check_number(fn, "zero_division", zero_division, low=0.0, high=1.0)
+
+
+def check_num_classes(fn: str, num_classes: object, mode: str, *, required: bool = False) -> int | None:
+    """``num_classes`` is None (unless ``required``) or an int: 1 in binary mode, >= 2 multiclass, >= 1 multilabel."""
+    if num_classes is None and not required:
+        return None
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+        raise TypeError(f"{fn}: `num_classes` must be an int; got {type(num_classes).__name__} {num_classes!r}")
+    if mode == "binary" and num_classes != 1:
+        raise ValueError(
+            f"{fn}: `num_classes` for mode='binary' must be 1 (the foreground channel); got {num_classes} "
+            "(use mode='multiclass' for background + foreground as two classes)"
+        )
+    low = 2 if mode == "multiclass" else 1
+    if num_classes < low:
+        raise ValueError(f"{fn}: `num_classes` for mode={mode!r} must be >= {low}; got {num_classes}")
+    return num_classes
+
+
+def check_metric_names(fn: str, metrics: object, choices: Sequence[str]) -> tuple[str, ...]:
+    """A non-empty sequence of distinct metric names from ``choices``."""
+    if isinstance(metrics, str) or not isinstance(metrics, Sequence) or len(metrics) == 0:
+        raise TypeError(f"{fn}: `metrics` must be a non-empty sequence of metric names; got {metrics!r}")
+    for name in metrics:
+        check_option(fn, "metrics", name, choices)
+    if len(set(metrics)) != len(metrics):
+        raise ValueError(f"{fn}: `metrics` must not repeat a name; got {tuple(metrics)!r}")
+    return tuple(metrics)
+
+
+def check_metric_input_target(
+    fn: str,
+    input: Any,
+    target: Any,
+    *,
+    mode: str,
+    ignore_index: int | None,
+    num_classes: int | None,
+) -> tuple[int, bool, str]:
+    """Check a metric call: scores or hard labels against a hard target (SPEC sections 2 and 5).
+
+    ``input`` is floating-point scores/probabilities/logits (shapes of SPEC section 2) or hard labels: integer/bool
+    0/1 maps of the same shapes in binary/multilabel mode, integer class indices ``(N, *S)`` in multiclass mode
+    (then ``num_classes`` is required). The target must be hard: 0/1 (binary/multilabel), class indices or a one-hot
+    ``(N, C, *S)`` (multiclass). Returns ``(C, input_is_hard, target_form)``.
+    """
+    if not isinstance(input, torch.Tensor):
+        raise TypeError(f"{fn}: `input` must be a torch.Tensor; got {type(input).__name__}")
+    hard = input.dtype == torch.bool or input.dtype in _INT_DTYPES
+    if not hard and not torch.is_floating_point(input):
+        raise TypeError(
+            f"{fn}: `input` must be a floating-point tensor (scores) or an integer/bool tensor (hard labels); "
+            f"got {input.dtype}"
+        )
+    shape = tuple(input.shape)
+    if mode == "multiclass" and hard:
+        if num_classes is None:
+            raise ValueError(
+                f"{fn}: `num_classes` must be given with hard class-index input of shape (N, *S)="
+                f"{_fmt_shape(shape)} in mode='multiclass'; got None"
+            )
+        if input.ndim < 2:
+            raise ValueError(
+                f"{fn}: `input` of class indices for mode='multiclass' must have shape (N, *S); got {_fmt_shape(shape)}"
+            )
+        # a stride-0 stand-in of the scores' shape (N, C, *S): the shape checks below need no memory
+        scores_shape = (shape[0], num_classes, *shape[1:])
+        stand_in = torch.empty((), dtype=torch.float32, device=input.device).expand(scores_shape)
+    else:
+        stand_in = torch.empty((), dtype=torch.float32, device=input.device).expand(shape) if hard else input
+    form = check_input_target(fn, stand_in, target, mode=mode, ignore_index=ignore_index)
+    c = 1 if mode == "binary" else int(stand_in.shape[1])
+    if num_classes is not None and c != num_classes:
+        raise ValueError(
+            f"{fn}: `input` must have C=num_classes={num_classes} channels in dim 1 (N, C, *S); got {_fmt_shape(shape)}"
+        )
+    # values of the input
+    if hard and input.dtype != torch.bool and input.numel() > 0:
+        lo, hi = (int(v) for v in torch.aminmax(input))
+        high = c - 1 if mode == "multiclass" else 1
+        if lo < 0 or hi > high:
+            what = f"class indices in [0, {c})" if mode == "multiclass" else "hard labels 0 or 1"
+            raise ValueError(f"{fn}: `input` of dtype {input.dtype} must hold {what}; got min={lo}, max={hi}")
+    if not hard:
+        nan = torch.isnan(input)
+        if bool(nan.any()):
+            raise ValueError(f"{fn}: `input` must not contain NaN; got {int(nan.sum())} NaN values")
+    # the target must be hard
+    if form == "dense" and target.dtype != torch.bool:
+        kept = target if ignore_index is None else target[target != ignore_index]
+        soft = (kept != 0) & (kept != 1)
+        if bool(soft.any()):
+            first = float(kept[soft].flatten()[0])
+            raise ValueError(
+                f"{fn}: `target` must be hard (values 0 or 1) for metrics; got {int(soft.sum())} other values, "
+                f"e.g. {first:g} (threshold soft labels first)"
+            )
+    if form == "dense" and mode == "multiclass":
+        bad = target.sum(1, dtype=torch.int64) != 1
+        if bool(bad.any()):
+            raise ValueError(
+                f"{fn}: `target` of shape (N, C, *S) for mode='multiclass' must be one-hot (exactly one 1 per "
+                f"pixel); got {int(bad.sum())} pixels whose channels sum to other than 1"
+            )
+    return c, hard, form
+
+
+# ------------------------------------------------------------------------------------------- lovasz (SPEC section 4)
+
+
+def check_one_hot(fn: str, target: torch.Tensor) -> None:
+    """A dense multiclass target ``(N, C, ...)`` of a loss defined on hard labels must be one-hot (one 1 per pixel)."""
+    bad = target.sum(1) != 1
+    if bool(bad.any()):
+        raise ValueError(
+            f"{fn}: `target` of shape (N, C, *S) for mode='multiclass' must be one-hot (exactly one 1 per pixel); "
+            f"got {int(bad.sum())} pixels whose channels sum to other than 1 (to ignore pixels, pass class indices "
+            "(N, *S) with ignore_index)"
+        )

@@ -9,7 +9,14 @@ import torch
 import torch.nn.functional as torch_f
 from torch import Tensor
 
-from seglosses._checks import check_bool, check_ignore_index, check_input_target, check_mode, check_probabilities
+from seglosses._checks import (
+    check_bool,
+    check_ignore_index,
+    check_index_range,
+    check_input_target,
+    check_mode,
+    check_probabilities,
+)
 from seglosses._numerics import log1m_softmax, pow_from_log, safe_pow
 
 
@@ -92,7 +99,9 @@ def prepare(
     check_mode(fn, mode)
     check_bool(fn, "from_logits", from_logits)
     check_ignore_index(fn, ignore_index)
-    form = check_input_target(fn, input, target, mode=mode, ignore_index=ignore_index, allow_soft=allow_soft)
+    form = check_input_target(
+        fn, input, target, mode=mode, ignore_index=ignore_index, allow_soft=allow_soft, index_values=False
+    )
     shape = tuple(input.shape)
     x = input if input.dtype in (torch.float32, torch.float64) else input.float()
     n = x.shape[0]
@@ -107,6 +116,7 @@ def prepare(
             keep = t != ignore_index
             t = torch.where(keep, t, torch.zeros_like(t))
             valid = keep.unsqueeze(1).to(x.dtype)
+        check_index_range(fn, t, target, c=x.shape[1], ignore_index=ignore_index)
         t = t.long()
     else:
         t = target.reshape(n, c, -1)

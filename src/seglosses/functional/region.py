@@ -91,7 +91,8 @@ def dice_loss(
         smooth: added to numerator and denominator (default 1.0: an empty class predicted empty scores 1, loss 0,
             while false positives on an empty target are still penalised). With 0, ``0/0`` is defined as 1.
         squared: use :math:`\sum p^2 + \sum g^2` in the denominator (V-Net). Default False (the plain Dice).
-        log_loss: return :math:`-\log D` instead of :math:`1 - D`. Default False.
+        log_loss: return :math:`-\log D` instead of :math:`1 - D`. Default False. Needs ``smooth > 0`` to stay
+            finite: with ``smooth=0`` a class absent from the target but predicted has D = 0 and the loss is inf.
         include_background: keep channel 0 (default True; False drops it in multiclass/multilabel; binary mode's only
             channel is the foreground and is always kept).
         class_weights: per-class weights (length C, or the number of kept classes): weighted mean
@@ -122,7 +123,7 @@ def dice_loss(
           except ``gamma = 2`` (``squared=True``); other exponents are not a Dice score and are not offered.
         - MONAI ``DiceLoss(sigmoid=True)`` / ``(softmax=True, to_onehot_y=True)``: its defaults ``smooth_nr =
           smooth_dr = 1e-5`` and ``batch=False`` are ``smooth=1e-5, per_image=True``; ``batch=True`` is our default
-          ``per_image=False``; ``squared_pred=True`` is ``squared=True``; ``jaccard=True`` is :func:`jaccard_loss`.
+          ``per_image=False``; ``squared_pred=True`` is ``squared=True``; ``jaccard=True`` is :func:`jaccard_loss` with half the smooth.
         - segmentation_models_pytorch ``DiceLoss``: ``smooth=0`` by default, sums over the batch, and it zeroes the
           loss of classes absent from the target (it hides their false positives); we never do that (SPEC). With
           ``log_loss=True`` it matches our ``log_loss=True`` except for that rule.
@@ -208,8 +209,9 @@ def jaccard_loss(
         TypeError: see :func:`dice_loss`.
 
     Note:
-        MONAI ``DiceLoss(jaccard=True)`` uses :math:`\sum p^2`-free denominator ``sum p + sum g - TP`` (the same
-        quantity) with ``smooth=1e-5`` and per image by default: ``smooth=1e-5, per_image=True``.
+        MONAI ``DiceLoss(jaccard=True, smooth_nr=s, smooth_dr=s)`` computes ``(2 TP + s) / (2 (TP + FP + FN) + s)``,
+        which is ``(TP + s/2) / (TP + FP + FN + s/2)``: our ``smooth=s/2``; with its defaults (``s = 1e-5``,
+        ``batch=False``) that is ``smooth=5e-6, per_image=True``.
         segmentation_models_pytorch ``JaccardLoss`` uses ``smooth=0`` and zeroes classes absent from the target.
 
     References:
