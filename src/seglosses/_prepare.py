@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as torch_f
@@ -47,12 +46,21 @@ class Prepared:
     valid: Tensor | None
     shape: tuple[int, ...]
 
-    @cached_property
+    _cache: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
     def prob(self) -> Tensor:
-        """``(N, C, M)`` probabilities: softmax over C (multiclass) or sigmoid of the logits, or the input."""
+        """``(N, C, M)`` probabilities: softmax over C (multiclass) or sigmoid of the logits, or the input.
+
+        Computed on first use and kept (a dict, not ``functools.cached_property``, whose lock ``torch.compile``
+        cannot trace on Python 3.11).
+        """
         if not self.from_logits:
             return self.logits
-        return torch.softmax(self.logits, dim=1) if self.mode == "multiclass" else torch.sigmoid(self.logits)
+        if "prob" not in self._cache:
+            x = self.logits
+            self._cache["prob"] = torch.softmax(x, dim=1) if self.mode == "multiclass" else torch.sigmoid(x)
+        return self._cache["prob"]
 
     @property
     def num_classes(self) -> int:
