@@ -49,12 +49,13 @@ def _focal_terms(logp_t: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
     """
     if gamma == 0:
         return -logp_t, torch.full_like(logp_t, -1.0)
-    q = -torch.expm1(logp_t)
-    qg = torch.exp(gamma * torch.log(q))  # q^gamma; exactly 0 at q = 0
-    small = q < 1e-4
-    ratio = torch.where(small, -1.0 - 0.5 * q, logp_t / torch.where(small, torch.ones_like(q), q))
-    value = -qg * logp_t
-    deriv = qg * (gamma * torch.exp(logp_t) * ratio - 1.0)
+    q = torch.expm1(logp_t).neg_()
+    qg = torch.log(q).mul_(gamma).exp_()  # q^gamma; exactly 0 at q = 0
+    # l / q, with its series -1 - q/2 where q is tiny (l = log(1 - q))
+    ratio = torch.where(q < 1e-4, q * -0.5 - 1.0, logp_t / q.clamp_min(1e-30))
+    value = qg * logp_t
+    value.neg_()
+    deriv = ratio.mul_(torch.exp(logp_t)).mul_(gamma).sub_(1.0).mul_(qg)
     return value, deriv
 
 
@@ -100,12 +101,14 @@ class _SoftmaxIndex(torch.autograd.Function):
                 tp += prob.mul_(onehot).sum(-1)
                 gsum += onehot.sum(-1)
         pix = torch.zeros((n,), dtype=x.dtype, device=x.device)
+        deriv = None  # f'(log p_t), kept for backward (a (N, M) tensor: 1/C of the input)
         if logp_t is not None:
-            value, _ = _focal_terms(logp_t, gamma)
+            value, deriv = _focal_terms(logp_t, gamma)
             if wpix is not None:
-                value = value * wpix
+                value = value.mul_(wpix)
+                deriv = deriv.mul_(wpix)
             pix = value.sum(-1)
-        ctx.save_for_backward(x, t, valid, wpix, lse, logp_t)
+        ctx.save_for_backward(x, t, valid, lse, deriv)
         ctx.gamma = gamma
         ctx.need_stats = need_stats
         ctx.mark_non_differentiable(gsum)
@@ -113,14 +116,9 @@ class _SoftmaxIndex(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g_tp: Tensor, g_psum: Tensor, g_pix: Tensor, _g_gsum: Tensor) -> tuple[Tensor | None, ...]:
-        x, t, valid, wpix, lse, logp_t = ctx.saved_tensors
+        x, t, valid, lse, deriv = ctx.saved_tensors
         n, c, m = x.shape
-        k: Tensor | None = None  # the pixel term's coefficient K, (N, M)
-        if logp_t is not None:
-            _, deriv = _focal_terms(logp_t, ctx.gamma)
-            k = deriv * g_pix.unsqueeze(1)
-            if wpix is not None:
-                k = k * wpix
+        k = None if deriv is None else deriv * g_pix.unsqueeze(1)  # the pixel term's coefficient K, (N, M)
         grad = torch.empty_like(x)
         classes = torch.arange(c, device=x.device, dtype=x.dtype).view(1, c, 1)
         g_tp3, g_psum3 = g_tp.unsqueeze(-1), g_psum.unsqueeze(-1)

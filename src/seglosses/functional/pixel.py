@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as torch_f
 from torch import Tensor
 
 from seglosses._checks import (
@@ -166,6 +167,18 @@ def cross_entropy_loss(
             ce = ce * w.view(1, c, 1)
         return _finish(ce.sum(1), prep, reduction, None)
     g = prep.target * (1 - eps) + eps / 2 if eps > 0 else prep.target
+    if prep.from_logits and reduction != "none":
+        # torch's fused BCE-with-logits (softplus form, exact for every finite logit); the kept-element mask and the
+        # class weights enter as its elementwise weight
+        weight = prep.valid
+        if w is not None:
+            wc = w.view(1, c, 1)
+            weight = wc.expand_as(prep.logits) if weight is None else weight * wc
+        total = torch_f.binary_cross_entropy_with_logits(prep.logits, g, weight=weight, reduction="sum")
+        if reduction == "sum":
+            return total
+        count = prep.logits.numel() if prep.valid is None else prep.valid.sum().clamp_min(1)
+        return total / count
     logp, log1mp = log_probs(prep, g)
     bce = -(g * logp + (1 - g) * log1mp)
     if w is not None:
