@@ -527,7 +527,7 @@ class SymmetricFocalTverskyLoss(_UnifiedTverskyPart):
 class LovaszLoss(_SegLoss):
     """Lovasz hinge / Lovasz-softmax loss Module. See :func:`seglosses.functional.lovasz_loss`."""
 
-    _function = staticmethod(getattr(F, "lovasz_loss", None))  # TEMP until lovasz.py lands
+    _function = staticmethod(F.lovasz_loss)
     _reductions = ("mean", "sum")
 
     def __init__(

@@ -1,6 +1,7 @@
 """Pure functions, one per loss: ``name_loss(input, target, *, mode, ...)`` (SPEC section 1)."""
 
 from seglosses.functional.compound import combo_loss, dice_ce_loss, hybrid_focal_loss
+from seglosses.functional.lovasz import lovasz_loss
 from seglosses.functional.pixel import cross_entropy_loss, focal_loss
 from seglosses.functional.region import (
     dice_loss,
@@ -16,11 +17,6 @@ from seglosses.functional.unified_focal import (
     symmetric_focal_tversky_loss,
     unified_focal_loss,
 )
-
-try:  # TEMPORARY while lovasz.py is being written (remove before commit)
-    from seglosses.functional.lovasz import lovasz_loss
-except ImportError:  # pragma: no cover
-    pass
 
 #: ``cross_entropy`` is the SPEC's name of :func:`cross_entropy_loss` (the same function).
 cross_entropy = cross_entropy_loss

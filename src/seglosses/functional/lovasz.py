@@ -1,0 +1,234 @@
+r"""Lovász hinge and Lovász-softmax losses (Berman, Triki, Blaschko, CVPR 2018), vectorised over images and classes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from seglosses._checks import check_hparams, check_one_hot, check_option, check_reduction
+from seglosses._prepare import Prepared, prepare
+from seglosses._types import Mode
+
+Classes = Literal["present", "all"]
+
+
+def _rows(t: Tensor, per_image: bool) -> Tensor:
+    """``(N, C, M)`` to one row per sorted vector: ``(N * C, M)`` per image, else ``(C, N * M)`` (a copy if N > 1)."""
+    n, c, m = t.shape
+    return t.reshape(n * c, m) if per_image else t.transpose(0, 1).reshape(c, n * m)
+
+
+def _unrows(r: Tensor, shape: tuple[int, int, int], per_image: bool) -> Tensor:
+    """The inverse of :func:`_rows` as a view, ``(N, C, M)``."""
+    n, c, m = shape
+    return r.view(n, c, m) if per_image else r.view(c, n, m).transpose(0, 1)
+
+
+def _lovasz_weights(order: Tensor, g: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    r"""Lovász gradient of the Jaccard loss for every row, put back at the unsorted positions.
+
+    For the order ``(R, L)`` that sorts the errors of each row in decreasing order (ignored elements have the key
+    ``-inf`` and come last) and the ground truth ``g`` (bool, ``(R, L)``, False where ignored), with :math:`k` the
+    rank and
+    :math:`G = \sum g`: :math:`I_k = G - \sum_{j \le k} g_{(j)}`, :math:`U_k = G + \sum_{j \le k} (1 - g_{(j)})`,
+    :math:`J_k = 1 - I_k / U_k` and the weight of rank k is :math:`J_k - J_{k-1}` (:math:`J_{-1} = 0`), Berman et al.
+    Alg. 1. :math:`U_k \ge 1`, so no division by zero. Counts are exact up to :math:`2^{24}` elements per row in
+    float32. Returns the weights ``(R, L)`` in ``dtype`` and the positives per row :math:`G` ``(R,)``.
+
+    Runs without autograd: the loss is linear in the errors given their order, so the weights are constants.
+    In-place steps keep the extra memory at ``order`` (int64) plus two float buffers of one row set's size.
+    """
+    length = order.shape[-1]
+    cum = g.gather(-1, order).cumsum(-1, dtype=dtype)  # positives among the first k + 1
+    total = cum[:, -1:].clone()
+    rank = torch.arange(1, length + 1, dtype=dtype, device=order.device)
+    union = (total + rank).sub_(cum)  # G + negatives among the first k + 1
+    ratio = cum.neg_().add_(total).div_(union)  # I_k / U_k = 1 - J_k
+    grad = union  # reuse: J_k - J_{k-1} = ratio_{k-1} - ratio_k
+    grad[:, 0] = 1 - ratio[:, 0]
+    torch.sub(ratio[:, :-1], ratio[:, 1:], out=grad[:, 1:])
+    weights = ratio.scatter_(-1, order, grad)  # every position is written: order permutes each row
+    return weights, total.squeeze(-1)
+
+
+def _sort_key(z: Tensor, g: Tensor, kept: Tensor | None, *, hinge: bool) -> Tensor:
+    """``(N, C, M)`` errors as sort keys: ``1 - x s`` (hinge, ``s = 2g - 1``) or ``|g - p|``; ``-inf`` if ignored."""
+    zd = z.detach()
+    if hinge:
+        key = (zd * g.to(torch.int8).mul_(2).sub_(1)).neg_().add_(1)
+    else:
+        key = (zd - g.view(torch.uint8)).abs_()
+    if kept is not None:
+        key.masked_fill_(~kept, float("-inf"))
+    return key
+
+
+def _lovasz_terms(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Lovász loss of every row: ``(loss, positives, kept)``, each ``(N, C)`` per image, else ``(C,)``.
+
+    The Lovász extension of a row is :math:`\sum_i w_i h_i` with the weights :math:`w` fixed by the order of the
+    errors :math:`h` (piecewise linear), and :math:`h = a + b z` is affine in the differentiable input :math:`z`
+    (``h = g + (1 - 2g) p`` for the flat form, ``h = [e > 0] (1 - (2g - 1) x)`` for the hinge, with int8 ``a, b``);
+    so the sort and the weights run without autograd, which only sees ``(a + b z) w``.
+    Ignored elements get the sort key ``-inf`` (last, outside every count) and the coefficient 0 (no value, no
+    gradient).
+    """
+    z = prep.logits if hinge else prep.prob
+    shape = (int(z.shape[0]), int(z.shape[1]), int(z.shape[2]))
+    n, c, m = shape
+    if prep.form == "index":
+        classes = torch.arange(c, device=z.device).view(1, c, 1)
+        g = prep.target.unsqueeze(1) == classes  # (N, C, M) bool: no float one-hot
+    else:
+        g = prep.target > 0.5
+    kept = None if prep.valid is None else (prep.valid > 0).expand(n, c, m)
+    if kept is not None:
+        g = g & kept
+    if n * c * m == 0:
+        zero = z.sum((0, 2)) * 0
+        return (zero.expand(n, c), zero.expand(n, c), zero.expand(n, c)) if per_image else (zero, zero, zero)
+    with torch.no_grad():
+        key = _sort_key(z, g, kept, hinge=hinge)
+        active = key > 0 if hinge else kept  # where the error enters linearly (relu for the hinge)
+        key_r = _rows(key, per_image)
+        g_r = _rows(g, per_image)
+        active_r = None if active is None else _rows(active, per_image)
+        del key, g, active  # the row copies (batch mode) are the ones kept
+        order = torch.sort(key_r, dim=-1, descending=True).indices
+        del key_r  # freed before the weights' buffers are allocated
+        weights, positives = _lovasz_weights(order, g_r, z.dtype)
+        del order
+        # h = a + b z: the error where it is active, 0 elsewhere (ignored, or a hinge error <= 0)
+        offset = active_r if hinge and active_r is not None else g_r
+        slope = g_r.to(torch.int8).mul_(-2).add_(1)  # 1 - 2g
+        if active_r is not None:
+            slope.mul_(active_r)
+    errors = (z * _unrows(slope, shape, per_image)).add_(_unrows(offset, shape, per_image))
+    dot = (errors * _unrows(weights, shape, per_image)).sum(-1)  # (N, C)
+    count = prep.count()
+    if per_image:
+        return dot, positives.view(n, c), count
+    return dot.sum(0), positives, count.sum(0)
+
+
+def lovasz_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    classes: Classes = "present",
+    ignore_index: int | None = None,
+    per_image: bool = False,
+    reduction: Literal["mean", "sum"] = "mean",
+) -> Tensor:
+    r"""Lovász hinge (binary, multilabel) and Lovász-softmax (multiclass) loss (Berman et al., CVPR 2018).
+
+    The Jaccard loss of a class as a set function of its mispredicted pixels :math:`M`, with :math:`G` the target's
+    pixels, is :math:`\Delta_J(M) = |M| / |G \cup M|`. Its Lovász extension, evaluated at a vector of non-negative
+    pixel errors :math:`m` sorted in decreasing order :math:`m_{\pi_1} \ge m_{\pi_2} \ge \dots`, is
+
+    .. math::
+
+        \overline{\Delta_J}(m) = \sum_{k} m_{\pi_k} \, \big(\Delta_J(\{\pi_1, \dots, \pi_k\})
+        - \Delta_J(\{\pi_1, \dots, \pi_{k-1}\})\big)
+
+    (convex, piecewise linear, equal to :math:`\Delta_J` on 0/1 errors). The errors are
+
+    - Lovász hinge (binary/multilabel from logits): :math:`m_i = \max(0, 1 - x_i s_i)`, :math:`s_i = 2 g_i - 1`.
+    - Lovász-softmax, flat form (multiclass; binary/multilabel with ``from_logits=False``):
+      :math:`m_i = |g_{i,c} - p_{i,c}|`, with :math:`p` the softmax over dim 1 (multiclass logits) or the input.
+
+    Each class (channel) of the whole batch, or of each image with ``per_image=True``, is one such term; the loss is
+    the mean of the terms over the classes (multiclass: those selected by ``classes``), and with ``per_image`` the mean
+    over images of each image's class mean.
+
+    Shapes:
+        - binary: input ``(N, 1, *S)`` or ``(N, *S)``; target the same shape, values 0 or 1.
+        - multiclass: input ``(N, C, *S)``; target ``(N, *S)`` class indices or ``(N, C, *S)`` one-hot.
+        - multilabel: input and target ``(N, C, *S)``, values 0 or 1.
+        - output: ``()``.
+
+    Args:
+        input: logits (``from_logits=True``) or probabilities.
+        target: hard labels, see Shapes (the loss is defined on sets: soft targets raise).
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        from_logits: default True, since networks output logits. Binary/multilabel: True uses the hinge on the raw
+            logits (no sigmoid, as in the paper), False the flat form on the given probabilities. Multiclass: True
+            applies the softmax over dim 1 inside.
+        classes: multiclass only: ``"present"`` (default, the paper's code) averages over the classes present in the
+            target (of the batch, or of each image with ``per_image``), ``"all"`` over all C classes (an absent class
+            then costs its largest probability). Binary and multilabel always keep every channel with a kept element
+            (the hinge's own rule: an empty channel's false positives are still penalised); the option has no effect
+            there.
+        ignore_index: target value whose pixels are removed (index targets, and markers such as 255 in
+            binary/multilabel targets): they change neither the value nor get a gradient. Default None.
+        per_image: one term per image and class, mean over images (default False: the batch is one set per class, as
+            the paper's ``lovasz_softmax``). An image with no kept pixel is left out of the mean over images.
+        reduction: ``"mean"`` (default) or ``"sum"``: the sum of the terms the mean averages (the classes, or with
+            ``per_image`` the images' class means). ``"none"`` is not offered: the terms differ by mode and option.
+
+    Returns:
+        The loss, ``()``. 0 with a zero gradient when every pixel is ignored.
+
+    Raises:
+        ValueError: bad shapes, class indices out of range, target values other than 0 or 1 (soft targets), a
+            multiclass ``(N, C, *S)`` target that is not one-hot, unknown ``classes``/``mode``/``reduction`` (also
+            ``"none"``), probabilities outside [0, 1] with ``from_logits=False``.
+        TypeError: non-floating input, a floating index target, non-bool ``per_image``/``from_logits``.
+
+    Note:
+        Popular variants mapped to these arguments:
+
+        - Berman's ``lovasz_hinge(logits, labels, per_image=True, ignore=None)`` (default per image!):
+          ``mode="binary", per_image=True``. ``lovasz_softmax(probas, labels, classes="present", per_image=False,
+          ignore=None)`` takes probabilities: ``mode="multiclass", from_logits=False`` with the same ``classes``,
+          ``per_image`` and ``ignore_index``. One difference: there an image whose pixels are all ignored adds a 0
+          to the mean over images; here it is left out (SPEC). A list of class ids for ``classes`` is not offered.
+        - segmentation_models_pytorch ``LovaszLoss(mode, per_image=False, ignore_index=None)``: multiclass is ours
+          (softmax always applied, classes present). Its binary is ours. Its multilabel is the hinge over all
+          channels pooled into one set, not a mean over channels: reshape the input and target to ``(N, -1)`` and
+          use ``mode="binary"``.
+        - kornia ``lovasz_hinge_loss(pred, target)``: ``mode="binary", per_image=True``. kornia
+          ``lovasz_softmax_loss(pred, target)`` (per image, all classes, no ignore): ``mode="multiclass",
+          per_image=True, classes="all"``; its ``weight`` is not offered.
+
+    References:
+        M. Berman, A. Rannen Triki, M. B. Blaschko, "The Lovász-Softmax loss: A tractable surrogate for the
+        optimization of the intersection-over-union measure in neural networks", CVPR 2018, eqs. 8-12 and Alg. 1.
+
+    Examples:
+        Probabilities p = [1, 0, 0.5, 0] on g = [1, 0, 1, 0]: the only error is 0.5 (third pixel), and
+        :math:`\Delta_J` of that one pixel missed is 1/2 (|M| = 1, |G u M| = 2), so the loss is 0.5 * 1/2.
+        The logits [2, -2, 0.5, -1] give the hinge errors relu(1 - x s) = [0, 0, 0.5, 0]: the same loss.
+
+        >>> import torch
+        >>> from seglosses.functional import lovasz_loss
+        >>> p = torch.tensor([[[1.0, 0.0], [0.5, 0.0]]])
+        >>> g = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])
+        >>> lovasz_loss(p, g, mode="binary", from_logits=False)
+        tensor(0.2500)
+        >>> x = torch.tensor([[[2.0, -2.0], [0.5, -1.0]]])
+        >>> lovasz_loss(x, g, mode="binary")
+        tensor(0.2500)
+
+    """
+    fn = "lovasz_loss"
+    check_hparams(fn, per_image=per_image)
+    check_option(fn, "classes", classes, ("present", "all"))
+    check_reduction(fn, reduction, ("mean", "sum"))
+    prep = prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index, allow_soft=False)
+    if mode == "multiclass" and prep.form == "dense":
+        check_one_hot(fn, prep.target)
+    hinge = from_logits and mode != "multiclass"
+    loss, positives, count = _lovasz_terms(prep, hinge=hinge, per_image=per_image)
+    keep = positives > 0 if (mode == "multiclass" and classes == "present") else count > 0
+    loss = torch.where(keep, loss, torch.zeros_like(loss))
+    if per_image:  # each image's mean over its kept classes, then the images that have one
+        loss = loss.sum(1) / keep.sum(1).clamp_min(1).to(loss.dtype)
+        keep = keep.any(1)
+    if reduction == "sum":
+        return loss.sum()
+    return loss.sum() / keep.sum().clamp_min(1).to(loss.dtype)
