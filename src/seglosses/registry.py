@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch import nn
 
@@ -67,3 +67,76 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
 
     """
     return loss_class(name)(**kwargs)
+
+
+class Param(NamedTuple):
+    """One hyperparameter of a search space (used by ``seglosses tune``; Optuna reads it, seglosses does not).
+
+    Attributes:
+        kind: ``"float"``, ``"int"``, ``"bool"`` or ``"categorical"``.
+        low: lower bound (float/int).
+        high: upper bound (float/int).
+        log: sample on a log scale (float/int).
+        choices: the values of a ``"categorical"`` parameter.
+        modes: the modes in which the parameter applies (empty: every mode).
+
+    """
+
+    kind: str
+    low: float = 0.0
+    high: float = 1.0
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+    modes: tuple[str, ...] = ()
+
+
+_UNIT = Param("float", 0.05, 0.95)
+_SMOOTH = Param("float", 1e-3, 10.0, log=True)
+_WEIGHT = Param("float", 0.1, 0.9)
+_DELTA = Param("float", 0.3, 0.9)
+
+SEARCH_SPACES: dict[str, dict[str, Param]] = {
+    "dice": {"smooth": _SMOOTH, "squared": Param("bool"), "log_loss": Param("bool")},
+    "jaccard": {"smooth": _SMOOTH},
+    # Tversky: alpha weights false positives, beta false negatives; searched independently (not alpha + beta = 1).
+    "tversky": {"alpha": _UNIT, "beta": _UNIT},
+    "focal_tversky": {"alpha": _UNIT, "beta": _UNIT, "gamma": Param("float", 0.25, 3.0, log=True)},
+    "generalized_dice": {"smooth": _SMOOTH},
+    "cross_entropy": {"label_smoothing": Param("float", 0.0, 0.2)},
+    "focal": {"alpha": Param("float", 0.05, 0.95, modes=("binary", "multilabel")), "gamma": Param("float", 0.0, 5.0)},
+    "dice_ce": {"ce_weight": Param("float", 0.1, 10.0, log=True), "smooth": _SMOOTH},
+    "combo": {"alpha": _WEIGHT, "beta": _WEIGHT},
+    "hybrid_focal": {
+        "weight": _WEIGHT,
+        "focal_gamma": Param("float", 0.0, 5.0),
+        "tversky_alpha": _UNIT,
+        "tversky_beta": _UNIT,
+        "tversky_gamma": Param("float", 0.25, 3.0, log=True),
+    },
+    "unified_focal": {"weight": _WEIGHT, "delta": _DELTA, "gamma": Param("float", 0.05, 0.95)},
+    "asymmetric_focal": {"delta": _DELTA, "gamma": Param("float", 0.0, 5.0)},
+    "symmetric_focal": {"delta": _DELTA, "gamma": Param("float", 0.0, 5.0)},
+    "asymmetric_focal_tversky": {"delta": _DELTA, "gamma": Param("float", 0.05, 0.95)},
+    "symmetric_focal_tversky": {"delta": _DELTA, "gamma": Param("float", 0.05, 0.95)},
+    "lovasz": {
+        "per_image": Param("bool"),
+        "classes": Param("categorical", choices=("present", "all"), modes=("multiclass",)),
+    },
+}
+"""The hyperparameters ``seglosses tune`` searches for each loss, with their ranges (declared next to the losses)."""
+
+
+def search_space(name: str, mode: str | None = None) -> dict[str, Param]:
+    """The search space of the loss ``name``, keeping only the parameters that apply in ``mode`` (if given).
+
+    Examples:
+        >>> from seglosses.registry import search_space
+        >>> sorted(search_space("tversky"))
+        ['alpha', 'beta']
+        >>> sorted(search_space("focal", mode="multiclass"))
+        ['gamma']
+
+    """
+    check_option("search_space", "name", name, available_losses())
+    space = SEARCH_SPACES.get(name, {})
+    return {k: p for k, p in space.items() if mode is None or not p.modes or mode in p.modes}

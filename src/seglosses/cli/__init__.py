@@ -1,0 +1,1 @@
+"""The ``seglosses`` command line: compare, tune, bench (needs the ``cli`` extra)."""

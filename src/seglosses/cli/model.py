@@ -1,0 +1,91 @@
+"""A small U-Net (2D or 3D) written in the project, deterministic from a seed; nothing is downloaded."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["UNet", "build_model"]
+
+
+def _conv(ndim: int) -> type[nn.Conv2d] | type[nn.Conv3d]:
+    return nn.Conv2d if ndim == 2 else nn.Conv3d
+
+
+def _norm(ndim: int, channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels) if ndim == 2 else nn.BatchNorm3d(channels)
+
+
+class _Block(nn.Sequential):
+    """Two (conv 3x3 -> batch norm -> ReLU) layers."""
+
+    def __init__(self, ndim: int, cin: int, cout: int) -> None:
+        conv = _conv(ndim)
+        super().__init__(
+            conv(cin, cout, 3, padding=1, bias=False),
+            _norm(ndim, cout),
+            nn.ReLU(inplace=True),
+            conv(cout, cout, 3, padding=1, bias=False),
+            _norm(ndim, cout),
+            nn.ReLU(inplace=True),
+        )
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al. 2015) with ``depth`` poolings and ``base * 2**level`` channels.
+
+    Spatial sizes must be divisible by ``2**depth`` (:func:`seglosses.cli.data.pad_to_multiple` pads them).
+
+    Args:
+        in_channels: image channels.
+        out_channels: 1 logit channel for a binary task, C for a multiclass one.
+        ndim: 2 (images) or 3 (volumes).
+        base: channels of the first level (8 keeps CPU training fast).
+        depth: number of 2x down-samplings.
+
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, ndim: int = 2, base: int = 16, depth: int = 3) -> None:
+        super().__init__()
+        if ndim not in (2, 3):
+            raise ValueError(f"UNet: `ndim` must be 2 or 3; got {ndim}")
+        self.ndim = ndim
+        self.depth = depth
+        pool = nn.MaxPool2d if ndim == 2 else nn.MaxPool3d
+        up = nn.ConvTranspose2d if ndim == 2 else nn.ConvTranspose3d
+        chans = [base * 2**i for i in range(depth + 1)]
+        self.down = nn.ModuleList([_Block(ndim, in_channels, chans[0])])
+        self.down.extend(_Block(ndim, chans[i], chans[i + 1]) for i in range(depth))
+        self.pool = pool(2)
+        self.up = nn.ModuleList(up(chans[i + 1], chans[i], 2, stride=2) for i in reversed(range(depth)))
+        self.dec = nn.ModuleList(_Block(ndim, 2 * chans[i], chans[i]) for i in reversed(range(depth)))
+        self.head = _conv(ndim)(chans[0], out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Return logits of shape ``(N, out_channels, *S)`` for ``x`` of shape ``(N, in_channels, *S)``."""
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else self.pool(x))
+            skips.append(x)
+        skips.pop()
+        for up, dec in zip(self.up, self.dec, strict=True):
+            x = dec(torch.cat([skips.pop(), up(x)], dim=1))
+        out: Tensor = self.head(x)
+        return out
+
+
+def build_model(in_channels: int, out_channels: int, *, ndim: int, seed: int, base: int = 16, depth: int = 3) -> UNet:
+    """Build a :class:`UNet` whose initial weights depend only on ``seed`` (the global RNG is left untouched).
+
+    Examples:
+        >>> a = build_model(1, 3, ndim=2, seed=0, base=4)
+        >>> b = build_model(1, 3, ndim=2, seed=0, base=4)
+        >>> all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+        True
+        >>> a(torch.zeros(2, 1, 16, 24)).shape
+        torch.Size([2, 3, 16, 24])
+
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet(in_channels, out_channels, ndim=ndim, base=base, depth=depth)

@@ -1,0 +1,258 @@
+"""Rendering of a :class:`~seglosses.cli.compare.ResultsTable`: rich table, CSV, JSON, PNG plots, HTML page.
+
+matplotlib (Agg backend) and rich are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from seglosses.cli.compare import ResultsTable
+    from seglosses.cli.data import SegData
+
+__all__ = ["plot_curves", "plot_per_class", "plot_predictions", "rich_table", "write_report", "REPORT_FILES"]
+
+REPORT_FILES: tuple[str, ...] = (
+    "results.csv",
+    "summary.csv",
+    "results.json",
+    "curves.png",
+    "per_class.png",
+    "predictions.png",
+    "report.html",
+)
+
+
+def _fmt(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.3f} ± {std:.3f}" if not math.isnan(std) else f"{mean:.3f}"
+
+
+def rich_table(table: ResultsTable) -> Any:
+    """A ``rich.table.Table``: one row per loss (best first), mean ± std over seeds of mean and per-class values."""
+    from rich.table import Table
+
+    out = Table(title=f"{table.data}: validation metrics (mean ± std over seeds)", show_lines=False)
+    out.add_column("#", justify="right")
+    out.add_column("loss", style="bold", no_wrap=True)
+    for metric in ("dice", "iou", "precision", "recall"):
+        out.add_column(f"{metric} (mean)", justify="right")
+    per_class = [f"dice_{c}" for c in table.class_names] if len(table.class_names) > 1 else []
+    for col in per_class:
+        out.add_column(col, justify="right")
+    out.add_column("seeds", justify="right")
+    for rank, s in enumerate(table.summary(), 1):
+        cells = [_fmt(s.mean[f"{m}_mean"], s.std[f"{m}_mean"]) for m in ("dice", "iou", "precision", "recall")]
+        cells += [_fmt(s.mean[c], s.std[c]) for c in per_class]
+        seeds = f"{s.seeds}" + (f" ({s.failed} failed)" if s.failed else "")
+        out.add_row(str(rank), s.loss, *cells, seeds)
+    return out
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(table: ResultsTable, path: Path) -> Path:
+    """Validation mean Dice per epoch, one line per loss (mean over seeds, band = min..max)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for loss in table.losses:
+        curves = [[h["val_dice"] for h in r.history] for r in table.runs if r.loss == loss and r.history]
+        if not curves:
+            continue
+        length = min(len(c) for c in curves)
+        arr = np.array([c[:length] for c in curves], dtype=np.float64)
+        arr = np.nan_to_num(arr, nan=0.0)
+        epochs = np.arange(1, length + 1)
+        line = ax.plot(epochs, arr.mean(0), marker="o", ms=3, label=loss)[0]
+        if arr.shape[0] > 1:
+            ax.fill_between(epochs, arr.min(0), arr.max(0), color=line.get_color(), alpha=0.15)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation Dice (mean over foreground classes)")
+    ax.set_title(f"{table.data}: validation curves (band: range over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_per_class(table: ResultsTable, path: Path) -> Path:
+    """Grouped bars: Dice per class for each loss, error bars = std over seeds."""
+    plt = _plt()
+    summary = table.summary()
+    classes = table.class_names
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(summary) * max(1, len(classes)) / 2 + 3), 4.2))
+    width = 0.8 / max(1, len(classes))
+    x = np.arange(len(summary))
+    for i, c in enumerate(classes):
+        means = [np.nan_to_num(s.mean[f"dice_{c}"]) for s in summary]
+        stds = [np.nan_to_num(s.std[f"dice_{c}"]) for s in summary]
+        ax.bar(x + (i - (len(classes) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=c)
+    ax.set_xticks(x, [s.loss for s in summary], rotation=20, ha="right")
+    ax.set_ylabel("validation Dice")
+    ax.set_ylim(0, 1)
+    ax.set_title("Dice per class (best loss first; error bars: std over seeds)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _window(truth: np.ndarray, size: int = 256) -> tuple[slice, slice]:
+    """A ``size`` x ``size`` window (or the whole image if smaller) holding the most foreground of ``truth``."""
+    h, w = truth.shape
+    wh, ww = min(h, size), min(w, size)
+    fg = np.pad((truth > 0).astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    best, best_xy = -1, (0, 0)
+    for y in range(0, h - wh + 1, max(1, (h - wh) // 4) if h > wh else 1):
+        for x in range(0, w - ww + 1, max(1, (w - ww) // 8) if w > ww else 1):
+            count = fg[y + wh, x + ww] - fg[y, x + ww] - fg[y + wh, x] + fg[y, x]
+            if count > best:
+                best, best_xy = int(count), (y, x)
+    y, x = best_xy
+    return slice(y, y + wh), slice(x, x + ww)
+
+
+def _middle(array: np.ndarray) -> np.ndarray:
+    """The middle slice of a volume, the array itself for an image."""
+    return array[array.shape[0] // 2] if array.ndim == 3 else array
+
+
+def plot_predictions(table: ResultsTable, data: SegData, runs_dir: Path, path: Path) -> Path:
+    """A grid of validation images (rows): the image, the ground truth, then one column per loss (first seed).
+
+    Volumes show their middle slice; large images a 256 x 256 window with the most foreground. Overlay colours:
+    class 1 red, class 2 green, class 3 blue, class 4 yellow.
+    """
+    plt = _plt()
+    from matplotlib.colors import ListedColormap
+
+    from seglosses.cli.compare import PREVIEWS
+
+    losses = table.losses
+    seed = min(r.seed for r in table.runs)
+    previews: dict[str, dict[str, np.ndarray]] = {}
+    for loss in losses:
+        file = runs_dir / f"{loss}__seed{seed}.npz"
+        if file.is_file():
+            with np.load(file) as npz:
+                previews[loss] = {k: npz[k] for k in npz.files}
+    rows = min(PREVIEWS, len(data.val_images))
+    colours = [(0, 0, 0, 0), (1, 0.15, 0.1, 0.55), (0.1, 0.9, 0.2, 0.55), (0.2, 0.4, 1, 0.55), (1, 0.8, 0, 0.55)]
+    cmap = ListedColormap(colours[: max(2, min(len(colours), data.num_classes))])
+    cols = 2 + len(losses)
+    first = _middle(data.val_masks[0].numpy())
+    ys, xs = _window(first)
+    h, w = first[ys, xs].shape
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.0 * max(1.0, w / h) ** 0.5, rows * 2.1 + 0.4), squeeze=False)
+    for r in range(rows):
+        image = _middle(data.val_images[r][0].numpy())
+        truth = _middle(data.val_masks[r].numpy())
+        ys, xs = _window(truth)
+        image, truth = image[ys, xs], truth[ys, xs]
+        panels: list[tuple[str, np.ndarray | None]] = [("image", None), ("ground truth", truth)]
+        for loss in losses:
+            pred = previews.get(loss, {}).get(f"pred{r}")
+            panels.append((loss, pred[ys, xs] if pred is not None else np.zeros_like(truth)))
+        lo, hi = np.percentile(image, [1, 99.5])
+        for ax, (title, overlay) in zip(axes[r], panels, strict=True):
+            ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
+            if overlay is not None:
+                ax.imshow(overlay, cmap=cmap, vmin=0, vmax=cmap.N - 1, interpolation="nearest")
+            if r == 0:
+                ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.suptitle(f"{table.data}: validation predictions (seed {seed}; one column per loss)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _img_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def write_html(table: ResultsTable, out: Path, plots: dict[str, Path]) -> Path:
+    """One self-contained HTML page: recommendation, summary table, the three plots (embedded), settings."""
+    from seglosses.cli.compare import _atomic_write
+
+    rec = table.recommendation()
+    cols = ["dice_mean", "iou_mean", "precision_mean", "recall_mean"]
+    if len(table.class_names) > 1:
+        cols += [f"dice_{c}" for c in table.class_names]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["#", "loss", *cols, "seeds"])
+    rows = []
+    for rank, s in enumerate(table.summary(), 1):
+        cells = "".join(f"<td>{_fmt(s.mean[c], s.std[c])}</td>" for c in cols)
+        rows.append(f"<tr><td>{rank}</td><td><b>{html.escape(s.loss)}</b></td>{cells}<td>{s.seeds}</td></tr>")
+    failed = [r for r in table.runs if r.status != "ok"]
+    notes = "".join(f"<li>{html.escape(r.loss)} seed {r.seed}: {html.escape(r.status)}</li>" for r in failed)
+    settings = html.escape(", ".join(f"{k}={v}" for k, v in table.config.items()))
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>seglosses compare: {html.escape(table.data)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
+img{{max-width:100%;display:block;margin:1em 0}}.rec{{background:#eef6ee;padding:.6em;border-radius:4px}}</style>
+</head><body>
+<h1>seglosses compare: {html.escape(table.data)}</h1>
+<p>{html.escape(table.description)}</p>
+<p class="rec">{html.escape(rec.text)}</p>
+<h2>Validation metrics (mean ± std over seeds; mean = over foreground classes)</h2>
+<table><tr>{head}</tr>{"".join(rows)}</table>
+{f"<h3>Runs that did not finish normally</h3><ul>{notes}</ul>" if notes else ""}
+<h2>Validation curves</h2>{_img_tag(plots["curves"], "validation curves")}
+<h2>Dice per class</h2>{_img_tag(plots["per_class"], "per-class Dice")}
+<h2>Predictions</h2>{_img_tag(plots["predictions"], "validation predictions")}
+<h2>Settings</h2><p>mode={html.escape(table.mode)}, {settings}. Every loss used the same initial weights per seed,
+the same batches, augmentation, optimiser and schedule. Files: results.csv (one row per run), summary.csv,
+results.json, runs/.</p>
+</body></html>
+"""
+    return _atomic_write(out / "report.html", page)
+
+
+def write_report(table: ResultsTable, data: SegData, out: Path) -> dict[str, Path]:
+    """Write every file of :data:`REPORT_FILES` into ``out`` (each atomically) and return their paths."""
+    import os
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "results.csv": table.to_csv(out / "results.csv"),
+        "summary.csv": table.summary_to_csv(out / "summary.csv"),
+        "results.json": table.to_json(out / "results.json"),
+    }
+    plots: dict[str, Path] = {}
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        t = Path(tmp)
+        plots["curves"] = plot_curves(table, t / "curves.png")
+        plots["per_class"] = plot_per_class(table, t / "per_class.png")
+        plots["predictions"] = plot_predictions(table, data, out / "runs", t / "predictions.png")
+        files["report.html"] = write_html(table, out, plots)
+        for key, p in plots.items():
+            os.replace(p, out / f"{key}.png")
+            files[f"{key}.png"] = out / f"{key}.png"
+    return files
