@@ -1,0 +1,979 @@
+r"""Speed and peak memory of the losses, side by side with MONAI, segmentation_models_pytorch and kornia.
+
+Each (workload, case) pair runs in a fresh Python subprocess (``python -m seglosses.benchmark --worker ...``) so that
+no case inherits another's allocator state, thread pool or import side effects. A worker sets
+``torch.set_num_threads(threads)``, makes float32 logits and the target of the workload, runs ``warmup`` forward +
+backward steps (w.r.t. the logits) and then ``repeats`` timed ones, and reports the median. One further step measures
+the peak of extra tensor memory:
+
+- CPU: the step runs under ``torch.profiler.profile(profile_memory=True)``; every allocation and free that the CPU
+  allocator reports to the profiler is collected from the profiler's event tree, sorted by time and integrated; the
+  peak of that running sum is the peak of tensor bytes allocated during the step and still alive at once (the
+  gradient of the logits included, so ``x.sum()`` reads 1.0x the logits). The logits and the target exist before the
+  step and are not counted.
+- CUDA: ``torch.cuda.max_memory_allocated()`` minus ``torch.cuda.memory_allocated()`` just before the step.
+
+Columns: ``ms`` (median step), ``peak MiB``, ``x CE`` (time over ``F.cross_entropy`` fwd+bwd on the same input; for
+the binary workload ``F.binary_cross_entropy_with_logits``), ``x logits`` (peak over the logits' size),
+``peer speed-up`` (fastest peer's ms of the same quantity over this row's ms: > 1 means faster than every peer) and
+``x leanest peer`` (peak over the leanest peer's peak of the same quantity). ``value`` is the loss value of the
+first step, so that the argument mapping of the peers can be checked by eye (peers that differ by a documented
+convention, e.g. a per-image mean, show a slightly different value).
+
+Run ``python -m seglosses.benchmark --help`` (or ``seglosses bench``) for the options. The library part
+(:func:`run_benchmark`, :func:`derive`, :func:`write_outputs`, :func:`to_markdown`) never imports rich or typer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import importlib.metadata
+import importlib.util
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import types
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+__all__ = [
+    "CASES",
+    "PEER_LIBRARIES",
+    "QUANTITIES",
+    "REFERENCES",
+    "WORKLOADS",
+    "Case",
+    "Result",
+    "Unavailable",
+    "Workload",
+    "derive",
+    "describe_machine",
+    "main",
+    "measure",
+    "render_rich",
+    "resolve_device",
+    "run_and_report",
+    "run_benchmark",
+    "select_cases",
+    "select_workloads",
+    "to_markdown",
+    "write_outputs",
+]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+BenchMode = Literal["binary", "multiclass"]
+#: How a case wants the target. ``natural``: multiclass ``(N, *S)`` int64 indices, binary ``(N, 1, *S)`` float;
+#: ``channel``: ``(N, 1, *S)`` (MONAI's layout; int64 indices or float); ``flat``: ``(N, *S)`` (binary float).
+TargetForm = Literal["natural", "channel", "flat"]
+
+_RESULT_MARK = "@@SEGLOSSES-BENCH-RESULT "
+
+
+# --------------------------------------------------------------------------------------------------------- workloads
+@dataclass(frozen=True)
+class Workload:
+    """One input shape: float32 logits ``shape`` with multiclass index targets or binary float targets."""
+
+    name: str
+    shape: tuple[int, ...]
+    mode: BenchMode
+    quick: bool = False
+
+    @property
+    def dims(self) -> int:
+        """Number of spatial dims (2 or 3)."""
+        return len(self.shape) - 2
+
+    @property
+    def logits_bytes(self) -> int:
+        """Size of the float32 logits in bytes."""
+        return math.prod(self.shape) * 4
+
+    def describe(self) -> str:
+        """A short label such as ``3D (2, 4, 96, 96, 96) multiclass``."""
+        return f"{self.dims}D {self.shape} {self.mode}"
+
+
+#: The workloads of issue 5's table, then tiny ones for ``--quick`` (tests and smoke runs).
+WORKLOADS: dict[str, Workload] = {
+    w.name: w
+    for w in (
+        Workload("3d-2x4x96", (2, 4, 96, 96, 96), "multiclass"),
+        Workload("3d-1x8x128", (1, 8, 128, 128, 128), "multiclass"),
+        Workload("2d-8x4x256", (8, 4, 256, 256), "multiclass"),
+        Workload("2d-bin-8x512", (8, 1, 512, 512), "binary"),
+        Workload("quick-3d", (1, 3, 6, 6, 6), "multiclass", quick=True),
+        Workload("quick-2d", (2, 3, 12, 12), "multiclass", quick=True),
+        Workload("quick-bin", (2, 1, 16, 16), "binary", quick=True),
+    )
+}
+
+
+# ------------------------------------------------------------------------------------------------------------- cases
+class Unavailable(RuntimeError):
+    """A case cannot run here (peer library not installed, or the loss not written yet)."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One loss implementation measured on a workload.
+
+    ``quantity`` groups the cases that compute the same loss (ours and the peers' with mapped arguments); ``note``
+    states that mapping, and any convention in which the peer still differs.
+    """
+
+    id: str
+    library: str
+    quantity: str
+    call: str
+    note: str
+    build: Callable[[BenchMode], LossFn] = field(repr=False, compare=False)
+    modes: frozenset[str] = frozenset({"binary", "multiclass"})
+    dims: frozenset[int] = frozenset({2, 3})
+    target: TargetForm = "natural"
+
+    def applies(self, workload: Workload) -> bool:
+        """Whether the case can run on ``workload`` (mode and number of spatial dims)."""
+        return workload.mode in self.modes and workload.dims in self.dims
+
+
+#: Our losses measured by ``seglosses bench`` (all with default arguments), then the references.
+QUANTITIES: tuple[str, ...] = (
+    "dice",
+    "jaccard",
+    "tversky",
+    "focal_tversky",
+    "generalized_dice",
+    "dice_ce",
+    "focal",
+    "unified_focal",
+    "lovasz",
+)
+REFERENCES: tuple[str, ...] = ("ce", "sum")
+PEER_LIBRARIES: tuple[str, ...] = ("monai", "smp", "kornia")
+
+
+def _ours(quantity: str) -> Callable[[BenchMode], LossFn]:
+    def build(mode: BenchMode) -> LossFn:
+        import seglosses.functional as sf
+
+        fn = getattr(sf, f"{quantity}_loss", None)
+        if fn is None:
+            raise Unavailable(f"seglosses.functional has no {quantity}_loss (not written yet)")
+
+        def loss(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = fn(x, t, mode=mode)
+            return out
+
+        return loss
+
+    return build
+
+
+def _ce(mode: BenchMode) -> LossFn:
+    if mode == "binary":
+        return torch.nn.functional.binary_cross_entropy_with_logits
+    return torch.nn.functional.cross_entropy
+
+
+def _sum(mode: BenchMode) -> LossFn:
+    return lambda x, t: x.sum()
+
+
+def _monai(name: str, **kwargs: Any) -> Callable[[BenchMode], LossFn]:  # noqa: ANN401
+    def build(mode: BenchMode) -> LossFn:
+        try:
+            import monai.losses as ml
+        except ImportError as err:
+            raise Unavailable(f"MONAI is not installed ({err})") from err
+        act: dict[str, Any]
+        if name == "FocalLoss":
+            # alpha: none for the multiclass softmax focal, 0.25 for positives in binary mode (as ours)
+            act = {"use_softmax": True, "to_onehot_y": True} if mode == "multiclass" else {"alpha": 0.25}
+        else:
+            act = {"softmax": True, "to_onehot_y": True} if mode == "multiclass" else {"sigmoid": True}
+        module: LossFn = getattr(ml, name)(**act, **kwargs)
+        return module
+
+    return build
+
+
+def _smp_losses() -> types.ModuleType:
+    """``segmentation_models_pytorch.losses`` without the package ``__init__``.
+
+    smp's ``__init__`` imports its encoders, hence timm and torchvision (a torchvision wheel would replace the
+    installed torch). The losses need only torch and numpy, so the package is registered as an empty namespace
+    (its ``__path__`` only) and ``segmentation_models_pytorch.losses`` is imported from it.
+    """
+    name = "segmentation_models_pytorch"
+    if f"{name}.losses" in sys.modules:
+        return sys.modules[f"{name}.losses"]
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise Unavailable("segmentation_models_pytorch is not installed")
+    if name not in sys.modules:
+        package = types.ModuleType(name)
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules[name] = package
+    return importlib.import_module(f"{name}.losses")
+
+
+def _smp(name: str, **kwargs: Any) -> Callable[[BenchMode], LossFn]:  # noqa: ANN401
+    def build(mode: BenchMode) -> LossFn:
+        module: LossFn = getattr(_smp_losses(), name)(mode=mode, **kwargs)
+        return module
+
+    return build
+
+
+def _kornia(name: str, **kwargs: Any) -> Callable[[BenchMode], LossFn]:  # noqa: ANN401
+    def build(mode: BenchMode) -> LossFn:
+        try:
+            import kornia.losses as kl
+        except ImportError as err:
+            raise Unavailable(f"kornia is not installed ({err})") from err
+        fn = getattr(kl, name)
+
+        def loss(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = fn(x, t, **kwargs)
+            return out
+
+        return loss
+
+    return build
+
+
+_MC = frozenset({"multiclass"})
+_BIN = frozenset({"binary"})
+_2D = frozenset({2})
+
+#: Every case. The note says how the peer's arguments map to our default loss (SPEC sections 3 and 4) and what
+#: convention still differs; the value column of the output shows the effect.
+CASES: tuple[Case, ...] = (
+    Case(
+        "ref:ce",
+        "reference",
+        "ce",
+        "F.cross_entropy(x, t)",
+        "multiclass: F.cross_entropy; binary: F.binary_cross_entropy_with_logits (the x CE baseline)",
+        _ce,
+    ),
+    Case("ref:sum", "reference", "sum", "x.sum()", "one read of the logits, one write of the gradient", _sum),
+    *(
+        Case(f"seglosses:{q}", "seglosses", q, f"{q}_loss(x, t, mode=mode)", "defaults (SPEC)", _ours(q))
+        for q in QUANTITIES
+    ),
+    # ---- dice: 1 - (2TP + 1) / (2TP + FP + FN + 1) per class, stats summed over batch and space, mean over classes
+    Case(
+        "monai:DiceLoss",
+        "monai",
+        "dice",
+        "DiceLoss(softmax|sigmoid, to_onehot_y, batch=True)",
+        "smooth_nr=smooth_dr=1e-5 by default -> pass 1.0: same quantity; batch=True sums the stats over the batch",
+        _monai("DiceLoss", batch=True, smooth_nr=1.0, smooth_dr=1.0),
+        target="channel",
+    ),
+    Case(
+        "smp:DiceLoss",
+        "smp",
+        "dice",
+        "DiceLoss(mode, smooth=1.0)",
+        "same sums and smooth; smp zeroes the loss of a class absent from the target (ours keeps its FP term)",
+        _smp("DiceLoss", smooth=1.0),
+    ),
+    Case(
+        "kornia:dice_loss",
+        "kornia",
+        "dice",
+        "dice_loss(x, t, average='macro')",
+        "per-image Dice (ours: per_image=True), mean over the classes present in each image, eps=1e-8 in the "
+        "denominator only; 2D only, multiclass only (one channel gives a constant)",
+        _kornia("dice_loss", average="macro"),
+        modes=_MC,
+        dims=_2D,
+    ),
+    # ---- jaccard: 1 - (TP + 1) / (TP + FP + FN + 1)
+    Case(
+        "monai:DiceLoss(jaccard)",
+        "monai",
+        "jaccard",
+        "DiceLoss(..., jaccard=True, batch=True)",
+        "MONAI's jaccard is 1 - (2TP + s) / (2(TP + FP + FN) + s): s = 2 gives ours exactly",
+        _monai("DiceLoss", jaccard=True, batch=True, smooth_nr=2.0, smooth_dr=2.0),
+        target="channel",
+    ),
+    Case(
+        "smp:JaccardLoss",
+        "smp",
+        "jaccard",
+        "JaccardLoss(mode, smooth=1.0)",
+        "same sums and smooth; absent classes zeroed (as smp Dice)",
+        _smp("JaccardLoss", smooth=1.0),
+    ),
+    # ---- tversky: alpha = 0.3 weights FP, beta = 0.7 weights FN in all three libraries
+    Case(
+        "monai:TverskyLoss",
+        "monai",
+        "tversky",
+        "TverskyLoss(..., alpha=0.3, beta=0.7, batch=True)",
+        "MONAI's alpha weights FP, beta FN (as ours); smooth 1.0 in numerator and denominator: same quantity",
+        _monai("TverskyLoss", alpha=0.3, beta=0.7, batch=True, smooth_nr=1.0, smooth_dr=1.0),
+        target="channel",
+    ),
+    Case(
+        "smp:TverskyLoss",
+        "smp",
+        "tversky",
+        "TverskyLoss(mode, alpha=0.3, beta=0.7, smooth=1.0)",
+        "alpha FP, beta FN; absent classes zeroed",
+        _smp("TverskyLoss", alpha=0.3, beta=0.7, smooth=1.0),
+    ),
+    Case(
+        "kornia:tversky_loss",
+        "kornia",
+        "tversky",
+        "tversky_loss(x, t, alpha=0.3, beta=0.7)",
+        "per image, mean over present classes, eps=1e-8 (no smooth); 2D multiclass only",
+        _kornia("tversky_loss", alpha=0.3, beta=0.7),
+        modes=_MC,
+        dims=_2D,
+    ),
+    # ---- focal tversky: (1 - T)^0.75
+    Case(
+        "smp:TverskyLoss(gamma)",
+        "smp",
+        "focal_tversky",
+        "TverskyLoss(mode, alpha=0.3, beta=0.7, smooth=1.0, gamma=0.75)",
+        "smp raises the class MEAN of 1 - T to gamma (ours: the mean of (1 - T_c)^gamma)",
+        _smp("TverskyLoss", alpha=0.3, beta=0.7, smooth=1.0, gamma=0.75),
+    ),
+    # ---- generalized dice (Sudre et al.)
+    Case(
+        "monai:GeneralizedDiceLoss",
+        "monai",
+        "generalized_dice",
+        "GeneralizedDiceLoss(..., batch=True)",
+        "w_c = 1/(sum g_c)^2 (MONAI: absent class -> max weight, as ours); binary: MONAI uses the one channel, "
+        "ours the pair [1 - p, p]; MONAI does not normalise the weights, so its default smooth 1e-5 is kept (with "
+        "smooth 1.0 its loss is ~0 at these sizes)",
+        _monai("GeneralizedDiceLoss", batch=True),
+        target="channel",
+    ),
+    # ---- dice + CE, both weights 1
+    Case(
+        "monai:DiceCELoss",
+        "monai",
+        "dice_ce",
+        "DiceCELoss(..., batch=True, smooth 1.0)",
+        "lambda_dice = lambda_ce = 1 (as ours); binary: BCE-with-logits + Dice",
+        _monai("DiceCELoss", batch=True, smooth_nr=1.0, smooth_dr=1.0),
+        target="channel",
+    ),
+    # ---- focal (softmax focal, gamma 2, no alpha for multiclass; binary alpha 0.25)
+    Case(
+        "monai:FocalLoss",
+        "monai",
+        "focal",
+        "FocalLoss(use_softmax|sigmoid, gamma=2, alpha=None|0.25)",
+        "multiclass: MONAI averages over N*C*S elements (ours over N*S: a factor C); binary: alpha=0.25 as ours",
+        _monai("FocalLoss", gamma=2.0),
+        target="channel",
+    ),
+    Case(
+        "kornia:focal_loss",
+        "kornia",
+        "focal",
+        "focal_loss(x, t, alpha=None, gamma=2, reduction='mean')",
+        "softmax focal with alpha=None; like MONAI it averages over N*C*S elements (ours over N*S: a factor C)",
+        _kornia("focal_loss", alpha=None, gamma=2.0, reduction="mean"),
+        modes=_MC,
+    ),
+    Case(
+        "kornia:binary_focal_loss_with_logits",
+        "kornia",
+        "focal",
+        "binary_focal_loss_with_logits(x, t, alpha=0.25, gamma=2, reduction='mean')",
+        "same quantity",
+        _kornia("binary_focal_loss_with_logits", alpha=0.25, gamma=2.0, reduction="mean"),
+        modes=_BIN,
+    ),
+    Case(
+        "smp:FocalLoss",
+        "smp",
+        "focal",
+        "FocalLoss('binary', alpha=0.25, gamma=2)",
+        "binary only: smp's multiclass focal is one-vs-rest sigmoid, another quantity",
+        _smp("FocalLoss", alpha=0.25),
+        modes=_BIN,
+    ),
+    # ---- lovasz
+    Case(
+        "smp:LovaszLoss",
+        "smp",
+        "lovasz",
+        "LovaszLoss(mode, per_image=False)",
+        "multiclass: Lovasz-softmax over present classes of the whole batch; binary: Lovasz hinge of the batch",
+        _smp("LovaszLoss", per_image=False),
+    ),
+    Case(
+        "kornia:lovasz_softmax_loss",
+        "kornia",
+        "lovasz",
+        "lovasz_softmax_loss(x, t)",
+        "per image (ours: per_image=True) and over ALL classes (ours: classes='all'); 2D only",
+        _kornia("lovasz_softmax_loss"),
+        modes=_MC,
+        dims=_2D,
+    ),
+    Case(
+        "kornia:lovasz_hinge_loss",
+        "kornia",
+        "lovasz",
+        "lovasz_hinge_loss(x, t)",
+        "binary hinge per image, then mean (ours: per_image=True); 2D only, target (N, H, W)",
+        _kornia("lovasz_hinge_loss"),
+        modes=_BIN,
+        dims=_2D,
+        target="flat",
+    ),
+)
+
+_CASES_BY_ID = {c.id: c for c in CASES}
+
+
+def select_cases(losses: Iterable[str] | None = None, *, peers: bool = True) -> list[Case]:
+    """The cases for the quantities ``losses`` (default: all), ours and (with ``peers``) the peers', and references.
+
+    Raises:
+        ValueError: an unknown loss name.
+
+    """
+    wanted = list(QUANTITIES) if losses is None else list(losses)
+    unknown = [q for q in wanted if q not in QUANTITIES and q not in REFERENCES]
+    if unknown:
+        raise ValueError(f"unknown loss {unknown[0]!r}; choose from {', '.join(QUANTITIES + REFERENCES)}")
+    keep = set(wanted) | set(REFERENCES)
+    return [c for c in CASES if c.quantity in keep and (peers or c.library in ("seglosses", "reference"))]
+
+
+def select_workloads(names: Iterable[str] | None = None, *, quick: bool = False) -> list[Workload]:
+    """The workloads named (default: the issue's table, or the tiny ones with ``quick``).
+
+    Raises:
+        ValueError: an unknown workload name.
+
+    """
+    if names is None:
+        return [w for w in WORKLOADS.values() if w.quick == quick]
+    out = []
+    for name in names:
+        if name not in WORKLOADS:
+            raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
+        out.append(WORKLOADS[name])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------- worker
+def _inputs(workload: Workload, form: TargetForm, device: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(workload.shape, generator=gen).to(device).requires_grad_(True)
+    n, c, *spatial = workload.shape
+    if workload.mode == "multiclass":
+        target = torch.randint(0, c, (n, *spatial), generator=gen).to(device)
+        return x, target.unsqueeze(1) if form == "channel" else target
+    target = (torch.rand((n, 1, *spatial), generator=gen) < 0.3).float().to(device)
+    return x, target.squeeze(1) if form == "flat" else target
+
+
+def _profiled_cpu_peak(step: Callable[[], object]) -> int:
+    """Peak of live tensor bytes allocated during ``step()`` on the CPU (see the module docstring)."""
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events: list[tuple[int, int]] = []
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        if node.tag == _EventType.Allocation:
+            events.append((node.start_time_ns, node.extra_fields.alloc_size))
+        stack.extend(node.children)
+    events.sort()
+    current = peak = 0
+    for _, size in events:
+        current += size
+        peak = max(peak, current)
+    return peak
+
+
+def measure(
+    workload: Workload,
+    case: Case,
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    threads: int = 2,
+    device: str = "cpu",
+    loss_fn: LossFn | None = None,
+) -> dict[str, Any]:
+    """Time and measure one case in this process (the worker's body; ``loss_fn`` overrides ``case.build``)."""
+    torch.set_num_threads(threads)
+    fn = loss_fn if loss_fn is not None else case.build(workload.mode)
+    x, target = _inputs(workload, case.target, device)
+    cuda = device.startswith("cuda")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    def step() -> float:
+        x.grad = None
+        loss = fn(x, target)
+        torch.autograd.backward(loss)
+        return float(loss.detach())  # a host sync on purpose, once per step, outside the loss
+
+    value = step()
+    for _ in range(warmup - 1):
+        step()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append((time.perf_counter() - start) * 1e3)
+    x.grad = None
+    if cuda:
+        sync()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        sync()
+        peak = torch.cuda.max_memory_allocated() - base
+        method = "cuda.max_memory_allocated"
+    else:
+        peak = _profiled_cpu_peak(step)
+        method = "profiler allocation events"
+    return {"ms": statistics.median(times), "ms_all": times, "peak_bytes": peak, "value": value, "method": method}
+
+
+def _worker(args: argparse.Namespace) -> int:
+    workload, case = WORKLOADS[args.worker[0]], _CASES_BY_ID[args.worker[1]]
+    try:
+        out: dict[str, Any] = {
+            "status": "ok",
+            **measure(
+                workload, case, repeats=args.repeats, warmup=args.warmup, threads=args.threads, device=args.device
+            ),
+        }
+    except Unavailable as err:
+        out = {"status": "unavailable", "error": str(err)}
+    except Exception as err:  # reported in the table, never fatal for the run  # noqa: BLE001
+        out = {"status": "error", "error": f"{type(err).__name__}: {err}"[:300]}
+    print(_RESULT_MARK + json.dumps(out), flush=True)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------- driver
+@dataclass
+class Result:
+    """One row: a case on a workload, with the derived ratios filled in by :func:`derive`."""
+
+    workload: str
+    shape: str
+    case: str
+    library: str
+    quantity: str
+    call: str
+    note: str
+    status: str
+    error: str = ""
+    ms: float = math.nan
+    ms_all: list[float] = field(default_factory=list)
+    peak_mib: float = math.nan
+    value: float = math.nan
+    method: str = ""
+    x_ce: float = math.nan
+    x_logits: float = math.nan
+    peer_speedup: float = math.nan
+    x_leanest_peer: float = math.nan
+
+
+def _run_one(
+    workload: Workload, case: Case, *, repeats: int, warmup: int, threads: int, device: str, timeout: float
+) -> Result:
+    row = Result(workload.name, str(workload.shape), case.id, case.library, case.quantity, case.call, case.note, "ok")
+    if not case.applies(workload):
+        row.status, row.error = "n/a", f"{case.id} does not take {workload.dims}D {workload.mode} input"
+        return row
+    src = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
+    command = [
+        sys.executable,
+        "-m",
+        "seglosses.benchmark",
+        "--worker",
+        workload.name,
+        case.id,
+        "--repeats",
+        str(repeats),
+        "--warmup",
+        str(warmup),
+        "--threads",
+        str(threads),
+        "--device",
+        device,
+    ]
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        row.status, row.error = "timeout", f"over {timeout:.0f} s"
+        return row
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_RESULT_MARK)]
+    if not lines:
+        tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+        row.status, row.error = "error", tail[:300]
+        return row
+    data = json.loads(lines[-1][len(_RESULT_MARK) :])
+    row.status, row.error = data["status"], data.get("error", "")
+    if row.status == "ok":
+        row.ms, row.ms_all, row.value, row.method = data["ms"], data["ms_all"], data["value"], data["method"]
+        row.peak_mib = data["peak_bytes"] / 2**20
+        row.x_logits = data["peak_bytes"] / workload.logits_bytes
+    return row
+
+
+def derive(results: Sequence[Result]) -> None:
+    """Fill ``x_ce``, ``peer_speedup`` and ``x_leanest_peer`` from the rows of the same workload (in place)."""
+    for row in results:
+        same = [r for r in results if r.workload == row.workload and r.status == "ok"]
+        ce = [r.ms for r in same if r.case == "ref:ce"]
+        if row.status == "ok" and ce:
+            row.x_ce = row.ms / ce[0]
+        peers = [r for r in same if r.quantity == row.quantity and r.library in PEER_LIBRARIES]
+        if row.status == "ok" and peers and row.library != "reference":
+            row.peer_speedup = min(r.ms for r in peers) / row.ms
+            leanest = min(r.peak_mib for r in peers)
+            row.x_leanest_peer = row.peak_mib / leanest if leanest > 0 else math.nan
+
+
+def run_benchmark(
+    workloads: Sequence[Workload],
+    cases: Sequence[Case],
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    threads: int = 2,
+    device: str = "cpu",
+    timeout: float = 900.0,
+    progress: Callable[[Result], None] | None = None,
+) -> list[Result]:
+    """Run every case that applies to each workload, each in a fresh subprocess; rows in workload, case order."""
+    if repeats < 1 or warmup < 1 or threads < 1:
+        raise ValueError(f"repeats, warmup and threads must be >= 1; got {repeats}, {warmup}, {threads}")
+    results = []
+    for workload in workloads:
+        for case in cases:
+            if not case.applies(workload):
+                continue
+            row = _run_one(
+                workload, case, repeats=repeats, warmup=warmup, threads=threads, device=device, timeout=timeout
+            )
+            results.append(row)
+            if progress is not None:
+                progress(row)
+    derive(results)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------- outputs
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def describe_machine(device: str = "cpu", threads: int = 2) -> dict[str, Any]:
+    """CPU model, cores, threads, GPU, and the versions of torch and the peers."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        usable = os.cpu_count() or 0
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "threads": threads,
+        "device": device,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "seglosses": _version("seglosses"),
+        "monai": _version("monai"),
+        "segmentation_models_pytorch": _version("segmentation-models-pytorch")
+        or _version("segmentation_models_pytorch"),
+        "kornia": _version("kornia"),
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+_COLUMNS = (
+    "workload",
+    "quantity",
+    "library",
+    "case",
+    "ms",
+    "peak_mib",
+    "x_ce",
+    "x_logits",
+    "peer_speedup",
+    "x_leanest_peer",
+    "value",
+    "status",
+    "error",
+    "shape",
+    "call",
+    "note",
+    "method",
+    "ms_all",
+)
+
+
+def write_outputs(results: Sequence[Result], out: Path, meta: dict[str, Any]) -> dict[str, Path]:
+    """Write ``results.csv`` and ``results.json`` (rows and ``meta``) under ``out``; return their paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / "results.csv", "json": out / "results.json"}
+    with paths["csv"].open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=_COLUMNS)
+        writer.writeheader()
+        for row in results:
+            record = asdict(row)
+            record["ms_all"] = " ".join(f"{t:.3f}" for t in row.ms_all)
+            writer.writerow({k: record[k] for k in _COLUMNS})
+    rows = [{f.name: _json_safe(getattr(r, f.name)) for f in fields(Result)} for r in results]
+    paths["json"].write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
+    return paths
+
+
+def _json_safe(value: object) -> object:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _fmt(value: float, digits: int = 2) -> str:
+    return "" if not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _cells(row: Result) -> list[str]:
+    if row.status != "ok":
+        return [row.quantity, row.library, row.case, row.status, "", "", "", "", "", row.error]
+    return [
+        row.quantity,
+        row.library,
+        row.case,
+        _fmt(row.ms, 2 if row.ms < 10 else 1),
+        _fmt(row.peak_mib, 1),
+        _fmt(row.x_ce),
+        _fmt(row.x_logits),
+        _fmt(row.peer_speedup),
+        _fmt(row.x_leanest_peer),
+        f"{row.value:.5g}",
+    ]
+
+
+_HEADERS = ("loss", "library", "case", "ms", "peak MiB", "x CE", "x logits", "peer speed-up", "x leanest peer", "value")
+
+
+def to_markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str = "") -> str:
+    """The results as Markdown: the machine, one table per workload, and the argument mapping of each case."""
+    lines = ["# seglosses benchmark", ""]
+    if command:
+        lines += [f"Regenerate with `{command}`.", ""]
+    lines += ["## Machine", ""] + [f"- {k}: {v}" for k, v in meta.items() if v is not None] + [""]
+    lines += [
+        "Forward + backward w.r.t. float32 logits, median of the timed steps after warm-up, each case in a fresh "
+        "subprocess. `x CE`: time over `F.cross_entropy` (binary: BCE with logits) on the same input; `x logits`: "
+        "peak extra tensor memory over the logits' size (the logits' gradient counts: 1.0 is the minimum); "
+        "`peer speed-up`: fastest peer's time for the same loss over this row's (> 1: faster than every peer); "
+        "`x leanest peer`: peak over the leanest peer's. `value`: the loss value, to check the argument mapping.",
+        "",
+    ]
+    order = list(dict.fromkeys(r.workload for r in results))
+    for name in order:
+        workload = WORKLOADS.get(name)
+        title = workload.describe() if workload else name
+        lines += [f"## {name}: {title}", "", "| " + " | ".join(_HEADERS) + " |", "|" + "---|" * len(_HEADERS)]
+        lines += [
+            "| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |" for r in results if r.workload == name
+        ]
+        lines.append("")
+    lines += [
+        "## Cases: the call and the argument mapping to the same quantity",
+        "",
+        "| case | call | mapping |",
+        "|---|---|---|",
+    ]
+    seen = list(dict.fromkeys(r.case for r in results))
+    for case_id in seen:
+        case = _CASES_BY_ID.get(case_id)
+        if case is not None:
+            lines.append(f"| {case.id} | `{case.call.replace('|', '/')}` | {case.note.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_rich(results: Sequence[Result], title: str = "seglosses bench") -> None:
+    """Print the results as rich tables, one per workload (needs rich, the ``cli`` extra)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for name in dict.fromkeys(r.workload for r in results):
+        workload = WORKLOADS.get(name)
+        table = Table(title=f"{title}: {name} {workload.describe() if workload else ''}", title_justify="left")
+        for i, header in enumerate(_HEADERS):
+            table.add_column(header, justify="right" if 3 <= i <= 8 else "left", overflow="fold")
+        for row in results:
+            if row.workload == name:
+                style = "bold" if row.library == "seglosses" else ("dim" if row.library == "reference" else None)
+                table.add_row(*_cells(row), style=style)
+        console.print(table)
+
+
+# -------------------------------------------------------------------------------------------------------------- CLI
+def _split(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; a CUDA device without CUDA raises ``ValueError``."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available here")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"--device must be cpu, cuda or auto; got {name!r}")
+    return name
+
+
+def run_and_report(
+    *,
+    workloads: str | None = None,
+    losses: str | None = None,
+    peers: bool = True,
+    repeats: int | None = None,
+    warmup: int = 1,
+    threads: int = 2,
+    device: str = "auto",
+    out: Path = Path("seglosses-bench"),
+    quick: bool = False,
+    timeout: float = 900.0,
+    rich: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> tuple[list[Result], dict[str, Path], dict[str, Any]]:
+    """Select, run, print and write: the body of ``seglosses bench`` and ``python -m seglosses.benchmark``.
+
+    Raises:
+        ValueError: an unknown workload, loss or device.
+
+    """
+    chosen_device = resolve_device(device)
+    chosen_workloads = select_workloads(_split(workloads), quick=quick)
+    cases = select_cases(_split(losses), peers=peers)
+    n_repeats = repeats if repeats is not None else (2 if quick else 5)
+
+    meta = describe_machine(chosen_device, threads) | {"repeats": n_repeats, "warmup": warmup}
+    done: list[Result] = []
+
+    def progress(row: Result) -> None:
+        done.append(row)
+        write_outputs(done, out, meta | {"partial": True})  # a long run interrupted keeps what it measured
+        if log is not None:
+            what = f"{row.ms:9.1f} ms {row.peak_mib:9.1f} MiB" if row.status == "ok" else f"{row.status}: {row.error}"
+            log(f"{row.workload:14s} {row.case:38s} {what}")
+
+    results = run_benchmark(
+        chosen_workloads,
+        cases,
+        repeats=n_repeats,
+        warmup=warmup,
+        threads=threads,
+        device=chosen_device,
+        timeout=timeout,
+        progress=progress,
+    )
+    paths = write_outputs(results, out, meta)
+    markdown = out / "results.md"
+    markdown.write_text(to_markdown(results, meta))
+    paths["md"] = markdown
+    if rich:
+        render_rich(results)
+    return results, paths, meta
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m seglosses.benchmark``: the same options as ``seglosses bench``."""
+    parser = argparse.ArgumentParser(prog="python -m seglosses.benchmark", description=__doc__.split("\n")[0])
+    parser.add_argument("--workloads", help=f"comma-separated, from: {', '.join(WORKLOADS)}")
+    parser.add_argument("--losses", help=f"comma-separated, from: {', '.join(QUANTITIES)} (default all)")
+    parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--repeats", type=int, default=None, help="timed steps (default 5, --quick 2)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--out", type=Path, default=Path("seglosses-bench"))
+    parser.add_argument("--quick", action="store_true", help="tiny workloads (smoke test)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per case")
+    parser.add_argument("--no-rich", dest="rich", action="store_false", help="no terminal table")
+    parser.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "CASE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        args.device = resolve_device(args.device)
+        return _worker(args)
+    try:
+        _, paths, _ = run_and_report(
+            workloads=args.workloads,
+            losses=args.losses,
+            peers=args.peers,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            threads=args.threads,
+            device=args.device,
+            out=args.out,
+            quick=args.quick,
+            timeout=args.timeout,
+            rich=args.rich,
+            log=lambda s: print(s, file=sys.stderr, flush=True),
+        )
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

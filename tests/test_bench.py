@@ -1,0 +1,105 @@
+"""The benchmark harness (seglosses.benchmark): a quick run end to end, and the memory measurement.
+
+No timing assertions: timings live in `seglosses bench`, never in a test.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from seglosses import benchmark as bm
+
+TINY = bm.Workload("tiny", (2, 3, 32, 32), "multiclass")
+SUM_CASE = next(c for c in bm.CASES if c.id == "ref:sum")
+
+
+def test_bench_quick_run_writes_parsable_files(tmp_path):
+    # Three fresh subprocesses: the two references and our Dice, on the smallest quick workload.
+    results, paths, meta = bm.run_and_report(
+        workloads="quick-bin", losses="dice", peers=False, repeats=1, device="cpu", out=tmp_path, rich=False
+    )
+    assert [r.case for r in results] == ["ref:ce", "ref:sum", "seglosses:dice"]
+    assert meta["torch"] == torch.__version__
+    with paths["csv"].open() as fh:
+        rows = list(csv.DictReader(fh))
+    data = json.loads(paths["json"].read_text())
+    assert len(rows) == len(data["results"]) == 3
+    for row, record in zip(rows, data["results"], strict=True):
+        assert row["status"] == record["status"] == "ok", row["error"]
+        for key in ("ms", "peak_mib", "x_ce", "x_logits"):
+            assert math.isfinite(float(row[key]))
+            assert float(row[key]) > 0
+            assert math.isfinite(record[key])
+    assert "seglosses:dice" in paths["md"].read_text()
+
+
+def test_bench_memory_sum_is_one_gradient():
+    # x.sum() fwd+bwd allocates the logits' gradient and a few scalars: 1.0x the logits.
+    out = bm.measure(TINY, SUM_CASE, repeats=1, device="cpu")
+    assert TINY.logits_bytes <= out["peak_bytes"] <= TINY.logits_bytes + 4096
+
+
+def test_bench_memory_counts_a_known_temporary():
+    # A 16 MiB temporary alive at the same time as the gradient must show up in the peak.
+    size = 16 * 2**20
+
+    def loss_with_temporary(x, t):
+        tmp = torch.ones(size // 4)
+        return x.sum() + tmp.sum()
+
+    out = bm.measure(TINY, SUM_CASE, repeats=1, device="cpu", loss_fn=loss_with_temporary)
+    assert out["peak_bytes"] >= size
+    assert out["peak_bytes"] <= size + TINY.logits_bytes + 4096
+
+
+def test_bench_memory_cross_entropy_keeps_its_intermediates():
+    # F.cross_entropy saves log_softmax for backward and builds its gradient: more than the logits' gradient.
+    ce = next(c for c in bm.CASES if c.id == "ref:ce")
+    out = bm.measure(TINY, ce, repeats=1, device="cpu")
+    assert out["peak_bytes"] >= 2 * TINY.logits_bytes
+
+
+def test_bench_derive_ratios():
+    rows = [
+        bm.Result("w", "", "ref:ce", "reference", "ce", "", "", "ok", ms=10.0, peak_mib=3.0),
+        bm.Result("w", "", "seglosses:dice", "seglosses", "dice", "", "", "ok", ms=5.0, peak_mib=2.0),
+        bm.Result("w", "", "monai:DiceLoss", "monai", "dice", "", "", "ok", ms=20.0, peak_mib=4.0),
+        bm.Result("w", "", "smp:DiceLoss", "smp", "dice", "", "", "ok", ms=15.0, peak_mib=8.0),
+        bm.Result("w", "", "kornia:dice_loss", "kornia", "dice", "", "", "unavailable"),
+    ]
+    bm.derive(rows)
+    assert rows[1].x_ce == pytest.approx(0.5)
+    assert rows[1].peer_speedup == pytest.approx(3.0)
+    assert rows[1].x_leanest_peer == pytest.approx(0.5)
+    assert rows[3].peer_speedup == pytest.approx(1.0)
+    assert math.isnan(rows[0].peer_speedup)
+    assert math.isnan(rows[4].x_ce)
+
+
+def test_bench_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown loss 'dise'"):
+        bm.select_cases(["dise"])
+    with pytest.raises(ValueError, match="unknown workload"):
+        bm.select_workloads(["4d"])
+
+
+def test_bench_every_case_has_a_mapping_note():
+    for case in bm.CASES:
+        assert case.note
+        assert case.call
+        assert case.quantity in bm.QUANTITIES + bm.REFERENCES
+
+
+def test_bench_missing_loss_is_reported_unavailable(monkeypatch):
+    # A loss not written yet (e.g. lovasz_loss while lovasz.py is in progress) becomes an "unavailable" row.
+    import seglosses.functional as sf
+
+    monkeypatch.delattr(sf, "lovasz_loss", raising=False)
+    case = next(c for c in bm.CASES if c.id == "seglosses:lovasz")
+    with pytest.raises(bm.Unavailable, match="lovasz_loss"):
+        case.build("multiclass")
