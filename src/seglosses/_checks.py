@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from seglosses._distributed import Sync, is_ready
 from seglosses._types import MODES
 
 _INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
@@ -293,6 +294,7 @@ def set_value_checks(when: str) -> None:
             ``"always"``: on every device (use it while debugging a GPU pipeline). ``"never"``: no value checks.
 
     Value checks are also skipped while ``torch.compile`` traces a loss (they would break the graph).
+
     """
     check_option("set_value_checks", "when", when, ("cpu", "always", "never"))
     _VALUE_CHECKS["when"] = when
@@ -316,6 +318,25 @@ def check_probabilities(fn: str, x: torch.Tensor) -> None:
             f"{fn}: `input` with from_logits=False must hold probabilities in [0, 1]; "
             f"got min={float(lo):g}, max={float(hi):g} (pass from_logits=True for logits)"
         )
+
+
+def check_sync(fn: str, sync_stats: object, process_group: object) -> Sync | None:
+    """``sync_stats`` is a bool; when True, ``torch.distributed`` must be initialised. Returns the sync spec or None."""
+    check_bool(fn, "sync_stats", sync_stats)
+    if not sync_stats:
+        return None
+    if not is_ready():
+        raise ValueError(
+            f"{fn}: `sync_stats`=True needs an initialised torch.distributed process group "
+            "(call torch.distributed.init_process_group first); got sync_stats=True with torch.distributed "
+            f"{'not initialised' if torch.distributed.is_available() else 'not available in this build'}"
+        )
+    if process_group is not None and not isinstance(process_group, torch.distributed.ProcessGroup):
+        raise TypeError(
+            f"{fn}: `process_group` must be a torch.distributed.ProcessGroup or None; "
+            f"got {type(process_group).__name__}"
+        )
+    return Sync(process_group)
 
 
 def check_classes_left(fn: str, num_classes: int, include_background: bool) -> None:

@@ -30,8 +30,17 @@ from torch import Tensor
 _CHUNK_ELEMENTS = 1 << 18
 
 
-def _chunks(n: int, c: int, m: int) -> list[tuple[int, int]]:
-    step = max(1024, _CHUNK_ELEMENTS // max(1, n * c))
+def _chunks(n: int, c: int, m: int, device: torch.device) -> list[tuple[int, int]]:
+    """Spatial spans ``[s, e)`` of the chunked passes.
+
+    CPU: chunks of about ``_CHUNK_ELEMENTS`` (cache-sized temporaries, no page faults of large fresh allocations).
+    GPU: at most 4 chunks (temporaries a quarter of the input, and few kernel launches: on a GPU the launches of
+    many small chunks would cost more than the arithmetic).
+    """
+    if device.type == "cpu":
+        step = max(1024, _CHUNK_ELEMENTS // max(1, n * c))
+    else:
+        step = max(1 << 16, -(-m // 4))
     return [(s, min(m, s + step)) for s in range(0, m, step)]
 
 
@@ -78,7 +87,7 @@ class _SoftmaxIndex(torch.autograd.Function):
         tp = torch.zeros((n, c), dtype=x.dtype, device=x.device)
         gsum = torch.zeros((n, c), dtype=x.dtype, device=x.device)
         classes = torch.arange(c, device=x.device, dtype=x.dtype).view(1, c, 1)
-        spans = _chunks(n, c, m)
+        spans = _chunks(n, c, m, x.device)
         buffer = x.new_empty((n, c, spans[0][1] - spans[0][0]))
         work = torch.empty_like(buffer)
         for s, e in spans:
@@ -122,7 +131,7 @@ class _SoftmaxIndex(torch.autograd.Function):
         grad = torch.empty_like(x)
         classes = torch.arange(c, device=x.device, dtype=x.dtype).view(1, c, 1)
         g_tp3, g_psum3 = g_tp.unsqueeze(-1), g_psum.unsqueeze(-1)
-        spans = _chunks(n, c, m)
+        spans = _chunks(n, c, m, x.device)
         buffer = x.new_empty((n, c, spans[0][1] - spans[0][0]))
         work = torch.empty_like(buffer)
         for s, e in spans:

@@ -15,7 +15,9 @@ from seglosses._checks import (
     check_input_target,
     check_mode,
     check_probabilities,
+    check_sync,
 )
+from seglosses._distributed import Sync, sync_sums
 from seglosses._numerics import log1m_softmax, pow_from_log, safe_pow
 
 
@@ -35,6 +37,8 @@ class Prepared:
         valid: ``None`` when nothing is ignored, else a float 0/1 mask, ``(N, 1, M)`` for index targets and
             ``(N, C, M)`` for dense binary/multilabel targets.
         shape: the input's original shape (binary inputs without a channel dim keep theirs).
+        sync: where to sum the statistics over ranks (``sync_stats=True``, SPEC section 3), or None (the default:
+            nothing is synchronised).
 
     """
 
@@ -45,6 +49,7 @@ class Prepared:
     form: str
     valid: Tensor | None
     shape: tuple[int, ...]
+    sync: Sync | None = None
 
     _cache: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
@@ -99,12 +104,16 @@ def prepare(
     from_logits: bool,
     ignore_index: int | None,
     allow_soft: bool = True,
+    sync_stats: bool = False,
+    process_group: object = None,
 ) -> Prepared:
     """Validate and flatten one call (SPEC section 2).
 
     float16/bfloat16 inputs are upcast to float32 so that every reduction runs in float32 (also under autocast).
+    ``sync_stats``/``process_group`` are checked here and kept as ``Prepared.sync`` (SPEC section 3).
     """
     check_mode(fn, mode)
+    sync = check_sync(fn, sync_stats, process_group)
     check_bool(fn, "from_logits", from_logits)
     check_ignore_index(fn, ignore_index)
     form = check_input_target(
@@ -133,7 +142,9 @@ def prepare(
             t = torch.where(keep, t, torch.zeros_like(t))
             valid = keep.to(x.dtype)
         t = t.to(x.dtype)
-    return Prepared(mode=mode, from_logits=from_logits, logits=x, target=t, form=form, valid=valid, shape=shape)
+    return Prepared(
+        mode=mode, from_logits=from_logits, logits=x, target=t, form=form, valid=valid, shape=shape, sync=sync
+    )
 
 
 def log_probs(prep: Prepared, g: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -173,16 +184,36 @@ def focal_factors(prep: Prepared, gamma: float, logp: Tensor, log1mp: Tensor) ->
     return safe_pow(1 - p, gamma), safe_pow(p, gamma)
 
 
-def masked_mean(values: Tensor, valid: Tensor | None, reduction: str) -> Tensor:
-    """Mean or sum of per-element ``values`` over the kept elements; 0 (with zero gradient) when none is kept."""
+def masked_mean(values: Tensor, valid: Tensor | None, reduction: str, sync: Sync | None = None) -> Tensor:
+    """Mean or sum of per-element ``values`` over the kept elements; 0 (with zero gradient) when none is kept.
+
+    With ``sync`` the sum and the count of kept elements are summed over the ranks first (SPEC section 3): the mean
+    over the global count of kept elements.
+    """
     if valid is not None:
         values = torch.where(valid > 0, values, torch.zeros_like(values))
+    if sync is not None:
+        total = values.sum()
+        count = total.new_tensor(values.numel()) if valid is None else valid.expand_as(values).sum().to(total.dtype)
+        return sync_ratio(total, count, reduction, sync)
     if reduction == "sum":
         return values.sum()
     if valid is None:
         return values.mean()
     count = valid.expand_as(values).sum()
     return values.sum() / count.clamp_min(1)
+
+
+def sync_ratio(total: Tensor, den: Tensor, reduction: str, sync: Sync) -> Tensor:
+    """``total`` (``"sum"``) or ``total / den`` (``"mean"``; 0 when ``den`` is 0), both summed over the ranks first.
+
+    One collective for both. ``den`` carries no gradient (a count or a sum of weights).
+    """
+    if reduction == "sum":
+        return sync_sums([total], sync)[0]
+    total, den = sync_sums([total, den.to(total.dtype)], sync)
+    ok = den > 0
+    return torch.where(ok, total / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(total))
 
 
 def index_log_probs(prep: Prepared, *, need_log1m: bool) -> tuple[Tensor, Tensor | None, Tensor]:

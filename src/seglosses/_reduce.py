@@ -5,6 +5,8 @@ from __future__ import annotations
 from torch import Tensor
 
 from seglosses._checks import check_class_weights_length, check_classes_left
+from seglosses._distributed import Sync
+from seglosses._prepare import sync_ratio
 
 
 def select_classes(values: Tensor, *, mode: str, include_background: bool, fn: str) -> Tensor:
@@ -23,15 +25,19 @@ def reduce_classes(
     include_background: bool,
     class_weights: Tensor | None,
     reduction: str,
+    sync: Sync | None = None,
 ) -> Tensor:
     """Reduce per-class losses ``(C,)`` or ``(N, C)`` (SPEC section 3).
 
     ``"mean"``: ``sum_c w_c L_c / sum_c w_c`` (then the mean over images); ``"sum"``: ``sum w_c L_c``;
-    ``"none"``: ``w_c L_c`` of the kept classes, ``(C,)`` or ``(N, C)``.
+    ``"none"``: ``w_c L_c`` of the kept classes, ``(C,)`` or ``(N, C)``. With ``sync`` (per-image values under
+    ``sync_stats=True``) the mean and the sum run over the images of every rank (:func:`reduce_images`).
     """
     num_classes = int(values.shape[-1])
     kept = select_classes(values, mode=mode, include_background=include_background, fn=fn)
     if class_weights is None:
+        if sync is not None and reduction != "none":
+            return reduce_images(kept, reduction, sync)
         if reduction == "mean":
             return kept.mean()
         return kept.sum() if reduction == "sum" else kept
@@ -40,6 +46,23 @@ def reduce_classes(
     if w.numel() != kept.shape[-1]:
         w = w[1:]
     weighted = kept * w
+    if sync is not None and reduction != "none":
+        return reduce_images(weighted.sum(-1) / w.sum() if reduction == "mean" else weighted, reduction, sync)
     if reduction == "mean":
         return (weighted.sum(-1) / w.sum()).mean()
     return weighted.sum() if reduction == "sum" else weighted
+
+
+def reduce_images(values: Tensor, reduction: str, sync: Sync | None) -> Tensor:
+    """Mean (or sum) of per-image values ``(N, ...)`` over every element, the images of all ranks with ``sync``.
+
+    The mean is ``sum / (N_global * prod(other dims))``: the local sum and the local number of images are summed
+    over the ranks in one collective (SPEC section 3). ``"none"`` returns ``values`` (local rows, nothing to sync).
+    """
+    if reduction == "none":
+        return values
+    if sync is None:
+        return values.mean() if reduction == "mean" else values.sum()
+    per_row = values[0].numel() if values.ndim > 1 else 1
+    images = values.new_tensor(float(values.shape[0] * per_row) if values.ndim else 1.0)
+    return sync_ratio(values.sum(), images, reduction, sync)

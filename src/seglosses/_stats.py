@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from seglosses._distributed import Sync, sync_sums
 from seglosses._fused import softmax_index
 from seglosses._prepare import Prepared
 
@@ -29,6 +30,8 @@ class SoftStats(NamedTuple):
         kept: number of kept elements.
         p2_sum: ``sum p^2`` (only with ``squared=True``, else None).
         g2_sum: ``sum g^2`` (only with ``squared=True``, else None).
+        sync: with ``sync_stats=True`` and ``per_image=True``, where the mean over images must still be summed over
+            ranks (the per-image statistics themselves need no sync); else None.
 
     """
 
@@ -40,10 +43,29 @@ class SoftStats(NamedTuple):
     kept: Tensor
     p2_sum: Tensor | None = None
     g2_sum: Tensor | None = None
+    sync: Sync | None = None
+
+
+def _synced(stats: SoftStats, prep: Prepared, per_image: bool) -> SoftStats:
+    """With ``prep.sync``: batch statistics summed over the ranks (one collective), or per-image ones marked."""
+    sync = prep.sync
+    if sync is None:
+        return stats
+    if per_image:
+        return stats._replace(sync=sync)
+    parts = [stats.tp, stats.p_sum, stats.g_sum, stats.kept]
+    if stats.p2_sum is not None and stats.g2_sum is not None:
+        parts += [stats.p2_sum, stats.g2_sum]
+    tp, p_sum, g_sum, kept, *squares = sync_sums(parts, sync)
+    p2_sum, g2_sum = squares if squares else (None, None)
+    return SoftStats(tp, p_sum - tp, g_sum - tp, p_sum, g_sum, kept, p2_sum, g2_sum)
 
 
 def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> SoftStats:
-    """Compute :class:`SoftStats` from a prepared call, summed over the batch unless ``per_image``."""
+    """Compute :class:`SoftStats` from a prepared call, summed over the batch unless ``per_image``.
+
+    With ``prep.sync`` (``sync_stats=True``) the batch statistics are summed over the ranks too (SPEC section 3).
+    """
     if prep.fused() and not squared:
         tp, p_sum, _, g_sum = softmax_index(prep.logits, prep.target, prep.valid_pixels())
         return finish_index_stats(prep, tp, p_sum, g_sum, per_image)
@@ -84,15 +106,15 @@ def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> Sof
             None if p2_sum is None else p2_sum.sum(0),
             None if g2_sum is None else g2_sum.sum(0),
         )
-    return stats
+    return _synced(stats, prep, per_image)
 
 
 def finish_index_stats(prep: Prepared, tp: Tensor, p_sum: Tensor, g_sum: Tensor, per_image: bool) -> SoftStats:
-    """Complete :class:`SoftStats` from the per-image ``TP``, ``P`` and ``G`` of the fused path."""
+    """Complete :class:`SoftStats` from the per-image ``TP``, ``P`` and ``G`` of the fused path (synced as above)."""
     count = prep.count()
     if not per_image:
         tp, p_sum, g_sum, count = tp.sum(0), p_sum.sum(0), g_sum.sum(0), count.sum(0)
-    return SoftStats(tp, p_sum - tp, g_sum - tp, p_sum, g_sum, count)
+    return _synced(SoftStats(tp, p_sum - tp, g_sum - tp, p_sum, g_sum, count), prep, per_image)
 
 
 def two_class_stats(stats: SoftStats) -> SoftStats:
@@ -113,6 +135,7 @@ def two_class_stats(stats: SoftStats) -> SoftStats:
         cat([p0, p_sum], -1),
         cat([g0, g_sum], -1),
         cat([count, count], -1),
+        sync=stats.sync,
     )
 
 

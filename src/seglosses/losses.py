@@ -1,5 +1,9 @@
 """``torch.nn.Module`` wrappers: the same keyword arguments as the functions, checked at construction.
 
+``sync_stats``/``process_group`` (SPEC section 3) are stored like the others; ``process_group`` appears in the repr
+only when set (None is the default), and a Module with ``process_group=None`` pickles as usual. Whether
+``torch.distributed`` is initialised is checked at call time, not at construction.
+
 Each Module stores its arguments as public attributes (``class_weights`` as a buffer, so it follows ``.to()``),
 and ``forward(input, target)`` is one call of its function; it never mutates ``self``.
 """
@@ -8,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +27,9 @@ from seglosses._checks import (
     check_weights_vector,
 )
 from seglosses._types import Mode
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 Weights = Sequence[float] | Tensor | None
 FocalAlpha = float | Sequence[float] | Tensor | None | Literal["auto"]
@@ -110,6 +117,8 @@ class DiceLoss(_SegLoss):
         ignore_index: int | None = None,
         per_image: bool = False,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -122,6 +131,8 @@ class DiceLoss(_SegLoss):
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 
@@ -141,6 +152,8 @@ class JaccardLoss(_SegLoss):
         ignore_index: int | None = None,
         per_image: bool = False,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -151,6 +164,8 @@ class JaccardLoss(_SegLoss):
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 
@@ -172,6 +187,8 @@ class TverskyLoss(_SegLoss):
         ignore_index: int | None = None,
         per_image: bool = False,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -184,6 +201,8 @@ class TverskyLoss(_SegLoss):
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 
@@ -206,6 +225,8 @@ class FocalTverskyLoss(_SegLoss):
         ignore_index: int | None = None,
         per_image: bool = False,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -219,6 +240,8 @@ class FocalTverskyLoss(_SegLoss):
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 
@@ -237,6 +260,8 @@ class GeneralizedDiceLoss(_SegLoss):
         ignore_index: int | None = None,
         per_image: bool = False,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -246,6 +271,8 @@ class GeneralizedDiceLoss(_SegLoss):
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 
@@ -263,6 +290,8 @@ class CrossEntropyLoss(_SegLoss):
         label_smoothing: float = 0.0,
         ignore_index: int | None = None,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -271,6 +300,8 @@ class CrossEntropyLoss(_SegLoss):
             label_smoothing=label_smoothing,
             ignore_index=ignore_index,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 
@@ -288,6 +319,8 @@ class FocalLoss(_SegLoss):
         gamma: float = 2.0,
         ignore_index: int | None = None,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         if isinstance(alpha, Sequence) and not isinstance(alpha, str):
             alpha = torch.tensor([float(a) for a in alpha])
@@ -298,6 +331,8 @@ class FocalLoss(_SegLoss):
             gamma=gamma,
             ignore_index=ignore_index,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 
@@ -323,6 +358,8 @@ class DiceCELoss(_SegLoss):
         ignore_index: int | None = None,
         per_image: bool = False,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -338,6 +375,8 @@ class DiceCELoss(_SegLoss):
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 
@@ -360,6 +399,8 @@ class ComboLoss(_SegLoss):
         ignore_index: int | None = None,
         per_image: bool = False,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -372,6 +413,8 @@ class ComboLoss(_SegLoss):
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 
@@ -398,6 +441,8 @@ class HybridFocalLoss(_SegLoss):
         ignore_index: int | None = None,
         per_image: bool = False,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         if isinstance(focal_alpha, Sequence) and not isinstance(focal_alpha, str):
             focal_alpha = torch.tensor([float(a) for a in focal_alpha])
@@ -416,6 +461,8 @@ class HybridFocalLoss(_SegLoss):
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 
@@ -438,6 +485,8 @@ class UnifiedFocalLoss(_SegLoss):
         smooth: float = 1e-7,
         ignore_index: int | None = None,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -449,6 +498,8 @@ class UnifiedFocalLoss(_SegLoss):
             smooth=smooth,
             ignore_index=ignore_index,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 
@@ -464,6 +515,8 @@ class _UnifiedFocalPart(_SegLoss):
         gamma: float = 2.0,
         ignore_index: int | None = None,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -472,6 +525,8 @@ class _UnifiedFocalPart(_SegLoss):
             gamma=gamma,
             ignore_index=ignore_index,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 
@@ -500,6 +555,8 @@ class _UnifiedTverskyPart(_SegLoss):
         smooth: float = 1e-7,
         ignore_index: int | None = None,
         reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
     ) -> None:
         super().__init__(
             mode=mode,
@@ -509,6 +566,8 @@ class _UnifiedTverskyPart(_SegLoss):
             smooth=smooth,
             ignore_index=ignore_index,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 

@@ -3,7 +3,7 @@ r"""Compound losses: weighted sums of the public losses (Dice + CE, Combo, Hybri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
@@ -15,6 +15,7 @@ from seglosses._checks import (
     check_reduction,
     check_weights_vector,
 )
+from seglosses._distributed import sync_sums
 from seglosses._fused import softmax_index
 from seglosses._numerics import log1m_softmax
 from seglosses._prepare import index_log_probs, log_probs, masked_mean, prepare
@@ -23,6 +24,9 @@ from seglosses._stats import finish_index_stats
 from seglosses._types import Mode
 from seglosses.functional.pixel import cross_entropy_loss, focal_loss, fused_pixel_mean, pixel_weights
 from seglosses.functional.region import dice_from_stats, dice_loss, focal_tversky_loss
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 Weights = Sequence[float] | Tensor | None
 CompoundReduction = Literal["mean", "sum"]
@@ -45,6 +49,8 @@ def dice_ce_loss(
     ignore_index: int | None = None,
     per_image: bool = False,
     reduction: CompoundReduction = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Dice + cross entropy (binary mode: the seeds' BCE-Dice).
 
@@ -75,6 +81,11 @@ def dice_ce_loss(
         ignore_index: target value to ignore (default None).
         per_image: per-image Dice (default False).
         reduction: ``"mean"`` (default) or ``"sum"`` (each term with that reduction); ``"none"`` raises.
+        sync_stats: under ``torch.distributed``, sum every term's statistics, pixel sums and counts over the ranks of
+            ``process_group``, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and
+            an input gradient K times the single-process one, so DDP's mean over the K ranks gives the
+            single-process update. Default False (no cost).
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The scalar loss.
@@ -118,6 +129,8 @@ def dice_ce_loss(
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
         if fused is not None:
             return fused
@@ -131,6 +144,8 @@ def dice_ce_loss(
             label_smoothing=label_smoothing,
             ignore_index=ignore_index,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
         dice = dice_loss(
             input,
@@ -145,6 +160,8 @@ def dice_ce_loss(
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
     return ce_weight * ce + dice_weight * dice
 
@@ -162,6 +179,8 @@ def _dice_ce_fused(
     ignore_index: int | None,
     per_image: bool,
     reduction: str,
+    sync_stats: bool,
+    process_group: ProcessGroup | None,
 ) -> Tensor | None:
     """Dice + CE from one fused softmax pass (multiclass logits, index target); None when it does not apply."""
     fn = "dice_ce_loss"
@@ -174,7 +193,16 @@ def _dice_ce_fused(
         per_image=per_image,
     )
     weights = check_weights_vector(fn, "class_weights", class_weights)
-    prep = prepare(fn, input, target, mode="multiclass", from_logits=True, ignore_index=ignore_index)
+    prep = prepare(
+        fn,
+        input,
+        target,
+        mode="multiclass",
+        from_logits=True,
+        ignore_index=ignore_index,
+        sync_stats=sync_stats,
+        process_group=process_group,
+    )
     if not prep.fused():
         return None
     w = None
@@ -195,6 +223,7 @@ def _dice_ce_fused(
         include_background=include_background,
         class_weights=weights,
         reduction=reduction,
+        sync=stats.sync,
     )
     return ce_weight * ce + dice_weight * dice
 
@@ -213,6 +242,8 @@ def combo_loss(
     ignore_index: int | None = None,
     per_image: bool = False,
     reduction: Literal["mean"] = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Combo loss (Taghanaki et al. 2019): a weighted cross entropy minus the Dice score.
 
@@ -243,6 +274,11 @@ def combo_loss(
         ignore_index: target value to ignore (default None).
         per_image: per-image Dice (default False).
         reduction: ``"mean"`` only (the two terms are means of different things; a sum has no agreed meaning).
+        sync_stats: under ``torch.distributed``, sum every term's statistics, pixel sums and counts over the ranks of
+            ``process_group``, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and
+            an input gradient K times the single-process one, so DDP's mean over the K ranks gives the
+            single-process update. Default False (no cost).
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The scalar loss.
@@ -286,11 +322,24 @@ def combo_loss(
             ignore_index=ignore_index,
             per_image=per_image,
             reduction="mean",
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
-    prep = prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index)
+    prep = prepare(
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        ignore_index=ignore_index,
+        sync_stats=sync_stats,
+        process_group=process_group,
+    )
     # -D = (dice loss - 1); with every pixel ignored the loss is 0 (SPEC section 4), not -(1 - alpha):
     # the factor is a tensor (no host synchronisation)
     any_kept = 1.0 if prep.valid is None else prep.valid.amax()
+    if prep.sync is not None and prep.valid is not None:  # a pixel kept on any rank
+        any_kept = (sync_sums([prep.valid.sum()], prep.sync)[0] > 0).to(prep.valid.dtype)
     if prep.form == "index":
         logp_t, _, _ = index_log_probs(prep, need_log1m=False)
         t = prep.target.unsqueeze(1)
@@ -302,11 +351,11 @@ def combo_loss(
             others = torch.log1p(-kept.scatter(1, t, 0.0)).sum(1)
         per_pixel = -(beta * logp_t + (1 - beta) * others)
         valid = None if prep.valid is None else prep.valid.squeeze(1)
-        wce = masked_mean(per_pixel, valid, "mean") / prep.num_classes
+        wce = masked_mean(per_pixel, valid, "mean", prep.sync) / prep.num_classes
     else:
         logp, log1mp = log_probs(prep)
         g = prep.target
-        wce = masked_mean(-(beta * g * logp + (1 - beta) * (1 - g) * log1mp), prep.valid, "mean")
+        wce = masked_mean(-(beta * g * logp + (1 - beta) * (1 - g) * log1mp), prep.valid, "mean", prep.sync)
     return alpha * wce + (1 - alpha) * (dice - 1) * any_kept
 
 
@@ -328,6 +377,8 @@ def hybrid_focal_loss(
     ignore_index: int | None = None,
     per_image: bool = False,
     reduction: CompoundReduction = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Hybrid focal loss (Yeung et al. 2021): focal loss plus focal Tversky loss.
 
@@ -358,6 +409,11 @@ def hybrid_focal_loss(
         ignore_index: target value to ignore (default None).
         per_image: per-image Tversky statistics (default False).
         reduction: ``"mean"`` (default) or ``"sum"``.
+        sync_stats: under ``torch.distributed``, sum every term's statistics, pixel sums and counts over the ranks of
+            ``process_group``, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and
+            an input gradient K times the single-process one, so DDP's mean over the K ranks gives the
+            single-process update. Default False (no cost).
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The scalar loss.
@@ -398,6 +454,8 @@ def hybrid_focal_loss(
             gamma=focal_gamma,
             ignore_index=ignore_index,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
     with as_caller(fn, alpha="tversky_alpha", beta="tversky_beta", gamma="tversky_gamma"):
         ftl = focal_tversky_loss(
@@ -414,5 +472,7 @@ def hybrid_focal_loss(
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
     return weight * fl + (1 - weight) * ftl

@@ -3,7 +3,7 @@ r"""Pixel-wise losses: cross entropy (binary, multiclass, multilabel) and focal 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as torch_f
@@ -19,8 +19,20 @@ from seglosses._checks import (
 )
 from seglosses._fused import softmax_index
 from seglosses._numerics import pow_from_log, safe_pow
-from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, masked_mean, prepare, unflatten
+from seglosses._prepare import (
+    Prepared,
+    focal_factors,
+    index_log_probs,
+    log_probs,
+    masked_mean,
+    prepare,
+    sync_ratio,
+    unflatten,
+)
 from seglosses._types import Mode, Reduction
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 Weights = Sequence[float] | Tensor | None
 
@@ -31,12 +43,18 @@ def _finish(values: Tensor, prep: Prepared, reduction: str, valid: Tensor | None
         if valid is not None:
             values = torch.where(valid > 0, values, torch.zeros_like(values))
         return unflatten(values, prep)
-    return masked_mean(values, valid, reduction)
+    return masked_mean(values, valid, reduction, prep.sync)
 
 
 def fused_pixel_mean(pix: Tensor, prep: Prepared, wpix: Tensor | None, reduction: str) -> Tensor:
-    """The fused path's per-image pixel sums ``(N,)`` -> mean over kept pixels (weighted: over kept weight) or sum."""
+    """The fused path's per-image pixel sums ``(N,)`` -> mean over kept pixels (weighted: over kept weight) or sum.
+
+    With ``prep.sync`` the sum and its denominator are summed over the ranks first (SPEC section 3).
+    """
     total = pix.sum()
+    if prep.sync is not None:
+        den = total.new_tensor(float(prep.target.numel())) if wpix is None else wpix.sum().to(total.dtype)
+        return sync_ratio(total, den, reduction, prep.sync)
     if reduction == "sum":
         return total
     if wpix is None:
@@ -64,6 +82,8 @@ def cross_entropy_loss(
     label_smoothing: float = 0.0,
     ignore_index: int | None = None,
     reduction: Reduction = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Cross entropy: BCE for binary/multilabel, softmax CE for multiclass (soft targets allowed).
 
@@ -93,6 +113,11 @@ def cross_entropy_loss(
         label_smoothing: :math:`\epsilon` in [0, 1] (default 0).
         ignore_index: target value to ignore; for multiclass only with index targets (default None).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        sync_stats: under ``torch.distributed``, sum the per-pixel loss and the count (or weight) of kept pixels over
+            the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the mean over the global
+            kept pixels and an input gradient K times the single-process one, so DDP's mean over the K ranks gives
+            the single-process update. ``reduction="none"`` returns the local map. Default False (no cost).
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The loss. Every element ignored: 0 with a zero gradient.
@@ -128,7 +153,16 @@ def cross_entropy_loss(
     check_reduction(fn, reduction)
     check_no_class_weights_binary(fn, class_weights, mode)
     weights = check_weights_vector(fn, "class_weights", class_weights)
-    prep = prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index)
+    prep = prepare(
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        ignore_index=ignore_index,
+        sync_stats=sync_stats,
+        process_group=process_group,
+    )
     c = prep.num_classes
     w = None
     if weights is not None:
@@ -158,6 +192,8 @@ def cross_entropy_loss(
             return _finish(values, prep, reduction, valid)
         num = values.sum() if valid is None else torch.where(valid > 0, values, torch.zeros_like(values)).sum()
         den = w_t.sum() if valid is None else (w_t * valid).sum()
+        if prep.sync is not None:
+            return sync_ratio(num, den, reduction, prep.sync)
         return torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(num))
     if mode == "multiclass":
         g = prep.target * (1 - eps) + eps / c if eps > 0 else prep.target
@@ -175,6 +211,9 @@ def cross_entropy_loss(
             wc = w.view(1, c, 1)
             weight = wc.expand_as(prep.logits) if weight is None else weight * wc
         total = torch_f.binary_cross_entropy_with_logits(prep.logits, g, weight=weight, reduction="sum")
+        if prep.sync is not None:
+            kept = total.new_tensor(float(prep.logits.numel())) if prep.valid is None else prep.valid.sum()
+            return sync_ratio(total, kept, reduction, prep.sync)
         if reduction == "sum":
             return total
         count = prep.logits.numel() if prep.valid is None else prep.valid.sum().clamp_min(1)
@@ -196,6 +235,8 @@ def focal_loss(
     gamma: float = 2.0,
     ignore_index: int | None = None,
     reduction: Reduction = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Focal loss (Lin et al. 2017), per pixel, then the mean over kept pixels.
 
@@ -229,6 +270,11 @@ def focal_loss(
             :func:`cross_entropy_loss` exactly.
         ignore_index: target value to ignore (default None).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        sync_stats: under ``torch.distributed``, sum the per-pixel loss and the count (or weight) of kept pixels over
+            the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the mean over the global
+            kept pixels and an input gradient K times the single-process one, so DDP's mean over the K ranks gives
+            the single-process update. ``reduction="none"`` returns the local map. Default False (no cost).
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The loss.
@@ -264,7 +310,16 @@ def focal_loss(
     fn = "focal_loss"
     check_hparams(fn, gamma=gamma)
     check_reduction(fn, reduction)
-    prep = prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index)
+    prep = prepare(
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        ignore_index=ignore_index,
+        sync_stats=sync_stats,
+        process_group=process_group,
+    )
     a = check_focal_alpha(fn, "alpha", alpha, mode, prep.num_classes)
     return _focal_values(prep, a, gamma, reduction)
 

@@ -3,6 +3,7 @@ r"""Region losses: each one a formula over the per-class soft TP/FP/FN of :mod:`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -10,9 +11,12 @@ from torch import Tensor
 from seglosses._checks import check_hparams, check_no_class_weights_binary, check_reduction, check_weights_vector
 from seglosses._numerics import safe_divide, safe_pow
 from seglosses._prepare import prepare
-from seglosses._reduce import reduce_classes, select_classes
+from seglosses._reduce import reduce_classes, reduce_images, select_classes
 from seglosses._stats import SoftStats, soft_stats, two_class_stats
 from seglosses._types import Mode, Reduction
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 Weights = Sequence[float] | Tensor | None
 
@@ -29,13 +33,27 @@ def region_stats(
     per_image: bool,
     reduction: str,
     squared: bool = False,
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> tuple[SoftStats, Tensor | None]:
-    """Validate the arguments every region loss shares, then compute the soft statistics once."""
+    """Validate the arguments every region loss shares, then compute the soft statistics once.
+
+    With ``sync_stats`` the statistics are summed over the ranks (SPEC section 3, :mod:`seglosses._distributed`).
+    """
     check_hparams(fn, per_image=per_image, class_weights=class_weights)
     check_reduction(fn, reduction)
     check_no_class_weights_binary(fn, class_weights, mode)
     weights = check_weights_vector(fn, "class_weights", class_weights)
-    prep = prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index)
+    prep = prepare(
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        ignore_index=ignore_index,
+        sync_stats=sync_stats,
+        process_group=process_group,
+    )
     return soft_stats(prep, per_image=per_image, squared=squared), weights
 
 
@@ -63,6 +81,8 @@ def dice_loss(
     ignore_index: int | None = None,
     per_image: bool = False,
     reduction: Reduction = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Soft Dice loss (Milletari et al. 2016 for ``squared=True``; the Sørensen-Dice score on soft TP/FP/FN).
 
@@ -102,6 +122,11 @@ def dice_loss(
         per_image: compute the statistics and the score per image, then average (default False: statistics summed
             over the whole batch, which is stable for images with small or no foreground).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        sync_stats: under ``torch.distributed``, sum the statistics over the ranks of ``process_group`` before the
+            formula, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and an input
+            gradient K times the single-process one, so DDP's mean over the K ranks gives the single-process update.
+            Default False (nothing is synchronised, no cost). Raises if no process group is initialised.
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The loss, see Shapes.
@@ -123,7 +148,8 @@ def dice_loss(
           except ``gamma = 2`` (``squared=True``); other exponents are not a Dice score and are not offered.
         - MONAI ``DiceLoss(sigmoid=True)`` / ``(softmax=True, to_onehot_y=True)``: its defaults ``smooth_nr =
           smooth_dr = 1e-5`` and ``batch=False`` are ``smooth=1e-5, per_image=True``; ``batch=True`` is our default
-          ``per_image=False``; ``squared_pred=True`` is ``squared=True``; ``jaccard=True`` is :func:`jaccard_loss` with half the smooth.
+          ``per_image=False``; ``squared_pred=True`` is ``squared=True``; ``jaccard=True`` is
+          :func:`jaccard_loss` with half the smooth.
         - segmentation_models_pytorch ``DiceLoss``: ``smooth=0`` by default, sums over the batch, and it zeroes the
           loss of classes absent from the target (it hides their false positives); we never do that (SPEC). With
           ``log_loss=True`` it matches our ``log_loss=True`` except for that rule.
@@ -160,10 +186,18 @@ def dice_loss(
         per_image=per_image,
         reduction=reduction,
         squared=squared,
+        sync_stats=sync_stats,
+        process_group=process_group,
     )
     loss = dice_from_stats(stats, smooth=smooth, log_loss=log_loss)
     return reduce_classes(
-        loss, fn=fn, mode=mode, include_background=include_background, class_weights=weights, reduction=reduction
+        loss,
+        fn=fn,
+        mode=mode,
+        include_background=include_background,
+        class_weights=weights,
+        reduction=reduction,
+        sync=stats.sync,
     )
 
 
@@ -179,6 +213,8 @@ def jaccard_loss(
     ignore_index: int | None = None,
     per_image: bool = False,
     reduction: Reduction = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Soft Jaccard (IoU) loss.
 
@@ -200,6 +236,11 @@ def jaccard_loss(
         ignore_index: target value to ignore (default None).
         per_image: per-image statistics (default False).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(C,)`` or ``(N, C)``).
+        sync_stats: under ``torch.distributed``, sum the statistics over the ranks of ``process_group`` before the
+            formula, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and an input
+            gradient K times the single-process one, so DDP's mean over the K ranks gives the single-process update.
+            Default False (nothing is synchronised, no cost). Raises if no process group is initialised.
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The loss.
@@ -241,10 +282,18 @@ def jaccard_loss(
         ignore_index=ignore_index,
         per_image=per_image,
         reduction=reduction,
+        sync_stats=sync_stats,
+        process_group=process_group,
     )
     score = safe_divide(stats.tp + smooth, stats.tp + stats.fp + stats.fn + smooth)
     return reduce_classes(
-        1 - score, fn=fn, mode=mode, include_background=include_background, class_weights=weights, reduction=reduction
+        1 - score,
+        fn=fn,
+        mode=mode,
+        include_background=include_background,
+        class_weights=weights,
+        reduction=reduction,
+        sync=stats.sync,
     )
 
 
@@ -266,6 +315,8 @@ def tversky_loss(
     ignore_index: int | None = None,
     per_image: bool = False,
     reduction: Reduction = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Tversky loss (Salehi et al. 2017).
 
@@ -289,6 +340,11 @@ def tversky_loss(
         ignore_index: target value to ignore (default None).
         per_image: per-image statistics (default False).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(C,)`` or ``(N, C)``).
+        sync_stats: under ``torch.distributed``, sum the statistics over the ranks of ``process_group`` before the
+            formula, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and an input
+            gradient K times the single-process one, so DDP's mean over the K ranks gives the single-process update.
+            Default False (nothing is synchronised, no cost). Raises if no process group is initialised.
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The loss.
@@ -330,10 +386,18 @@ def tversky_loss(
         ignore_index=ignore_index,
         per_image=per_image,
         reduction=reduction,
+        sync_stats=sync_stats,
+        process_group=process_group,
     )
     loss = 1 - _tversky_index(stats, alpha, beta, smooth)
     return reduce_classes(
-        loss, fn=fn, mode=mode, include_background=include_background, class_weights=weights, reduction=reduction
+        loss,
+        fn=fn,
+        mode=mode,
+        include_background=include_background,
+        class_weights=weights,
+        reduction=reduction,
+        sync=stats.sync,
     )
 
 
@@ -352,6 +416,8 @@ def focal_tversky_loss(
     ignore_index: int | None = None,
     per_image: bool = False,
     reduction: Reduction = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Focal Tversky loss (Abraham & Khan 2019).
 
@@ -376,6 +442,11 @@ def focal_tversky_loss(
         ignore_index: target value to ignore (default None).
         per_image: per-image statistics (default False).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(C,)`` or ``(N, C)``).
+        sync_stats: under ``torch.distributed``, sum the statistics over the ranks of ``process_group`` before the
+            formula, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and an input
+            gradient K times the single-process one, so DDP's mean over the K ranks gives the single-process update.
+            Default False (nothing is synchronised, no cost). Raises if no process group is initialised.
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The loss.
@@ -416,10 +487,18 @@ def focal_tversky_loss(
         ignore_index=ignore_index,
         per_image=per_image,
         reduction=reduction,
+        sync_stats=sync_stats,
+        process_group=process_group,
     )
     loss = safe_pow(1 - _tversky_index(stats, alpha, beta, smooth), gamma)
     return reduce_classes(
-        loss, fn=fn, mode=mode, include_background=include_background, class_weights=weights, reduction=reduction
+        loss,
+        fn=fn,
+        mode=mode,
+        include_background=include_background,
+        class_weights=weights,
+        reduction=reduction,
+        sync=stats.sync,
     )
 
 
@@ -434,6 +513,8 @@ def generalized_dice_loss(
     ignore_index: int | None = None,
     per_image: bool = False,
     reduction: Reduction = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Generalised Dice loss (Sudre et al. 2017).
 
@@ -461,6 +542,11 @@ def generalized_dice_loss(
         ignore_index: target value to ignore (default None).
         per_image: weights and score per image, then the mean (default False: over the batch).
         reduction: ``"mean"``, ``"sum"`` (over images) or ``"none"``.
+        sync_stats: under ``torch.distributed``, sum the statistics over the ranks of ``process_group`` before the
+            formula, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and an input
+            gradient K times the single-process one, so DDP's mean over the K ranks gives the single-process update.
+            Default False (nothing is synchronised, no cost). Raises if no process group is initialised.
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The loss.
@@ -504,6 +590,8 @@ def generalized_dice_loss(
         ignore_index=ignore_index,
         per_image=per_image,
         reduction=reduction,
+        sync_stats=sync_stats,
+        process_group=process_group,
     )
     if mode == "binary":
         stats = two_class_stats(stats)
@@ -523,9 +611,4 @@ def generalized_dice_loss(
     inv = torch.where(largest > 0, inv, torch.ones_like(inv))
     w = inv / inv.sum(-1, keepdim=True)
     score = safe_divide(2 * (w * tp).sum(-1) + smooth, (w * (p_sum + g_sum)).sum(-1) + smooth)
-    loss = 1 - score
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
+    return reduce_images(1 - score, reduction, stats.sync)

@@ -2,7 +2,7 @@ r"""Unified focal loss (Yeung et al. 2022) and its four public components."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
@@ -10,17 +10,37 @@ from torch import Tensor
 from seglosses._checks import check_hparams, check_mode, check_reduction
 from seglosses._numerics import safe_divide, safe_pow
 from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, masked_mean, prepare, unflatten
+from seglosses._reduce import reduce_images
 from seglosses._stats import soft_stats, two_class_stats
 from seglosses._types import Mode
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 _MODES = ("binary", "multiclass")
 
 
 def _prepare_uf(
-    fn: str, input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index: int | None
+    fn: str,
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    from_logits: bool,
+    ignore_index: int | None,
+    sync_stats: bool,
+    process_group: ProcessGroup | None,
 ) -> Prepared:
     check_mode(fn, mode, _MODES)
-    return prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index)
+    return prepare(
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        ignore_index=ignore_index,
+        sync_stats=sync_stats,
+        process_group=process_group,
+    )
 
 
 def _focal_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, reduction: str) -> Tensor:
@@ -51,13 +71,16 @@ def _focal_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, re
         if valid is not None:
             values = torch.where(valid > 0, values, torch.zeros_like(values))
         return unflatten(values, prep)
-    return masked_mean(values, valid, reduction)
+    return masked_mean(values, valid, reduction, prep.sync)
 
 
 def _tversky_part(
     prep: Prepared, delta: float, gamma: float, asymmetric: bool, smooth: float, reduction: str
 ) -> Tensor:
-    """``L_FT``: per image and class modified Tversky terms, then the mean over images and classes."""
+    """``L_FT``: per image and class modified Tversky terms, then the mean over images and classes.
+
+    The per-image statistics need no sync; with ``prep.sync`` the mean runs over the images of every rank.
+    """
     stats = soft_stats(prep, per_image=True)
     if prep.mode == "binary":
         stats = two_class_stats(stats)
@@ -65,9 +88,7 @@ def _tversky_part(
     rare = safe_pow(1 - mti, 1 - gamma)
     back = (1 - mti[:, :1]) if asymmetric else rare[:, :1]
     values = torch.cat([back, rare[:, 1:]], dim=1)  # (N, C)
-    if reduction == "mean":
-        return values.mean()
-    return values.sum() if reduction == "sum" else values
+    return reduce_images(values, reduction, stats.sync)
 
 
 def asymmetric_focal_loss(
@@ -80,6 +101,8 @@ def asymmetric_focal_loss(
     gamma: float = 2.0,
     ignore_index: int | None = None,
     reduction: Literal["mean", "sum", "none"] = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Asymmetric (modified) focal loss, the pixel part of the asymmetric unified focal loss.
 
@@ -104,6 +127,11 @@ def asymmetric_focal_loss(
         gamma: focal exponent of the background term, >= 0 (default 2, the reference code's).
         ignore_index: target value to ignore (default None).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        sync_stats: under ``torch.distributed``, sum the pixel sums and counts (and the per-image terms and the
+            number of images) over the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the
+            loss of the concatenated batch and an input gradient K times the single-process one, so DDP's mean over
+            the K ranks gives the single-process update. ``reduction="none"`` returns local values. Default False.
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The loss.
@@ -132,7 +160,7 @@ def asymmetric_focal_loss(
     fn = "asymmetric_focal_loss"
     check_hparams(fn, delta=delta, gamma=gamma)
     check_reduction(fn, reduction)
-    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index)
+    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index, sync_stats, process_group)
     return _focal_part(prep, delta, gamma, True, reduction)
 
 
@@ -146,6 +174,8 @@ def symmetric_focal_loss(
     gamma: float = 2.0,
     ignore_index: int | None = None,
     reduction: Literal["mean", "sum", "none"] = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Symmetric (modified) focal loss, the pixel part of the symmetric unified focal loss.
 
@@ -163,6 +193,11 @@ def symmetric_focal_loss(
         gamma: focal exponent of every class, >= 0 (default 2).
         ignore_index: target value to ignore (default None).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        sync_stats: under ``torch.distributed``, sum the pixel sums and counts (and the per-image terms and the
+            number of images) over the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the
+            loss of the concatenated batch and an input gradient K times the single-process one, so DDP's mean over
+            the K ranks gives the single-process update. ``reduction="none"`` returns local values. Default False.
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The loss; shapes as :func:`asymmetric_focal_loss`.
@@ -187,7 +222,7 @@ def symmetric_focal_loss(
     fn = "symmetric_focal_loss"
     check_hparams(fn, delta=delta, gamma=gamma)
     check_reduction(fn, reduction)
-    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index)
+    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index, sync_stats, process_group)
     return _focal_part(prep, delta, gamma, False, reduction)
 
 
@@ -202,6 +237,8 @@ def asymmetric_focal_tversky_loss(
     smooth: float = 1e-7,
     ignore_index: int | None = None,
     reduction: Literal["mean", "sum", "none"] = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Asymmetric focal Tversky loss, the region part of the asymmetric unified focal loss.
 
@@ -227,6 +264,11 @@ def asymmetric_focal_tversky_loss(
         smooth: :math:`\epsilon` (default 1e-7, the reference code's epsilon).
         ignore_index: target value to ignore (default None).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        sync_stats: under ``torch.distributed``, sum the pixel sums and counts (and the per-image terms and the
+            number of images) over the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the
+            loss of the concatenated batch and an input gradient K times the single-process one, so DDP's mean over
+            the K ranks gives the single-process update. ``reduction="none"`` returns local values. Default False.
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The loss.
@@ -251,7 +293,7 @@ def asymmetric_focal_tversky_loss(
     fn = "asymmetric_focal_tversky_loss"
     check_hparams(fn, delta=delta, gamma=gamma, smooth=smooth)
     check_reduction(fn, reduction)
-    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index)
+    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index, sync_stats, process_group)
     return _tversky_part(prep, delta, gamma, True, smooth, reduction)
 
 
@@ -266,6 +308,8 @@ def symmetric_focal_tversky_loss(
     smooth: float = 1e-7,
     ignore_index: int | None = None,
     reduction: Literal["mean", "sum", "none"] = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Symmetric focal Tversky loss, the region part of the symmetric unified focal loss.
 
@@ -285,6 +329,11 @@ def symmetric_focal_tversky_loss(
         smooth: :math:`\epsilon` (default 1e-7).
         ignore_index: target value to ignore (default None).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (``(N, C)``).
+        sync_stats: under ``torch.distributed``, sum the pixel sums and counts (and the per-image terms and the
+            number of images) over the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the
+            loss of the concatenated batch and an input gradient K times the single-process one, so DDP's mean over
+            the K ranks gives the single-process update. ``reduction="none"`` returns local values. Default False.
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The loss.
@@ -307,7 +356,7 @@ def symmetric_focal_tversky_loss(
     fn = "symmetric_focal_tversky_loss"
     check_hparams(fn, delta=delta, gamma=gamma, smooth=smooth)
     check_reduction(fn, reduction)
-    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index)
+    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index, sync_stats, process_group)
     return _tversky_part(prep, delta, gamma, False, smooth, reduction)
 
 
@@ -324,6 +373,8 @@ def unified_focal_loss(
     smooth: float = 1e-7,
     ignore_index: int | None = None,
     reduction: Literal["mean", "sum"] = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
 ) -> Tensor:
     r"""Unified focal loss (Yeung et al. 2022), asymmetric (default) or symmetric.
 
@@ -353,6 +404,11 @@ def unified_focal_loss(
         ignore_index: target value to ignore (default None). An image with no kept pixel in a batch that has some
             counts with mTI = 1 (its L_FT terms are 0).
         reduction: ``"mean"`` (default) or ``"sum"``.
+        sync_stats: under ``torch.distributed``, sum the pixel sums and counts (and the per-image terms and the
+            number of images) over the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the
+            loss of the concatenated batch and an input gradient K times the single-process one, so DDP's mean over
+            the K ranks gives the single-process update. ``reduction="none"`` returns local values. Default False.
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
 
     Returns:
         The scalar loss.
@@ -378,7 +434,7 @@ def unified_focal_loss(
     fn = "unified_focal_loss"
     check_hparams(fn, weight=weight, delta=delta, gamma=gamma, asymmetric=asymmetric, smooth=smooth)
     check_reduction(fn, reduction, ("mean", "sum"))
-    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index)
+    prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index, sync_stats, process_group)
     lf = _focal_part(prep, delta, gamma, asymmetric, reduction)
     lft = _tversky_part(prep, delta, gamma, asymmetric, smooth, reduction)
     return weight * lf + (1 - weight) * lft

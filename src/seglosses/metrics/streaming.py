@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from seglosses._checks import check_classes_left, check_metric_names
+from seglosses._checks import check_bool, check_classes_left, check_metric_names
+from seglosses._distributed import is_ready, sync_int_state
 from seglosses._types import Average, Mode
 from seglosses.metrics import _core
 
@@ -42,6 +43,11 @@ class SegmentationMetrics:
         zero_division: ``"nan"`` (default) or a number in [0, 1] for zero denominators.
         threshold: probability threshold for binary/multilabel (default 0.5, positive when ``p > threshold``).
         from_logits: binary/multilabel inputs are logits (default False).
+        sync: under ``torch.distributed``, sum the O(C) int64 state over the ranks of ``process_group`` in
+            :meth:`compute` (one ``all_reduce``; every rank must call it), so every rank gets the metrics of all
+            ranks' batches; the local state is left unchanged. Default False. Ignored while no process group is
+            initialised (a single process computes its own numbers).
+        process_group: the group to sum over (default None: the default group).
 
     Raises:
         ValueError: a bad option here, or bad input in ``update`` (the messages of the functional metrics, naming
@@ -51,8 +57,8 @@ class SegmentationMetrics:
     Note:
         torchmetrics' modular metrics (``MulticlassStatScores``, ``MulticlassJaccardIndex``, ...) keep the same
         global counts; their ``multidim_average="samplewise"`` keeps one row per image (O(N) state) where
-        ``per_image=True`` here keeps sums. Distributed training: the state is a dict of tensors that
-        :meth:`_reduce_state` is meant to sum over ranks.
+        ``per_image=True`` here keeps sums. Distributed training: ``sync=True`` sums the state (exact integers)
+        over the ranks in :meth:`compute`, as torchmetrics' ``dist_reduce_fx="sum"``.
 
     Examples:
         Two batches of one 2x2 binary mask give the counts of both together: TP = 1 + 1, FP = 1 + 0, FN = 0 + 1,
@@ -84,6 +90,8 @@ class SegmentationMetrics:
         zero_division: float | str = "nan",
         threshold: float = 0.5,
         from_logits: bool = False,
+        sync: bool = False,
+        process_group: object = None,
     ) -> None:
         fn = type(self).__name__
         self.threshold, c = _core.check_options(
@@ -110,6 +118,9 @@ class SegmentationMetrics:
         self.include_background = include_background
         self.zero_division = zero_division
         self.from_logits = from_logits
+        check_bool(fn, "sync", sync)
+        self.sync = sync
+        self.process_group = process_group
         self._state: dict[str, Tensor] = {}
         self.reset()
 
@@ -177,10 +188,11 @@ class SegmentationMetrics:
         )
 
     def _reduce_state(self) -> dict[str, Tensor]:
-        """The state to compute from: currently the local state itself.
+        """The state to compute from: the local state, or with ``sync`` its sum over the ranks.
 
-        Distributed sync goes here: every entry of ``self._state`` is an int64 sum, so summing each over the ranks
-        (``torch.distributed.all_reduce`` with ``SUM``) before :meth:`compute` gives the numbers of one process on
-        the data of all ranks.
+        Every entry of ``self._state`` is an int64 sum, so summing each over the ranks (one ``all_reduce`` with
+        ``SUM`` of the concatenated entries) gives the numbers of one process on the data of all ranks.
         """
+        if self.sync and is_ready():
+            return sync_int_state(self._state, self.process_group)
         return self._state
