@@ -231,36 +231,28 @@ def check_input_target(
             )
         return form
     # dense target
-    if target.dtype == torch.bool or target.dtype in _INT_DTYPES:
-        tf = target
-    elif torch.is_floating_point(target):
-        tf = target
-        nan = torch.isnan(target) if values_checked(target) else None
-        if nan is not None and bool(nan.any()):
-            raise ValueError(f"{fn}: `target` must not contain NaN; got {int(nan.sum())} NaN values")
-    else:
+    if not (target.dtype == torch.bool or target.dtype in _INT_DTYPES or torch.is_floating_point(target)):
         raise TypeError(f"{fn}: `target` must be a real tensor; got {target.dtype}")
-    if mode == "multiclass":
-        if ignore_index is not None:
-            raise ValueError(
-                f"{fn}: `ignore_index` applies to index targets of shape (N, *S) only in mode='multiclass'; "
-                f"got ignore_index={ignore_index} with a one-hot/soft target of shape {_fmt_shape(tshape)}"
-            )
-        if not allow_soft:
-            pass
-    if not values_checked(target):
+    check_values = values_checked(target) and target.numel() > 0 and target.dtype != torch.bool
+    # one pass: NaN propagates through aminmax, so NaN and the range are both read from (lo, hi)
+    lo, hi = (float(v) for v in torch.aminmax(target)) if check_values else (0.0, 1.0)
+    if math.isnan(lo) or math.isnan(hi):
+        raise ValueError(f"{fn}: `target` must not contain NaN; got {int(torch.isnan(target).sum())} NaN values")
+    if mode == "multiclass" and ignore_index is not None:
+        raise ValueError(
+            f"{fn}: `ignore_index` applies to index targets of shape (N, *S) only in mode='multiclass'; "
+            f"got ignore_index={ignore_index} with a one-hot/soft target of shape {_fmt_shape(tshape)}"
+        )
+    if not check_values:
         return form
-    if tf.dtype != torch.bool and tf.numel() > 0:
-        kept = tf if ignore_index is None else tf[tf != ignore_index]
-        if kept.numel() > 0:
-            lo, hi = float(kept.min()), float(kept.max())
-            if lo < 0 or hi > 1:
-                ig = "" if mode == "multiclass" else f" (or equal ignore_index={ignore_index})"
-                raise ValueError(
-                    f"{fn}: `target` for mode={mode!r} must hold values in [0, 1]{ig}; got min={lo:g}, max={hi:g}"
-                )
-    if not allow_soft and tf.dtype != torch.bool:
-        kept = tf if ignore_index is None else tf[tf != ignore_index]
+    if (lo < 0 or hi > 1) and ignore_index is not None:
+        kept = target[target != ignore_index]
+        lo, hi = (float(kept.min()), float(kept.max())) if kept.numel() > 0 else (0.0, 1.0)
+    if lo < 0 or hi > 1:
+        ig = "" if mode == "multiclass" else f" (or equal ignore_index={ignore_index})"
+        raise ValueError(f"{fn}: `target` for mode={mode!r} must hold values in [0, 1]{ig}; got min={lo:g}, max={hi:g}")
+    if not allow_soft:
+        kept = target if ignore_index is None else target[target != ignore_index]
         if bool(((kept != 0) & (kept != 1)).any()):
             raise ValueError(f"{fn}: `target` must be hard (values 0 or 1) for this loss; got soft values")
     return form

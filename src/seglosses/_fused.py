@@ -183,3 +183,59 @@ def softmax_index(
         x, t, valid, wpix, gamma, need_stats, need_pixel
     )
     return out
+
+
+class _SigmoidDense(torch.autograd.Function):
+    """``TP_c = sum v p g``, ``P_c = sum v p`` (and ``G_c = sum v g``) per image for sigmoid probabilities.
+
+    Backward: ``dx = p (1 - p) v (dP_c + g dTP_c)``, written chunk by chunk into the gradient's buffer.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, g: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        n, c, m = x.shape
+        psum = torch.zeros((n, c), dtype=x.dtype, device=x.device)
+        tp = torch.zeros((n, c), dtype=x.dtype, device=x.device)
+        gsum = (g if valid is None else g * valid).sum(-1)
+        spans = _chunks(n, c, m, x.device)
+        work = x.new_empty((n, c, spans[0][1] - spans[0][0]))
+        for s, e in spans:
+            prob = torch.sigmoid(x[..., s:e], out=work[..., : e - s])
+            if valid is not None:
+                prob.mul_(valid[..., s:e])
+            psum += prob.sum(-1)
+            tp += prob.mul_(g[..., s:e]).sum(-1)
+        ctx.save_for_backward(x, g, valid)
+        ctx.mark_non_differentiable(gsum)
+        return tp, psum, gsum
+
+    @staticmethod
+    def backward(ctx: Any, g_tp: Tensor, g_psum: Tensor, _g_gsum: Tensor) -> tuple[Tensor | None, ...]:
+        x, g, valid = ctx.saved_tensors
+        n, c, m = x.shape
+        grad = torch.empty_like(x)
+        gt3, gp3 = g_tp.unsqueeze(-1), g_psum.unsqueeze(-1)
+        spans = _chunks(n, c, m, x.device)
+        work = x.new_empty((n, c, spans[0][1] - spans[0][0]))
+        for s, e in spans:
+            out = grad[..., s:e]
+            prob = torch.sigmoid(x[..., s:e], out=work[..., : e - s])
+            torch.mul(prob, prob, out=out).neg_().add_(prob)  # p (1 - p)
+            coef = torch.mul(g[..., s:e], gt3, out=prob).add_(gp3)
+            out.mul_(coef)
+            if valid is not None:
+                out.mul_(valid[..., s:e])
+        return grad, None, None
+
+
+def sigmoid_dense(x: Tensor, g: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(TP, P, G)`` per image, each ``(N, C)``, for sigmoid probabilities of ``x`` and a dense target.
+
+    Args:
+        x: ``(N, C, M)`` logits.
+        g: ``(N, C, M)`` target in [0, 1] (0 at ignored elements).
+        valid: ``(N, C, M)`` 0/1 float mask of kept elements, or None.
+
+    """
+    out: tuple[Tensor, Tensor, Tensor] = _SigmoidDense.apply(x, g, valid)  # type: ignore[no-untyped-call]
+    return out

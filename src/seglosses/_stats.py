@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from seglosses._distributed import Sync, sync_sums
-from seglosses._fused import softmax_index
+from seglosses._fused import sigmoid_dense, softmax_index
 from seglosses._prepare import Prepared
 
 
@@ -69,6 +69,9 @@ def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> Sof
     if prep.fused() and not squared:
         tp, p_sum, _, g_sum = softmax_index(prep.logits, prep.target, prep.valid_pixels())
         return finish_index_stats(prep, tp, p_sum, g_sum, per_image)
+    if prep.from_logits and prep.mode != "multiclass" and not squared:
+        tp, p_sum, g_sum = sigmoid_dense(prep.logits, prep.target, prep.valid)
+        return finish_index_stats(prep, tp, p_sum, g_sum, per_image)
     p = prep.prob
     n, c, _ = p.shape
     valid = prep.valid
@@ -110,7 +113,7 @@ def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> Sof
 
 
 def finish_index_stats(prep: Prepared, tp: Tensor, p_sum: Tensor, g_sum: Tensor, per_image: bool) -> SoftStats:
-    """Complete :class:`SoftStats` from the per-image ``TP``, ``P`` and ``G`` of the fused path (synced as above)."""
+    """Complete :class:`SoftStats` from the per-image ``TP``, ``P`` and ``G`` of a fused path (synced as above)."""
     count = prep.count()
     if not per_image:
         tp, p_sum, g_sum, count = tp.sum(0), p_sum.sum(0), g_sum.sum(0), count.sum(0)
