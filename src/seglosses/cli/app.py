@@ -95,8 +95,18 @@ def compare(
     quick: Annotated[bool, typer.Option("--quick", help="A small schedule (under 2 minutes on 2 CPU cores).")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bars.")] = False,
     threads: ThreadsOption = None,
+    nproc: Annotated[
+        int | None,
+        typer.Option(
+            "--nproc",
+            help="Train each run with DistributedDataParallel over N processes on this machine (gloo on CPU, nccl "
+            "with --device cuda), the global batch split between them. Not needed under torchrun.",
+        ),
+    ] = None,
 ) -> None:
     """Train the same U-Net with each loss (same data, weights, batches, schedule) and compare them on held-out data."""
+    import os
+
     from rich.console import Console
 
     from seglosses.cli.compare import compare as run_compare
@@ -121,11 +131,14 @@ def compare(
             quick=quick,
             progress=not no_progress,
             log=lambda text: console.print(text, highlight=False, soft_wrap=True),
+            nproc=nproc,
         )
     except KeyboardInterrupt:
         _interrupted(out, "seglosses " + " ".join(sys.argv[1:]))
     except (DataError, ValueError, TypeError) as exc:
         _fail(str(exc))
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints
+        return
     console.print(rich_table(table))
     console.print(table.recommendation().text, highlight=False)
     console.print(
@@ -138,14 +151,26 @@ def compare(
 @app.command()
 def tune(
     loss: Annotated[str, typer.Option("--loss", help="The loss to tune (a registry name, e.g. tversky).")],
-    trials: Annotated[int, typer.Option("--trials", min=1, help="Finished trials wanted in the study.")] = 20,
+    trials: Annotated[
+        int,
+        typer.Option("--trials", min=1, help="Finished trials wanted in the study, in total (shared by every worker)."),
+    ] = 20,
     metric: Annotated[str, typer.Option("--metric", help="Objective: dice, iou, precision or recall.")] = "dice",
     data: DataOption = "scratch-assay",
     out: Annotated[Path, typer.Option("--out", help="Results folder (holds the SQLite study).")] = Path(
         "seglosses-tune"
     ),
     storage: Annotated[
-        str | None, typer.Option("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db).")
+        str | None,
+        typer.Option(
+            "--storage",
+            help="Optuna storage URL (default: sqlite:///OUT/study.db). Workers given the same URL share one study: "
+            "sqlite:///path/study.db on one machine, postgresql://user:pass@host/db across machines.",
+        ),
+    ] = None,
+    study_name: Annotated[
+        str | None,
+        typer.Option("--study-name", help="Study name (default: derived from the loss, metric, data and schedule)."),
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs per trial (default 4).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A very small schedule per trial.")] = False,
@@ -169,6 +194,7 @@ def tune(
             data=data,
             out=out,
             storage=storage,
+            study_name=study_name,
             epochs=epochs,
             quick=quick,
             device=_device(device, threads),

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from torch import Tensor, nn
 
 from seglosses.cli.data import SegData, load_data, pad_to_multiple, sample_batch
 from seglosses.cli.model import build_model
+
+if TYPE_CHECKING:
+    from seglosses.cli.ddp import DistContext
 
 __all__ = [
     "DEFAULT_LOSSES",
@@ -446,17 +449,31 @@ def train_run(
     device: str = "cpu",
     on_step: Callable[[int, float], None] | None = None,
     on_epoch: Callable[[int, dict[str, dict[str, float]]], None] | None = None,
+    dist_ctx: DistContext | None = None,
 ) -> tuple[nn.Module, list[dict[str, float]], str]:
-    """Train one U-Net with ``loss_fn``: the single training loop (a DDP wrapper can take this function whole).
+    """Train one U-Net with ``loss_fn``: the single training loop, also the one of every DDP rank.
 
     The seed fixes the initial weights and the batch/augmentation sequence, independently of the loss.
     ``on_step(step, loss)`` is called after each step, ``on_epoch(epoch, metrics)`` after each validation
     (it may raise to stop the run, e.g. ``optuna.TrialPruned``). Returns the model, the per-epoch history and the
     status (``"ok"`` or ``"diverged"``).
+
+    With ``dist_ctx`` (see :mod:`seglosses.cli.ddp`) the model is wrapped in ``DistributedDataParallel`` with its
+    BatchNorm layers normalising over the global batch; every rank draws the same global batch of
+    ``config.batch_size`` crops and trains on its slice; the logged loss is the mean over the ranks; validation (the
+    history's ``val_dice`` and ``on_epoch``) runs on rank 0 only (NaN elsewhere). The returned model is unwrapped.
     """
-    model = build_model(
+    model: nn.Module = build_model(
         data.in_channels, data.out_channels, ndim=data.ndim, seed=seed, base=config.base, depth=config.depth
     ).to(device)
+    net = model
+    if dist_ctx is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        from seglosses.cli.ddp import convert_batchnorm
+
+        model = convert_batchnorm(model)
+        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device != "cpu" else None)
     loss_fn = loss_fn.to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = config.epochs * config.steps_per_epoch
@@ -470,9 +487,13 @@ def train_run(
         losses = []
         for _ in range(config.steps_per_epoch):
             images, masks = sample_batch(data, config.batch_size, generator)
+            if dist_ctx is not None:
+                images, masks = dist_ctx.shard(images), dist_ctx.shard(masks)
             images, masks = images.to(device), masks.to(device)
-            loss = loss_fn(model(images), target_for_loss(masks, data.mode))
+            loss = loss_fn(net(images), target_for_loss(masks, data.mode))
             value = float(loss.detach())
+            if dist_ctx is not None:  # the same value on every rank, so that every rank takes the same branch
+                value = dist_ctx.mean(value)
             if not math.isfinite(value):
                 status = "diverged"
                 break
@@ -486,15 +507,16 @@ def train_run(
             losses.append(value)
             if on_step is not None:
                 on_step(step, value)
-        metrics, _ = evaluate(model, data, depth=config.depth, device=device)
+        validate = dist_ctx is None or dist_ctx.is_main
+        metrics = evaluate(model, data, depth=config.depth, device=device)[0] if validate else {}
         history.append(
             {
                 "epoch": float(epoch),
                 "train_loss": float(np.mean(losses)) if losses else math.nan,
-                "val_dice": metrics["dice"]["mean"],
+                "val_dice": metrics["dice"]["mean"] if validate else math.nan,
             }
         )
-        if on_epoch is not None:
+        if on_epoch is not None and validate:
             on_epoch(epoch, metrics)
         if status != "ok":
             break
@@ -565,6 +587,7 @@ def compare(
     progress: bool = True,
     report: bool = True,
     log: Callable[[str], None] | None = None,
+    nproc: int | None = None,
 ) -> ResultsTable:
     """Train the same U-Net with each loss and seed, evaluate on held-out data, and return the table.
 
@@ -582,12 +605,20 @@ def compare(
         progress: show rich progress bars.
         report: write CSV/JSON/plots/HTML into ``out`` at the end.
         log: where to send one-line messages (default: print).
+        nproc: train each run with ``DistributedDataParallel`` over this many processes (gloo on CPU, nccl on
+            CUDA) spawned here, the global ``batch_size`` split between them (it must be divisible by ``nproc``).
+            The table equals one process's up to float rounding, except for ``lovasz`` (no global form: per-rank
+            loss). Under ``torchrun`` (``WORLD_SIZE`` set) this process is one rank and ``nproc`` may be left out.
+            Only rank 0 writes files and prints; every rank returns the table. ``extra_losses`` factories must be
+            picklable (module-level functions) to be spawned, and they run per rank. See :mod:`seglosses.cli.ddp`.
 
     Returns:
         The :class:`ResultsTable` of every requested (loss, seed).
 
     """
     say = log if log is not None else print
+    if nproc is not None and nproc < 1:
+        raise ValueError(f"compare: --nproc must be >= 1; got {nproc}")
     extra = dict(extra_losses or {})
     names = list(losses) if losses else list(DEFAULT_LOSSES)
     if len(set(names)) != len(names):
@@ -615,7 +646,109 @@ def compare(
                 raise ValueError(f"compare: cannot build the loss {name!r}: {exc}") from exc
             say(f"skipping the default loss {name!r}: it cannot be built here ({type(exc).__name__}: {exc})")
             names.remove(name)
-    out_dir = Path(out) if out is not None else None
+    world = _launched_world_size()
+    if world > 1 and nproc is not None and nproc != world:
+        raise ValueError(
+            f"compare: --nproc {nproc} given, but this process runs under torchrun with WORLD_SIZE={world}"
+        )
+    nprocs = world if world > 1 else (1 if nproc is None else nproc)
+    if config.batch_size % nprocs:
+        raise ValueError(
+            f"compare: the global batch_size {config.batch_size} must be divisible by the number of processes "
+            f"{nprocs} (each process trains on batch_size / nproc crops)"
+        )
+    if nprocs > 1 and world == 1 and device.startswith("cuda") and nprocs > torch.cuda.device_count():
+        raise ValueError(
+            f"compare: --nproc {nprocs} with --device cuda needs one GPU per process; "
+            f"{torch.cuda.device_count()} visible"
+        )
+    setting = _Setting(names, seed_list, all_args, dataset, config, out, device, extra, progress, report)
+    if world > 1:  # launched by torchrun: this process is one rank
+        from seglosses.cli.ddp import init_from_env
+
+        ctx = init_from_env(device)
+        return _compare_runs(setting, ctx, say if ctx.is_main else _silent)
+    if nprocs > 1:
+        from seglosses.cli.ddp import spawn
+
+        folder = Path(out) if out is not None else None
+        payload = (setting, torch.get_num_threads(), log if _picklable(log) else None)
+        table: ResultsTable = spawn(nprocs, device, _spawned_compare, payload, folder)
+        return table
+    return _compare_runs(setting, None, say)
+
+
+def _silent(text: str) -> None:
+    """The log of ranks other than 0."""
+
+
+def _launched_world_size() -> int:
+    if "WORLD_SIZE" not in os.environ and not torch.distributed.is_initialized():
+        return 1  # the single-process path does not import the DDP module
+    from seglosses.cli.ddp import launched_world_size
+
+    return launched_world_size()
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """Everything a comparison's runs need, checked (picklable for the spawned processes)."""
+
+    names: list[str]
+    seeds: list[int]
+    loss_args: dict[str, dict[str, Any]]
+    dataset: SegData
+    config: TrainConfig
+    out: str | os.PathLike[str] | None
+    device: str
+    extra: dict[str, LossFactory]
+    progress: bool
+    report: bool
+
+
+def _picklable(obj: object) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(obj)
+    except Exception:  # noqa: BLE001 - any pickling failure means "print instead"
+        return False
+    return True
+
+
+def _spawned_compare(ctx: DistContext, payload: tuple[_Setting, int, Callable[[str], None] | None]) -> ResultsTable:
+    """The body of a process started by ``compare(..., nproc=N)``: rank 0 logs with ``log`` if it could be sent."""
+    setting, threads, log = payload
+    torch.set_num_threads(threads)
+    return _compare_runs(setting, ctx, (log or print) if ctx.is_main else _silent)
+
+
+def build_run_loss(
+    name: str, mode: str, loss_args: Mapping[str, Any], extra: Mapping[str, LossFactory], ctx: DistContext | None
+) -> nn.Module:
+    """:func:`build_loss`, with ``sync_stats=True`` under DDP where the loss supports it (not lovasz, not extras)."""
+    if ctx is not None and name not in extra and _supports_sync(name):
+        return build_loss(name, mode, {**loss_args, "sync_stats": True}, extra)
+    return build_loss(name, mode, loss_args, extra)
+
+
+def _supports_sync(name: str) -> bool:
+    import inspect
+
+    from seglosses.registry import loss_class
+
+    return "sync_stats" in inspect.signature(loss_class(name)).parameters
+
+
+def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str], None]) -> ResultsTable:
+    """Train and evaluate every (loss, seed) of a checked setting: in one process (``ctx=None``) or as one rank."""
+    names, seed_list, all_args, dataset = setting.names, setting.seeds, setting.loss_args, setting.dataset
+    config, out, extra = setting.config, setting.out, setting.extra
+    main = ctx is None or ctx.is_main
+    device = setting.device if ctx is None else ctx.device
+    progress = setting.progress and main
+    report = setting.report
+    out_dir = Path(out) if out is not None and main else None
     runs_dir = out_dir / "runs" if out_dir is not None else None
     if runs_dir is not None and runs_dir.is_dir():
         for stale in runs_dir.glob(".*.tmp"):  # left by a run killed between write and rename
@@ -643,6 +776,8 @@ def compare(
                 results[(name, seed)] = done
             else:
                 todo.append((name, seed))
+    if ctx is not None:  # rank 0 read the finished runs: every rank must run the same list
+        results, todo = ctx.broadcast((results, todo))
     if results:
         say(f"resuming: {len(results)} finished run(s) skipped, {len(todo)} to run")
     total_steps = config.epochs * config.steps_per_epoch
@@ -652,11 +787,18 @@ def compare(
             bars.start(f"{name} (seed {seed})")
             started = time.perf_counter()
             try:
-                loss_fn = build_loss(name, dataset.mode, args, extra)
+                loss_fn = build_run_loss(name, dataset.mode, args, extra, ctx)
                 model, history, status = train_run(
-                    dataset, loss_fn, seed=seed, config=config, device=device, on_step=bars.step, on_epoch=None
+                    dataset,
+                    loss_fn,
+                    seed=seed,
+                    config=config,
+                    device=device,
+                    on_step=bars.step,
+                    on_epoch=None,
+                    dist_ctx=ctx,
                 )
-                metrics, preds = evaluate(model, dataset, depth=config.depth, device=device)
+                metrics, preds = evaluate(model, dataset, depth=config.depth, device=device) if main else ({}, [])
             except (RuntimeError, ValueError, TypeError) as exc:
                 history, status, metrics, preds = [], f"error: {type(exc).__name__}: {exc}", {}, []
             result = RunResult(
@@ -669,6 +811,8 @@ def compare(
                 loss_args=dict(args),
                 fingerprint=_fingerprint(dataset, config, name, args),
             )
+            if ctx is not None:  # rank 0 evaluated: every rank returns its result
+                result = ctx.broadcast(result)
             results[(name, seed)] = result
             if runs_dir is not None:
                 if preds:

@@ -16,13 +16,16 @@ optuna, rich and matplotlib are imported inside the functions.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import logging
 import math
 import os
+import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +106,7 @@ def tune(
     data: str | SegData = "scratch-assay",
     out: str | os.PathLike[str] = "seglosses-tune",
     storage: str | None = None,
+    study_name: str | None = None,
     epochs: int | None = None,
     quick: bool = False,
     config: TrainConfig | None = None,
@@ -120,7 +124,14 @@ def tune(
             foreground classes on the validation data, maximised).
         data: a dataset name or folder, or a loaded :class:`~seglosses.cli.data.SegData`.
         out: the results folder (the SQLite study, tables and plots).
-        storage: an Optuna storage URL instead of ``sqlite:///OUT/study.db`` (passed through to Optuna).
+        storage: an Optuna storage URL instead of ``sqlite:///OUT/study.db``: several ``tune`` processes given the
+            same URL (and the same settings, hence the same study name) share one study, on one machine
+            (``sqlite:///path/study.db``) or several (``postgresql://user:pass@host/db``, needs its driver, e.g.
+            psycopg2). ``trials`` is then the study's total: each worker stops when the study has that many finished
+            trials; no trial is lost or run twice (a worker that starts one too many marks it FAIL, user attribute
+            ``status="surplus"``, before training anything). A worker killed mid-trial leaves a RUNNING trial that
+            counts as under way until Optuna's storage marks it failed.
+        study_name: the study's name (default ``<loss>-<metric>-<hash of the data, schedule and seed>``).
         epochs: overrides the schedule's number of epochs.
         quick: the small schedule of ``seglosses compare --quick`` halved (2 epochs of 5 steps).
         config: a full :class:`~seglosses.cli.compare.TrainConfig` instead of the preset (overrides ``quick``).
@@ -165,26 +176,36 @@ def tune(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     storage_url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
-    study_name = f"{loss}-{metric}-{_fingerprint(dataset, config, loss, {'seed': seed})}"
+    if study_name is None:
+        study_name = f"{loss}-{metric}-{_fingerprint(dataset, config, loss, {'seed': seed})}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage_url,
-        direction="maximize",
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, config.epochs // 2)),
-        load_if_exists=True,
-    )
-    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    # A resumed search must not replay the random start-up draws of the first session: reseed with the count.
-    study.sampler = optuna.samplers.TPESampler(seed=seed + 7919 * len(study.trials))
+    study = _open_study(study_name, storage_url, config.epochs)
+    TrialState = optuna.trial.TrialState  # noqa: N806 - an enum
+    finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
+    # A resumed search must not replay the random start-up draws of the first session: reseed with the count. With
+    # --storage several workers may start together on the same count: mix in the process id so they draw apart.
+    sampler_seed = seed + 7919 * len(study.trials) + (1_000_003 * os.getpid() if storage is not None else 0)
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed % 2**32)
     if not study.trials:
-        study.enqueue_trial(_defaults(loss, dataset.mode, space), user_attrs={"baseline": True})
+        study.enqueue_trial(_defaults(loss, dataset.mode, space), user_attrs={"baseline": True}, skip_if_exists=True)
     done = len(study.get_trials(deepcopy=False, states=finished_states))
     todo = max(0, trials - done)
     say(f"data: {dataset.description}")
     say(f"tune {loss} ({', '.join(space)}) for validation {metric}: {done} trial(s) stored, {todo} to run")
+    claimed = (*finished_states, TrialState.RUNNING, TrialState.WAITING)
 
     def objective(trial: Any) -> float:
+        # Several workers on one study: trial numbers are given out atomically by the storage, so a trial with
+        # `trials` trials before it that have finished or may still finish (running, waiting) is one too many: it
+        # ends as FAIL before any training (user attribute "surplus"), and this worker stops.
+        ahead = [t for t in study.get_trials(deepcopy=False, states=claimed) if t.number < trial.number]
+        if len(ahead) >= trials:
+            trial.set_user_attr("status", "surplus")
+            study.stop()
+            raise _Surplus(f"the study already has {trials} trials finished or under way")
+        if trial.user_attrs.get("baseline") and any(t.user_attrs.get("baseline") for t in ahead):
+            trial.set_user_attr("status", "surplus")  # a second worker enqueued the defaults at the same time
+            raise _Surplus("the baseline trial is already taken")
         params = {name: _suggest(trial, name, p) for name, p in space.items()}
         loss_fn = build_loss(loss, dataset.mode, params, {})
 
@@ -201,8 +222,14 @@ def tune(
         return 0.0 if math.isnan(value) else value
 
     if todo:
-        with _TrialProgress(progress, todo) as bar:
-            study.optimize(objective, n_trials=todo, callbacks=[bar.callback], catch=(RuntimeError, ValueError))
+        from optuna.study import MaxTrialsCallback
+
+        # `trials` is the study's total: stop when it has that many finished trials, whoever ran them.
+        enough = MaxTrialsCallback(trials, states=finished_states)
+        with _TrialProgress(progress, todo) as bar, _quiet_surplus():
+            study.optimize(
+                objective, n_trials=todo, callbacks=[bar.callback, enough], catch=(RuntimeError, ValueError, _Surplus)
+            )
     result = _result(study, loss, metric, study_name, storage_url)
     result.files = {k: str(v) for k, v in write_tune_outputs(result, study, out_dir).items()}
     if storage is None:
@@ -212,12 +239,64 @@ def tune(
     return result
 
 
+class _Surplus(Exception):
+    """A trial that another worker's trials made unnecessary (ends as FAIL before training)."""
+
+
+class _SurplusFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "_Surplus" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_surplus() -> Iterator[None]:
+    """Hide Optuna's "trial failed" warning for surplus trials (a normal end when workers share a study)."""
+    handlers = logging.getLogger("optuna").handlers
+    flt = _SurplusFilter()
+    for h in handlers:
+        h.addFilter(flt)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            h.removeFilter(flt)
+
+
+def _open_study(study_name: str, url: str, epochs: int) -> Any:
+    """Create or load the study (several workers may do so at the same moment).
+
+    SQLite waits up to 60 s for a lock held by another worker; a race on creating the tables or the study is retried.
+    """
+    import optuna
+
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    last: Exception | None = None
+    for attempt in range(5):
+        try:
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            return optuna.create_study(
+                study_name=study_name,
+                storage=storage,
+                direction="maximize",
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 2)),
+                load_if_exists=True,
+            )
+        except Exception as exc:  # noqa: BLE001 - sqlalchemy's OperationalError/IntegrityError of a race: retry
+            if type(exc).__name__ not in ("OperationalError", "IntegrityError", "DuplicatedStudyError"):
+                raise
+            last = exc
+            time.sleep(0.5 + attempt)
+    raise ValueError(f"tune: cannot open the study {study_name!r} in {url}: {last}")
+
+
 def _result(study: Any, loss: str, metric: str, study_name: str, storage: str) -> TuneResult:
     import optuna
 
     rows = []
     default_value = math.nan
     for t in study.get_trials(deepcopy=False):
+        if t.user_attrs.get("status") == "surplus":  # never trained (see `storage` in `tune`)
+            continue
         value = math.nan if t.value is None else float(t.value)
         if t.user_attrs.get("baseline") and t.state == optuna.trial.TrialState.COMPLETE:
             default_value = value
