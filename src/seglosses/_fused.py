@@ -239,3 +239,74 @@ def sigmoid_dense(x: Tensor, g: Tensor, valid: Tensor | None) -> tuple[Tensor, T
     """
     out: tuple[Tensor, Tensor, Tensor] = _SigmoidDense.apply(x, g, valid)  # type: ignore[no-untyped-call]
     return out
+
+
+def _sigmoid_focal_terms(
+    xc: Tensor, gc: Tensor, alpha: float | None, gamma: float, need_grad: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Per-element focal loss of a chunk and, if asked, its derivative w.r.t. the logit (both exact in log space).
+
+    With ``a = log p = logsigmoid(x)`` and ``b = log(1 - p) = a - x``:
+    ``L = -[w1 g e^{gamma b} a + w0 (1 - g) e^{gamma a} b]`` and
+    ``dL/dx = -[w1 g e^{gamma b} (e^b - gamma e^a a) + w0 (1 - g) e^{gamma a} (gamma e^b b - e^a)]``,
+    ``w1 = alpha, w0 = 1 - alpha`` (both 1 without alpha).
+    """
+    w1, w0 = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
+    a = torch.nn.functional.logsigmoid(xc)
+    b = a - xc
+    pos = torch.exp(b * gamma).mul_(gc)  # g (1 - p)^gamma
+    neg = torch.exp(a * gamma).mul_(1.0 - gc)  # (1 - g) p^gamma
+    value = (pos * a).mul_(-w1).sub_((neg * b).mul_(w0))
+    if not need_grad:
+        return value, None
+    ea, eb = torch.exp(a), torch.exp(b)
+    d_pos = (eb - (ea * a).mul_(gamma)).mul_(pos).mul_(w1)
+    d_neg = ((eb * b).mul_(gamma) - ea).mul_(neg).mul_(w0)
+    return value, d_pos.add_(d_neg).neg_()
+
+
+class _SigmoidFocal(torch.autograd.Function):
+    """Sum of the binary/multilabel focal loss per image, ``(N,)``, with a chunked, recomputing backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, g: Tensor, valid: Tensor | None, alpha: float | None, gamma: float) -> Tensor:
+        n, c, m = x.shape
+        total = torch.zeros((n,), dtype=x.dtype, device=x.device)
+        for s, e in _chunks(n, c, m, x.device):
+            value, _ = _sigmoid_focal_terms(x[..., s:e], g[..., s:e], alpha, gamma, need_grad=False)
+            if valid is not None:
+                value.mul_(valid[..., s:e])
+            total += value.sum((1, 2))
+        ctx.save_for_backward(x, g, valid)
+        ctx.alpha, ctx.gamma = alpha, gamma
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, g_total: Tensor) -> tuple[Tensor | None, ...]:
+        x, g, valid = ctx.saved_tensors
+        n, c, m = x.shape
+        grad = torch.empty_like(x)
+        scale = g_total.view(n, 1, 1)
+        for s, e in _chunks(n, c, m, x.device):
+            _, deriv = _sigmoid_focal_terms(x[..., s:e], g[..., s:e], ctx.alpha, ctx.gamma, need_grad=True)
+            assert deriv is not None
+            out = grad[..., s:e]
+            torch.mul(deriv, scale, out=out)
+            if valid is not None:
+                out.mul_(valid[..., s:e])
+        return grad, None, None, None, None
+
+
+def sigmoid_focal(x: Tensor, g: Tensor, valid: Tensor | None, *, alpha: float | None, gamma: float) -> Tensor:
+    """Per-image sums ``(N,)`` of the binary/multilabel focal loss of logits ``x`` ``(N, C, M)`` (SPEC section 4).
+
+    Args:
+        x: ``(N, C, M)`` logits.
+        g: ``(N, C, M)`` target in [0, 1] (0 at ignored elements).
+        valid: ``(N, C, M)`` 0/1 float mask of kept elements, or None.
+        alpha: weight of the positive term (``1 - alpha`` on the negative), or None for no weighting.
+        gamma: focusing exponent.
+
+    """
+    out: Tensor = _SigmoidFocal.apply(x, g, valid, alpha, gamma)  # type: ignore[no-untyped-call]
+    return out

@@ -17,7 +17,7 @@ from seglosses._checks import (
     check_reduction,
     check_weights_vector,
 )
-from seglosses._fused import softmax_index
+from seglosses._fused import sigmoid_focal, softmax_index
 from seglosses._numerics import pow_from_log, safe_pow
 from seglosses._prepare import (
     Prepared,
@@ -351,6 +351,11 @@ def _focal_values(prep: Prepared, alpha: object, gamma: float, reduction: str) -
         if a is not None:
             terms = terms * a.view(1, c, 1)
         return _finish(terms.sum(1), prep, reduction, None)
+    if prep.from_logits and reduction != "none":
+        # binary/multilabel from logits: the fused, chunked sigmoid focal term (seglosses._fused)
+        a_f = None if alpha is None else float(alpha)  # type: ignore[arg-type]
+        pix = sigmoid_focal(prep.logits, prep.target, prep.valid, alpha=a_f, gamma=gamma)
+        return fused_pixel_mean(pix, prep, prep.valid, reduction)
     logp, log1mp = log_probs(prep)
     mod_pos, mod_neg = focal_factors(prep, gamma, logp, log1mp)
     g = prep.target
