@@ -50,16 +50,19 @@ def _onehot(t: Tensor, classes: Tensor, buffer: Tensor) -> Tensor:
     return torch.eq(t.to(classes.dtype).unsqueeze(1), classes, out=out)
 
 
-def _focal_terms(logp_t: Tensor, gamma: float) -> tuple[Tensor, Tensor]:
+def _focal_terms(logp_t: Tensor, gamma: float | Tensor) -> tuple[Tensor, Tensor]:
     """``f(l) = -(1 - e^l)^gamma l`` and ``f'(l)``, finite for every ``l <= 0`` and every ``gamma >= 0``.
 
     With ``q = 1 - e^l = -expm1(l)`` (exact near ``l = 0``):
     ``f'(l) = -q^gamma + gamma q^gamma e^l (l / q)``, and ``l / q -> -1`` as ``q -> 0`` (series below 1e-4).
+    ``gamma`` may be a per-pixel tensor (the unified focal loss modulates the background only); ``q^0 = 1``.
     """
-    if gamma == 0:
+    if isinstance(gamma, float | int) and gamma == 0:
         return -logp_t, torch.full_like(logp_t, -1.0)
     q = torch.expm1(logp_t).neg_()
     qg = torch.log(q).mul_(gamma).exp_()  # q^gamma; exactly 0 at q = 0
+    if isinstance(gamma, Tensor):
+        qg = torch.where(gamma == 0, torch.ones_like(qg), qg)  # 0 * log 0 would be NaN
     # l / q, with its series -1 - q/2 where q is tiny (l = log(1 - q))
     ratio = torch.where(q < 1e-4, q * -0.5 - 1.0, logp_t / q.clamp_min(1e-30))
     value = qg * logp_t
@@ -76,7 +79,7 @@ class _SoftmaxIndex(torch.autograd.Function):
         t: Tensor,
         valid: Tensor | None,
         wpix: Tensor | None,
-        gamma: float,
+        gamma: float | Tensor,
         need_stats: bool,
         need_pixel: bool,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -161,7 +164,7 @@ def softmax_index(
     valid: Tensor | None,
     *,
     wpix: Tensor | None = None,
-    gamma: float = 0.0,
+    gamma: float | Tensor = 0.0,
     need_stats: bool = True,
     need_pixel: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -174,7 +177,7 @@ def softmax_index(
         t: ``(N, M)`` int64 class indices (0 at ignored pixels).
         valid: ``(N, M)`` 0/1 float mask of kept pixels, or None.
         wpix: ``(N, M)`` per-pixel weight of the pixel term (already multiplied by ``valid``), or None.
-        gamma: focal exponent of the pixel term (0: cross entropy).
+        gamma: focal exponent of the pixel term (0: cross entropy), a float or an ``(N, M)`` per-pixel tensor.
         need_stats: compute ``TP`` and ``P`` (else zeros).
         need_pixel: compute the pixel term (else zeros).
 

@@ -8,11 +8,13 @@ import torch
 from torch import Tensor
 
 from seglosses._checks import check_hparams, check_mode, check_reduction
+from seglosses._fused import softmax_index
 from seglosses._numerics import safe_divide, safe_pow
 from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, masked_mean, prepare, unflatten
 from seglosses._reduce import reduce_images
 from seglosses._stats import soft_stats, two_class_stats
 from seglosses._types import Mode
+from seglosses.functional.pixel import fused_pixel_mean
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -53,6 +55,20 @@ def _focal_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, re
         back = (1 - delta) * mod_bg * (-(1 - g) * log1mp)
         fore = delta * (-g * logp) if asymmetric else delta * mod_fg * (-g * logp)
         values, valid = back + fore, prep.valid
+    elif prep.fused() and reduction != "none":
+        # the fused softmax path: a focal term with a per-pixel weight (1 - delta background, delta rare) and a
+        # per-pixel exponent (gamma on the background; on the rare classes 0 when asymmetric, else gamma)
+        valid_px = prep.valid_pixels()
+        background = prep.target == 0
+        dtype = prep.logits.dtype
+        full = prep.logits.new_full  # scalars in the logits' dtype (a Python float in torch.where would be float32)
+        weight = torch.where(background, full((), 1.0 - delta), full((), delta))
+        wpix = weight if valid_px is None else weight * valid_px
+        g_pix: float | Tensor = background.to(dtype) * gamma if asymmetric else float(gamma)
+        _, _, pix, _ = softmax_index(
+            prep.logits, prep.target, valid_px, wpix=wpix, gamma=g_pix, need_stats=False, need_pixel=True
+        )
+        return fused_pixel_mean(pix, prep, valid_px, reduction)
     elif prep.form == "index":
         logp_t, log1m_t, p_t = index_log_probs(prep, need_log1m=prep.from_logits)
         mod = torch.exp(gamma * log1m_t) if log1m_t is not None else safe_pow(1 - p_t, gamma)
