@@ -12,7 +12,7 @@ from seglosses._fused import softmax_index
 from seglosses._numerics import safe_divide, safe_pow
 from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, masked_mean, prepare, unflatten
 from seglosses._reduce import reduce_images
-from seglosses._stats import soft_stats, two_class_stats
+from seglosses._stats import SoftStats, finish_index_stats, soft_stats, two_class_stats
 from seglosses._types import Mode
 from seglosses.functional.pixel import fused_pixel_mean
 
@@ -45,6 +45,23 @@ def _prepare_uf(
     )
 
 
+def _fused_focal_weights(
+    prep: Prepared, delta: float, gamma: float, asymmetric: bool
+) -> tuple[Tensor | None, Tensor, float | Tensor]:
+    """``L_F`` on the fused softmax path: kept-pixel mask, per-pixel weight and per-pixel exponent, each ``(N, M)``.
+
+    The weight is ``1 - delta`` on background pixels and ``delta`` on rare-class pixels (times the mask); the
+    exponent is ``gamma`` on the background and, on the rare classes, 0 when asymmetric, else ``gamma``.
+    """
+    valid_px = prep.valid_pixels()
+    background = prep.target == 0
+    full = prep.logits.new_full  # scalars in the logits' dtype (a Python float in torch.where would be float32)
+    weight = torch.where(background, full((), 1.0 - delta), full((), delta))
+    wpix = weight if valid_px is None else weight * valid_px
+    g_pix: float | Tensor = background.to(prep.logits.dtype) * gamma if asymmetric else float(gamma)
+    return valid_px, wpix, g_pix
+
+
 def _focal_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, reduction: str) -> Tensor:
     """``L_F``: per pixel, the sum over classes of the modified focal terms, then the mean over kept pixels."""
     if prep.mode == "binary":
@@ -56,15 +73,7 @@ def _focal_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, re
         fore = delta * (-g * logp) if asymmetric else delta * mod_fg * (-g * logp)
         values, valid = back + fore, prep.valid
     elif prep.fused() and reduction != "none":
-        # the fused softmax path: a focal term with a per-pixel weight (1 - delta background, delta rare) and a
-        # per-pixel exponent (gamma on the background; on the rare classes 0 when asymmetric, else gamma)
-        valid_px = prep.valid_pixels()
-        background = prep.target == 0
-        dtype = prep.logits.dtype
-        full = prep.logits.new_full  # scalars in the logits' dtype (a Python float in torch.where would be float32)
-        weight = torch.where(background, full((), 1.0 - delta), full((), delta))
-        wpix = weight if valid_px is None else weight * valid_px
-        g_pix: float | Tensor = background.to(dtype) * gamma if asymmetric else float(gamma)
+        valid_px, wpix, g_pix = _fused_focal_weights(prep, delta, gamma, asymmetric)
         _, _, pix, _ = softmax_index(
             prep.logits, prep.target, valid_px, wpix=wpix, gamma=g_pix, need_stats=False, need_pixel=True
         )
@@ -97,7 +106,13 @@ def _tversky_part(
 
     The per-image statistics need no sync; with ``prep.sync`` the mean runs over the images of every rank.
     """
-    stats = soft_stats(prep, per_image=True)
+    return _tversky_from_stats(soft_stats(prep, per_image=True), prep, delta, gamma, asymmetric, smooth, reduction)
+
+
+def _tversky_from_stats(
+    stats: SoftStats, prep: Prepared, delta: float, gamma: float, asymmetric: bool, smooth: float, reduction: str
+) -> Tensor:
+    """``L_FT`` from per-image statistics (see :func:`_tversky_part`)."""
     if prep.mode == "binary":
         stats = two_class_stats(stats)
     mti = safe_divide(stats.tp + smooth, stats.tp + delta * stats.fn + (1 - delta) * stats.fp + smooth)
@@ -451,6 +466,16 @@ def unified_focal_loss(
     check_hparams(fn, weight=weight, delta=delta, gamma=gamma, asymmetric=asymmetric, smooth=smooth)
     check_reduction(fn, reduction, ("mean", "sum"))
     prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index, sync_stats, process_group)
-    lf = _focal_part(prep, delta, gamma, asymmetric, reduction)
-    lft = _tversky_part(prep, delta, gamma, asymmetric, smooth, reduction)
+    if prep.fused():
+        # both parts from one fused softmax pass: the focal sums and the per-image statistics together
+        valid_px, wpix, g_pix = _fused_focal_weights(prep, delta, gamma, asymmetric)
+        tp, p_sum, pix, g_sum = softmax_index(
+            prep.logits, prep.target, valid_px, wpix=wpix, gamma=g_pix, need_stats=True, need_pixel=True
+        )
+        lf = fused_pixel_mean(pix, prep, valid_px, reduction)
+        stats = finish_index_stats(prep, tp, p_sum, g_sum, per_image=True)
+        lft = _tversky_from_stats(stats, prep, delta, gamma, asymmetric, smooth, reduction)
+    else:
+        lf = _focal_part(prep, delta, gamma, asymmetric, reduction)
+        lft = _tversky_part(prep, delta, gamma, asymmetric, smooth, reduction)
     return weight * lf + (1 - weight) * lft
