@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from seglosses import _native
+
 #: Elements of ``(N, C, chunk)`` processed at once by the chunked passes (bounds the temporaries' size).
 _CHUNK_ELEMENTS = 1 << 18
 
@@ -86,32 +88,11 @@ class _SoftmaxIndex(torch.autograd.Function):
         n, c, m = x.shape
         lse = torch.empty((n, m), dtype=x.dtype, device=x.device)
         logp_t = torch.empty((n, m), dtype=x.dtype, device=x.device) if need_pixel else None
-        psum = torch.zeros((n, c), dtype=x.dtype, device=x.device)
-        tp = torch.zeros((n, c), dtype=x.dtype, device=x.device)
-        gsum = torch.zeros((n, c), dtype=x.dtype, device=x.device)
-        classes = torch.arange(c, device=x.device, dtype=x.dtype).view(1, c, 1)
-        spans = _chunks(n, c, m, x.device)
-        buffer = x.new_empty((n, c, spans[0][1] - spans[0][0]))
-        work = torch.empty_like(buffer)
-        for s, e in spans:
-            xc = x[..., s:e]
-            mx = xc.amax(1, keepdim=True)
-            ex = torch.sub(xc, mx, out=work[..., : e - s]).exp_()
-            se = ex.sum(1, keepdim=True)
-            lse_c = se.log().add_(mx)  # (N, 1, chunk)
-            lse[:, s:e] = lse_c.squeeze(1)
-            onehot = _onehot(t[:, s:e], classes, buffer)  # a chunk, never the input's size
-            if logp_t is not None:
-                logp_t[:, s:e] = (xc * onehot).sum(1) - lse_c.squeeze(1)
-            if need_stats:
-                prob = ex.div_(se)
-                if valid is not None:
-                    vc = valid[:, s:e].unsqueeze(1)
-                    prob.mul_(vc)
-                    onehot.mul_(vc)
-                psum += prob.sum(-1)
-                tp += prob.mul_(onehot).sum(-1)
-                gsum += onehot.sum(-1)
+        native = _softmax_index_native(x, t, valid, lse, logp_t, need_stats)
+        if native is not None:
+            tp, psum, gsum = native
+        else:
+            tp, psum, gsum = _softmax_index_torch(x, t, valid, lse, logp_t, need_stats)
         pix = torch.zeros((n,), dtype=x.dtype, device=x.device)
         deriv = None  # f'(log p_t), kept for backward (a (N, M) tensor: 1/C of the input)
         if logp_t is not None:
@@ -129,33 +110,140 @@ class _SoftmaxIndex(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g_tp: Tensor, g_psum: Tensor, g_pix: Tensor, _g_gsum: Tensor) -> tuple[Tensor | None, ...]:
         x, t, valid, lse, deriv = ctx.saved_tensors
-        n, c, m = x.shape
         k = None if deriv is None else deriv * g_pix.unsqueeze(1)  # the pixel term's coefficient K, (N, M)
         grad = torch.empty_like(x)
-        classes = torch.arange(c, device=x.device, dtype=x.dtype).view(1, c, 1)
-        g_tp3, g_psum3 = g_tp.unsqueeze(-1), g_psum.unsqueeze(-1)
-        spans = _chunks(n, c, m, x.device)
-        buffer = x.new_empty((n, c, spans[0][1] - spans[0][0]))
-        work = torch.empty_like(buffer)
-        for s, e in spans:
-            out = grad[..., s:e]
-            prob = torch.sub(x[..., s:e], lse[:, s:e].unsqueeze(1), out=work[..., : e - s]).exp_()
-            onehot = _onehot(t[:, s:e], classes, buffer)
-            if ctx.need_stats:
-                # dL/dp_c = v (dP_c + [c = t] dTP_c) = v A_c;  dx_c = p_c (v A_c - v sum_k p_k A_k)
-                torch.mul(onehot, g_tp3, out=out).add_(g_psum3).mul_(prob)
-                if valid is not None:
-                    out.mul_(valid[:, s:e].unsqueeze(1))
-                b = out.sum(1, keepdim=True)
-                if k is not None:
-                    b += k[:, s:e].unsqueeze(1)
-                out.addcmul_(prob, b, value=-1.0)
-            else:
-                assert k is not None
-                torch.mul(prob, k[:, s:e].unsqueeze(1), out=out).neg_()
-            if k is not None:
-                out.addcmul_(onehot, k[:, s:e].unsqueeze(1))
+        if not _softmax_index_grad_native(x, t, valid, lse, k, g_tp, g_psum, ctx.need_stats, grad):
+            _softmax_index_grad_torch(x, t, valid, lse, k, g_tp, g_psum, ctx.need_stats, grad)
         return grad, None, None, None, None, None, None
+
+
+def _threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def _softmax_index_native(
+    x: Tensor, t: Tensor, valid: Tensor | None, lse: Tensor, logp_t: Tensor | None, need_stats: bool
+) -> tuple[Tensor, Tensor, Tensor] | None:
+    """The forward pass by the native kernel, or None where it does not apply (then nothing was written)."""
+    sfx = _native.suffix(x.dtype)
+    if sfx is None or t.dtype != torch.int64 or (valid is not None and valid.dtype != x.dtype):
+        return None
+    lib = _native.usable(x, t, valid)
+    if lib is None:
+        return None
+    n, c, m = x.shape
+    sums = torch.zeros((3, n, c), dtype=torch.float64)
+    status = getattr(lib, "sl_softmax_index_fwd" + sfx)(
+        x.data_ptr(), t.data_ptr(), _native.ptr(valid), n, c, m, lse.data_ptr(), _native.ptr(logp_t),
+        sums[0].data_ptr(), sums[1].data_ptr(), sums[2].data_ptr(), int(need_stats), _threads(),
+    )  # fmt: skip
+    if status != 0:
+        return None  # an index outside [0, C) (value checks off): the PyTorch path decides what happens
+    psum, tp, gsum = sums.to(x.dtype).unbind(0)
+    return tp, psum, gsum
+
+
+def _softmax_index_torch(
+    x: Tensor, t: Tensor, valid: Tensor | None, lse: Tensor, logp_t: Tensor | None, need_stats: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The forward pass in PyTorch, in spatial chunks (fills ``lse`` and ``logp_t``; returns TP, P, G)."""
+    n, c, m = x.shape
+    psum = torch.zeros((n, c), dtype=x.dtype, device=x.device)
+    tp = torch.zeros((n, c), dtype=x.dtype, device=x.device)
+    gsum = torch.zeros((n, c), dtype=x.dtype, device=x.device)
+    classes = torch.arange(c, device=x.device, dtype=x.dtype).view(1, c, 1)
+    spans = _chunks(n, c, m, x.device)
+    buffer = x.new_empty((n, c, spans[0][1] - spans[0][0]))
+    work = torch.empty_like(buffer)
+    for s, e in spans:
+        xc = x[..., s:e]
+        mx = xc.amax(1, keepdim=True)
+        ex = torch.sub(xc, mx, out=work[..., : e - s]).exp_()
+        se = ex.sum(1, keepdim=True)
+        lse_c = se.log().add_(mx)  # (N, 1, chunk)
+        lse[:, s:e] = lse_c.squeeze(1)
+        onehot = _onehot(t[:, s:e], classes, buffer)  # a chunk, never the input's size
+        if logp_t is not None:
+            logp_t[:, s:e] = (xc * onehot).sum(1) - lse_c.squeeze(1)
+        if need_stats:
+            prob = ex.div_(se)
+            if valid is not None:
+                vc = valid[:, s:e].unsqueeze(1)
+                prob.mul_(vc)
+                onehot.mul_(vc)
+            psum += prob.sum(-1)
+            tp += prob.mul_(onehot).sum(-1)
+            gsum += onehot.sum(-1)
+    return tp, psum, gsum
+
+
+def _softmax_index_grad_torch(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    lse: Tensor,
+    k: Tensor | None,
+    g_tp: Tensor,
+    g_psum: Tensor,
+    need_stats: bool,
+    grad: Tensor,
+) -> None:
+    """The backward pass in PyTorch, in spatial chunks, written into ``grad``."""
+    n, c, m = x.shape
+    classes = torch.arange(c, device=x.device, dtype=x.dtype).view(1, c, 1)
+    g_tp3, g_psum3 = g_tp.unsqueeze(-1), g_psum.unsqueeze(-1)
+    spans = _chunks(n, c, m, x.device)
+    buffer = x.new_empty((n, c, spans[0][1] - spans[0][0]))
+    work = torch.empty_like(buffer)
+    for s, e in spans:
+        out = grad[..., s:e]
+        prob = torch.sub(x[..., s:e], lse[:, s:e].unsqueeze(1), out=work[..., : e - s]).exp_()
+        onehot = _onehot(t[:, s:e], classes, buffer)
+        if need_stats:
+            # dL/dp_c = v (dP_c + [c = t] dTP_c) = v A_c;  dx_c = p_c (v A_c - v sum_k p_k A_k)
+            torch.mul(onehot, g_tp3, out=out).add_(g_psum3).mul_(prob)
+            if valid is not None:
+                out.mul_(valid[:, s:e].unsqueeze(1))
+            b = out.sum(1, keepdim=True)
+            if k is not None:
+                b += k[:, s:e].unsqueeze(1)
+            out.addcmul_(prob, b, value=-1.0)
+        else:
+            assert k is not None
+            torch.mul(prob, k[:, s:e].unsqueeze(1), out=out).neg_()
+        if k is not None:
+            out.addcmul_(onehot, k[:, s:e].unsqueeze(1))
+
+
+def _softmax_index_grad_native(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    lse: Tensor,
+    k: Tensor | None,
+    g_tp: Tensor,
+    g_psum: Tensor,
+    need_stats: bool,
+    grad: Tensor,
+) -> bool:
+    """The backward pass by the native kernel into ``grad``; False where it does not apply."""
+    sfx = _native.suffix(x.dtype)
+    if sfx is None or t.dtype != torch.int64 or (valid is not None and valid.dtype != x.dtype):
+        return False
+    g_tp = g_tp.to(x.dtype).contiguous()
+    g_psum = g_psum.to(x.dtype).contiguous()
+    lib = _native.usable(x, t, valid, lse, k, grad)
+    if lib is None or (k is not None and k.dtype != x.dtype):
+        return False
+    if k is None and not need_stats:
+        grad.zero_()
+        return True
+    n, c, m = x.shape
+    getattr(lib, "sl_softmax_index_bwd" + sfx)(
+        x.data_ptr(), t.data_ptr(), _native.ptr(valid), lse.data_ptr(), _native.ptr(k), g_tp.data_ptr(),
+        g_psum.data_ptr(), n, c, m, int(need_stats), grad.data_ptr(), _threads(),
+    )  # fmt: skip
+    return True
 
 
 def softmax_index(
@@ -197,17 +285,26 @@ class _SigmoidDense(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, g: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         n, c, m = x.shape
-        psum = torch.zeros((n, c), dtype=x.dtype, device=x.device)
-        tp = torch.zeros((n, c), dtype=x.dtype, device=x.device)
         gsum = (g if valid is None else g * valid).sum(-1)
-        spans = _chunks(n, c, m, x.device)
-        work = x.new_empty((n, c, spans[0][1] - spans[0][0]))
-        for s, e in spans:
-            prob = torch.sigmoid(x[..., s:e], out=work[..., : e - s])
-            if valid is not None:
-                prob.mul_(valid[..., s:e])
-            psum += prob.sum(-1)
-            tp += prob.mul_(g[..., s:e]).sum(-1)
+        lib, sfx = _sigmoid_native(x, g, valid)
+        if lib is not None:
+            sums = torch.zeros((2, n, c), dtype=torch.float64)
+            getattr(lib, "sl_sigmoid_dense_fwd" + sfx)(
+                x.data_ptr(), g.data_ptr(), _native.ptr(valid), n * c, m, sums[0].data_ptr(), sums[1].data_ptr(),
+                _threads(),
+            )  # fmt: skip
+            psum, tp = sums.to(x.dtype).unbind(0)
+        else:
+            psum = torch.zeros((n, c), dtype=x.dtype, device=x.device)
+            tp = torch.zeros((n, c), dtype=x.dtype, device=x.device)
+            spans = _chunks(n, c, m, x.device)
+            work = x.new_empty((n, c, spans[0][1] - spans[0][0]))
+            for s, e in spans:
+                prob = torch.sigmoid(x[..., s:e], out=work[..., : e - s])
+                if valid is not None:
+                    prob.mul_(valid[..., s:e])
+                psum += prob.sum(-1)
+                tp += prob.mul_(g[..., s:e]).sum(-1)
         ctx.save_for_backward(x, g, valid)
         ctx.mark_non_differentiable(gsum)
         return tp, psum, gsum
@@ -217,6 +314,15 @@ class _SigmoidDense(torch.autograd.Function):
         x, g, valid = ctx.saved_tensors
         n, c, m = x.shape
         grad = torch.empty_like(x)
+        lib, sfx = _sigmoid_native(x, g, valid)
+        if lib is not None:
+            g_tp = g_tp.to(x.dtype).contiguous()
+            g_psum = g_psum.to(x.dtype).contiguous()
+            getattr(lib, "sl_sigmoid_dense_bwd" + sfx)(
+                x.data_ptr(), g.data_ptr(), _native.ptr(valid), g_tp.data_ptr(), g_psum.data_ptr(), n * c, m,
+                grad.data_ptr(), _threads(),
+            )  # fmt: skip
+            return grad, None, None
         gt3, gp3 = g_tp.unsqueeze(-1), g_psum.unsqueeze(-1)
         spans = _chunks(n, c, m, x.device)
         work = x.new_empty((n, c, spans[0][1] - spans[0][0]))
@@ -229,6 +335,16 @@ class _SigmoidDense(torch.autograd.Function):
             if valid is not None:
                 out.mul_(valid[..., s:e])
         return grad, None, None
+
+
+def _sigmoid_native(x: Tensor, g: Tensor, valid: Tensor | None) -> tuple[Any, str]:
+    """The native kernels and dtype suffix if they take these (same-shape, same-dtype) tensors, else (None, "")."""
+    sfx = _native.suffix(x.dtype)
+    if sfx is None or g.dtype != x.dtype or g.shape != x.shape:
+        return None, ""
+    if valid is not None and (valid.dtype != x.dtype or valid.shape != x.shape):
+        return None, ""
+    return _native.usable(x, g, valid), sfx
 
 
 def sigmoid_dense(x: Tensor, g: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:

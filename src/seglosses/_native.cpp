@@ -1,0 +1,396 @@
+// Native CPU kernels of seglosses' fused paths (see _fused.py for the formulas and the PyTorch fallback).
+//
+// Plain C ABI over raw pointers (no Python or PyTorch headers): compiled on first use by _native.py with the
+// system C++ compiler and loaded with ctypes. Every kernel makes one pass over its input, block by block
+// (a block: up to BLOCK pixels of one image, all classes), on `threads` std::threads; per-thread sums are
+// accumulated in double and added in a fixed order, so results do not depend on timing.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace {
+
+constexpr int64_t BLOCK = 256;
+
+// exp(x) for x <= 0 (the only arguments used here: x - max, x - logsumexp, -|x|), float32 to about 1 ulp,
+// written without calls or branches so that the compiler vectorises the loops around it.
+// Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, and the minimax polynomial of exp on that range (as in the
+// Cephes library). Results below the smallest normal float (x < -87.3) are flushed to 0; NaN stays NaN.
+inline float exp_neg(float x) {
+    const float xc = x < -87.0f ? -87.0f : x;
+    const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+    const float t = xc * 1.44269504088896341f + shifter;
+    const float k = t - shifter;
+    float r = std::fma(k, -0.693359375f, xc);
+    r = std::fma(k, 2.12194440e-4f, r);
+    float p = 1.9875691500e-4f;
+    p = std::fma(p, r, 1.3981999507e-3f);
+    p = std::fma(p, r, 8.3334519073e-3f);
+    p = std::fma(p, r, 4.1665795894e-2f);
+    p = std::fma(p, r, 1.6666665459e-1f);
+    p = std::fma(p, r, 5.0000001201e-1f);
+    p = std::fma(p, r * r, r) + 1.0f;
+    int32_t ti;
+    std::memcpy(&ti, &t, 4);
+    const int32_t bits = (ti - 0x4B400000 + 127) << 23;  // 2^k, k in [-126, 0]
+    float scale;
+    std::memcpy(&scale, &bits, 4);
+    const float y = p * scale;
+    return x < -87.0f ? 0.0f : (x != x ? x : y);
+}
+
+inline double exp_neg(double x) { return std::exp(x); }
+
+inline float log_of(float x) { return std::log(x); }
+inline double log_of(double x) { return std::log(x); }
+
+// Sum of a[0:L] with 16 independent partial sums (vectorised; an in-order float sum would not be).
+template <typename T>
+inline T block_sum(const T* __restrict a, int64_t L) {
+    T part[16] = {};
+    int64_t j = 0;
+    for (; j + 16 <= L; j += 16)
+        for (int l = 0; l < 16; ++l) part[l] += a[j + l];
+    T s = T(0);
+    for (; j < L; ++j) s += a[j];
+    for (int l = 0; l < 16; ++l) s += part[l];
+    return s;
+}
+
+// Dot product of a[0:L] and b[0:L], as block_sum.
+template <typename T>
+inline T block_dot(const T* __restrict a, const T* __restrict b, int64_t L) {
+    T part[16] = {};
+    int64_t j = 0;
+    for (; j + 16 <= L; j += 16)
+        for (int l = 0; l < 16; ++l) part[l] += a[j + l] * b[j + l];
+    T s = T(0);
+    for (; j < L; ++j) s += a[j] * b[j];
+    for (int l = 0; l < 16; ++l) s += part[l];
+    return s;
+}
+
+// Run fn(thread_index, begin, end) over [0, items) split into at most `threads` contiguous ranges.
+// With OpenMP this runs on the OpenMP thread pool that PyTorch already holds (the library is loaded after
+// PyTorch's libgomp, and the loader reuses it), so the kernels do not compete with PyTorch's spinning workers.
+template <class Fn>
+void parallel(int64_t items, int threads, const Fn& fn) {
+    int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, items));
+    if (nt == 1) {
+        fn(0, 0, items);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(static_cast<int>(nt))
+    {
+        const int64_t i = omp_get_thread_num();
+        const int64_t got = omp_get_num_threads();
+        fn(static_cast<int>(i), items * i / got, items * (i + 1) / got);
+    }
+#else
+    std::vector<std::thread> pool;
+    pool.reserve(nt - 1);
+    for (int64_t i = 1; i < nt; ++i) {
+        pool.emplace_back([&fn, i, items, nt] { fn(static_cast<int>(i), items * i / nt, items * (i + 1) / nt); });
+    }
+    fn(0, 0, items / nt);
+    for (auto& th : pool) th.join();
+#endif
+}
+
+// Sum per-thread accumulators (threads x size) into out (size), in thread order.
+void reduce_into(const std::vector<double>& acc, int64_t threads, int64_t size, double* out) {
+    for (int64_t i = 0; i < size; ++i) out[i] = 0.0;
+    for (int64_t th = 0; th < threads; ++th)
+        for (int64_t i = 0; i < size; ++i) out[i] += acc[th * size + i];
+}
+
+// Softmax over the classes of x (N, C, M) with index targets t (N, M):
+// lse = logsumexp_c x; logpt = x_t - lse (if logpt); per image and class, psum = sum v p_c, tp = sum v p_t [c = t],
+// gsum = sum v [c = t] (if need_stats). Returns 1 if an index is outside [0, C) (nothing is written then
+// that the caller will use), else 0.
+template <typename T>
+int softmax_index_fwd(const T* __restrict x, const int64_t* __restrict t, const T* __restrict valid, int64_t N,
+                      int64_t C, int64_t M, T* __restrict lse, T* __restrict logpt, double* psum, double* tp,
+                      double* gsum, int need_stats, int threads) {
+    const int64_t nb = (M + BLOCK - 1) / BLOCK;
+    const int64_t items = N * nb;
+    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, items));
+    const int64_t sz = N * C;
+    std::vector<double> acc(need_stats ? nt * 3 * sz : 0, 0.0);
+    std::vector<int> bad(nt, 0);
+    parallel(items, static_cast<int>(nt), [&](int th, int64_t begin, int64_t end) {
+        std::vector<T> ebuf(need_stats ? C * BLOCK : 0);
+        T mx[BLOCK], se[BLOCK], inv[BLOCK];
+        double* a_ps = need_stats ? acc.data() + th * 3 * sz : nullptr;
+        double* a_tp = need_stats ? a_ps + sz : nullptr;
+        double* a_gs = need_stats ? a_tp + sz : nullptr;
+        for (int64_t it = begin; it < end; ++it) {
+            const int64_t n = it / nb;
+            const int64_t j0 = (it % nb) * BLOCK;
+            const int64_t L = std::min<int64_t>(BLOCK, M - j0);
+            const T* xb = x + n * C * M + j0;
+            const int64_t* tb = t + n * M + j0;
+            for (int64_t j = 0; j < L; ++j) {
+                if (tb[j] < 0 || tb[j] >= C) bad[th] = 1;
+            }
+            if (bad[th]) return;
+            for (int64_t j = 0; j < L; ++j) mx[j] = xb[j];
+            for (int64_t c = 1; c < C; ++c) {
+                const T* xc = xb + c * M;
+                for (int64_t j = 0; j < L; ++j) mx[j] = xc[j] > mx[j] ? xc[j] : mx[j];
+            }
+            for (int64_t j = 0; j < L; ++j) se[j] = T(0);
+            if (need_stats) {
+                for (int64_t c = 0; c < C; ++c) {
+                    const T* xc = xb + c * M;
+                    T* eb = ebuf.data() + c * BLOCK;
+                    for (int64_t j = 0; j < L; ++j) {
+                        const T e = exp_neg(xc[j] - mx[j]);
+                        eb[j] = e;
+                        se[j] += e;
+                    }
+                }
+            } else {
+                for (int64_t c = 0; c < C; ++c) {
+                    const T* xc = xb + c * M;
+                    for (int64_t j = 0; j < L; ++j) se[j] += exp_neg(xc[j] - mx[j]);
+                }
+            }
+            T* lb = lse + n * M + j0;
+            for (int64_t j = 0; j < L; ++j) lb[j] = log_of(se[j]) + mx[j];
+            if (logpt != nullptr) {
+                T* ob = logpt + n * M + j0;
+                for (int64_t j = 0; j < L; ++j) ob[j] = xb[tb[j] * M + j] - lb[j];
+            }
+            if (need_stats) {
+                const T* vb = valid != nullptr ? valid + n * M + j0 : nullptr;
+                if (vb != nullptr) {
+                    for (int64_t j = 0; j < L; ++j) inv[j] = vb[j] / se[j];
+                } else {
+                    for (int64_t j = 0; j < L; ++j) inv[j] = T(1) / se[j];
+                }
+                for (int64_t c = 0; c < C; ++c) {
+                    const T* eb = ebuf.data() + c * BLOCK;
+                    a_ps[n * C + c] += block_dot(eb, inv, L);
+                }
+                for (int64_t j = 0; j < L; ++j) {
+                    const int64_t k = tb[j];
+                    a_tp[n * C + k] += ebuf[k * BLOCK + j] * inv[j];
+                    a_gs[n * C + k] += vb != nullptr ? vb[j] : T(1);
+                }
+            }
+        }
+    });
+    for (int64_t th = 0; th < nt; ++th)
+        if (bad[th]) return 1;
+    if (need_stats) {
+        std::vector<double> part(nt * sz);
+        for (int which = 0; which < 3; ++which) {
+            for (int64_t th = 0; th < nt; ++th)
+                std::memcpy(part.data() + th * sz, acc.data() + th * 3 * sz + which * sz, sz * sizeof(double));
+            reduce_into(part, nt, sz, which == 0 ? psum : (which == 1 ? tp : gsum));
+        }
+    }
+    return 0;
+}
+
+// Gradient of the softmax-index outputs w.r.t. x (see _fused.py):
+// dx_c = p_c (v A_c - S - k) + [c = t] k,  A_c = g_psum_c + [c = t] g_tp_c,  S = sum_c p_c v A_c
+// (without need_stats: dx_c = -p_c k + [c = t] k). k (N, M) may be null (no pixel term).
+template <typename T>
+void softmax_index_bwd(const T* __restrict x, const int64_t* __restrict t, const T* __restrict valid,
+                       const T* __restrict lse, const T* __restrict kpix, const T* __restrict g_tp,
+                       const T* __restrict g_psum, int64_t N, int64_t C, int64_t M, int need_stats,
+                       T* __restrict grad, int threads) {
+    const int64_t nb = (M + BLOCK - 1) / BLOCK;
+    parallel(N * nb, threads, [&](int, int64_t begin, int64_t end) {
+        std::vector<T> pbuf(C * BLOCK);
+        T b[BLOCK];
+        for (int64_t it = begin; it < end; ++it) {
+            const int64_t n = it / nb;
+            const int64_t j0 = (it % nb) * BLOCK;
+            const int64_t L = std::min<int64_t>(BLOCK, M - j0);
+            const T* xb = x + n * C * M + j0;
+            T* gb = grad + n * C * M + j0;
+            const int64_t* tb = t + n * M + j0;
+            const T* lb = lse + n * M + j0;
+            const T* kb = kpix != nullptr ? kpix + n * M + j0 : nullptr;
+            const T* vb = valid != nullptr ? valid + n * M + j0 : nullptr;
+            if (need_stats) {
+                const T* gp = g_psum + n * C;
+                const T* gt = g_tp + n * C;
+                for (int64_t c = 0; c < C; ++c) {
+                    const T* xc = xb + c * M;
+                    T* pb = pbuf.data() + c * BLOCK;
+                    T* oc = gb + c * M;
+                    const T a = gp[c];
+                    for (int64_t j = 0; j < L; ++j) {
+                        const T p = exp_neg(xc[j] - lb[j]);
+                        pb[j] = p;
+                        oc[j] = p * a;
+                    }
+                }
+                for (int64_t j = 0; j < L; ++j) {
+                    const int64_t k = tb[j];
+                    gb[k * M + j] += pbuf[k * BLOCK + j] * gt[k];
+                }
+                if (vb != nullptr) {
+                    for (int64_t c = 0; c < C; ++c) {
+                        T* oc = gb + c * M;
+                        for (int64_t j = 0; j < L; ++j) oc[j] *= vb[j];
+                    }
+                }
+                if (kb != nullptr) {
+                    for (int64_t j = 0; j < L; ++j) b[j] = kb[j];
+                } else {
+                    for (int64_t j = 0; j < L; ++j) b[j] = T(0);
+                }
+                for (int64_t c = 0; c < C; ++c) {
+                    const T* oc = gb + c * M;
+                    for (int64_t j = 0; j < L; ++j) b[j] += oc[j];
+                }
+                for (int64_t c = 0; c < C; ++c) {
+                    const T* pb = pbuf.data() + c * BLOCK;
+                    T* oc = gb + c * M;
+                    for (int64_t j = 0; j < L; ++j) oc[j] -= pb[j] * b[j];
+                }
+            } else {
+                for (int64_t c = 0; c < C; ++c) {
+                    const T* xc = xb + c * M;
+                    T* oc = gb + c * M;
+                    for (int64_t j = 0; j < L; ++j) oc[j] = -exp_neg(xc[j] - lb[j]) * kb[j];
+                }
+            }
+            if (kb != nullptr) {
+                for (int64_t j = 0; j < L; ++j) gb[tb[j] * M + j] += kb[j];
+            }
+        }
+    });
+}
+
+// Sigmoid probability, exact on both sides (exp of a non-positive argument only).
+template <typename T>
+inline T sigmoid_of(T x) {
+    const T e = exp_neg(x < T(0) ? x : -x);
+    const T r = T(1) / (T(1) + e);
+    return x < T(0) ? e * r : r;
+}
+
+// Per row (n, c) of x (N*C rows of M): psum = sum v p, tp = sum v p g, with p = sigmoid(x).
+template <typename T>
+void sigmoid_dense_fwd(const T* __restrict x, const T* __restrict g, const T* __restrict valid, int64_t rows,
+                       int64_t M, double* psum, double* tp, int threads) {
+    const int64_t nb = (M + BLOCK - 1) / BLOCK;
+    const int64_t items = rows * nb;
+    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, items));
+    std::vector<double> acc(nt * 2 * rows, 0.0);
+    parallel(items, static_cast<int>(nt), [&](int th, int64_t begin, int64_t end) {
+        double* a_ps = acc.data() + th * 2 * rows;
+        double* a_tp = a_ps + rows;
+        for (int64_t it = begin; it < end; ++it) {
+            const int64_t r = it / nb;
+            const int64_t j0 = (it % nb) * BLOCK;
+            const int64_t L = std::min<int64_t>(BLOCK, M - j0);
+            const T* xb = x + r * M + j0;
+            const T* gb = g + r * M + j0;
+            T pb[BLOCK], qb[BLOCK];
+            if (valid != nullptr) {
+                const T* vb = valid + r * M + j0;
+                for (int64_t j = 0; j < L; ++j) pb[j] = sigmoid_of(xb[j]) * vb[j];
+            } else {
+                for (int64_t j = 0; j < L; ++j) pb[j] = sigmoid_of(xb[j]);
+            }
+            for (int64_t j = 0; j < L; ++j) qb[j] = pb[j] * gb[j];
+            const T s = block_sum(pb, L), st = block_sum(qb, L);
+            a_ps[r] += s;
+            a_tp[r] += st;
+        }
+    });
+    std::vector<double> part(nt * rows);
+    for (int which = 0; which < 2; ++which) {
+        for (int64_t th = 0; th < nt; ++th)
+            std::memcpy(part.data() + th * rows, acc.data() + th * 2 * rows + which * rows, rows * sizeof(double));
+        reduce_into(part, nt, rows, which == 0 ? psum : tp);
+    }
+}
+
+// dx = p (1 - p) v (g_psum_r + g g_tp_r).
+template <typename T>
+void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __restrict valid,
+                       const T* __restrict g_tp, const T* __restrict g_psum, int64_t rows, int64_t M,
+                       T* __restrict grad, int threads) {
+    const int64_t nb = (M + BLOCK - 1) / BLOCK;
+    parallel(rows * nb, threads, [&](int, int64_t begin, int64_t end) {
+        for (int64_t it = begin; it < end; ++it) {
+            const int64_t r = it / nb;
+            const int64_t j0 = (it % nb) * BLOCK;
+            const int64_t L = std::min<int64_t>(BLOCK, M - j0);
+            const T* xb = x + r * M + j0;
+            const T* gb = g + r * M + j0;
+            T* ob = grad + r * M + j0;
+            const T a = g_psum[r], bt = g_tp[r];
+            for (int64_t j = 0; j < L; ++j) {
+                const T p = sigmoid_of(xb[j]);
+                ob[j] = p * (T(1) - p) * (a + gb[j] * bt);
+            }
+            if (valid != nullptr) {
+                const T* vb = valid + r * M + j0;
+                for (int64_t j = 0; j < L; ++j) ob[j] *= vb[j];
+            }
+        }
+    });
+}
+
+}  // namespace
+
+extern "C" {
+
+int sl_version() { return 1; }
+
+int sl_softmax_index_fwd_f32(const float* x, const int64_t* t, const float* v, int64_t N, int64_t C, int64_t M,
+                             float* lse, float* logpt, double* psum, double* tp, double* gsum, int need_stats,
+                             int threads) {
+    return softmax_index_fwd<float>(x, t, v, N, C, M, lse, logpt, psum, tp, gsum, need_stats, threads);
+}
+int sl_softmax_index_fwd_f64(const double* x, const int64_t* t, const double* v, int64_t N, int64_t C, int64_t M,
+                             double* lse, double* logpt, double* psum, double* tp, double* gsum, int need_stats,
+                             int threads) {
+    return softmax_index_fwd<double>(x, t, v, N, C, M, lse, logpt, psum, tp, gsum, need_stats, threads);
+}
+void sl_softmax_index_bwd_f32(const float* x, const int64_t* t, const float* v, const float* lse, const float* k,
+                              const float* g_tp, const float* g_psum, int64_t N, int64_t C, int64_t M,
+                              int need_stats, float* grad, int threads) {
+    softmax_index_bwd<float>(x, t, v, lse, k, g_tp, g_psum, N, C, M, need_stats, grad, threads);
+}
+void sl_softmax_index_bwd_f64(const double* x, const int64_t* t, const double* v, const double* lse, const double* k,
+                              const double* g_tp, const double* g_psum, int64_t N, int64_t C, int64_t M,
+                              int need_stats, double* grad, int threads) {
+    softmax_index_bwd<double>(x, t, v, lse, k, g_tp, g_psum, N, C, M, need_stats, grad, threads);
+}
+void sl_sigmoid_dense_fwd_f32(const float* x, const float* g, const float* v, int64_t rows, int64_t M, double* psum,
+                              double* tp, int threads) {
+    sigmoid_dense_fwd<float>(x, g, v, rows, M, psum, tp, threads);
+}
+void sl_sigmoid_dense_fwd_f64(const double* x, const double* g, const double* v, int64_t rows, int64_t M,
+                              double* psum, double* tp, int threads) {
+    sigmoid_dense_fwd<double>(x, g, v, rows, M, psum, tp, threads);
+}
+void sl_sigmoid_dense_bwd_f32(const float* x, const float* g, const float* v, const float* g_tp, const float* g_psum,
+                              int64_t rows, int64_t M, float* grad, int threads) {
+    sigmoid_dense_bwd<float>(x, g, v, g_tp, g_psum, rows, M, grad, threads);
+}
+void sl_sigmoid_dense_bwd_f64(const double* x, const double* g, const double* v, const double* g_tp,
+                              const double* g_psum, int64_t rows, int64_t M, double* grad, int threads) {
+    sigmoid_dense_bwd<double>(x, g, v, g_tp, g_psum, rows, M, grad, threads);
+}
+
+}  // extern "C"

@@ -1,0 +1,155 @@
+"""Optional native CPU kernels for the fused paths, compiled on first use; PyTorch code is the fallback.
+
+``_native.cpp`` (plain C ABI, no Python or PyTorch headers) is compiled once per machine with the system C++
+compiler (``$CXX``, else ``c++``) into ``$SEGLOSSES_CACHE`` (default ``~/.cache/seglosses``) and loaded with
+:mod:`ctypes`. Without a compiler, or with ``SEGLOSSES_NATIVE=0`` in the environment, or after
+:func:`set_native` ``(False)``, every loss runs its pure-PyTorch path, which computes the same numbers (the tests
+compare the two). The kernels run on CPU tensors only; the GPU always takes the PyTorch path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+_SOURCE = Path(__file__).with_name("_native.cpp")
+_state: dict[str, object] = {"enabled": os.environ.get("SEGLOSSES_NATIVE", "1") != "0", "lib": None, "error": None}
+_lock = threading.Lock()
+
+_P = ctypes.c_void_p
+_I64 = ctypes.c_int64
+_INT = ctypes.c_int
+_SIGNATURES: dict[str, tuple[object, list[object]]] = {
+    "sl_version": (_INT, []),
+    "sl_softmax_index_fwd": (_INT, [_P, _P, _P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _INT, _INT]),
+    "sl_softmax_index_bwd": (None, [_P, _P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _INT]),
+    "sl_sigmoid_dense_fwd": (None, [_P, _P, _P, _I64, _I64, _P, _P, _INT]),
+    "sl_sigmoid_dense_bwd": (None, [_P, _P, _P, _P, _P, _I64, _I64, _P, _INT]),
+}
+
+
+def _torch_uses_gnu_openmp() -> bool:
+    """PyTorch's CPU ops run on GNU OpenMP (then the kernels share its thread pool instead of competing with it)."""
+    lib_dir = Path(torch.__file__).parent / "lib"
+    return "OpenMP" in torch.__config__.parallel_info() and any(lib_dir.glob("libgomp*.so*"))
+
+
+def _flags(openmp: bool) -> list[str]:
+    flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fno-math-errno", "-fno-trapping-math"]
+    if openmp:
+        flags.append("-fopenmp")
+    if platform.machine() in ("x86_64", "AMD64"):
+        try:
+            cpu = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpu = ""
+        if " avx2" in cpu and " fma" in cpu:
+            flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("SEGLOSSES_CACHE")
+    if root:
+        return Path(root)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "seglosses"
+
+
+def _compile(compiler: str, flags: list[str]) -> Path:
+    source = _SOURCE.read_bytes()
+    key = hashlib.sha256(source + " ".join([compiler, *flags, platform.machine()]).encode()).hexdigest()[:16]
+    out_dir = _cache_dir()
+    target = out_dir / f"kernels-{key}.so"
+    if not target.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out_dir)
+        os.close(fd)
+        try:
+            subprocess.run(
+                [compiler, *flags, str(_SOURCE), "-o", tmp], check=True, capture_output=True, text=True, timeout=300
+            )
+            os.replace(tmp, target)  # atomic: concurrent first uses each build, one wins
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return target
+
+
+def _build() -> ctypes.CDLL:
+    compiler = os.environ.get("CXX", "c++")
+    try:
+        target = _compile(compiler, _flags(openmp=_torch_uses_gnu_openmp()))
+    except subprocess.CalledProcessError:
+        target = _compile(compiler, _flags(openmp=False))  # a compiler without OpenMP: std::thread
+    lib = ctypes.CDLL(str(target))
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        variants = [name] if name == "sl_version" else [f"{name}_f32", f"{name}_f64"]
+        for variant in variants:
+            fn = getattr(lib, variant)
+            fn.restype = restype
+            fn.argtypes = argtypes
+    if lib.sl_version() != 1:
+        raise RuntimeError("seglosses native kernels: version mismatch")
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, building them on first call; None if disabled or unavailable."""
+    if not _state["enabled"]:
+        return None
+    lib = _state["lib"]
+    if lib is not None:
+        return lib  # type: ignore[return-value]
+    if _state["error"] is not None:
+        return None
+    with _lock:
+        if _state["lib"] is None and _state["error"] is None:
+            try:
+                _state["lib"] = _build()
+            except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as err:
+                detail = getattr(err, "stderr", "") or ""
+                _state["error"] = f"{type(err).__name__}: {err} {detail}".strip()
+    return _state["lib"]  # type: ignore[return-value]
+
+
+def set_native(enabled: bool) -> None:
+    """Use the native CPU kernels when they can be built (default) or always the PyTorch path (``False``)."""
+    _state["enabled"] = bool(enabled)
+
+
+def status() -> str:
+    """One line for reports: whether the native kernels are in use, and why not."""
+    if not _state["enabled"]:
+        return "off (PyTorch path)"
+    if library() is not None:
+        return "on"
+    return f"unavailable (PyTorch path): {_state['error']}"
+
+
+def usable(*tensors: torch.Tensor | None) -> ctypes.CDLL | None:
+    """The kernels if every given tensor is a contiguous CPU tensor and we are not tracing, else None."""
+    if not _state["enabled"] or torch.compiler.is_compiling():
+        return None
+    for tensor in tensors:
+        if tensor is not None and (tensor.device.type != "cpu" or not tensor.is_contiguous()):
+            return None
+    return library()
+
+
+def ptr(tensor: torch.Tensor | None) -> int | None:
+    """Address of a tensor's first element (None for None)."""
+    return None if tensor is None else tensor.data_ptr()
+
+
+def suffix(dtype: torch.dtype) -> str | None:
+    """Kernel name suffix for a floating dtype, None if no kernel takes it."""
+    return {torch.float32: "_f32", torch.float64: "_f64"}.get(dtype)

@@ -1,0 +1,204 @@
+"""The native CPU kernels (``_native.cpp``) and the pure-PyTorch fallback compute the same numbers.
+
+The rest of the suite runs with the native kernels where they build (the default); these tests pin the
+fallback to them output by output and gradient by gradient, so both paths are checked against the references.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import seglosses
+from seglosses import _fused, _native
+
+MULTILABEL_UNSUPPORTED = (
+    "unified_focal",
+    "asymmetric_focal",
+    "symmetric_focal",
+    "asymmetric_focal_tversky",
+    "symmetric_focal_tversky",
+)
+needs_native = pytest.mark.skipif(_native.library() is None, reason=f"native kernels: {_native.status()}")
+
+
+@pytest.fixture
+def restore_native():
+    yield
+    _native.set_native(True)
+
+
+def _both(fn, *tensors):
+    """Run fn on fresh leaf copies of ``tensors`` with and without the native kernels: (outputs, grads) each."""
+    results = []
+    for enabled in (True, False):
+        _native.set_native(enabled)
+        leaves = [t.detach().clone().requires_grad_(True) for t in tensors]
+        outs = fn(*leaves)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        g = torch.Generator().manual_seed(7)
+        total = sum((o * torch.randn(o.shape, generator=g, dtype=o.dtype)).sum() for o in outs if o.requires_grad)
+        total.backward()
+        results.append(([o.detach() for o in outs], [leaf.grad for leaf in leaves]))
+    _native.set_native(True)
+    return results
+
+
+def _close(a, b, dtype):
+    tol = {"rtol": 1e-11, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-5, "atol": 2e-6}
+    torch.testing.assert_close(a, b, **tol)
+
+
+def test_native_builds_where_a_compiler_exists():
+    """A machine with a C++ compiler uses the kernels: a broken build must not fall back silently in CI."""
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip("no C++ compiler: the PyTorch path is the only one")
+    assert _native.status() == "on", _native.status()
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("parts", ["stats", "pixel", "both"])
+@pytest.mark.parametrize("shape", [(1, 2, 7), (3, 5, 1000), (2, 4, 513)])
+def test_softmax_index_native_equals_torch(dtype, masked, parts, shape):
+    n, c, m = shape
+    g = torch.Generator().manual_seed(n * 100 + c * 10 + m)
+    x = torch.randn(shape, generator=g, dtype=dtype) * 5
+    t = torch.randint(0, c, (n, m), generator=g)
+    valid = (torch.rand((n, m), generator=g) > 0.3).to(dtype) if masked else None
+    need_stats, need_pixel = parts in ("stats", "both"), parts in ("pixel", "both")
+    wpix = torch.rand((n, m), generator=g, dtype=dtype) if need_pixel else None
+    gamma = torch.rand((n, m), generator=g, dtype=dtype) * 3 if parts == "both" else 2.0
+
+    def run(xx):
+        return _fused.softmax_index(xx, t, valid, wpix=wpix, gamma=gamma, need_stats=need_stats, need_pixel=need_pixel)
+
+    (out_n, grad_n), (out_t, grad_t) = _both(run, x)
+    for a, b in zip(out_n, out_t, strict=True):
+        _close(a, b, dtype)
+    _close(grad_n[0], grad_t[0], dtype)
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 5), (2, 3, 1000), (4, 1, 300)])
+def test_sigmoid_dense_native_equals_torch(dtype, masked, shape):
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(shape, generator=g, dtype=dtype) * 6
+    target = torch.rand(shape, generator=g, dtype=dtype)
+    valid = (torch.rand(shape, generator=g) > 0.3).to(dtype) if masked else None
+    (out_n, grad_n), (out_t, grad_t) = _both(lambda xx: _fused.sigmoid_dense(xx, target, valid), x)
+    for a, b in zip(out_n, out_t, strict=True):
+        _close(a, b, dtype)
+    _close(grad_n[0], grad_t[0], dtype)
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+@pytest.mark.parametrize("mode", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("name", seglosses.available_losses())
+def test_every_loss_native_equals_torch(name, mode):
+    if mode == "multilabel" and name in MULTILABEL_UNSUPPORTED:
+        pytest.skip("multilabel raises for the unified focal family (SPEC section 4)")
+    g = torch.Generator().manual_seed(3)
+    c = {"multiclass": 4, "binary": 1, "multilabel": 3}[mode]
+    x = torch.randn((2, c, 9, 31), generator=g) * 3
+    if mode == "multiclass":
+        t = torch.randint(0, c, (2, 9, 31), generator=g)
+        t[0, :2] = -100  # ignored pixels
+        kwargs = {"ignore_index": -100} if name != "lovasz" else {}
+        if name == "lovasz":
+            t[0, :2] = 0
+    else:
+        t = (torch.rand((2, c, 9, 31), generator=g) > 0.6).float()
+        kwargs = {}
+    loss = seglosses.get_loss(name, mode=mode, **kwargs)
+    (out_n, grad_n), (out_t, grad_t) = _both(lambda xx: loss(xx, t), x)
+    _close(out_n[0], out_t[0], torch.float32)
+    _close(grad_n[0], grad_t[0], torch.float32)
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+def test_extreme_logits_same_on_both_paths():
+    """|logit| up to 1e4, exp underflow and the sigmoid's two sides: the kernel's exp matches PyTorch's."""
+    x = torch.tensor([[[-1e4, -120.0, -88.0, -87.5, -30.0, -1e-6, 0.0, 1e-6, 30.0, 87.5, 120.0, 1e4]]])
+    x = torch.cat([x, x.flip(-1), x * 0.5], dim=1)  # (1, 3, 12)
+    t = torch.tensor([[0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2]])
+    (out_n, grad_n), (out_t, grad_t) = _both(lambda xx: _fused.softmax_index(xx, t, None, need_pixel=True), x)
+    for a, b in zip(out_n, out_t, strict=True):
+        torch.testing.assert_close(a, b, rtol=2e-6, atol=1e-30)
+    torch.testing.assert_close(grad_n[0], grad_t[0], rtol=2e-6, atol=1e-6)  # gradients of order 1: float eps
+    assert torch.isfinite(grad_n[0]).all()
+    target = (torch.arange(36).view(1, 3, 12) % 2).float()
+    (out_n, grad_n), (out_t, grad_t) = _both(lambda xx: _fused.sigmoid_dense(xx, target, None), x)
+    for a, b in zip(out_n, out_t, strict=True):
+        torch.testing.assert_close(a, b, rtol=2e-6, atol=1e-30)
+    torch.testing.assert_close(grad_n[0], grad_t[0], rtol=2e-6, atol=1e-30)
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+def test_native_sigmoid_accurate_over_the_float_range():
+    """The kernel's exp (through the sigmoid statistics of single pixels) is within 2 ulp-ish of PyTorch's."""
+    x = torch.linspace(-80.0, 80.0, 200_001).view(1, -1, 1)  # one pixel per row: P_c = sigmoid(x_c)
+    ones = torch.ones_like(x)
+    _native.set_native(True)
+    _, p_native, _ = _fused.sigmoid_dense(x, ones, None)
+    expected = torch.sigmoid(x.double()).view(1, -1)
+    rel = ((p_native.double() - expected).abs() / expected).max()
+    assert rel < 5e-7, float(rel)
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+def test_out_of_range_index_with_checks_off_does_not_touch_memory_outside():
+    """With value checks off, a bad index makes the kernel hand over to the PyTorch path (no out-of-bounds read)."""
+    x = torch.randn(1, 3, 50)
+    t = torch.randint(0, 3, (1, 50))
+    t[0, 10] = 7
+    tp_n, p_n, _, g_n = _fused.softmax_index(x, t, None)
+    _native.set_native(False)
+    tp_t, p_t, _, g_t = _fused.softmax_index(x, t, None)
+    torch.testing.assert_close((tp_n, p_n, g_n), (tp_t, p_t, g_t))
+
+
+def test_env_switch_turns_native_off():
+    code = "from seglosses import _native; print(_native.status())"
+    env = {**os.environ, "SEGLOSSES_NATIVE": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "off (PyTorch path)"
+
+
+@pytest.mark.usefixtures("restore_native")
+def test_set_native_false_takes_the_torch_path(monkeypatch):
+    _native.set_native(False)
+    monkeypatch.setattr(_native, "library", lambda: pytest.fail("library() called while native is off"))
+    x = torch.randn(2, 3, 20, requires_grad=True)
+    t = torch.randint(0, 3, (2, 20))
+    tp, p, _, _ = _fused.softmax_index(x, t, None)
+    (tp.sum() + p.sum()).backward()
+    assert x.grad is not None
+
+
+def test_native_failure_falls_back(monkeypatch, tmp_path):
+    """A compiler that fails leaves the PyTorch path in place and says why."""
+    code = (
+        "import torch, seglosses; from seglosses import _native; "
+        "x = torch.randn(1, 3, 8); t = torch.randint(0, 3, (1, 8)); "
+        "print(float(seglosses.F.dice_loss(x, t, mode='multiclass'))); print(_native.status())"
+    )
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "SEGLOSSES_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    value, status = out.stdout.strip().splitlines()
+    assert 0.0 < float(value) < 1.0
+    assert status.startswith("unavailable (PyTorch path)")
