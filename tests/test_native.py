@@ -90,15 +90,39 @@ def test_softmax_index_native_equals_torch(dtype, masked, parts, shape):
 @pytest.mark.usefixtures("restore_native")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("pixel", [None, (None, 0.0), (0.25, 2.0), (0.7, 0.5), (None, 3.0), (0.5, 1.0)])
 @pytest.mark.parametrize("shape", [(1, 1, 5), (2, 3, 1000), (4, 1, 300)])
-def test_sigmoid_dense_native_equals_torch(dtype, masked, shape):
+def test_sigmoid_dense_native_equals_torch(dtype, masked, pixel, shape):
     g = torch.Generator().manual_seed(sum(shape))
     x = torch.randn(shape, generator=g, dtype=dtype) * 6
     target = torch.rand(shape, generator=g, dtype=dtype)
     valid = (torch.rand(shape, generator=g) > 0.3).to(dtype) if masked else None
-    (out_n, grad_n), (out_t, grad_t) = _both(lambda xx: _fused.sigmoid_dense(xx, target, valid), x)
+    alpha, gamma = pixel if pixel is not None else (None, 0.0)
+
+    def run(xx):
+        return _fused.sigmoid_dense(xx, target, valid, alpha=alpha, gamma=gamma, need_pixel=pixel is not None)
+
+    (out_n, grad_n), (out_t, grad_t) = _both(run, x)
     for a, b in zip(out_n, out_t, strict=True):
         _close(a, b, dtype)
+    _close(grad_n[0], grad_t[0], dtype)
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("focal", [(None, 0.0), (0.25, 2.0), (0.6, 0.5), (None, 3.0), (0.4, 1.5)])
+def test_sigmoid_focal_native_equals_torch(dtype, masked, focal):
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn((3, 2, 700), generator=g, dtype=dtype) * 8
+    target = (torch.rand((3, 2, 700), generator=g) > 0.5).to(dtype)
+    valid = (torch.rand((3, 2, 700), generator=g) > 0.3).to(dtype) if masked else None
+    alpha, gamma = focal
+    (out_n, grad_n), (out_t, grad_t) = _both(
+        lambda xx: _fused.sigmoid_focal(xx, target, valid, alpha=alpha, gamma=gamma), x
+    )
+    _close(out_n[0], out_t[0], dtype)
     _close(grad_n[0], grad_t[0], dtype)
 
 
@@ -140,7 +164,9 @@ def test_extreme_logits_same_on_both_paths():
     torch.testing.assert_close(grad_n[0], grad_t[0], rtol=2e-6, atol=1e-6)  # gradients of order 1: float eps
     assert torch.isfinite(grad_n[0]).all()
     target = (torch.arange(36).view(1, 3, 12) % 2).float()
-    (out_n, grad_n), (out_t, grad_t) = _both(lambda xx: _fused.sigmoid_dense(xx, target, None), x)
+    (out_n, grad_n), (out_t, grad_t) = _both(
+        lambda xx: _fused.sigmoid_dense(xx, target, None, alpha=0.25, gamma=2.0, need_pixel=True), x
+    )
     for a, b in zip(out_n, out_t, strict=True):
         torch.testing.assert_close(a, b, rtol=2e-6, atol=1e-30)
     torch.testing.assert_close(grad_n[0], grad_t[0], rtol=2e-6, atol=1e-30)
@@ -153,7 +179,7 @@ def test_native_sigmoid_accurate_over_the_float_range():
     x = torch.linspace(-80.0, 80.0, 200_001).view(1, -1, 1)  # one pixel per row: P_c = sigmoid(x_c)
     ones = torch.ones_like(x)
     _native.set_native(True)
-    _, p_native, _ = _fused.sigmoid_dense(x, ones, None)
+    _, p_native, _, _ = _fused.sigmoid_dense(x, ones, None)
     expected = torch.sigmoid(x.double()).view(1, -1)
     rel = ((p_native.double() - expected).abs() / expected).max()
     assert rel < 5e-7, float(rel)

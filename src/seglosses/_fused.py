@@ -277,26 +277,32 @@ def softmax_index(
 
 
 class _SigmoidDense(torch.autograd.Function):
-    """``TP_c = sum v p g``, ``P_c = sum v p`` (and ``G_c = sum v g``) per image for sigmoid probabilities.
+    """``TP_c = sum v p g``, ``P_c = sum v p`` (and ``G_c = sum v g``) per image for sigmoid probabilities, and
+    optionally the per-image sum of a pixel term ``sum v L`` (the sigmoid focal term; BCE for gamma 0, no alpha).
 
-    Backward: ``dx = p (1 - p) v (dP_c + g dTP_c)``, written chunk by chunk into the gradient's buffer.
+    Backward: ``dx = v [p (1 - p) (dP_c + g dTP_c) + dF L'(x)]``, written chunk by chunk into the gradient's buffer.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, g: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        ctx: Any, x: Tensor, g: Tensor, valid: Tensor | None, alpha: float | None, gamma: float, need_pixel: bool
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         n, c, m = x.shape
         gsum = (g if valid is None else g * valid).sum(-1)
         lib, sfx = _sigmoid_native(x, g, valid)
+        w1, w0 = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
         if lib is not None:
-            sums = torch.zeros((2, n, c), dtype=torch.float64)
+            sums = torch.zeros((3, n, c), dtype=torch.float64)
             getattr(lib, "sl_sigmoid_dense_fwd" + sfx)(
                 x.data_ptr(), g.data_ptr(), _native.ptr(valid), n * c, m, sums[0].data_ptr(), sums[1].data_ptr(),
-                _threads(),
+                sums[2].data_ptr() if need_pixel else None, w1, w0, float(gamma), _threads(),
             )  # fmt: skip
-            psum, tp = sums.to(x.dtype).unbind(0)
+            psum, tp, rows = sums.to(x.dtype).unbind(0)
+            pix = rows.sum(1)
         else:
             psum = torch.zeros((n, c), dtype=x.dtype, device=x.device)
             tp = torch.zeros((n, c), dtype=x.dtype, device=x.device)
+            pix = torch.zeros((n,), dtype=x.dtype, device=x.device)
             spans = _chunks(n, c, m, x.device)
             work = x.new_empty((n, c, spans[0][1] - spans[0][0]))
             for s, e in spans:
@@ -305,12 +311,18 @@ class _SigmoidDense(torch.autograd.Function):
                     prob.mul_(valid[..., s:e])
                 psum += prob.sum(-1)
                 tp += prob.mul_(g[..., s:e]).sum(-1)
+                if need_pixel:
+                    value, _ = _sigmoid_focal_terms(x[..., s:e], g[..., s:e], alpha, gamma, need_grad=False)
+                    if valid is not None:
+                        value.mul_(valid[..., s:e])
+                    pix += value.sum((1, 2))
         ctx.save_for_backward(x, g, valid)
+        ctx.alpha, ctx.gamma, ctx.need_pixel = alpha, gamma, need_pixel
         ctx.mark_non_differentiable(gsum)
-        return tp, psum, gsum
+        return tp, psum, gsum, pix
 
     @staticmethod
-    def backward(ctx: Any, g_tp: Tensor, g_psum: Tensor, _g_gsum: Tensor) -> tuple[Tensor | None, ...]:
+    def backward(ctx: Any, g_tp: Tensor, g_psum: Tensor, _g_gsum: Tensor, g_pix: Tensor) -> tuple[Tensor | None, ...]:
         x, g, valid = ctx.saved_tensors
         n, c, m = x.shape
         grad = torch.empty_like(x)
@@ -318,11 +330,13 @@ class _SigmoidDense(torch.autograd.Function):
         if lib is not None:
             g_tp = g_tp.to(x.dtype).contiguous()
             g_psum = g_psum.to(x.dtype).contiguous()
+            kscale = g_pix.to(x.dtype).repeat_interleave(c).contiguous() if ctx.need_pixel else None
+            w1, w0 = (1.0, 1.0) if ctx.alpha is None else (ctx.alpha, 1.0 - ctx.alpha)
             getattr(lib, "sl_sigmoid_dense_bwd" + sfx)(
-                x.data_ptr(), g.data_ptr(), _native.ptr(valid), g_tp.data_ptr(), g_psum.data_ptr(), n * c, m,
-                grad.data_ptr(), _threads(),
+                x.data_ptr(), g.data_ptr(), _native.ptr(valid), g_tp.data_ptr(), g_psum.data_ptr(),
+                _native.ptr(kscale), w1, w0, float(ctx.gamma), n * c, m, grad.data_ptr(), _threads(),
             )  # fmt: skip
-            return grad, None, None
+            return grad, None, None, None, None, None
         gt3, gp3 = g_tp.unsqueeze(-1), g_psum.unsqueeze(-1)
         spans = _chunks(n, c, m, x.device)
         work = x.new_empty((n, c, spans[0][1] - spans[0][0]))
@@ -332,9 +346,13 @@ class _SigmoidDense(torch.autograd.Function):
             torch.mul(prob, prob, out=out).neg_().add_(prob)  # p (1 - p)
             coef = torch.mul(g[..., s:e], gt3, out=prob).add_(gp3)
             out.mul_(coef)
+            if ctx.need_pixel:
+                _, deriv = _sigmoid_focal_terms(x[..., s:e], g[..., s:e], ctx.alpha, ctx.gamma, need_grad=True)
+                assert deriv is not None
+                out.addcmul_(deriv, g_pix.view(n, 1, 1))
             if valid is not None:
                 out.mul_(valid[..., s:e])
-        return grad, None, None
+        return grad, None, None, None, None, None
 
 
 def _sigmoid_native(x: Tensor, g: Tensor, valid: Tensor | None) -> tuple[Any, str]:
@@ -347,16 +365,37 @@ def _sigmoid_native(x: Tensor, g: Tensor, valid: Tensor | None) -> tuple[Any, st
     return _native.usable(x, g, valid), sfx
 
 
-def sigmoid_dense(x: Tensor, g: Tensor, valid: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """``(TP, P, G)`` per image, each ``(N, C)``, for sigmoid probabilities of ``x`` and a dense target.
+def sigmoid_native_ok(x: Tensor, g: Tensor, valid: Tensor | None) -> bool:
+    """The native sigmoid kernels take these tensors (CPU, contiguous, one dtype and shape, kernels built)."""
+    return _sigmoid_native(x, g, valid)[0] is not None
+
+
+def sigmoid_dense(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    *,
+    alpha: float | None = None,
+    gamma: float = 0.0,
+    need_pixel: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(TP, P, G, F)`` for sigmoid probabilities of ``x`` and a dense target: ``(N, C)`` x 3 and ``(N,)``.
+
+    ``F`` is the per-image sum of the sigmoid focal term (with ``gamma = 0`` and no ``alpha``: binary cross
+    entropy), computed in the same pass when ``need_pixel`` (else zeros).
 
     Args:
         x: ``(N, C, M)`` logits.
         g: ``(N, C, M)`` target in [0, 1] (0 at ignored elements).
         valid: ``(N, C, M)`` 0/1 float mask of kept elements, or None.
+        alpha: focal weight of the positive term (``1 - alpha`` on the negative), or None.
+        gamma: focal exponent of the pixel term.
+        need_pixel: compute the pixel term.
 
     """
-    out: tuple[Tensor, Tensor, Tensor] = _SigmoidDense.apply(x, g, valid)  # type: ignore[no-untyped-call]
+    out: tuple[Tensor, Tensor, Tensor, Tensor] = _SigmoidDense.apply(  # type: ignore[no-untyped-call]
+        x, g, valid, alpha, gamma, need_pixel
+    )
     return out
 
 
@@ -390,14 +429,23 @@ class _SigmoidFocal(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, g: Tensor, valid: Tensor | None, alpha: float | None, gamma: float) -> Tensor:
         n, c, m = x.shape
+        ctx.save_for_backward(x, g, valid)
+        ctx.alpha, ctx.gamma = alpha, gamma
+        lib, sfx = _sigmoid_native(x, g, valid)
+        w1, w0 = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
+        if lib is not None:
+            rows = torch.zeros((n * c,), dtype=torch.float64)
+            getattr(lib, "sl_sigmoid_focal_fwd" + sfx)(
+                x.data_ptr(), g.data_ptr(), _native.ptr(valid), n * c, m, w1, w0, float(gamma), rows.data_ptr(),
+                _threads(),
+            )  # fmt: skip
+            return rows.view(n, c).sum(1).to(x.dtype)
         total = torch.zeros((n,), dtype=x.dtype, device=x.device)
         for s, e in _chunks(n, c, m, x.device):
             value, _ = _sigmoid_focal_terms(x[..., s:e], g[..., s:e], alpha, gamma, need_grad=False)
             if valid is not None:
                 value.mul_(valid[..., s:e])
             total += value.sum((1, 2))
-        ctx.save_for_backward(x, g, valid)
-        ctx.alpha, ctx.gamma = alpha, gamma
         return total
 
     @staticmethod
@@ -405,6 +453,15 @@ class _SigmoidFocal(torch.autograd.Function):
         x, g, valid = ctx.saved_tensors
         n, c, m = x.shape
         grad = torch.empty_like(x)
+        lib, sfx = _sigmoid_native(x, g, valid)
+        if lib is not None:
+            w1, w0 = (1.0, 1.0) if ctx.alpha is None else (ctx.alpha, 1.0 - ctx.alpha)
+            rows = g_total.to(x.dtype).repeat_interleave(c).contiguous()
+            getattr(lib, "sl_sigmoid_focal_bwd" + sfx)(
+                x.data_ptr(), g.data_ptr(), _native.ptr(valid), rows.data_ptr(), n * c, m, w1, w0, float(ctx.gamma),
+                grad.data_ptr(), _threads(),
+            )  # fmt: skip
+            return grad, None, None, None, None
         scale = g_total.view(n, 1, 1)
         for s, e in _chunks(n, c, m, x.device):
             _, deriv = _sigmoid_focal_terms(x[..., s:e], g[..., s:e], ctx.alpha, ctx.gamma, need_grad=True)

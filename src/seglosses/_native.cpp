@@ -49,6 +49,54 @@ inline float exp_neg(float x) {
 
 inline double exp_neg(double x) { return std::exp(x); }
 
+// log(u) for u in [1, 2] (the only arguments used: 1 + e^{-|x|}), float32 to about 1 ulp, vectorisable:
+// u = f 2^k with f in [sqrt(1/2), sqrt(2)), log u = k ln2 + log f, log(1 + m) by the Cephes minimax polynomial.
+inline float log_1to2(float u) {
+    int32_t bits;
+    std::memcpy(&bits, &u, 4);
+    int32_t k = ((bits >> 23) & 0xff) - 126;  // u = f 2^k, f in [0.5, 1)
+    const int32_t fb = (bits & 0x007fffff) | 0x3f000000;
+    float f;
+    std::memcpy(&f, &fb, 4);
+    const bool small = f < 0.707106781186547524f;
+    k = small ? k - 1 : k;
+    const float m = small ? f + f - 1.0f : f - 1.0f;
+    const float kf = static_cast<float>(k);
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = std::fma(y, m, -1.1514610310e-1f);
+    y = std::fma(y, m, 1.1676998740e-1f);
+    y = std::fma(y, m, -1.2420140846e-1f);
+    y = std::fma(y, m, 1.4249322787e-1f);
+    y = std::fma(y, m, -1.6668057665e-1f);
+    y = std::fma(y, m, 2.0000714765e-1f);
+    y = std::fma(y, m, -2.4999993993e-1f);
+    y = std::fma(y, m, 3.3333331174e-1f);
+    y = y * m * z;
+    y = std::fma(kf, -2.12194440e-4f, y);
+    y = std::fma(z, -0.5f, y);
+    return m + y + kf * 0.693359375f;
+}
+
+// log1p(e) for e in [0, 1], exact to about 1 ulp also for tiny e: log(u) e / (u - 1) with u = 1 + e.
+inline float log1p_unit(float e) {
+    const float u = 1.0f + e;
+    const float d = u - 1.0f;
+    const float l = log_1to2(u);
+    return d == 0.0f ? e : l * (e / d);
+}
+inline double log1p_unit(double e) { return std::log1p(e); }
+
+// x^g for x in [0, 1] given log x (lx): integer g = IG (0..3) by products (exact at x = 0), else exp(g lx).
+template <int IG, typename T>
+inline T pow_unit(T x, T lx, T g) {
+    if constexpr (IG == 0) return T(1);
+    if constexpr (IG == 1) return x;
+    if constexpr (IG == 2) return x * x;
+    if constexpr (IG == 3) return x * x * x;
+    if constexpr (IG < 0) return exp_neg(g * lx);
+}
+
 inline float log_of(float x) { return std::log(x); }
 inline double log_of(double x) { return std::log(x); }
 
@@ -277,6 +325,101 @@ void softmax_index_bwd(const T* __restrict x, const int64_t* __restrict t, const
     });
 }
 
+// Binary/multilabel focal loss per element, with a = log p = logsigmoid(x), b = log(1 - p) = a - x:
+// L = -[w1 g (1-p)^gamma a + w0 (1-g) p^gamma b]   (gamma = 0, w1 = w0 = 1: binary cross entropy), and
+// dL/dx = -[w1 g (1-p)^gamma ((1-p) - gamma p a) + w0 (1-g) p^gamma (gamma (1-p) b - p)].
+// ig: gamma as a small integer (0..3) when it is one, else -1 (then powers by exp(gamma log)).
+template <typename T, bool GRAD, int IG>
+inline void focal_block_ig(const T* __restrict x, const T* __restrict g, int64_t L, T w1, T w0, T gamma,
+                           T* __restrict out) {
+    for (int64_t j = 0; j < L; ++j) {
+        const T xj = x[j];
+        const T ax = xj < T(0) ? xj : -xj;  // -|x|
+        const T e = exp_neg(ax);
+        const T r = T(1) / (T(1) + e);
+        const T lp = log1p_unit(e);
+        const bool neg = xj < T(0);
+        const T p = neg ? e * r : r;   // sigmoid(x), exact on both sides
+        const T q = neg ? r : e * r;   // 1 - p
+        const T a = (neg ? xj : T(0)) - lp;   // log p
+        const T b = (neg ? T(0) : -xj) - lp;  // log (1 - p)
+        const T mq = pow_unit<IG>(q, b, gamma);
+        const T mp = pow_unit<IG>(p, a, gamma);
+        const T gj = g[j];
+        if (GRAD) {
+            out[j] = -(w1 * gj * mq * (q - gamma * p * a) + w0 * (T(1) - gj) * mp * (gamma * q * b - p));
+        } else {
+            out[j] = -(w1 * gj * mq * a + w0 * (T(1) - gj) * mp * b);
+        }
+    }
+}
+
+template <typename T, bool GRAD>
+inline void focal_block(const T* __restrict x, const T* __restrict g, int64_t L, T w1, T w0, T gamma, int ig,
+                        T* __restrict out) {
+    switch (ig) {
+        case 0: focal_block_ig<T, GRAD, 0>(x, g, L, w1, w0, gamma, out); break;
+        case 1: focal_block_ig<T, GRAD, 1>(x, g, L, w1, w0, gamma, out); break;
+        case 2: focal_block_ig<T, GRAD, 2>(x, g, L, w1, w0, gamma, out); break;
+        case 3: focal_block_ig<T, GRAD, 3>(x, g, L, w1, w0, gamma, out); break;
+        default: focal_block_ig<T, GRAD, -1>(x, g, L, w1, w0, gamma, out); break;
+    }
+}
+
+template <typename T>
+int small_int(T gamma) {
+    for (int k = 0; k <= 3; ++k)
+        if (gamma == T(k)) return k;
+    return -1;
+}
+
+// Per row of x (rows of M): the sum of v L (see focal_block).
+template <typename T>
+void sigmoid_focal_fwd(const T* __restrict x, const T* __restrict g, const T* __restrict valid, int64_t rows,
+                       int64_t M, T w1, T w0, T gamma, double* total, int threads) {
+    const int64_t nb = (M + BLOCK - 1) / BLOCK;
+    const int64_t items = rows * nb;
+    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, items));
+    const int ig = small_int(gamma);
+    std::vector<double> acc(nt * rows, 0.0);
+    parallel(items, static_cast<int>(nt), [&](int th, int64_t begin, int64_t end) {
+        T buf[BLOCK];
+        for (int64_t it = begin; it < end; ++it) {
+            const int64_t r = it / nb;
+            const int64_t j0 = (it % nb) * BLOCK;
+            const int64_t L = std::min<int64_t>(BLOCK, M - j0);
+            focal_block<T, false>(x + r * M + j0, g + r * M + j0, L, w1, w0, gamma, ig, buf);
+            acc[th * rows + r] += valid != nullptr ? block_dot(buf, valid + r * M + j0, L) : block_sum(buf, L);
+        }
+    });
+    reduce_into(acc, nt, rows, total);
+}
+
+// dx = scale_row v dL/dx.
+template <typename T>
+void sigmoid_focal_bwd(const T* __restrict x, const T* __restrict g, const T* __restrict valid,
+                       const T* __restrict scale, int64_t rows, int64_t M, T w1, T w0, T gamma, T* __restrict grad,
+                       int threads) {
+    const int64_t nb = (M + BLOCK - 1) / BLOCK;
+    const int ig = small_int(gamma);
+    parallel(rows * nb, threads, [&](int, int64_t begin, int64_t end) {
+        for (int64_t it = begin; it < end; ++it) {
+            const int64_t r = it / nb;
+            const int64_t j0 = (it % nb) * BLOCK;
+            const int64_t L = std::min<int64_t>(BLOCK, M - j0);
+            T* ob = grad + r * M + j0;
+            focal_block<T, true>(x + r * M + j0, g + r * M + j0, L, w1, w0, gamma, ig, ob);
+            const T sc = scale[r];
+            if (valid != nullptr) {
+                const T* vb = valid + r * M + j0;
+                for (int64_t j = 0; j < L; ++j) ob[j] *= sc * vb[j];
+            } else {
+                for (int64_t j = 0; j < L; ++j) ob[j] *= sc;
+            }
+        }
+    });
+}
+
 // Sigmoid probability, exact on both sides (exp of a non-positive argument only).
 template <typename T>
 inline T sigmoid_of(T x) {
@@ -286,16 +429,19 @@ inline T sigmoid_of(T x) {
 }
 
 // Per row (n, c) of x (N*C rows of M): psum = sum v p, tp = sum v p g, with p = sigmoid(x).
+// With pix (not null), also the sum of v L of the focal term (w1, w0, gamma: see focal_block) per row.
 template <typename T>
 void sigmoid_dense_fwd(const T* __restrict x, const T* __restrict g, const T* __restrict valid, int64_t rows,
-                       int64_t M, double* psum, double* tp, int threads) {
+                       int64_t M, double* psum, double* tp, double* pix, T w1, T w0, T gamma, int threads) {
     const int64_t nb = (M + BLOCK - 1) / BLOCK;
     const int64_t items = rows * nb;
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, items));
-    std::vector<double> acc(nt * 2 * rows, 0.0);
+    const int ig = small_int(gamma);
+    std::vector<double> acc(nt * 3 * rows, 0.0);
     parallel(items, static_cast<int>(nt), [&](int th, int64_t begin, int64_t end) {
-        double* a_ps = acc.data() + th * 2 * rows;
+        double* a_ps = acc.data() + th * 3 * rows;
         double* a_tp = a_ps + rows;
+        double* a_px = a_tp + rows;
         for (int64_t it = begin; it < end; ++it) {
             const int64_t r = it / nb;
             const int64_t j0 = (it % nb) * BLOCK;
@@ -310,26 +456,33 @@ void sigmoid_dense_fwd(const T* __restrict x, const T* __restrict g, const T* __
                 for (int64_t j = 0; j < L; ++j) pb[j] = sigmoid_of(xb[j]);
             }
             for (int64_t j = 0; j < L; ++j) qb[j] = pb[j] * gb[j];
-            const T s = block_sum(pb, L), st = block_sum(qb, L);
-            a_ps[r] += s;
-            a_tp[r] += st;
+            a_ps[r] += block_sum(pb, L);
+            a_tp[r] += block_sum(qb, L);
+            if (pix != nullptr) {
+                focal_block<T, false>(xb, gb, L, w1, w0, gamma, ig, pb);
+                a_px[r] += valid != nullptr ? block_dot(pb, valid + r * M + j0, L) : block_sum(pb, L);
+            }
         }
     });
     std::vector<double> part(nt * rows);
-    for (int which = 0; which < 2; ++which) {
+    for (int which = 0; which < 3; ++which) {
+        double* out = which == 0 ? psum : (which == 1 ? tp : pix);
+        if (out == nullptr) continue;
         for (int64_t th = 0; th < nt; ++th)
-            std::memcpy(part.data() + th * rows, acc.data() + th * 2 * rows + which * rows, rows * sizeof(double));
-        reduce_into(part, nt, rows, which == 0 ? psum : tp);
+            std::memcpy(part.data() + th * rows, acc.data() + th * 3 * rows + which * rows, rows * sizeof(double));
+        reduce_into(part, nt, rows, out);
     }
 }
 
-// dx = p (1 - p) v (g_psum_r + g g_tp_r).
+// dx = v [p (1 - p) (g_psum_r + g g_tp_r) + kscale_r dL/dx]  (the focal part only with kscale not null).
 template <typename T>
 void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __restrict valid,
-                       const T* __restrict g_tp, const T* __restrict g_psum, int64_t rows, int64_t M,
-                       T* __restrict grad, int threads) {
+                       const T* __restrict g_tp, const T* __restrict g_psum, const T* __restrict kscale, T w1, T w0,
+                       T gamma, int64_t rows, int64_t M, T* __restrict grad, int threads) {
     const int64_t nb = (M + BLOCK - 1) / BLOCK;
+    const int ig = small_int(gamma);
     parallel(rows * nb, threads, [&](int, int64_t begin, int64_t end) {
+        T fb[BLOCK];
         for (int64_t it = begin; it < end; ++it) {
             const int64_t r = it / nb;
             const int64_t j0 = (it % nb) * BLOCK;
@@ -341,6 +494,11 @@ void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __
             for (int64_t j = 0; j < L; ++j) {
                 const T p = sigmoid_of(xb[j]);
                 ob[j] = p * (T(1) - p) * (a + gb[j] * bt);
+            }
+            if (kscale != nullptr) {
+                focal_block<T, true>(xb, gb, L, w1, w0, gamma, ig, fb);
+                const T ks = kscale[r];
+                for (int64_t j = 0; j < L; ++j) ob[j] += ks * fb[j];
             }
             if (valid != nullptr) {
                 const T* vb = valid + r * M + j0;
@@ -354,7 +512,7 @@ void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __
 
 extern "C" {
 
-int sl_version() { return 1; }
+int sl_version() { return 2; }
 
 int sl_softmax_index_fwd_f32(const float* x, const int64_t* t, const float* v, int64_t N, int64_t C, int64_t M,
                              float* lse, float* logpt, double* psum, double* tp, double* gsum, int need_stats,
@@ -377,20 +535,40 @@ void sl_softmax_index_bwd_f64(const double* x, const int64_t* t, const double* v
     softmax_index_bwd<double>(x, t, v, lse, k, g_tp, g_psum, N, C, M, need_stats, grad, threads);
 }
 void sl_sigmoid_dense_fwd_f32(const float* x, const float* g, const float* v, int64_t rows, int64_t M, double* psum,
-                              double* tp, int threads) {
-    sigmoid_dense_fwd<float>(x, g, v, rows, M, psum, tp, threads);
+                              double* tp, double* pix, double w1, double w0, double gamma, int threads) {
+    sigmoid_dense_fwd<float>(x, g, v, rows, M, psum, tp, pix, float(w1), float(w0), float(gamma), threads);
 }
 void sl_sigmoid_dense_fwd_f64(const double* x, const double* g, const double* v, int64_t rows, int64_t M,
-                              double* psum, double* tp, int threads) {
-    sigmoid_dense_fwd<double>(x, g, v, rows, M, psum, tp, threads);
+                              double* psum, double* tp, double* pix, double w1, double w0, double gamma, int threads) {
+    sigmoid_dense_fwd<double>(x, g, v, rows, M, psum, tp, pix, w1, w0, gamma, threads);
 }
 void sl_sigmoid_dense_bwd_f32(const float* x, const float* g, const float* v, const float* g_tp, const float* g_psum,
-                              int64_t rows, int64_t M, float* grad, int threads) {
-    sigmoid_dense_bwd<float>(x, g, v, g_tp, g_psum, rows, M, grad, threads);
+                              const float* kscale, double w1, double w0, double gamma, int64_t rows, int64_t M,
+                              float* grad, int threads) {
+    sigmoid_dense_bwd<float>(x, g, v, g_tp, g_psum, kscale, float(w1), float(w0), float(gamma), rows, M, grad,
+                             threads);
 }
 void sl_sigmoid_dense_bwd_f64(const double* x, const double* g, const double* v, const double* g_tp,
-                              const double* g_psum, int64_t rows, int64_t M, double* grad, int threads) {
-    sigmoid_dense_bwd<double>(x, g, v, g_tp, g_psum, rows, M, grad, threads);
+                              const double* g_psum, const double* kscale, double w1, double w0, double gamma,
+                              int64_t rows, int64_t M, double* grad, int threads) {
+    sigmoid_dense_bwd<double>(x, g, v, g_tp, g_psum, kscale, w1, w0, gamma, rows, M, grad, threads);
+}
+
+void sl_sigmoid_focal_fwd_f32(const float* x, const float* g, const float* v, int64_t rows, int64_t M, double w1,
+                              double w0, double gamma, double* total, int threads) {
+    sigmoid_focal_fwd<float>(x, g, v, rows, M, float(w1), float(w0), float(gamma), total, threads);
+}
+void sl_sigmoid_focal_fwd_f64(const double* x, const double* g, const double* v, int64_t rows, int64_t M,
+                              double w1, double w0, double gamma, double* total, int threads) {
+    sigmoid_focal_fwd<double>(x, g, v, rows, M, w1, w0, gamma, total, threads);
+}
+void sl_sigmoid_focal_bwd_f32(const float* x, const float* g, const float* v, const float* scale, int64_t rows,
+                              int64_t M, double w1, double w0, double gamma, float* grad, int threads) {
+    sigmoid_focal_bwd<float>(x, g, v, scale, rows, M, float(w1), float(w0), float(gamma), grad, threads);
+}
+void sl_sigmoid_focal_bwd_f64(const double* x, const double* g, const double* v, const double* scale, int64_t rows,
+                              int64_t M, double w1, double w0, double gamma, double* grad, int threads) {
+    sigmoid_focal_bwd<double>(x, g, v, scale, rows, M, w1, w0, gamma, grad, threads);
 }
 
 }  // extern "C"

@@ -27,12 +27,15 @@ _lock = threading.Lock()
 _P = ctypes.c_void_p
 _I64 = ctypes.c_int64
 _INT = ctypes.c_int
+_D = ctypes.c_double
 _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "sl_version": (_INT, []),
     "sl_softmax_index_fwd": (_INT, [_P, _P, _P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _INT, _INT]),
     "sl_softmax_index_bwd": (None, [_P, _P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _INT]),
-    "sl_sigmoid_dense_fwd": (None, [_P, _P, _P, _I64, _I64, _P, _P, _INT]),
-    "sl_sigmoid_dense_bwd": (None, [_P, _P, _P, _P, _P, _I64, _I64, _P, _INT]),
+    "sl_sigmoid_dense_fwd": (None, [_P, _P, _P, _I64, _I64, _P, _P, _P, _D, _D, _D, _INT]),
+    "sl_sigmoid_dense_bwd": (None, [_P, _P, _P, _P, _P, _P, _D, _D, _D, _I64, _I64, _P, _INT]),
+    "sl_sigmoid_focal_fwd": (None, [_P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
+    "sl_sigmoid_focal_bwd": (None, [_P, _P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
 }
 
 
@@ -97,7 +100,7 @@ def _build() -> ctypes.CDLL:
             fn = getattr(lib, variant)
             fn.restype = restype
             fn.argtypes = argtypes
-    if lib.sl_version() != 1:
+    if lib.sl_version() != 2:
         raise RuntimeError("seglosses native kernels: version mismatch")
     return lib
 

@@ -70,7 +70,7 @@ def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> Sof
         tp, p_sum, _, g_sum = softmax_index(prep.logits, prep.target, prep.valid_pixels())
         return finish_index_stats(prep, tp, p_sum, g_sum, per_image)
     if prep.from_logits and prep.mode != "multiclass" and not squared:
-        tp, p_sum, g_sum = sigmoid_dense(prep.logits, prep.target, prep.valid)
+        tp, p_sum, g_sum, _ = sigmoid_dense(prep.logits, prep.target, prep.valid)
         return finish_index_stats(prep, tp, p_sum, g_sum, per_image)
     p = prep.prob
     n, c, _ = p.shape

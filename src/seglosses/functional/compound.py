@@ -16,7 +16,7 @@ from seglosses._checks import (
     check_weights_vector,
 )
 from seglosses._distributed import sync_sums
-from seglosses._fused import softmax_index
+from seglosses._fused import sigmoid_dense, softmax_index
 from seglosses._numerics import log1m_softmax
 from seglosses._prepare import index_log_probs, log_probs, masked_mean, prepare
 from seglosses._reduce import reduce_classes
@@ -134,6 +134,22 @@ def dice_ce_loss(
         )
         if fused is not None:
             return fused
+    if from_logits is True and mode != "multiclass" and label_smoothing == 0 and not squared and class_weights is None:
+        return _dice_ce_sigmoid_fused(
+            input,
+            target,
+            mode=mode,
+            ce_weight=ce_weight,
+            dice_weight=dice_weight,
+            smooth=smooth,
+            log_loss=log_loss,
+            include_background=include_background,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
+        )
     with as_caller(fn):
         ce = cross_entropy_loss(
             input,
@@ -222,6 +238,53 @@ def _dice_ce_fused(
         mode="multiclass",
         include_background=include_background,
         class_weights=weights,
+        reduction=reduction,
+        sync=stats.sync,
+    )
+    return ce_weight * ce + dice_weight * dice
+
+
+def _dice_ce_sigmoid_fused(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str,
+    ce_weight: float,
+    dice_weight: float,
+    smooth: float,
+    log_loss: bool,
+    include_background: bool,
+    ignore_index: int | None,
+    per_image: bool,
+    reduction: str,
+    sync_stats: bool,
+    process_group: ProcessGroup | None,
+) -> Tensor:
+    """BCE + Dice (binary/multilabel logits) from one sigmoid pass: the statistics and the BCE sums together."""
+    fn = "dice_ce_loss"
+    check_hparams(fn, smooth=smooth, log_loss=log_loss, include_background=include_background, per_image=per_image)
+    prep = prepare(
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=True,
+        ignore_index=ignore_index,
+        sync_stats=sync_stats,
+        process_group=process_group,
+    )
+    valid = prep.valid
+    if valid is not None and valid.shape != prep.logits.shape:
+        valid = valid.expand_as(prep.logits).contiguous()
+    tp, p_sum, g_sum, pix = sigmoid_dense(prep.logits, prep.target, valid, need_pixel=True)
+    ce = fused_pixel_mean(pix, prep, valid, reduction)
+    stats = finish_index_stats(prep, tp, p_sum, g_sum, per_image)
+    dice = reduce_classes(
+        dice_from_stats(stats, smooth=smooth, log_loss=log_loss),
+        fn=fn,
+        mode=mode,
+        include_background=include_background,
+        class_weights=None,
         reduction=reduction,
         sync=stats.sync,
     )

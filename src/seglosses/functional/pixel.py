@@ -17,7 +17,7 @@ from seglosses._checks import (
     check_reduction,
     check_weights_vector,
 )
-from seglosses._fused import sigmoid_focal, softmax_index
+from seglosses._fused import sigmoid_focal, sigmoid_native_ok, softmax_index
 from seglosses._numerics import pow_from_log, safe_pow
 from seglosses._prepare import (
     Prepared,
@@ -203,6 +203,11 @@ def cross_entropy_loss(
             ce = ce * w.view(1, c, 1)
         return _finish(ce.sum(1), prep, reduction, None)
     g = prep.target * (1 - eps) + eps / 2 if eps > 0 else prep.target
+    if prep.from_logits and reduction != "none" and w is None and sigmoid_native_ok(prep.logits, g, prep.valid):
+        # the native kernel of the sigmoid focal term with gamma = 0 and no alpha is exactly BCE-with-logits
+        # (one pass each way, no temporaries); the same numbers as the torch call below
+        pix = sigmoid_focal(prep.logits, g, prep.valid, alpha=None, gamma=0.0)
+        return fused_pixel_mean(pix, prep, prep.valid, reduction)
     if prep.from_logits and reduction != "none":
         # torch's fused BCE-with-logits (softplus form, exact for every finite logit); the kept-element mask and the
         # class weights enter as its elementwise weight
