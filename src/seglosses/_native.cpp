@@ -329,9 +329,11 @@ void softmax_index_bwd(const T* __restrict x, const int64_t* __restrict t, const
 // L = -[w1 g (1-p)^gamma a + w0 (1-g) p^gamma b]   (gamma = 0, w1 = w0 = 1: binary cross entropy), and
 // dL/dx = -[w1 g (1-p)^gamma ((1-p) - gamma p a) + w0 (1-g) p^gamma (gamma (1-p) b - p)].
 // ig: gamma as a small integer (0..3) when it is one, else -1 (then powers by exp(gamma log)).
-template <typename T, bool GRAD, int IG>
+// One loop for the focal term of a block and, with STATS, the sigmoid statistics' part in the same pass:
+// forward (GRAD false): out = L, pout = p; backward (GRAD true): out = ks dL/dx + STATS p (1 - p) (ap + g at).
+template <typename T, bool GRAD, bool STATS, int IG>
 inline void focal_block_ig(const T* __restrict x, const T* __restrict g, int64_t L, T w1, T w0, T gamma,
-                           T* __restrict out) {
+                           T* __restrict out, T* __restrict pout, T ks, T ap, T at) {
     for (int64_t j = 0; j < L; ++j) {
         const T xj = x[j];
         const T ax = xj < T(0) ? xj : -xj;  // -|x|
@@ -346,23 +348,29 @@ inline void focal_block_ig(const T* __restrict x, const T* __restrict g, int64_t
         const T mq = pow_unit<IG>(q, b, gamma);
         const T mp = pow_unit<IG>(p, a, gamma);
         const T gj = g[j];
-        if (GRAD) {
-            out[j] = -(w1 * gj * mq * (q - gamma * p * a) + w0 * (T(1) - gj) * mp * (gamma * q * b - p));
+        if constexpr (GRAD) {
+            const T d = -(w1 * gj * mq * (q - gamma * p * a) + w0 * (T(1) - gj) * mp * (gamma * q * b - p));
+            if constexpr (STATS) {
+                out[j] = ks * d + p * q * (ap + gj * at);
+            } else {
+                out[j] = d;
+            }
         } else {
             out[j] = -(w1 * gj * mq * a + w0 * (T(1) - gj) * mp * b);
+            if constexpr (STATS) pout[j] = p;
         }
     }
 }
 
-template <typename T, bool GRAD>
+template <typename T, bool GRAD, bool STATS = false>
 inline void focal_block(const T* __restrict x, const T* __restrict g, int64_t L, T w1, T w0, T gamma, int ig,
-                        T* __restrict out) {
+                        T* __restrict out, T* __restrict pout = nullptr, T ks = T(0), T ap = T(0), T at = T(0)) {
     switch (ig) {
-        case 0: focal_block_ig<T, GRAD, 0>(x, g, L, w1, w0, gamma, out); break;
-        case 1: focal_block_ig<T, GRAD, 1>(x, g, L, w1, w0, gamma, out); break;
-        case 2: focal_block_ig<T, GRAD, 2>(x, g, L, w1, w0, gamma, out); break;
-        case 3: focal_block_ig<T, GRAD, 3>(x, g, L, w1, w0, gamma, out); break;
-        default: focal_block_ig<T, GRAD, -1>(x, g, L, w1, w0, gamma, out); break;
+        case 0: focal_block_ig<T, GRAD, STATS, 0>(x, g, L, w1, w0, gamma, out, pout, ks, ap, at); break;
+        case 1: focal_block_ig<T, GRAD, STATS, 1>(x, g, L, w1, w0, gamma, out, pout, ks, ap, at); break;
+        case 2: focal_block_ig<T, GRAD, STATS, 2>(x, g, L, w1, w0, gamma, out, pout, ks, ap, at); break;
+        case 3: focal_block_ig<T, GRAD, STATS, 3>(x, g, L, w1, w0, gamma, out, pout, ks, ap, at); break;
+        default: focal_block_ig<T, GRAD, STATS, -1>(x, g, L, w1, w0, gamma, out, pout, ks, ap, at); break;
     }
 }
 
@@ -448,20 +456,20 @@ void sigmoid_dense_fwd(const T* __restrict x, const T* __restrict g, const T* __
             const int64_t L = std::min<int64_t>(BLOCK, M - j0);
             const T* xb = x + r * M + j0;
             const T* gb = g + r * M + j0;
-            T pb[BLOCK], qb[BLOCK];
-            if (valid != nullptr) {
-                const T* vb = valid + r * M + j0;
-                for (int64_t j = 0; j < L; ++j) pb[j] = sigmoid_of(xb[j]) * vb[j];
+            T pb[BLOCK], qb[BLOCK], fb[BLOCK];
+            const T* vb = valid != nullptr ? valid + r * M + j0 : nullptr;
+            if (pix != nullptr) {
+                focal_block<T, false, true>(xb, gb, L, w1, w0, gamma, ig, fb, pb);
+                a_px[r] += vb != nullptr ? block_dot(fb, vb, L) : block_sum(fb, L);
             } else {
                 for (int64_t j = 0; j < L; ++j) pb[j] = sigmoid_of(xb[j]);
+            }
+            if (vb != nullptr) {
+                for (int64_t j = 0; j < L; ++j) pb[j] *= vb[j];
             }
             for (int64_t j = 0; j < L; ++j) qb[j] = pb[j] * gb[j];
             a_ps[r] += block_sum(pb, L);
             a_tp[r] += block_sum(qb, L);
-            if (pix != nullptr) {
-                focal_block<T, false>(xb, gb, L, w1, w0, gamma, ig, pb);
-                a_px[r] += valid != nullptr ? block_dot(pb, valid + r * M + j0, L) : block_sum(pb, L);
-            }
         }
     });
     std::vector<double> part(nt * rows);
@@ -482,7 +490,6 @@ void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __
     const int64_t nb = (M + BLOCK - 1) / BLOCK;
     const int ig = small_int(gamma);
     parallel(rows * nb, threads, [&](int, int64_t begin, int64_t end) {
-        T fb[BLOCK];
         for (int64_t it = begin; it < end; ++it) {
             const int64_t r = it / nb;
             const int64_t j0 = (it % nb) * BLOCK;
@@ -491,14 +498,13 @@ void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __
             const T* gb = g + r * M + j0;
             T* ob = grad + r * M + j0;
             const T a = g_psum[r], bt = g_tp[r];
-            for (int64_t j = 0; j < L; ++j) {
-                const T p = sigmoid_of(xb[j]);
-                ob[j] = p * (T(1) - p) * (a + gb[j] * bt);
-            }
             if (kscale != nullptr) {
-                focal_block<T, true>(xb, gb, L, w1, w0, gamma, ig, fb);
-                const T ks = kscale[r];
-                for (int64_t j = 0; j < L; ++j) ob[j] += ks * fb[j];
+                focal_block<T, true, true>(xb, gb, L, w1, w0, gamma, ig, ob, nullptr, kscale[r], a, bt);
+            } else {
+                for (int64_t j = 0; j < L; ++j) {
+                    const T p = sigmoid_of(xb[j]);
+                    ob[j] = p * (T(1) - p) * (a + gb[j] * bt);
+                }
             }
             if (valid != nullptr) {
                 const T* vb = valid + r * M + j0;
