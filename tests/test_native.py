@@ -228,3 +228,67 @@ def test_native_failure_falls_back(monkeypatch, tmp_path):
     value, status = out.stdout.strip().splitlines()
     assert 0.0 < float(value) < 1.0
     assert status.startswith("unavailable (PyTorch path)")
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "multiclass-index",
+        "multiclass-index-ignore",
+        "multiclass-onehot",
+        "multiclass-probs-onehot",
+        "binary-hinge",
+        "binary-hinge-ignore",
+        "binary-probs",
+        "multilabel-hinge-ignore",
+        "multilabel-probs",
+    ],
+)
+def test_lovasz_native_equals_torch(case, per_image):
+    """The native Lovász (radix sort, weights, softmax backward) against the PyTorch path, option by option."""
+    g = torch.Generator().manual_seed(5)
+    mode, form = case.split("-")[:2]
+    c = {"multiclass": 4, "binary": 1, "multilabel": 3}[mode]
+    x = torch.randn((3, c, 17, 23), generator=g) * 2
+    kwargs: dict = {"mode": mode, "per_image": per_image}
+    if mode == "multiclass":
+        t = torch.randint(0, c, (3, 17, 23), generator=g)
+        if "ignore" in case:
+            t[1, :5] = 255
+            t[2] = 255  # an image with every pixel ignored
+            kwargs["ignore_index"] = 255
+        if form in ("onehot", "probs"):
+            t = torch.nn.functional.one_hot(t, c).movedim(-1, 1).float()
+        if form == "probs":
+            x = x.softmax(1)
+            kwargs["from_logits"] = False
+        kwargs["classes"] = "all" if per_image else "present"
+    else:
+        t = (torch.rand((3, c, 17, 23), generator=g) > 0.6).float()
+        if "ignore" in case:
+            t[0, :, :4] = 255
+            kwargs["ignore_index"] = 255
+        if form == "probs":
+            x = x.sigmoid()
+            kwargs["from_logits"] = False
+    (out_n, grad_n), (out_t, grad_t) = _both(lambda xx: seglosses.F.lovasz_loss(xx, t, **kwargs), x)
+    _close(out_n[0], out_t[0], torch.float32)
+    _close(grad_n[0], grad_t[0], torch.float32)
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+def test_lovasz_native_long_rows_and_row_parallel_agree():
+    """Rows sorted by all threads (long rows) and rows spread over threads (short rows) give the torch numbers."""
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn((2, 3, 700, 800), generator=g)  # batch rows of 1.12M elements: the long-row path
+    t = torch.randint(0, 3, (2, 700, 800), generator=g)
+    for per_image in (False, True):
+        (out_n, grad_n), (out_t, grad_t) = _both(
+            lambda xx, p=per_image: seglosses.F.lovasz_loss(xx, t, mode="multiclass", per_image=p), x
+        )
+        _close(out_n[0], out_t[0], torch.float32)
+        _close(grad_n[0], grad_t[0], torch.float32)

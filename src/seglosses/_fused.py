@@ -277,8 +277,9 @@ def softmax_index(
 
 
 class _SigmoidDense(torch.autograd.Function):
-    """``TP_c = sum v p g``, ``P_c = sum v p`` (and ``G_c = sum v g``) per image for sigmoid probabilities, and
-    optionally the per-image sum of a pixel term ``sum v L`` (the sigmoid focal term; BCE for gamma 0, no alpha).
+    """Sigmoid statistics ``TP_c = sum v p g``, ``P_c = sum v p``, ``G_c = sum v g`` per image, and a pixel term.
+
+    The optional pixel term is the per-image sum ``sum v L`` of the sigmoid focal term (BCE for gamma 0, no alpha).
 
     Backward: ``dx = v [p (1 - p) (dP_c + g dTP_c) + dF L'(x)]``, written chunk by chunk into the gradient's buffer.
     """

@@ -514,11 +514,269 @@ void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __
     });
 }
 
+
+// ---------------------------------------------------------------------------------------------------------------
+// Lovasz: per row (a class of the batch, or of one image), sort the errors in decreasing order, weight rank k by
+// J_k - J_{k-1} (Berman et al. Alg. 1) and return sum_k w_k e_(k), and W = (1 - 2g) w at every element's position
+// (the derivative of the row's value w.r.t. z, where e = g + (1 - 2g) z for the flat form and e = 1 - (2g - 1) z
+// for the hinge: both slopes are 1 - 2g). Elements that cannot move the value are left out of the sort and get
+// W = 0: ignored ones, and for the hinge the inactive ones (e <= 0, they sort after every active error).
+// The sort: least-significant-digit radix sort of (float bits of e, element index | g << 31) pairs, parallel
+// within the row (the errors are >= 0, so their float bits order like the floats). Ties between equal errors
+// give the same value in any order.
+
+constexpr int RADIX_BITS = 11;
+constexpr int RADIX = 1 << RADIX_BITS;
+
+struct LovaszRow {
+    int64_t n0, c, nseg;  // first image, class, number of images in the row
+};
+
+// kind 0: softmax of logits z (N, C, M) with lse (N, M), index target t (N, M), valid (N, M) or null.
+// kind 1: dense z (N, C, M) (probabilities, or logits for the hinge), target g (N, C, M) 0/1, valid (N, C, M).
+struct LovaszInput {
+    int kind, hinge;
+    const float* z;
+    const float* lse;
+    const int64_t* t;
+    const float* g;
+    const float* valid;
+    int64_t N, C, M;
+};
+
+// Error, target bit and whether it enters the sort, for element m of image n, class c.
+inline void lovasz_element(const LovaszInput& in, int64_t n, int64_t c, int64_t m, float& e, uint32_t& gbit,
+                           bool& kept, bool& sorted) {
+    const int64_t pos = (n * in.C + c) * in.M + m;
+    if (in.kind == 0) {
+        const int64_t pix = n * in.M + m;
+        kept = in.valid == nullptr || in.valid[pix] > 0.0f;
+        gbit = in.t[pix] == c ? 1u : 0u;
+        const float p = exp_neg(in.z[pos] - in.lse[pix]);
+        e = gbit ? 1.0f - p : p;
+        sorted = kept;
+        return;
+    }
+    kept = in.valid == nullptr || in.valid[pos] > 0.0f;
+    gbit = in.g[pos] > 0.5f ? 1u : 0u;
+    if (in.hinge) {
+        e = 1.0f - in.z[pos] * (gbit ? 1.0f : -1.0f);
+        sorted = kept && e > 0.0f;
+    } else {
+        e = gbit ? 1.0f - in.z[pos] : in.z[pos];
+        e = e < 0.0f ? 0.0f : e;  // probabilities in [0, 1]: |g - z|
+        sorted = kept;
+    }
+}
+
+void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t* buf_a, uint64_t* buf_b,
+                int threads, double& value, double& positives) {
+    const int64_t M = in.M;
+    const int64_t L = row.nseg * M;
+    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, (L + 65535) / 65536));
+    std::vector<int64_t> count(nt, 0), pos_count(nt, 0), offset(nt + 1, 0);
+    auto span = [&](int64_t th, int64_t total, int64_t& b, int64_t& e) {
+        b = total * th / nt;
+        e = total * (th + 1) / nt;
+    };
+    // A: how many elements of each chunk enter the sort, and the kept positives
+    parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
+        for (int64_t th = tb; th < te; ++th) {
+            int64_t b, e;
+            span(th, L, b, e);
+            int64_t k = 0, gp = 0;
+            int64_t n = row.n0 + b / M, m = b % M;  // walked without a division per element
+            if (in.kind == 0) {  // every kept element is sorted: count kept pixels and positives, no error needed
+                for (int64_t i = b; i < e; ++i) {
+                    const int64_t pix = n * M + m;
+                    const bool kept = in.valid == nullptr || in.valid[pix] > 0.0f;
+                    k += kept;
+                    gp += kept && in.t[pix] == row.c;
+                    if (++m == M) {
+                        m = 0;
+                        ++n;
+                    }
+                }
+                count[th] = k;
+                pos_count[th] = gp;
+                continue;
+            }
+            for (int64_t i = b; i < e; ++i) {
+                float err;
+                uint32_t gbit;
+                bool kept, sorted;
+                lovasz_element(in, n, row.c, m, err, gbit, kept, sorted);
+                k += sorted;
+                gp += kept && gbit;
+                if (++m == M) {
+                    m = 0;
+                    ++n;
+                }
+            }
+            count[th] = k;
+            pos_count[th] = gp;
+        }
+    });
+    double G = 0.0;
+    for (int64_t th = 0; th < nt; ++th) {
+        offset[th + 1] = offset[th] + count[th];
+        G += static_cast<double>(pos_count[th]);
+    }
+    const int64_t K = offset[nt];
+    // B: the (key, index | g) pairs; W = 0 where the element stays out of the sort
+    parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
+        for (int64_t th = tb; th < te; ++th) {
+            int64_t b, e;
+            span(th, L, b, e);
+            int64_t o = offset[th];
+            int64_t n = row.n0 + b / M, m = b % M;
+            for (int64_t i = b; i < e; ++i, ++m) {
+                if (m == M) {
+                    m = 0;
+                    ++n;
+                }
+                float err;
+                uint32_t gbit;
+                bool kept, sorted;
+                lovasz_element(in, n, row.c, m, err, gbit, kept, sorted);
+                if (sorted) {
+                    uint32_t bits;
+                    std::memcpy(&bits, &err, 4);
+                    buf_a[o++] = (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(i) |
+                                 (static_cast<uint64_t>(gbit) << 31);
+                } else {
+                    W[(n * in.C + row.c) * M + m] = 0.0f;
+                }
+            }
+        }
+    });
+    // C: radix sort of the K pairs by their upper 32 bits, ascending, stable
+    const int64_t snt = std::max<int64_t>(1, std::min<int64_t>(threads, (K + 65535) / 65536));
+    std::vector<int64_t> hist(static_cast<size_t>(snt) * RADIX);
+    uint64_t* src = buf_a;
+    uint64_t* dst = buf_b;
+    for (int shift = 32; shift < 64; shift += RADIX_BITS) {
+        std::fill(hist.begin(), hist.end(), 0);
+        parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
+            for (int64_t th = tb; th < te; ++th) {
+                const int64_t b = K * th / snt, e = K * (th + 1) / snt;
+                int64_t* h = hist.data() + th * RADIX;
+                for (int64_t i = b; i < e; ++i) ++h[(src[i] >> shift) & (RADIX - 1)];
+            }
+        });
+        bool one_bucket = false;  // every key has this digit: the pass would copy the order unchanged
+        for (int d = 0; d < RADIX && !one_bucket; ++d) {
+            int64_t total = 0;
+            for (int64_t th = 0; th < snt; ++th) total += hist[th * RADIX + d];
+            one_bucket = total == K;
+        }
+        if (one_bucket) continue;
+        int64_t run = 0;
+        for (int d = 0; d < RADIX; ++d) {
+            for (int64_t th = 0; th < snt; ++th) {
+                const int64_t c = hist[th * RADIX + d];
+                hist[th * RADIX + d] = run;
+                run += c;
+            }
+        }
+        parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
+            for (int64_t th = tb; th < te; ++th) {
+                const int64_t b = K * th / snt, e = K * (th + 1) / snt;
+                int64_t* h = hist.data() + th * RADIX;
+                for (int64_t i = b; i < e; ++i) dst[h[(src[i] >> shift) & (RADIX - 1)]++] = src[i];
+            }
+        });
+        std::swap(src, dst);
+    }
+    // D: walk the errors in decreasing order (src[K - 1 - k] has rank k); chunks start from their prefix counts
+    std::vector<int64_t> gcount(snt, 0);
+    std::vector<double> partial(snt, 0.0);
+    parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
+        for (int64_t th = tb; th < te; ++th) {
+            const int64_t b = K * th / snt, e = K * (th + 1) / snt;
+            int64_t gp = 0;
+            for (int64_t k = b; k < e; ++k) gp += (src[K - 1 - k] >> 31) & 1u;
+            gcount[th] = gp;
+        }
+    });
+    const double inv_m = 1.0 / static_cast<double>(M);
+    std::vector<int64_t> gstart(snt, 0);
+    for (int64_t th = 1; th < snt; ++th) gstart[th] = gstart[th - 1] + gcount[th - 1];
+    parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
+        for (int64_t th = tb; th < te; ++th) {
+            const int64_t b = K * th / snt, e = K * (th + 1) / snt;
+            double cum = static_cast<double>(gstart[th]);  // positives among ranks < b
+            // ratio_{k-1} = I_{k-1} / U_{k-1} = (G - cum) / (G + k - cum); 1 before the first rank
+            double prev = b == 0 ? 1.0 : (G - cum) / (G + static_cast<double>(b) - cum);
+            double acc = 0.0;
+            for (int64_t k = b; k < e; ++k) {
+                const uint64_t pair = src[K - 1 - k];
+                const uint32_t low = static_cast<uint32_t>(pair & 0xffffffffu);
+                const uint32_t gbit = low >> 31;
+                const int64_t i = static_cast<int64_t>(low & 0x7fffffffu);
+                const uint32_t bits = static_cast<uint32_t>(pair >> 32);
+                float err;
+                std::memcpy(&err, &bits, 4);
+                cum += gbit;
+                const double ratio = (G - cum) / (G + static_cast<double>(k + 1) - cum);
+                const double w = prev - ratio;
+                prev = ratio;
+                acc += w * static_cast<double>(err);
+                // image of element i = s M + m: s = i / M by a float reciprocal, corrected (no integer division)
+                int64_t seg = static_cast<int64_t>(static_cast<double>(i) * inv_m);
+                seg -= seg * M > i;
+                seg += (seg + 1) * M <= i;
+                W[(row.n0 + seg) * in.C * M + row.c * M + (i - seg * M)] = static_cast<float>(gbit ? -w : w);
+            }
+            partial[th] = acc;
+        }
+    });
+    value = 0.0;
+    for (int64_t th = 0; th < snt; ++th) value += partial[th];
+    positives = G;
+}
+
+// dx_c = p_c (D_c - sum_k p_k D_k), D = gv[row] W: the Lovasz-softmax gradient through the softmax.
+void lovasz_softmax_bwd(const float* __restrict x, const float* __restrict lse, const float* __restrict W,
+                        const float* __restrict gv, int64_t N, int64_t C, int64_t M, int per_image,
+                        float* __restrict grad, int threads) {
+    const int64_t nb = (M + BLOCK - 1) / BLOCK;
+    parallel(N * nb, threads, [&](int, int64_t begin, int64_t end) {
+        std::vector<float> pbuf(C * BLOCK);
+        float s[BLOCK];
+        for (int64_t it = begin; it < end; ++it) {
+            const int64_t n = it / nb;
+            const int64_t j0 = (it % nb) * BLOCK;
+            const int64_t L = std::min<int64_t>(BLOCK, M - j0);
+            const float* lb = lse + n * M + j0;
+            for (int64_t j = 0; j < L; ++j) s[j] = 0.0f;
+            for (int64_t c = 0; c < C; ++c) {
+                const int64_t off = (n * C + c) * M + j0;
+                const float scale = gv[per_image ? n * C + c : c];
+                float* pb = pbuf.data() + c * BLOCK;
+                float* ob = grad + off;
+                for (int64_t j = 0; j < L; ++j) {
+                    const float p = exp_neg(x[off + j] - lb[j]);
+                    const float d = scale * W[off + j];
+                    pb[j] = p;
+                    ob[j] = d;
+                    s[j] += p * d;
+                }
+            }
+            for (int64_t c = 0; c < C; ++c) {
+                const float* pb = pbuf.data() + c * BLOCK;
+                float* ob = grad + (n * C + c) * M + j0;
+                for (int64_t j = 0; j < L; ++j) ob[j] = pb[j] * (ob[j] - s[j]);
+            }
+        }
+    });
+}
+
 }  // namespace
 
 extern "C" {
 
-int sl_version() { return 2; }
+int sl_version() { return 3; }
 
 int sl_softmax_index_fwd_f32(const float* x, const int64_t* t, const float* v, int64_t N, int64_t C, int64_t M,
                              float* lse, float* logpt, double* psum, double* tp, double* gsum, int need_stats,
@@ -575,6 +833,33 @@ void sl_sigmoid_focal_bwd_f32(const float* x, const float* g, const float* v, co
 void sl_sigmoid_focal_bwd_f64(const double* x, const double* g, const double* v, const double* scale, int64_t rows,
                               int64_t M, double w1, double w0, double gamma, double* grad, int threads) {
     sigmoid_focal_bwd<double>(x, g, v, scale, rows, M, w1, w0, gamma, grad, threads);
+}
+
+// Lovasz rows (see lovasz_row): value and positives per row (R = N C per image, else C), W (N, C, M);
+// scratch: 2 max-row-length uint64 buffers. Returns 1 if a row is too long for 31-bit indices.
+// row_parallel: rows spread over the threads (scratch: 2 L per thread), else each row over all threads (2 L).
+int sl_lovasz_fwd_f32(int kind, int hinge, const float* z, const float* lse, const int64_t* t, const float* g,
+                      const float* valid, int64_t N, int64_t C, int64_t M, int per_image, float* W, double* value,
+                      double* positives, uint64_t* scratch, int row_parallel, int threads) {
+    const int64_t L = per_image ? M : N * M;
+    if (L >= (int64_t(1) << 31)) return 1;
+    LovaszInput in{kind, hinge, z, lse, t, g, valid, N, C, M};
+    const int64_t R = per_image ? N * C : C;
+    auto row_of = [&](int64_t r) { return per_image ? LovaszRow{r / C, r % C, 1} : LovaszRow{0, r, N}; };
+    if (row_parallel) {  // short rows: one row per thread at a time, each with its own two buffers
+        parallel(R, threads, [&](int th, int64_t begin, int64_t end) {
+            for (int64_t r = begin; r < end; ++r)
+                lovasz_row(in, row_of(r), W, scratch + 2 * L * th, scratch + 2 * L * th + L, 1, value[r],
+                           positives[r]);
+        });
+    } else {  // long rows: one at a time, every thread on it
+        for (int64_t r = 0; r < R; ++r) lovasz_row(in, row_of(r), W, scratch, scratch + L, threads, value[r], positives[r]);
+    }
+    return 0;
+}
+void sl_lovasz_softmax_bwd_f32(const float* x, const float* lse, const float* W, const float* gv, int64_t N, int64_t C,
+                               int64_t M, int per_image, float* grad, int threads) {
+    lovasz_softmax_bwd(x, lse, W, gv, N, C, M, per_image, grad, threads);
 }
 
 }  // extern "C"

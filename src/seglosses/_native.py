@@ -34,6 +34,8 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "sl_softmax_index_bwd": (None, [_P, _P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _INT]),
     "sl_sigmoid_dense_fwd": (None, [_P, _P, _P, _I64, _I64, _P, _P, _P, _D, _D, _D, _INT]),
     "sl_sigmoid_dense_bwd": (None, [_P, _P, _P, _P, _P, _P, _D, _D, _D, _I64, _I64, _P, _INT]),
+    "sl_lovasz_fwd": (_INT, [_INT, _INT, _P, _P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _INT, _INT]),
+    "sl_lovasz_softmax_bwd": (None, [_P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _INT]),
     "sl_sigmoid_focal_fwd": (None, [_P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
     "sl_sigmoid_focal_bwd": (None, [_P, _P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
 }
@@ -95,12 +97,17 @@ def _build() -> ctypes.CDLL:
         target = _compile(compiler, _flags(openmp=False))  # a compiler without OpenMP: std::thread
     lib = ctypes.CDLL(str(target))
     for name, (restype, argtypes) in _SIGNATURES.items():
-        variants = [name] if name == "sl_version" else [f"{name}_f32", f"{name}_f64"]
+        if name == "sl_version":
+            variants = [name]
+        elif name.startswith("sl_lovasz"):
+            variants = [f"{name}_f32"]  # float32 only (float64 inputs take the PyTorch path)
+        else:
+            variants = [f"{name}_f32", f"{name}_f64"]
         for variant in variants:
             fn = getattr(lib, variant)
             fn.restype = restype
             fn.argtypes = argtypes
-    if lib.sl_version() != 2:
+    if lib.sl_version() != 3:
         raise RuntimeError("seglosses native kernels: version mismatch")
     return lib
 

@@ -2,11 +2,12 @@ r"""Lovász hinge and Lovász-softmax losses (Berman, Triki, Blaschko, CVPR 2018
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
+from seglosses import _native
 from seglosses._checks import check_hparams, check_one_hot, check_option, check_reduction
 from seglosses._prepare import Prepared, prepare
 from seglosses._types import Mode
@@ -65,6 +66,101 @@ def _sort_key(z: Tensor, g: Tensor, kept: Tensor | None, *, hinge: bool) -> Tens
     return key
 
 
+class _LovaszNative(torch.autograd.Function):
+    """The Lovász rows by the native kernel: values and positives per row; the gradient from the saved weights."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        z: Tensor,
+        kind: int,
+        hinge: bool,
+        lse: Tensor | None,
+        t: Tensor | None,
+        g: Tensor | None,
+        valid: Tensor | None,
+        per_image: bool,
+        lib: Any,
+    ) -> tuple[Tensor, Tensor]:
+        n, c, m = z.shape
+        rows = n * c if per_image else c
+        length = m if per_image else n * m
+        weights = torch.empty_like(z)
+        threads = max(1, torch.get_num_threads())
+        # short rows: one per thread (two sort buffers each); long rows: one at a time over all threads
+        row_parallel = length < (1 << 20) and rows > 1 and threads > 1
+        scratch = torch.empty((2 * length * (threads if row_parallel else 1),), dtype=torch.int64)
+        value = torch.zeros((rows,), dtype=torch.float64)
+        positives = torch.zeros((rows,), dtype=torch.float64)
+        status = lib.sl_lovasz_fwd_f32(
+            kind, int(hinge), z.data_ptr(), _native.ptr(lse), _native.ptr(t), _native.ptr(g), _native.ptr(valid),
+            n, c, m, int(per_image), weights.data_ptr(), value.data_ptr(), positives.data_ptr(), scratch.data_ptr(),
+            int(row_parallel), threads,
+        )  # fmt: skip
+        if status != 0:
+            raise RuntimeError("lovasz: a row too long for the native kernel")  # callers check the length first
+        del scratch
+        ctx.save_for_backward(z, lse, weights)
+        ctx.kind, ctx.per_image, ctx.lib = kind, per_image, lib
+        ctx.mark_non_differentiable(positives)
+        return value.to(z.dtype), positives.to(z.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, g_value: Tensor, _g_pos: Tensor) -> tuple[Tensor | None, ...]:
+        z, lse, weights = ctx.saved_tensors
+        n, c, m = z.shape
+        scale = g_value.to(z.dtype).contiguous()
+        if ctx.kind == 0:
+            grad = torch.empty_like(z)
+            ctx.lib.sl_lovasz_softmax_bwd_f32(
+                z.data_ptr(), lse.data_ptr(), weights.data_ptr(), scale.data_ptr(), n, c, m, int(ctx.per_image),
+                grad.data_ptr(), max(1, torch.get_num_threads()),
+            )  # fmt: skip
+        else:
+            grad = weights * (scale.view(n, c, 1) if ctx.per_image else scale.view(1, c, 1))
+        return grad, None, None, None, None, None, None, None, None
+
+
+def _lovasz_native(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tensor, Tensor] | None:
+    """Values and positives per row by the native kernel (float32 on the CPU), or None where it does not apply."""
+    x = prep.logits
+    if x.dtype != torch.float32 or x.device.type != "cpu" or (x.shape[0] * x.shape[2]) >= 2**31:
+        return None
+    n, c, m = x.shape
+    if prep.fused():
+        valid = prep.valid_pixels()
+        t = prep.target
+        lib = _native.usable(x, t, valid)
+        if lib is None or t.dtype != torch.int64:
+            return None
+        lse = torch.empty((n, m), dtype=x.dtype)
+        sums = torch.zeros((3, n, c), dtype=torch.float64)
+        status = lib.sl_softmax_index_fwd_f32(
+            x.data_ptr(), t.data_ptr(), _native.ptr(valid), n, c, m, lse.data_ptr(), None,
+            sums[0].data_ptr(), sums[1].data_ptr(), sums[2].data_ptr(), 0, max(1, torch.get_num_threads()),
+        )  # fmt: skip
+        if status != 0:
+            return None
+        out: tuple[Tensor, Tensor] = _LovaszNative.apply(  # type: ignore[no-untyped-call]
+            x, 0, False, lse, t, None, valid, per_image, lib
+        )
+        return out
+    if prep.form != "dense":
+        return None
+    z = x if hinge else prep.prob
+    g = prep.target.to(z.dtype)
+    valid = prep.valid
+    if valid is not None and valid.shape != z.shape:
+        valid = valid.expand_as(z)
+    z, g = z.contiguous(), g.contiguous()
+    valid = None if valid is None else valid.to(z.dtype).contiguous()
+    lib = _native.usable(z, g, valid)
+    if lib is None:
+        return None
+    out = _LovaszNative.apply(z, 1, hinge, None, None, g, valid, per_image, lib)  # type: ignore[no-untyped-call]
+    return out
+
+
 def _lovasz_terms(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tensor, Tensor, Tensor]:
     r"""Lovász loss of every row: ``(loss, positives, kept)``, each ``(N, C)`` per image, else ``(C,)``.
 
@@ -75,6 +171,15 @@ def _lovasz_terms(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tens
     Ignored elements get the sort key ``-inf`` (last, outside every count) and the coefficient 0 (no value, no
     gradient).
     """
+    if prep.logits.numel() > 0:
+        native = _lovasz_native(prep, hinge=hinge, per_image=per_image)
+        if native is not None:  # the native kernel (float32 on the CPU): no probabilities or masks built here
+            dot, positives = native
+            count = prep.count()
+            if per_image:
+                n, c = prep.logits.shape[:2]
+                return dot.view(n, c), positives.view(n, c), count
+            return dot, positives, count.sum(0)
     z = prep.logits if hinge else prep.prob
     shape = (int(z.shape[0]), int(z.shape[1]), int(z.shape[2]))
     n, c, m = shape
