@@ -289,18 +289,18 @@ class _SigmoidDense(torch.autograd.Function):
         ctx: Any, x: Tensor, g: Tensor, valid: Tensor | None, alpha: float | None, gamma: float, need_pixel: bool
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         n, c, m = x.shape
-        gsum = (g if valid is None else g * valid).sum(-1)
         lib, sfx = _sigmoid_native(x, g, valid)
         w1, w0 = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
         if lib is not None:
-            sums = torch.zeros((3, n, c), dtype=torch.float64)
+            sums = torch.zeros((4, n, c), dtype=torch.float64)
             getattr(lib, "sl_sigmoid_dense_fwd" + sfx)(
                 x.data_ptr(), g.data_ptr(), _native.ptr(valid), n * c, m, sums[0].data_ptr(), sums[1].data_ptr(),
-                sums[2].data_ptr() if need_pixel else None, w1, w0, float(gamma), _threads(),
+                sums[2].data_ptr() if need_pixel else None, sums[3].data_ptr(), w1, w0, float(gamma), _threads(),
             )  # fmt: skip
-            psum, tp, rows = sums.to(x.dtype).unbind(0)
+            psum, tp, rows, gsum = sums.to(x.dtype).unbind(0)
             pix = rows.sum(1)
         else:
+            gsum = (g if valid is None else g * valid).sum(-1)
             psum = torch.zeros((n, c), dtype=x.dtype, device=x.device)
             tp = torch.zeros((n, c), dtype=x.dtype, device=x.device)
             pix = torch.zeros((n,), dtype=x.dtype, device=x.device)

@@ -440,16 +440,18 @@ inline T sigmoid_of(T x) {
 // With pix (not null), also the sum of v L of the focal term (w1, w0, gamma: see focal_block) per row.
 template <typename T>
 void sigmoid_dense_fwd(const T* __restrict x, const T* __restrict g, const T* __restrict valid, int64_t rows,
-                       int64_t M, double* psum, double* tp, double* pix, T w1, T w0, T gamma, int threads) {
+                       int64_t M, double* psum, double* tp, double* pix, double* gsum, T w1, T w0, T gamma,
+                       int threads) {
     const int64_t nb = (M + BLOCK - 1) / BLOCK;
     const int64_t items = rows * nb;
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, items));
     const int ig = small_int(gamma);
-    std::vector<double> acc(nt * 3 * rows, 0.0);
+    std::vector<double> acc(nt * 4 * rows, 0.0);
     parallel(items, static_cast<int>(nt), [&](int th, int64_t begin, int64_t end) {
-        double* a_ps = acc.data() + th * 3 * rows;
+        double* a_ps = acc.data() + th * 4 * rows;
         double* a_tp = a_ps + rows;
         double* a_px = a_tp + rows;
+        double* a_gs = a_px + rows;
         for (int64_t it = begin; it < end; ++it) {
             const int64_t r = it / nb;
             const int64_t j0 = (it % nb) * BLOCK;
@@ -470,14 +472,16 @@ void sigmoid_dense_fwd(const T* __restrict x, const T* __restrict g, const T* __
             for (int64_t j = 0; j < L; ++j) qb[j] = pb[j] * gb[j];
             a_ps[r] += block_sum(pb, L);
             a_tp[r] += block_sum(qb, L);
+            a_gs[r] += vb != nullptr ? block_dot(gb, vb, L) : block_sum(gb, L);
         }
     });
     std::vector<double> part(nt * rows);
-    for (int which = 0; which < 3; ++which) {
-        double* out = which == 0 ? psum : (which == 1 ? tp : pix);
+    double* outs[4] = {psum, tp, pix, gsum};
+    for (int which = 0; which < 4; ++which) {
+        double* out = outs[which];
         if (out == nullptr) continue;
         for (int64_t th = 0; th < nt; ++th)
-            std::memcpy(part.data() + th * rows, acc.data() + th * 3 * rows + which * rows, rows * sizeof(double));
+            std::memcpy(part.data() + th * rows, acc.data() + th * 4 * rows + which * rows, rows * sizeof(double));
         reduce_into(part, nt, rows, out);
     }
 }
@@ -776,7 +780,7 @@ void lovasz_softmax_bwd(const float* __restrict x, const float* __restrict lse, 
 
 extern "C" {
 
-int sl_version() { return 3; }
+int sl_version() { return 4; }
 
 int sl_softmax_index_fwd_f32(const float* x, const int64_t* t, const float* v, int64_t N, int64_t C, int64_t M,
                              float* lse, float* logpt, double* psum, double* tp, double* gsum, int need_stats,
@@ -799,12 +803,13 @@ void sl_softmax_index_bwd_f64(const double* x, const int64_t* t, const double* v
     softmax_index_bwd<double>(x, t, v, lse, k, g_tp, g_psum, N, C, M, need_stats, grad, threads);
 }
 void sl_sigmoid_dense_fwd_f32(const float* x, const float* g, const float* v, int64_t rows, int64_t M, double* psum,
-                              double* tp, double* pix, double w1, double w0, double gamma, int threads) {
-    sigmoid_dense_fwd<float>(x, g, v, rows, M, psum, tp, pix, float(w1), float(w0), float(gamma), threads);
+                              double* tp, double* pix, double* gsum, double w1, double w0, double gamma, int threads) {
+    sigmoid_dense_fwd<float>(x, g, v, rows, M, psum, tp, pix, gsum, float(w1), float(w0), float(gamma), threads);
 }
 void sl_sigmoid_dense_fwd_f64(const double* x, const double* g, const double* v, int64_t rows, int64_t M,
-                              double* psum, double* tp, double* pix, double w1, double w0, double gamma, int threads) {
-    sigmoid_dense_fwd<double>(x, g, v, rows, M, psum, tp, pix, w1, w0, gamma, threads);
+                              double* psum, double* tp, double* pix, double* gsum, double w1, double w0, double gamma,
+                              int threads) {
+    sigmoid_dense_fwd<double>(x, g, v, rows, M, psum, tp, pix, gsum, w1, w0, gamma, threads);
 }
 void sl_sigmoid_dense_bwd_f32(const float* x, const float* g, const float* v, const float* g_tp, const float* g_psum,
                               const float* kscale, double w1, double w0, double gamma, int64_t rows, int64_t M,
