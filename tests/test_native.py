@@ -90,17 +90,22 @@ def test_softmax_index_native_equals_torch(dtype, masked, parts, shape):
 @pytest.mark.usefixtures("restore_native")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize("pixel", [None, (None, 0.0), (0.25, 2.0), (0.7, 0.5), (None, 3.0), (0.5, 1.0)])
+@pytest.mark.parametrize(
+    "pixel",
+    [None, (None, 0.0), (0.25, 2.0), (0.7, 0.5), (None, 3.0), (0.5, 1.0), (0.6, 0.5, True), (0.4, 2.0, True)],
+)
 @pytest.mark.parametrize("shape", [(1, 1, 5), (2, 3, 1000), (4, 1, 300)])
 def test_sigmoid_dense_native_equals_torch(dtype, masked, pixel, shape):
     g = torch.Generator().manual_seed(sum(shape))
     x = torch.randn(shape, generator=g, dtype=dtype) * 6
     target = torch.rand(shape, generator=g, dtype=dtype)
     valid = (torch.rand(shape, generator=g) > 0.3).to(dtype) if masked else None
-    alpha, gamma = pixel if pixel is not None else (None, 0.0)
+    alpha, gamma, pos0 = (*pixel, False)[:3] if pixel is not None else (None, 0.0, False)
 
     def run(xx):
-        return _fused.sigmoid_dense(xx, target, valid, alpha=alpha, gamma=gamma, need_pixel=pixel is not None)
+        return _fused.sigmoid_dense(
+            xx, target, valid, alpha=alpha, gamma=gamma, need_pixel=pixel is not None, gamma_pos0=pos0
+        )
 
     (out_n, grad_n), (out_t, grad_t) = _both(run, x)
     for a, b in zip(out_n, out_t, strict=True):

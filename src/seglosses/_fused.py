@@ -286,7 +286,14 @@ class _SigmoidDense(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, x: Tensor, g: Tensor, valid: Tensor | None, alpha: float | None, gamma: float, need_pixel: bool
+        ctx: Any,
+        x: Tensor,
+        g: Tensor,
+        valid: Tensor | None,
+        alpha: float | None,
+        gamma: float,
+        need_pixel: bool,
+        pos0: bool,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         n, c, m = x.shape
         lib, sfx = _sigmoid_native(x, g, valid)
@@ -295,7 +302,8 @@ class _SigmoidDense(torch.autograd.Function):
             sums = torch.zeros((4, n, c), dtype=torch.float64)
             getattr(lib, "sl_sigmoid_dense_fwd" + sfx)(
                 x.data_ptr(), g.data_ptr(), _native.ptr(valid), n * c, m, sums[0].data_ptr(), sums[1].data_ptr(),
-                sums[2].data_ptr() if need_pixel else None, sums[3].data_ptr(), w1, w0, float(gamma), _threads(),
+                sums[2].data_ptr() if need_pixel else None, sums[3].data_ptr(), w1, w0, float(gamma), int(pos0),
+                _threads(),
             )  # fmt: skip
             psum, tp, rows, gsum = sums.to(x.dtype).unbind(0)
             pix = rows.sum(1)
@@ -313,12 +321,12 @@ class _SigmoidDense(torch.autograd.Function):
                 psum += prob.sum(-1)
                 tp += prob.mul_(g[..., s:e]).sum(-1)
                 if need_pixel:
-                    value, _ = _sigmoid_focal_terms(x[..., s:e], g[..., s:e], alpha, gamma, need_grad=False)
+                    value, _ = _sigmoid_focal_terms(x[..., s:e], g[..., s:e], alpha, gamma, False, pos0)
                     if valid is not None:
                         value.mul_(valid[..., s:e])
                     pix += value.sum((1, 2))
         ctx.save_for_backward(x, g, valid)
-        ctx.alpha, ctx.gamma, ctx.need_pixel = alpha, gamma, need_pixel
+        ctx.alpha, ctx.gamma, ctx.need_pixel, ctx.pos0 = alpha, gamma, need_pixel, pos0
         ctx.mark_non_differentiable(gsum)
         return tp, psum, gsum, pix
 
@@ -335,9 +343,9 @@ class _SigmoidDense(torch.autograd.Function):
             w1, w0 = (1.0, 1.0) if ctx.alpha is None else (ctx.alpha, 1.0 - ctx.alpha)
             getattr(lib, "sl_sigmoid_dense_bwd" + sfx)(
                 x.data_ptr(), g.data_ptr(), _native.ptr(valid), g_tp.data_ptr(), g_psum.data_ptr(),
-                _native.ptr(kscale), w1, w0, float(ctx.gamma), n * c, m, grad.data_ptr(), _threads(),
+                _native.ptr(kscale), w1, w0, float(ctx.gamma), int(ctx.pos0), n * c, m, grad.data_ptr(), _threads(),
             )  # fmt: skip
-            return grad, None, None, None, None, None
+            return grad, None, None, None, None, None, None
         gt3, gp3 = g_tp.unsqueeze(-1), g_psum.unsqueeze(-1)
         spans = _chunks(n, c, m, x.device)
         work = x.new_empty((n, c, spans[0][1] - spans[0][0]))
@@ -348,12 +356,12 @@ class _SigmoidDense(torch.autograd.Function):
             coef = torch.mul(g[..., s:e], gt3, out=prob).add_(gp3)
             out.mul_(coef)
             if ctx.need_pixel:
-                _, deriv = _sigmoid_focal_terms(x[..., s:e], g[..., s:e], ctx.alpha, ctx.gamma, need_grad=True)
+                _, deriv = _sigmoid_focal_terms(x[..., s:e], g[..., s:e], ctx.alpha, ctx.gamma, True, ctx.pos0)
                 assert deriv is not None
                 out.addcmul_(deriv, g_pix.view(n, 1, 1))
             if valid is not None:
                 out.mul_(valid[..., s:e])
-        return grad, None, None, None, None, None
+        return grad, None, None, None, None, None, None
 
 
 def _sigmoid_native(x: Tensor, g: Tensor, valid: Tensor | None) -> tuple[Any, str]:
@@ -379,6 +387,7 @@ def sigmoid_dense(
     alpha: float | None = None,
     gamma: float = 0.0,
     need_pixel: bool = False,
+    gamma_pos0: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(TP, P, G, F)`` for sigmoid probabilities of ``x`` and a dense target: ``(N, C)`` x 3 and ``(N,)``.
 
@@ -392,34 +401,37 @@ def sigmoid_dense(
         alpha: focal weight of the positive term (``1 - alpha`` on the negative), or None.
         gamma: focal exponent of the pixel term.
         need_pixel: compute the pixel term.
+        gamma_pos0: the positive term's exponent is 0 (the asymmetric focal loss), else ``gamma``.
 
     """
     out: tuple[Tensor, Tensor, Tensor, Tensor] = _SigmoidDense.apply(  # type: ignore[no-untyped-call]
-        x, g, valid, alpha, gamma, need_pixel
+        x, g, valid, alpha, gamma, need_pixel, gamma_pos0
     )
     return out
 
 
 def _sigmoid_focal_terms(
-    xc: Tensor, gc: Tensor, alpha: float | None, gamma: float, need_grad: bool
+    xc: Tensor, gc: Tensor, alpha: float | None, gamma: float, need_grad: bool, pos0: bool = False
 ) -> tuple[Tensor, Tensor | None]:
     """Per-element focal loss of a chunk and, if asked, its derivative w.r.t. the logit (both exact in log space).
 
     With ``a = log p = logsigmoid(x)`` and ``b = log(1 - p) = a - x``:
     ``L = -[w1 g e^{gamma b} a + w0 (1 - g) e^{gamma a} b]`` and
     ``dL/dx = -[w1 g e^{gamma b} (e^b - gamma e^a a) + w0 (1 - g) e^{gamma a} (gamma e^b b - e^a)]``,
-    ``w1 = alpha, w0 = 1 - alpha`` (both 1 without alpha).
+    ``w1 = alpha, w0 = 1 - alpha`` (both 1 without alpha). With ``pos0`` the positive term's exponent is 0 (the
+    asymmetric focal loss: ``e^{0 b} = 1`` and its ``gamma`` in the derivative is 0).
     """
     w1, w0 = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
     a = torch.nn.functional.logsigmoid(xc)
     b = a - xc
-    pos = torch.exp(b * gamma).mul_(gc)  # g (1 - p)^gamma
+    gamma_pos = 0.0 if pos0 else gamma
+    pos = torch.exp(b * gamma_pos).mul_(gc)  # g (1 - p)^gamma
     neg = torch.exp(a * gamma).mul_(1.0 - gc)  # (1 - g) p^gamma
     value = (pos * a).mul_(-w1).sub_((neg * b).mul_(w0))
     if not need_grad:
         return value, None
     ea, eb = torch.exp(a), torch.exp(b)
-    d_pos = (eb - (ea * a).mul_(gamma)).mul_(pos).mul_(w1)
+    d_pos = (eb - (ea * a).mul_(gamma_pos)).mul_(pos).mul_(w1)
     d_neg = ((eb * b).mul_(gamma) - ea).mul_(neg).mul_(w0)
     return value, d_pos.add_(d_neg).neg_()
 

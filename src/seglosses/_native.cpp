@@ -18,13 +18,15 @@
 
 namespace {
 
+#define SL_INLINE inline __attribute__((always_inline))
+
 constexpr int64_t BLOCK = 256;
 
 // exp(x) for x <= 0 (the only arguments used here: x - max, x - logsumexp, -|x|), float32 to about 1 ulp,
 // written without calls or branches so that the compiler vectorises the loops around it.
 // Cody-Waite reduction x = k ln2 + r, |r| <= ln2/2, and the minimax polynomial of exp on that range (as in the
 // Cephes library). Results below the smallest normal float (x < -87.3) are flushed to 0; NaN stays NaN.
-inline float exp_neg(float x) {
+SL_INLINE float exp_neg(float x) {
     const float xc = x < -87.0f ? -87.0f : x;
     const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
     const float t = xc * 1.44269504088896341f + shifter;
@@ -47,11 +49,11 @@ inline float exp_neg(float x) {
     return x < -87.0f ? 0.0f : (x != x ? x : y);
 }
 
-inline double exp_neg(double x) { return std::exp(x); }
+SL_INLINE double exp_neg(double x) { return std::exp(x); }
 
 // log(u) for u in [1, 2] (the only arguments used: 1 + e^{-|x|}), float32 to about 1 ulp, vectorisable:
 // u = f 2^k with f in [sqrt(1/2), sqrt(2)), log u = k ln2 + log f, log(1 + m) by the Cephes minimax polynomial.
-inline float log_1to2(float u) {
+SL_INLINE float log_1to2(float u) {
     int32_t bits;
     std::memcpy(&bits, &u, 4);
     int32_t k = ((bits >> 23) & 0xff) - 126;  // u = f 2^k, f in [0.5, 1)
@@ -79,17 +81,17 @@ inline float log_1to2(float u) {
 }
 
 // log1p(e) for e in [0, 1], exact to about 1 ulp also for tiny e: log(u) e / (u - 1) with u = 1 + e.
-inline float log1p_unit(float e) {
+SL_INLINE float log1p_unit(float e) {
     const float u = 1.0f + e;
     const float d = u - 1.0f;
     const float l = log_1to2(u);
     return d == 0.0f ? e : l * (e / d);
 }
-inline double log1p_unit(double e) { return std::log1p(e); }
+SL_INLINE double log1p_unit(double e) { return std::log1p(e); }
 
 // x^g for x in [0, 1] given log x (lx): integer g = IG (0..3) by products (exact at x = 0), else exp(g lx).
 template <int IG, typename T>
-inline T pow_unit(T x, T lx, T g) {
+SL_INLINE T pow_unit(T x, T lx, T g) {
     if constexpr (IG == 0) return T(1);
     if constexpr (IG == 1) return x;
     if constexpr (IG == 2) return x * x;
@@ -331,7 +333,7 @@ void softmax_index_bwd(const T* __restrict x, const int64_t* __restrict t, const
 // ig: gamma as a small integer (0..3) when it is one, else -1 (then powers by exp(gamma log)).
 // One loop for the focal term of a block and, with STATS, the sigmoid statistics' part in the same pass:
 // forward (GRAD false): out = L, pout = p; backward (GRAD true): out = ks dL/dx + STATS p (1 - p) (ap + g at).
-template <typename T, bool GRAD, bool STATS, int IG>
+template <typename T, bool GRAD, bool STATS, int IG, bool POS0>
 inline void focal_block_ig(const T* __restrict x, const T* __restrict g, int64_t L, T w1, T w0, T gamma,
                            T* __restrict out, T* __restrict pout, T ks, T ap, T at) {
     for (int64_t j = 0; j < L; ++j) {
@@ -345,11 +347,12 @@ inline void focal_block_ig(const T* __restrict x, const T* __restrict g, int64_t
         const T q = neg ? r : e * r;   // 1 - p
         const T a = (neg ? xj : T(0)) - lp;   // log p
         const T b = (neg ? T(0) : -xj) - lp;  // log (1 - p)
-        const T mq = pow_unit<IG>(q, b, gamma);
+        const T mq = POS0 ? T(1) : pow_unit<IG>(q, b, gamma);  // POS0: the positive term without modulation
         const T mp = pow_unit<IG>(p, a, gamma);
+        const T gp = POS0 ? T(0) : gamma;
         const T gj = g[j];
         if constexpr (GRAD) {
-            const T d = -(w1 * gj * mq * (q - gamma * p * a) + w0 * (T(1) - gj) * mp * (gamma * q * b - p));
+            const T d = -(w1 * gj * mq * (q - gp * p * a) + w0 * (T(1) - gj) * mp * (gamma * q * b - p));
             if constexpr (STATS) {
                 out[j] = ks * d + p * q * (ap + gj * at);
             } else {
@@ -362,16 +365,26 @@ inline void focal_block_ig(const T* __restrict x, const T* __restrict g, int64_t
     }
 }
 
+// ig: gamma as a small integer (0..3) or -1; pos0: the positive term's exponent is 0 instead of gamma (the
+// asymmetric focal loss of Yeung et al.: no modulation of the rare class).
 template <typename T, bool GRAD, bool STATS = false>
 inline void focal_block(const T* __restrict x, const T* __restrict g, int64_t L, T w1, T w0, T gamma, int ig,
-                        T* __restrict out, T* __restrict pout = nullptr, T ks = T(0), T ap = T(0), T at = T(0)) {
+                        T* __restrict out, T* __restrict pout = nullptr, T ks = T(0), T ap = T(0), T at = T(0),
+                        bool pos0 = false) {
+#define SL_FOCAL_CASE(K)                                                                          \
+    if (pos0)                                                                                     \
+        focal_block_ig<T, GRAD, STATS, K, true>(x, g, L, w1, w0, gamma, out, pout, ks, ap, at);  \
+    else                                                                                          \
+        focal_block_ig<T, GRAD, STATS, K, false>(x, g, L, w1, w0, gamma, out, pout, ks, ap, at); \
+    break;
     switch (ig) {
-        case 0: focal_block_ig<T, GRAD, STATS, 0>(x, g, L, w1, w0, gamma, out, pout, ks, ap, at); break;
-        case 1: focal_block_ig<T, GRAD, STATS, 1>(x, g, L, w1, w0, gamma, out, pout, ks, ap, at); break;
-        case 2: focal_block_ig<T, GRAD, STATS, 2>(x, g, L, w1, w0, gamma, out, pout, ks, ap, at); break;
-        case 3: focal_block_ig<T, GRAD, STATS, 3>(x, g, L, w1, w0, gamma, out, pout, ks, ap, at); break;
-        default: focal_block_ig<T, GRAD, STATS, -1>(x, g, L, w1, w0, gamma, out, pout, ks, ap, at); break;
+        case 0: SL_FOCAL_CASE(0)
+        case 1: SL_FOCAL_CASE(1)
+        case 2: SL_FOCAL_CASE(2)
+        case 3: SL_FOCAL_CASE(3)
+        default: SL_FOCAL_CASE(-1)
     }
+#undef SL_FOCAL_CASE
 }
 
 template <typename T>
@@ -430,7 +443,7 @@ void sigmoid_focal_bwd(const T* __restrict x, const T* __restrict g, const T* __
 
 // Sigmoid probability, exact on both sides (exp of a non-positive argument only).
 template <typename T>
-inline T sigmoid_of(T x) {
+SL_INLINE T sigmoid_of(T x) {
     const T e = exp_neg(x < T(0) ? x : -x);
     const T r = T(1) / (T(1) + e);
     return x < T(0) ? e * r : r;
@@ -441,7 +454,7 @@ inline T sigmoid_of(T x) {
 template <typename T>
 void sigmoid_dense_fwd(const T* __restrict x, const T* __restrict g, const T* __restrict valid, int64_t rows,
                        int64_t M, double* psum, double* tp, double* pix, double* gsum, T w1, T w0, T gamma,
-                       int threads) {
+                       int pos0, int threads) {
     const int64_t nb = (M + BLOCK - 1) / BLOCK;
     const int64_t items = rows * nb;
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, items));
@@ -461,7 +474,7 @@ void sigmoid_dense_fwd(const T* __restrict x, const T* __restrict g, const T* __
             T pb[BLOCK], qb[BLOCK], fb[BLOCK];
             const T* vb = valid != nullptr ? valid + r * M + j0 : nullptr;
             if (pix != nullptr) {
-                focal_block<T, false, true>(xb, gb, L, w1, w0, gamma, ig, fb, pb);
+                focal_block<T, false, true>(xb, gb, L, w1, w0, gamma, ig, fb, pb, T(0), T(0), T(0), pos0 != 0);
                 a_px[r] += vb != nullptr ? block_dot(fb, vb, L) : block_sum(fb, L);
             } else {
                 for (int64_t j = 0; j < L; ++j) pb[j] = sigmoid_of(xb[j]);
@@ -490,7 +503,7 @@ void sigmoid_dense_fwd(const T* __restrict x, const T* __restrict g, const T* __
 template <typename T>
 void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __restrict valid,
                        const T* __restrict g_tp, const T* __restrict g_psum, const T* __restrict kscale, T w1, T w0,
-                       T gamma, int64_t rows, int64_t M, T* __restrict grad, int threads) {
+                       T gamma, int pos0, int64_t rows, int64_t M, T* __restrict grad, int threads) {
     const int64_t nb = (M + BLOCK - 1) / BLOCK;
     const int ig = small_int(gamma);
     parallel(rows * nb, threads, [&](int, int64_t begin, int64_t end) {
@@ -503,7 +516,7 @@ void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __
             T* ob = grad + r * M + j0;
             const T a = g_psum[r], bt = g_tp[r];
             if (kscale != nullptr) {
-                focal_block<T, true, true>(xb, gb, L, w1, w0, gamma, ig, ob, nullptr, kscale[r], a, bt);
+                focal_block<T, true, true>(xb, gb, L, w1, w0, gamma, ig, ob, nullptr, kscale[r], a, bt, pos0 != 0);
             } else {
                 for (int64_t j = 0; j < L; ++j) {
                     const T p = sigmoid_of(xb[j]);
@@ -780,7 +793,7 @@ void lovasz_softmax_bwd(const float* __restrict x, const float* __restrict lse, 
 
 extern "C" {
 
-int sl_version() { return 4; }
+int sl_version() { return 5; }
 
 int sl_softmax_index_fwd_f32(const float* x, const int64_t* t, const float* v, int64_t N, int64_t C, int64_t M,
                              float* lse, float* logpt, double* psum, double* tp, double* gsum, int need_stats,
@@ -803,24 +816,26 @@ void sl_softmax_index_bwd_f64(const double* x, const int64_t* t, const double* v
     softmax_index_bwd<double>(x, t, v, lse, k, g_tp, g_psum, N, C, M, need_stats, grad, threads);
 }
 void sl_sigmoid_dense_fwd_f32(const float* x, const float* g, const float* v, int64_t rows, int64_t M, double* psum,
-                              double* tp, double* pix, double* gsum, double w1, double w0, double gamma, int threads) {
-    sigmoid_dense_fwd<float>(x, g, v, rows, M, psum, tp, pix, gsum, float(w1), float(w0), float(gamma), threads);
+                              double* tp, double* pix, double* gsum, double w1, double w0, double gamma, int pos0,
+                              int threads) {
+    sigmoid_dense_fwd<float>(x, g, v, rows, M, psum, tp, pix, gsum, float(w1), float(w0), float(gamma), pos0,
+                             threads);
 }
 void sl_sigmoid_dense_fwd_f64(const double* x, const double* g, const double* v, int64_t rows, int64_t M,
                               double* psum, double* tp, double* pix, double* gsum, double w1, double w0, double gamma,
-                              int threads) {
-    sigmoid_dense_fwd<double>(x, g, v, rows, M, psum, tp, pix, gsum, w1, w0, gamma, threads);
+                              int pos0, int threads) {
+    sigmoid_dense_fwd<double>(x, g, v, rows, M, psum, tp, pix, gsum, w1, w0, gamma, pos0, threads);
 }
 void sl_sigmoid_dense_bwd_f32(const float* x, const float* g, const float* v, const float* g_tp, const float* g_psum,
-                              const float* kscale, double w1, double w0, double gamma, int64_t rows, int64_t M,
-                              float* grad, int threads) {
-    sigmoid_dense_bwd<float>(x, g, v, g_tp, g_psum, kscale, float(w1), float(w0), float(gamma), rows, M, grad,
+                              const float* kscale, double w1, double w0, double gamma, int pos0, int64_t rows,
+                              int64_t M, float* grad, int threads) {
+    sigmoid_dense_bwd<float>(x, g, v, g_tp, g_psum, kscale, float(w1), float(w0), float(gamma), pos0, rows, M, grad,
                              threads);
 }
 void sl_sigmoid_dense_bwd_f64(const double* x, const double* g, const double* v, const double* g_tp,
                               const double* g_psum, const double* kscale, double w1, double w0, double gamma,
-                              int64_t rows, int64_t M, double* grad, int threads) {
-    sigmoid_dense_bwd<double>(x, g, v, g_tp, g_psum, kscale, w1, w0, gamma, rows, M, grad, threads);
+                              int pos0, int64_t rows, int64_t M, double* grad, int threads) {
+    sigmoid_dense_bwd<double>(x, g, v, g_tp, g_psum, kscale, w1, w0, gamma, pos0, rows, M, grad, threads);
 }
 
 void sl_sigmoid_focal_fwd_f32(const float* x, const float* g, const float* v, int64_t rows, int64_t M, double w1,

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from seglosses._checks import check_hparams, check_mode, check_reduction
-from seglosses._fused import softmax_index
+from seglosses._fused import sigmoid_dense, softmax_index
 from seglosses._numerics import safe_divide, safe_pow
 from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, masked_mean, prepare, unflatten
 from seglosses._reduce import reduce_images
@@ -62,8 +62,28 @@ def _fused_focal_weights(
     return valid_px, wpix, g_pix
 
 
+def _binary_fused(
+    prep: Prepared, delta: float, gamma: float, asymmetric: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """Binary logits: the per-image focal sums of ``L_F`` and the sigmoid statistics from one pass.
+
+    ``L_F`` of the pair [1 - p, p] is the sigmoid focal term with alpha = delta and, when asymmetric, no modulation
+    of the foreground term. Returns ``(TP, P, G, F, valid)`` (see :func:`seglosses._fused.sigmoid_dense`).
+    """
+    valid = prep.valid
+    if valid is not None and valid.shape != prep.logits.shape:
+        valid = valid.expand_as(prep.logits).contiguous()
+    tp, p_sum, g_sum, pix = sigmoid_dense(
+        prep.logits, prep.target, valid, alpha=delta, gamma=gamma, need_pixel=True, gamma_pos0=asymmetric
+    )
+    return tp, p_sum, g_sum, pix, valid
+
+
 def _focal_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, reduction: str) -> Tensor:
     """``L_F``: per pixel, the sum over classes of the modified focal terms, then the mean over kept pixels."""
+    if prep.mode == "binary" and prep.from_logits and reduction != "none":
+        _, _, _, pix, valid_b = _binary_fused(prep, delta, gamma, asymmetric)
+        return fused_pixel_mean(pix, prep, valid_b, reduction)
     if prep.mode == "binary":
         # the pair [1 - p, p]: class 0 is the background, log p_0 = log(1 - p), 1 - p_0 = p
         logp, log1mp = log_probs(prep)
@@ -473,6 +493,12 @@ def unified_focal_loss(
             prep.logits, prep.target, valid_px, wpix=wpix, gamma=g_pix, need_stats=True, need_pixel=True
         )
         lf = fused_pixel_mean(pix, prep, valid_px, reduction)
+        stats = finish_index_stats(prep, tp, p_sum, g_sum, per_image=True)
+        lft = _tversky_from_stats(stats, prep, delta, gamma, asymmetric, smooth, reduction)
+    elif prep.mode == "binary" and prep.from_logits:
+        # both parts from one sigmoid pass: the focal sums and the per-image statistics together
+        tp, p_sum, g_sum, pix, valid_b = _binary_fused(prep, delta, gamma, asymmetric)
+        lf = fused_pixel_mean(pix, prep, valid_b, reduction)
         stats = finish_index_stats(prep, tp, p_sum, g_sum, per_image=True)
         lft = _tversky_from_stats(stats, prep, delta, gamma, asymmetric, smooth, reduction)
     else:
