@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch threads per case (issue 5 uses 2)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=1, help="run the whole list this many times (median)")
     parser.add_argument("--workloads", default=None, help="comma-separated (default: the four of the issue)")
     parser.add_argument("--losses", default=None, help="comma-separated (default: all)")
     parser.add_argument("--quick", action="store_true", help="tiny workloads (smoke test of this script)")
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         losses=args.losses,
         repeats=args.repeats,
         warmup=args.warmup,
+        rounds=args.rounds,
         threads=args.threads,
         device=device,
         out=HERE / f"results-{kind}",

@@ -81,6 +81,42 @@ def test_bench_derive_ratios():
     assert math.isnan(rows[4].x_ce)
 
 
+def test_bench_merge_rounds_takes_the_median_of_the_rounds():
+    def row(ms: float, status: str = "ok") -> bm.Result:
+        return bm.Result("w", "", "seglosses:dice", "seglosses", "dice", "", "", status, ms=ms, ms_all=[ms, ms + 1],
+                         peak_mib=2.0 + ms / 100, x_logits=1.0 + ms / 100)  # fmt: skip
+
+    merged = bm.merge_rounds([row(30.0), row(10.0), row(12.0)])
+    assert merged.ms == pytest.approx(12.0)
+    assert merged.ms_all == [30.0, 31.0, 10.0, 11.0, 12.0, 13.0]
+    assert merged.peak_mib == pytest.approx(2.3)  # the largest peak of the rounds
+    assert merged.x_logits == pytest.approx(1.3)
+    failed = bm.merge_rounds([row(10.0), bm.Result("w", "", "c", "l", "q", "", "", "error", error="boom")])
+    assert (failed.status, failed.error) == ("error", "boom")
+    assert bm.merge_rounds([row(7.0)]).ms == pytest.approx(7.0)
+
+
+def test_bench_rounds_run_each_case_that_many_times(monkeypatch):
+    calls = []
+
+    def fake_run_one(workload, case, **kwargs):
+        calls.append(case.id)
+        ms = 10.0 + len(calls)
+        return bm.Result(workload.name, "", case.id, case.library, case.quantity, "", "", "ok", ms=ms, ms_all=[ms],
+                         peak_mib=1.0, x_logits=1.0)  # fmt: skip
+
+    monkeypatch.setattr(bm, "_run_one", fake_run_one)
+    cases = bm.select_cases(["dice"], peers=False)
+    results = bm.run_benchmark([TINY], cases, rounds=3, repeats=1)
+    ids = [c.id for c in cases]
+    assert calls == ids * 3  # one round after the other, not each case three times in a row
+    assert [r.case for r in results] == ids
+    k = len(ids)
+    assert [r.ms for r in results] == [10.0 + k + 1 + i for i in range(k)]  # the middle round's value
+    with pytest.raises(ValueError, match="rounds must be >= 1"):
+        bm.run_benchmark([TINY], cases, rounds=0)
+
+
 def test_bench_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown loss 'dise'"):
         bm.select_cases(["dise"])

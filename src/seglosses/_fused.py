@@ -17,6 +17,12 @@ the backward recomputes ``p`` in the gradient's own buffer and writes
 
 (bars are the incoming gradients of ``P``, ``TP`` and the pixel sum), in spatial chunks so that no temporary of
 the input's size is allocated beside the gradient. No one-hot tensor is built; no host synchronisation.
+
+The same module holds the fused sigmoid paths for binary / multilabel logits (statistics ``TP``, ``P``, ``G`` and
+the focal / BCE term from one pass each way). On the CPU each pass runs in a compiled kernel when one is available
+(:mod:`seglosses._native`: ``_native.cpp`` compiled on first use, OpenMP on PyTorch's thread pool); the
+pure-PyTorch functions here are the fallback with the same numbers (``SEGLOSSES_NATIVE=0`` forces them; the tests
+pin the two equal), and the only path on GPUs and under ``torch.compile``.
 """
 
 from __future__ import annotations

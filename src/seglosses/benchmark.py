@@ -61,6 +61,7 @@ __all__ = [
     "describe_machine",
     "main",
     "measure",
+    "merge_rounds",
     "render_rich",
     "resolve_device",
     "run_and_report",
@@ -679,24 +680,49 @@ def run_benchmark(
     threads: int = 2,
     device: str = "cpu",
     timeout: float = 900.0,
+    rounds: int = 1,
     progress: Callable[[Result], None] | None = None,
 ) -> list[Result]:
-    """Run every case that applies to each workload, each in a fresh subprocess; rows in workload, case order."""
-    if repeats < 1 or warmup < 1 or threads < 1:
-        raise ValueError(f"repeats, warmup and threads must be >= 1; got {repeats}, {warmup}, {threads}")
-    results = []
-    for workload in workloads:
-        for case in cases:
-            if not case.applies(workload):
-                continue
+    """Run every case that applies to each workload, each in a fresh subprocess; rows in workload, case order.
+
+    With ``rounds > 1`` the whole list runs ``rounds`` times, one round after the other, and each row reports the
+    median of its rounds' medians: a slow spell of a shared machine then lands on every case alike instead of on
+    the few that happened to run during it (the ratios of one run are what the table is for).
+    """
+    if repeats < 1 or warmup < 1 or threads < 1 or rounds < 1:
+        raise ValueError(
+            f"repeats, warmup, threads and rounds must be >= 1; got {repeats}, {warmup}, {threads}, {rounds}"
+        )
+    pairs = [(w, c) for w in workloads for c in cases if c.applies(w)]
+    runs: list[list[Result]] = [[] for _ in pairs]
+    for _ in range(rounds):
+        for (workload, case), seen in zip(pairs, runs, strict=True):
             row = _run_one(
                 workload, case, repeats=repeats, warmup=warmup, threads=threads, device=device, timeout=timeout
             )
-            results.append(row)
+            seen.append(row)
             if progress is not None:
                 progress(row)
+    results = [merge_rounds(seen) for seen in runs]
     derive(results)
     return results
+
+
+def merge_rounds(rows: Sequence[Result]) -> Result:
+    """One row from the rounds of one case: the median of the rounds' medians, every timed step kept in ``ms_all``.
+
+    A round that failed makes the row fail (its status and error): a case is reported only if it ran every time.
+    """
+    first = rows[0]
+    failed = [r for r in rows if r.status != "ok"]
+    if len(rows) == 1 or failed:
+        return failed[0] if failed else first
+    merged = Result(**{f.name: getattr(first, f.name) for f in fields(Result)})
+    merged.ms = statistics.median(r.ms for r in rows)
+    merged.ms_all = [t for r in rows for t in r.ms_all]
+    merged.peak_mib = max(r.peak_mib for r in rows)
+    merged.x_logits = max(r.x_logits for r in rows)
+    return merged
 
 
 # ---------------------------------------------------------------------------------------------------------- outputs
@@ -736,6 +762,10 @@ def describe_machine(device: str = "cpu", threads: int = 2) -> dict[str, Any]:
         or _version("segmentation_models_pytorch"),
         "kornia": _version("kornia"),
     }
+    if not device.startswith("cuda"):
+        from seglosses import _native
+
+        info["native kernels"] = _native.status()
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["cuda"] = torch.version.cuda
@@ -816,7 +846,9 @@ def to_markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str
     lines += ["## Machine", ""] + [f"- {k}: {v}" for k, v in meta.items() if v is not None] + [""]
     lines += [
         "Forward + backward w.r.t. float32 logits, median of the timed steps after warm-up, each case in a fresh "
-        "subprocess. `x CE`: time over `F.cross_entropy` (binary: BCE with logits) on the same input; `x logits`: "
+        "subprocess (with `rounds` > 1: the whole list run that many times, one round after the other, and the "
+        "median of the rounds' medians). `x CE`: time over `F.cross_entropy` (binary: BCE with logits) on the "
+        "same input; `x logits`: "
         "peak extra tensor memory over the logits' size (the logits' gradient counts: 1.0 is the minimum); "
         "`peer speed-up`: fastest peer's time for the same loss over this row's (> 1: faster than every peer); "
         "`x leanest peer`: peak over the leanest peer's. `value`: the loss value, to check the argument mapping.",
@@ -891,6 +923,7 @@ def run_and_report(
     out: Path = Path("seglosses-bench"),
     quick: bool = False,
     timeout: float = 900.0,
+    rounds: int = 1,
     rich: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> tuple[list[Result], dict[str, Path], dict[str, Any]]:
@@ -905,15 +938,18 @@ def run_and_report(
     cases = select_cases(_split(losses), peers=peers)
     n_repeats = repeats if repeats is not None else (2 if quick else 5)
 
-    meta = describe_machine(chosen_device, threads) | {"repeats": n_repeats, "warmup": warmup}
-    done: list[Result] = []
+    meta = describe_machine(chosen_device, threads) | {"repeats": n_repeats, "warmup": warmup, "rounds": rounds}
+    done: dict[tuple[str, str], list[Result]] = {}
 
     def progress(row: Result) -> None:
-        done.append(row)
-        write_outputs(done, out, meta | {"partial": True})  # a long run interrupted keeps what it measured
+        seen = done.setdefault((row.workload, row.case), [])
+        seen.append(row)
+        # a long run interrupted keeps what it measured (rounds merged so far)
+        write_outputs([merge_rounds(rows) for rows in done.values()], out, meta | {"partial": True})
         if log is not None:
             what = f"{row.ms:9.1f} ms {row.peak_mib:9.1f} MiB" if row.status == "ok" else f"{row.status}: {row.error}"
-            log(f"{row.workload:14s} {row.case:38s} {what}")
+            label = f" [{len(seen)}/{rounds}]" if rounds > 1 else ""
+            log(f"{row.workload:14s} {row.case:38s} {what}{label}")
 
     results = run_benchmark(
         chosen_workloads,
@@ -923,6 +959,7 @@ def run_and_report(
         threads=threads,
         device=chosen_device,
         timeout=timeout,
+        rounds=rounds,
         progress=progress,
     )
     paths = write_outputs(results, out, meta)
@@ -947,6 +984,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("seglosses-bench"))
     parser.add_argument("--quick", action="store_true", help="tiny workloads (smoke test)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per case")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the whole list this many times; report the median of the rounds"
+    )
     parser.add_argument("--no-rich", dest="rich", action="store_false", help="no terminal table")
     parser.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -965,6 +1005,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             out=args.out,
             quick=args.quick,
             timeout=args.timeout,
+            rounds=args.rounds,
             rich=args.rich,
             log=lambda s: print(s, file=sys.stderr, flush=True),
         )

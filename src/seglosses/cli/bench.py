@@ -45,6 +45,15 @@ def bench(
     ),
     quick: Annotated[bool, typer.Option("--quick", help="Tiny workloads: a smoke test in seconds.")] = False,
     timeout: Annotated[float, typer.Option("--timeout", min=1.0, help="Seconds allowed per case.")] = 900.0,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            "--rounds",
+            min=1,
+            help="Run the whole list this many times and report the median of the rounds (steadier ratios on a "
+            "shared machine).",
+        ),
+    ] = 1,
 ) -> None:
     """Time forward + backward and measure peak extra memory of each loss, each case in a fresh process."""
     from rich.console import Console
@@ -64,6 +73,7 @@ def bench(
             out=out,
             quick=quick,
             timeout=timeout,
+            rounds=rounds,
             log=lambda line: console.print(line, highlight=False, soft_wrap=True),
         )
     except ValueError as err:
