@@ -297,3 +297,52 @@ def test_lovasz_native_long_rows_and_row_parallel_agree():
         )
         _close(out_n[0], out_t[0], torch.float32)
         _close(grad_n[0], grad_t[0], torch.float32)
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+def test_lovasz_native_binary_long_row_with_gaps_agrees():
+    """One long row (binary, batch): the compact sort over all threads, with inactive and ignored elements."""
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn((2, 1, 800, 700), generator=g) * 2  # a row of 1.12M elements, about half of them inactive
+    t = (torch.rand((2, 1, 800, 700), generator=g) > 0.7).float()
+    t[1, :, :300] = 255  # ignored: a gap in the second thread's chunk
+    for per_image in (False, True):
+        (out_n, grad_n), (out_t, grad_t) = _both(
+            lambda xx, p=per_image: seglosses.F.lovasz_loss(xx, t, mode="binary", ignore_index=255, per_image=p), x
+        )
+        _close(out_n[0], out_t[0], torch.float32)
+        _close(grad_n[0], grad_t[0], torch.float32)
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("ignore", [None, 255])
+def test_native_hard_target_count_equals_torch(dtype, ignore):
+    """The one-pass check of a hard 0/1 target counts what the PyTorch expression counts (NaN included)."""
+    lib = _native.library()
+    g = torch.Generator().manual_seed(3)
+    t = (torch.rand((3, 1, 300, 301), generator=g) > 0.5).to(dtype)  # 270,900 values: several chunks
+    t.view(-1)[::997] = 255.0
+    t.view(-1)[5::4001] = 0.5
+    t.view(-1)[7::50021] = float("nan")
+    t.view(-1)[11::70001] = -1.0
+    kept = t if ignore is None else t[t != ignore]
+    expected = int(((kept != 0) & (kept != 1)).sum())
+    count = getattr(lib, f"sl_count_not_binary{_native.suffix(dtype)}")
+    got = count(t.data_ptr(), t.numel(), int(ignore is not None), float(ignore or 0), 2)
+    assert got == expected > 0
+
+
+@needs_native
+def test_native_hard_target_check_passes_and_still_names_the_problem():
+    x = torch.randn(2, 1, 8, 8)
+    t = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    t[0, 0, 0, 0] = 255
+    seglosses.F.lovasz_loss(x, t, mode="binary", ignore_index=255)  # 0, 1 and ignore_index: accepted
+    t[1, 0, 0, 0] = 0.5
+    with pytest.raises(ValueError, match="must be hard"):
+        seglosses.F.lovasz_loss(x, t, mode="binary", ignore_index=255)
+    t[1, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        seglosses.F.lovasz_loss(x, t, mode="binary", ignore_index=255)

@@ -234,6 +234,8 @@ def check_input_target(
     if not (target.dtype == torch.bool or target.dtype in _INT_DTYPES or torch.is_floating_point(target)):
         raise TypeError(f"{fn}: `target` must be a real tensor; got {target.dtype}")
     check_values = values_checked(target) and target.numel() > 0 and target.dtype != torch.bool
+    if check_values and not allow_soft and mode != "multiclass" and _hard_target_native(target, ignore_index):
+        return form  # every value 0, 1 or ignore_index: one native pass (else the passes below say what is wrong)
     # one pass: NaN propagates through aminmax, so NaN and the range are both read from (lo, hi)
     lo, hi = (float(v) for v in torch.aminmax(target)) if check_values else (0.0, 1.0)
     if math.isnan(lo) or math.isnan(hi):
@@ -256,6 +258,20 @@ def check_input_target(
         if bool(((kept != 0) & (kept != 1)).any()):
             raise ValueError(f"{fn}: `target` must be hard (values 0 or 1) for this loss; got soft values")
     return form
+
+
+def _hard_target_native(target: torch.Tensor, ignore_index: int | None) -> bool:
+    """True if the native kernel ran and found only 0, 1 and ``ignore_index`` in ``target`` (NaN is not)."""
+    from seglosses import _native
+
+    lib = _native.usable(target)
+    kernel = _native.suffix(target.dtype)
+    if lib is None or kernel is None:
+        return False
+    count = getattr(lib, f"sl_count_not_binary{kernel}")
+    has_ignore = ignore_index is not None
+    threads = max(1, torch.get_num_threads())
+    return int(count(target.data_ptr(), target.numel(), int(has_ignore), float(ignore_index or 0), threads)) == 0
 
 
 def check_index_range(fn: str, cleaned: torch.Tensor, target: torch.Tensor, c: int, ignore_index: int | None) -> None:

@@ -640,6 +640,10 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
         G += static_cast<double>(pos_count[th]);
     }
     const int64_t K = offset[nt];
+    // one thread on the row: B also counts the histograms of every sort pass (the order does not change them)
+    const bool single = nt == 1;
+    constexpr int PASSES = (32 + RADIX_BITS - 1) / RADIX_BITS;
+    std::vector<int64_t> hist_all(single ? PASSES * RADIX : 0, 0);
     // B: the (key, index | g) pairs; W = 0 where the element stays out of the sort
     parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
         for (int64_t th = tb; th < te; ++th) {
@@ -661,6 +665,9 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
                     std::memcpy(&bits, &err, 4);
                     buf_a[o++] = (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(i) |
                                  (static_cast<uint64_t>(gbit) << 31);
+                    if (single)
+                        for (int pass = 0; pass < PASSES; ++pass)
+                            ++hist_all[pass * RADIX + ((bits >> (pass * RADIX_BITS)) & (RADIX - 1))];
                 } else {
                     W[(n * in.C + row.c) * M + m] = 0.0f;
                 }
@@ -673,14 +680,18 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
     uint64_t* src = buf_a;
     uint64_t* dst = buf_b;
     for (int shift = 32; shift < 64; shift += RADIX_BITS) {
-        std::fill(hist.begin(), hist.end(), 0);
-        parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
-            for (int64_t th = tb; th < te; ++th) {
-                const int64_t b = K * th / snt, e = K * (th + 1) / snt;
-                int64_t* h = hist.data() + th * RADIX;
-                for (int64_t i = b; i < e; ++i) ++h[(src[i] >> shift) & (RADIX - 1)];
-            }
-        });
+        if (single) {  // snt == 1 too (K <= L)
+            std::copy_n(hist_all.begin() + (shift - 32) / RADIX_BITS * RADIX, RADIX, hist.begin());
+        } else {
+            std::fill(hist.begin(), hist.end(), 0);
+            parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
+                for (int64_t th = tb; th < te; ++th) {
+                    const int64_t b = K * th / snt, e = K * (th + 1) / snt;
+                    int64_t* h = hist.data() + th * RADIX;
+                    for (int64_t i = b; i < e; ++i) ++h[(src[i] >> shift) & (RADIX - 1)];
+                }
+            });
+        }
         bool one_bucket = false;  // every key has this digit: the pass would copy the order unchanged
         for (int d = 0; d < RADIX && !one_bucket; ++d) {
             int64_t total = 0;
@@ -789,11 +800,41 @@ void lovasz_softmax_bwd(const float* __restrict x, const float* __restrict lse, 
     });
 }
 
+// Number of values of g[0:n] other than 0, 1 and (if has_ignore) the ignore value; NaN counts. One vectorised
+// read: the whole check of a hard 0/1 target (the caller builds the error message from the slow path).
+template <typename T>
+int64_t count_not_binary(const T* __restrict g, int64_t n, int has_ignore, T ignore, int threads) {
+    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(threads, (n + (1 << 18) - 1) >> 18));
+    std::vector<int64_t> part(chunks, 0);
+    parallel(chunks, static_cast<int>(chunks), [&](int, int64_t cb, int64_t ce) {
+        for (int64_t ch = cb; ch < ce; ++ch) {
+            const int64_t b = n * ch / chunks, e = n * (ch + 1) / chunks;
+            int64_t bad = 0;
+            if (has_ignore) {
+                for (int64_t i = b; i < e; ++i) bad += !((g[i] == T(0)) | (g[i] == T(1)) | (g[i] == ignore));
+            } else {
+                for (int64_t i = b; i < e; ++i) bad += !((g[i] == T(0)) | (g[i] == T(1)));
+            }
+            part[ch] = bad;
+        }
+    });
+    int64_t total = 0;
+    for (int64_t v : part) total += v;
+    return total;
+}
+
 }  // namespace
 
 extern "C" {
 
-int sl_version() { return 5; }
+int sl_version() { return 6; }
+
+int64_t sl_count_not_binary_f32(const float* g, int64_t n, int has_ignore, double ignore, int threads) {
+    return count_not_binary<float>(g, n, has_ignore, static_cast<float>(ignore), threads);
+}
+int64_t sl_count_not_binary_f64(const double* g, int64_t n, int has_ignore, double ignore, int threads) {
+    return count_not_binary<double>(g, n, has_ignore, ignore, threads);
+}
 
 int sl_softmax_index_fwd_f32(const float* x, const int64_t* t, const float* v, int64_t N, int64_t C, int64_t M,
                              float* lse, float* logpt, double* psum, double* tp, double* gsum, int need_stats,

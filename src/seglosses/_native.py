@@ -38,6 +38,7 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "sl_lovasz_softmax_bwd": (None, [_P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _INT]),
     "sl_sigmoid_focal_fwd": (None, [_P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
     "sl_sigmoid_focal_bwd": (None, [_P, _P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
+    "sl_count_not_binary": (_I64, [_P, _I64, _INT, _D, _INT]),
 }
 
 
@@ -107,7 +108,7 @@ def _build() -> ctypes.CDLL:
             fn = getattr(lib, variant)
             fn.restype = restype
             fn.argtypes = argtypes
-    if lib.sl_version() != 5:
+    if lib.sl_version() != 6:
         raise RuntimeError("seglosses native kernels: version mismatch")
     return lib
 
