@@ -99,7 +99,9 @@ SL_INLINE T pow_unit(T x, T lx, T g) {
     if constexpr (IG < 0) return exp_neg(g * lx);
 }
 
-inline float log_of(float x) { return std::log(x); }
+// log(x) for x >= 1 (the sums of exponentials after the max was taken out: 1 <= x <= C), vectorisable: the
+// decomposition of log_1to2 holds for every positive normal float; NaN stays NaN.
+SL_INLINE float log_of(float x) { return x != x ? x : log_1to2(x); }
 inline double log_of(double x) { return std::log(x); }
 
 // Sum of a[0:L] with 16 independent partial sums (vectorised; an in-order float sum would not be).
@@ -189,10 +191,12 @@ int softmax_index_fwd(const T* __restrict x, const int64_t* __restrict t, const 
             const int64_t L = std::min<int64_t>(BLOCK, M - j0);
             const T* xb = x + n * C * M + j0;
             const int64_t* tb = t + n * M + j0;
-            for (int64_t j = 0; j < L; ++j) {
-                if (tb[j] < 0 || tb[j] >= C) bad[th] = 1;
+            int out_of_range = 0;
+            for (int64_t j = 0; j < L; ++j) out_of_range |= (tb[j] < 0) | (tb[j] >= C);
+            if (out_of_range) {
+                bad[th] = 1;
+                return;
             }
-            if (bad[th]) return;
             for (int64_t j = 0; j < L; ++j) mx[j] = xb[j];
             for (int64_t c = 1; c < C; ++c) {
                 const T* xc = xb + c * M;
