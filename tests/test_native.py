@@ -346,3 +346,22 @@ def test_native_hard_target_check_passes_and_still_names_the_problem():
     t[1, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         seglosses.F.lovasz_loss(x, t, mode="binary", ignore_index=255)
+
+
+@needs_native
+@pytest.mark.parametrize("per_image", [False, True])
+def test_lovasz_native_binary_peak_memory_at_most_4x_logits(per_image):
+    """The one-row sort keeps its weights in a sort buffer: forward + backward peak at most 4x the logits."""
+    from seglosses import benchmark as bm
+
+    g = torch.Generator().manual_seed(17)
+    x = torch.randn((4, 1, 256, 256), generator=g).requires_grad_(True)
+    t = (torch.rand((4, 1, 256, 256), generator=g) > 0.6).float()
+
+    def step():
+        x.grad = None
+        seglosses.F.lovasz_loss(x, t, mode="binary", per_image=per_image).backward()
+
+    step()
+    peak = bm._profiled_cpu_peak(step)
+    assert peak <= 4.0 * x.numel() * 4 * 1.01  # the gradient included; 1% for the O(rows) small tensors

@@ -590,8 +590,10 @@ inline void lovasz_element(const LovaszInput& in, int64_t n, int64_t c, int64_t 
     }
 }
 
+// W == nullptr (a single row, element i at W[i]): the weights go to the sort buffer that is free after the sort
+// (its first L floats), and *w_in_b says which one (0: buf_a, 1: buf_b); no separate W is needed.
 void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t* buf_a, uint64_t* buf_b,
-                int threads, double& value, double& positives) {
+                int threads, double& value, double& positives, int* w_in_b = nullptr) {
     const int64_t M = in.M;
     const int64_t L = row.nseg * M;
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, (L + 65535) / 65536));
@@ -673,7 +675,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
                         for (int pass = 0; pass < PASSES; ++pass)
                             ++hist_all[pass * RADIX + ((bits >> (pass * RADIX_BITS)) & (RADIX - 1))];
                 } else {
-                    W[(n * in.C + row.c) * M + m] = 0.0f;
+                    if (W != nullptr) W[(n * in.C + row.c) * M + m] = 0.0f;
                 }
             }
         }
@@ -719,6 +721,11 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
             }
         });
         std::swap(src, dst);
+    }
+    if (W == nullptr) {  // the free buffer holds the weights: 0 for every element outside the sort
+        W = reinterpret_cast<float*>(dst);
+        std::memset(W, 0, static_cast<size_t>(L) * sizeof(float));
+        *w_in_b = dst == buf_b ? 1 : 0;
     }
     // D: walk the errors in decreasing order (src[K - 1 - k] has rank k); chunks start from their prefix counts
     std::vector<int64_t> gcount(snt, 0);
@@ -831,7 +838,7 @@ int64_t count_not_binary(const T* __restrict g, int64_t n, int has_ignore, T ign
 
 extern "C" {
 
-int sl_version() { return 6; }
+int sl_version() { return 7; }
 
 int64_t sl_count_not_binary_f32(const float* g, int64_t n, int has_ignore, double ignore, int threads) {
     return count_not_binary<float>(g, n, has_ignore, static_cast<float>(ignore), threads);
@@ -921,6 +928,19 @@ int sl_lovasz_fwd_f32(int kind, int hinge, const float* z, const float* lse, con
         for (int64_t r = 0; r < R; ++r) lovasz_row(in, row_of(r), W, scratch, scratch + L, threads, value[r], positives[r]);
     }
     return 0;
+}
+// One row (C == 1 in batch mode, or N C == 1 per image): as sl_lovasz_fwd_f32 without W; buf_a and buf_b hold
+// L uint64 each, and the weights (N, C, M) end in the first L floats of the one returned (0: buf_a, 1: buf_b;
+// -1: the row is too long for 31-bit indices). Peak: the two buffers, no third array.
+int sl_lovasz_fwd_one_row_f32(int kind, int hinge, const float* z, const float* lse, const int64_t* t,
+                              const float* g, const float* valid, int64_t N, int64_t C, int64_t M, int per_image,
+                              double* value, double* positives, uint64_t* buf_a, uint64_t* buf_b, int threads) {
+    const int64_t L = per_image ? M : N * M;
+    if (L >= (int64_t(1) << 31) || (per_image ? N * C : C) != 1) return -1;
+    LovaszInput in{kind, hinge, z, lse, t, g, valid, N, C, M};
+    int w_in_b = 0;
+    lovasz_row(in, LovaszRow{0, 0, per_image ? 1 : N}, nullptr, buf_a, buf_b, threads, value[0], positives[0], &w_in_b);
+    return w_in_b;
 }
 void sl_lovasz_softmax_bwd_f32(const float* x, const float* lse, const float* W, const float* gv, int64_t N, int64_t C,
                                int64_t M, int per_image, float* grad, int threads) {

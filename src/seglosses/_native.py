@@ -35,6 +35,7 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "sl_sigmoid_dense_fwd": (None, [_P, _P, _P, _I64, _I64, _P, _P, _P, _P, _D, _D, _D, _INT, _INT]),
     "sl_sigmoid_dense_bwd": (None, [_P, _P, _P, _P, _P, _P, _D, _D, _D, _INT, _I64, _I64, _P, _INT]),
     "sl_lovasz_fwd": (_INT, [_INT, _INT, _P, _P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _INT, _INT]),
+    "sl_lovasz_fwd_one_row": (_INT, [_INT, _INT, _P, _P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _INT]),
     "sl_lovasz_softmax_bwd": (None, [_P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _INT]),
     "sl_sigmoid_focal_fwd": (None, [_P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
     "sl_sigmoid_focal_bwd": (None, [_P, _P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
@@ -108,7 +109,7 @@ def _build() -> ctypes.CDLL:
             fn = getattr(lib, variant)
             fn.restype = restype
             fn.argtypes = argtypes
-    if lib.sl_version() != 6:
+    if lib.sl_version() != 7:
         raise RuntimeError("seglosses native kernels: version mismatch")
     return lib
 
