@@ -95,26 +95,22 @@ class _LovaszNative(torch.autograd.Function):
                 _native.ptr(valid), n, c, m, int(per_image), value.data_ptr(), positives.data_ptr(),
                 bufs[0].data_ptr(), bufs[1].data_ptr(), threads,
             )  # fmt: skip
-            if which < 0:
-                raise RuntimeError("lovasz: a row too long for the native kernel")  # callers check the length first
-            weights = bufs[which].view(torch.float32)[:length].view(n, c, m)
+            status = 1 if which < 0 else 0
+            weights = bufs[max(which, 0)].view(torch.float32)[:length].view(n, c, m)
             del bufs
-            ctx.save_for_backward(z, lse, weights)
-            ctx.kind, ctx.per_image, ctx.lib = kind, per_image, lib
-            ctx.mark_non_differentiable(positives)
-            return value.to(z.dtype), positives.to(z.dtype)
-        weights = torch.empty_like(z)
-        # short rows: one per thread (two sort buffers each); long rows: one at a time over all threads
-        row_parallel = length < (1 << 20) and rows > 1 and threads > 1
-        scratch = torch.empty((2 * length * (threads if row_parallel else 1),), dtype=torch.int64)
-        status = lib.sl_lovasz_fwd_f32(
-            kind, int(hinge), z.data_ptr(), _native.ptr(lse), _native.ptr(t), _native.ptr(g), _native.ptr(valid),
-            n, c, m, int(per_image), weights.data_ptr(), value.data_ptr(), positives.data_ptr(), scratch.data_ptr(),
-            int(row_parallel), threads,
-        )  # fmt: skip
+        else:
+            weights = torch.empty_like(z)
+            # short rows: one per thread (two sort buffers each); long rows: one at a time over all threads
+            row_parallel = length < (1 << 20) and rows > 1 and threads > 1
+            scratch = torch.empty((2 * length * (threads if row_parallel else 1),), dtype=torch.int64)
+            status = lib.sl_lovasz_fwd_f32(
+                kind, int(hinge), z.data_ptr(), _native.ptr(lse), _native.ptr(t), _native.ptr(g), _native.ptr(valid),
+                n, c, m, int(per_image), weights.data_ptr(), value.data_ptr(), positives.data_ptr(),
+                scratch.data_ptr(), int(row_parallel), threads,
+            )  # fmt: skip
+            del scratch
         if status != 0:
             raise RuntimeError("lovasz: a row too long for the native kernel")  # callers check the length first
-        del scratch
         ctx.save_for_backward(z, lse, weights)
         ctx.kind, ctx.per_image, ctx.lib = kind, per_image, lib
         ctx.mark_non_differentiable(positives)
