@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -546,9 +547,6 @@ void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __
 // within the row (the errors are >= 0, so their float bits order like the floats). Ties between equal errors
 // give the same value in any order.
 
-constexpr int RADIX_BITS = 11;
-constexpr int RADIX = 1 << RADIX_BITS;
-
 struct LovaszRow {
     int64_t n0, c, nseg;  // first image, class, number of images in the row
 };
@@ -565,28 +563,62 @@ struct LovaszInput {
     int64_t N, C, M;
 };
 
-// Error, target bit and whether it enters the sort, for element m of image n, class c.
-inline void lovasz_element(const LovaszInput& in, int64_t n, int64_t c, int64_t m, float& e, uint32_t& gbit,
-                           bool& kept, bool& sorted) {
-    const int64_t pos = (n * in.C + c) * in.M + m;
+// The elements [m0, m0 + len) of image n, class c (len <= BLOCK), in vectorised loops: the error e, the target bit
+// gb, kept (not ignored) and in_sort (kept, and for the hinge e > 0: an inactive hinge error sorts after every
+// active one and has weight 0 in the value).
+inline void lovasz_block(const LovaszInput& in, int64_t n, int64_t c, int64_t m0, int64_t len, float* __restrict e,
+                         uint32_t* __restrict gb, uint8_t* __restrict kept, uint8_t* __restrict in_sort) {
+    const int64_t M = in.M;
+    const int64_t pos = (n * in.C + c) * M + m0;
+    const float* __restrict zb = in.z + pos;
     if (in.kind == 0) {
-        const int64_t pix = n * in.M + m;
-        kept = in.valid == nullptr || in.valid[pix] > 0.0f;
-        gbit = in.t[pix] == c ? 1u : 0u;
-        const float p = exp_neg(in.z[pos] - in.lse[pix]);
-        e = gbit ? 1.0f - p : p;
-        sorted = kept;
+        const float* __restrict lb = in.lse + n * M + m0;
+        const int64_t* __restrict tb = in.t + n * M + m0;
+        for (int64_t j = 0; j < len; ++j) {
+            const bool g = tb[j] == c;
+            const float p = exp_neg(zb[j] - lb[j]);
+            const float v = g ? 1.0f - p : p;
+            e[j] = v < 0.0f ? 0.0f : v;  // p <= 1; NaN stays
+            gb[j] = g ? 1u : 0u;
+        }
+        const float* __restrict vb = in.valid == nullptr ? nullptr : in.valid + n * M + m0;
+        for (int64_t j = 0; j < len; ++j) kept[j] = vb == nullptr || vb[j] > 0.0f;
+        std::memcpy(in_sort, kept, static_cast<size_t>(len));
         return;
     }
-    kept = in.valid == nullptr || in.valid[pos] > 0.0f;
-    gbit = in.g[pos] > 0.5f ? 1u : 0u;
+    const float* __restrict gp = in.g + pos;
+    const float* __restrict vb = in.valid == nullptr ? nullptr : in.valid + pos;
+    for (int64_t j = 0; j < len; ++j) gb[j] = gp[j] > 0.5f ? 1u : 0u;
+    for (int64_t j = 0; j < len; ++j) kept[j] = vb == nullptr || vb[j] > 0.0f;
     if (in.hinge) {
-        e = 1.0f - in.z[pos] * (gbit ? 1.0f : -1.0f);
-        sorted = kept && e > 0.0f;
+        for (int64_t j = 0; j < len; ++j) {
+            const float v = 1.0f - zb[j] * (gb[j] ? 1.0f : -1.0f);
+            e[j] = v;
+            in_sort[j] = kept[j] && v > 0.0f;
+        }
     } else {
-        e = gbit ? 1.0f - in.z[pos] : in.z[pos];
-        e = e < 0.0f ? 0.0f : e;  // probabilities in [0, 1]: |g - z|
-        sorted = kept;
+        for (int64_t j = 0; j < len; ++j) {
+            const float v = gb[j] ? 1.0f - zb[j] : zb[j];
+            e[j] = v < 0.0f ? 0.0f : v;  // probabilities in [0, 1]: |g - z|
+        }
+        std::memcpy(in_sort, kept, static_cast<size_t>(len));
+    }
+}
+
+// fn(n, m0, len, i0) over the elements [b, e) of a row (row index i = s M + m for image n0 + s), in blocks of at
+// most BLOCK elements of one image.
+template <class Fn>
+SL_INLINE void row_blocks(const LovaszRow& row, int64_t M, int64_t b, int64_t e, const Fn& fn) {
+    int64_t s = b / M, m = b % M;
+    for (int64_t i = b; i < e;) {
+        const int64_t len = std::min<int64_t>(std::min<int64_t>(BLOCK, M - m), e - i);
+        fn(row.n0 + s, m, len, i);
+        i += len;
+        m += len;
+        if (m == M) {
+            m = 0;
+            ++s;
+        }
     }
 }
 
@@ -597,127 +629,152 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
     const int64_t M = in.M;
     const int64_t L = row.nseg * M;
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, (L + 65535) / 65536));
+    // the sort key: the float bits of the error (>= 0, so they order like the floats). Errors <= 1 (softmax and
+    // flat form) have 30 significant bits, sorted in 3 passes of 10-bit digits; the hinge's (any size) 31, in 3
+    // of 11. A NaN error (flat form) is clamped to the largest key and makes the row's value NaN.
+    const int digit = in.hinge ? 11 : 10;
+    const uint32_t key_max = in.hinge ? 0x7fffffffu : 0x3fffffffu;
+    const int64_t radix = int64_t(1) << digit;
+    const uint64_t dmask = static_cast<uint64_t>(radix - 1);
+    constexpr int PASSES = 3;
+    const bool single = nt == 1;
     std::vector<int64_t> count(nt, 0), pos_count(nt, 0), offset(nt + 1, 0);
+    std::vector<uint8_t> nan_seen(nt, 0);
     auto span = [&](int64_t th, int64_t total, int64_t& b, int64_t& e) {
         b = total * th / nt;
         e = total * (th + 1) / nt;
     };
-    // A: how many elements of each chunk enter the sort, and the kept positives
-    parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
-        for (int64_t th = tb; th < te; ++th) {
-            int64_t b, e;
-            span(th, L, b, e);
-            int64_t k = 0, gp = 0;
-            int64_t n = row.n0 + b / M, m = b % M;  // walked without a division per element
-            if (in.kind == 0) {  // every kept element is sorted: count kept pixels and positives, no error needed
-                for (int64_t i = b; i < e; ++i) {
-                    const int64_t pix = n * M + m;
-                    const bool kept = in.valid == nullptr || in.valid[pix] > 0.0f;
-                    k += kept;
-                    gp += kept && in.t[pix] == row.c;
-                    if (++m == M) {
-                        m = 0;
-                        ++n;
+    if (!single) {  // A: how many elements of each chunk enter the sort (the chunks' offsets), and the positives
+        parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
+            float e[BLOCK];
+            uint32_t gb[BLOCK];
+            uint8_t kept[BLOCK], srt[BLOCK];
+            for (int64_t th = tb; th < te; ++th) {
+                int64_t b, e_;
+                span(th, L, b, e_);
+                int64_t k = 0, gp = 0;
+                row_blocks(row, M, b, e_, [&](int64_t n, int64_t m0, int64_t len, int64_t) {
+                    if (in.kind == 0 && in.valid == nullptr) {  // every element is sorted: count the positives only
+                        const int64_t* tb_ = in.t + n * M + m0;
+                        int64_t part = 0;
+                        for (int64_t j = 0; j < len; ++j) part += tb_[j] == row.c;
+                        k += len;
+                        gp += part;
+                        return;
                     }
-                }
+                    lovasz_block(in, n, row.c, m0, len, e, gb, kept, srt);
+                    int64_t ks = 0, gs = 0;
+                    for (int64_t j = 0; j < len; ++j) {
+                        ks += srt[j];
+                        gs += kept[j] & gb[j];
+                    }
+                    k += ks;
+                    gp += gs;
+                });
                 count[th] = k;
                 pos_count[th] = gp;
-                continue;
             }
-            for (int64_t i = b; i < e; ++i) {
-                float err;
-                uint32_t gbit;
-                bool kept, sorted;
-                lovasz_element(in, n, row.c, m, err, gbit, kept, sorted);
-                k += sorted;
-                gp += kept && gbit;
-                if (++m == M) {
-                    m = 0;
-                    ++n;
+        });
+        for (int64_t th = 0; th < nt; ++th) offset[th + 1] = offset[th] + count[th];
+    }
+    // one thread on the row: B also counts the positives and the histograms of every sort pass (the order of
+    // the pairs does not change them)
+    std::vector<uint32_t> hist_all(single ? PASSES * radix : 0, 0);
+    // B: the (key, index | g << 31) pairs; W = 0 where the element stays out of the sort
+    parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
+        float e[BLOCK];
+        uint32_t gb[BLOCK];
+        uint8_t kept[BLOCK], srt[BLOCK];
+        uint32_t* h0 = single ? hist_all.data() : nullptr;
+        uint32_t* h1 = single ? h0 + radix : nullptr;
+        uint32_t* h2 = single ? h1 + radix : nullptr;
+        for (int64_t th = tb; th < te; ++th) {
+            int64_t b, e_;
+            span(th, L, b, e_);
+            int64_t o = offset[th], gp = 0;
+            bool nan = false;
+            row_blocks(row, M, b, e_, [&](int64_t n, int64_t m0, int64_t len, int64_t i0) {
+                lovasz_block(in, n, row.c, m0, len, e, gb, kept, srt);
+                bool bn = false;
+                for (int64_t j = 0; j < len; ++j) bn |= e[j] != e[j];
+                nan |= bn;
+                float* wb = W == nullptr ? nullptr : W + (n * in.C + row.c) * M + m0;
+                for (int64_t j = 0; j < len; ++j) {
+                    if (srt[j]) {
+                        uint32_t bits;
+                        std::memcpy(&bits, e + j, 4);
+                        bits = bits < key_max ? bits : key_max;
+                        buf_a[o++] = (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(i0 + j) |
+                                     (static_cast<uint64_t>(gb[j]) << 31);
+                        if (single) {
+                            ++h0[bits & dmask];
+                            ++h1[(bits >> digit) & dmask];
+                            ++h2[(bits >> (2 * digit)) & dmask];
+                        }
+                    } else if (wb != nullptr) {
+                        wb[j] = 0.0f;
+                    }
                 }
+                if (single) {
+                    int64_t gs = 0;
+                    for (int64_t j = 0; j < len; ++j) gs += kept[j] & gb[j];
+                    gp += gs;
+                }
+            });
+            if (single) {
+                count[0] = o;
+                pos_count[0] = gp;
             }
-            count[th] = k;
-            pos_count[th] = gp;
+            nan_seen[th] = nan;
         }
     });
     double G = 0.0;
-    for (int64_t th = 0; th < nt; ++th) {
-        offset[th + 1] = offset[th] + count[th];
-        G += static_cast<double>(pos_count[th]);
-    }
-    const int64_t K = offset[nt];
-    // one thread on the row: B also counts the histograms of every sort pass (the order does not change them)
-    const bool single = nt == 1;
-    constexpr int PASSES = (32 + RADIX_BITS - 1) / RADIX_BITS;
-    std::vector<int64_t> hist_all(single ? PASSES * RADIX : 0, 0);
-    // B: the (key, index | g) pairs; W = 0 where the element stays out of the sort
-    parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
-        for (int64_t th = tb; th < te; ++th) {
-            int64_t b, e;
-            span(th, L, b, e);
-            int64_t o = offset[th];
-            int64_t n = row.n0 + b / M, m = b % M;
-            for (int64_t i = b; i < e; ++i, ++m) {
-                if (m == M) {
-                    m = 0;
-                    ++n;
-                }
-                float err;
-                uint32_t gbit;
-                bool kept, sorted;
-                lovasz_element(in, n, row.c, m, err, gbit, kept, sorted);
-                if (sorted) {
-                    uint32_t bits;
-                    std::memcpy(&bits, &err, 4);
-                    buf_a[o++] = (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(i) |
-                                 (static_cast<uint64_t>(gbit) << 31);
-                    if (single)
-                        for (int pass = 0; pass < PASSES; ++pass)
-                            ++hist_all[pass * RADIX + ((bits >> (pass * RADIX_BITS)) & (RADIX - 1))];
-                } else {
-                    if (W != nullptr) W[(n * in.C + row.c) * M + m] = 0.0f;
-                }
-            }
-        }
-    });
+    for (int64_t th = 0; th < nt; ++th) G += static_cast<double>(pos_count[th]);
+    const int64_t K = single ? count[0] : offset[nt];
+    bool any_nan = false;
+    for (int64_t th = 0; th < nt; ++th) any_nan |= nan_seen[th] != 0;
     // C: radix sort of the K pairs by their upper 32 bits, ascending, stable
     const int64_t snt = std::max<int64_t>(1, std::min<int64_t>(threads, (K + 65535) / 65536));
-    std::vector<int64_t> hist(static_cast<size_t>(snt) * RADIX);
+    std::vector<uint32_t> hist(static_cast<size_t>(snt * radix));
     uint64_t* src = buf_a;
     uint64_t* dst = buf_b;
-    for (int shift = 32; shift < 64; shift += RADIX_BITS) {
+    for (int pass = 0; pass < PASSES; ++pass) {
+        const int shift = 32 + pass * digit;
         if (single) {  // snt == 1 too (K <= L)
-            std::copy_n(hist_all.begin() + (shift - 32) / RADIX_BITS * RADIX, RADIX, hist.begin());
+            std::copy_n(hist_all.begin() + pass * radix, radix, hist.begin());
         } else {
-            std::fill(hist.begin(), hist.end(), 0);
+            std::fill(hist.begin(), hist.end(), 0u);
             parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
                 for (int64_t th = tb; th < te; ++th) {
                     const int64_t b = K * th / snt, e = K * (th + 1) / snt;
-                    int64_t* h = hist.data() + th * RADIX;
-                    for (int64_t i = b; i < e; ++i) ++h[(src[i] >> shift) & (RADIX - 1)];
+                    uint32_t* h = hist.data() + th * radix;
+                    for (int64_t i = b; i < e; ++i) ++h[(src[i] >> shift) & dmask];
                 }
             });
         }
         bool one_bucket = false;  // every key has this digit: the pass would copy the order unchanged
-        for (int d = 0; d < RADIX && !one_bucket; ++d) {
+        for (int64_t d = 0; d < radix && !one_bucket; ++d) {
             int64_t total = 0;
-            for (int64_t th = 0; th < snt; ++th) total += hist[th * RADIX + d];
+            for (int64_t th = 0; th < snt; ++th) total += hist[th * radix + d];
             one_bucket = total == K;
         }
         if (one_bucket) continue;
-        int64_t run = 0;
-        for (int d = 0; d < RADIX; ++d) {
+        uint32_t run = 0;  // K < 2^31
+        for (int64_t d = 0; d < radix; ++d) {
             for (int64_t th = 0; th < snt; ++th) {
-                const int64_t c = hist[th * RADIX + d];
-                hist[th * RADIX + d] = run;
+                const uint32_t c = hist[th * radix + d];
+                hist[th * radix + d] = run;
                 run += c;
             }
         }
         parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
             for (int64_t th = tb; th < te; ++th) {
                 const int64_t b = K * th / snt, e = K * (th + 1) / snt;
-                int64_t* h = hist.data() + th * RADIX;
-                for (int64_t i = b; i < e; ++i) dst[h[(src[i] >> shift) & (RADIX - 1)]++] = src[i];
+                uint32_t* h = hist.data() + th * radix;
+                for (int64_t i = b; i < e; ++i) {
+                    const uint64_t v = src[i];
+                    dst[h[(v >> shift) & dmask]++] = v;
+                }
             }
         });
         std::swap(src, dst);
@@ -727,7 +784,12 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
         std::memset(W, 0, static_cast<size_t>(L) * sizeof(float));
         *w_in_b = dst == buf_b ? 1 : 0;
     }
-    // D: walk the errors in decreasing order (src[K - 1 - k] has rank k); chunks start from their prefix counts
+    // D: walk the errors in decreasing order (src[K - 1 - k] has rank k); chunks start from their prefix counts.
+    // After rank k, with cum positives among ranks <= k: I_k = G - cum, U_k = G + k + 1 - cum, and the weight
+    // J_k - J_{k-1} = I_{k-1} / U_{k-1} - I_k / U_k (Berman et al. Alg. 1; I_{-1} / U_{-1} = 1) in closed form,
+    // without the cancellation of the difference: 1 / U_k for a positive (I drops by one, U stays), and
+    // I_k / (U_{k-1} U_k) for a negative (U grows by one; 1 if U_{k-1} = 0: the first rank of a row without
+    // positives).
     std::vector<int64_t> gcount(snt, 0);
     std::vector<double> partial(snt, 0.0);
     parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
@@ -744,9 +806,8 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
     parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
         for (int64_t th = tb; th < te; ++th) {
             const int64_t b = K * th / snt, e = K * (th + 1) / snt;
-            double cum = static_cast<double>(gstart[th]);  // positives among ranks < b
-            // ratio_{k-1} = I_{k-1} / U_{k-1} = (G - cum) / (G + k - cum); 1 before the first rank
-            double prev = b == 0 ? 1.0 : (G - cum) / (G + static_cast<double>(b) - cum);
+            int64_t cum = gstart[th];  // positives among ranks < b
+            const int64_t Gi = static_cast<int64_t>(G);
             double acc = 0.0;
             for (int64_t k = b; k < e; ++k) {
                 const uint64_t pair = src[K - 1 - k];
@@ -757,9 +818,10 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
                 float err;
                 std::memcpy(&err, &bits, 4);
                 cum += gbit;
-                const double ratio = (G - cum) / (G + static_cast<double>(k + 1) - cum);
-                const double w = prev - ratio;
-                prev = ratio;
+                const int64_t U = Gi + k + 1 - cum;
+                const double Ud = static_cast<double>(U);
+                const double w = gbit ? 1.0 / Ud
+                                      : (U > 1 ? static_cast<double>(Gi - cum) / (Ud * (Ud - 1.0)) : 1.0);
                 acc += w * static_cast<double>(err);
                 // image of element i = s M + m: s = i / M by a float reciprocal, corrected (no integer division)
                 int64_t seg = static_cast<int64_t>(static_cast<double>(i) * inv_m);
@@ -772,6 +834,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
     });
     value = 0.0;
     for (int64_t th = 0; th < snt; ++th) value += partial[th];
+    if (any_nan) value = std::numeric_limits<double>::quiet_NaN();
     positives = G;
 }
 
@@ -838,7 +901,7 @@ int64_t count_not_binary(const T* __restrict g, int64_t n, int has_ignore, T ign
 
 extern "C" {
 
-int sl_version() { return 7; }
+int sl_version() { return 8; }
 
 int64_t sl_count_not_binary_f32(const float* g, int64_t n, int has_ignore, double ignore, int threads) {
     return count_not_binary<float>(g, n, has_ignore, static_cast<float>(ignore), threads);

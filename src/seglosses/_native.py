@@ -109,7 +109,7 @@ def _build() -> ctypes.CDLL:
             fn = getattr(lib, variant)
             fn.restype = restype
             fn.argtypes = argtypes
-    if lib.sl_version() != 7:
+    if lib.sl_version() != 8:
         raise RuntimeError("seglosses native kernels: version mismatch")
     return lib
 
