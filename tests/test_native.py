@@ -365,3 +365,79 @@ def test_lovasz_native_binary_peak_memory_at_most_4x_logits(per_image):
     step()
     peak = bm._profiled_cpu_peak(step)
     assert peak <= 4.0 * x.numel() * 4 * 1.01  # the gradient included; 1% for the O(rows) small tensors
+
+
+def _close_scaled(a, b):
+    """Close relative to the largest magnitude (Lovász gradients are of size 1/L: an absolute floor says nothing)."""
+    scale = b.abs().max().clamp_min(1e-30)
+    torch.testing.assert_close(a / scale, b / scale, rtol=0, atol=2e-5)
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", ["multiclass-narrow", "binary-hinge-narrow", "multilabel-probs"])
+def test_lovasz_native_buckets_and_thread_counts_agree(case, threads):
+    """Errors crowded into a few top-digit buckets (buckets past the 32-bit in-cache sort), rows of 360K elements
+    split over 1, 2 or 3 threads: value and gradient as the PyTorch path, relative to the gradient's size.
+
+    Ties between a positive and a negative error would let the two paths give them each other's weights (both
+    valid subgradients), so the inputs avoid them: the multiclass errors of the two kinds sit near 1/3 and 2/3,
+    the hinge errors are distinct by construction."""
+    g = torch.Generator().manual_seed(23)
+    mode = case.split("-")[0]
+    c = {"multiclass": 3, "binary": 1, "multilabel": 2}[mode]
+    x = torch.randn((4, c, 300, 300), generator=g)
+    kwargs: dict = {"mode": mode}
+    if mode == "multiclass":
+        x = x * 1e-3  # p = 1/3 +- 1e-3: every error in two or three buckets of 2^-7 relative width
+        t = torch.randint(0, c, (4, 300, 300), generator=g)
+    else:
+        t = (torch.rand((4, c, 300, 300), generator=g) > 0.5).float()
+        if case.endswith("narrow"):  # hinge errors 0.65 + k 2^-20, distinct (no ties) and exact: 11 big buckets
+            k = torch.randperm(x.numel(), generator=g).view(x.shape).double()
+            x = ((1 - (0.65 + k * 2.0**-20)) * (2 * t.double() - 1)).float()
+        else:
+            x = x.sigmoid()
+            kwargs["from_logits"] = False
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads)
+        (out_n, grad_n), (out_t, grad_t) = _both(lambda xx: seglosses.F.lovasz_loss(xx, t, **kwargs), x)
+    finally:
+        torch.set_num_threads(before)
+    _close(out_n[0], out_t[0], torch.float32)
+    _close_scaled(grad_n[0], grad_t[0])
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+def test_lovasz_native_exact_ties_give_the_torch_value():
+    """All errors equal (zero logits): any order of the ties gives the same value, and the weights of one class's
+    tied elements sum to the same total on both paths."""
+    x = torch.zeros((2, 3, 64, 64))
+    t = torch.randint(0, 3, (2, 64, 64), generator=torch.Generator().manual_seed(3))
+    (out_n, grad_n), (out_t, grad_t) = _both(lambda xx: seglosses.F.lovasz_loss(xx, t, mode="multiclass"), x)
+    _close(out_n[0], out_t[0], torch.float32)
+    _close(grad_n[0].sum((0, 2, 3)), grad_t[0].sum((0, 2, 3)), torch.float32)
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+@pytest.mark.parametrize("case", ["multiclass-logits", "multilabel-probs"])
+def test_lovasz_native_nan_input_gives_nan_like_torch(case):
+    """A NaN in the input makes the loss NaN on both paths (the native sort key clamps it; the value must not)."""
+    g = torch.Generator().manual_seed(4)
+    mode = case.split("-")[0]
+    x = torch.randn((2, 3, 40, 40), generator=g)
+    if mode == "multiclass":
+        t = torch.randint(0, 3, (2, 40, 40), generator=g)
+        kwargs: dict = {"mode": mode}
+    else:
+        t = (torch.rand((2, 3, 40, 40), generator=g) > 0.5).float()
+        x = x.sigmoid()
+        kwargs = {"mode": mode, "from_logits": False}
+    x[1, 0, 5, 7] = float("nan")
+    for enabled in (True, False):
+        _native.set_native(enabled)
+        assert torch.isnan(seglosses.F.lovasz_loss(x, t, **kwargs)), f"native={enabled}"

@@ -624,19 +624,26 @@ SL_INLINE void row_blocks(const LovaszRow& row, int64_t M, int64_t b, int64_t e,
 
 // W == nullptr (a single row, element i at W[i]): the weights go to the sort buffer that is free after the sort
 // (its first L floats), and *w_in_b says which one (0: buf_a, 1: buf_b); no separate W is needed.
+//
+// The sort: one most-significant-digit pass on the top 11 key bits scatters the pairs into 2048 buckets (buf_a to
+// buf_b, stable); each bucket is then sorted on its remaining bits by two least-significant-digit passes through
+// buf_a and back, while it sits in the cache, and walked at once (the weights of a bucket's ranks need only the
+// positives of the buckets above it, counted with the top-digit histogram). Buckets are shared among the threads
+// in contiguous ranges of about equal size.
 void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t* buf_a, uint64_t* buf_b,
                 int threads, double& value, double& positives, int* w_in_b = nullptr) {
     const int64_t M = in.M;
     const int64_t L = row.nseg * M;
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, (L + 65535) / 65536));
-    // the sort key: the float bits of the error (>= 0, so they order like the floats). Errors <= 1 (softmax and
-    // flat form) have 30 significant bits, sorted in 3 passes of 10-bit digits; the hinge's (any size) 31, in 3
-    // of 11. A NaN error (flat form) is clamped to the largest key and makes the row's value NaN.
-    const int digit = in.hinge ? 11 : 10;
-    const uint32_t key_max = in.hinge ? 0x7fffffffu : 0x3fffffffu;
-    const int64_t radix = int64_t(1) << digit;
-    const uint64_t dmask = static_cast<uint64_t>(radix - 1);
-    constexpr int PASSES = 3;
+    // the sort key: the float bits of the error (>= 0, so they order like the floats): 30 significant bits for
+    // errors <= 1 (softmax and flat form), 31 for the hinge's. A NaN error (flat form) is clamped to the largest
+    // key and makes the row's value NaN.
+    const int key_bits = in.hinge ? 31 : 30;
+    const uint32_t key_max = static_cast<uint32_t>((uint64_t(1) << key_bits) - 1);
+    constexpr int TOP = 12;
+    constexpr int64_t NB = int64_t(1) << TOP;
+    const int top_shift = key_bits - TOP;  // the low bits [0, top_shift): two digits of lo0 and lo1 bits
+    const int lo0 = (top_shift + 1) / 2, lo1 = top_shift - lo0;
     const bool single = nt == 1;
     std::vector<int64_t> count(nt, 0), pos_count(nt, 0), offset(nt + 1, 0);
     std::vector<uint8_t> nan_seen(nt, 0);
@@ -644,7 +651,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
         b = total * th / nt;
         e = total * (th + 1) / nt;
     };
-    if (!single) {  // A: how many elements of each chunk enter the sort (the chunks' offsets), and the positives
+    if (!single) {  // A: how many elements of each chunk enter the sort (the chunks' offsets)
         parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
             float e[BLOCK];
             uint32_t gb[BLOCK];
@@ -652,52 +659,65 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
             for (int64_t th = tb; th < te; ++th) {
                 int64_t b, e_;
                 span(th, L, b, e_);
-                int64_t k = 0, gp = 0;
+                int64_t k = 0;
                 row_blocks(row, M, b, e_, [&](int64_t n, int64_t m0, int64_t len, int64_t) {
-                    if (in.kind == 0 && in.valid == nullptr) {  // every element is sorted: count the positives only
-                        const int64_t* tb_ = in.t + n * M + m0;
-                        int64_t part = 0;
-                        for (int64_t j = 0; j < len; ++j) part += tb_[j] == row.c;
+                    if (in.kind == 0 && in.valid == nullptr) {  // every element is sorted
                         k += len;
-                        gp += part;
                         return;
                     }
                     lovasz_block(in, n, row.c, m0, len, e, gb, kept, srt);
-                    int64_t ks = 0, gs = 0;
-                    for (int64_t j = 0; j < len; ++j) {
-                        ks += srt[j];
-                        gs += kept[j] & gb[j];
-                    }
+                    int64_t ks = 0;
+                    for (int64_t j = 0; j < len; ++j) ks += srt[j];
                     k += ks;
-                    gp += gs;
                 });
                 count[th] = k;
-                pos_count[th] = gp;
             }
         });
         for (int64_t th = 0; th < nt; ++th) offset[th + 1] = offset[th] + count[th];
     }
-    // one thread on the row: B also counts the positives and the histograms of every sort pass (the order of
-    // the pairs does not change them)
-    std::vector<uint32_t> hist_all(single ? PASSES * radix : 0, 0);
-    // B: the (key, index | g << 31) pairs; W = 0 where the element stays out of the sort
+    // B: the (key, index | g << 31) pairs into buf_a, W = 0 where the element stays out of the sort; per chunk the
+    // top-digit histogram, the positives per top digit (those in the sort) and the positives kept
+    std::vector<uint32_t> top_hist(static_cast<size_t>(nt * NB), 0u), top_pos(static_cast<size_t>(nt * NB), 0u);
     parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
         float e[BLOCK];
         uint32_t gb[BLOCK];
         uint8_t kept[BLOCK], srt[BLOCK];
-        uint32_t* h0 = single ? hist_all.data() : nullptr;
-        uint32_t* h1 = single ? h0 + radix : nullptr;
-        uint32_t* h2 = single ? h1 + radix : nullptr;
         for (int64_t th = tb; th < te; ++th) {
             int64_t b, e_;
             span(th, L, b, e_);
+            uint32_t* h = top_hist.data() + th * NB;
+            uint32_t* hp = top_pos.data() + th * NB;
             int64_t o = offset[th], gp = 0;
             bool nan = false;
             row_blocks(row, M, b, e_, [&](int64_t n, int64_t m0, int64_t len, int64_t i0) {
                 lovasz_block(in, n, row.c, m0, len, e, gb, kept, srt);
                 bool bn = false;
-                for (int64_t j = 0; j < len; ++j) bn |= e[j] != e[j];
+                int64_t gs = 0;
+                for (int64_t j = 0; j < len; ++j) {
+                    bn |= e[j] != e[j];
+                    gs += kept[j] & gb[j];
+                }
                 nan |= bn;
+                gp += gs;
+                int64_t ns = 0;
+                for (int64_t j = 0; j < len; ++j) ns += srt[j];
+                if (ns == len) {  // every element sorted (the common case): pairs in a vectorised loop
+                    uint64_t* out = buf_a + o;
+                    for (int64_t j = 0; j < len; ++j) {
+                        uint32_t bits;
+                        std::memcpy(&bits, e + j, 4);
+                        bits = bits < key_max ? bits : key_max;
+                        out[j] = (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(i0 + j) |
+                                 (static_cast<uint64_t>(gb[j]) << 31);
+                    }
+                    for (int64_t j = 0; j < len; ++j) {
+                        const uint32_t d = static_cast<uint32_t>(out[j] >> (32 + top_shift));
+                        ++h[d];
+                        hp[d] += gb[j];
+                    }
+                    o += len;
+                    return;
+                }
                 float* wb = W == nullptr ? nullptr : W + (n * in.C + row.c) * M + m0;
                 for (int64_t j = 0; j < len; ++j) {
                     if (srt[j]) {
@@ -706,134 +726,212 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
                         bits = bits < key_max ? bits : key_max;
                         buf_a[o++] = (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(i0 + j) |
                                      (static_cast<uint64_t>(gb[j]) << 31);
-                        if (single) {
-                            ++h0[bits & dmask];
-                            ++h1[(bits >> digit) & dmask];
-                            ++h2[(bits >> (2 * digit)) & dmask];
-                        }
+                        const uint32_t d = bits >> top_shift;
+                        ++h[d];
+                        hp[d] += gb[j];
                     } else if (wb != nullptr) {
                         wb[j] = 0.0f;
                     }
                 }
-                if (single) {
-                    int64_t gs = 0;
-                    for (int64_t j = 0; j < len; ++j) gs += kept[j] & gb[j];
-                    gp += gs;
-                }
             });
-            if (single) {
-                count[0] = o;
-                pos_count[0] = gp;
-            }
+            if (single) count[0] = o;
+            pos_count[th] = gp;
             nan_seen[th] = nan;
         }
     });
     double G = 0.0;
-    for (int64_t th = 0; th < nt; ++th) G += static_cast<double>(pos_count[th]);
-    const int64_t K = single ? count[0] : offset[nt];
     bool any_nan = false;
-    for (int64_t th = 0; th < nt; ++th) any_nan |= nan_seen[th] != 0;
-    // C: radix sort of the K pairs by their upper 32 bits, ascending, stable
-    const int64_t snt = std::max<int64_t>(1, std::min<int64_t>(threads, (K + 65535) / 65536));
-    std::vector<uint32_t> hist(static_cast<size_t>(snt * radix));
-    uint64_t* src = buf_a;
-    uint64_t* dst = buf_b;
-    for (int pass = 0; pass < PASSES; ++pass) {
-        const int shift = 32 + pass * digit;
-        if (single) {  // snt == 1 too (K <= L)
-            std::copy_n(hist_all.begin() + pass * radix, radix, hist.begin());
-        } else {
-            std::fill(hist.begin(), hist.end(), 0u);
-            parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
-                for (int64_t th = tb; th < te; ++th) {
-                    const int64_t b = K * th / snt, e = K * (th + 1) / snt;
-                    uint32_t* h = hist.data() + th * radix;
-                    for (int64_t i = b; i < e; ++i) ++h[(src[i] >> shift) & dmask];
-                }
-            });
-        }
-        bool one_bucket = false;  // every key has this digit: the pass would copy the order unchanged
-        for (int64_t d = 0; d < radix && !one_bucket; ++d) {
-            int64_t total = 0;
-            for (int64_t th = 0; th < snt; ++th) total += hist[th * radix + d];
-            one_bucket = total == K;
-        }
-        if (one_bucket) continue;
-        uint32_t run = 0;  // K < 2^31
-        for (int64_t d = 0; d < radix; ++d) {
-            for (int64_t th = 0; th < snt; ++th) {
-                const uint32_t c = hist[th * radix + d];
-                hist[th * radix + d] = run;
-                run += c;
+    for (int64_t th = 0; th < nt; ++th) {
+        G += static_cast<double>(pos_count[th]);
+        any_nan |= nan_seen[th] != 0;
+    }
+    const int64_t K = single ? count[0] : offset[nt];
+    // C: the top-digit pass, buf_a to buf_b; bucket d ends at [bstart[d], bstart[d + 1]) of buf_b
+    std::vector<int64_t> bstart(NB + 1, 0), pos_above(NB, 0);
+    {
+        std::vector<int64_t> off(static_cast<size_t>(nt * NB));
+        int64_t run = 0;
+        for (int64_t d = 0; d < NB; ++d) {
+            bstart[d] = run;
+            for (int64_t th = 0; th < nt; ++th) {
+                off[th * NB + d] = run;
+                run += top_hist[th * NB + d];
             }
         }
-        parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
+        bstart[NB] = run;
+        int64_t above = 0;  // positives in the buckets of larger errors (ranks before this bucket's)
+        for (int64_t d = NB - 1; d >= 0; --d) {
+            pos_above[d] = above;
+            for (int64_t th = 0; th < nt; ++th) above += top_pos[th * NB + d];
+        }
+        parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
             for (int64_t th = tb; th < te; ++th) {
-                const int64_t b = K * th / snt, e = K * (th + 1) / snt;
-                uint32_t* h = hist.data() + th * radix;
+                int64_t* o = off.data() + th * NB;
+                const int64_t b = offset[th], e = single ? K : offset[th + 1];
                 for (int64_t i = b; i < e; ++i) {
-                    const uint64_t v = src[i];
-                    dst[h[(v >> shift) & dmask]++] = v;
+                    const uint64_t v = buf_a[i];
+                    buf_b[o[v >> (32 + top_shift)]++] = v;
                 }
             }
         });
-        std::swap(src, dst);
     }
-    if (W == nullptr) {  // the free buffer holds the weights: 0 for every element outside the sort
-        W = reinterpret_cast<float*>(dst);
-        std::memset(W, 0, static_cast<size_t>(L) * sizeof(float));
-        *w_in_b = dst == buf_b ? 1 : 0;
-    }
-    // D: walk the errors in decreasing order (src[K - 1 - k] has rank k); chunks start from their prefix counts.
-    // After rank k, with cum positives among ranks <= k: I_k = G - cum, U_k = G + k + 1 - cum, and the weight
-    // J_k - J_{k-1} = I_{k-1} / U_{k-1} - I_k / U_k (Berman et al. Alg. 1; I_{-1} / U_{-1} = 1) in closed form,
-    // without the cancellation of the difference: 1 / U_k for a positive (I drops by one, U stays), and
-    // I_k / (U_{k-1} U_k) for a negative (U grows by one; 1 if U_{k-1} = 0: the first rank of a row without
-    // positives).
-    std::vector<int64_t> gcount(snt, 0);
-    std::vector<double> partial(snt, 0.0);
-    parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
-        for (int64_t th = tb; th < te; ++th) {
-            const int64_t b = K * th / snt, e = K * (th + 1) / snt;
-            int64_t gp = 0;
-            for (int64_t k = b; k < e; ++k) gp += (src[K - 1 - k] >> 31) & 1u;
-            gcount[th] = gp;
+    // D: per bucket, the low digits (stable; the result back in buf_b), then the walk over its ranks
+    // A bucket of at most 2^(32 - top_shift) pairs is sorted as 32-bit words (its low key bits, then its local
+    // position) in two small per-thread arrays that stay in the L1/L2 cache, and gathered back in order through
+    // buf_a; a larger one by the pairs themselves through buf_a.
+    const int local_bits = 32 - top_shift;
+    auto sort_bucket = [&](int64_t d, uint32_t* wa, uint32_t* wb) {
+        const int64_t s = bstart[d], n = bstart[d + 1] - s;
+        if (n < 2) return;
+        uint64_t* from = buf_b + s;
+        if (n <= 32) {  // insertion sort, stable
+            for (int64_t j = 1; j < n; ++j) {
+                const uint64_t v = from[j];
+                int64_t q = j;
+                for (; q > 0 && (from[q - 1] >> 32) > (v >> 32); --q) from[q] = from[q - 1];
+                from[q] = v;
+            }
+            return;
         }
-    });
+        uint32_t h0[1 << 10] = {}, h1[1 << 10] = {};
+        const uint64_t m0 = (uint64_t(1) << lo0) - 1, m1 = (uint64_t(1) << lo1) - 1;
+        for (int64_t j = 0; j < n; ++j) {
+            const uint64_t k = from[j] >> 32;
+            ++h0[k & m0];
+            ++h1[(k >> lo0) & m1];
+        }
+        bool one[2] = {false, false};
+        for (int pass = 0; pass < 2; ++pass) {
+            uint32_t* h = pass == 0 ? h0 : h1;
+            const int64_t size = int64_t(1) << (pass == 0 ? lo0 : lo1);
+            for (int64_t q = 0; q < size && !one[pass]; ++q) one[pass] = h[q] == n;
+            if (one[pass]) continue;  // every key has this digit: the order stays
+            uint32_t run = 0;
+            for (int64_t q = 0; q < size; ++q) {
+                const uint32_t c = h[q];
+                h[q] = run;
+                run += c;
+            }
+        }
+        if (one[0] && one[1]) return;
+        if (n <= (int64_t(1) << local_bits)) {
+            const uint32_t key_mask = static_cast<uint32_t>((uint64_t(1) << top_shift) - 1);
+            for (int64_t j = 0; j < n; ++j)
+                wa[j] = ((static_cast<uint32_t>(from[j] >> 32) & key_mask) << local_bits) | static_cast<uint32_t>(j);
+            uint32_t* src = wa;
+            uint32_t* dst = wb;
+            for (int pass = 0; pass < 2; ++pass) {
+                if (one[pass]) continue;
+                uint32_t* h = pass == 0 ? h0 : h1;
+                const int shift = local_bits + (pass == 0 ? 0 : lo0);
+                const uint32_t mask = static_cast<uint32_t>(pass == 0 ? m0 : m1);
+                for (int64_t j = 0; j < n; ++j) {
+                    const uint32_t v = src[j];
+                    dst[h[(v >> shift) & mask]++] = v;
+                }
+                std::swap(src, dst);
+            }
+            const uint32_t local_mask = static_cast<uint32_t>((uint64_t(1) << local_bits) - 1);
+            uint64_t* tmp = buf_a + s;
+            for (int64_t j = 0; j < n; ++j) tmp[j] = from[src[j] & local_mask];
+            std::memcpy(from, tmp, static_cast<size_t>(n) * sizeof(uint64_t));
+            return;
+        }
+        uint64_t* to = buf_a + s;
+        for (int pass = 0; pass < 2; ++pass) {
+            if (one[pass]) continue;
+            uint32_t* h = pass == 0 ? h0 : h1;
+            const int shift = 32 + (pass == 0 ? 0 : lo0);
+            const uint64_t mask = pass == 0 ? m0 : m1;
+            for (int64_t j = 0; j < n; ++j) {
+                const uint64_t v = from[j];
+                to[h[(v >> shift) & mask]++] = v;
+            }
+            std::swap(from, to);
+        }
+        if (from != buf_b + s) std::memcpy(buf_b + s, from, static_cast<size_t>(n) * sizeof(uint64_t));
+    };
+    // The ranks of bucket d: buf_b[j] has rank k = K - 1 - j. After rank k, with cum positives among ranks <= k:
+    // I_k = G - cum, U_k = G + k + 1 - cum, and the weight J_k - J_{k-1} = I_{k-1} / U_{k-1} - I_k / U_k (Berman
+    // et al. Alg. 1; I_{-1} / U_{-1} = 1) in closed form, without the cancellation of the difference: 1 / U_k for a
+    // positive (I drops by one, U stays), I_k / (U_{k-1} U_k) for a negative (U grows by one; 1 if U_{k-1} = 0:
+    // the first rank of a row without positives).
+    const int64_t Gi = static_cast<int64_t>(G);
     const double inv_m = 1.0 / static_cast<double>(M);
-    std::vector<int64_t> gstart(snt, 0);
-    for (int64_t th = 1; th < snt; ++th) gstart[th] = gstart[th - 1] + gcount[th - 1];
-    parallel(snt, static_cast<int>(snt), [&](int, int64_t tb, int64_t te) {
-        for (int64_t th = tb; th < te; ++th) {
-            const int64_t b = K * th / snt, e = K * (th + 1) / snt;
-            int64_t cum = gstart[th];  // positives among ranks < b
-            const int64_t Gi = static_cast<int64_t>(G);
-            double acc = 0.0;
-            for (int64_t k = b; k < e; ++k) {
-                const uint64_t pair = src[K - 1 - k];
-                const uint32_t low = static_cast<uint32_t>(pair & 0xffffffffu);
-                const uint32_t gbit = low >> 31;
-                const int64_t i = static_cast<int64_t>(low & 0x7fffffffu);
+    auto walk_bucket = [&](int64_t d, float* Wout) {
+        const int64_t s = bstart[d], e = bstart[d + 1];
+        int64_t cum = pos_above[d];
+        double acc = 0.0;
+        double ub[BLOCK], ib[BLOCK], wv[BLOCK], ev[BLOCK];
+        uint32_t gv[BLOCK];
+        // blocks of ranks: buf_b[hi - 1 - q] has rank K - hi + q
+        for (int64_t hi = e; hi > s; hi -= BLOCK) {
+            const int64_t len = std::min<int64_t>(BLOCK, hi - s);
+            const int64_t k0 = K - hi;
+            for (int64_t q = 0; q < len; ++q) {  // the counts: a scalar prefix
+                const uint64_t pair = buf_b[hi - 1 - q];
+                const uint32_t gbit = static_cast<uint32_t>(pair >> 31) & 1u;
+                cum += gbit;
+                gv[q] = gbit;
+                ub[q] = static_cast<double>(Gi + k0 + q + 1 - cum);
+                ib[q] = static_cast<double>(Gi - cum);
                 const uint32_t bits = static_cast<uint32_t>(pair >> 32);
                 float err;
                 std::memcpy(&err, &bits, 4);
-                cum += gbit;
-                const int64_t U = Gi + k + 1 - cum;
-                const double Ud = static_cast<double>(U);
-                const double w = gbit ? 1.0 / Ud
-                                      : (U > 1 ? static_cast<double>(Gi - cum) / (Ud * (Ud - 1.0)) : 1.0);
-                acc += w * static_cast<double>(err);
+                ev[q] = static_cast<double>(err);
+            }
+            for (int64_t q = 0; q < len; ++q) {  // the weights: vectorised
+                const double u = ub[q];
+                const double neg = u > 1.0 ? ib[q] / (u * (u - 1.0)) : 1.0;
+                wv[q] = gv[q] ? 1.0 / u : neg;
+            }
+            acc += block_dot(wv, ev, len);
+            for (int64_t q = 0; q < len; ++q) {
+                const int64_t i = static_cast<int64_t>(buf_b[hi - 1 - q] & 0x7fffffffu);
                 // image of element i = s M + m: s = i / M by a float reciprocal, corrected (no integer division)
                 int64_t seg = static_cast<int64_t>(static_cast<double>(i) * inv_m);
                 seg -= seg * M > i;
                 seg += (seg + 1) * M <= i;
-                W[(row.n0 + seg) * in.C * M + row.c * M + (i - seg * M)] = static_cast<float>(gbit ? -w : w);
+                const float w = static_cast<float>(wv[q]);
+                Wout[(row.n0 + seg) * in.C * M + row.c * M + (i - seg * M)] = gv[q] ? -w : w;
+            }
+        }
+        return acc;
+    };
+    // the threads' bucket ranges [dlo[th], dlo[th + 1]): contiguous, about K / nt elements each
+    std::vector<int64_t> dlo(nt + 1, NB);
+    dlo[0] = 0;
+    for (int64_t th = 1, d = 0; th < nt; ++th) {
+        while (d < NB && bstart[d + 1] <= K * th / nt) ++d;
+        dlo[th] = d;
+    }
+    std::vector<double> partial(nt, 0.0);
+    const bool fused = W != nullptr;
+    parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
+        std::vector<uint32_t> work(size_t(2) << local_bits);
+        for (int64_t th = tb; th < te; ++th) {
+            double acc = 0.0;
+            for (int64_t d = dlo[th + 1] - 1; d >= dlo[th]; --d) {
+                sort_bucket(d, work.data(), work.data() + (size_t(1) << local_bits));
+                if (fused) acc += walk_bucket(d, W);
             }
             partial[th] = acc;
         }
     });
+    if (!fused) {  // one row: buf_a is free now and takes the weights (0 outside the sort)
+        float* Wa = reinterpret_cast<float*>(buf_a);
+        std::memset(Wa, 0, static_cast<size_t>(L) * sizeof(float));
+        *w_in_b = 0;
+        parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
+            for (int64_t th = tb; th < te; ++th) {
+                double acc = 0.0;
+                for (int64_t d = dlo[th + 1] - 1; d >= dlo[th]; --d) acc += walk_bucket(d, Wa);
+                partial[th] = acc;
+            }
+        });
+    }
     value = 0.0;
-    for (int64_t th = 0; th < snt; ++th) value += partial[th];
+    for (int64_t th = 0; th < nt; ++th) value += partial[th];
     if (any_nan) value = std::numeric_limits<double>::quiet_NaN();
     positives = G;
 }

@@ -35,23 +35,32 @@ def _lovasz_weights(order: Tensor, g: Tensor, dtype: torch.dtype) -> tuple[Tenso
     rank and
     :math:`G = \sum g`: :math:`I_k = G - \sum_{j \le k} g_{(j)}`, :math:`U_k = G + \sum_{j \le k} (1 - g_{(j)})`,
     :math:`J_k = 1 - I_k / U_k` and the weight of rank k is :math:`J_k - J_{k-1}` (:math:`J_{-1} = 0`), Berman et al.
-    Alg. 1. :math:`U_k \ge 1`, so no division by zero. Counts are exact up to :math:`2^{24}` elements per row in
-    float32. Returns the weights ``(R, L)`` in ``dtype`` and the positives per row :math:`G` ``(R,)``.
+    Alg. 1. The difference is taken in closed form, free of the cancellation of subtracting two ratios near 1 (in
+    float32 that costs several percent of a weight of size 1/L on rows of 10^6 elements): a positive leaves
+    :math:`U` unchanged and lowers :math:`I` by one, so its weight is :math:`1 / U_k`; a negative raises :math:`U` by
+    one, so its weight is :math:`I_k / ((U_k - 1) U_k)`, and 1 at the first rank of a row without positives
+    (:math:`U_0 = 1`, :math:`I_0 = 0`, :math:`J_0 = 1`). :math:`U_k \ge 1`. Counts are kept in ``dtype`` (exact up
+    to :math:`2^{24}` per row in float32), in float64 for longer rows. Returns the weights ``(R, L)`` in ``dtype``
+    and the positives per row :math:`G` ``(R,)``.
 
     Runs without autograd: the loss is linear in the errors given their order, so the weights are constants.
-    In-place steps keep the extra memory at ``order`` (int64) plus two float buffers of one row set's size.
+    In-place steps keep the extra memory at ``order`` (int64), the sorted targets (bool) and two float buffers of
+    one row set's size.
     """
     length = order.shape[-1]
-    cum = g.gather(-1, order).cumsum(-1, dtype=dtype)  # positives among the first k + 1
+    count_dtype = torch.float64 if length > 2**24 else dtype
+    positive = g.gather(-1, order)  # the target at each rank
+    cum = positive.cumsum(-1, dtype=count_dtype)  # positives among the first k + 1
     total = cum[:, -1:].clone()
-    rank = torch.arange(1, length + 1, dtype=dtype, device=order.device)
-    union = (total + rank).sub_(cum)  # G + negatives among the first k + 1
-    ratio = cum.neg_().add_(total).div_(union)  # I_k / U_k = 1 - J_k
-    grad = union  # reuse: J_k - J_{k-1} = ratio_{k-1} - ratio_k
-    grad[:, 0] = 1 - ratio[:, 0]
-    torch.sub(ratio[:, :-1], ratio[:, 1:], out=grad[:, 1:])
-    weights = ratio.scatter_(-1, order, grad)  # every position is written: order permutes each row
-    return weights, total.squeeze(-1)
+    rank = torch.arange(1, length + 1, dtype=count_dtype, device=order.device)
+    union = (total + rank).sub_(cum)  # U_k = G + negatives among the first k + 1
+    inter = cum.neg_().add_(total)  # I_k
+    grad = inter.div_(union.sub_(1))  # I_k / (U_k - 1): 0 / 0 only at U_0 = 1 of a row without positives
+    union.add_(1)
+    grad.nan_to_num_(nan=1.0).masked_fill_(positive, 1.0).div_(union)  # negatives I_k / ((U_k - 1) U_k), else 1/U_k
+    del positive, union
+    weights = torch.empty_like(grad).scatter_(-1, order, grad)  # every position is written: order permutes rows
+    return weights.to(dtype), total.squeeze(-1).to(dtype)
 
 
 def _sort_key(z: Tensor, g: Tensor, kept: Tensor | None, *, hinge: bool) -> Tensor:
