@@ -543,9 +543,9 @@ void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __
 // (the derivative of the row's value w.r.t. z, where e = g + (1 - 2g) z for the flat form and e = 1 - (2g - 1) z
 // for the hinge: both slopes are 1 - 2g). Elements that cannot move the value are left out of the sort and get
 // W = 0: ignored ones, and for the hinge the inactive ones (e <= 0, they sort after every active error).
-// The sort: least-significant-digit radix sort of (float bits of e, element index | g << 31) pairs, parallel
-// within the row (the errors are >= 0, so their float bits order like the floats). Ties between equal errors
-// give the same value in any order.
+// The sort: radix sort of (float bits of e, element index | g << 31) pairs (the errors are >= 0, so their float
+// bits order like the floats), the top digit first, then each bucket in the cache (see lovasz_row). Equal errors
+// give the same value in any order; their weights (the gradient) are then one valid choice among the orders.
 
 struct LovaszRow {
     int64_t n0, c, nseg;  // first image, class, number of images in the row
