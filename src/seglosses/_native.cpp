@@ -647,27 +647,26 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
     const bool single = nt == 1;
     std::vector<int64_t> count(nt, 0), pos_count(nt, 0), offset(nt + 1, 0);
     std::vector<uint8_t> nan_seen(nt, 0);
-    auto span = [&](int64_t th, int64_t total, int64_t& b, int64_t& e) {
-        b = total * th / nt;
-        e = total * (th + 1) / nt;
+    // fn(n, m0, len, i0) over the blocks of chunk th of the row (nt chunks of about L / nt elements)
+    auto chunk_blocks = [&](int64_t th, const auto& fn) { row_blocks(row, M, L * th / nt, L * (th + 1) / nt, fn); };
+    struct Block {  // one block's elements (see lovasz_block)
+        float e[BLOCK];
+        uint32_t gb[BLOCK];
+        uint8_t kept[BLOCK], srt[BLOCK];
     };
     if (!single) {  // A: how many elements of each chunk enter the sort (the chunks' offsets)
         parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
-            float e[BLOCK];
-            uint32_t gb[BLOCK];
-            uint8_t kept[BLOCK], srt[BLOCK];
+            Block blk;
             for (int64_t th = tb; th < te; ++th) {
-                int64_t b, e_;
-                span(th, L, b, e_);
                 int64_t k = 0;
-                row_blocks(row, M, b, e_, [&](int64_t n, int64_t m0, int64_t len, int64_t) {
+                chunk_blocks(th, [&](int64_t n, int64_t m0, int64_t len, int64_t) {
                     if (in.kind == 0 && in.valid == nullptr) {  // every element is sorted
                         k += len;
                         return;
                     }
-                    lovasz_block(in, n, row.c, m0, len, e, gb, kept, srt);
+                    lovasz_block(in, n, row.c, m0, len, blk.e, blk.gb, blk.kept, blk.srt);
                     int64_t ks = 0;
-                    for (int64_t j = 0; j < len; ++j) ks += srt[j];
+                    for (int64_t j = 0; j < len; ++j) ks += blk.srt[j];
                     k += ks;
                 });
                 count[th] = k;
@@ -679,18 +678,18 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
     // top-digit histogram, the positives per top digit (those in the sort) and the positives kept
     std::vector<uint32_t> top_hist(static_cast<size_t>(nt * NB), 0u), top_pos(static_cast<size_t>(nt * NB), 0u);
     parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
-        float e[BLOCK];
-        uint32_t gb[BLOCK];
-        uint8_t kept[BLOCK], srt[BLOCK];
+        Block blk;
+        const float* e = blk.e;
+        const uint32_t* gb = blk.gb;
+        const uint8_t* kept = blk.kept;
+        const uint8_t* srt = blk.srt;
         for (int64_t th = tb; th < te; ++th) {
-            int64_t b, e_;
-            span(th, L, b, e_);
             uint32_t* h = top_hist.data() + th * NB;
             uint32_t* hp = top_pos.data() + th * NB;
             int64_t o = offset[th], gp = 0;
             bool nan = false;
-            row_blocks(row, M, b, e_, [&](int64_t n, int64_t m0, int64_t len, int64_t i0) {
-                lovasz_block(in, n, row.c, m0, len, e, gb, kept, srt);
+            chunk_blocks(th, [&](int64_t n, int64_t m0, int64_t len, int64_t i0) {
+                lovasz_block(in, n, row.c, m0, len, blk.e, blk.gb, blk.kept, blk.srt);
                 bool bn = false;
                 int64_t gs = 0;
                 for (int64_t j = 0; j < len; ++j) {
