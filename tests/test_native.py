@@ -424,7 +424,7 @@ def test_lovasz_native_exact_ties_give_the_torch_value():
 
 @needs_native
 @pytest.mark.usefixtures("restore_native")
-@pytest.mark.parametrize("case", ["multiclass-logits", "multilabel-probs"])
+@pytest.mark.parametrize("case", ["multiclass-logits", "multilabel-probs", "multilabel-hinge"])
 def test_lovasz_native_nan_input_gives_nan_like_torch(case):
     """A NaN in the input makes the loss NaN on both paths (the native sort key clamps it; the value must not)."""
     g = torch.Generator().manual_seed(4)
@@ -435,8 +435,9 @@ def test_lovasz_native_nan_input_gives_nan_like_torch(case):
         kwargs: dict = {"mode": mode}
     else:
         t = (torch.rand((2, 3, 40, 40), generator=g) > 0.5).float()
-        x = x.sigmoid()
-        kwargs = {"mode": mode, "from_logits": False}
+        hinge = case.endswith("hinge")
+        x = x if hinge else x.sigmoid()
+        kwargs = {"mode": mode, "from_logits": hinge}
     x[1, 0, 5, 7] = float("nan")
     for enabled in (True, False):
         _native.set_native(enabled)
