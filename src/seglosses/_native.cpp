@@ -779,9 +779,12 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
     // position) in two small per-thread arrays that stay in the L1/L2 cache, and gathered back in order through
     // buf_a; a larger one by the pairs themselves through buf_a.
     const int local_bits = 32 - top_shift;
-    auto sort_bucket = [&](int64_t d, uint32_t* wa, uint32_t* wb) {
+    const uint32_t local_mask = static_cast<uint32_t>((uint64_t(1) << local_bits) - 1);
+    // Returns the sorted 32-bit words when they were used and gather is false (the walk then reads the pairs
+    // through them), else null (the pairs are in order in buf_b).
+    auto sort_bucket = [&](int64_t d, uint32_t* wa, uint32_t* wb, bool gather) -> const uint32_t* {
         const int64_t s = bstart[d], n = bstart[d + 1] - s;
-        if (n < 2) return;
+        if (n < 2) return nullptr;
         uint64_t* from = buf_b + s;
         if (n <= 32) {  // insertion sort, stable
             for (int64_t j = 1; j < n; ++j) {
@@ -790,7 +793,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
                 for (; q > 0 && (from[q - 1] >> 32) > (v >> 32); --q) from[q] = from[q - 1];
                 from[q] = v;
             }
-            return;
+            return nullptr;
         }
         uint32_t h0[1 << 10] = {}, h1[1 << 10] = {};
         const uint64_t m0 = (uint64_t(1) << lo0) - 1, m1 = (uint64_t(1) << lo1) - 1;
@@ -812,7 +815,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
                 run += c;
             }
         }
-        if (one[0] && one[1]) return;
+        if (one[0] && one[1]) return nullptr;
         if (n <= (int64_t(1) << local_bits)) {
             const uint32_t key_mask = static_cast<uint32_t>((uint64_t(1) << top_shift) - 1);
             for (int64_t j = 0; j < n; ++j)
@@ -830,11 +833,11 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
                 }
                 std::swap(src, dst);
             }
-            const uint32_t local_mask = static_cast<uint32_t>((uint64_t(1) << local_bits) - 1);
+            if (!gather) return src;
             uint64_t* tmp = buf_a + s;
             for (int64_t j = 0; j < n; ++j) tmp[j] = from[src[j] & local_mask];
             std::memcpy(from, tmp, static_cast<size_t>(n) * sizeof(uint64_t));
-            return;
+            return nullptr;
         }
         uint64_t* to = buf_a + s;
         for (int pass = 0; pass < 2; ++pass) {
@@ -849,6 +852,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
             std::swap(from, to);
         }
         if (from != buf_b + s) std::memcpy(buf_b + s, from, static_cast<size_t>(n) * sizeof(uint64_t));
+        return nullptr;
     };
     // The ranks of bucket d: buf_b[j] has rank k = K - 1 - j. After rank k, with cum positives among ranks <= k:
     // I_k = G - cum, U_k = G + k + 1 - cum, and the weight J_k - J_{k-1} = I_{k-1} / U_{k-1} - I_k / U_k (Berman
@@ -857,21 +861,23 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
     // the first rank of a row without positives).
     const int64_t Gi = static_cast<int64_t>(G);
     const double inv_m = 1.0 / static_cast<double>(M);
-    auto walk_bucket = [&](int64_t d, float* Wout) {
+    auto walk_bucket = [&](int64_t d, float* Wout, const uint32_t* order) {
         const int64_t s = bstart[d], e = bstart[d + 1];
         int64_t cum = pos_above[d];
         double acc = 0.0;
         double ub[BLOCK], ib[BLOCK], wv[BLOCK], ev[BLOCK];
-        uint32_t gv[BLOCK];
+        uint32_t gv[BLOCK], iv[BLOCK];
         // blocks of ranks: buf_b[hi - 1 - q] has rank K - hi + q
         for (int64_t hi = e; hi > s; hi -= BLOCK) {
             const int64_t len = std::min<int64_t>(BLOCK, hi - s);
             const int64_t k0 = K - hi;
             for (int64_t q = 0; q < len; ++q) {  // the counts: a scalar prefix
-                const uint64_t pair = buf_b[hi - 1 - q];
+                const int64_t j = hi - 1 - q;
+                const uint64_t pair = order == nullptr ? buf_b[j] : buf_b[s + (order[j - s] & local_mask)];
                 const uint32_t gbit = static_cast<uint32_t>(pair >> 31) & 1u;
                 cum += gbit;
                 gv[q] = gbit;
+                iv[q] = static_cast<uint32_t>(pair) & 0x7fffffffu;
                 ub[q] = static_cast<double>(Gi + k0 + q + 1 - cum);
                 ib[q] = static_cast<double>(Gi - cum);
                 const uint32_t bits = static_cast<uint32_t>(pair >> 32);
@@ -886,7 +892,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
             }
             acc += block_dot(wv, ev, len);
             for (int64_t q = 0; q < len; ++q) {
-                const int64_t i = static_cast<int64_t>(buf_b[hi - 1 - q] & 0x7fffffffu);
+                const int64_t i = iv[q];
                 // image of element i = s M + m: s = i / M by a float reciprocal, corrected (no integer division)
                 int64_t seg = static_cast<int64_t>(static_cast<double>(i) * inv_m);
                 seg -= seg * M > i;
@@ -911,8 +917,8 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
         for (int64_t th = tb; th < te; ++th) {
             double acc = 0.0;
             for (int64_t d = dlo[th + 1] - 1; d >= dlo[th]; --d) {
-                sort_bucket(d, work.data(), work.data() + (size_t(1) << local_bits));
-                if (fused) acc += walk_bucket(d, W);
+                const uint32_t* order = sort_bucket(d, work.data(), work.data() + (size_t(1) << local_bits), !fused);
+                if (fused) acc += walk_bucket(d, W, order);
             }
             partial[th] = acc;
         }
@@ -924,7 +930,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
         parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
             for (int64_t th = tb; th < te; ++th) {
                 double acc = 0.0;
-                for (int64_t d = dlo[th + 1] - 1; d >= dlo[th]; --d) acc += walk_bucket(d, Wa);
+                for (int64_t d = dlo[th + 1] - 1; d >= dlo[th]; --d) acc += walk_bucket(d, Wa, nullptr);
                 partial[th] = acc;
             }
         });
