@@ -622,6 +622,26 @@ SL_INLINE void row_blocks(const LovaszRow& row, int64_t M, int64_t b, int64_t e,
     }
 }
 
+// The two least-significant-digit passes of a bucket's sort: digit 0 is (v >> shift0) & m0, digit 1 is
+// (v >> shift1) & m1; h0 and h1 hold each digit's exclusive prefix counts, and a pass whose digit is the same
+// for every element (skip) leaves the order as it is. Stable; returns the buffer (from or to) with the result.
+template <typename T>
+SL_INLINE T* lsd_two_passes(T* from, T* to, int64_t n, uint32_t* h0, uint32_t* h1, int shift0, int shift1,
+                            uint64_t m0, uint64_t m1, const bool* skip) {
+    for (int pass = 0; pass < 2; ++pass) {
+        if (skip[pass]) continue;
+        uint32_t* h = pass == 0 ? h0 : h1;
+        const int shift = pass == 0 ? shift0 : shift1;
+        const T mask = static_cast<T>(pass == 0 ? m0 : m1);
+        for (int64_t j = 0; j < n; ++j) {
+            const T v = from[j];
+            to[h[(v >> shift) & mask]++] = v;
+        }
+        std::swap(from, to);
+    }
+    return from;
+}
+
 // W == nullptr (a single row, element i at W[i]): the weights go to the sort buffer that is free after the sort
 // (its first L floats), and *w_in_b says which one (0: buf_a, 1: buf_b); no separate W is needed.
 //
@@ -774,10 +794,11 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
             }
         });
     }
-    // D: per bucket, the low digits (stable; the result back in buf_b), then the walk over its ranks
+    // D: per bucket, the low digits (stable), then the walk over its ranks.
     // A bucket of at most 2^(32 - top_shift) pairs is sorted as 32-bit words (its low key bits, then its local
-    // position) in two small per-thread arrays that stay in the L1/L2 cache, and gathered back in order through
-    // buf_a; a larger one by the pairs themselves through buf_a.
+    // position) in two small per-thread arrays that stay in the L1/L2 cache; the walk that follows at once reads
+    // the pairs through them, else (one row: all buckets are sorted before the walk) they are gathered back into
+    // buf_b in order through buf_a. A larger bucket is sorted as pairs through buf_a, the result in buf_b.
     const int local_bits = 32 - top_shift;
     const uint32_t local_mask = static_cast<uint32_t>((uint64_t(1) << local_bits) - 1);
     // Returns the sorted 32-bit words when they were used and gather is false (the walk then reads the pairs
@@ -820,37 +841,14 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
             const uint32_t key_mask = static_cast<uint32_t>((uint64_t(1) << top_shift) - 1);
             for (int64_t j = 0; j < n; ++j)
                 wa[j] = ((static_cast<uint32_t>(from[j] >> 32) & key_mask) << local_bits) | static_cast<uint32_t>(j);
-            uint32_t* src = wa;
-            uint32_t* dst = wb;
-            for (int pass = 0; pass < 2; ++pass) {
-                if (one[pass]) continue;
-                uint32_t* h = pass == 0 ? h0 : h1;
-                const int shift = local_bits + (pass == 0 ? 0 : lo0);
-                const uint32_t mask = static_cast<uint32_t>(pass == 0 ? m0 : m1);
-                for (int64_t j = 0; j < n; ++j) {
-                    const uint32_t v = src[j];
-                    dst[h[(v >> shift) & mask]++] = v;
-                }
-                std::swap(src, dst);
-            }
+            const uint32_t* src = lsd_two_passes(wa, wb, n, h0, h1, local_bits, local_bits + lo0, m0, m1, one);
             if (!gather) return src;
             uint64_t* tmp = buf_a + s;
             for (int64_t j = 0; j < n; ++j) tmp[j] = from[src[j] & local_mask];
             std::memcpy(from, tmp, static_cast<size_t>(n) * sizeof(uint64_t));
             return nullptr;
         }
-        uint64_t* to = buf_a + s;
-        for (int pass = 0; pass < 2; ++pass) {
-            if (one[pass]) continue;
-            uint32_t* h = pass == 0 ? h0 : h1;
-            const int shift = 32 + (pass == 0 ? 0 : lo0);
-            const uint64_t mask = pass == 0 ? m0 : m1;
-            for (int64_t j = 0; j < n; ++j) {
-                const uint64_t v = from[j];
-                to[h[(v >> shift) & mask]++] = v;
-            }
-            std::swap(from, to);
-        }
+        from = lsd_two_passes(from, buf_a + s, n, h0, h1, 32, 32 + lo0, m0, m1, one);
         if (from != buf_b + s) std::memcpy(buf_b + s, from, static_cast<size_t>(n) * sizeof(uint64_t));
         return nullptr;
     };
@@ -867,7 +865,8 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
         double acc = 0.0;
         double ub[BLOCK], ib[BLOCK], wv[BLOCK], ev[BLOCK];
         uint32_t gv[BLOCK], iv[BLOCK];
-        // blocks of ranks: buf_b[hi - 1 - q] has rank K - hi + q
+        // blocks of ranks: position hi - 1 - q of the bucket's sorted order (buf_b, or through order) has rank
+        // K - hi + q
         for (int64_t hi = e; hi > s; hi -= BLOCK) {
             const int64_t len = std::min<int64_t>(BLOCK, hi - s);
             const int64_t k0 = K - hi;
