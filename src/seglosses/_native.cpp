@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #ifdef _OPENMP
@@ -166,6 +167,35 @@ void reduce_into(const std::vector<double>& acc, int64_t threads, int64_t size, 
         for (int64_t i = 0; i < size; ++i) out[i] += acc[th * size + i];
 }
 
+// Per pixel j < L of a block (class c at xb + c M): mx = max_c x, se = sum_c exp(x - mx), and with eb (not null)
+// the exponentials (class c at eb + c BLOCK).
+template <typename T>
+SL_INLINE void softmax_block(const T* __restrict xb, int64_t C, int64_t M, int64_t L, T* __restrict mx,
+                             T* __restrict se, T* __restrict eb) {
+    for (int64_t j = 0; j < L; ++j) mx[j] = xb[j];
+    for (int64_t c = 1; c < C; ++c) {
+        const T* xc = xb + c * M;
+        for (int64_t j = 0; j < L; ++j) mx[j] = xc[j] > mx[j] ? xc[j] : mx[j];
+    }
+    for (int64_t j = 0; j < L; ++j) se[j] = T(0);
+    if (eb != nullptr) {
+        for (int64_t c = 0; c < C; ++c) {
+            const T* xc = xb + c * M;
+            T* ec = eb + c * BLOCK;
+            for (int64_t j = 0; j < L; ++j) {
+                const T e = exp_neg(xc[j] - mx[j]);
+                ec[j] = e;
+                se[j] += e;
+            }
+        }
+    } else {
+        for (int64_t c = 0; c < C; ++c) {
+            const T* xc = xb + c * M;
+            for (int64_t j = 0; j < L; ++j) se[j] += exp_neg(xc[j] - mx[j]);
+        }
+    }
+}
+
 // Softmax over the classes of x (N, C, M) with index targets t (N, M):
 // lse = logsumexp_c x; logpt = x_t - lse (if logpt); per image and class, psum = sum v p_c, tp = sum v p_t [c = t],
 // gsum = sum v [c = t] (if need_stats). Returns 1 if an index is outside [0, C) (nothing is written then
@@ -198,28 +228,7 @@ int softmax_index_fwd(const T* __restrict x, const int64_t* __restrict t, const 
                 bad[th] = 1;
                 return;
             }
-            for (int64_t j = 0; j < L; ++j) mx[j] = xb[j];
-            for (int64_t c = 1; c < C; ++c) {
-                const T* xc = xb + c * M;
-                for (int64_t j = 0; j < L; ++j) mx[j] = xc[j] > mx[j] ? xc[j] : mx[j];
-            }
-            for (int64_t j = 0; j < L; ++j) se[j] = T(0);
-            if (need_stats) {
-                for (int64_t c = 0; c < C; ++c) {
-                    const T* xc = xb + c * M;
-                    T* eb = ebuf.data() + c * BLOCK;
-                    for (int64_t j = 0; j < L; ++j) {
-                        const T e = exp_neg(xc[j] - mx[j]);
-                        eb[j] = e;
-                        se[j] += e;
-                    }
-                }
-            } else {
-                for (int64_t c = 0; c < C; ++c) {
-                    const T* xc = xb + c * M;
-                    for (int64_t j = 0; j < L; ++j) se[j] += exp_neg(xc[j] - mx[j]);
-                }
-            }
+            softmax_block(xb, C, M, L, mx, se, need_stats ? ebuf.data() : nullptr);
             T* lb = lse + n * M + j0;
             for (int64_t j = 0; j < L; ++j) lb[j] = log_of(se[j]) + mx[j];
             if (logpt != nullptr) {
@@ -543,49 +552,122 @@ void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __
 // (the derivative of the row's value w.r.t. z, where e = g + (1 - 2g) z for the flat form and e = 1 - (2g - 1) z
 // for the hinge: both slopes are 1 - 2g). Elements that cannot move the value are left out of the sort and get
 // W = 0: ignored ones, and for the hinge the inactive ones (e <= 0, they sort after every active error).
-// The sort: radix sort of (float bits of e, element index | g << 31) pairs (the errors are >= 0, so their float
-// bits order like the floats), the top digit first, then each bucket in the cache (see lovasz_row). Equal errors
-// give the same value in any order; their weights (the gradient) are then one valid choice among the orders.
+// Every element first gets a 32-bit key word at its own position of W (n C + c) M + m (or of a sort buffer when
+// there is one row and no W): the float bits of its error (>= 0, so they order like the floats) with the target
+// bit on top, or LV_EXCL outside the sort. The sort: radix sort of (float bits of e, position | g << 31) pairs,
+// the top digit first, then each bucket in the cache (see lovasz_row). Equal errors give the same value in any
+// order; their weights (the gradient) are then one valid choice among the orders.
+
+constexpr uint32_t LV_EXCL = 0xFFFFFFFFu;  // the key word of an element outside the sort
+
+// The key word of an error e >= 0 (or NaN) with target bit g: its float bits, clamped to key_max (a NaN error
+// sorts first; the caller makes the row's value NaN), | g << 31.
+SL_INLINE uint32_t lovasz_key(float e, uint32_t g, uint32_t key_max) {
+    uint32_t bits;
+    std::memcpy(&bits, &e, 4);
+    return (bits < key_max ? bits : key_max) | (g << 31);
+}
+
+// The sort keys use 30 significant bits for errors <= 1 (softmax and flat form), 31 for the hinge's.
+SL_INLINE uint32_t lovasz_key_max(int hinge) { return hinge ? 0x7FFFFFFFu : 0x3FFFFFFFu; }
 
 struct LovaszRow {
     int64_t n0, c, nseg;  // first image, class, number of images in the row
 };
 
-// kind 0: softmax of logits z (N, C, M) with lse (N, M), index target t (N, M), valid (N, M) or null.
-// kind 1: dense z (N, C, M) (probabilities, or logits for the hinge), target g (N, C, M) 0/1, valid (N, C, M).
+// kind 0: softmax of logits z (N, C, M) with index target t (N, M), valid (N, M) or null; lse (N, M) written by
+// lovasz_softmax_keys. kind 1: dense z (N, C, M) (probabilities, or logits for the hinge), target g (N, C, M) 0/1,
+// valid (N, C, M) or null.
 struct LovaszInput {
     int kind, hinge;
     const float* z;
-    const float* lse;
+    float* lse;
     const int64_t* t;
     const float* g;
     const float* valid;
     int64_t N, C, M;
 };
 
-// The elements [m0, m0 + len) of image n, class c (len <= BLOCK), in vectorised loops: the error e, the target bit
-// gb, kept (not ignored) and in_sort (kept, and for the hinge e > 0: an inactive hinge error sorts after every
-// active one and has weight 0 in the value).
+// Key words of every element of a softmax input (kind 0), all classes in one pass over the pixels: the error is
+// 1 - p for the target class and p for the others (p the softmax, e^{x - max} / sum), LV_EXCL on ignored pixels.
+// Writes lse (N, M) for the backward; per image and class (N C): pos, the kept pixels of that class, and nan, an
+// error is NaN (on ignored pixels too, as the PyTorch path's 0 * NaN). Returns 1 if an index is outside [0, C).
+int lovasz_softmax_keys(const LovaszInput& in, uint32_t* __restrict keys, std::vector<int64_t>& pos,
+                        std::vector<uint8_t>& nan, int threads) {
+    const int64_t N = in.N, C = in.C, M = in.M;
+    const int64_t nb = (M + BLOCK - 1) / BLOCK;
+    const int64_t items = N * nb;
+    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, items));
+    const uint32_t key_max = lovasz_key_max(0);
+    std::vector<int64_t> pos_t(static_cast<size_t>(nt * N * C), 0);
+    std::vector<uint8_t> nan_t(static_cast<size_t>(nt * N * C), 0);
+    std::vector<int> bad(nt, 0);
+    parallel(items, static_cast<int>(nt), [&](int th, int64_t begin, int64_t end) {
+        std::vector<float> ebuf(C * BLOCK);
+        float mx[BLOCK], se[BLOCK], inv[BLOCK];
+        int32_t tc[BLOCK];
+        uint32_t out[BLOCK];
+        for (int64_t it = begin; it < end; ++it) {
+            const int64_t n = it / nb;
+            const int64_t j0 = (it % nb) * BLOCK;
+            const int64_t L = std::min<int64_t>(BLOCK, M - j0);
+            const float* xb = in.z + n * C * M + j0;
+            const int64_t* tb = in.t + n * M + j0;
+            int out_of_range = 0;
+            for (int64_t j = 0; j < L; ++j) out_of_range |= (tb[j] < 0) | (tb[j] >= C);
+            if (out_of_range) {
+                bad[th] = 1;
+                return;
+            }
+            softmax_block(xb, C, M, L, mx, se, ebuf.data());
+            float* lb = in.lse + n * M + j0;
+            for (int64_t j = 0; j < L; ++j) lb[j] = log_of(se[j]) + mx[j];
+            for (int64_t j = 0; j < L; ++j) inv[j] = 1.0f / se[j];
+            const float* vb = in.valid == nullptr ? nullptr : in.valid + n * M + j0;
+            // 32-bit lanes throughout (vectorised): the class index, and all ones outside the sort (ignored pixels)
+            for (int64_t j = 0; j < L; ++j) tc[j] = static_cast<int32_t>(tb[j]);
+            if (vb == nullptr) {
+                for (int64_t j = 0; j < L; ++j) out[j] = 0u;
+            } else {
+                for (int64_t j = 0; j < L; ++j) out[j] = vb[j] > 0.0f ? 0u : LV_EXCL;
+            }
+            for (int64_t c = 0; c < C; ++c) {
+                const float* eb = ebuf.data() + c * BLOCK;
+                uint32_t* kb = keys + (n * C + c) * M + j0;
+                uint32_t gs = 0, bn = 0;
+                for (int64_t j = 0; j < L; ++j) {
+                    const uint32_t g = tc[j] == c ? 1u : 0u;
+                    const float p = eb[j] * inv[j];
+                    const float v = g ? 1.0f - p : p;
+                    const float e = v <= 0.0f ? 0.0f : v;  // p may pass 1 by an ulp; NaN stays
+                    bn |= e != e ? 1u : 0u;
+                    kb[j] = lovasz_key(e, g, key_max) | out[j];
+                    gs += g & ~out[j];
+                }
+                pos_t[th * N * C + n * C + c] += gs;
+                nan_t[th * N * C + n * C + c] |= bn != 0;
+            }
+        }
+    });
+    for (int64_t th = 0; th < nt; ++th)
+        if (bad[th]) return 1;
+    pos.assign(static_cast<size_t>(N * C), 0);
+    nan.assign(static_cast<size_t>(N * C), 0);
+    for (int64_t th = 0; th < nt; ++th)
+        for (int64_t i = 0; i < N * C; ++i) {
+            pos[i] += pos_t[th * N * C + i];
+            nan[i] |= nan_t[th * N * C + i];
+        }
+    return 0;
+}
+
+// The elements [m0, m0 + len) of image n, class c (len <= BLOCK) of a dense input (kind 1), in vectorised loops:
+// the error e, the target bit gb, kept (not ignored) and in_sort (kept, and for the hinge e > 0: an inactive hinge
+// error sorts after every active one and has weight 0 in the value).
 inline void lovasz_block(const LovaszInput& in, int64_t n, int64_t c, int64_t m0, int64_t len, float* __restrict e,
                          uint32_t* __restrict gb, uint8_t* __restrict kept, uint8_t* __restrict in_sort) {
-    const int64_t M = in.M;
-    const int64_t pos = (n * in.C + c) * M + m0;
+    const int64_t pos = (n * in.C + c) * in.M + m0;
     const float* __restrict zb = in.z + pos;
-    if (in.kind == 0) {
-        const float* __restrict lb = in.lse + n * M + m0;
-        const int64_t* __restrict tb = in.t + n * M + m0;
-        for (int64_t j = 0; j < len; ++j) {
-            const bool g = tb[j] == c;
-            const float p = exp_neg(zb[j] - lb[j]);
-            const float v = g ? 1.0f - p : p;
-            e[j] = v < 0.0f ? 0.0f : v;  // p <= 1; NaN stays
-            gb[j] = g ? 1u : 0u;
-        }
-        const float* __restrict vb = in.valid == nullptr ? nullptr : in.valid + n * M + m0;
-        for (int64_t j = 0; j < len; ++j) kept[j] = vb == nullptr || vb[j] > 0.0f;
-        std::memcpy(in_sort, kept, static_cast<size_t>(len));
-        return;
-    }
     const float* __restrict gp = in.g + pos;
     const float* __restrict vb = in.valid == nullptr ? nullptr : in.valid + pos;
     for (int64_t j = 0; j < len; ++j) gb[j] = gp[j] > 0.5f ? 1u : 0u;
@@ -599,7 +681,7 @@ inline void lovasz_block(const LovaszInput& in, int64_t n, int64_t c, int64_t m0
     } else {
         for (int64_t j = 0; j < len; ++j) {
             const float v = gb[j] ? 1.0f - zb[j] : zb[j];
-            e[j] = v < 0.0f ? 0.0f : v;  // probabilities in [0, 1]: |g - z|
+            e[j] = v <= 0.0f ? 0.0f : v;  // probabilities in [0, 1]: |g - z| (a -0 probability gives +0); NaN stays
         }
         std::memcpy(in_sort, kept, static_cast<size_t>(len));
     }
@@ -642,184 +724,141 @@ SL_INLINE T* lsd_two_passes(T* from, T* to, int64_t n, uint32_t* h0, uint32_t* h
     return from;
 }
 
-// W == nullptr (a single row, element i at W[i]): the weights go to the sort buffer that is free after the sort
-// (its first L floats), and *w_in_b says which one (0: buf_a, 1: buf_b); no separate W is needed.
+// One row. W holds the key words at the elements' positions (n C + c) M + m (kind 1 writes the row's here; kind 0
+// takes them from lovasz_softmax_keys, with the row's kept positives pos_in and NaN flag nan_in), and the weights
+// at the same positions on return: a bucket reads the key words of its elements just before its walk writes their
+// weights, and every position belongs to one bucket. P: L uint32 of scratch.
 //
-// The sort: one most-significant-digit pass on the top 11 key bits scatters the pairs into 2048 buckets (buf_a to
-// buf_b, stable); each bucket is then sorted on its remaining bits by two least-significant-digit passes through
-// buf_a and back, while it sits in the cache, and walked at once (the weights of a bucket's ranks need only the
-// positives of the buckets above it, counted with the top-digit histogram). Buckets are shared among the threads
-// in contiguous ranges of about equal size.
-void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t* buf_a, uint64_t* buf_b,
-                int threads, double& value, double& positives, int* w_in_b = nullptr) {
-    const int64_t M = in.M;
+// The sort: one most-significant-digit pass on the top 12 key bits scatters the elements' positions (| g << 31)
+// into 4096 buckets of P (stable: the chunks' offsets come from a histogram pass over the key words). Each bucket
+// then gathers its key words, sorts words made of its low key bits and local index by two least-significant-digit
+// passes in cache, and is walked at once (the weights of a bucket's ranks need only the positives of the buckets
+// above it, counted with the top-digit histogram). Buckets are shared among the threads in contiguous ranges of
+// about equal size.
+void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t* P, int threads, double& value,
+                double& positives, int64_t pos_in, bool nan_in) {
+    const int64_t C = in.C, M = in.M;
     const int64_t L = row.nseg * M;
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, (L + 65535) / 65536));
-    // the sort key: the float bits of the error (>= 0, so they order like the floats): 30 significant bits for
-    // errors <= 1 (softmax and flat form), 31 for the hinge's. A NaN error (flat form) is clamped to the largest
-    // key and makes the row's value NaN.
+    uint32_t* keys = reinterpret_cast<uint32_t*>(W);
     const int key_bits = in.hinge ? 31 : 30;
-    const uint32_t key_max = static_cast<uint32_t>((uint64_t(1) << key_bits) - 1);
+    const uint32_t key_max = lovasz_key_max(in.hinge);
     constexpr int TOP = 12;
     constexpr int64_t NB = int64_t(1) << TOP;
     const int top_shift = key_bits - TOP;  // the low bits [0, top_shift): two digits of lo0 and lo1 bits
     const int lo0 = (top_shift + 1) / 2, lo1 = top_shift - lo0;
-    const bool single = nt == 1;
-    std::vector<int64_t> count(nt, 0), pos_count(nt, 0), offset(nt + 1, 0);
-    std::vector<uint8_t> nan_seen(nt, 0);
-    // fn(n, m0, len, i0) over the blocks of chunk th of the row (nt chunks of about L / nt elements)
-    auto chunk_blocks = [&](int64_t th, const auto& fn) { row_blocks(row, M, L * th / nt, L * (th + 1) / nt, fn); };
-    struct Block {  // one block's elements (see lovasz_block)
-        float e[BLOCK];
-        uint32_t gb[BLOCK];
-        uint8_t kept[BLOCK], srt[BLOCK];
+    const uint32_t low_mask = (uint32_t(1) << top_shift) - 1;
+    // fn(off, len) over the blocks of chunk th of the row (nt chunks of about L / nt elements): the key words and
+    // weights of a block are at [off, off + len)
+    auto chunk_blocks = [&](int64_t th, const auto& fn) {
+        row_blocks(row, M, L * th / nt, L * (th + 1) / nt,
+                   [&](int64_t n, int64_t m0, int64_t len, int64_t) { fn(n, m0, (n * C + row.c) * M + m0, len); });
     };
-    if (!single) {  // A: how many elements of each chunk enter the sort (the chunks' offsets)
+    int64_t Gi = pos_in;
+    bool any_nan = nan_in;
+    if (in.kind == 1) {  // A: the key words of the row, its kept positives and NaN flag
+        std::vector<int64_t> pos_count(nt, 0);
+        std::vector<uint8_t> nan_seen(nt, 0);
         parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
-            Block blk;
+            float e[BLOCK];
+            uint32_t gb[BLOCK];
+            uint8_t kept[BLOCK], srt[BLOCK];
             for (int64_t th = tb; th < te; ++th) {
-                int64_t k = 0;
-                chunk_blocks(th, [&](int64_t n, int64_t m0, int64_t len, int64_t) {
-                    if (in.kind == 0 && in.valid == nullptr) {  // every element is sorted
-                        k += len;
-                        return;
+                int64_t gp = 0;
+                bool nan = false;
+                chunk_blocks(th, [&](int64_t n, int64_t m0, int64_t off, int64_t len) {
+                    lovasz_block(in, n, row.c, m0, len, e, gb, kept, srt);
+                    uint32_t* kb = keys + off;
+                    uint32_t bn = 0, gs = 0;
+                    for (int64_t j = 0; j < len; ++j) {
+                        bn |= e[j] != e[j] ? 1u : 0u;
+                        gs += kept[j] & gb[j];
+                        kb[j] = srt[j] ? lovasz_key(e[j], gb[j], key_max) : LV_EXCL;
                     }
-                    lovasz_block(in, n, row.c, m0, len, blk.e, blk.gb, blk.kept, blk.srt);
-                    int64_t ks = 0;
-                    for (int64_t j = 0; j < len; ++j) ks += blk.srt[j];
-                    k += ks;
+                    nan |= bn != 0;
+                    gp += gs;
                 });
-                count[th] = k;
+                pos_count[th] = gp;
+                nan_seen[th] = nan;
             }
         });
-        for (int64_t th = 0; th < nt; ++th) offset[th + 1] = offset[th] + count[th];
+        for (int64_t th = 0; th < nt; ++th) {
+            Gi += pos_count[th];
+            any_nan |= nan_seen[th] != 0;
+        }
     }
-    // B: the (key, index | g << 31) pairs into buf_a, W = 0 where the element stays out of the sort; per chunk the
-    // top-digit histogram, the positives per top digit (those in the sort) and the positives kept
-    std::vector<uint32_t> top_hist(static_cast<size_t>(nt * NB), 0u), top_pos(static_cast<size_t>(nt * NB), 0u);
+    // B: per chunk, the top-digit histogram of the key words in the sort (low half: count, high half: positives)
+    std::vector<uint64_t> top_hist(static_cast<size_t>(nt * NB), 0u);
     parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
-        Block blk;
-        const float* e = blk.e;
-        const uint32_t* gb = blk.gb;
-        const uint8_t* kept = blk.kept;
-        const uint8_t* srt = blk.srt;
         for (int64_t th = tb; th < te; ++th) {
-            uint32_t* h = top_hist.data() + th * NB;
-            uint32_t* hp = top_pos.data() + th * NB;
-            int64_t o = offset[th], gp = 0;
-            bool nan = false;
-            chunk_blocks(th, [&](int64_t n, int64_t m0, int64_t len, int64_t i0) {
-                lovasz_block(in, n, row.c, m0, len, blk.e, blk.gb, blk.kept, blk.srt);
-                bool bn = false;
-                int64_t gs = 0;
+            uint64_t* h = top_hist.data() + th * NB;
+            chunk_blocks(th, [&](int64_t, int64_t, int64_t off, int64_t len) {
+                const uint32_t* kb = keys + off;
                 for (int64_t j = 0; j < len; ++j) {
-                    bn |= e[j] != e[j];
-                    gs += kept[j] & gb[j];
-                }
-                nan |= bn;
-                gp += gs;
-                int64_t ns = 0;
-                for (int64_t j = 0; j < len; ++j) ns += srt[j];
-                if (ns == len) {  // every element sorted (the common case): pairs in a vectorised loop
-                    uint64_t* out = buf_a + o;
-                    for (int64_t j = 0; j < len; ++j) {
-                        uint32_t bits;
-                        std::memcpy(&bits, e + j, 4);
-                        bits = bits < key_max ? bits : key_max;
-                        out[j] = (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(i0 + j) |
-                                 (static_cast<uint64_t>(gb[j]) << 31);
-                    }
-                    for (int64_t j = 0; j < len; ++j) {
-                        const uint32_t d = static_cast<uint32_t>(out[j] >> (32 + top_shift));
-                        ++h[d];
-                        hp[d] += gb[j];
-                    }
-                    o += len;
-                    return;
-                }
-                float* wb = W == nullptr ? nullptr : W + (n * in.C + row.c) * M + m0;
-                for (int64_t j = 0; j < len; ++j) {
-                    if (srt[j]) {
-                        uint32_t bits;
-                        std::memcpy(&bits, e + j, 4);
-                        bits = bits < key_max ? bits : key_max;
-                        buf_a[o++] = (static_cast<uint64_t>(bits) << 32) | static_cast<uint64_t>(i0 + j) |
-                                     (static_cast<uint64_t>(gb[j]) << 31);
-                        const uint32_t d = bits >> top_shift;
-                        ++h[d];
-                        hp[d] += gb[j];
-                    } else if (wb != nullptr) {
-                        wb[j] = 0.0f;
-                    }
+                    const uint32_t w = kb[j];
+                    if (w == LV_EXCL) continue;
+                    h[(w & 0x7FFFFFFFu) >> top_shift] += 1u | (static_cast<uint64_t>(w >> 31) << 32);
                 }
             });
-            if (single) count[0] = o;
-            pos_count[th] = gp;
-            nan_seen[th] = nan;
         }
     });
-    double G = 0.0;
-    bool any_nan = false;
-    for (int64_t th = 0; th < nt; ++th) {
-        G += static_cast<double>(pos_count[th]);
-        any_nan |= nan_seen[th] != 0;
-    }
-    const int64_t K = single ? count[0] : offset[nt];
-    // C: the top-digit pass, buf_a to buf_b; bucket d ends at [bstart[d], bstart[d + 1]) of buf_b
+    // C: the top-digit pass: each element's entry (its low key bits << 1 | g) into P, bucket d at
+    // [bstart[d], bstart[d + 1]); the positions are not kept: E gives each weight back to its element by the same
+    // pass over the key words
     std::vector<int64_t> bstart(NB + 1, 0), pos_above(NB, 0);
+    std::vector<uint32_t> off(static_cast<size_t>(nt * NB));
     {
-        std::vector<int64_t> off(static_cast<size_t>(nt * NB));
         int64_t run = 0;
         for (int64_t d = 0; d < NB; ++d) {
             bstart[d] = run;
             for (int64_t th = 0; th < nt; ++th) {
-                off[th * NB + d] = run;
-                run += top_hist[th * NB + d];
+                off[th * NB + d] = static_cast<uint32_t>(run);
+                run += static_cast<int64_t>(top_hist[th * NB + d] & 0xFFFFFFFFu);
             }
         }
         bstart[NB] = run;
         int64_t above = 0;  // positives in the buckets of larger errors (ranks before this bucket's)
         for (int64_t d = NB - 1; d >= 0; --d) {
             pos_above[d] = above;
-            for (int64_t th = 0; th < nt; ++th) above += top_pos[th * NB + d];
+            for (int64_t th = 0; th < nt; ++th) above += static_cast<int64_t>(top_hist[th * NB + d] >> 32);
         }
         parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
             for (int64_t th = tb; th < te; ++th) {
-                int64_t* o = off.data() + th * NB;
-                const int64_t b = offset[th], e = single ? K : offset[th + 1];
-                for (int64_t i = b; i < e; ++i) {
-                    const uint64_t v = buf_a[i];
-                    buf_b[o[v >> (32 + top_shift)]++] = v;
-                }
+                std::vector<uint32_t> o(off.begin() + th * NB, off.begin() + (th + 1) * NB);
+                chunk_blocks(th, [&](int64_t, int64_t, int64_t off0, int64_t len) {
+                    const uint32_t* kb = keys + off0;
+                    for (int64_t j = 0; j < len; ++j) {
+                        const uint32_t w = kb[j];
+                        if (w == LV_EXCL) continue;
+                        P[o[(w & 0x7FFFFFFFu) >> top_shift]++] = ((w & low_mask) << 1) | (w >> 31);
+                    }
+                });
             }
         });
     }
-    // D: per bucket, the low digits (stable), then the walk over its ranks.
-    // A bucket of at most 2^(32 - top_shift) pairs is sorted as 32-bit words (its low key bits, then its local
-    // position) in two small per-thread arrays that stay in the L1/L2 cache; the walk that follows at once reads
-    // the pairs through them, else (one row: all buckets are sorted before the walk) they are gathered back into
-    // buf_b in order through buf_a. A larger bucket is sorted as pairs through buf_a, the result in buf_b.
+    const int64_t K = bstart[NB];
+    // D: per bucket, its sort (stable) on words made of the low key bits above a local index, then the walk over
+    // its ranks, which leaves each element's weight in its entry. Up to 2^(32 - top_shift) elements the words are
+    // 32-bit and sit in two small per-thread arrays (in the L1/L2 cache), beyond that 64-bit (the low key bits in
+    // the high half) in a per-thread vector.
     const int local_bits = 32 - top_shift;
-    const uint32_t local_mask = static_cast<uint32_t>((uint64_t(1) << local_bits) - 1);
-    // Returns the sorted 32-bit words when they were used and gather is false (the walk then reads the pairs
-    // through them), else null (the pairs are in order in buf_b).
-    auto sort_bucket = [&](int64_t d, uint32_t* wa, uint32_t* wb, bool gather) -> const uint32_t* {
-        const int64_t s = bstart[d], n = bstart[d + 1] - s;
-        if (n < 2) return nullptr;
-        uint64_t* from = buf_b + s;
-        if (n <= 32) {  // insertion sort, stable
+    // Sorts the n words w (uint32_t or uint64_t; low key bits from bit `shift` up) through tmp; returns the buffer
+    // with the result.
+    auto sort_words = [&](auto* w, auto* tmp, int64_t n, int shift) {
+        using T = std::remove_reference_t<decltype(*w)>;
+        if (n <= 32) {  // insertion sort (the local index breaks ties: stable)
             for (int64_t j = 1; j < n; ++j) {
-                const uint64_t v = from[j];
+                const T v = w[j];
                 int64_t q = j;
-                for (; q > 0 && (from[q - 1] >> 32) > (v >> 32); --q) from[q] = from[q - 1];
-                from[q] = v;
+                for (; q > 0 && w[q - 1] > v; --q) w[q] = w[q - 1];
+                w[q] = v;
             }
-            return nullptr;
+            return w;
         }
         uint32_t h0[1 << 10] = {}, h1[1 << 10] = {};
         const uint64_t m0 = (uint64_t(1) << lo0) - 1, m1 = (uint64_t(1) << lo1) - 1;
         for (int64_t j = 0; j < n; ++j) {
-            const uint64_t k = from[j] >> 32;
+            const T k = w[j] >> shift;
             ++h0[k & m0];
             ++h1[(k >> lo0) & m1];
         }
@@ -836,69 +875,54 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
                 run += c;
             }
         }
-        if (one[0] && one[1]) return nullptr;
-        if (n <= (int64_t(1) << local_bits)) {
-            const uint32_t key_mask = static_cast<uint32_t>((uint64_t(1) << top_shift) - 1);
-            for (int64_t j = 0; j < n; ++j)
-                wa[j] = ((static_cast<uint32_t>(from[j] >> 32) & key_mask) << local_bits) | static_cast<uint32_t>(j);
-            const uint32_t* src = lsd_two_passes(wa, wb, n, h0, h1, local_bits, local_bits + lo0, m0, m1, one);
-            if (!gather) return src;
-            uint64_t* tmp = buf_a + s;
-            for (int64_t j = 0; j < n; ++j) tmp[j] = from[src[j] & local_mask];
-            std::memcpy(from, tmp, static_cast<size_t>(n) * sizeof(uint64_t));
-            return nullptr;
-        }
-        from = lsd_two_passes(from, buf_a + s, n, h0, h1, 32, 32 + lo0, m0, m1, one);
-        if (from != buf_b + s) std::memcpy(buf_b + s, from, static_cast<size_t>(n) * sizeof(uint64_t));
-        return nullptr;
+        return lsd_two_passes(w, tmp, n, h0, h1, shift, shift + lo0, m0, m1, one);
     };
-    // The ranks of bucket d: buf_b[j] has rank k = K - 1 - j. After rank k, with cum positives among ranks <= k:
-    // I_k = G - cum, U_k = G + k + 1 - cum, and the weight J_k - J_{k-1} = I_{k-1} / U_{k-1} - I_k / U_k (Berman
-    // et al. Alg. 1; I_{-1} / U_{-1} = 1) in closed form, without the cancellation of the difference: 1 / U_k for a
-    // positive (I drops by one, U stays), I_k / (U_{k-1} U_k) for a negative (U grows by one; 1 if U_{k-1} = 0:
-    // the first rank of a row without positives).
-    const int64_t Gi = static_cast<int64_t>(G);
-    const double inv_m = 1.0 / static_cast<double>(M);
-    auto walk_bucket = [&](int64_t d, float* Wout, const uint32_t* order) {
+    // The ranks of bucket d, its sorted words w (local index in the bits below `shift`): the word at sorted place
+    // j has rank K - 1 - (bstart[d] + j). After rank k, with cum positives among ranks <= k: I_k = G - cum,
+    // U_k = G + k + 1 - cum, and the weight J_k - J_{k-1} = I_{k-1} / U_{k-1} - I_k / U_k (Berman et al. Alg. 1;
+    // I_{-1} / U_{-1} = 1) in closed form, without the cancellation of the difference: 1 / U_k for a positive (I
+    // drops by one, U stays), I_k / (U_{k-1} U_k) for a negative (U grows by one; 1 if U_{k-1} = 0: the first rank
+    // of a row without positives). In float32 (the weights' type): the counts exact up to 2^24, then three
+    // roundings of the arithmetic, about 2e-7 relative; the value's sum is kept in double. The entry of each
+    // element becomes the float bits of (1 - 2g) w.
+    auto walk_bucket = [&](int64_t d, const auto* w, int shift) {
         const int64_t s = bstart[d], e = bstart[d + 1];
+        uint32_t* Pb = P + s;
+        const uint64_t lmask = (uint64_t(1) << shift) - 1;
+        const uint32_t top = static_cast<uint32_t>(d) << top_shift;
         int64_t cum = pos_above[d];
         double acc = 0.0;
-        double ub[BLOCK], ib[BLOCK], wv[BLOCK], ev[BLOCK];
+        float ub[BLOCK], ib[BLOCK];
+        double wv[BLOCK], ev[BLOCK];
         uint32_t gv[BLOCK], iv[BLOCK];
-        // blocks of ranks: position hi - 1 - q of the bucket's sorted order (buf_b, or through order) has rank
-        // K - hi + q
-        for (int64_t hi = e; hi > s; hi -= BLOCK) {
-            const int64_t len = std::min<int64_t>(BLOCK, hi - s);
-            const int64_t k0 = K - hi;
+        for (int64_t hi = e - s; hi > 0; hi -= BLOCK) {  // blocks of ranks: sorted place hi - 1 - q, rank K - s - hi + q
+            const int64_t len = std::min<int64_t>(BLOCK, hi);
+            const int64_t k0 = K - s - hi;
             for (int64_t q = 0; q < len; ++q) {  // the counts: a scalar prefix
-                const int64_t j = hi - 1 - q;
-                const uint64_t pair = order == nullptr ? buf_b[j] : buf_b[s + (order[j - s] & local_mask)];
-                const uint32_t gbit = static_cast<uint32_t>(pair >> 31) & 1u;
+                const uint64_t word = w[hi - 1 - q];
+                const uint32_t j = static_cast<uint32_t>(word & lmask);
+                const uint32_t gbit = Pb[j] & 1u;
                 cum += gbit;
                 gv[q] = gbit;
-                iv[q] = static_cast<uint32_t>(pair) & 0x7fffffffu;
-                ub[q] = static_cast<double>(Gi + k0 + q + 1 - cum);
-                ib[q] = static_cast<double>(Gi - cum);
-                const uint32_t bits = static_cast<uint32_t>(pair >> 32);
+                iv[q] = j;
+                ub[q] = static_cast<float>(Gi + k0 + q + 1 - cum);
+                ib[q] = static_cast<float>(Gi - cum);
+                const uint32_t bits = top | static_cast<uint32_t>(word >> shift);
                 float err;
                 std::memcpy(&err, &bits, 4);
                 ev[q] = static_cast<double>(err);
             }
-            for (int64_t q = 0; q < len; ++q) {  // the weights: vectorised
-                const double u = ub[q];
-                const double neg = u > 1.0 ? ib[q] / (u * (u - 1.0)) : 1.0;
-                wv[q] = gv[q] ? 1.0 / u : neg;
+            for (int64_t q = 0; q < len; ++q) {  // the weights, one division each: vectorised
+                const float u = ub[q];
+                const bool first = u <= 1.0f;
+                const float num = gv[q] ? 1.0f : (first ? 1.0f : ib[q]);
+                const float den = gv[q] ? u : (first ? 1.0f : u * (u - 1.0f));
+                const float wt = num / den;
+                wv[q] = static_cast<double>(wt);
+                ub[q] = gv[q] ? -wt : wt;  // W = (1 - 2g) w
             }
             acc += block_dot(wv, ev, len);
-            for (int64_t q = 0; q < len; ++q) {
-                const int64_t i = iv[q];
-                // image of element i = s M + m: s = i / M by a float reciprocal, corrected (no integer division)
-                int64_t seg = static_cast<int64_t>(static_cast<double>(i) * inv_m);
-                seg -= seg * M > i;
-                seg += (seg + 1) * M <= i;
-                const float w = static_cast<float>(wv[q]);
-                Wout[(row.n0 + seg) * in.C * M + row.c * M + (i - seg * M)] = gv[q] ? -w : w;
-            }
+            for (int64_t q = 0; q < len; ++q) std::memcpy(Pb + iv[q], ub + q, 4);
         }
         return acc;
     };
@@ -910,34 +934,47 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint64_t*
         dlo[th] = d;
     }
     std::vector<double> partial(nt, 0.0);
-    const bool fused = W != nullptr;
     parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
-        std::vector<uint32_t> work(size_t(2) << local_bits);
+        std::vector<uint32_t> small(size_t(2) << local_bits);
+        std::vector<uint64_t> big;
         for (int64_t th = tb; th < te; ++th) {
             double acc = 0.0;
             for (int64_t d = dlo[th + 1] - 1; d >= dlo[th]; --d) {
-                const uint32_t* order = sort_bucket(d, work.data(), work.data() + (size_t(1) << local_bits), !fused);
-                if (fused) acc += walk_bucket(d, W, order);
+                const int64_t s = bstart[d], n = bstart[d + 1] - s;
+                if (n == 0) continue;
+                const uint32_t* Pb = P + s;
+                if (n <= (int64_t(1) << local_bits)) {
+                    uint32_t* wa = small.data();
+                    for (int64_t j = 0; j < n; ++j) wa[j] = ((Pb[j] >> 1) << local_bits) | static_cast<uint32_t>(j);
+                    acc += walk_bucket(d, sort_words(wa, wa + (size_t(1) << local_bits), n, local_bits), local_bits);
+                } else {
+                    if (big.size() < static_cast<size_t>(2 * n)) big.resize(static_cast<size_t>(2 * n));
+                    uint64_t* wa = big.data();
+                    for (int64_t j = 0; j < n; ++j) wa[j] = (static_cast<uint64_t>(Pb[j] >> 1) << 32) | static_cast<uint64_t>(j);
+                    acc += walk_bucket(d, sort_words(wa, wa + n, n, 32), 32);
+                }
             }
             partial[th] = acc;
         }
     });
-    if (!fused) {  // one row: buf_a is free now and takes the weights (0 outside the sort)
-        float* Wa = reinterpret_cast<float*>(buf_a);
-        std::memset(Wa, 0, static_cast<size_t>(L) * sizeof(float));
-        *w_in_b = 0;
-        parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
-            for (int64_t th = tb; th < te; ++th) {
-                double acc = 0.0;
-                for (int64_t d = dlo[th + 1] - 1; d >= dlo[th]; --d) acc += walk_bucket(d, Wa, nullptr);
-                partial[th] = acc;
-            }
-        });
-    }
+    // E: the weights to their elements: the pass of C again (same chunks, same offsets), reading the entries back
+    // in the order C wrote them; W = 0 outside the sort
+    parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
+        for (int64_t th = tb; th < te; ++th) {
+            std::vector<uint32_t> o(off.begin() + th * NB, off.begin() + (th + 1) * NB);
+            chunk_blocks(th, [&](int64_t, int64_t, int64_t off0, int64_t len) {
+                uint32_t* kb = keys + off0;
+                for (int64_t j = 0; j < len; ++j) {
+                    const uint32_t w = kb[j];
+                    kb[j] = w == LV_EXCL ? 0u : P[o[(w & 0x7FFFFFFFu) >> top_shift]++];  // 0u: the bits of 0.0f
+                }
+            });
+        }
+    });
     value = 0.0;
     for (int64_t th = 0; th < nt; ++th) value += partial[th];
     if (any_nan) value = std::numeric_limits<double>::quiet_NaN();
-    positives = G;
+    positives = static_cast<double>(Gi);
 }
 
 // dx_c = p_c (D_c - sum_k p_k D_k), D = gv[row] W: the Lovasz-softmax gradient through the softmax.
@@ -1003,7 +1040,7 @@ int64_t count_not_binary(const T* __restrict g, int64_t n, int has_ignore, T ign
 
 extern "C" {
 
-int sl_version() { return 8; }
+int sl_version() { return 9; }
 
 int64_t sl_count_not_binary_f32(const float* g, int64_t n, int has_ignore, double ignore, int threads) {
     return count_not_binary<float>(g, n, has_ignore, static_cast<float>(ignore), threads);
@@ -1072,40 +1109,39 @@ void sl_sigmoid_focal_bwd_f64(const double* x, const double* g, const double* v,
     sigmoid_focal_bwd<double>(x, g, v, scale, rows, M, w1, w0, gamma, grad, threads);
 }
 
-// Lovasz rows (see lovasz_row): value and positives per row (R = N C per image, else C), W (N, C, M);
-// scratch: 2 max-row-length uint64 buffers. Returns 1 if a row is too long for 31-bit indices.
-// row_parallel: rows spread over the threads (scratch: 2 L per thread), else each row over all threads (2 L).
-int sl_lovasz_fwd_f32(int kind, int hinge, const float* z, const float* lse, const int64_t* t, const float* g,
+// Lovasz rows (see lovasz_row): value and positives per row (R = N C per image, else C), W (N, C, M), and for
+// kind 0 lse (N, M). scratch: L uint32 (L the row length) per thread with row_parallel (rows spread over the
+// threads), else L (each row over all threads). Returns 1 if N C M >= 2^31 (positions need 31 bits), 2 if an
+// index is outside [0, C) (kind 0).
+int sl_lovasz_fwd_f32(int kind, int hinge, const float* z, float* lse, const int64_t* t, const float* g,
                       const float* valid, int64_t N, int64_t C, int64_t M, int per_image, float* W, double* value,
-                      double* positives, uint64_t* scratch, int row_parallel, int threads) {
+                      double* positives, uint32_t* scratch, int row_parallel, int threads) {
+    if (N * C * M >= (int64_t(1) << 31)) return 1;
     const int64_t L = per_image ? M : N * M;
-    if (L >= (int64_t(1) << 31)) return 1;
     LovaszInput in{kind, hinge, z, lse, t, g, valid, N, C, M};
+    std::vector<int64_t> pos;
+    std::vector<uint8_t> nan;
+    if (kind == 0 && lovasz_softmax_keys(in, reinterpret_cast<uint32_t*>(W), pos, nan, threads) != 0) return 2;
     const int64_t R = per_image ? N * C : C;
-    auto row_of = [&](int64_t r) { return per_image ? LovaszRow{r / C, r % C, 1} : LovaszRow{0, r, N}; };
-    if (row_parallel) {  // short rows: one row per thread at a time, each with its own two buffers
+    auto run = [&](int64_t r, uint32_t* P, int nt) {
+        const LovaszRow row = per_image ? LovaszRow{r / C, r % C, 1} : LovaszRow{0, r, N};
+        int64_t p = 0;
+        bool bad = false;
+        if (kind == 0)
+            for (int64_t s = 0; s < row.nseg; ++s) {
+                p += pos[(row.n0 + s) * C + row.c];
+                bad |= nan[(row.n0 + s) * C + row.c] != 0;
+            }
+        lovasz_row(in, row, W, P, nt, value[r], positives[r], p, bad);
+    };
+    if (row_parallel) {  // short rows: one row per thread at a time, each with its own scratch
         parallel(R, threads, [&](int th, int64_t begin, int64_t end) {
-            for (int64_t r = begin; r < end; ++r)
-                lovasz_row(in, row_of(r), W, scratch + 2 * L * th, scratch + 2 * L * th + L, 1, value[r],
-                           positives[r]);
+            for (int64_t r = begin; r < end; ++r) run(r, scratch + L * th, 1);
         });
     } else {  // long rows: one at a time, every thread on it
-        for (int64_t r = 0; r < R; ++r) lovasz_row(in, row_of(r), W, scratch, scratch + L, threads, value[r], positives[r]);
+        for (int64_t r = 0; r < R; ++r) run(r, scratch, threads);
     }
     return 0;
-}
-// One row (C == 1 in batch mode, or N C == 1 per image): as sl_lovasz_fwd_f32 without W; buf_a and buf_b hold
-// L uint64 each, and the weights (N, C, M) end in the first L floats of the one returned (0: buf_a, 1: buf_b;
-// -1: the row is too long for 31-bit indices). Peak: the two buffers, no third array.
-int sl_lovasz_fwd_one_row_f32(int kind, int hinge, const float* z, const float* lse, const int64_t* t,
-                              const float* g, const float* valid, int64_t N, int64_t C, int64_t M, int per_image,
-                              double* value, double* positives, uint64_t* buf_a, uint64_t* buf_b, int threads) {
-    const int64_t L = per_image ? M : N * M;
-    if (L >= (int64_t(1) << 31) || (per_image ? N * C : C) != 1) return -1;
-    LovaszInput in{kind, hinge, z, lse, t, g, valid, N, C, M};
-    int w_in_b = 0;
-    lovasz_row(in, LovaszRow{0, 0, per_image ? 1 : N}, nullptr, buf_a, buf_b, threads, value[0], positives[0], &w_in_b);
-    return w_in_b;
 }
 void sl_lovasz_softmax_bwd_f32(const float* x, const float* lse, const float* W, const float* gv, int64_t N, int64_t C,
                                int64_t M, int per_image, float* grad, int threads) {

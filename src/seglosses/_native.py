@@ -35,7 +35,6 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "sl_sigmoid_dense_fwd": (None, [_P, _P, _P, _I64, _I64, _P, _P, _P, _P, _D, _D, _D, _INT, _INT]),
     "sl_sigmoid_dense_bwd": (None, [_P, _P, _P, _P, _P, _P, _D, _D, _D, _INT, _I64, _I64, _P, _INT]),
     "sl_lovasz_fwd": (_INT, [_INT, _INT, _P, _P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _INT, _INT]),
-    "sl_lovasz_fwd_one_row": (_INT, [_INT, _INT, _P, _P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _P, _P, _P, _INT]),
     "sl_lovasz_softmax_bwd": (None, [_P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _INT]),
     "sl_sigmoid_focal_fwd": (None, [_P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
     "sl_sigmoid_focal_bwd": (None, [_P, _P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
@@ -109,7 +108,7 @@ def _build() -> ctypes.CDLL:
             fn = getattr(lib, variant)
             fn.restype = restype
             fn.argtypes = argtypes
-    if lib.sl_version() != 8:
+    if lib.sl_version() != 9:
         raise RuntimeError("seglosses native kernels: version mismatch")
     return lib
 

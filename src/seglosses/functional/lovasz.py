@@ -97,29 +97,18 @@ class _LovaszNative(torch.autograd.Function):
         threads = max(1, torch.get_num_threads())
         value = torch.zeros((rows,), dtype=torch.float64)
         positives = torch.zeros((rows,), dtype=torch.float64)
-        if rows == 1:  # one row (binary batch mode): the weights end in a sort buffer, no third array
-            bufs = [torch.empty((length,), dtype=torch.int64) for _ in range(2)]
-            which = lib.sl_lovasz_fwd_one_row_f32(
-                kind, int(hinge), z.data_ptr(), _native.ptr(lse), _native.ptr(t), _native.ptr(g),
-                _native.ptr(valid), n, c, m, int(per_image), value.data_ptr(), positives.data_ptr(),
-                bufs[0].data_ptr(), bufs[1].data_ptr(), threads,
-            )  # fmt: skip
-            status = 1 if which < 0 else 0
-            weights = bufs[max(which, 0)].view(torch.float32)[:length].view(n, c, m)
-            del bufs
-        else:
-            weights = torch.empty_like(z)
-            # short rows: one per thread (two sort buffers each); long rows: one at a time over all threads
-            row_parallel = length < (1 << 20) and rows > 1 and threads > 1
-            scratch = torch.empty((2 * length * (threads if row_parallel else 1),), dtype=torch.int64)
-            status = lib.sl_lovasz_fwd_f32(
-                kind, int(hinge), z.data_ptr(), _native.ptr(lse), _native.ptr(t), _native.ptr(g), _native.ptr(valid),
-                n, c, m, int(per_image), weights.data_ptr(), value.data_ptr(), positives.data_ptr(),
-                scratch.data_ptr(), int(row_parallel), threads,
-            )  # fmt: skip
-            del scratch
-        if status != 0:
-            raise RuntimeError("lovasz: a row too long for the native kernel")  # callers check the length first
+        weights = torch.empty_like(z)  # first the sort keys, then the weights
+        # short rows: one per thread (a scratch row each); long rows: one at a time over all threads
+        row_parallel = length < (1 << 20) and rows > 1 and threads > 1
+        scratch = torch.empty((length * (threads if row_parallel else 1),), dtype=torch.int32)
+        status = lib.sl_lovasz_fwd_f32(
+            kind, int(hinge), z.data_ptr(), _native.ptr(lse), _native.ptr(t), _native.ptr(g), _native.ptr(valid),
+            n, c, m, int(per_image), weights.data_ptr(), value.data_ptr(), positives.data_ptr(),
+            scratch.data_ptr(), int(row_parallel), threads,
+        )  # fmt: skip
+        del scratch
+        if status != 0:  # callers check the size and the indices first
+            raise RuntimeError(f"lovasz: the native kernel refused the input (status {status})")
         ctx.save_for_backward(z, lse, weights)
         ctx.kind, ctx.per_image, ctx.lib = kind, per_image, lib
         ctx.mark_non_differentiable(positives)
@@ -144,7 +133,7 @@ class _LovaszNative(torch.autograd.Function):
 def _lovasz_native(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tensor, Tensor] | None:
     """Values and positives per row by the native kernel (float32 on the CPU), or None where it does not apply."""
     x = prep.logits
-    if x.dtype != torch.float32 or x.device.type != "cpu" or (x.shape[0] * x.shape[2]) >= 2**31:
+    if x.dtype != torch.float32 or x.device.type != "cpu" or x.numel() >= 2**31:
         return None
     n, c, m = x.shape
     if prep.fused():
@@ -153,14 +142,7 @@ def _lovasz_native(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Ten
         lib = _native.usable(x, t, valid)
         if lib is None or t.dtype != torch.int64:
             return None
-        lse = torch.empty((n, m), dtype=x.dtype)
-        sums = torch.zeros((3, n, c), dtype=torch.float64)
-        status = lib.sl_softmax_index_fwd_f32(
-            x.data_ptr(), t.data_ptr(), _native.ptr(valid), n, c, m, lse.data_ptr(), None,
-            sums[0].data_ptr(), sums[1].data_ptr(), sums[2].data_ptr(), 0, max(1, torch.get_num_threads()),
-        )  # fmt: skip
-        if status != 0:
-            return None
+        lse = torch.empty((n, m), dtype=x.dtype)  # written by the kernel, for the backward
         out: tuple[Tensor, Tensor] = _LovaszNative.apply(  # type: ignore[no-untyped-call]
             x, 0, False, lse, t, None, valid, per_image, lib
         )
