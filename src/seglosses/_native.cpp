@@ -661,30 +661,35 @@ int lovasz_softmax_keys(const LovaszInput& in, uint32_t* __restrict keys, std::v
     return 0;
 }
 
-// The elements [m0, m0 + len) of image n, class c (len <= BLOCK) of a dense input (kind 1), in vectorised loops:
-// the error e, the target bit gb, kept (not ignored) and in_sort (kept, and for the hinge e > 0: an inactive hinge
-// error sorts after every active one and has weight 0 in the value).
-inline void lovasz_block(const LovaszInput& in, int64_t n, int64_t c, int64_t m0, int64_t len, float* __restrict e,
-                         uint32_t* __restrict gb, uint8_t* __restrict kept, uint8_t* __restrict in_sort) {
-    const int64_t pos = (n * in.C + c) * in.M + m0;
-    const float* __restrict zb = in.z + pos;
-    const float* __restrict gp = in.g + pos;
-    const float* __restrict vb = in.valid == nullptr ? nullptr : in.valid + pos;
-    for (int64_t j = 0; j < len; ++j) gb[j] = gp[j] > 0.5f ? 1u : 0u;
-    for (int64_t j = 0; j < len; ++j) kept[j] = vb == nullptr || vb[j] > 0.0f;
-    if (in.hinge) {
-        for (int64_t j = 0; j < len; ++j) {
-            const float v = 1.0f - zb[j] * (gb[j] ? 1.0f : -1.0f);
-            e[j] = v;
-            in_sort[j] = kept[j] && v > 0.0f;
+// The key words kb of the elements zb[0:len] of a dense input (kind 1) with targets gp and (VALID) the mask vb, in
+// one vectorised loop: the error |g - z| (flat form, a -0 probability gives +0) or 1 - (2g - 1) z (hinge), LV_EXCL
+// outside the sort (ignored, and for the hinge e <= 0: an inactive hinge error sorts after every active one and
+// has weight 0 in the value). Adds the kept positives to gs and sets bn if an error is NaN.
+template <bool HINGE, bool VALID>
+SL_INLINE void lovasz_dense_keys(const float* __restrict zb, const float* __restrict gp, const float* __restrict vb,
+                                 int64_t len, uint32_t* __restrict kb, uint32_t& gs, uint32_t& bn) {
+    const uint32_t key_max = lovasz_key_max(HINGE);
+    uint32_t g_sum = 0, nan = 0;
+    for (int64_t j = 0; j < len; ++j) {
+        const uint32_t g = gp[j] > 0.5f ? 1u : 0u;
+        const uint32_t kept = VALID ? (vb[j] > 0.0f ? 1u : 0u) : 1u;
+        float e;
+        uint32_t in_sort;
+        if (HINGE) {
+            e = g ? 1.0f - zb[j] : 1.0f + zb[j];
+            in_sort = e > 0.0f ? kept : 0u;
+        } else {
+            const float v = g ? 1.0f - zb[j] : zb[j];
+            e = v <= 0.0f ? 0.0f : v;  // NaN stays
+            in_sort = kept;
         }
-    } else {
-        for (int64_t j = 0; j < len; ++j) {
-            const float v = gb[j] ? 1.0f - zb[j] : zb[j];
-            e[j] = v <= 0.0f ? 0.0f : v;  // probabilities in [0, 1]: |g - z| (a -0 probability gives +0); NaN stays
-        }
-        std::memcpy(in_sort, kept, static_cast<size_t>(len));
+        nan |= e != e ? 1u : 0u;
+        g_sum += kept & g;
+        const uint32_t key = lovasz_key(e, g, key_max);  // (computed first: gcc then vectorises every variant)
+        kb[j] = in_sort ? key : LV_EXCL;
     }
+    gs += g_sum;
+    bn |= nan;
 }
 
 // fn(n, m0, len, i0) over the elements [b, e) of a row (row index i = s M + m for image n0 + s), in blocks of at
@@ -742,7 +747,6 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
     const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, (L + 65535) / 65536));
     uint32_t* keys = reinterpret_cast<uint32_t*>(W);
     const int key_bits = in.hinge ? 31 : 30;
-    const uint32_t key_max = lovasz_key_max(in.hinge);
     constexpr int TOP = 12;
     constexpr int64_t NB = int64_t(1) << TOP;
     const int top_shift = key_bits - TOP;  // the low bits [0, top_shift): two digits of lo0 and lo1 bits
@@ -759,22 +763,16 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
     if (in.kind == 1) {  // A: the key words of the row, its kept positives and NaN flag
         std::vector<int64_t> pos_count(nt, 0);
         std::vector<uint8_t> nan_seen(nt, 0);
+        const auto keys_of = in.hinge ? (in.valid ? lovasz_dense_keys<true, true> : lovasz_dense_keys<true, false>)
+                                      : (in.valid ? lovasz_dense_keys<false, true> : lovasz_dense_keys<false, false>);
         parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
-            float e[BLOCK];
-            uint32_t gb[BLOCK];
-            uint8_t kept[BLOCK], srt[BLOCK];
             for (int64_t th = tb; th < te; ++th) {
                 int64_t gp = 0;
                 bool nan = false;
-                chunk_blocks(th, [&](int64_t n, int64_t m0, int64_t off, int64_t len) {
-                    lovasz_block(in, n, row.c, m0, len, e, gb, kept, srt);
-                    uint32_t* kb = keys + off;
-                    uint32_t bn = 0, gs = 0;
-                    for (int64_t j = 0; j < len; ++j) {
-                        bn |= e[j] != e[j] ? 1u : 0u;
-                        gs += kept[j] & gb[j];
-                        kb[j] = srt[j] ? lovasz_key(e[j], gb[j], key_max) : LV_EXCL;
-                    }
+                chunk_blocks(th, [&](int64_t, int64_t, int64_t off, int64_t len) {
+                    uint32_t gs = 0, bn = 0;
+                    keys_of(in.z + off, in.g + off, in.valid == nullptr ? nullptr : in.valid + off, len, keys + off,
+                            gs, bn);
                     nan |= bn != 0;
                     gp += gs;
                 });
@@ -787,50 +785,54 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
             any_nan |= nan_seen[th] != 0;
         }
     }
-    // B: per chunk, the top-digit histogram of the key words in the sort (low half: count, high half: positives)
-    std::vector<uint64_t> top_hist(static_cast<size_t>(nt * NB), 0u);
+    // The digit of a key word: its top key bits, or NB outside the sort (a last bucket that is never sorted, so
+    // that the passes over the key words need no branch)
+    auto digit = [top_shift](uint32_t w) -> uint32_t {
+        return w == LV_EXCL ? uint32_t(NB) : (w & 0x7FFFFFFFu) >> top_shift;
+    };
+    // B: per chunk, the top-digit histogram (low half: count, high half: positives)
+    const int64_t NH = NB + 1;
+    std::vector<uint64_t> top_hist(static_cast<size_t>(nt * NH), 0u);
     parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
         for (int64_t th = tb; th < te; ++th) {
-            uint64_t* h = top_hist.data() + th * NB;
+            uint64_t* h = top_hist.data() + th * NH;
             chunk_blocks(th, [&](int64_t, int64_t, int64_t off, int64_t len) {
                 const uint32_t* kb = keys + off;
                 for (int64_t j = 0; j < len; ++j) {
                     const uint32_t w = kb[j];
-                    if (w == LV_EXCL) continue;
-                    h[(w & 0x7FFFFFFFu) >> top_shift] += 1u | (static_cast<uint64_t>(w >> 31) << 32);
+                    h[digit(w)] += 1u | (static_cast<uint64_t>(w >> 31) << 32);
                 }
             });
         }
     });
-    // C: the top-digit pass: each element's entry (its low key bits << 1 | g) into P, bucket d at
-    // [bstart[d], bstart[d + 1]); the positions are not kept: E gives each weight back to its element by the same
-    // pass over the key words
-    std::vector<int64_t> bstart(NB + 1, 0), pos_above(NB, 0);
-    std::vector<uint32_t> off(static_cast<size_t>(nt * NB));
+    // C: the top-digit pass: each element's entry (its low key bits << 1 | g; 0 outside the sort) into P, bucket d
+    // at [bstart[d], bstart[d + 1]) (the elements outside the sort last, at [K, L)); the positions are not kept: E
+    // gives each weight back to its element by the same pass over the key words
+    std::vector<int64_t> bstart(NH + 1, 0), pos_above(NB, 0);
+    std::vector<uint32_t> off(static_cast<size_t>(nt * NH));
     {
         int64_t run = 0;
-        for (int64_t d = 0; d < NB; ++d) {
+        for (int64_t d = 0; d < NH; ++d) {
             bstart[d] = run;
             for (int64_t th = 0; th < nt; ++th) {
-                off[th * NB + d] = static_cast<uint32_t>(run);
-                run += static_cast<int64_t>(top_hist[th * NB + d] & 0xFFFFFFFFu);
+                off[th * NH + d] = static_cast<uint32_t>(run);
+                run += static_cast<int64_t>(top_hist[th * NH + d] & 0xFFFFFFFFu);
             }
         }
-        bstart[NB] = run;
+        bstart[NH] = run;
         int64_t above = 0;  // positives in the buckets of larger errors (ranks before this bucket's)
         for (int64_t d = NB - 1; d >= 0; --d) {
             pos_above[d] = above;
-            for (int64_t th = 0; th < nt; ++th) above += static_cast<int64_t>(top_hist[th * NB + d] >> 32);
+            for (int64_t th = 0; th < nt; ++th) above += static_cast<int64_t>(top_hist[th * NH + d] >> 32);
         }
         parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
             for (int64_t th = tb; th < te; ++th) {
-                std::vector<uint32_t> o(off.begin() + th * NB, off.begin() + (th + 1) * NB);
+                std::vector<uint32_t> o(off.begin() + th * NH, off.begin() + (th + 1) * NH);
                 chunk_blocks(th, [&](int64_t, int64_t, int64_t off0, int64_t len) {
                     const uint32_t* kb = keys + off0;
                     for (int64_t j = 0; j < len; ++j) {
                         const uint32_t w = kb[j];
-                        if (w == LV_EXCL) continue;
-                        P[o[(w & 0x7FFFFFFFu) >> top_shift]++] = ((w & low_mask) << 1) | (w >> 31);
+                        P[o[digit(w)]++] = w == LV_EXCL ? 0u : ((w & low_mask) << 1) | (w >> 31);
                     }
                 });
             }
@@ -958,16 +960,13 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
         }
     });
     // E: the weights to their elements: the pass of C again (same chunks, same offsets), reading the entries back
-    // in the order C wrote them; W = 0 outside the sort
+    // in the order C wrote them
     parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
         for (int64_t th = tb; th < te; ++th) {
-            std::vector<uint32_t> o(off.begin() + th * NB, off.begin() + (th + 1) * NB);
+            std::vector<uint32_t> o(off.begin() + th * NH, off.begin() + (th + 1) * NH);
             chunk_blocks(th, [&](int64_t, int64_t, int64_t off0, int64_t len) {
                 uint32_t* kb = keys + off0;
-                for (int64_t j = 0; j < len; ++j) {
-                    const uint32_t w = kb[j];
-                    kb[j] = w == LV_EXCL ? 0u : P[o[(w & 0x7FFFFFFFu) >> top_shift]++];  // 0u: the bits of 0.0f
-                }
+                for (int64_t j = 0; j < len; ++j) kb[j] = P[o[digit(kb[j])]++];  // outside the sort: 0, the bits of 0.0f
             });
         }
     });
