@@ -442,3 +442,41 @@ def test_lovasz_native_nan_input_gives_nan_like_torch(case):
     for enabled in (True, False):
         _native.set_native(enabled)
         assert torch.isnan(seglosses.F.lovasz_loss(x, t, **kwargs)), f"native={enabled}"
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+def test_lovasz_native_negative_zero_probability_is_a_zero_error():
+    """A probability of -0.0 is an error of 0 (sorted last), not the float bits of -0 (sorted first, as NaN was)."""
+    g = torch.Generator().manual_seed(8)
+    p = torch.rand((2, 2, 16, 16), generator=g)
+    t = (torch.rand((2, 2, 16, 16), generator=g) > 0.5).float()
+    negatives = (t == 0).nonzero()[:20]
+    p[tuple(negatives.T)] = -0.0  # a zero probability on a negative: no error, but the sign bit set
+    kwargs = {"mode": "multilabel", "from_logits": False}
+    (out_n, grad_n), (out_t, grad_t) = _both(lambda xx: seglosses.F.lovasz_loss(xx, t, **kwargs), p)
+    _close(out_n[0], out_t[0], torch.float32)
+    _close(grad_n[0], grad_t[0], torch.float32)
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_native")
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+def test_lovasz_native_gradient_is_exactly_zero_outside_the_sort(mode):
+    """Ignored pixels, and for the hinge inactive ones (1 - x s <= 0), get a gradient of exactly 0 on both paths."""
+    g = torch.Generator().manual_seed(12)
+    if mode == "binary":
+        x = torch.randn((2, 1, 30, 30), generator=g) * 2
+        t = (torch.rand((2, 1, 30, 30), generator=g) > 0.5).float()
+        t[0, 0, :7] = 255
+        ignored = t == 255
+        outside = ignored | ((1 - x * (2 * t - 1)) <= 0)
+    else:
+        x = torch.randn((2, 3, 30, 30), generator=g)
+        t = torch.randint(0, 3, (2, 30, 30), generator=g)
+        t[1, :9] = 255
+        outside = (t == 255).unsqueeze(1).expand_as(x)
+    for _out, grad in _both(lambda xx: seglosses.F.lovasz_loss(xx, t, mode=mode, ignore_index=255), x):
+        assert outside.any()
+        assert (grad[0][outside] == 0).all()
+        assert (grad[0][~outside] != 0).any()
