@@ -552,11 +552,10 @@ void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __
 // (the derivative of the row's value w.r.t. z, where e = g + (1 - 2g) z for the flat form and e = 1 - (2g - 1) z
 // for the hinge: both slopes are 1 - 2g). Elements that cannot move the value are left out of the sort and get
 // W = 0: ignored ones, and for the hinge the inactive ones (e <= 0, they sort after every active error).
-// Every element first gets a 32-bit key word at its own position of W (n C + c) M + m (or of a sort buffer when
-// there is one row and no W): the float bits of its error (>= 0, so they order like the floats) with the target
-// bit on top, or LV_EXCL outside the sort. The sort: radix sort of (float bits of e, position | g << 31) pairs,
-// the top digit first, then each bucket in the cache (see lovasz_row). Equal errors give the same value in any
-// order; their weights (the gradient) are then one valid choice among the orders.
+// Every element first gets a 32-bit key word at its own position of W, (n C + c) M + m: the float bits of its
+// error (>= 0, so they order like the floats) with the target bit on top, or LV_EXCL outside the sort. The sort:
+// radix sort of the key words, the top digit first, then each bucket in the cache (see lovasz_row). Equal errors
+// give the same value in any order; their weights (the gradient) are then one valid choice among the orders.
 
 constexpr uint32_t LV_EXCL = 0xFFFFFFFFu;  // the key word of an element outside the sort
 
@@ -731,15 +730,15 @@ SL_INLINE T* lsd_two_passes(T* from, T* to, int64_t n, uint32_t* h0, uint32_t* h
 
 // One row. W holds the key words at the elements' positions (n C + c) M + m (kind 1 writes the row's here; kind 0
 // takes them from lovasz_softmax_keys, with the row's kept positives pos_in and NaN flag nan_in), and the weights
-// at the same positions on return: a bucket reads the key words of its elements just before its walk writes their
-// weights, and every position belongs to one bucket. P: L uint32 of scratch.
+// at the same positions on return. P: L uint32 of scratch.
 //
-// The sort: one most-significant-digit pass on the top 12 key bits scatters the elements' positions (| g << 31)
-// into 4096 buckets of P (stable: the chunks' offsets come from a histogram pass over the key words). Each bucket
-// then gathers its key words, sorts words made of its low key bits and local index by two least-significant-digit
-// passes in cache, and is walked at once (the weights of a bucket's ranks need only the positives of the buckets
-// above it, counted with the top-digit histogram). Buckets are shared among the threads in contiguous ranges of
-// about equal size.
+// The sort: one most-significant-digit pass on the top 12 key bits copies the key words into 4096 buckets of P
+// (stable: each chunk's offsets come from a histogram pass; the elements outside the sort go to a last bucket).
+// Each bucket is then sorted by two least-significant-digit passes over words made of its low key bits and local
+// index, in cache, and walked at once (the weights of a bucket's ranks need only the positives of the buckets above
+// it, counted with the histogram): each entry becomes its element's weight. Buckets are shared among the threads
+// in contiguous ranges of about equal size. The positions are never stored: a last pass repeats the scatter's pass
+// over the key words and reads every weight back from the slot the scatter gave that element.
 void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t* P, int threads, double& value,
                 double& positives, int64_t pos_in, bool nan_in) {
     const int64_t C = in.C, M = in.M;
