@@ -691,14 +691,14 @@ SL_INLINE void lovasz_dense_keys(const float* __restrict zb, const float* __rest
     bn |= nan;
 }
 
-// fn(n, m0, len, i0) over the elements [b, e) of a row (row index i = s M + m for image n0 + s), in blocks of at
-// most BLOCK elements of one image.
+// fn(off, len) over the elements [b, e) of a row (row index i = s M + m for image n0 + s), in blocks of at most
+// BLOCK elements of one image: the block's elements are at [off, off + len) of an (N, C, M) array.
 template <class Fn>
-SL_INLINE void row_blocks(const LovaszRow& row, int64_t M, int64_t b, int64_t e, const Fn& fn) {
+SL_INLINE void row_blocks(const LovaszRow& row, int64_t C, int64_t M, int64_t b, int64_t e, const Fn& fn) {
     int64_t s = b / M, m = b % M;
     for (int64_t i = b; i < e;) {
         const int64_t len = std::min<int64_t>(std::min<int64_t>(BLOCK, M - m), e - i);
-        fn(row.n0 + s, m, len, i);
+        fn(((row.n0 + s) * C + row.c) * M + m, len);
         i += len;
         m += len;
         if (m == M) {
@@ -732,8 +732,9 @@ SL_INLINE T* lsd_two_passes(T* from, T* to, int64_t n, uint32_t* h0, uint32_t* h
 // takes them from lovasz_softmax_keys, with the row's kept positives pos_in and NaN flag nan_in), and the weights
 // at the same positions on return. P: L uint32 of scratch.
 //
-// The sort: one most-significant-digit pass on the top 12 key bits copies the key words into 4096 buckets of P
-// (stable: each chunk's offsets come from a histogram pass; the elements outside the sort go to a last bucket).
+// The sort: one most-significant-digit pass on the top 12 key bits writes each element's entry (its low key bits
+// and target bit) into one of 4096 buckets of P (stable: each chunk's offsets come from a histogram pass; the
+// elements outside the sort go to a last bucket).
 // Each bucket is then sorted by two least-significant-digit passes over words made of its low key bits and local
 // index, in cache, and walked at once (the weights of a bucket's ranks need only the positives of the buckets above
 // it, counted with the histogram): each entry becomes its element's weight. Buckets are shared among the threads
@@ -753,10 +754,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
     const uint32_t low_mask = (uint32_t(1) << top_shift) - 1;
     // fn(off, len) over the blocks of chunk th of the row (nt chunks of about L / nt elements): the key words and
     // weights of a block are at [off, off + len)
-    auto chunk_blocks = [&](int64_t th, const auto& fn) {
-        row_blocks(row, M, L * th / nt, L * (th + 1) / nt,
-                   [&](int64_t n, int64_t m0, int64_t len, int64_t) { fn(n, m0, (n * C + row.c) * M + m0, len); });
-    };
+    auto chunk_blocks = [&](int64_t th, const auto& fn) { row_blocks(row, C, M, L * th / nt, L * (th + 1) / nt, fn); };
     int64_t Gi = pos_in;
     bool any_nan = nan_in;
     if (in.kind == 1) {  // A: the key words of the row, its kept positives and NaN flag
@@ -768,7 +766,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
             for (int64_t th = tb; th < te; ++th) {
                 int64_t gp = 0;
                 bool nan = false;
-                chunk_blocks(th, [&](int64_t, int64_t, int64_t off, int64_t len) {
+                chunk_blocks(th, [&](int64_t off, int64_t len) {
                     uint32_t gs = 0, bn = 0;
                     keys_of(in.z + off, in.g + off, in.valid == nullptr ? nullptr : in.valid + off, len, keys + off,
                             gs, bn);
@@ -795,7 +793,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
     parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
         for (int64_t th = tb; th < te; ++th) {
             uint64_t* h = top_hist.data() + th * NH;
-            chunk_blocks(th, [&](int64_t, int64_t, int64_t off, int64_t len) {
+            chunk_blocks(th, [&](int64_t off, int64_t len) {
                 const uint32_t* kb = keys + off;
                 for (int64_t j = 0; j < len; ++j) {
                     const uint32_t w = kb[j];
@@ -827,7 +825,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
         parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
             for (int64_t th = tb; th < te; ++th) {
                 std::vector<uint32_t> o(off.begin() + th * NH, off.begin() + (th + 1) * NH);
-                chunk_blocks(th, [&](int64_t, int64_t, int64_t off0, int64_t len) {
+                chunk_blocks(th, [&](int64_t off0, int64_t len) {
                     const uint32_t* kb = keys + off0;
                     for (int64_t j = 0; j < len; ++j) {
                         const uint32_t w = kb[j];
@@ -963,7 +961,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
     parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
         for (int64_t th = tb; th < te; ++th) {
             std::vector<uint32_t> o(off.begin() + th * NH, off.begin() + (th + 1) * NH);
-            chunk_blocks(th, [&](int64_t, int64_t, int64_t off0, int64_t len) {
+            chunk_blocks(th, [&](int64_t off0, int64_t len) {
                 uint32_t* kb = keys + off0;
                 for (int64_t j = 0; j < len; ++j) kb[j] = P[o[digit(kb[j])]++];  // outside the sort: 0, the bits of 0.0f
             });
