@@ -177,6 +177,52 @@ def test_extreme_logits_same_on_both_paths():
     torch.testing.assert_close(grad_n[0], grad_t[0], rtol=2e-6, atol=1e-6)
 
 
+def _focal_reference(logp: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``f(l) = -(1 - e^l)^gamma l`` and ``f'(l) = -q^gamma + gamma l e^l q^(gamma - 1)`` in float64 (q = 1 - e^l)."""
+    lv = logp.double()
+    q = -torch.expm1(lv)
+    f = -(q**gamma) * lv
+    if gamma == 0:
+        return f, torch.full_like(lv, -1.0)
+    return f, -(q**gamma) + gamma * lv * torch.exp(lv) * q ** (gamma - 1)
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.5])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_focal_terms_native_and_torch_match_the_formula(dtype, gamma, weighted):
+    """The focal term of ``log p_t`` from near 0 (``1 - p_t`` tiny: the series branch) to -90: the kernel and the
+    PyTorch fallback both give the float64 formula, value summed per image and derivative per pixel."""
+    mags = torch.cat([10.0 ** torch.linspace(-7, 0.3, 3000), torch.linspace(2.0, 90.0, 1000)])
+    logp = (-mags).to(dtype).view(2, -1)
+    w = torch.rand(logp.shape, generator=torch.Generator().manual_seed(1), dtype=dtype) if weighted else None
+    f_ref, d_ref = _focal_reference(logp, gamma)
+    if w is not None:
+        f_ref, d_ref = f_ref * w.double(), d_ref * w.double()
+    pix_n, d_n = _fused._focal_terms_native(logp.clone(), w, gamma)
+    f_t, d_t = _fused._focal_terms(logp.clone(), gamma)
+    if w is not None:
+        f_t, d_t = f_t * w, d_t * w
+    rtol = 1e-12 if dtype == torch.float64 else 2e-6
+    for d in (d_n, d_t):
+        torch.testing.assert_close(d.double(), d_ref, rtol=rtol * 5, atol=1e-30 if dtype == torch.float64 else 1e-12)
+    for pix in (pix_n, f_t.sum(-1)):
+        torch.testing.assert_close(pix.double(), f_ref.sum(-1), rtol=rtol * 5, atol=0)
+
+
+@needs_native
+def test_focal_terms_native_nan_stays_nan():
+    """A NaN log-probability makes its image's value NaN, and its derivative NaN where the fallback's is."""
+    logp = torch.tensor([[-0.5, float("nan"), -1e-9, -3.0], [-0.5, -1.0, -1e-9, -3.0]])
+    for gamma in (0.0, 2.0, 1.5):
+        pix, d = _fused._focal_terms_native(logp.clone(), None, gamma)
+        f_t, d_t = _fused._focal_terms(logp.clone(), gamma)
+        assert torch.isnan(pix).tolist() == [True, False]
+        assert torch.equal(torch.isnan(d), torch.isnan(d_t))
+        assert torch.isnan(d[0, 1]) == (gamma != 0)  # gamma 0: f'(l) = -1 everywhere
+
+
 @needs_native
 @pytest.mark.usefixtures("restore_native")
 def test_native_sigmoid_accurate_over_the_float_range():

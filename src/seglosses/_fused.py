@@ -71,8 +71,9 @@ def _focal_terms(logp_t: Tensor, gamma: float | Tensor) -> tuple[Tensor, Tensor]
     qg = torch.log(q).mul_(gamma).exp_()  # q^gamma; exactly 0 at q = 0
     if isinstance(gamma, Tensor):
         qg = torch.where(gamma == 0, torch.ones_like(qg), qg)  # 0 * log 0 would be NaN
-    # l / q, with its series -1 - q/2 where q is tiny (l = log(1 - q))
-    ratio = torch.where(q < 1e-4, q * -0.5 - 1.0, logp_t / q.clamp_min(1e-30))
+    # l / q, with its series -1 - q/2 - q^2/3 where q is tiny (l = log(1 - q); the next term q^3/4 is below the
+    # float64 epsilon relative to 1 for q < 1e-4)
+    ratio = torch.where(q < 1e-4, (q * (-1.0 / 3.0) - 0.5).mul_(q).sub_(1.0), logp_t / q.clamp_min(1e-30))
     value = qg * logp_t
     value.neg_()
     deriv = ratio.mul_(torch.exp(logp_t)).mul_(gamma).sub_(1.0).mul_(qg)
@@ -102,11 +103,15 @@ class _SoftmaxIndex(torch.autograd.Function):
         pix = torch.zeros((n,), dtype=x.dtype, device=x.device)
         deriv = None  # f'(log p_t), kept for backward (a (N, M) tensor: 1/C of the input)
         if logp_t is not None:
-            value, deriv = _focal_terms(logp_t, gamma)
-            if wpix is not None:
-                value = value.mul_(wpix)
-                deriv = deriv.mul_(wpix)
-            pix = value.sum(-1)
+            native_terms = _focal_terms_native(logp_t, wpix, gamma)
+            if native_terms is not None:
+                pix, deriv = native_terms
+            else:
+                value, deriv = _focal_terms(logp_t, gamma)
+                if wpix is not None:
+                    value = value.mul_(wpix)
+                    deriv = deriv.mul_(wpix)
+                pix = value.sum(-1)
         ctx.save_for_backward(x, t, valid, lse, deriv)
         ctx.gamma = gamma
         ctx.need_stats = need_stats
@@ -147,6 +152,25 @@ def _softmax_index_native(
         return None  # an index outside [0, C) (value checks off): the PyTorch path decides what happens
     psum, tp, gsum = sums.to(x.dtype).unbind(0)
     return tp, psum, gsum
+
+
+def _focal_terms_native(logp_t: Tensor, wpix: Tensor | None, gamma: float | Tensor) -> tuple[Tensor, Tensor] | None:
+    """``(sum_m w f, w f')`` of :func:`_focal_terms` by the native kernel (``w f'`` written over ``logp_t``).
+
+    None where it does not apply (a per-pixel gamma, or no kernel: then ``logp_t`` is untouched).
+    """
+    sfx = _native.suffix(logp_t.dtype)
+    if sfx is None or isinstance(gamma, Tensor) or (wpix is not None and wpix.dtype != logp_t.dtype):
+        return None
+    lib = _native.usable(logp_t, wpix)
+    if lib is None:
+        return None
+    n, m = logp_t.shape
+    value = torch.zeros((n,), dtype=torch.float64)
+    getattr(lib, "sl_focal_terms" + sfx)(
+        logp_t.data_ptr(), _native.ptr(wpix), n, m, float(gamma), value.data_ptr(), _threads()
+    )
+    return value.to(logp_t.dtype), logp_t
 
 
 def _softmax_index_torch(

@@ -341,6 +341,107 @@ void softmax_index_bwd(const T* __restrict x, const int64_t* __restrict t, const
     });
 }
 
+template <typename T>
+int small_int(T gamma) {
+    for (int k = 0; k <= 3; ++k)
+        if (gamma == T(k)) return k;
+    return -1;
+}
+
+// expm1(l) for l <= 0, float32 to a few ulp, vectorisable: the Taylor series to l^9 above -0.5 (remainder below
+// 3e-10), exp(l) - 1 below (|result| > 0.39 there: the subtraction loses under 2 bits). NaN stays NaN.
+SL_INLINE float expm1_neg(float l) {
+    float p = 2.7557319e-6f;  // 1 / 9!
+    p = std::fma(p, l, 2.4801587e-5f);
+    p = std::fma(p, l, 1.9841270e-4f);
+    p = std::fma(p, l, 1.3888889e-3f);
+    p = std::fma(p, l, 8.3333333e-3f);
+    p = std::fma(p, l, 4.1666667e-2f);
+    p = std::fma(p, l, 1.6666667e-1f);
+    p = std::fma(p, l, 0.5f);
+    const float series = std::fma(p * l, l, l);
+    const float big = exp_neg(l) - 1.0f;
+    return l > -0.5f ? series : big;
+}
+SL_INLINE double expm1_neg(double l) { return std::expm1(l); }
+
+// log(q) for q in (0, 1], also subnormal q (scaled by 2^64 first), vectorisable.
+SL_INLINE float log_unit(float q) {
+    const bool tiny = q < 1.17549435e-38f;
+    const float l = log_1to2(tiny ? q * 18446744073709551616.0f : q);
+    return tiny ? l - 44.3614195558365f : l;  // 64 ln 2
+}
+SL_INLINE double log_unit(double q) { return std::log(q); }
+
+// The softmax focal term of each pixel from l = log p_t (seglosses._fused._focal_terms, same formulas):
+// q = 1 - p_t = -expm1(l), value f = -q^gamma l, derivative f'(l) = (gamma e^l (l / q) - 1) q^gamma, with
+// l / q = -1 - q / 2 - q^2 / 3 below q = 1e-4. In place: ld holds l on entry and w f'(l) on return (w the pixel
+// weight, or 1); value[n] = sum over the image's pixels of w f. IG: gamma as a small integer (products) or -1.
+template <typename T, int IG>
+void focal_terms_ig(T* __restrict ld, const T* __restrict w, int64_t N, int64_t M, T gamma, double* value,
+                    int threads) {
+    const int64_t nb = (M + BLOCK - 1) / BLOCK;
+    const int64_t items = N * nb;
+    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, items));
+    std::vector<double> acc(nt * N, 0.0);
+    parallel(items, static_cast<int>(nt), [&](int th, int64_t begin, int64_t end) {
+        T fb[BLOCK], qb[BLOCK], eb[BLOCK];
+        for (int64_t it = begin; it < end; ++it) {
+            const int64_t n = it / nb;
+            const int64_t j0 = (it % nb) * BLOCK;
+            const int64_t L = std::min<int64_t>(BLOCK, M - j0);
+            T* __restrict lb = ld + n * M + j0;
+            if constexpr (IG == 0) {
+                for (int64_t j = 0; j < L; ++j) {
+                    fb[j] = -lb[j];
+                    lb[j] = T(-1);
+                }
+            } else {
+                // (in steps, each its own vectorised loop: in one loop gcc turned the selects into branches)
+                for (int64_t j = 0; j < L; ++j) {
+                    eb[j] = exp_neg(lb[j]);          // p_t
+                    qb[j] = -expm1_neg(lb[j]);       // q = 1 - p_t
+                }
+                T gb[BLOCK];  // q^gamma
+                if constexpr (IG > 0) {
+                    for (int64_t j = 0; j < L; ++j) gb[j] = pow_unit<IG>(qb[j], T(0), gamma);
+                } else {
+                    for (int64_t j = 0; j < L; ++j) gb[j] = log_unit(qb[j] > T(0) ? qb[j] : T(1));
+                    for (int64_t j = 0; j < L; ++j) {
+                        const T q = qb[j], pw = exp_neg(gamma * gb[j]);
+                        gb[j] = q > T(0) ? pw : (q == T(0) ? T(0) : q);  // 0^gamma = 0; NaN stays
+                    }
+                }
+                for (int64_t j = 0; j < L; ++j) {
+                    const T l = lb[j], q = qb[j], qg = gb[j];
+                    const T ratio = q < T(1e-4) ? (q * T(-1.0 / 3.0) - T(0.5)) * q - T(1) : l / (q > T(1e-30) ? q : T(1e-30));
+                    fb[j] = -(qg * l);
+                    lb[j] = (ratio * eb[j] * gamma - T(1)) * qg;
+                }
+            }
+            if (w != nullptr) {  // (a loop of its own: inside the one above gcc would mask the loads of a null w)
+                const T* __restrict wb = w + n * M + j0;
+                for (int64_t j = 0; j < L; ++j) lb[j] *= wb[j];
+                acc[th * N + n] += block_dot(fb, wb, L);
+            } else {
+                acc[th * N + n] += block_sum(fb, L);
+            }
+        }
+    });
+    reduce_into(acc, nt, N, value);
+}
+
+template <typename T>
+void focal_terms(T* ld, const T* w, int64_t N, int64_t M, T gamma, double* value, int threads) {
+    switch (small_int(gamma)) {
+        case 0: focal_terms_ig<T, 0>(ld, w, N, M, gamma, value, threads); break;
+        case 1: focal_terms_ig<T, 1>(ld, w, N, M, gamma, value, threads); break;
+        case 2: focal_terms_ig<T, 2>(ld, w, N, M, gamma, value, threads); break;
+        case 3: focal_terms_ig<T, 3>(ld, w, N, M, gamma, value, threads); break;
+        default: focal_terms_ig<T, -1>(ld, w, N, M, gamma, value, threads); break;
+    }
+}
+
 // Binary/multilabel focal loss per element, with a = log p = logsigmoid(x), b = log(1 - p) = a - x:
 // L = -[w1 g (1-p)^gamma a + w0 (1-g) p^gamma b]   (gamma = 0, w1 = w0 = 1: binary cross entropy), and
 // dL/dx = -[w1 g (1-p)^gamma ((1-p) - gamma p a) + w0 (1-g) p^gamma (gamma (1-p) b - p)].
@@ -399,13 +500,6 @@ inline void focal_block(const T* __restrict x, const T* __restrict g, int64_t L,
         default: SL_FOCAL_CASE(-1)
     }
 #undef SL_FOCAL_CASE
-}
-
-template <typename T>
-int small_int(T gamma) {
-    for (int k = 0; k <= 3; ++k)
-        if (gamma == T(k)) return k;
-    return -1;
 }
 
 // Per row of x (rows of M): the sum of v L (see focal_block).
@@ -1073,6 +1167,13 @@ void sl_softmax_index_bwd_f64(const double* x, const int64_t* t, const double* v
                               const double* g_tp, const double* g_psum, int64_t N, int64_t C, int64_t M,
                               int need_stats, double* grad, int threads) {
     softmax_index_bwd<double>(x, t, v, lse, k, g_tp, g_psum, N, C, M, need_stats, grad, threads);
+}
+void sl_focal_terms_f32(float* ld, const float* w, int64_t N, int64_t M, double gamma, double* value, int threads) {
+    focal_terms<float>(ld, w, N, M, static_cast<float>(gamma), value, threads);
+}
+void sl_focal_terms_f64(double* ld, const double* w, int64_t N, int64_t M, double gamma, double* value,
+                        int threads) {
+    focal_terms<double>(ld, w, N, M, gamma, value, threads);
 }
 void sl_sigmoid_dense_fwd_f32(const float* x, const float* g, const float* v, int64_t rows, int64_t M, double* psum,
                               double* tp, double* pix, double* gsum, double w1, double w0, double gamma, int pos0,

@@ -38,6 +38,7 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "sl_lovasz_softmax_bwd": (None, [_P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _INT]),
     "sl_sigmoid_focal_fwd": (None, [_P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
     "sl_sigmoid_focal_bwd": (None, [_P, _P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
+    "sl_focal_terms": (None, [_P, _P, _I64, _I64, _D, _P, _INT]),
     "sl_count_not_binary": (_I64, [_P, _I64, _INT, _D, _INT]),
 }
 
