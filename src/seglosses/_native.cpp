@@ -399,8 +399,8 @@ void focal_terms_ig(T* __restrict ld, const T* __restrict w, int64_t N, int64_t 
             } else {
                 // (in steps, each its own vectorised loop: in one loop gcc turned the selects into branches)
                 for (int64_t j = 0; j < L; ++j) {
-                    eb[j] = exp_neg(lb[j]);          // p_t
-                    qb[j] = -expm1_neg(lb[j]);       // q = 1 - p_t
+                    eb[j] = exp_neg(lb[j]);     // p_t
+                    qb[j] = -expm1_neg(lb[j]);  // q = 1 - p_t
                 }
                 T gb[BLOCK];  // q^gamma
                 if constexpr (IG > 0) {
@@ -414,7 +414,8 @@ void focal_terms_ig(T* __restrict ld, const T* __restrict w, int64_t N, int64_t 
                 }
                 for (int64_t j = 0; j < L; ++j) {
                     const T l = lb[j], q = qb[j], qg = gb[j];
-                    const T ratio = q < T(1e-4) ? (q * T(-1.0 / 3.0) - T(0.5)) * q - T(1) : l / (q > T(1e-30) ? q : T(1e-30));
+                    const T series = (q * T(-1.0 / 3.0) - T(0.5)) * q - T(1);
+                    const T ratio = q < T(1e-4) ? series : l / (q > T(1e-30) ? q : T(1e-30));  // l / q
                     fb[j] = -(qg * l);
                     lb[j] = (ratio * eb[j] * gamma - T(1)) * qg;
                 }
@@ -878,8 +879,8 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
             any_nan |= nan_seen[th] != 0;
         }
     }
-    // The digit of a key word: its top key bits, or NB outside the sort (a last bucket that is never sorted, so
-    // that the passes over the key words need no branch)
+    // The digit of a key word: its top key bits, or NB outside the sort (a last bucket, never sorted: the passes
+    // over the key words need no test of their own for the elements outside the sort)
     auto digit = [top_shift, NB](uint32_t w) -> uint32_t {
         return w == LV_EXCL ? uint32_t(NB) : (w & 0x7FFFFFFFu) >> top_shift;
     };
