@@ -886,11 +886,8 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
     };
     // The histogram's digits in a loop of their own over a block (vectorised: its branch would be mispredicted
     // wherever the elements outside the sort are scattered, e.g. the hinge's inactive ones).
-    auto digits = [top_shift, NB](const uint32_t* __restrict kb, int64_t len, uint32_t* __restrict db) {
-        for (int64_t j = 0; j < len; ++j) {
-            const uint32_t w = kb[j];
-            db[j] = w == LV_EXCL ? uint32_t(NB) : (w & 0x7FFFFFFFu) >> top_shift;
-        }
+    auto digits = [&digit](const uint32_t* __restrict kb, int64_t len, uint32_t* __restrict db) {
+        for (int64_t j = 0; j < len; ++j) db[j] = digit(kb[j]);
     };
     // B: per chunk, the top-digit histogram (low half: count, high half: positives)
     const int64_t NH = NB + 1;
