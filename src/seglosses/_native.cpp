@@ -196,6 +196,46 @@ SL_INLINE void softmax_block(const T* __restrict xb, int64_t C, int64_t M, int64
     }
 }
 
+// Per class c of a block, the sums over its pixels j < L (p_cj = eb_c[j] inv[j], inv = v / se):
+// psum += sum_j p_cj, tp += sum_j [t_j = c] p_cj, gsum += sum_j [t_j = c] v_j. Branch-free and vectorised:
+// 16 partial sums per quantity in T (at most BLOCK / 16 terms each), then added into the double accumulators.
+template <bool HV, typename T>
+SL_INLINE void index_stats_block(const T* __restrict ebuf, const T* __restrict inv, const int32_t* __restrict tt,
+                                 const T* __restrict vb, int64_t C, int64_t L, double* __restrict a_ps,
+                                 double* __restrict a_tp, double* __restrict a_gs) {
+    for (int64_t c = 0; c < C; ++c) {
+        const T* eb = ebuf + c * BLOCK;
+        const int32_t cc = static_cast<int32_t>(c);
+        T ps[16] = {}, tp[16] = {}, gs[16] = {};
+        int64_t j = 0;
+        for (; j + 16 <= L; j += 16) {
+            for (int l = 0; l < 16; ++l) {
+                const T p = eb[j + l] * inv[j + l];
+                const T m = static_cast<T>(tt[j + l] == cc);  // 0 or 1: products, not branches
+                ps[l] += p;
+                tp[l] += m * p;
+                gs[l] += HV ? m * vb[j + l] : m;
+            }
+        }
+        T sps = T(0), stp = T(0), sgs = T(0);
+        for (; j < L; ++j) {
+            const T p = eb[j] * inv[j];
+            const T m = static_cast<T>(tt[j] == cc);
+            sps += p;
+            stp += m * p;
+            sgs += HV ? m * vb[j] : m;
+        }
+        for (int l = 0; l < 16; ++l) {
+            sps += ps[l];
+            stp += tp[l];
+            sgs += gs[l];
+        }
+        a_ps[c] += sps;
+        a_tp[c] += stp;
+        a_gs[c] += sgs;
+    }
+}
+
 // Softmax over the classes of x (N, C, M) with index targets t (N, M):
 // lse = logsumexp_c x; logpt = x_t - lse (if logpt); per image and class, psum = sum v p_c, tp = sum v p_t [c = t],
 // gsum = sum v [c = t] (if need_stats). Returns 1 if an index is outside [0, C) (nothing is written then
@@ -213,6 +253,7 @@ int softmax_index_fwd(const T* __restrict x, const int64_t* __restrict t, const 
     parallel(items, static_cast<int>(nt), [&](int th, int64_t begin, int64_t end) {
         std::vector<T> ebuf(need_stats ? C * BLOCK : 0);
         T mx[BLOCK], se[BLOCK], inv[BLOCK];
+        int32_t tt[BLOCK];
         double* a_ps = need_stats ? acc.data() + th * 3 * sz : nullptr;
         double* a_tp = need_stats ? a_ps + sz : nullptr;
         double* a_gs = need_stats ? a_tp + sz : nullptr;
@@ -223,7 +264,10 @@ int softmax_index_fwd(const T* __restrict x, const int64_t* __restrict t, const 
             const T* xb = x + n * C * M + j0;
             const int64_t* tb = t + n * M + j0;
             int out_of_range = 0;
-            for (int64_t j = 0; j < L; ++j) out_of_range |= (tb[j] < 0) | (tb[j] >= C);
+            for (int64_t j = 0; j < L; ++j) {
+                out_of_range |= (tb[j] < 0) | (tb[j] >= C);
+                tt[j] = static_cast<int32_t>(tb[j]);
+            }
             if (out_of_range) {
                 bad[th] = 1;
                 return;
@@ -233,23 +277,17 @@ int softmax_index_fwd(const T* __restrict x, const int64_t* __restrict t, const 
             for (int64_t j = 0; j < L; ++j) lb[j] = log_of(se[j]) + mx[j];
             if (logpt != nullptr) {
                 T* ob = logpt + n * M + j0;
-                for (int64_t j = 0; j < L; ++j) ob[j] = xb[tb[j] * M + j] - lb[j];
+                for (int64_t j = 0; j < L; ++j) ob[j] = xb[tt[j] * M + j] - lb[j];
             }
             if (need_stats) {
                 const T* vb = valid != nullptr ? valid + n * M + j0 : nullptr;
                 if (vb != nullptr) {
                     for (int64_t j = 0; j < L; ++j) inv[j] = vb[j] / se[j];
+                    index_stats_block<true>(ebuf.data(), inv, tt, vb, C, L, a_ps + n * C, a_tp + n * C, a_gs + n * C);
                 } else {
                     for (int64_t j = 0; j < L; ++j) inv[j] = T(1) / se[j];
-                }
-                for (int64_t c = 0; c < C; ++c) {
-                    const T* eb = ebuf.data() + c * BLOCK;
-                    a_ps[n * C + c] += block_dot(eb, inv, L);
-                }
-                for (int64_t j = 0; j < L; ++j) {
-                    const int64_t k = tb[j];
-                    a_tp[n * C + k] += ebuf[k * BLOCK + j] * inv[j];
-                    a_gs[n * C + k] += vb != nullptr ? vb[j] : T(1);
+                    index_stats_block<false>(ebuf.data(), inv, tt, vb, C, L, a_ps + n * C, a_tp + n * C,
+                                             a_gs + n * C);
                 }
             }
         }
@@ -267,6 +305,41 @@ int softmax_index_fwd(const T* __restrict x, const int64_t* __restrict t, const 
     return 0;
 }
 
+// The gradient of one block (see softmax_index_bwd), branch-free per class so that every loop vectorises:
+// with A_c = g_psum_c + [c = t] g_tp_c and S' = sum_c p_c A_c, dx_c = p_c (v (A_c - S') - k) + [c = t] k.
+template <bool HV, bool HK, typename T>
+SL_INLINE void softmax_index_bwd_block(const T* __restrict xb, const int32_t* __restrict tt, const T* __restrict vb,
+                                       const T* __restrict lb, const T* __restrict kb, const T* __restrict gt,
+                                       const T* __restrict gp, int64_t C, int64_t M, int64_t L, T* __restrict pbuf,
+                                       T* __restrict gb) {
+    T s[BLOCK];
+    for (int64_t j = 0; j < L; ++j) s[j] = T(0);
+    for (int64_t c = 0; c < C; ++c) {
+        const T* xc = xb + c * M;
+        T* pb = pbuf + c * BLOCK;
+        const int32_t cc = static_cast<int32_t>(c);
+        const T a0 = gp[c], a1 = gp[c] + gt[c];
+        for (int64_t j = 0; j < L; ++j) {
+            const T p = exp_neg(xc[j] - lb[j]);
+            pb[j] = p;
+            s[j] += p * (tt[j] == cc ? a1 : a0);
+        }
+    }
+    for (int64_t c = 0; c < C; ++c) {
+        const T* pb = pbuf + c * BLOCK;
+        T* oc = gb + c * M;
+        const int32_t cc = static_cast<int32_t>(c);
+        const T a0 = gp[c], a1 = gp[c] + gt[c];
+        for (int64_t j = 0; j < L; ++j) {
+            const bool m = tt[j] == cc;
+            const T k = HK ? kb[j] : T(0);
+            const T d = (m ? a1 : a0) - s[j];
+            const T q = pb[j] * ((HV ? vb[j] * d : d) - k);
+            oc[j] = m ? q + k : q;
+        }
+    }
+}
+
 // Gradient of the softmax-index outputs w.r.t. x (see _fused.py):
 // dx_c = p_c (v A_c - S - k) + [c = t] k,  A_c = g_psum_c + [c = t] g_tp_c,  S = sum_c p_c v A_c
 // (without need_stats: dx_c = -p_c k + [c = t] k). k (N, M) may be null (no pixel term).
@@ -278,7 +351,7 @@ void softmax_index_bwd(const T* __restrict x, const int64_t* __restrict t, const
     const int64_t nb = (M + BLOCK - 1) / BLOCK;
     parallel(N * nb, threads, [&](int, int64_t begin, int64_t end) {
         std::vector<T> pbuf(C * BLOCK);
-        T b[BLOCK];
+        int32_t tt[BLOCK];
         for (int64_t it = begin; it < end; ++it) {
             const int64_t n = it / nb;
             const int64_t j0 = (it % nb) * BLOCK;
@@ -286,56 +359,35 @@ void softmax_index_bwd(const T* __restrict x, const int64_t* __restrict t, const
             const T* xb = x + n * C * M + j0;
             T* gb = grad + n * C * M + j0;
             const int64_t* tb = t + n * M + j0;
+            for (int64_t j = 0; j < L; ++j) tt[j] = static_cast<int32_t>(tb[j]);
             const T* lb = lse + n * M + j0;
             const T* kb = kpix != nullptr ? kpix + n * M + j0 : nullptr;
             const T* vb = valid != nullptr ? valid + n * M + j0 : nullptr;
             if (need_stats) {
                 const T* gp = g_psum + n * C;
                 const T* gt = g_tp + n * C;
-                for (int64_t c = 0; c < C; ++c) {
-                    const T* xc = xb + c * M;
-                    T* pb = pbuf.data() + c * BLOCK;
-                    T* oc = gb + c * M;
-                    const T a = gp[c];
-                    for (int64_t j = 0; j < L; ++j) {
-                        const T p = exp_neg(xc[j] - lb[j]);
-                        pb[j] = p;
-                        oc[j] = p * a;
-                    }
-                }
-                for (int64_t j = 0; j < L; ++j) {
-                    const int64_t k = tb[j];
-                    gb[k * M + j] += pbuf[k * BLOCK + j] * gt[k];
-                }
+                T* pb = pbuf.data();
                 if (vb != nullptr) {
-                    for (int64_t c = 0; c < C; ++c) {
-                        T* oc = gb + c * M;
-                        for (int64_t j = 0; j < L; ++j) oc[j] *= vb[j];
-                    }
-                }
-                if (kb != nullptr) {
-                    for (int64_t j = 0; j < L; ++j) b[j] = kb[j];
+                    if (kb != nullptr)
+                        softmax_index_bwd_block<true, true>(xb, tt, vb, lb, kb, gt, gp, C, M, L, pb, gb);
+                    else
+                        softmax_index_bwd_block<true, false>(xb, tt, vb, lb, kb, gt, gp, C, M, L, pb, gb);
                 } else {
-                    for (int64_t j = 0; j < L; ++j) b[j] = T(0);
-                }
-                for (int64_t c = 0; c < C; ++c) {
-                    const T* oc = gb + c * M;
-                    for (int64_t j = 0; j < L; ++j) b[j] += oc[j];
-                }
-                for (int64_t c = 0; c < C; ++c) {
-                    const T* pb = pbuf.data() + c * BLOCK;
-                    T* oc = gb + c * M;
-                    for (int64_t j = 0; j < L; ++j) oc[j] -= pb[j] * b[j];
+                    if (kb != nullptr)
+                        softmax_index_bwd_block<false, true>(xb, tt, vb, lb, kb, gt, gp, C, M, L, pb, gb);
+                    else
+                        softmax_index_bwd_block<false, false>(xb, tt, vb, lb, kb, gt, gp, C, M, L, pb, gb);
                 }
             } else {
                 for (int64_t c = 0; c < C; ++c) {
                     const T* xc = xb + c * M;
                     T* oc = gb + c * M;
-                    for (int64_t j = 0; j < L; ++j) oc[j] = -exp_neg(xc[j] - lb[j]) * kb[j];
+                    const int32_t cc = static_cast<int32_t>(c);
+                    for (int64_t j = 0; j < L; ++j) {
+                        const T p = exp_neg(xc[j] - lb[j]);
+                        oc[j] = (tt[j] == cc ? T(1) - p : -p) * kb[j];
+                    }
                 }
-            }
-            if (kb != nullptr) {
-                for (int64_t j = 0; j < L; ++j) gb[tb[j] * M + j] += kb[j];
             }
         }
     });
