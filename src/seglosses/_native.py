@@ -49,7 +49,12 @@ def _torch_uses_gnu_openmp() -> bool:
     return "OpenMP" in torch.__config__.parallel_info() and any(lib_dir.glob("libgomp*.so*"))
 
 
-def _flags(openmp: bool) -> list[str]:
+def _flags(openmp: bool, wide: bool = True) -> list[str]:
+    """Compiler flags: the SIMD extensions this CPU reports; ``wide``: 512-bit vectors where AVX-512 exists.
+
+    Every kernel loop is written to vectorise; with AVX-512 (and 512-bit vectors preferred) a loss step of the
+    region and focal kernels ran 10-35% faster here (AMD EPYC, Zen 4) than with AVX2, Lovasz unchanged.
+    """
     flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fno-math-errno", "-fno-trapping-math"]
     if openmp:
         flags.append("-fopenmp")
@@ -60,6 +65,8 @@ def _flags(openmp: bool) -> list[str]:
             cpu = ""
         if " avx2" in cpu and " fma" in cpu:
             flags += ["-mavx2", "-mfma"]
+            if wide and all(f" avx512{ext}" in cpu for ext in ("f", "bw", "dq", "vl")):
+                flags += ["-mavx512f", "-mavx512bw", "-mavx512dq", "-mavx512vl", "-mprefer-vector-width=512"]
     return flags
 
 
@@ -93,10 +100,18 @@ def _compile(compiler: str, flags: list[str]) -> Path:
 
 def _build() -> ctypes.CDLL:
     compiler = os.environ.get("CXX", "c++")
-    try:
-        target = _compile(compiler, _flags(openmp=_torch_uses_gnu_openmp()))
-    except subprocess.CalledProcessError:
-        target = _compile(compiler, _flags(openmp=False))  # a compiler without OpenMP: std::thread
+    openmp = _torch_uses_gnu_openmp()
+    # fallbacks: a compiler without AVX-512 options, then one without OpenMP (std::thread)
+    attempts = [_flags(openmp), _flags(openmp, wide=False), _flags(openmp=False, wide=False)]
+    for i, flags in enumerate(attempts):
+        if i > 0 and flags == attempts[i - 1]:
+            continue
+        try:
+            target = _compile(compiler, flags)
+            break
+        except subprocess.CalledProcessError:
+            if i == len(attempts) - 1:
+                raise
     lib = ctypes.CDLL(str(target))
     for name, (restype, argtypes) in _SIGNATURES.items():
         if name == "sl_version":
