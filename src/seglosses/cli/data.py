@@ -351,7 +351,7 @@ def _read_array(path: Path) -> np.ndarray:
                 raise DataError(f"{path}: reading NIfTI needs nibabel; install it with: pip install nibabel")
             import nibabel
 
-            return np.asarray(nibabel.load(str(path)).get_fdata(), dtype=np.float64)  # type: ignore[attr-defined]
+            return np.asarray(nibabel.load(str(path)).get_fdata(), dtype=np.float64)  # type: ignore[attr-defined,unused-ignore]
         if name.endswith((".tif", ".tiff")):
             import tifffile
 
