@@ -610,6 +610,41 @@ SL_INLINE T sigmoid_of(T x) {
     return x < T(0) ? e * r : r;
 }
 
+// The statistics of one block of L <= BLOCK elements in one vectorised loop (16 partial sums in T each):
+// ps += sum v p, tp += sum v p g, gs += sum v g, with p = sigmoid(x).
+template <bool HV, typename T>
+SL_INLINE void sigmoid_stats_block(const T* __restrict xb, const T* __restrict gb, const T* __restrict vb, int64_t L,
+                                   double* ps, double* tp, double* gs) {
+    T sp[16] = {}, st[16] = {}, sg[16] = {};
+    int64_t j = 0;
+    for (; j + 16 <= L; j += 16) {
+        for (int l = 0; l < 16; ++l) {
+            const T v = HV ? vb[j + l] : T(1);
+            const T p = HV ? sigmoid_of(xb[j + l]) * v : sigmoid_of(xb[j + l]);
+            const T g = gb[j + l];
+            sp[l] += p;
+            st[l] += p * g;
+            sg[l] += HV ? g * v : g;
+        }
+    }
+    T a = T(0), b = T(0), c = T(0);
+    for (; j < L; ++j) {
+        const T v = HV ? vb[j] : T(1);
+        const T p = HV ? sigmoid_of(xb[j]) * v : sigmoid_of(xb[j]);
+        a += p;
+        b += p * gb[j];
+        c += HV ? gb[j] * v : gb[j];
+    }
+    for (int l = 0; l < 16; ++l) {
+        a += sp[l];
+        b += st[l];
+        c += sg[l];
+    }
+    *ps += a;
+    *tp += b;
+    *gs += c;
+}
+
 // Per row (n, c) of x (N*C rows of M): psum = sum v p, tp = sum v p g, with p = sigmoid(x).
 // With pix (not null), also the sum of v L of the focal term (w1, w0, gamma: see focal_block) per row.
 template <typename T>
@@ -634,12 +669,15 @@ void sigmoid_dense_fwd(const T* __restrict x, const T* __restrict g, const T* __
             const T* gb = g + r * M + j0;
             T pb[BLOCK], qb[BLOCK], fb[BLOCK];
             const T* vb = valid != nullptr ? valid + r * M + j0 : nullptr;
-            if (pix != nullptr) {
-                focal_block<T, false, true>(xb, gb, L, w1, w0, gamma, ig, fb, pb, T(0), T(0), T(0), pos0 != 0);
-                a_px[r] += vb != nullptr ? block_dot(fb, vb, L) : block_sum(fb, L);
-            } else {
-                for (int64_t j = 0; j < L; ++j) pb[j] = sigmoid_of(xb[j]);
+            if (pix == nullptr) {  // the statistics alone: one fused loop
+                if (vb != nullptr)
+                    sigmoid_stats_block<true>(xb, gb, vb, L, a_ps + r, a_tp + r, a_gs + r);
+                else
+                    sigmoid_stats_block<false>(xb, gb, vb, L, a_ps + r, a_tp + r, a_gs + r);
+                continue;
             }
+            focal_block<T, false, true>(xb, gb, L, w1, w0, gamma, ig, fb, pb, T(0), T(0), T(0), pos0 != 0);
+            a_px[r] += vb != nullptr ? block_dot(fb, vb, L) : block_sum(fb, L);
             if (vb != nullptr) {
                 for (int64_t j = 0; j < L; ++j) pb[j] *= vb[j];
             }
