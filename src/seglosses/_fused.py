@@ -93,13 +93,16 @@ class _SoftmaxIndex(torch.autograd.Function):
         need_pixel: bool,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         n, c, m = x.shape
-        lse = torch.empty((n, m), dtype=x.dtype, device=x.device)
-        logp_t = torch.empty((n, m), dtype=x.dtype, device=x.device) if need_pixel else None
-        native = _softmax_index_native(x, t, valid, lse, logp_t, need_stats)
-        if native is not None:
-            tp, psum, gsum = native
+        if torch.compiler.is_compiling():
+            tp, psum, gsum, lse, logp_t = _softmax_index_traced(x, t, valid, need_stats, need_pixel)
         else:
-            tp, psum, gsum = _softmax_index_torch(x, t, valid, lse, logp_t, need_stats)
+            lse = torch.empty((n, m), dtype=x.dtype, device=x.device)
+            logp_t = torch.empty((n, m), dtype=x.dtype, device=x.device) if need_pixel else None
+            native = _softmax_index_native(x, t, valid, lse, logp_t, need_stats)
+            if native is not None:
+                tp, psum, gsum = native
+            else:
+                tp, psum, gsum = _softmax_index_torch(x, t, valid, lse, logp_t, need_stats)
         pix = torch.zeros((n,), dtype=x.dtype, device=x.device)
         deriv = None  # f'(log p_t), kept for backward (a (N, M) tensor: 1/C of the input)
         if logp_t is not None:
@@ -122,6 +125,9 @@ class _SoftmaxIndex(torch.autograd.Function):
     def backward(ctx: Any, g_tp: Tensor, g_psum: Tensor, g_pix: Tensor, _g_gsum: Tensor) -> tuple[Tensor | None, ...]:
         x, t, valid, lse, deriv = ctx.saved_tensors
         k = None if deriv is None else deriv * g_pix.unsqueeze(1)  # the pixel term's coefficient K, (N, M)
+        if torch.compiler.is_compiling():
+            grad = _softmax_index_grad_traced(x, t, valid, lse, k, g_tp, g_psum, ctx.need_stats)
+            return grad, None, None, None, None, None, None
         grad = torch.empty_like(x)
         if not _softmax_index_grad_native(x, t, valid, lse, k, g_tp, g_psum, ctx.need_stats, grad):
             _softmax_index_grad_torch(x, t, valid, lse, k, g_tp, g_psum, ctx.need_stats, grad)
@@ -171,6 +177,65 @@ def _focal_terms_native(logp_t: Tensor, wpix: Tensor | None, gamma: float | Tens
         logp_t.data_ptr(), _native.ptr(wpix), n, m, float(gamma), value.data_ptr(), _threads()
     )
     return value.to(logp_t.dtype), logp_t
+
+
+def _onehot_traced(t: Tensor, c: int, dtype: torch.dtype) -> Tensor:
+    """``[t == c]`` as ``(N, C, M)`` floats, out of place (under ``torch.compile`` Inductor fuses it away)."""
+    classes = torch.arange(c, device=t.device).view(1, c, 1)
+    return (t.unsqueeze(1) == classes).to(dtype)
+
+
+def _softmax_index_traced(
+    x: Tensor, t: Tensor, valid: Tensor | None, need_stats: bool, need_logp: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
+    """The forward pass for ``torch.compile``: whole tensors, no chunks, no ``out=`` and no in-place writes.
+
+    The chunked eager form writes into views of preallocated buffers; Inductor's CUDA (Triton) code lost those
+    writes in the backward (zero gradients, seen with torch 2.11), so a traced call takes this functional form and
+    leaves fusion (no temporaries of the input's size) to the compiler. Returns ``(TP, P, G, lse, log p_t)``.
+    """
+    n, c, m = x.shape
+    lse = torch.logsumexp(x, dim=1)  # (N, M)
+    onehot = _onehot_traced(t, c, x.dtype)
+    logp_t = (x * onehot).sum(1) - lse if need_logp else None
+    if not need_stats:
+        return x.new_zeros((n, c)), x.new_zeros((n, c)), x.new_zeros((n, c)), lse, logp_t  # distinct outputs
+    prob = torch.exp(x - lse.unsqueeze(1))
+    if valid is not None:
+        prob = prob * valid.unsqueeze(1)
+        onehot = onehot * valid.unsqueeze(1)
+    return (prob * onehot).sum(-1), prob.sum(-1), onehot.sum(-1), lse, logp_t
+
+
+def _softmax_index_grad_traced(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    lse: Tensor,
+    k: Tensor | None,
+    g_tp: Tensor,
+    g_psum: Tensor,
+    need_stats: bool,
+) -> Tensor:
+    """The backward pass for ``torch.compile`` (functional, see :func:`_softmax_index_traced`)."""
+    n, c, m = x.shape
+    prob = torch.exp(x - lse.unsqueeze(1))
+    onehot = _onehot_traced(t, c, x.dtype)
+    if need_stats:
+        # dL/dp_c = v (dP_c + [c = t] dTP_c) = v A_c;  dx_c = p_c (v A_c - v sum_k p_k A_k)
+        a = (onehot * g_tp.to(x.dtype).unsqueeze(-1) + g_psum.to(x.dtype).unsqueeze(-1)) * prob
+        if valid is not None:
+            a = a * valid.unsqueeze(1)
+        b = a.sum(1, keepdim=True)
+        if k is not None:
+            b = b + k.unsqueeze(1)
+        grad = a - prob * b
+    else:
+        assert k is not None
+        grad = -(prob * k.unsqueeze(1))
+    if k is not None:
+        grad = grad + onehot * k.unsqueeze(1)
+    return grad
 
 
 def _softmax_index_torch(
@@ -328,7 +393,9 @@ class _SigmoidDense(torch.autograd.Function):
         n, c, m = x.shape
         lib, sfx = _sigmoid_native(x, g, valid)
         w1, w0 = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
-        if lib is not None:
+        if torch.compiler.is_compiling():
+            tp, psum, gsum, pix = _sigmoid_dense_traced(x, g, valid, alpha, gamma, need_pixel, pos0)
+        elif lib is not None:
             sums = torch.zeros((4, n, c), dtype=torch.float64)
             getattr(lib, "sl_sigmoid_dense_fwd" + sfx)(
                 x.data_ptr(), g.data_ptr(), _native.ptr(valid), n * c, m, sums[0].data_ptr(), sums[1].data_ptr(),
@@ -364,6 +431,16 @@ class _SigmoidDense(torch.autograd.Function):
     def backward(ctx: Any, g_tp: Tensor, g_psum: Tensor, _g_gsum: Tensor, g_pix: Tensor) -> tuple[Tensor | None, ...]:
         x, g, valid = ctx.saved_tensors
         n, c, m = x.shape
+        if torch.compiler.is_compiling():  # functional (see _softmax_index_traced)
+            prob = torch.sigmoid(x)
+            grad = prob * (1.0 - prob) * (g * g_tp.to(x.dtype).unsqueeze(-1) + g_psum.to(x.dtype).unsqueeze(-1))
+            if ctx.need_pixel:
+                _, deriv = _sigmoid_focal_terms(x, g, ctx.alpha, ctx.gamma, True, ctx.pos0)
+                assert deriv is not None
+                grad = grad + deriv * g_pix.to(x.dtype).view(n, 1, 1)
+            if valid is not None:
+                grad = grad * valid
+            return grad, None, None, None, None, None, None
         grad = torch.empty_like(x)
         lib, sfx = _sigmoid_native(x, g, valid)
         if lib is not None:
@@ -392,6 +469,25 @@ class _SigmoidDense(torch.autograd.Function):
             if valid is not None:
                 out.mul_(valid[..., s:e])
         return grad, None, None, None, None, None, None
+
+
+def _sigmoid_dense_traced(
+    x: Tensor, g: Tensor, valid: Tensor | None, alpha: float | None, gamma: float, need_pixel: bool, pos0: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The forward of :class:`_SigmoidDense` for ``torch.compile``: whole tensors, out of place."""
+    n = x.shape[0]
+    prob = torch.sigmoid(x)
+    gv = g
+    if valid is not None:
+        prob = prob * valid
+        gv = g * valid
+    pix = x.new_zeros((n,))
+    if need_pixel:
+        value, _ = _sigmoid_focal_terms(x, g, alpha, gamma, False, pos0)
+        if valid is not None:
+            value = value * valid
+        pix = value.sum((1, 2))
+    return (prob * g).sum(-1), prob.sum(-1), gv.sum(-1), pix
 
 
 def _sigmoid_native(x: Tensor, g: Tensor, valid: Tensor | None) -> tuple[Any, str]:
@@ -476,6 +572,9 @@ class _SigmoidFocal(torch.autograd.Function):
         ctx.alpha, ctx.gamma = alpha, gamma
         lib, sfx = _sigmoid_native(x, g, valid)
         w1, w0 = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
+        if torch.compiler.is_compiling():  # functional (see _softmax_index_traced)
+            value, _ = _sigmoid_focal_terms(x, g, alpha, gamma, need_grad=False)
+            return (value if valid is None else value * valid).sum((1, 2))
         if lib is not None:
             rows = torch.zeros((n * c,), dtype=torch.float64)
             getattr(lib, "sl_sigmoid_focal_fwd" + sfx)(
@@ -495,6 +594,11 @@ class _SigmoidFocal(torch.autograd.Function):
     def backward(ctx: Any, g_total: Tensor) -> tuple[Tensor | None, ...]:
         x, g, valid = ctx.saved_tensors
         n, c, m = x.shape
+        if torch.compiler.is_compiling():  # functional (see _softmax_index_traced)
+            _, deriv = _sigmoid_focal_terms(x, g, ctx.alpha, ctx.gamma, need_grad=True)
+            assert deriv is not None
+            grad = deriv * g_total.to(x.dtype).view(n, 1, 1)
+            return (grad if valid is None else grad * valid), None, None, None, None
         grad = torch.empty_like(x)
         lib, sfx = _sigmoid_native(x, g, valid)
         if lib is not None:
