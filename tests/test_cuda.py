@@ -1,0 +1,195 @@
+"""Every loss and metric on a CUDA device: the NumPy float64 reference, the CPU gradient, no host-device
+synchronisation inside a loss, autocast, and ``torch.compile`` with Inductor (Triton kernels).
+
+Skipped where no CUDA device is present (CI has none); run on a GPU machine with ``pytest tests/test_cuda.py``.
+On CUDA the native C++ kernels never run: these tests cover the pure-PyTorch path on the device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import seglosses
+import seglosses.functional as SF
+import seglosses.metrics.functional as MF
+from conftest import TARGET_FORMS, make_case_fn
+from helpers import assert_close, to_np
+from reference import REFERENCES
+from reference_lovasz import lovasz_loss as ref_lovasz
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+UNIFIED = (
+    "unified_focal_loss",
+    "asymmetric_focal_loss",
+    "symmetric_focal_loss",
+    "asymmetric_focal_tversky_loss",
+    "symmetric_focal_tversky_loss",
+)
+NAMES = sorted(REFERENCES)
+CASES = [(mode, form) for mode in ("binary", "multiclass", "multilabel") for form in TARGET_FORMS[mode]]
+
+
+def _supported(name: str, mode: str) -> bool:
+    return not (mode == "multilabel" and name in UNIFIED)
+
+
+def _value_and_grad(fn, x: torch.Tensor, t: torch.Tensor, **kw) -> tuple[torch.Tensor, torch.Tensor]:
+    xg = x.detach().clone().requires_grad_(True)
+    out = fn(xg, t, **kw)
+    out.backward()
+    assert xg.grad is not None
+    return out.detach(), xg.grad
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize(("mode", "target"), CASES)
+@pytest.mark.parametrize("name", NAMES)
+def test_loss_on_cuda_matches_reference_and_cpu_gradient(name, mode, target, dims, ignore):
+    if not _supported(name, mode):
+        pytest.skip("multilabel raises for the unified focal family (SPEC section 4)")
+    if ignore and mode == "multiclass" and target != "index":
+        pytest.skip("ignore_index needs index targets in multiclass mode")
+    case = make_case_fn(mode, dims=dims, target=target, ignore=ignore, seed=dims + 10 * ignore)
+    args = case.args()
+    fn = getattr(SF, name)
+    out, grad = _value_and_grad(fn, case.x.cuda(), case.t.cuda(), **args)
+    assert out.device.type == "cuda"
+    assert grad.device.type == "cuda"
+    assert_close(out, REFERENCES[name](case.x_np, case.t_np, **args))
+    # the CPU gradient is checked against finite differences of the reference in the CPU suite
+    _, grad_cpu = _value_and_grad(fn, case.x, case.t, **args)
+    assert_close(grad, to_np(grad_cpu), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("ignore", [False, True])
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize(("mode", "target"), [("binary", "hard"), ("multiclass", "index"), ("multilabel", "hard")])
+def test_lovasz_on_cuda_matches_reference_and_cpu_gradient(mode, target, dims, ignore, per_image):
+    case = make_case_fn(mode, dims=dims, target=target, ignore=ignore, seed=20 + dims)
+    args = case.args(per_image=per_image)
+    out, grad = _value_and_grad(SF.lovasz_loss, case.x.cuda(), case.t.cuda(), **args)
+    assert_close(out, ref_lovasz(case.x_np, case.t_np, **args))
+    _, grad_cpu = _value_and_grad(SF.lovasz_loss, case.x, case.t, **args)
+    assert_close(grad, to_np(grad_cpu), rtol=1e-9, atol=1e-12)
+
+
+def _big_inputs(mode: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    if mode == "multiclass":
+        x = 3 * torch.randn(2, 4, 24, 20, 16, generator=g, dtype=torch.float64)
+        return x, torch.randint(0, 4, (2, 24, 20, 16), generator=g)
+    c = 1 if mode == "binary" else 3
+    x = 3 * torch.randn(2, c, 24, 20, 16, generator=g, dtype=torch.float64)
+    return x, (torch.rand(2, c, 24, 20, 16, generator=g, dtype=torch.float64) > 0.6).double()
+
+
+ALL = [*NAMES, "lovasz_loss"]
+PARAMS = [(n, m) for n in ALL for m in ("binary", "multiclass", "multilabel") if _supported(n, m)]
+IDS = [f"{n}-{m}" for n, m in PARAMS]
+
+
+@pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
+def test_float32_on_cuda_agrees_with_float64_on_cpu(name, mode):
+    # larger inputs than the reference tests: the device reductions' order and float32 rounding
+    x64, t = _big_inputs(mode)
+    fn = getattr(SF, name)
+    v64, g64 = _value_and_grad(fn, x64, t, mode=mode)
+    t32 = t.float().cuda() if t.is_floating_point() else t.cuda()
+    v32, g32 = _value_and_grad(fn, x64.float().cuda(), t32, mode=mode)
+    assert v32.dtype == torch.float32
+    assert_close(v32, to_np(v64), rtol=1e-5, atol=1e-7)
+    assert_close(g32, to_np(g64), rtol=1e-3, atol=1e-7)
+
+
+@pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
+def test_loss_on_cuda_never_synchronises_with_the_host(name, mode):
+    # SPEC/issue: no `.item()`, no data-dependent shapes inside a loss (value checks are skipped on a GPU by
+    # default); CUDA's sync debug mode turns any synchronising call into an error
+    x, t = _big_inputs(mode, seed=1)
+    x = x.float().cuda().requires_grad_(True)
+    t = t.float().cuda() if t.is_floating_point() else t.cuda()
+    fn = getattr(SF, name)
+    fn(x, t, mode=mode).backward()  # warm-up: lazy initialisation may synchronise once
+    torch.cuda.synchronize()
+    x.grad = None
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = fn(x, t, mode=mode)
+        out.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(out).item()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
+def test_loss_under_cuda_autocast_reduces_in_float32(name, mode, dtype):
+    x64, t = _big_inputs(mode, seed=2)
+    x = x64.float().cuda().requires_grad_(True)
+    tc = t.float().cuda() if t.is_floating_point() else t.cuda()
+    fn = getattr(SF, name)
+    with torch.autocast("cuda", dtype=dtype):
+        out = fn(x, tc, mode=mode)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out)
+    out.backward()
+    assert x.grad is not None
+    assert torch.isfinite(x.grad).all()
+    expected = fn(x64, t, mode=mode)
+    assert_close(out, to_np(expected), rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [
+        ("dice", "binary"),
+        ("focal", "binary"),
+        ("dice_ce", "multiclass"),
+        ("focal", "multiclass"),
+        ("tversky", "multiclass"),
+        ("generalized_dice", "multilabel"),
+    ],
+)
+def test_loss_compiled_with_inductor_on_cuda_equals_eager(name, mode):
+    # Inductor generates Triton kernels on CUDA (the CPU suite compiles with aot_eager only)
+    torch._dynamo.reset()
+    loss = seglosses.get_loss(name, mode=mode)
+    x, t = _big_inputs(mode, seed=3)
+    x = x.float().cuda()
+    t = t.float().cuda() if t.is_floating_point() else t.cuda()
+    xe = x.clone().requires_grad_(True)
+    eager = loss(xe, t)
+    eager.backward()
+    compiled = torch.compile(loss, fullgraph=True)
+    xc = x.clone().requires_grad_(True)
+    out = compiled(xc, t)
+    out.backward()
+    torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-7)
+
+
+METRICS = ["dice", "iou", "precision", "recall", "specificity", "accuracy"]
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("mode", ["binary", "multiclass", "multilabel"])
+@pytest.mark.parametrize("metric", METRICS)
+def test_metric_on_cuda_equals_cpu(metric, mode, per_image):
+    x, t = _big_inputs(mode, seed=4)
+    x = x.float()
+    t = t.clone()
+    if mode == "multiclass":
+        t.view(-1)[::7] = 255
+    else:
+        t.view(-1)[::7] = 255.0
+    kw = {"mode": mode, "per_image": per_image, "ignore_index": 255, "from_logits": True}
+    fn = getattr(MF, metric)
+    cpu = fn(x, t, **kw)
+    gpu = fn(x.cuda(), t.cuda(), **kw)
+    assert gpu.device.type == "cuda"
+    np.testing.assert_allclose(to_np(gpu), to_np(cpu), rtol=1e-6, atol=1e-12)
