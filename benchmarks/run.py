@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=1, help="run the whole list this many times (median)")
+    parser.add_argument(
+        "--min-time", type=float, default=0.0, help="seconds of warm-up (half) and of timed steps per case, at least"
+    )
     parser.add_argument("--workloads", default=None, help="comma-separated (default: the four of the issue)")
     parser.add_argument("--losses", default=None, help="comma-separated (default: all)")
     parser.add_argument("--quick", action="store_true", help="tiny workloads (smoke test of this script)")
@@ -47,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats=args.repeats,
         warmup=args.warmup,
         rounds=args.rounds,
+        min_time=args.min_time,
         threads=args.threads,
         device=device,
         out=HERE / f"results-{kind}",

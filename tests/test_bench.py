@@ -38,6 +38,22 @@ def test_bench_quick_run_writes_parsable_files(tmp_path):
     assert "seglosses:dice" in paths["md"].read_text()
 
 
+def test_bench_min_time_adds_steps_to_short_cases():
+    # min_time 0: exactly `repeats` timed steps; min_time > 0: steps until their total reaches it (or the cap)
+    counted = bm.measure(TINY, SUM_CASE, repeats=3, device="cpu")
+    assert len(counted["ms_all"]) == 3
+    timed = bm.measure(TINY, SUM_CASE, repeats=3, device="cpu", min_time=0.02)
+    steps = timed["ms_all"]
+    assert len(steps) > 3
+    assert sum(steps) >= 20.0 or len(steps) == bm._MAX_STEPS
+    assert sum(steps[:-1]) < 20.0  # it stops at the first step that reaches the total
+
+
+def test_bench_rejects_negative_min_time():
+    with pytest.raises(ValueError, match=r"min_time must be >= 0 seconds; got -1"):
+        bm.run_benchmark([TINY], [SUM_CASE], min_time=-1.0)
+
+
 def test_bench_memory_sum_is_one_gradient():
     # x.sum() fwd+bwd allocates the logits' gradient and a few scalars: 1.0x the logits.
     out = bm.measure(TINY, SUM_CASE, repeats=1, device="cpu")

@@ -3,8 +3,10 @@ r"""Speed and peak memory of the losses, side by side with MONAI, segmentation_m
 Each (workload, case) pair runs in a fresh Python subprocess (``python -m seglosses.benchmark --worker ...``) so that
 no case inherits another's allocator state, thread pool or import side effects. A worker sets
 ``torch.set_num_threads(threads)``, makes float32 logits and the target of the workload, runs ``warmup`` forward +
-backward steps (w.r.t. the logits) and then ``repeats`` timed ones, and reports the median. One further step measures
-the peak of extra tensor memory:
+backward steps (w.r.t. the logits) and then ``repeats`` timed ones, and reports the median; with ``min_time`` > 0 it
+also warms up for at least ``min_time / 2`` seconds and times steps for at least ``min_time`` seconds (at most 1000),
+so that a short step is timed in the allocator's steady state and a long one is not repeated needlessly. One further
+step measures the peak of extra tensor memory:
 
 - CPU: the step runs under ``torch.profiler.profile(profile_memory=True)``; every allocation and free that the CPU
   allocator reports to the profiler is collected from the profiler's event tree, sorted by time and integrated; the
@@ -519,6 +521,10 @@ def _profiled_cpu_peak(step: Callable[[], object]) -> int:
     return peak
 
 
+#: Most warm-up (and most timed) steps of one case when ``min_time`` asks for more than ``repeats``.
+_MAX_STEPS = 1000
+
+
 def measure(
     workload: Workload,
     case: Case,
@@ -528,6 +534,7 @@ def measure(
     threads: int = 2,
     device: str = "cpu",
     loss_fn: LossFn | None = None,
+    min_time: float = 0.0,
 ) -> dict[str, Any]:
     """Time and measure one case in this process (the worker's body; ``loss_fn`` overrides ``case.build``)."""
     torch.set_num_threads(threads)
@@ -545,11 +552,14 @@ def measure(
         torch.autograd.backward(loss)
         return float(loss.detach())  # a host sync on purpose, once per step, outside the loss
 
+    began = time.perf_counter()
     value = step()
-    for _ in range(warmup - 1):
+    done = 1
+    while done < warmup or (time.perf_counter() - began < min_time / 2 and done < _MAX_STEPS):
         step()
-    times = []
-    for _ in range(repeats):
+        done += 1
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_time * 1e3 and len(times) < _MAX_STEPS):
         sync()
         start = time.perf_counter()
         step()
@@ -576,7 +586,13 @@ def _worker(args: argparse.Namespace) -> int:
         out: dict[str, Any] = {
             "status": "ok",
             **measure(
-                workload, case, repeats=args.repeats, warmup=args.warmup, threads=args.threads, device=args.device
+                workload,
+                case,
+                repeats=args.repeats,
+                warmup=args.warmup,
+                threads=args.threads,
+                device=args.device,
+                min_time=args.min_time,
             ),
         }
     except Unavailable as err:
@@ -613,7 +629,15 @@ class Result:
 
 
 def _run_one(
-    workload: Workload, case: Case, *, repeats: int, warmup: int, threads: int, device: str, timeout: float
+    workload: Workload,
+    case: Case,
+    *,
+    repeats: int,
+    warmup: int,
+    threads: int,
+    device: str,
+    timeout: float,
+    min_time: float = 0.0,
 ) -> Result:
     row = Result(workload.name, str(workload.shape), case.id, case.library, case.quantity, case.call, case.note, "ok")
     if not case.applies(workload):
@@ -637,6 +661,8 @@ def _run_one(
         str(threads),
         "--device",
         device,
+        "--min-time",
+        repr(min_time),
     ]
     try:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False)
@@ -682,6 +708,7 @@ def run_benchmark(
     timeout: float = 900.0,
     rounds: int = 1,
     progress: Callable[[Result], None] | None = None,
+    min_time: float = 0.0,
 ) -> list[Result]:
     """Run every case that applies to each workload, each in a fresh subprocess; rows in workload, case order.
 
@@ -693,12 +720,21 @@ def run_benchmark(
         raise ValueError(
             f"repeats, warmup, threads and rounds must be >= 1; got {repeats}, {warmup}, {threads}, {rounds}"
         )
+    if not min_time >= 0:
+        raise ValueError(f"min_time must be >= 0 seconds; got {min_time}")
     pairs = [(w, c) for w in workloads for c in cases if c.applies(w)]
     runs: list[list[Result]] = [[] for _ in pairs]
     for _ in range(rounds):
         for (workload, case), seen in zip(pairs, runs, strict=True):
             row = _run_one(
-                workload, case, repeats=repeats, warmup=warmup, threads=threads, device=device, timeout=timeout
+                workload,
+                case,
+                repeats=repeats,
+                warmup=warmup,
+                threads=threads,
+                device=device,
+                timeout=timeout,
+                min_time=min_time,
             )
             seen.append(row)
             if progress is not None:
@@ -926,6 +962,7 @@ def run_and_report(
     rounds: int = 1,
     rich: bool = True,
     log: Callable[[str], None] | None = None,
+    min_time: float = 0.0,
 ) -> tuple[list[Result], dict[str, Path], dict[str, Any]]:
     """Select, run, print and write: the body of ``seglosses bench`` and ``python -m seglosses.benchmark``.
 
@@ -939,6 +976,8 @@ def run_and_report(
     n_repeats = repeats if repeats is not None else (2 if quick else 5)
 
     meta = describe_machine(chosen_device, threads) | {"repeats": n_repeats, "warmup": warmup, "rounds": rounds}
+    if min_time > 0:
+        meta["min_time_s"] = min_time
     done: dict[tuple[str, str], list[Result]] = {}
 
     def progress(row: Result) -> None:
@@ -961,6 +1000,7 @@ def run_and_report(
         timeout=timeout,
         rounds=rounds,
         progress=progress,
+        min_time=min_time,
     )
     paths = write_outputs(results, out, meta)
     markdown = out / "results.md"
@@ -987,6 +1027,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rounds", type=int, default=1, help="run the whole list this many times; report the median of the rounds"
     )
+    parser.add_argument(
+        "--min-time",
+        type=float,
+        default=0.0,
+        help="seconds: warm up for at least half of it and time steps for at least all of it (default 0: counts only)",
+    )
     parser.add_argument("--no-rich", dest="rich", action="store_false", help="no terminal table")
     parser.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1007,6 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout=args.timeout,
             rounds=args.rounds,
             rich=args.rich,
+            min_time=args.min_time,
             log=lambda s: print(s, file=sys.stderr, flush=True),
         )
     except ValueError as err:

@@ -54,6 +54,15 @@ def bench(
             "shared machine).",
         ),
     ] = 1,
+    min_time: Annotated[
+        float,
+        typer.Option(
+            "--min-time",
+            min=0.0,
+            help="Seconds: warm up each case for at least half of it and time steps for at least all of it "
+            "(more steps for short cases; 0: just --warmup and --repeats).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Time forward + backward and measure peak extra memory of each loss, each case in a fresh process."""
     from rich.console import Console
@@ -74,6 +83,7 @@ def bench(
             quick=quick,
             timeout=timeout,
             rounds=rounds,
+            min_time=min_time,
             log=lambda line: console.print(line, highlight=False, soft_wrap=True),
         )
     except ValueError as err:
