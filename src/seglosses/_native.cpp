@@ -509,10 +509,21 @@ inline void focal_block_ig(const T* __restrict x, const T* __restrict g, int64_t
         const T ax = xj < T(0) ? xj : -xj;  // -|x|
         const T e = exp_neg(ax);
         const T r = T(1) / (T(1) + e);
-        const T lp = log1p_unit(e);
         const bool neg = xj < T(0);
         const T p = neg ? e * r : r;   // sigmoid(x), exact on both sides
         const T q = neg ? r : e * r;   // 1 - p
+        if constexpr (GRAD && IG == 0) {
+            // gamma = 0 (binary cross entropy, weighted): dL/dx = w0 (1 - g) p - w1 g (1 - p), no logarithm
+            const T gj = g[j];
+            const T d = w0 * (T(1) - gj) * p - w1 * gj * q;
+            if constexpr (STATS) {
+                out[j] = ks * d + p * q * (ap + gj * at);
+            } else {
+                out[j] = d;
+            }
+            continue;
+        }
+        const T lp = log1p_unit(e);
         const T a = (neg ? xj : T(0)) - lp;   // log p
         const T b = (neg ? T(0) : -xj) - lp;  // log (1 - p)
         const T mq = POS0 ? T(1) : pow_unit<IG>(q, b, gamma);  // POS0: the positive term without modulation
