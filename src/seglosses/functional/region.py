@@ -62,8 +62,8 @@ def dice_from_stats(stats: SoftStats, *, smooth: float, log_loss: bool) -> Tenso
     if stats.p2_sum is not None and stats.g2_sum is not None:
         den = stats.p2_sum + stats.g2_sum + smooth
     else:
-        den = 2 * stats.tp + stats.fp + stats.fn + smooth
-    score = safe_divide(2 * stats.tp + smooth, den)
+        den = stats.p_sum + stats.g_sum + smooth  # = 2 TP + FP + FN + s
+    score = safe_divide(2 * stats.tp + smooth, den, smooth)
     return -torch.log(score) if log_loss else 1 - score
 
 
@@ -285,7 +285,7 @@ def jaccard_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
-    score = safe_divide(stats.tp + smooth, stats.tp + stats.fp + stats.fn + smooth)
+    score = safe_divide(stats.tp + smooth, stats.p_sum + stats.fn + smooth, smooth)  # TP + FP = P
     return reduce_classes(
         1 - score,
         fn=fn,
@@ -298,7 +298,7 @@ def jaccard_loss(
 
 
 def _tversky_index(stats: SoftStats, alpha: float, beta: float, smooth: float) -> Tensor:
-    return safe_divide(stats.tp + smooth, stats.tp + alpha * stats.fp + beta * stats.fn + smooth)
+    return safe_divide(stats.tp + smooth, stats.tp + alpha * stats.fp + beta * stats.fn + smooth, smooth)
 
 
 def tversky_loss(
@@ -610,5 +610,5 @@ def generalized_dice_loss(
     # no class present: every weight is 0 so far; equal weights then
     inv = torch.where(largest > 0, inv, torch.ones_like(inv))
     w = inv / inv.sum(-1, keepdim=True)
-    score = safe_divide(2 * (w * tp).sum(-1) + smooth, (w * (p_sum + g_sum)).sum(-1) + smooth)
+    score = safe_divide(2 * (w * tp).sum(-1) + smooth, (w * (p_sum + g_sum)).sum(-1) + smooth, smooth)
     return reduce_images(1 - score, reduction, stats.sync)

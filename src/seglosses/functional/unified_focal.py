@@ -135,7 +135,7 @@ def _tversky_from_stats(
     """``L_FT`` from per-image statistics (see :func:`_tversky_part`)."""
     if prep.mode == "binary":
         stats = two_class_stats(stats)
-    mti = safe_divide(stats.tp + smooth, stats.tp + delta * stats.fn + (1 - delta) * stats.fp + smooth)
+    mti = safe_divide(stats.tp + smooth, stats.tp + delta * stats.fn + (1 - delta) * stats.fp + smooth, smooth)
     rare = safe_pow(1 - mti, 1 - gamma)
     back = (1 - mti[:, :1]) if asymmetric else rare[:, :1]
     values = torch.cat([back, rare[:, 1:]], dim=1)  # (N, C)
