@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=1, help="run the whole list this many times (median)")
     parser.add_argument(
-        "--min-time", type=float, default=0.0, help="seconds of warm-up (half) and of timed steps per case, at least"
+        "--min-time", type=float, default=None, help="seconds timed per case, half as much warm-up (default 0.5)"
     )
     parser.add_argument("--workloads", default=None, help="comma-separated (default: the four of the issue)")
     parser.add_argument("--losses", default=None, help="comma-separated (default: all)")

@@ -155,3 +155,32 @@ def test_bench_missing_loss_is_reported_unavailable(monkeypatch):
     case = next(c for c in bm.CASES if c.id == "seglosses:lovasz")
     with pytest.raises(bm.Unavailable, match="lovasz_loss"):
         case.build("multiclass")
+
+
+def test_bench_cli_quick_run_and_min_time(tmp_path):
+    # `seglosses bench`: --quick times the references and our Dice with counts only (min time 0) unless asked;
+    # an explicit --min-time is recorded in the meta and gives the case more than --repeats steps
+    typer_testing = pytest.importorskip("typer.testing")
+    from seglosses.cli.app import app
+
+    base = ["bench", "--quick", "--workloads", "quick-bin", "--losses", "dice", "--no-peers", "--device", "cpu"]
+    result = typer_testing.CliRunner().invoke(app, [*base, "--repeats", "2", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert "min_time_s" not in data["meta"]
+    assert [len(r["ms_all"]) for r in data["results"]] == [2, 2, 2]
+    args = [*base, "--repeats", "1", "--min-time", "0.01", "--out", str(tmp_path / "b")]
+    result = typer_testing.CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert data["meta"]["min_time_s"] == 0.01
+    assert all(len(r["ms_all"]) > 1 for r in data["results"])
+
+
+def test_bench_cli_rejects_negative_min_time():
+    typer_testing = pytest.importorskip("typer.testing")
+    from seglosses.cli.app import app
+
+    result = typer_testing.CliRunner().invoke(app, ["bench", "--quick", "--min-time", "-1"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "Invalid value for '--min-time': Input should be greater than or equal to 0" in result.output

@@ -523,6 +523,9 @@ def _profiled_cpu_peak(step: Callable[[], object]) -> int:
 
 #: Most warm-up (and most timed) steps of one case when ``min_time`` asks for more than ``repeats``.
 _MAX_STEPS = 1000
+#: Seconds of timed steps per case by default (plus half as much warm-up): short steps are then timed in the
+#: allocator's steady state, not in a fresh process's first-touch page faults.
+DEFAULT_MIN_TIME = 0.5
 
 
 def measure(
@@ -592,7 +595,7 @@ def _worker(args: argparse.Namespace) -> int:
                 warmup=args.warmup,
                 threads=args.threads,
                 device=args.device,
-                min_time=args.min_time,
+                min_time=args.min_time or 0.0,
             ),
         }
     except Unavailable as err:
@@ -962,9 +965,12 @@ def run_and_report(
     rounds: int = 1,
     rich: bool = True,
     log: Callable[[str], None] | None = None,
-    min_time: float = 0.0,
+    min_time: float | None = None,
 ) -> tuple[list[Result], dict[str, Path], dict[str, Any]]:
     """Select, run, print and write: the body of ``seglosses bench`` and ``python -m seglosses.benchmark``.
+
+    ``min_time`` (seconds of timed steps per case, half as much warm-up; see :func:`measure`) defaults to
+    :data:`DEFAULT_MIN_TIME`, or 0 with ``quick``.
 
     Raises:
         ValueError: an unknown workload, loss or device.
@@ -974,6 +980,8 @@ def run_and_report(
     chosen_workloads = select_workloads(_split(workloads), quick=quick)
     cases = select_cases(_split(losses), peers=peers)
     n_repeats = repeats if repeats is not None else (2 if quick else 5)
+    if min_time is None:
+        min_time = 0.0 if quick else DEFAULT_MIN_TIME
 
     meta = describe_machine(chosen_device, threads) | {"repeats": n_repeats, "warmup": warmup, "rounds": rounds}
     if min_time > 0:
@@ -1030,8 +1038,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--min-time",
         type=float,
-        default=0.0,
-        help="seconds: warm up for at least half of it and time steps for at least all of it (default 0: counts only)",
+        default=None,
+        help=f"seconds: warm up for at least half of it and time steps for at least all of it (default "
+        f"{DEFAULT_MIN_TIME}, 0 with --quick; 0: --warmup and --repeats only)",
     )
     parser.add_argument("--no-rich", dest="rich", action="store_false", help="no terminal table")
     parser.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "CASE"), help=argparse.SUPPRESS)

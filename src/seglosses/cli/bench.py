@@ -55,14 +55,14 @@ def bench(
         ),
     ] = 1,
     min_time: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--min-time",
             min=0.0,
-            help="Seconds: warm up each case for at least half of it and time steps for at least all of it "
-            "(more steps for short cases; 0: just --warmup and --repeats).",
+            help="Seconds: warm up each case for at least half of it and time steps for at least all of it (more "
+            "steps for short cases; default 0.5, 0 with --quick; 0: just --warmup and --repeats).",
         ),
-    ] = 0.0,
+    ] = None,
 ) -> None:
     """Time forward + backward and measure peak extra memory of each loss, each case in a fresh process."""
     from rich.console import Console
