@@ -218,7 +218,7 @@ def _softmax_index_grad_traced(
     need_stats: bool,
 ) -> Tensor:
     """The backward pass for ``torch.compile`` (functional, see :func:`_softmax_index_traced`)."""
-    n, c, m = x.shape
+    c = x.shape[1]
     prob = torch.exp(x - lse.unsqueeze(1))
     onehot = _onehot_traced(t, c, x.dtype)
     if need_stats:
