@@ -1,0 +1,590 @@
+r"""Triton kernels of the fused paths (run on CUDA; on the CPU only under ``TRITON_INTERPRET=1``, for the tests).
+
+Each fused family takes three launches per forward + backward, none of which synchronises with the host:
+
+1. **statistics** over a grid of (image or image x channel, spatial tile): the softmax (over all classes, in
+   registers) or the sigmoid of the logits, and per class the partial sums of ``TP = sum v p g``,
+   ``P = sum v p``, ``G = sum v g``, ``P2 = sum v p^2``, the pixel term (cross entropy / focal), the kept-pixel
+   count and two value-check counters (class index outside ``[0, C)`` at a kept pixel, NaN in the logits or the
+   target). Each program writes its own row of partials: no float atomics.
+2. **finalize**: one program per image adds its partials in a fixed order (deterministic two-stage reduction) and
+   writes the statistics; where a counter is non-zero it writes NaN instead, so that the loss becomes NaN without
+   a host synchronisation (``set_value_checks("always")`` still raises on the host before the kernels run).
+3. **gradient**: one elementwise pass that recomputes the softmax / sigmoid from the logits and reads the incoming
+   gradients (of ``TP``, ``P`` and of the pixel term) through pointers.
+
+The PyTorch twins of these passes are the functions of :mod:`seglosses._fused`; the tests pin the two equal.
+Logits may be float16, bfloat16, float32 or float64; reductions run in float32 (float64 for float64 logits).
+Targets may have any integer dtype (class indices) or any floating dtype (dense targets). Nothing here chooses a
+device: :mod:`seglosses._ops` decides which kernel runs where.
+
+The softmax gradient, with ``K = dF\,w\,f'(\log p_t)`` the pixel term's coefficient:
+
+.. math::
+
+    A_c = v\,p_c\,(\bar P_c + [c = t]\,\bar T_c),\qquad
+    \frac{\partial L}{\partial x_c} = A_c - p_c\Big(\sum_k A_k + K\Big) + [c = t]\,K .
+
+The sigmoid gradient: ``dx = v [p (1 - p) (dP + g dTP) + dF L'(x)]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised where triton is missing
+    triton = None
+    tl = None
+
+#: Number of statistic columns per (image, tile, class) partial: TP, P, G, P2, pixel term, kept, bad index, NaN.
+STATS = 8
+
+#: Elements held in registers per softmax program (classes x pixels): 4096 keeps a tile in the register file of
+#: one warp group (16 values per thread at 256 threads) for any C, and gives tiles of 1024 pixels at C = 4.
+_SOFTMAX_TILE = 4096
+#: Pixels per sigmoid program: 1024 contiguous elements of one channel (coalesced 4 KB loads of float32).
+_SIGMOID_BLOCK = 1024
+#: Tiles added per step of the finalize program (a (64, C x 8) block: small, the partials are few).
+_FINAL_BLOCK_T = 64
+
+
+def available() -> bool:
+    """Whether triton can be imported (the kernels exist)."""
+    return triton is not None
+
+
+def _next_pow2(v: int) -> int:
+    return 1 << max(0, (int(v) - 1).bit_length())
+
+
+def softmax_block_m(c: int) -> int:
+    """Pixels per softmax tile for ``C`` classes: ``_SOFTMAX_TILE / next_pow2(C)``, at least 16, at most 1024."""
+    return max(16, min(1024, _SOFTMAX_TILE // _next_pow2(c)))
+
+
+def _acc(dtype: torch.dtype) -> torch.dtype:
+    """Accumulation dtype: float64 for float64 logits, else float32 (float16/bfloat16 are reduced in float32)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+if triton is not None:
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _log1p_small(u: Any) -> Any:
+        """``log(1 + u)`` accurate for tiny ``u`` (Goldberg's trick: no libdevice, so the interpreter runs it)."""
+        w = 1.0 + u
+        return tl.where(w == 1.0, u, tl.log(w) * (u / (w - 1.0)))
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _softmax_tile(
+        x_ptr: Any, t_ptr: Any, n: Any, offs_m: Any, offs_c: Any, C: Any, M: Any, ACC: tl.constexpr
+    ) -> Any:
+        """Load one (classes x pixels) tile; return the softmax, log p_t, 1 - p_t, the one-hot and the bad flags."""
+        mm = offs_m < M
+        mc = offs_c < C
+        base = n.to(tl.int64) * C * M
+        xt = tl.load(
+            x_ptr + base + offs_c[:, None].to(tl.int64) * M + offs_m[None, :],
+            mask=mc[:, None] & mm[None, :],
+            other=0.0,
+        ).to(ACC)
+        isnan = tl.sum((xt != xt).to(tl.int32), axis=0)  # NaN logits per pixel
+        xt = tl.where(mc[:, None], xt, float("-inf"))  # padded classes take no probability
+        t = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0)
+        bad = (t < 0) | (t >= C)  # class index outside [0, C)
+        onehot = offs_c[:, None] == t.to(tl.int32)[None, :]
+        # softmax over the classes through its logsumexp: lse = max + log sum exp(x - max)
+        mx = tl.max(xt, axis=0)
+        ex = tl.exp(xt - mx[None, :])
+        se = tl.sum(ex, axis=0)
+        p = ex / se[None, :]
+        lse = mx + tl.log(se)
+        # log p_t = x_t - lse, and q = 1 - p_t as the sum of the other classes' probabilities (exact near p_t = 1)
+        x_t = tl.sum(tl.where(onehot, xt, 0.0), axis=0)
+        logp_t = x_t - lse
+        q = tl.sum(tl.where(onehot, 0.0, p), axis=0)
+        return p, logp_t, q, onehot, bad, isnan
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _focal(logp_t: Any, q: Any, gam: Any, GAMMA_ZERO: tl.constexpr) -> Any:
+        r"""``f(l) = -(1 - e^l)^\gamma l`` and ``f'(l) = -q^\gamma + \gamma q^\gamma e^l (l / q)``, ``q = 1 - e^l``.
+
+        ``q^gamma = exp(gamma log q)`` (0 at q = 0 for gamma > 0, 1 for gamma = 0); ``l / q -> -1`` as ``q -> 0``
+        (its series ``-1 - q/2 - q^2/3`` below q = 1e-4, as in the PyTorch twin).
+        """
+        if GAMMA_ZERO:
+            return -logp_t, logp_t * 0.0 - 1.0
+        qg = tl.where(gam == 0.0, 1.0, tl.exp(gam * tl.log(q)))
+        ratio = tl.where(q < 1e-4, (q * (-1.0 / 3.0) - 0.5) * q - 1.0, logp_t / tl.maximum(q, 1e-30))
+        value = -qg * logp_t
+        deriv = (ratio * tl.exp(logp_t) * gam - 1.0) * qg
+        return value, deriv
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _softmax_index_stats_kernel(
+        x_ptr: Any,
+        t_ptr: Any,
+        v_ptr: Any,
+        w_ptr: Any,
+        gp_ptr: Any,
+        part_ptr: Any,
+        C: Any,
+        M: Any,
+        T: Any,
+        gamma: Any,
+        HAS_VALID: tl.constexpr,
+        HAS_W: tl.constexpr,
+        HAS_GPIX: tl.constexpr,
+        GAMMA_ZERO: tl.constexpr,
+        NEED_PIXEL: tl.constexpr,
+        ACC: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_C: tl.constexpr,
+    ) -> None:
+        """Partials ``part[n, tile, c, :] = (TP, P, G, P2, F, kept, bad, nan)``; F, kept and the counters at c = 0."""
+        n = tl.program_id(0)
+        tile = tl.program_id(1)
+        offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_c = tl.arange(0, BLOCK_C)
+        mm = offs_m < M
+        p, logp_t, q, onehot, bad, isnan = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
+        if HAS_VALID:
+            v = tl.load(v_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+        else:
+            v = mm.to(ACC)
+        v = tl.where(mm, v, 0.0)
+        kept = v > 0
+        ohv = onehot.to(ACC) * v[None, :]
+        pv = p * v[None, :]
+        tp = tl.sum(pv * onehot.to(ACC), axis=1)  # TP_c = sum v p_c [t = c]
+        ps = tl.sum(pv, axis=1)  # P_c = sum v p_c
+        gs = tl.sum(ohv, axis=1)  # G_c = sum v [t = c]
+        p2 = tl.sum(pv * p, axis=1)  # sum v p_c^2
+        fsum = tl.sum(v, axis=0) * 0.0
+        if NEED_PIXEL:
+            if HAS_W:
+                w = tl.load(w_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+            else:
+                w = v
+            if HAS_GPIX:
+                gam = tl.load(gp_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+            else:
+                gam = gamma
+            value, _ = _focal(logp_t, q, gam, GAMMA_ZERO)
+            fsum = tl.sum(tl.where(mm & (w != 0.0), w * value, 0.0), axis=0)  # sum w f(log p_t)
+        nkept = tl.sum(v, axis=0)
+        nbad = tl.sum((bad & kept).to(ACC), axis=0)
+        nnan = tl.sum(tl.where(mm, isnan, 0).to(ACC), axis=0)
+        k = tl.arange(0, 8)
+        first = offs_c[:, None] == 0
+        scal = tl.where(k[None, :] == 4, fsum, tl.where(k[None, :] == 5, nkept, tl.where(k[None, :] == 6, nbad, nnan)))
+        vals = tl.where(
+            k[None, :] == 0,
+            tp[:, None],
+            tl.where(
+                k[None, :] == 1,
+                ps[:, None],
+                tl.where(k[None, :] == 2, gs[:, None], tl.where(k[None, :] == 3, p2[:, None], 0.0)),
+            ),
+        )
+        vals = tl.where((k[None, :] >= 4), tl.where(first, scal, 0.0), vals)
+        row = (n.to(tl.int64) * T + tile) * C
+        ptrs = part_ptr + (row + offs_c[:, None]) * 8 + k[None, :]
+        tl.store(ptrs, vals, mask=(offs_c[:, None] < C) & (k[None, :] < 8))
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _finalize_kernel(
+        part_ptr: Any,
+        out_ptr: Any,
+        pix_ptr: Any,
+        kept_ptr: Any,
+        C: Any,
+        T: Any,
+        POISON: tl.constexpr,
+        BLOCK_T: tl.constexpr,
+        BLOCK_CK: tl.constexpr,
+        BLOCK_C: tl.constexpr,
+        ACC: tl.constexpr,
+    ) -> None:
+        """``out[n, j, c] = sum_tile part[n, tile, c, j]`` for j in TP, P, G, P2; ``pix[n]``, ``kept[n]``.
+
+        The tiles are added in a fixed order (deterministic). With ``POISON`` a non-zero bad-index or NaN counter
+        of the image makes its statistics and pixel term NaN (the loss becomes NaN, no host synchronisation).
+        """
+        n = tl.program_id(0)
+        cols = tl.arange(0, BLOCK_CK)
+        ck = C * 8
+        acc = tl.zeros((BLOCK_CK,), dtype=ACC)
+        for t0 in range(0, T, BLOCK_T):
+            rows = t0 + tl.arange(0, BLOCK_T)
+            blk = tl.load(
+                part_ptr + (n.to(tl.int64) * T + rows[:, None]) * ck + cols[None, :],
+                mask=(rows[:, None] < T) & (cols[None, :] < ck),
+                other=0.0,
+            )
+            acc += tl.sum(blk, axis=0)
+        acc2 = tl.reshape(acc, (BLOCK_C, 8))
+        k = tl.arange(0, 8)
+        per_c = tl.arange(0, BLOCK_C)
+        pix = tl.sum(tl.sum(tl.where(k[None, :] == 4, acc2, 0.0), axis=1), axis=0)
+        kept = tl.sum(tl.sum(tl.where(k[None, :] == 5, acc2, 0.0), axis=1), axis=0)
+        flags = tl.sum(tl.sum(tl.where(k[None, :] >= 6, acc2, 0.0), axis=1), axis=0)
+        if POISON:
+            acc2 = tl.where(flags > 0, float("nan"), acc2)
+            pix = tl.where(flags > 0, float("nan"), pix)
+        # out is (4, N, C): TP, P, G, P2
+        nimg = tl.num_programs(0)
+        for j in tl.static_range(4):
+            col = tl.sum(tl.where(k[None, :] == j, acc2, 0.0), axis=1)
+            tl.store(out_ptr + (j * nimg + n).to(tl.int64) * C + per_c, col, mask=per_c < C)
+        tl.store(pix_ptr + n, pix)
+        tl.store(kept_ptr + n, kept)
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _softmax_index_grad_kernel(
+        x_ptr: Any,
+        t_ptr: Any,
+        v_ptr: Any,
+        w_ptr: Any,
+        gp_ptr: Any,
+        gtp_ptr: Any,
+        gps_ptr: Any,
+        gpix_ptr: Any,
+        out_ptr: Any,
+        C: Any,
+        M: Any,
+        gamma: Any,
+        HAS_VALID: tl.constexpr,
+        HAS_W: tl.constexpr,
+        HAS_GPIX: tl.constexpr,
+        GAMMA_ZERO: tl.constexpr,
+        NEED_STATS: tl.constexpr,
+        NEED_PIXEL: tl.constexpr,
+        ACC: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_C: tl.constexpr,
+    ) -> None:
+        """``dx_c = A_c - p_c (sum_k A_k + K) + [c = t] K``, ``A_c = v p_c (dP_c + [c = t] dTP_c)``."""
+        n = tl.program_id(0)
+        tile = tl.program_id(1)
+        offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_c = tl.arange(0, BLOCK_C)
+        mm = offs_m < M
+        mc = offs_c < C
+        p, logp_t, q, onehot, bad, isnan = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
+        if HAS_VALID:
+            v = tl.load(v_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+        else:
+            v = mm.to(ACC)
+        ohf = onehot.to(ACC)
+        grad = p * 0.0
+        kk = v * 0.0
+        if NEED_PIXEL:
+            if HAS_W:
+                w = tl.load(w_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+            else:
+                w = v
+            if HAS_GPIX:
+                gam = tl.load(gp_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+            else:
+                gam = gamma
+            _, deriv = _focal(logp_t, q, gam, GAMMA_ZERO)
+            g_pix = tl.load(gpix_ptr + n).to(ACC)  # the incoming gradient of the pixel sum, read on the device
+            kk = tl.where(w != 0.0, w * deriv, 0.0) * g_pix  # K = dF w f'(log p_t)
+        if NEED_STATS:
+            gtp = tl.load(gtp_ptr + n.to(tl.int64) * C + offs_c, mask=mc, other=0.0).to(ACC)
+            gps = tl.load(gps_ptr + n.to(tl.int64) * C + offs_c, mask=mc, other=0.0).to(ACC)
+            a = (ohf * gtp[:, None] + gps[:, None]) * p * v[None, :]
+            b = tl.sum(a, axis=0) + kk
+            grad = a - p * b[None, :]
+        else:
+            grad = -p * kk[None, :]
+        grad += ohf * kk[None, :]
+        base = n.to(tl.int64) * C * M
+        tl.store(
+            out_ptr + base + offs_c[:, None].to(tl.int64) * M + offs_m[None, :],
+            grad,
+            mask=mc[:, None] & mm[None, :],
+        )
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _sigmoid_terms(x: Any, g: Any, w1: Any, w0: Any, gamma: Any, gamma_pos: Any, NEED_GRAD: tl.constexpr) -> Any:
+        """The sigmoid focal term and its derivative in log space (``a = log p``, ``b = log(1 - p) = a - x``).
+
+        ``L = -[w1 g e^{gamma_pos b} a + w0 (1 - g) e^{gamma a} b]``,
+        ``L' = -[w1 g e^{gamma_pos b} (e^b - gamma_pos e^a a) + w0 (1 - g) e^{gamma a} (gamma e^b b - e^a)]``.
+        """
+        a = tl.minimum(x, 0.0) - _log1p_small(tl.exp(-tl.abs(x)))  # logsigmoid(x)
+        b = a - x
+        pos = tl.exp(b * gamma_pos) * g
+        neg = tl.exp(a * gamma) * (1.0 - g)
+        value = -(w1 * pos * a) - w0 * neg * b
+        deriv = value * 0.0
+        if NEED_GRAD:
+            ea = tl.exp(a)
+            eb = tl.exp(b)
+            deriv = -(w1 * pos * (eb - gamma_pos * ea * a) + w0 * neg * (gamma * eb * b - ea))
+        return value, deriv
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _sigmoid_stats_kernel(
+        x_ptr: Any,
+        g_ptr: Any,
+        v_ptr: Any,
+        part_ptr: Any,
+        C: Any,
+        M: Any,
+        T: Any,
+        w1: Any,
+        w0: Any,
+        gamma: Any,
+        gamma_pos: Any,
+        HAS_VALID: tl.constexpr,
+        NEED_PIXEL: tl.constexpr,
+        ACC: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+    ) -> None:
+        """Partials ``part[n, tile, c, :] = (TP, P, G, P2, F, kept, 0, nan)`` of one channel row and tile."""
+        r = tl.program_id(0)  # row = n * C + c
+        tile = tl.program_id(1)
+        n = r // C
+        c = r % C
+        offs = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        mm = offs < M
+        base = r.to(tl.int64) * M
+        x = tl.load(x_ptr + base + offs, mask=mm, other=0.0).to(ACC)
+        g = tl.load(g_ptr + base + offs, mask=mm, other=0.0).to(ACC)
+        if HAS_VALID:
+            v = tl.load(v_ptr + base + offs, mask=mm, other=0.0).to(ACC)
+        else:
+            v = mm.to(ACC)
+        nnan = tl.sum(((x != x) | (g != g)).to(ACC), axis=0)
+        p = 1.0 / (1.0 + tl.exp(-x))
+        pv = p * v
+        tp = tl.sum(pv * g, axis=0)  # TP = sum v p g
+        ps = tl.sum(pv, axis=0)  # P = sum v p
+        gs = tl.sum(g * v, axis=0)  # G = sum v g
+        p2 = tl.sum(pv * p, axis=0)  # sum v p^2
+        fsum = ps * 0.0
+        if NEED_PIXEL:
+            value, _ = _sigmoid_terms(x, g, w1, w0, gamma, gamma_pos, False)
+            fsum = tl.sum(tl.where(v != 0.0, value * v, 0.0), axis=0)
+        nkept = tl.sum(v, axis=0)
+        k = tl.arange(0, 8)
+        vals = tl.where(
+            k == 0,
+            tp,
+            tl.where(
+                k == 1,
+                ps,
+                tl.where(
+                    k == 2,
+                    gs,
+                    tl.where(k == 3, p2, tl.where(k == 4, fsum, tl.where(k == 5, nkept, tl.where(k == 7, nnan, 0.0)))),
+                ),
+            ),
+        )
+        tl.store(part_ptr + ((n.to(tl.int64) * T + tile) * C + c) * 8 + k, vals)
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _sigmoid_grad_kernel(
+        x_ptr: Any,
+        g_ptr: Any,
+        v_ptr: Any,
+        gtp_ptr: Any,
+        gps_ptr: Any,
+        gpix_ptr: Any,
+        out_ptr: Any,
+        C: Any,
+        M: Any,
+        w1: Any,
+        w0: Any,
+        gamma: Any,
+        gamma_pos: Any,
+        HAS_VALID: tl.constexpr,
+        NEED_STATS: tl.constexpr,
+        NEED_PIXEL: tl.constexpr,
+        ACC: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+    ) -> None:
+        """``dx = v [p (1 - p) (dP + g dTP) + dF L'(x)]`` for one channel row and tile."""
+        r = tl.program_id(0)
+        tile = tl.program_id(1)
+        n = r // C
+        offs = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        mm = offs < M
+        base = r.to(tl.int64) * M
+        x = tl.load(x_ptr + base + offs, mask=mm, other=0.0).to(ACC)
+        g = tl.load(g_ptr + base + offs, mask=mm, other=0.0).to(ACC)
+        if HAS_VALID:
+            v = tl.load(v_ptr + base + offs, mask=mm, other=0.0).to(ACC)
+        else:
+            v = mm.to(ACC)
+        grad = x * 0.0
+        if NEED_STATS:
+            p = 1.0 / (1.0 + tl.exp(-x))
+            gtp = tl.load(gtp_ptr + r).to(ACC)
+            gps = tl.load(gps_ptr + r).to(ACC)
+            grad = p * (1.0 - p) * (gps + g * gtp)
+        if NEED_PIXEL:
+            _, deriv = _sigmoid_terms(x, g, w1, w0, gamma, gamma_pos, True)
+            grad += deriv * tl.load(gpix_ptr + n).to(ACC)
+        grad = tl.where(v != 0.0, grad * v, 0.0)
+        tl.store(out_ptr + base + offs, grad, mask=mm)
+
+
+def _tl_acc(dtype: torch.dtype) -> Any:
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _finalize(part: Tensor, n: int, c: int, t: int, poison: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Launch the finalize program over ``part`` ``(N, T, C, 8)``: ``(sums (4, N, C), pix (N,), kept (N,))``."""
+    sums = torch.empty((4, n, c), dtype=part.dtype, device=part.device)
+    pix = torch.empty((n,), dtype=part.dtype, device=part.device)
+    kept = torch.empty((n,), dtype=part.dtype, device=part.device)
+    block_c = _next_pow2(c)
+    _finalize_kernel[(n,)](
+        part, sums, pix, kept, c, t,
+        POISON=poison, BLOCK_T=_FINAL_BLOCK_T, BLOCK_CK=block_c * 8, BLOCK_C=block_c, ACC=_tl_acc(part.dtype),
+    )  # fmt: skip
+    return sums, pix, kept
+
+
+def softmax_index_forward(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    gamma: float,
+    gamma_pix: Tensor | None,
+    *,
+    need_pixel: bool,
+    poison: bool = True,
+    block_m: int | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Statistics pass + finalize for softmax logits ``x`` ``(N, C, M)`` and class indices ``t`` ``(N, M)``.
+
+    Returns ``(TP, P, G, P2, F, kept)``: ``(N, C)`` x 4 and ``(N,)`` x 2, in the accumulation dtype (float32, or
+    float64 for float64 logits). ``F`` is ``sum_m w_m f(log p_{t_m})`` (cross entropy for ``gamma = 0``, else the
+    focal term; ``w`` = ``wpix`` or the kept mask; ``gamma_pix`` a per-pixel exponent overriding ``gamma``).
+    ``block_m`` overrides the tile width (tests use small tiles so that every mask edge is hit).
+    """
+    n, c, m = x.shape
+    bm = block_m or softmax_block_m(c)
+    tiles = max(1, triton.cdiv(m, bm))
+    acc = _acc(x.dtype)
+    part = torch.empty((n, tiles, c, STATS), dtype=acc, device=x.device)
+    gz = gamma_pix is None and float(gamma) == 0.0
+    _softmax_index_stats_kernel[(n, tiles)](
+        x, t, x if valid is None else valid, x if wpix is None else wpix, x if gamma_pix is None else gamma_pix,
+        part, c, m, tiles, float(gamma),
+        HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None, GAMMA_ZERO=gz,
+        NEED_PIXEL=need_pixel, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
+    )  # fmt: skip
+    sums, pix, kept = _finalize(part, n, c, tiles, poison)
+    return sums[0], sums[1], sums[2], sums[3], pix, kept
+
+
+def softmax_index_backward(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    gamma: float,
+    gamma_pix: Tensor | None,
+    g_tp: Tensor | None,
+    g_psum: Tensor | None,
+    g_pix: Tensor | None,
+    *,
+    block_m: int | None = None,
+) -> Tensor:
+    """The gradient pass: ``dL/dx`` ``(N, C, M)`` in ``x``'s dtype from the incoming gradients (device pointers).
+
+    ``g_tp``/``g_psum`` ``(N, C)`` (None: the statistics are not used), ``g_pix`` ``(N,)`` (None: no pixel term).
+    """
+    n, c, m = x.shape
+    bm = block_m or softmax_block_m(c)
+    tiles = max(1, triton.cdiv(m, bm))
+    acc = _acc(x.dtype)
+    grad = torch.empty_like(x, memory_format=torch.contiguous_format)
+    gz = gamma_pix is None and float(gamma) == 0.0
+    need_stats = g_tp is not None and g_psum is not None
+    _softmax_index_grad_kernel[(n, tiles)](
+        x, t, x if valid is None else valid, x if wpix is None else wpix, x if gamma_pix is None else gamma_pix,
+        g_tp if g_tp is not None else x, g_psum if g_psum is not None else x, g_pix if g_pix is not None else x,
+        grad, c, m, float(gamma),
+        HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None, GAMMA_ZERO=gz,
+        NEED_STATS=need_stats, NEED_PIXEL=g_pix is not None, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
+    )  # fmt: skip
+    return grad
+
+
+def _sigmoid_weights(alpha: float | None, gamma: float, pos0: bool) -> tuple[float, float, float, float]:
+    w1, w0 = (1.0, 1.0) if alpha is None else (float(alpha), 1.0 - float(alpha))
+    return w1, w0, float(gamma), 0.0 if pos0 else float(gamma)
+
+
+def sigmoid_forward(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    alpha: float | None,
+    gamma: float,
+    *,
+    need_pixel: bool,
+    pos0: bool = False,
+    poison: bool = True,
+    block_m: int | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Statistics pass + finalize for sigmoid logits ``x`` and a dense target ``g``, both ``(N, C, M)``.
+
+    Returns ``(TP, P, G, P2, F, kept)`` as :func:`softmax_index_forward` (``F`` summed over the channels of each
+    image; ``kept`` counts kept elements). ``valid`` is ``(N, C, M)`` or None.
+    """
+    n, c, m = x.shape
+    bm = block_m or _SIGMOID_BLOCK
+    tiles = max(1, triton.cdiv(m, bm))
+    acc = _acc(x.dtype)
+    part = torch.empty((n, tiles, c, STATS), dtype=acc, device=x.device)
+    w1, w0, gam, gam_pos = _sigmoid_weights(alpha, gamma, pos0)
+    _sigmoid_stats_kernel[(n * c, tiles)](
+        x, g, x if valid is None else valid, part, c, m, tiles, w1, w0, gam, gam_pos,
+        HAS_VALID=valid is not None, NEED_PIXEL=need_pixel, ACC=_tl_acc(acc), BLOCK_M=bm,
+    )  # fmt: skip
+    sums, pix, kept = _finalize(part, n, c, tiles, poison)
+    return sums[0], sums[1], sums[2], sums[3], pix, kept
+
+
+def sigmoid_backward(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    alpha: float | None,
+    gamma: float,
+    g_tp: Tensor | None,
+    g_psum: Tensor | None,
+    g_pix: Tensor | None,
+    *,
+    pos0: bool = False,
+    block_m: int | None = None,
+) -> Tensor:
+    """The sigmoid gradient pass (see :func:`softmax_index_backward` for the incoming gradients)."""
+    n, c, m = x.shape
+    bm = block_m or _SIGMOID_BLOCK
+    tiles = max(1, triton.cdiv(m, bm))
+    grad = torch.empty_like(x, memory_format=torch.contiguous_format)
+    w1, w0, gam, gam_pos = _sigmoid_weights(alpha, gamma, pos0)
+    need_stats = g_tp is not None and g_psum is not None
+    _sigmoid_grad_kernel[(n * c, tiles)](
+        x, g, x if valid is None else valid, g_tp if g_tp is not None else x, g_psum if g_psum is not None else x,
+        g_pix if g_pix is not None else x, grad, c, m, w1, w0, gam, gam_pos,
+        HAS_VALID=valid is not None, NEED_STATS=need_stats, NEED_PIXEL=g_pix is not None,
+        ACC=_tl_acc(_acc(x.dtype)), BLOCK_M=bm,
+    )  # fmt: skip
+    return grad
