@@ -1,0 +1,629 @@
+r"""Every custom kernel as a :mod:`torch.library` operator in the ``seglosses`` namespace.
+
+This module is the only place that knows which device runs which kernel:
+
+================================  =========================================  ======================================
+operator                          CPU                                        CUDA
+================================  =========================================  ======================================
+``seglosses::softmax_index_fwd``  C++ kernels of :mod:`seglosses._native`    Triton (:mod:`seglosses._triton`):
+``seglosses::softmax_index_bwd``  (``sl_softmax_index_*``, ``sl_focal_terms``) statistics + finalize, gradient
+``seglosses::sigmoid_dense_fwd``  C++ (``sl_sigmoid_dense_*``,               Triton sigmoid statistics + finalize,
+``seglosses::sigmoid_dense_bwd``  ``sl_sigmoid_focal_*``)                    gradient
+================================  =========================================  ======================================
+
+Where a kernel does not take the tensors (no compiler, ``SEGLOSSES_NATIVE=0``, no triton, another device or dtype)
+the operator runs the PyTorch twin of :mod:`seglosses._fused`, which computes the same numbers. Each forward
+operator has a fake-tensor registration (shapes and dtypes only, for ``torch.compile`` and ``torch.export``) and an
+autograd registration whose backward calls the matching ``*_bwd`` operator, so that a compiled training step keeps
+the kernels (no graph break) and ``torch.library.opcheck`` passes on every operator.
+
+Statistics come back in the accumulation dtype: float32 (also for float16/bfloat16 logits) or float64.
+
+The softmax forward also returns two per-pixel tensors for its backward, ``(N, M)`` on the CPU (the logsumexp and
+``w f'(log p_t)``, so that the C++ backward needs no second reduction over the classes) and ``(N, 0)`` under
+the Triton kernels (which recompute both from the logits: no extra memory of the input's size).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from seglosses import _fused, _native, _triton
+
+_ACC_HALF = (torch.float16, torch.bfloat16)
+
+
+def _acc(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def triton_runs(device: torch.device) -> bool:
+    """Whether the Triton kernels serve tensors on ``device`` (CUDA with triton importable)."""
+    return device.type == "cuda" and _triton.available()
+
+
+def native_runs(device: torch.device) -> bool:
+    """Whether the C++ kernels can serve tensors on ``device`` (the CPU, kernels enabled and built)."""
+    return device.type == "cpu" and _native.library() is not None
+
+
+def use_ops(x: Tensor) -> bool:
+    """Whether a loss on ``x`` should call the operators here (a kernel exists for its device), else its twin.
+
+    Under ``torch.compile`` the operators are opaque to the tracer, so they are used whenever a kernel exists.
+    """
+    return triton_runs(x.device) or native_runs(x.device)
+
+
+def _aux_saved(device: torch.device) -> bool:
+    """Whether the softmax forward keeps its per-pixel tensors for the backward (all but the Triton path)."""
+    return not triton_runs(device)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# softmax over the classes, class-index targets
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _softmax_index_fwd_twin(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    gamma: float,
+    gamma_pix: Tensor | None,
+    need_stats: bool,
+    need_pixel: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """``(TP, P, F, G, lse, w f')`` of softmax logits ``x`` ``(N, C, M)`` and indices ``t`` ``(N, M)`` (CPU)."""
+    x = x.to(_acc(x.dtype)).contiguous()
+    t = t.long().contiguous()
+    valid = None if valid is None else valid.to(x.dtype).contiguous()
+    wpix = None if wpix is None else wpix.to(x.dtype).contiguous()
+    n, c, m = x.shape
+    lse = torch.empty((n, m), dtype=x.dtype, device=x.device)
+    logp_t = torch.empty((n, m), dtype=x.dtype, device=x.device) if need_pixel else None
+    native = _fused._softmax_index_native(x, t, valid, lse, logp_t, need_stats) if x.device.type == "cpu" else None
+    if native is not None:
+        tp, psum, gsum = native
+    else:
+        tp, psum, gsum = _fused._softmax_index_torch(x, t, valid, lse, logp_t, need_stats)
+    pix = torch.zeros((n,), dtype=x.dtype, device=x.device)
+    deriv = x.new_empty((n, 0))
+    if logp_t is not None:
+        gam: float | Tensor = float(gamma) if gamma_pix is None else gamma_pix.to(x.dtype)
+        terms = _fused._focal_terms_native(logp_t, wpix, gam) if x.device.type == "cpu" else None
+        if terms is not None:
+            pix, deriv = terms
+        else:
+            value, deriv = _fused._focal_terms(logp_t, gam)
+            if wpix is not None:
+                value = value * wpix
+                deriv = deriv * wpix
+            pix = value.sum(-1)
+    return tp.clone(), psum.clone(), pix.clone(), gsum.clone(), lse, deriv.clone()
+
+
+@torch.library.custom_op("seglosses::softmax_index_fwd", mutates_args=())
+def softmax_index_fwd(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    gamma: float,
+    gamma_pix: Tensor | None,
+    need_stats: bool,
+    need_pixel: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The operator (default: CPU and other devices): the C++ kernel where it applies, else the twin."""
+    return _softmax_index_fwd_twin(x, t, valid, wpix, gamma, gamma_pix, need_stats, need_pixel)
+
+
+@softmax_index_fwd.register_kernel("cuda")
+def _softmax_index_fwd_cuda(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    gamma: float,
+    gamma_pix: Tensor | None,
+    need_stats: bool,
+    need_pixel: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    if not triton_runs(x.device):
+        out: tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor] = _softmax_index_fwd_twin(
+            x, t, valid, wpix, gamma, gamma_pix, need_stats, need_pixel
+        )
+        return out
+    n = x.shape[0]
+    tp, psum, gsum, _, pix, _ = _triton.softmax_index_forward(
+        x.contiguous(),
+        t.contiguous(),
+        None if valid is None else valid.contiguous(),
+        None if wpix is None else wpix.contiguous(),
+        float(gamma),
+        None if gamma_pix is None else gamma_pix.contiguous(),
+        need_pixel=need_pixel,
+    )
+    if not need_stats:
+        tp, psum = torch.zeros_like(tp), torch.zeros_like(psum)
+    if not need_pixel:
+        pix = torch.zeros_like(pix)
+    empty = x.new_empty((n, 0), dtype=tp.dtype)
+    return tp, psum, pix, gsum, empty, empty.clone()
+
+
+@softmax_index_fwd.register_fake
+def _softmax_index_fwd_fake(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    gamma: float,
+    gamma_pix: Tensor | None,
+    need_stats: bool,
+    need_pixel: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    n, c, m = x.shape
+    acc = _acc(x.dtype)
+    saved = _aux_saved(x.device)
+    lse_m = m if saved else 0
+    deriv_m = m if saved and need_pixel else 0
+    return (
+        x.new_empty((n, c), dtype=acc),
+        x.new_empty((n, c), dtype=acc),
+        x.new_empty((n,), dtype=acc),
+        x.new_empty((n, c), dtype=acc),
+        x.new_empty((n, lse_m), dtype=acc),
+        x.new_empty((n, deriv_m), dtype=acc),
+    )
+
+
+def _softmax_index_bwd_twin(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    gamma: float,
+    gamma_pix: Tensor | None,
+    lse: Tensor,
+    deriv: Tensor,
+    g_tp: Tensor,
+    g_psum: Tensor,
+    g_pix: Tensor,
+    need_stats: bool,
+    need_pixel: bool,
+) -> Tensor:
+    """``dL/dx`` of :func:`softmax_index_fwd` from the incoming gradients of ``TP``, ``P`` and ``F`` (CPU)."""
+    xa = x.to(_acc(x.dtype)).contiguous()
+    t = t.long().contiguous()
+    valid = None if valid is None else valid.to(xa.dtype).contiguous()
+    if lse.shape[-1] != xa.shape[-1]:  # not saved by the forward: recompute
+        lse = torch.logsumexp(xa, dim=1)
+    k = None
+    if need_pixel:
+        if deriv.shape[-1] != xa.shape[-1]:
+            logp_t = xa.gather(1, t.unsqueeze(1)).squeeze(1) - lse
+            gam: float | Tensor = float(gamma) if gamma_pix is None else gamma_pix.to(xa.dtype)
+            _, deriv = _fused._focal_terms(logp_t, gam)
+            if wpix is not None:
+                deriv = deriv * wpix.to(xa.dtype)
+        k = (deriv * g_pix.to(xa.dtype).unsqueeze(1)).contiguous()
+    g_tp = g_tp.to(xa.dtype).contiguous()
+    g_psum = g_psum.to(xa.dtype).contiguous()
+    grad = torch.empty_like(xa)
+    if not need_stats and k is None:
+        grad.zero_()
+    elif xa.device.type != "cpu" or not _fused._softmax_index_grad_native(
+        xa, t, valid, lse.contiguous(), k, g_tp, g_psum, need_stats, grad
+    ):
+        _fused._softmax_index_grad_torch(xa, t, valid, lse, k, g_tp, g_psum, need_stats, grad)
+    return grad.to(x.dtype)
+
+
+@torch.library.custom_op("seglosses::softmax_index_bwd", mutates_args=())
+def softmax_index_bwd(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    gamma: float,
+    gamma_pix: Tensor | None,
+    lse: Tensor,
+    deriv: Tensor,
+    g_tp: Tensor,
+    g_psum: Tensor,
+    g_pix: Tensor,
+    need_stats: bool,
+    need_pixel: bool,
+) -> Tensor:
+    """The operator (default: CPU and other devices): the C++ kernel where it applies, else the twin."""
+    return _softmax_index_bwd_twin(
+        x, t, valid, wpix, gamma, gamma_pix, lse, deriv, g_tp, g_psum, g_pix, need_stats, need_pixel
+    )
+
+
+@softmax_index_bwd.register_kernel("cuda")
+def _softmax_index_bwd_cuda(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    gamma: float,
+    gamma_pix: Tensor | None,
+    lse: Tensor,
+    deriv: Tensor,
+    g_tp: Tensor,
+    g_psum: Tensor,
+    g_pix: Tensor,
+    need_stats: bool,
+    need_pixel: bool,
+) -> Tensor:
+    if not triton_runs(x.device):
+        out: Tensor = _softmax_index_bwd_twin(
+            x, t, valid, wpix, gamma, gamma_pix, lse, deriv, g_tp, g_psum, g_pix, need_stats, need_pixel
+        )
+        return out
+    return _triton.softmax_index_backward(
+        x.contiguous(),
+        t.contiguous(),
+        None if valid is None else valid.contiguous(),
+        None if wpix is None else wpix.contiguous(),
+        float(gamma),
+        None if gamma_pix is None else gamma_pix.contiguous(),
+        g_tp.contiguous() if need_stats else None,
+        g_psum.contiguous() if need_stats else None,
+        g_pix.contiguous() if need_pixel else None,
+    )
+
+
+@softmax_index_bwd.register_fake
+def _softmax_index_bwd_fake(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    gamma: float,
+    gamma_pix: Tensor | None,
+    lse: Tensor,
+    deriv: Tensor,
+    g_tp: Tensor,
+    g_psum: Tensor,
+    g_pix: Tensor,
+    need_stats: bool,
+    need_pixel: bool,
+) -> Tensor:
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _softmax_index_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+    x, t, valid, wpix, gamma, gamma_pix, need_stats, need_pixel = inputs
+    ctx.save_for_backward(x, t, valid, wpix, gamma_pix, output[4], output[5])
+    ctx.gamma, ctx.need_stats, ctx.need_pixel = gamma, need_stats, need_pixel
+
+
+def _softmax_index_backward(
+    ctx: Any, g_tp: Tensor | None, g_psum: Tensor | None, g_pix: Tensor | None, *_: Tensor | None
+) -> tuple[Tensor | None, ...]:
+    x, t, valid, wpix, gamma_pix, lse, deriv = ctx.saved_tensors
+    n, c, _m = x.shape
+    acc = _acc(x.dtype)
+    zeros_nc = x.new_zeros((n, c), dtype=acc)
+    grad = softmax_index_bwd(
+        x, t, valid, wpix, ctx.gamma, gamma_pix, lse, deriv,
+        zeros_nc if g_tp is None else g_tp, zeros_nc if g_psum is None else g_psum,
+        x.new_zeros((n,), dtype=acc) if g_pix is None else g_pix, ctx.need_stats, ctx.need_pixel,
+    )  # fmt: skip
+    return grad, None, None, None, None, None, None, None
+
+
+softmax_index_fwd.register_autograd(_softmax_index_backward, setup_context=_softmax_index_setup)
+
+
+def softmax_index(
+    x: Tensor,
+    t: Tensor,
+    valid: Tensor | None,
+    *,
+    wpix: Tensor | None = None,
+    gamma: float | Tensor = 0.0,
+    need_stats: bool = True,
+    need_pixel: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(TP, P, F, G)`` per image as :func:`seglosses._fused.softmax_index`, through the operators.
+
+    Returned in ``x``'s dtype (float32 for float16/bfloat16 logits).
+    """
+    gamma_pix = gamma if isinstance(gamma, Tensor) else None
+    gamma_f = 0.0 if isinstance(gamma, Tensor) else float(gamma)
+    tp, psum, pix, gsum, _, _ = softmax_index_fwd(x, t, valid, wpix, gamma_f, gamma_pix, need_stats, need_pixel)
+    return tp, psum, pix, gsum
+
+
+# --------------------------------------------------------------------------------------------------------------
+# sigmoid per channel, dense targets
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _sigmoid_native_fwd(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    alpha: float | None,
+    gamma: float,
+    need_stats: bool,
+    need_pixel: bool,
+    pos0: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    """The C++ sigmoid statistics / focal sums, or None where the kernels do not take these tensors."""
+    sfx = _native.suffix(x.dtype)
+    if sfx is None or g.dtype != x.dtype or (valid is not None and valid.dtype != x.dtype):
+        return None
+    lib = _native.usable(x, g, valid)
+    if lib is None:
+        return None
+    n, c, m = x.shape
+    w1, w0 = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
+    threads = max(1, torch.get_num_threads())
+    if need_stats or pos0:
+        sums = torch.zeros((4, n, c), dtype=torch.float64)
+        getattr(lib, "sl_sigmoid_dense_fwd" + sfx)(
+            x.data_ptr(), g.data_ptr(), _native.ptr(valid), n * c, m, sums[0].data_ptr(), sums[1].data_ptr(),
+            sums[2].data_ptr() if need_pixel else None, sums[3].data_ptr(), w1, w0, float(gamma), int(pos0), threads,
+        )  # fmt: skip
+        psum, tp, rows, gsum = sums.to(x.dtype).unbind(0)
+        return tp.clone(), psum.clone(), gsum.clone(), rows.sum(1)
+    rows = torch.zeros((n * c,), dtype=torch.float64)
+    getattr(lib, "sl_sigmoid_focal_fwd" + sfx)(
+        x.data_ptr(), g.data_ptr(), _native.ptr(valid), n * c, m, w1, w0, float(gamma), rows.data_ptr(), threads
+    )
+    zeros = x.new_zeros((n, c))
+    gsum = (g if valid is None else g * valid).sum(-1)
+    return zeros, zeros.clone(), gsum, rows.view(n, c).sum(1).to(x.dtype)
+
+
+def _sigmoid_dense_fwd_twin(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    alpha: float | None,
+    gamma: float,
+    need_stats: bool,
+    need_pixel: bool,
+    pos0: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(TP, P, G, F)`` of sigmoid logits ``x`` and a dense target ``g``, both ``(N, C, M)`` (CPU)."""
+    x = x.to(_acc(x.dtype)).contiguous()
+    g = g.to(x.dtype).contiguous()
+    valid = None if valid is None else valid.to(x.dtype).expand_as(x).contiguous()
+    native = _sigmoid_native_fwd(x, g, valid, alpha, gamma, need_stats, need_pixel, pos0)
+    if native is not None:
+        return native
+    tp, psum, gsum, pix = _fused._sigmoid_dense_traced(x, g, valid, alpha, gamma, need_pixel, pos0)
+    if not need_stats:
+        tp, psum = torch.zeros_like(tp), torch.zeros_like(psum)
+    return tp, psum, gsum, pix
+
+
+@torch.library.custom_op("seglosses::sigmoid_dense_fwd", mutates_args=())
+def sigmoid_dense_fwd(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    alpha: float | None,
+    gamma: float,
+    need_stats: bool,
+    need_pixel: bool,
+    pos0: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The operator (default: CPU and other devices): the C++ kernel where it applies, else the twin."""
+    return _sigmoid_dense_fwd_twin(x, g, valid, alpha, gamma, need_stats, need_pixel, pos0)
+
+
+@sigmoid_dense_fwd.register_kernel("cuda")
+def _sigmoid_dense_fwd_cuda(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    alpha: float | None,
+    gamma: float,
+    need_stats: bool,
+    need_pixel: bool,
+    pos0: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    if not triton_runs(x.device):
+        out: tuple[Tensor, Tensor, Tensor, Tensor] = _sigmoid_dense_fwd_twin(
+            x, g, valid, alpha, gamma, need_stats, need_pixel, pos0
+        )
+        return out
+    valid = None if valid is None else valid.expand_as(x).contiguous()
+    tp, psum, gsum, _, pix, _ = _triton.sigmoid_forward(
+        x.contiguous(), g.contiguous(), valid, alpha, gamma, need_pixel=need_pixel, pos0=pos0
+    )
+    if not need_stats:
+        tp, psum = torch.zeros_like(tp), torch.zeros_like(psum)
+    if not need_pixel:
+        pix = torch.zeros_like(pix)
+    return tp, psum, gsum, pix
+
+
+@sigmoid_dense_fwd.register_fake
+def _sigmoid_dense_fwd_fake(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    alpha: float | None,
+    gamma: float,
+    need_stats: bool,
+    need_pixel: bool,
+    pos0: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    n, c, _ = x.shape
+    acc = _acc(x.dtype)
+    return (
+        x.new_empty((n, c), dtype=acc),
+        x.new_empty((n, c), dtype=acc),
+        x.new_empty((n, c), dtype=acc),
+        x.new_empty((n,), dtype=acc),
+    )
+
+
+def _sigmoid_dense_bwd_twin(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    alpha: float | None,
+    gamma: float,
+    g_tp: Tensor,
+    g_psum: Tensor,
+    g_pix: Tensor,
+    need_stats: bool,
+    need_pixel: bool,
+    pos0: bool,
+) -> Tensor:
+    """``dL/dx`` of :func:`sigmoid_dense_fwd`: ``v [p (1 - p) (dP + g dTP) + dF L'(x)]`` (CPU)."""
+    xa = x.to(_acc(x.dtype)).contiguous()
+    g = g.to(xa.dtype).contiguous()
+    valid = None if valid is None else valid.to(xa.dtype).expand_as(xa).contiguous()
+    n, c, m = xa.shape
+    w1, w0 = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
+    g_tp = (g_tp if need_stats else torch.zeros_like(g_tp)).to(xa.dtype).contiguous()
+    g_psum = (g_psum if need_stats else torch.zeros_like(g_psum)).to(xa.dtype).contiguous()
+    sfx = _native.suffix(xa.dtype)
+    lib = _native.usable(xa, g, valid) if sfx is not None else None
+    grad = torch.empty_like(xa)
+    if lib is not None:
+        kscale = g_pix.to(xa.dtype).repeat_interleave(c).contiguous() if need_pixel else None
+        getattr(lib, "sl_sigmoid_dense_bwd" + str(sfx))(
+            xa.data_ptr(), g.data_ptr(), _native.ptr(valid), g_tp.data_ptr(), g_psum.data_ptr(),
+            _native.ptr(kscale), w1, w0, float(gamma), int(pos0), n * c, m, grad.data_ptr(),
+            max(1, torch.get_num_threads()),
+        )  # fmt: skip
+        return grad.to(x.dtype)
+    prob = torch.sigmoid(xa)
+    grad = prob * (1.0 - prob) * (g * g_tp.unsqueeze(-1) + g_psum.unsqueeze(-1))
+    if need_pixel:
+        _, d = _fused._sigmoid_focal_terms(xa, g, alpha, gamma, True, pos0)
+        if d is not None:  # always, with need_grad=True
+            grad = grad + d * g_pix.to(xa.dtype).view(n, 1, 1)
+    if valid is not None:
+        grad = grad * valid
+    return grad.to(x.dtype)
+
+
+@torch.library.custom_op("seglosses::sigmoid_dense_bwd", mutates_args=())
+def sigmoid_dense_bwd(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    alpha: float | None,
+    gamma: float,
+    g_tp: Tensor,
+    g_psum: Tensor,
+    g_pix: Tensor,
+    need_stats: bool,
+    need_pixel: bool,
+    pos0: bool,
+) -> Tensor:
+    """The operator (default: CPU and other devices): the C++ kernel where it applies, else the twin."""
+    return _sigmoid_dense_bwd_twin(x, g, valid, alpha, gamma, g_tp, g_psum, g_pix, need_stats, need_pixel, pos0)
+
+
+@sigmoid_dense_bwd.register_kernel("cuda")
+def _sigmoid_dense_bwd_cuda(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    alpha: float | None,
+    gamma: float,
+    g_tp: Tensor,
+    g_psum: Tensor,
+    g_pix: Tensor,
+    need_stats: bool,
+    need_pixel: bool,
+    pos0: bool,
+) -> Tensor:
+    if not triton_runs(x.device):
+        out: Tensor = _sigmoid_dense_bwd_twin(
+            x, g, valid, alpha, gamma, g_tp, g_psum, g_pix, need_stats, need_pixel, pos0
+        )
+        return out
+    valid = None if valid is None else valid.expand_as(x).contiguous()
+    return _triton.sigmoid_backward(
+        x.contiguous(),
+        g.contiguous(),
+        valid,
+        alpha,
+        gamma,
+        g_tp.contiguous() if need_stats else None,
+        g_psum.contiguous() if need_stats else None,
+        g_pix.contiguous() if need_pixel else None,
+        pos0=pos0,
+    )
+
+
+@sigmoid_dense_bwd.register_fake
+def _sigmoid_dense_bwd_fake(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    alpha: float | None,
+    gamma: float,
+    g_tp: Tensor,
+    g_psum: Tensor,
+    g_pix: Tensor,
+    need_stats: bool,
+    need_pixel: bool,
+    pos0: bool,
+) -> Tensor:
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _sigmoid_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+    x, g, valid, alpha, gamma, need_stats, need_pixel, pos0 = inputs
+    ctx.save_for_backward(x, g, valid)
+    ctx.alpha, ctx.gamma, ctx.need_stats, ctx.need_pixel, ctx.pos0 = alpha, gamma, need_stats, need_pixel, pos0
+
+
+def _sigmoid_backward(
+    ctx: Any, g_tp: Tensor | None, g_psum: Tensor | None, _g_gsum: Tensor | None, g_pix: Tensor | None
+) -> tuple[Tensor | None, ...]:
+    x, g, valid = ctx.saved_tensors
+    n, c, _m = x.shape
+    acc = _acc(x.dtype)
+    zeros_nc = x.new_zeros((n, c), dtype=acc)
+    grad = sigmoid_dense_bwd(
+        x, g, valid, ctx.alpha, ctx.gamma, zeros_nc if g_tp is None else g_tp,
+        zeros_nc if g_psum is None else g_psum, x.new_zeros((n,), dtype=acc) if g_pix is None else g_pix,
+        ctx.need_stats, ctx.need_pixel, ctx.pos0,
+    )  # fmt: skip
+    return grad, None, None, None, None, None, None, None
+
+
+sigmoid_dense_fwd.register_autograd(_sigmoid_backward, setup_context=_sigmoid_setup)
+
+
+def sigmoid_dense(
+    x: Tensor,
+    g: Tensor,
+    valid: Tensor | None,
+    *,
+    alpha: float | None = None,
+    gamma: float = 0.0,
+    need_pixel: bool = False,
+    gamma_pos0: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(TP, P, G, F)`` as :func:`seglosses._fused.sigmoid_dense`, through the operators."""
+    out: tuple[Tensor, Tensor, Tensor, Tensor] = sigmoid_dense_fwd(
+        x, g, valid, alpha, float(gamma), True, need_pixel, gamma_pos0
+    )
+    return out
+
+
+def sigmoid_focal(x: Tensor, g: Tensor, valid: Tensor | None, *, alpha: float | None, gamma: float) -> Tensor:
+    """Per-image sums ``(N,)`` of the sigmoid focal term, as :func:`seglosses._fused.sigmoid_focal`."""
+    out: tuple[Tensor, Tensor, Tensor, Tensor] = sigmoid_dense_fwd(x, g, valid, alpha, float(gamma), False, True, False)
+    return out[3]
