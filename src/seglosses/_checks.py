@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 
@@ -119,7 +120,7 @@ def check_class_weights_length(fn: str, weights: torch.Tensor, num_classes: int,
 
 
 def check_no_class_weights_binary(fn: str, class_weights: object, mode: str) -> None:
-    """Binary mode has one class: per-class weights are meaningless there (SPEC section 7)."""
+    """Binary mode has one class (the foreground): per-class weights are meaningless there, so they raise."""
     if mode == "binary" and class_weights is not None:
         raise ValueError(
             f"{fn}: `class_weights` is not defined in mode='binary' (one class); got {class_weights!r}. "
@@ -147,7 +148,10 @@ def check_input_target(
     allow_soft: bool = True,
     index_values: bool = True,
 ) -> str:
-    """Check ``input`` and ``target`` against the shape rules of SPEC section 2.
+    """Check ``input`` and ``target`` against the shape rules shared by every loss and metric.
+
+    ``input`` is ``(N, C, *S)`` (or ``(N, 1, *S)``/``(N, *S)`` in binary mode); ``target`` is class indices
+    ``(N, *S)`` in multiclass mode, or the input's shape (0/1 masks, one-hot or soft labels).
 
     ``index_values=False`` leaves the range check of class indices to the caller (:func:`check_index_range`, run
     by ``prepare`` on the target with ignored pixels already replaced: one pass instead of three).
@@ -356,41 +360,238 @@ def check_classes_left(fn: str, num_classes: int, include_background: bool) -> N
         )
 
 
-# Hyperparameter rules by name, with per-loss overrides where one symbol means different things (the papers' own).
-_INTERVALS: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    # name: (low, high, low_open, high_open)
-    "smooth": (0.0, None, False, False),
-    "alpha": (0.0, None, False, False),
-    "beta": (0.0, None, False, False),
-    "gamma": (0.0, None, False, False),
-    "delta": (0.0, 1.0, False, False),
-    "weight": (0.0, 1.0, False, False),
-    "ce_weight": (0.0, None, False, False),
-    "dice_weight": (0.0, None, False, False),
-    "label_smoothing": (0.0, 1.0, False, False),
-    "focal_gamma": (0.0, None, False, False),
-    "tversky_alpha": (0.0, None, False, False),
-    "tversky_beta": (0.0, None, False, False),
-    "tversky_gamma": (0.0, None, True, False),
-    "threshold": (0.0, 1.0, False, False),
-}
-_OVERRIDES: dict[tuple[str, str], tuple[float | None, float | None, bool, bool]] = {
-    ("combo_loss", "alpha"): (0.0, 1.0, False, False),
-    ("combo_loss", "beta"): (0.0, 1.0, False, False),
-    ("focal_tversky_loss", "gamma"): (0.0, None, True, False),
-    ("unified_focal_loss", "gamma"): (0.0, 1.0, False, False),
-    ("asymmetric_focal_tversky_loss", "gamma"): (0.0, 1.0, False, False),
-    ("symmetric_focal_tversky_loss", "gamma"): (0.0, 1.0, False, False),
-}
-_BOOLS = frozenset(
-    {"from_logits", "squared", "log_loss", "include_background", "per_image", "asymmetric", "sync_stats"}
-)
+# ---------------------------------------------------------------------- hyperparameters: declared beside each loss
+#
+# Each loss declares the legal values of its own hyperparameters next to its definition, once:
+#
+#     @hyperparameters(alpha=NONNEGATIVE, beta=NONNEGATIVE, gamma=POSITIVE, smooth=NONNEGATIVE)
+#     def focal_tversky_loss(input, target, *, ...):
+#         check_hparams("focal_tversky_loss", alpha=alpha, ...)
+#
+# The function checks its arguments against that declaration (check_hparams), the Module checks its constructor
+# arguments against the same one (losses._SegLoss), and the search space of `seglosses tune` is checked to lie
+# inside it (registry). Arguments shared by every loss (mode, from_logits, class_weights, ...) have one meaning
+# everywhere and are checked by _SHARED below; a loss does not declare them.
 
 
-def check_focal_alpha(fn: str, name: str, alpha: object, mode: str, num_classes: int | None = None) -> object:
+class Interval(NamedTuple):
+    """The legal values of a real hyperparameter: ``low <= x <= high``, ``<`` at an open end, None: unbounded.
+
+    Attributes:
+        low: the lower end (None: no lower bound).
+        high: the upper end (None: no upper bound).
+        low_open: the lower end itself is excluded.
+        high_open: the upper end itself is excluded.
+
+    Examples:
+        >>> from seglosses._checks import Interval
+        >>> str(Interval(0.0, 1.0, high_open=True)), Interval(0.0, 1.0, high_open=True).contains(1.0)
+        ('[0, 1)', False)
+
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def check(self, fn: str, name: str, value: object, mode: str | None = None) -> float:
+        """Return ``value`` as a float, or raise ``TypeError``/``ValueError`` naming ``fn`` and ``name``."""
+        return check_number(
+            fn, name, value, low=self.low, high=self.high, low_open=self.low_open, high_open=self.high_open
+        )
+
+    def contains(self, x: float) -> bool:
+        """Whether the real number ``x`` lies inside the interval."""
+        if not math.isfinite(x):
+            return False
+        if self.low is not None and (x < self.low or (self.low_open and x == self.low)):
+            return False
+        return not (self.high is not None and (x > self.high or (self.high_open and x == self.high)))
+
+    def __str__(self) -> str:
+        lo = "-inf" if self.low is None else f"{self.low:g}"
+        hi = "inf" if self.high is None else f"{self.high:g}"
+        left = "(" if self.low_open or self.low is None else "["
+        right = ")" if self.high_open or self.high is None else "]"
+        return f"{left}{lo}, {hi}{right}"
+
+
+class Flag(NamedTuple):
+    """A hyperparameter that is a Python bool."""
+
+    def check(self, fn: str, name: str, value: object, mode: str | None = None) -> bool:
+        """Return ``value``, or raise ``TypeError`` unless it is a bool."""
+        check_bool(fn, name, value)
+        return bool(value)
+
+
+class Choice(NamedTuple):
+    """A hyperparameter that is one of a few strings.
+
+    Attributes:
+        choices: the accepted strings.
+
+    """
+
+    choices: tuple[str, ...]
+
+    def check(self, fn: str, name: str, value: object, mode: str | None = None) -> str:
+        """Return ``value``, or raise ``ValueError`` listing the choices (with a did-you-mean hint)."""
+        check_option(fn, name, value, self.choices)
+        return str(value)
+
+
+class ClassBalance(NamedTuple):
+    """The focal loss's ``alpha``: a scalar, per-class weights, None or ``"auto"`` (see :func:`check_focal_alpha`).
+
+    A number in ``interval`` or None in binary/multilabel mode; C non-negative weights or None in multiclass mode.
+
+    Attributes:
+        interval: the legal values of the scalar form.
+
+    """
+
+    interval: Interval = Interval(0.0, 1.0)
+
+    def check(self, fn: str, name: str, value: object, mode: str | None = None) -> object:
+        """Check the form allowed in ``mode`` (the length of a per-class vector is checked at call time)."""
+        return check_focal_alpha(fn, name, value, mode or "binary", interval=self.interval)
+
+
+Rule = Interval | Flag | Choice | ClassBalance
+"""One declared hyperparameter rule."""
+
+NONNEGATIVE = Interval(0.0)
+"""``[0, inf)``: smoothing constants, exponents that may vanish, weights of a sum."""
+POSITIVE = Interval(0.0, low_open=True)
+"""``(0, inf)``: an exponent whose zero would make the loss constant."""
+UNIT = Interval(0.0, 1.0)
+"""``[0, 1]``: the weight of a convex combination, a fraction."""
+FLAG = Flag()
+"""A Python bool."""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_DECLARED: dict[str, Mapping[str, Rule]] = {}
+
+
+def hyperparameters(**rules: Rule) -> Callable[[_F], _F]:
+    """Declare the legal values of a loss function's own hyperparameters, beside its definition.
+
+    The declaration is stored under the function's name (see :func:`declared`); the function, its Module and the
+    search space of ``seglosses tune`` all read it. Arguments shared by every loss (``mode``, ``from_logits``,
+    ``include_background``, ``class_weights``, ``ignore_index``, ``per_image``, ``sync_stats``,
+    ``process_group``) are not declared: they mean the same everywhere.
+
+    Args:
+        **rules: one :class:`Interval`, :class:`Flag`, :class:`Choice` or :class:`ClassBalance` per hyperparameter.
+
+    Returns:
+        A decorator that records the rules and returns the function unchanged.
+
+    """
+
+    def declare(f: _F) -> _F:
+        _DECLARED[f.__name__] = MappingProxyType(dict(rules))
+        return f
+
+    return declare
+
+
+def declared(fn: str | Callable[..., Any]) -> Mapping[str, Rule]:
+    """The hyperparameter rules declared by the loss function ``fn`` (a function or its name); empty if none."""
+    name = fn if isinstance(fn, str) else fn.__name__
+    return _DECLARED.get(name, MappingProxyType({}))
+
+
+def _check_shared(fn: str, name: str, value: object, mode: str | None) -> bool:
+    """Check an argument shared by every loss; False if ``name`` is not one of them."""
+    if name == "mode":
+        check_mode(fn, value)
+    elif name in ("from_logits", "include_background", "per_image", "sync_stats"):
+        check_bool(fn, name, value)
+    elif name == "ignore_index":
+        check_ignore_index(fn, value)
+    elif name == "class_weights":
+        check_weights_vector(fn, name, value)
+    elif name != "process_group":
+        return False
+    return True
+
+
+# Transitional: the rules by name that held before each loss declared its own. Used only for a loss function that
+# declares no rule for ``name`` (code written before ``@hyperparameters``); removed once every loss declares.
+_UNDECLARED: dict[str, Rule] = {
+    "smooth": NONNEGATIVE,
+    "alpha": NONNEGATIVE,
+    "beta": NONNEGATIVE,
+    "gamma": NONNEGATIVE,
+    "delta": UNIT,
+    "weight": UNIT,
+    "ce_weight": NONNEGATIVE,
+    "dice_weight": NONNEGATIVE,
+    "label_smoothing": UNIT,
+    "focal_gamma": NONNEGATIVE,
+    "tversky_alpha": NONNEGATIVE,
+    "tversky_beta": NONNEGATIVE,
+    "tversky_gamma": POSITIVE,
+    "threshold": UNIT,
+    "squared": FLAG,
+    "log_loss": FLAG,
+    "asymmetric": FLAG,
+}
+_UNDECLARED_BY_LOSS: dict[tuple[str, str], Rule] = {
+    ("combo_loss", "alpha"): UNIT,
+    ("combo_loss", "beta"): UNIT,
+    ("focal_tversky_loss", "gamma"): POSITIVE,
+    ("unified_focal_loss", "gamma"): UNIT,
+    ("asymmetric_focal_tversky_loss", "gamma"): UNIT,
+    ("symmetric_focal_tversky_loss", "gamma"): UNIT,
+    ("focal_loss", "alpha"): ClassBalance(UNIT),
+    ("hybrid_focal_loss", "focal_alpha"): ClassBalance(UNIT),
+    ("lovasz_loss", "classes"): Choice(("present", "all")),
+}
+
+
+def check_argument(fn: str, name: str, value: object, mode: str | None = None) -> None:
+    """Check one argument of the loss ``fn``: a shared one, or a hyperparameter against ``fn``'s declaration.
+
+    Raises:
+        TypeError: a value of the wrong type (a non-bool flag, a non-number).
+        ValueError: a value outside its declared bounds or choices.
+        KeyError: ``fn`` declares no rule for ``name`` (a mistake inside seglosses, not a user error).
+
+    """
+    if _check_shared(fn, name, value, mode):
+        return
+    rule = _DECLARED.get(fn, {}).get(name)
+    if rule is None:
+        rule = _UNDECLARED_BY_LOSS.get((fn, name), _UNDECLARED.get(name))
+    if rule is None:  # pragma: no cover - a programming error inside seglosses, not user input
+        raise KeyError(f"check_argument: {fn} declares no rule for {name!r} (add it to its @hyperparameters)")
+    rule.check(fn, name, value, mode)
+
+
+def check_hparams(fn: str, **kwargs: object) -> None:
+    """Check keyword arguments of the loss ``fn`` (the same checks in functions and in Module constructors)."""
+    mode = kwargs.get("mode")
+    for name, value in kwargs.items():
+        check_argument(fn, name, value, mode if isinstance(mode, str) else None)
+
+
+def check_focal_alpha(
+    fn: str,
+    name: str,
+    alpha: object,
+    mode: str,
+    num_classes: int | None = None,
+    *,
+    interval: Interval = UNIT,
+) -> object:
     """Focal ``alpha``: a float in [0, 1] or None (binary/multilabel); a sequence of C floats or None (multiclass).
 
-    ``"auto"`` resolves to 0.25 (binary/multilabel) or None (multiclass), SPEC section 4.
+    ``"auto"`` resolves to 0.25 (binary/multilabel, the focal paper's choice) or None (multiclass: no balancing).
+    ``interval`` bounds the scalar form (default ``[0, 1]``).
     """
     if isinstance(alpha, str):
         if alpha != "auto":
@@ -407,27 +608,7 @@ def check_focal_alpha(fn: str, name: str, alpha: object, mode: str, num_classes:
         if w is not None and num_classes is not None and w.numel() != num_classes:
             raise ValueError(f"{fn}: `{name}` must have length C={num_classes}; got {w.numel()}")
         return w
-    return check_number(fn, name, alpha, low=0.0, high=1.0)
-
-
-def check_hparams(fn: str, **kwargs: object) -> None:
-    """Check keyword arguments by name (the same checks in functions and in Module constructors)."""
-    for name, value in kwargs.items():
-        if name == "mode":
-            check_mode(fn, value)
-        elif name in _BOOLS:
-            check_bool(fn, name, value)
-        elif name == "ignore_index":
-            check_ignore_index(fn, value)
-        elif name == "class_weights":
-            check_weights_vector(fn, name, value)
-        elif name == "process_group":
-            continue
-        elif (fn, name) in _OVERRIDES or name in _INTERVALS:
-            low, high, lo_open, hi_open = _OVERRIDES.get((fn, name), _INTERVALS.get(name, (None, None, False, False)))
-            check_number(fn, name, value, low=low, high=high, low_open=lo_open, high_open=hi_open)
-        else:  # pragma: no cover - a programming error inside seglosses, not user input
-            raise KeyError(f"check_hparams: no rule for {name!r}")
+    return interval.check(fn, name, alpha)
 
 
 @contextlib.contextmanager
@@ -451,7 +632,7 @@ def as_caller(fn: str, **renames: str) -> Iterator[None]:
         raise type(err)(f"{fn}: {rest}") from None
 
 
-# ------------------------------------------------------------------------------------------------- metrics (SPEC 5)
+# ------------------------------------------------------------------------------------------------------- metrics
 
 
 def check_zero_division(fn: str, zero_division: object) -> float:
@@ -502,9 +683,9 @@ def check_metric_input_target(
     ignore_index: int | None,
     num_classes: int | None,
 ) -> tuple[int, bool, str]:
-    """Check a metric call: scores or hard labels against a hard target (SPEC sections 2 and 5).
+    """Check a metric call: scores or hard labels against a hard target.
 
-    ``input`` is floating-point scores/probabilities/logits (shapes of SPEC section 2) or hard labels: integer/bool
+    ``input`` is floating-point scores/probabilities/logits (the losses' shapes) or hard labels: integer/bool
     0/1 maps of the same shapes in binary/multilabel mode, integer class indices ``(N, *S)`` in multiclass mode
     (then ``num_classes`` is required). The target must be hard: 0/1 (binary/multilabel), class indices or a one-hot
     ``(N, C, *S)`` (multiclass). Returns ``(C, input_is_hard, target_form)``.
@@ -570,7 +751,7 @@ def check_metric_input_target(
     return c, hard, form
 
 
-# ------------------------------------------------------------------------------------------- lovasz (SPEC section 4)
+# -------------------------------------------------------------------------------------------------------- lovasz
 
 
 def check_one_hot(fn: str, target: torch.Tensor) -> None:
