@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from seglosses import _native
+from seglosses import _dispatch, _native
 
 #: Elements of ``(N, C, chunk)`` processed at once by the chunked passes (bounds the temporaries' size).
 _CHUNK_ELEMENTS = 1 << 18
@@ -43,13 +43,17 @@ def _chunks(n: int, c: int, m: int, device: torch.device) -> list[tuple[int, int
 
     CPU: chunks of about ``_CHUNK_ELEMENTS`` (cache-sized temporaries, no page faults of large fresh allocations).
     GPU: at most 4 chunks (temporaries a quarter of the input, and few kernel launches: on a GPU the launches of
-    many small chunks would cost more than the arithmetic).
+    many small chunks would cost more than the arithmetic). A chunk size forced by
+    :func:`seglosses._dispatch.use` ``(chunk_elements=k)`` gives ``max(1, k // (N C))`` pixels on every device.
     """
-    if device.type == "cpu":
+    forced = _dispatch.chunk_elements()
+    if forced is not None:
+        step = max(1, forced // max(1, n * c))
+    elif device.type == "cpu":
         step = max(1024, _CHUNK_ELEMENTS // max(1, n * c))
     else:
         step = max(1 << 16, -(-m // 4))
-    return [(s, min(m, s + step)) for s in range(0, m, step)]
+    return [(s, min(m, s + step)) for s in range(0, m, step)] or [(0, 0)]
 
 
 def _onehot(t: Tensor, classes: Tensor, buffer: Tensor) -> Tensor:
@@ -93,7 +97,7 @@ class _SoftmaxIndex(torch.autograd.Function):
         need_pixel: bool,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         n, c, m = x.shape
-        if torch.compiler.is_compiling():
+        if _dispatch.traced():
             tp, psum, gsum, lse, logp_t = _softmax_index_traced(x, t, valid, need_stats, need_pixel)
         else:
             lse = torch.empty((n, m), dtype=x.dtype, device=x.device)
@@ -106,7 +110,7 @@ class _SoftmaxIndex(torch.autograd.Function):
         pix = torch.zeros((n,), dtype=x.dtype, device=x.device)
         deriv = None  # f'(log p_t), kept for backward (a (N, M) tensor: 1/C of the input)
         if logp_t is not None:
-            native_terms = _focal_terms_native(logp_t, wpix, gamma)
+            native_terms = None if _dispatch.traced() else _focal_terms_native(logp_t, wpix, gamma)
             if native_terms is not None:
                 pix, deriv = native_terms
             else:
@@ -125,7 +129,7 @@ class _SoftmaxIndex(torch.autograd.Function):
     def backward(ctx: Any, g_tp: Tensor, g_psum: Tensor, g_pix: Tensor, _g_gsum: Tensor) -> tuple[Tensor | None, ...]:
         x, t, valid, lse, deriv = ctx.saved_tensors
         k = None if deriv is None else deriv * g_pix.unsqueeze(1)  # the pixel term's coefficient K, (N, M)
-        if torch.compiler.is_compiling():
+        if _dispatch.traced():
             grad = _softmax_index_grad_traced(x, t, valid, lse, k, g_tp, g_psum, ctx.need_stats)
             return grad, None, None, None, None, None, None
         grad = torch.empty_like(x)
@@ -393,7 +397,7 @@ class _SigmoidDense(torch.autograd.Function):
         n, c, m = x.shape
         lib, sfx = _sigmoid_native(x, g, valid)
         w1, w0 = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
-        if torch.compiler.is_compiling():
+        if _dispatch.traced():
             tp, psum, gsum, pix = _sigmoid_dense_traced(x, g, valid, alpha, gamma, need_pixel, pos0)
         elif lib is not None:
             sums = torch.zeros((4, n, c), dtype=torch.float64)
@@ -431,7 +435,7 @@ class _SigmoidDense(torch.autograd.Function):
     def backward(ctx: Any, g_tp: Tensor, g_psum: Tensor, _g_gsum: Tensor, g_pix: Tensor) -> tuple[Tensor | None, ...]:
         x, g, valid = ctx.saved_tensors
         n, c, m = x.shape
-        if torch.compiler.is_compiling():  # functional (see _softmax_index_traced)
+        if _dispatch.traced():  # functional (see _softmax_index_traced)
             prob = torch.sigmoid(x)
             grad = prob * (1.0 - prob) * (g * g_tp.to(x.dtype).unsqueeze(-1) + g_psum.to(x.dtype).unsqueeze(-1))
             if ctx.need_pixel:
@@ -572,7 +576,7 @@ class _SigmoidFocal(torch.autograd.Function):
         ctx.alpha, ctx.gamma = alpha, gamma
         lib, sfx = _sigmoid_native(x, g, valid)
         w1, w0 = (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
-        if torch.compiler.is_compiling():  # functional (see _softmax_index_traced)
+        if _dispatch.traced():  # functional (see _softmax_index_traced)
             value, _ = _sigmoid_focal_terms(x, g, alpha, gamma, need_grad=False)
             return (value if valid is None else value * valid).sum((1, 2))
         if lib is not None:
@@ -594,7 +598,7 @@ class _SigmoidFocal(torch.autograd.Function):
     def backward(ctx: Any, g_total: Tensor) -> tuple[Tensor | None, ...]:
         x, g, valid = ctx.saved_tensors
         n, c, m = x.shape
-        if torch.compiler.is_compiling():  # functional (see _softmax_index_traced)
+        if _dispatch.traced():  # functional (see _softmax_index_traced)
             _, deriv = _sigmoid_focal_terms(x, g, ctx.alpha, ctx.gamma, need_grad=True)
             assert deriv is not None
             grad = deriv * g_total.to(x.dtype).view(n, 1, 1)
