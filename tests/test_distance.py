@@ -1,0 +1,334 @@
+"""seglosses.distance: exact signed / unsigned distance maps in physical units, and the data-loader transform.
+
+References are written here in NumPy float64: a brute-force Euclidean distance over every pair of pixels (tiny
+images), scipy's ``distance_transform_edt`` with ``binary_erosion`` (larger ones), the official boundary-loss
+``one_hot2dist`` (LIVIAETS) and MONAI's ``HausdorffDTLoss.distance_field``.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from seglosses.distance import DistanceMapTransform, signed_distance, unsigned_distance
+
+# ------------------------------------------------------------------------------------------------ references
+
+
+def edt_brute(x: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """``edt_s``: for every True element, the distance to the nearest False element (0 on False); O(n^2)."""
+    coords = np.stack(
+        np.meshgrid(*[np.arange(n) * s for n, s in zip(x.shape, spacing, strict=False)], indexing="ij"), -1
+    )
+    pts = coords.reshape(-1, x.ndim)
+    flat = x.reshape(-1)
+    out = np.zeros(flat.shape)
+    off = pts[~flat]
+    if len(off) == 0:
+        return out.reshape(x.shape)
+    for i in np.flatnonzero(flat):
+        out[i] = np.sqrt(((off - pts[i]) ** 2).sum(-1)).min()
+    return out.reshape(x.shape)
+
+
+def erode_cross_ref(m: np.ndarray) -> np.ndarray:
+    """Erosion with the face-connected cross, the image outside counting as background."""
+    return ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(m.ndim, 1), border_value=0)
+
+
+def signed_ref(m: np.ndarray, spacing: tuple[float, ...], edt: Any = None) -> np.ndarray:  # noqa: ANN401
+    """``phi(m) = edt_s(~m) (~m) - edt_s(erode(m)) m``; 0 for an empty or full mask."""
+    if edt is None:
+        edt = lambda a, s: ndimage.distance_transform_edt(a, sampling=s)  # noqa: E731
+    if not m.any() or m.all():
+        return np.zeros(m.shape)
+    return edt(~m, spacing) * ~m - edt(erode_cross_ref(m), spacing) * m
+
+
+def unsigned_ref(m: np.ndarray, spacing: tuple[float, ...], edt: Any = None) -> np.ndarray:  # noqa: ANN401
+    """``d(m) = edt_s(m) + edt_s(~m)``; 0 for an empty or full mask."""
+    if edt is None:
+        edt = lambda a, s: ndimage.distance_transform_edt(a, sampling=s)  # noqa: E731
+    if not m.any() or m.all():
+        return np.zeros(m.shape)
+    return edt(m, spacing) + edt(~m, spacing)
+
+
+def blobs(n: int, c: int, spatial: tuple[int, ...], seed: int) -> np.ndarray:
+    """Class indices ``(n, *spatial)`` with smooth blobs (smoothed noise, argmax over c channels)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=(n, c, *spatial))
+    smooth = ndimage.uniform_filter(noise, size=(1, 1) + (3,) * len(spatial))
+    return smooth.argmax(1)
+
+
+def one_hot2dist_liviaets(seg: np.ndarray, resolution: tuple[float, ...]) -> np.ndarray:
+    """LIVIAETS boundary-loss ``utils.one_hot2dist`` (one image, ``(K, *S)`` one-hot), as published."""
+    res = np.zeros(seg.shape)
+    for k in range(len(seg)):
+        posmask = seg[k].astype(bool)
+        if posmask.any():
+            negmask = ~posmask
+            res[k] = (
+                ndimage.distance_transform_edt(negmask, sampling=resolution) * negmask
+                - (ndimage.distance_transform_edt(posmask, sampling=resolution) - 1) * posmask
+            )
+    return res
+
+
+SPACINGS = [None, 0.5, (2.0, 0.7), (1.5, 1.0, 0.5)]
+
+
+# ------------------------------------------------------------------------------------------------ values
+
+
+@pytest.mark.parametrize("kind", ["signed", "unsigned"])
+@pytest.mark.parametrize(
+    ("shape", "spacing"), [((5, 7), (1.0, 1.0)), ((6, 5), (2.0, 0.7)), ((4, 5, 3), (1.5, 1.0, 0.5))]
+)
+def test_distance_equals_brute_force(kind: str, shape: tuple[int, ...], spacing: tuple[float, ...]) -> None:
+    idx = blobs(3, 3, shape, seed=1)
+    got = (signed_distance if kind == "signed" else unsigned_distance)(
+        torch.from_numpy(idx), mode="multiclass", num_classes=3, spacing=spacing
+    )
+    assert got.dtype == torch.float32
+    assert got.shape == (3, 3, *shape)
+    ref_fn = signed_ref if kind == "signed" else unsigned_ref
+    for n in range(3):
+        for c in range(3):
+            ref = ref_fn(idx[n] == c, spacing, edt_brute)
+            np.testing.assert_allclose(got[n, c].numpy(), ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["signed", "unsigned"])
+@pytest.mark.parametrize("mode", ["binary", "multiclass", "multilabel"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_distance_every_mode_equals_scipy_reference(kind: str, mode: str, dims: int) -> None:
+    spatial = (20, 17) if dims == 2 else (9, 8, 7)
+    spacing = (0.8, 1.3) if dims == 2 else (2.0, 1.0, 0.6)
+    idx = blobs(2, 3, spatial, seed=dims)
+    if mode == "binary":
+        masks = (idx == 1)[:, None]
+        target = torch.from_numpy(masks[:, 0].astype(np.float32))  # (N, *S) form
+    elif mode == "multiclass":
+        masks = idx[:, None] == np.arange(3).reshape((1, 3) + (1,) * dims)
+        target = torch.from_numpy(idx)
+    else:
+        masks = np.stack([idx == 1, idx != 2, idx == 0], 1)  # overlapping labels
+        target = torch.from_numpy(masks.astype(np.float32))
+    fn = signed_distance if kind == "signed" else unsigned_distance
+    got = fn(target, mode=mode, num_classes=3 if mode == "multiclass" else None, spacing=spacing)
+    ref_fn = signed_ref if kind == "signed" else unsigned_ref
+    ref = np.stack([np.stack([ref_fn(m, spacing) for m in img]) for img in masks])
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-6, atol=1e-5)
+
+
+def test_distance_signed_sign_convention_by_hand() -> None:
+    # A 5x5 image with a 3x3 square in the middle: the square's ring is 0, its centre -1 (one pixel from the
+    # ring), outside the distance to the square (corners sqrt(2)).
+    m = torch.zeros(1, 5, 5)
+    m[0, 1:4, 1:4] = 1
+    phi = signed_distance(m, mode="binary")[0, 0]
+    assert phi[2, 2].item() == -1.0
+    assert phi[1, 1].item() == 0.0
+    assert phi[1, 2].item() == 0.0
+    assert phi[0, 2].item() == 1.0
+    assert phi[0, 0].item() == pytest.approx(2**0.5)
+
+
+def test_distance_mask_touching_border_has_its_ring_there() -> None:
+    # The image outside is background for the signed map: a mask filling the left 3 columns of a 1x6 row has its
+    # ring at column 0 (the border) and column 2.
+    m = torch.tensor([[[1.0, 1.0, 1.0, 0.0, 0.0, 0.0]]])
+    assert signed_distance(m, mode="binary").tolist() == [[[0.0, -1.0, 0.0, 1.0, 2.0, 3.0]]]
+    # ... but not for the unsigned map (no boundary on the image border, as MONAI): pixel 0 is 3 from the
+    # background.
+    assert unsigned_distance(m, mode="binary").tolist() == [[[3.0, 2.0, 1.0, 1.0, 2.0, 3.0]]]
+
+
+@pytest.mark.parametrize("fn", [signed_distance, unsigned_distance])
+def test_distance_empty_and_full_masks_give_zero(fn: Any) -> None:  # noqa: ANN401
+    t = torch.zeros(2, 4, 5, dtype=torch.long)
+    t[1] = 1  # image 0: class 0 full, class 1 empty; image 1: the other way round
+    out = fn(t, mode="multiclass", num_classes=2)
+    assert out.abs().sum().item() == 0.0
+
+
+def test_distance_ignored_pixels_are_background() -> None:
+    t = torch.from_numpy(blobs(2, 3, (9, 10), seed=4))
+    t_ign = t.clone()
+    t_ign[:, 2:4, 3:6] = 255
+    got = signed_distance(t_ign, mode="multiclass", num_classes=3, ignore_index=255)
+    for n in range(2):
+        for c in range(3):
+            m = (t[n] == c).numpy() & (t_ign[n] != 255).numpy()
+            np.testing.assert_allclose(got[n, c].numpy(), signed_ref(m, (1.0, 1.0)), rtol=1e-6, atol=1e-6)
+    # binary targets with a marker value
+    g = (t == 1).float()
+    g[:, 0, :] = 255
+    got = unsigned_distance(g, mode="binary", ignore_index=255)
+    for n in range(2):
+        m = (t[n] == 1).numpy()
+        m[0, :] = False
+        np.testing.assert_allclose(got[n, 0].numpy(), unsigned_ref(m, (1.0, 1.0)), rtol=1e-6, atol=1e-6)
+
+
+def test_distance_index_equals_one_hot_and_bool() -> None:
+    t = torch.from_numpy(blobs(2, 4, (7, 8), seed=5))
+    one_hot = torch.nn.functional.one_hot(t, 4).movedim(-1, 1)
+    a = signed_distance(t, mode="multiclass", num_classes=4, spacing=(1.0, 2.0))
+    b = signed_distance(one_hot.float(), mode="multiclass", spacing=(1.0, 2.0))
+    c = signed_distance(one_hot.bool(), mode="multiclass", num_classes=4, spacing=(1.0, 2.0))
+    assert torch.equal(a, b)
+    assert torch.equal(a, c)
+
+
+def test_distance_binary_shapes_agree() -> None:
+    g = torch.from_numpy((blobs(2, 2, (6, 7), seed=6) == 1).astype(np.float32))
+    assert torch.equal(signed_distance(g, mode="binary"), signed_distance(g[:, None], mode="binary"))
+
+
+def test_distance_scalar_spacing_applies_to_every_axis() -> None:
+    t = torch.from_numpy(blobs(1, 2, (6, 7), seed=7))
+    a = unsigned_distance(t, mode="multiclass", num_classes=2, spacing=0.5)
+    b = unsigned_distance(t, mode="multiclass", num_classes=2, spacing=(0.5, 0.5))
+    assert torch.equal(a, b)
+    torch.testing.assert_close(a, 0.5 * unsigned_distance(t, mode="multiclass", num_classes=2))
+
+
+# ------------------------------------------------------------------------------------------------ peers
+
+
+def test_distance_signed_vs_liviaets_one_hot2dist() -> None:
+    """Equal at unit spacing for an axis-aligned box inside the image; elsewhere the documented differences."""
+    idx = np.zeros((12, 14), dtype=np.int64)
+    idx[3:9, 2:11] = 1  # a box not touching the border: the nearest outside pixel lies along a grid axis
+    seg = np.stack([idx == 0, idx == 1]).astype(np.float64)
+    ours = signed_distance(torch.from_numpy(idx)[None], mode="multiclass", num_classes=2)[0].double().numpy()
+    theirs = one_hot2dist_liviaets(seg, (1.0, 1.0))
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-6, atol=1e-6)
+    # The background class touches the border: scipy does not see the image outside, so their inside distance
+    # is larger there; ours counts the outside as background (the border row is on the background's ring).
+    assert ours[0][0, 5] == 0.0
+    assert theirs[0][0, 5] == -2.0
+    # Non-unit spacing s: theirs subtracts 1 unit, ours one pixel (s units), so inside the box ours - theirs
+    # = s - 1 exactly, outside they agree.
+    s = 2.0
+    ours_s = signed_distance(torch.from_numpy(idx)[None], mode="multiclass", num_classes=2, spacing=s)[0]
+    theirs_s = one_hot2dist_liviaets(seg, (s, s))
+    inside = idx == 1
+    np.testing.assert_allclose(ours_s[1].double().numpy()[inside] - theirs_s[1][inside], s - 1.0, atol=1e-5)
+    np.testing.assert_allclose(ours_s[1].double().numpy()[~inside], theirs_s[1][~inside], rtol=1e-6)
+    # A class filling the image: theirs is minus (edt of an all-True array - 1), not a distance; ours is 0.
+    full = np.ones((1, 4, 5))
+    assert np.abs(one_hot2dist_liviaets(full, (1.0, 1.0))).sum() > 0
+    assert signed_distance(torch.ones(1, 4, 5), mode="binary").abs().sum().item() == 0.0
+
+
+def test_distance_unsigned_vs_monai_distance_field() -> None:
+    hd = pytest.importorskip("monai.losses.hausdorff_loss")
+    idx = blobs(3, 3, (16, 13), seed=8)
+    masks = torch.from_numpy((idx[:, None] == np.arange(3).reshape(1, 3, 1, 1)).astype(np.float32))
+    loss = hd.HausdorffDTLoss()
+    for c in range(3):
+        theirs = loss.distance_field(masks[:, c : c + 1])
+        ours = unsigned_distance(masks[:, c : c + 1], mode="binary")
+        torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ properties
+
+
+@settings(deadline=None, max_examples=30)
+@given(
+    bits=st.lists(st.booleans(), min_size=42, max_size=42),
+    flip=st.sampled_from([(1,), (2,), (1, 2)]),
+    sx=st.floats(0.25, 4.0),
+    sy=st.floats(0.25, 4.0),
+)
+def test_distance_properties(bits: list[bool], flip: tuple[int, ...], sx: float, sy: float) -> None:
+    m = torch.tensor(bits, dtype=torch.float32).reshape(1, 6, 7)
+    phi = signed_distance(m, mode="binary", spacing=(sx, sy))[:, 0]
+    d = unsigned_distance(m, mode="binary", spacing=(sx, sy))[:, 0]
+    inside = m > 0
+    trivial = bool(inside.all()) or not bool(inside.any())
+    # sign convention: <= 0 inside, > 0 outside; the unsigned map is > 0 everywhere (both 0 when trivial)
+    if trivial:
+        assert phi.abs().sum() == 0
+        assert d.abs().sum() == 0
+    else:
+        assert bool((phi[inside] <= 0).all())
+        assert bool((phi[~inside] > 0).all())
+        assert bool((d > 0).all())
+        # outside, both maps are the distance to the mask
+        torch.testing.assert_close(phi[~inside], d[~inside])
+    # flipping the image flips the map (the definition has no preferred direction)
+    torch.testing.assert_close(signed_distance(m.flip(flip), mode="binary", spacing=(sx, sy))[:, 0], phi.flip(flip))
+    # the signed map of the complement: outside it is the old inside distance + ring offset; at least its sign
+    # flips wherever neither map is on a ring
+    phi_c = signed_distance(1 - m, mode="binary", spacing=(sx, sy))[:, 0]
+    both = (phi != 0) & (phi_c != 0)
+    assert bool((torch.sign(phi[both]) == -torch.sign(phi_c[both])).all())
+
+
+# ------------------------------------------------------------------------------------------------ transform
+
+
+def test_distance_transform_dict_tuple_and_collate() -> None:
+    idx = torch.from_numpy(blobs(3, 3, (8, 9), seed=9))
+    t = DistanceMapTransform(mode="multiclass", num_classes=3, spacing=(1.0, 0.5))
+    t = pickle.loads(pickle.dumps(t))  # picklable, for DataLoader workers
+    samples = [{"image": torch.zeros(1, 8, 9), "mask": idx[i]} for i in range(3)]
+    out = [t(s) for s in samples]
+    assert "dist_map" not in samples[0]  # the input is not modified
+    batch = torch.utils.data.default_collate(out)
+    expected = signed_distance(idx, mode="multiclass", num_classes=3, spacing=(1.0, 0.5))
+    assert torch.equal(batch["dist_map"], expected)
+    tup = t((torch.zeros(1, 8, 9), idx[0]))
+    assert len(tup) == 3
+    assert torch.equal(tup[2], expected[0])
+    u = DistanceMapTransform(mode="binary", kind="unsigned", key="d", mask_key="m")
+    g = (idx[0] == 1).float()
+    ref = unsigned_distance(g[None], mode="binary")[0]
+    assert torch.equal(u({"m": g})["d"], ref)
+    assert torch.equal(u({"m": g[None]})["d"], ref)
+    assert "kind='unsigned'" in repr(u)
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "target", "exc", "match"),
+    [
+        ({"mode": "binary"}, torch.full((1, 3, 3), 0.5), ValueError, "must be hard"),
+        ({"mode": "multiclass"}, torch.zeros(1, 3, 3, dtype=torch.long), TypeError, "num_classes"),
+        ({"mode": "multiclass", "num_classes": 2}, torch.full((1, 3, 3), 2), ValueError, r"in \[0, 2\).*got 2"),
+        ({"mode": "multiclass"}, torch.ones(1, 2, 3, 3), ValueError, "must be one-hot"),
+        ({"mode": "binary", "spacing": (1.0, 2.0, 3.0)}, torch.zeros(1, 3, 3), ValueError, r"one value per spatial"),
+        ({"mode": "binary", "spacing": -1.0}, torch.zeros(1, 3, 3), ValueError, "finite values > 0"),
+        ({"mode": "binary", "spacing": "1"}, torch.zeros(1, 3, 3), TypeError, "`spacing` must be None"),
+        ({"mode": "binary"}, np.zeros((1, 3, 3)), TypeError, "must be a torch.Tensor"),
+        ({"mode": "binary"}, torch.tensor([1.0, float("nan")]).reshape(1, 2), ValueError, "NaN"),
+        ({"mode": "multilabel", "num_classes": 3}, torch.zeros(1, 2, 3, 3), ValueError, "num_classes=3"),
+        ({"mode": "multiclas"}, torch.zeros(1, 3, 3), ValueError, "did you mean"),
+    ],
+)
+def test_distance_bad_input(kwargs: dict[str, Any], target: Any, exc: type, match: str) -> None:  # noqa: ANN401
+    with pytest.raises(exc, match=match):
+        signed_distance(target, **kwargs)
+
+
+def test_distance_transform_bad_input() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        DistanceMapTransform(mode="binary", kind="sign")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="a dict with key 'mask'"):
+        DistanceMapTransform(mode="binary")(torch.zeros(3, 3))
