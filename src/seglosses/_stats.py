@@ -1,4 +1,4 @@
-"""Per-class confusion statistics: the shared core of every region loss and metric (SPEC section 3).
+"""Per-class confusion statistics: the shared core of every region loss and metric.
 
 With index targets nothing of the input's size is one-hot encoded: each pixel's probability of its own class is
 gathered and summed into that class (``scatter_add``), ``P_c = sum p_c`` and ``G_c`` counts the pixels of class c;
@@ -13,8 +13,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from seglosses import _dispatch
+from seglosses._dispatch import FusedSums
 from seglosses._distributed import Sync, sync_sums
-from seglosses._fused import sigmoid_dense, softmax_index
 from seglosses._prepare import Prepared
 
 
@@ -64,14 +65,17 @@ def _synced(stats: SoftStats, prep: Prepared, per_image: bool) -> SoftStats:
 def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> SoftStats:
     """Compute :class:`SoftStats` from a prepared call, summed over the batch unless ``per_image``.
 
-    With ``prep.sync`` (``sync_stats=True``) the batch statistics are summed over the ranks too (SPEC section 3).
+    The path (fused softmax pass, fused sigmoid pass, or the generic formulas on probabilities) is chosen by
+    :func:`seglosses._dispatch.stats_path`; every path gives the same numbers. With ``prep.sync``
+    (``sync_stats=True``) the batch statistics are summed over the ranks too: one differentiable all-reduce.
     """
-    if prep.fused() and not squared:
-        tp, p_sum, _, g_sum = softmax_index(prep.logits, prep.target, prep.valid_pixels())
-        return finish_index_stats(prep, tp, p_sum, g_sum, per_image)
-    if prep.from_logits and prep.mode != "multiclass" and not squared:
-        tp, p_sum, g_sum, _ = sigmoid_dense(prep.logits, prep.target, prep.valid)
-        return finish_index_stats(prep, tp, p_sum, g_sum, per_image)
+    path = _dispatch.stats_path(prep, squared=squared)
+    if path == "softmax_index":
+        sums = _dispatch.softmax_index_sums(prep.logits, prep.target, prep.valid_pixels())
+        return stats_from_sums(prep, sums, per_image)
+    if path == "sigmoid_dense":
+        return stats_from_sums(prep, _dispatch.sigmoid_dense_sums(prep.logits, prep.target, prep.valid), per_image)
+    _dispatch.note_generic("stats")
     p = prep.prob
     n, c, _ = p.shape
     valid = prep.valid
@@ -112,12 +116,50 @@ def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> Sof
     return _synced(stats, prep, per_image)
 
 
-def finish_index_stats(prep: Prepared, tp: Tensor, p_sum: Tensor, g_sum: Tensor, per_image: bool) -> SoftStats:
-    """Complete :class:`SoftStats` from the per-image ``TP``, ``P`` and ``G`` of a fused path (synced as above)."""
+def stats_from_sums(prep: Prepared, sums: FusedSums, per_image: bool) -> SoftStats:
+    """Complete :class:`SoftStats` from the per-image ``TP``, ``P`` and ``G`` of a fused pass (synced as above)."""
+    tp, p_sum, g_sum = sums.tp, sums.p_sum, sums.g_sum
     count = prep.count()
     if not per_image:
         tp, p_sum, g_sum, count = tp.sum(0), p_sum.sum(0), g_sum.sum(0), count.sum(0)
     return _synced(SoftStats(tp, p_sum - tp, g_sum - tp, p_sum, g_sum, count), prep, per_image)
+
+
+def fused_stats_and_pixel(
+    prep: Prepared,
+    *,
+    per_image: bool,
+    wpix: Tensor | None = None,
+    gamma: float | Tensor = 0.0,
+    alpha: float | None = None,
+    gamma_pos0: bool = False,
+    valid: Tensor | None = None,
+) -> tuple[SoftStats, Tensor] | None:
+    """:class:`SoftStats` and the per-image pixel sums ``(N,)`` from one fused pass; None on the generic path.
+
+    The compound losses (Dice + CE, unified focal) take both from the same pass. Softmax (multiclass logits, index
+    targets): ``wpix`` and ``gamma`` (float or per-pixel) of the pixel term, ``valid`` the ``(N, M)`` kept mask
+    (default: the prepared one). Sigmoid (binary/multilabel logits): ``alpha``, ``gamma`` (a float) and
+    ``gamma_pos0``; ``valid`` is the prepared mask.
+    """
+    path = _dispatch.stats_path(prep)
+    if path == "softmax_index":
+        sums = _dispatch.softmax_index_sums(
+            prep.logits,
+            prep.target,
+            prep.valid_pixels() if valid is None else valid,
+            wpix=wpix,
+            gamma=gamma,
+            need_pixel=True,
+        )
+    elif path == "sigmoid_dense":
+        assert not isinstance(gamma, Tensor)
+        sums = _dispatch.sigmoid_dense_sums(
+            prep.logits, prep.target, prep.valid, alpha=alpha, gamma=gamma, need_pixel=True, gamma_pos0=gamma_pos0
+        )
+    else:
+        return None
+    return stats_from_sums(prep, sums, per_image), sums.pixel
 
 
 def two_class_stats(stats: SoftStats) -> SoftStats:

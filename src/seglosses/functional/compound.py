@@ -8,19 +8,25 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
+from seglosses import _dispatch
 from seglosses._checks import (
+    FLAG,
+    NONNEGATIVE,
+    POSITIVE,
+    UNIT,
+    ClassBalance,
     as_caller,
     check_class_weights_length,
     check_hparams,
     check_reduction,
     check_weights_vector,
+    hyperparameters,
 )
 from seglosses._distributed import sync_sums
-from seglosses._fused import sigmoid_dense, softmax_index
 from seglosses._numerics import log1m_softmax
 from seglosses._prepare import index_log_probs, log_probs, masked_mean, prepare
 from seglosses._reduce import reduce_classes
-from seglosses._stats import finish_index_stats
+from seglosses._stats import fused_stats_and_pixel
 from seglosses._types import Mode
 from seglosses.functional.pixel import cross_entropy_loss, focal_loss, fused_pixel_mean, pixel_weights
 from seglosses.functional.region import dice_from_stats, dice_loss, focal_tversky_loss
@@ -32,6 +38,14 @@ Weights = Sequence[float] | Tensor | None
 CompoundReduction = Literal["mean", "sum"]
 
 
+@hyperparameters(
+    ce_weight=NONNEGATIVE,
+    dice_weight=NONNEGATIVE,
+    smooth=NONNEGATIVE,
+    squared=FLAG,
+    log_loss=FLAG,
+    label_smoothing=UNIT,
+)
 def dice_ce_loss(
     input: Tensor,
     target: Tensor,
@@ -135,7 +149,7 @@ def dice_ce_loss(
         if fused is not None:
             return fused
     if from_logits is True and mode != "multiclass" and label_smoothing == 0 and not squared and class_weights is None:
-        return _dice_ce_sigmoid_fused(
+        fused_sig = _dice_ce_sigmoid_fused(
             input,
             target,
             mode=mode,
@@ -150,6 +164,8 @@ def dice_ce_loss(
             sync_stats=sync_stats,
             process_group=process_group,
         )
+        if fused_sig is not None:
+            return fused_sig
     with as_caller(fn):
         ce = cross_entropy_loss(
             input,
@@ -219,7 +235,7 @@ def _dice_ce_fused(
         sync_stats=sync_stats,
         process_group=process_group,
     )
-    if not prep.fused():
+    if _dispatch.stats_path(prep) != "softmax_index":
         return None
     w = None
     if weights is not None:
@@ -229,9 +245,10 @@ def _dice_ce_fused(
         else:
             return None  # weights of the kept classes only: the CE term needs all C (the general path raises)
     wpix = pixel_weights(prep, w)
-    tp, p_sum, pix, g_sum = softmax_index(prep.logits, prep.target, prep.valid_pixels(), wpix=wpix, need_pixel=True)
+    fused = fused_stats_and_pixel(prep, per_image=per_image, wpix=wpix)
+    assert fused is not None  # the softmax path applies (checked above)
+    stats, pix = fused
     ce = fused_pixel_mean(pix, prep, wpix, reduction)
-    stats = finish_index_stats(prep, tp, p_sum, g_sum, per_image)
     dice = reduce_classes(
         dice_from_stats(stats, smooth=smooth, log_loss=log_loss),
         fn=fn,
@@ -259,8 +276,11 @@ def _dice_ce_sigmoid_fused(
     reduction: str,
     sync_stats: bool,
     process_group: ProcessGroup | None,
-) -> Tensor:
-    """BCE + Dice (binary/multilabel logits) from one sigmoid pass: the statistics and the BCE sums together."""
+) -> Tensor | None:
+    """BCE + Dice (binary/multilabel logits) from one sigmoid pass: the statistics and the BCE sums together.
+
+    None where the generic formulas are forced (:func:`seglosses._dispatch.use`).
+    """
     fn = "dice_ce_loss"
     check_hparams(fn, smooth=smooth, log_loss=log_loss, include_background=include_background, per_image=per_image)
     prep = prepare(
@@ -273,12 +293,14 @@ def _dice_ce_sigmoid_fused(
         sync_stats=sync_stats,
         process_group=process_group,
     )
+    fused = fused_stats_and_pixel(prep, per_image=per_image)
+    if fused is None:  # the generic formulas are forced (seglosses._dispatch.use)
+        return None
+    stats, pix = fused
     valid = prep.valid
     if valid is not None and valid.shape != prep.logits.shape:
-        valid = valid.expand_as(prep.logits).contiguous()
-    tp, p_sum, g_sum, pix = sigmoid_dense(prep.logits, prep.target, valid, need_pixel=True)
+        valid = valid.expand_as(prep.logits)
     ce = fused_pixel_mean(pix, prep, valid, reduction)
-    stats = finish_index_stats(prep, tp, p_sum, g_sum, per_image)
     dice = reduce_classes(
         dice_from_stats(stats, smooth=smooth, log_loss=log_loss),
         fn=fn,
@@ -291,6 +313,7 @@ def _dice_ce_sigmoid_fused(
     return ce_weight * ce + dice_weight * dice
 
 
+@hyperparameters(alpha=UNIT, beta=UNIT, smooth=NONNEGATIVE)
 def combo_loss(
     input: Tensor,
     target: Tensor,
@@ -422,6 +445,15 @@ def combo_loss(
     return alpha * wce + (1 - alpha) * (dice - 1) * any_kept
 
 
+@hyperparameters(
+    weight=UNIT,
+    focal_alpha=ClassBalance(UNIT),
+    focal_gamma=NONNEGATIVE,
+    tversky_alpha=NONNEGATIVE,
+    tversky_beta=NONNEGATIVE,
+    tversky_gamma=POSITIVE,
+    smooth=NONNEGATIVE,
+)
 def hybrid_focal_loss(
     input: Tensor,
     target: Tensor,

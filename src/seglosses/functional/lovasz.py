@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from seglosses import _native
-from seglosses._checks import check_hparams, check_one_hot, check_option, check_reduction
+from seglosses._checks import Choice, check_hparams, check_one_hot, check_reduction, hyperparameters
 from seglosses._prepare import Prepared, prepare
 from seglosses._types import Mode
 
@@ -220,6 +220,7 @@ def _lovasz_terms(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tens
     return dot.sum(0), positives, count.sum(0)
 
 
+@hyperparameters(classes=Choice(("present", "all")))
 def lovasz_loss(
     input: Tensor,
     target: Tensor,
@@ -323,8 +324,7 @@ def lovasz_loss(
 
     """
     fn = "lovasz_loss"
-    check_hparams(fn, per_image=per_image)
-    check_option(fn, "classes", classes, ("present", "all"))
+    check_hparams(fn, per_image=per_image, classes=classes)
     check_reduction(fn, reduction, ("mean", "sum"))
     prep = prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index, allow_soft=False)
     if mode == "multiclass" and prep.form == "dense":

@@ -9,15 +9,19 @@ import torch
 import torch.nn.functional as torch_f
 from torch import Tensor
 
+from seglosses import _dispatch
 from seglosses._checks import (
+    NONNEGATIVE,
+    UNIT,
+    ClassBalance,
     check_class_weights_length,
     check_focal_alpha,
     check_hparams,
     check_no_class_weights_binary,
     check_reduction,
     check_weights_vector,
+    hyperparameters,
 )
-from seglosses._fused import sigmoid_focal, sigmoid_native_ok, softmax_index
 from seglosses._numerics import pow_from_log, safe_pow
 from seglosses._prepare import (
     Prepared,
@@ -72,6 +76,7 @@ def pixel_weights(prep: Prepared, w: Tensor | None) -> Tensor | None:
     return w_t if valid is None else w_t * valid
 
 
+@hyperparameters(label_smoothing=UNIT)
 def cross_entropy_loss(
     input: Tensor,
     target: Tensor,
@@ -169,12 +174,13 @@ def cross_entropy_loss(
         check_class_weights_length(fn, weights, c, c)
         w = weights.to(device=prep.logits.device, dtype=prep.logits.dtype)
     eps = label_smoothing
-    if prep.fused() and eps == 0 and reduction != "none":
-        # one pass of logsumexp; the gradient written in one expression (seglosses._fused)
+    path = _dispatch.pixel_path(prep, reduction=reduction) if eps == 0 else "generic"
+    if path == "softmax_index":
+        # one pass of logsumexp; the gradient written in one expression (seglosses._dispatch)
         wpix = pixel_weights(prep, w)
-        _, _, pix, _ = softmax_index(
+        pix = _dispatch.softmax_index_sums(
             prep.logits, prep.target, prep.valid_pixels(), wpix=wpix, need_stats=False, need_pixel=True
-        )
+        ).pixel
         return fused_pixel_mean(pix, prep, wpix, reduction)
     if mode == "multiclass" and prep.form == "index":
         logp_t, _, _ = index_log_probs(prep, need_log1m=False)
@@ -203,10 +209,11 @@ def cross_entropy_loss(
             ce = ce * w.view(1, c, 1)
         return _finish(ce.sum(1), prep, reduction, None)
     g = prep.target * (1 - eps) + eps / 2 if eps > 0 else prep.target
-    if prep.from_logits and reduction != "none" and w is None and sigmoid_native_ok(prep.logits, g, prep.valid):
-        # the native kernel of the sigmoid focal term with gamma = 0 and no alpha is exactly BCE-with-logits
-        # (one pass each way, no temporaries); the same numbers as the torch call below
-        pix = sigmoid_focal(prep.logits, g, prep.valid, alpha=None, gamma=0.0)
+    path = _dispatch.pixel_path(prep, reduction=reduction)
+    if path == "sigmoid_dense" and w is None and _dispatch.sigmoid_kernel_runs(prep.logits, g, prep.valid):
+        # the kernel of the sigmoid focal term with gamma = 0 and no alpha is exactly BCE-with-logits (one pass
+        # each way, no temporaries); the same numbers as the torch call below
+        pix = _dispatch.sigmoid_dense_sums(prep.logits, g, prep.valid, need_stats=False, need_pixel=True).pixel
         return fused_pixel_mean(pix, prep, prep.valid, reduction)
     if prep.from_logits and reduction != "none":
         # torch's fused BCE-with-logits (softplus form, exact for every finite logit); the kept-element mask and the
@@ -230,6 +237,7 @@ def cross_entropy_loss(
     return _finish(bce, prep, reduction, prep.valid)
 
 
+@hyperparameters(alpha=ClassBalance(UNIT), gamma=NONNEGATIVE)
 def focal_loss(
     input: Tensor,
     target: Tensor,
@@ -333,11 +341,11 @@ def _focal_values(prep: Prepared, alpha: object, gamma: float, reduction: str) -
     c = prep.num_classes
     if prep.mode == "multiclass":
         a = None if alpha is None else torch.as_tensor(alpha).to(device=prep.logits.device, dtype=prep.logits.dtype)
-        if prep.fused() and reduction != "none":
+        if _dispatch.pixel_path(prep, reduction=reduction) == "softmax_index":
             wpix = pixel_weights(prep, a)
-            _, _, pix, _ = softmax_index(
+            pix = _dispatch.softmax_index_sums(
                 prep.logits, prep.target, prep.valid_pixels(), wpix=wpix, gamma=gamma, need_stats=False, need_pixel=True
-            )
+            ).pixel
             return fused_pixel_mean(pix, prep, prep.valid_pixels(), reduction)
         if prep.form == "index":
             logp_t, log1m_t, p_t = index_log_probs(prep, need_log1m=prep.from_logits)
@@ -356,10 +364,12 @@ def _focal_values(prep: Prepared, alpha: object, gamma: float, reduction: str) -
         if a is not None:
             terms = terms * a.view(1, c, 1)
         return _finish(terms.sum(1), prep, reduction, None)
-    if prep.from_logits and reduction != "none":
-        # binary/multilabel from logits: the fused, chunked sigmoid focal term (seglosses._fused)
+    if _dispatch.pixel_path(prep, reduction=reduction) == "sigmoid_dense":
+        # binary/multilabel from logits: the fused sigmoid focal term (seglosses._dispatch)
         a_f = None if alpha is None else float(alpha)  # type: ignore[arg-type]
-        pix = sigmoid_focal(prep.logits, prep.target, prep.valid, alpha=a_f, gamma=gamma)
+        pix = _dispatch.sigmoid_dense_sums(
+            prep.logits, prep.target, prep.valid, alpha=a_f, gamma=gamma, need_stats=False, need_pixel=True
+        ).pixel
         return fused_pixel_mean(pix, prep, prep.valid, reduction)
     logp, log1mp = log_probs(prep)
     mod_pos, mod_neg = focal_factors(prep, gamma, logp, log1mp)

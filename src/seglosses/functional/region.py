@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from seglosses._checks import check_hparams, check_no_class_weights_binary, check_reduction, check_weights_vector
+from seglosses._checks import (
+    FLAG,
+    NONNEGATIVE,
+    POSITIVE,
+    check_hparams,
+    check_no_class_weights_binary,
+    check_reduction,
+    check_weights_vector,
+    hyperparameters,
+)
 from seglosses._numerics import safe_divide, safe_pow
 from seglosses._prepare import prepare
 from seglosses._reduce import reduce_classes, reduce_images, select_classes
@@ -67,6 +76,7 @@ def dice_from_stats(stats: SoftStats, *, smooth: float, log_loss: bool) -> Tenso
     return -torch.log(score) if log_loss else 1 - score
 
 
+@hyperparameters(smooth=NONNEGATIVE, squared=FLAG, log_loss=FLAG)
 def dice_loss(
     input: Tensor,
     target: Tensor,
@@ -201,6 +211,7 @@ def dice_loss(
     )
 
 
+@hyperparameters(smooth=NONNEGATIVE)
 def jaccard_loss(
     input: Tensor,
     target: Tensor,
@@ -301,6 +312,7 @@ def _tversky_index(stats: SoftStats, alpha: float, beta: float, smooth: float) -
     return safe_divide(stats.tp + smooth, stats.tp + alpha * stats.fp + beta * stats.fn + smooth, smooth)
 
 
+@hyperparameters(alpha=NONNEGATIVE, beta=NONNEGATIVE, smooth=NONNEGATIVE)
 def tversky_loss(
     input: Tensor,
     target: Tensor,
@@ -401,6 +413,7 @@ def tversky_loss(
     )
 
 
+@hyperparameters(alpha=NONNEGATIVE, beta=NONNEGATIVE, gamma=POSITIVE, smooth=NONNEGATIVE)
 def focal_tversky_loss(
     input: Tensor,
     target: Tensor,
@@ -502,6 +515,7 @@ def focal_tversky_loss(
     )
 
 
+@hyperparameters(smooth=NONNEGATIVE)
 def generalized_dice_loss(
     input: Tensor,
     target: Tensor,

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
-from seglosses._checks import check_hparams, check_mode, check_reduction
-from seglosses._fused import sigmoid_dense, softmax_index
+from seglosses import _dispatch
+from seglosses._checks import FLAG, NONNEGATIVE, UNIT, check_hparams, check_mode, check_reduction, hyperparameters
 from seglosses._numerics import safe_divide, safe_pow
 from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, masked_mean, prepare, unflatten
 from seglosses._reduce import reduce_images
-from seglosses._stats import SoftStats, finish_index_stats, soft_stats, two_class_stats
+from seglosses._stats import SoftStats, fused_stats_and_pixel, soft_stats, two_class_stats
 from seglosses._types import Mode
 from seglosses.functional.pixel import fused_pixel_mean
 
@@ -62,28 +62,25 @@ def _fused_focal_weights(
     return valid_px, wpix, g_pix
 
 
-def _binary_fused(
-    prep: Prepared, delta: float, gamma: float, asymmetric: bool
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
-    """Binary logits: the per-image focal sums of ``L_F`` and the sigmoid statistics from one pass.
-
-    ``L_F`` of the pair [1 - p, p] is the sigmoid focal term with alpha = delta and, when asymmetric, no modulation
-    of the foreground term. Returns ``(TP, P, G, F, valid)`` (see :func:`seglosses._fused.sigmoid_dense`).
-    """
+def _binary_valid(prep: Prepared) -> Tensor | None:
+    """The kept-element mask of a binary call, ``(N, 1, M)`` like the logits (or None)."""
     valid = prep.valid
     if valid is not None and valid.shape != prep.logits.shape:
-        valid = valid.expand_as(prep.logits).contiguous()
-    tp, p_sum, g_sum, pix = sigmoid_dense(
-        prep.logits, prep.target, valid, alpha=delta, gamma=gamma, need_pixel=True, gamma_pos0=asymmetric
-    )
-    return tp, p_sum, g_sum, pix, valid
+        valid = valid.expand_as(prep.logits)
+    return valid
 
 
 def _focal_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, reduction: str) -> Tensor:
     """``L_F``: per pixel, the sum over classes of the modified focal terms, then the mean over kept pixels."""
-    if prep.mode == "binary" and prep.from_logits and reduction != "none":
-        _, _, _, pix, valid_b = _binary_fused(prep, delta, gamma, asymmetric)
-        return fused_pixel_mean(pix, prep, valid_b, reduction)
+    path = _dispatch.pixel_path(prep, reduction=reduction)
+    if prep.mode == "binary" and path == "sigmoid_dense":
+        # L_F of the pair [1 - p, p] is the sigmoid focal term with alpha = delta and, when asymmetric, no
+        # modulation of the foreground term
+        pix = _dispatch.sigmoid_dense_sums(
+            prep.logits, prep.target, prep.valid, alpha=delta, gamma=gamma, need_stats=False, need_pixel=True,
+            gamma_pos0=asymmetric,
+        ).pixel  # fmt: skip
+        return fused_pixel_mean(pix, prep, _binary_valid(prep), reduction)
     if prep.mode == "binary":
         # the pair [1 - p, p]: class 0 is the background, log p_0 = log(1 - p), 1 - p_0 = p
         logp, log1mp = log_probs(prep)
@@ -92,11 +89,11 @@ def _focal_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, re
         back = (1 - delta) * mod_bg * (-(1 - g) * log1mp)
         fore = delta * (-g * logp) if asymmetric else delta * mod_fg * (-g * logp)
         values, valid = back + fore, prep.valid
-    elif prep.fused() and reduction != "none":
+    elif path == "softmax_index":
         valid_px, wpix, g_pix = _fused_focal_weights(prep, delta, gamma, asymmetric)
-        _, _, pix, _ = softmax_index(
+        pix = _dispatch.softmax_index_sums(
             prep.logits, prep.target, valid_px, wpix=wpix, gamma=g_pix, need_stats=False, need_pixel=True
-        )
+        ).pixel
         return fused_pixel_mean(pix, prep, valid_px, reduction)
     elif prep.form == "index":
         logp_t, log1m_t, p_t = index_log_probs(prep, need_log1m=prep.from_logits)
@@ -142,6 +139,7 @@ def _tversky_from_stats(
     return reduce_images(values, reduction, stats.sync)
 
 
+@hyperparameters(delta=UNIT, gamma=NONNEGATIVE)
 def asymmetric_focal_loss(
     input: Tensor,
     target: Tensor,
@@ -215,6 +213,7 @@ def asymmetric_focal_loss(
     return _focal_part(prep, delta, gamma, True, reduction)
 
 
+@hyperparameters(delta=UNIT, gamma=NONNEGATIVE)
 def symmetric_focal_loss(
     input: Tensor,
     target: Tensor,
@@ -277,6 +276,7 @@ def symmetric_focal_loss(
     return _focal_part(prep, delta, gamma, False, reduction)
 
 
+@hyperparameters(delta=UNIT, gamma=UNIT, smooth=NONNEGATIVE)
 def asymmetric_focal_tversky_loss(
     input: Tensor,
     target: Tensor,
@@ -348,6 +348,7 @@ def asymmetric_focal_tversky_loss(
     return _tversky_part(prep, delta, gamma, True, smooth, reduction)
 
 
+@hyperparameters(delta=UNIT, gamma=UNIT, smooth=NONNEGATIVE)
 def symmetric_focal_tversky_loss(
     input: Tensor,
     target: Tensor,
@@ -411,6 +412,7 @@ def symmetric_focal_tversky_loss(
     return _tversky_part(prep, delta, gamma, False, smooth, reduction)
 
 
+@hyperparameters(weight=UNIT, delta=UNIT, gamma=UNIT, asymmetric=FLAG, smooth=NONNEGATIVE)
 def unified_focal_loss(
     input: Tensor,
     target: Tensor,
@@ -486,20 +488,20 @@ def unified_focal_loss(
     check_hparams(fn, weight=weight, delta=delta, gamma=gamma, asymmetric=asymmetric, smooth=smooth)
     check_reduction(fn, reduction, ("mean", "sum"))
     prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index, sync_stats, process_group)
-    if prep.fused():
+    fused = None
+    path = _dispatch.stats_path(prep)
+    if path == "softmax_index":
         # both parts from one fused softmax pass: the focal sums and the per-image statistics together
         valid_px, wpix, g_pix = _fused_focal_weights(prep, delta, gamma, asymmetric)
-        tp, p_sum, pix, g_sum = softmax_index(
-            prep.logits, prep.target, valid_px, wpix=wpix, gamma=g_pix, need_stats=True, need_pixel=True
-        )
-        lf = fused_pixel_mean(pix, prep, valid_px, reduction)
-        stats = finish_index_stats(prep, tp, p_sum, g_sum, per_image=True)
-        lft = _tversky_from_stats(stats, prep, delta, gamma, asymmetric, smooth, reduction)
-    elif prep.mode == "binary" and prep.from_logits:
-        # both parts from one sigmoid pass: the focal sums and the per-image statistics together
-        tp, p_sum, g_sum, pix, valid_b = _binary_fused(prep, delta, gamma, asymmetric)
-        lf = fused_pixel_mean(pix, prep, valid_b, reduction)
-        stats = finish_index_stats(prep, tp, p_sum, g_sum, per_image=True)
+        fused = fused_stats_and_pixel(prep, per_image=True, wpix=wpix, gamma=g_pix, valid=valid_px)
+        valid_f = valid_px
+    elif prep.mode == "binary" and path == "sigmoid_dense":
+        # both parts from one sigmoid pass: L_F is the sigmoid focal term with alpha = delta (see _focal_part)
+        fused = fused_stats_and_pixel(prep, per_image=True, alpha=delta, gamma=gamma, gamma_pos0=asymmetric)
+        valid_f = _binary_valid(prep)
+    if fused is not None:
+        stats, pix = fused
+        lf = fused_pixel_mean(pix, prep, valid_f, reduction)
         lft = _tversky_from_stats(stats, prep, delta, gamma, asymmetric, smooth, reduction)
     else:
         lf = _focal_part(prep, delta, gamma, asymmetric, reduction)

@@ -1,0 +1,287 @@
+"""The fused kernels as ``torch.library`` operators: opcheck, ``torch.compile`` without graph breaks, export.
+
+Every loss family routes its fused pass through :mod:`seglosses._dispatch`; under ``torch.compile`` that point calls
+the ``seglosses::*`` operators, so a compiled training step keeps the kernels (C++ on the CPU) in both the forward
+and the backward graph. The numbers are pinned to eager mode and to a float64 NumPy reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from functorch.compile import make_boxed_func
+from torch._dynamo.backends.common import aot_autograd
+
+import seglosses
+import seglosses.functional as SF
+from seglosses import _dispatch, _ops
+
+# --------------------------------------------------------------------------------------------------------------
+# opcheck of every operator
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _softmax_args(masked: bool, weighted: bool, gamma: str, need_stats: bool, need_pixel: bool, dtype):
+    g = torch.Generator().manual_seed(3)
+    n, c, m = 2, 3, 11
+    x = torch.randn(n, c, m, generator=g, dtype=dtype, requires_grad=True)
+    t = torch.randint(0, c, (n, m), generator=g)
+    valid = (torch.rand(n, m, generator=g) > 0.3).to(dtype) if masked else None
+    wpix = None
+    if weighted:
+        wpix = torch.rand(n, m, generator=g, dtype=dtype) + 0.5
+        if valid is not None:
+            wpix = wpix * valid
+    gamma_f, gamma_pix = 0.0, None
+    if gamma == "float":
+        gamma_f = 2.0
+    elif gamma == "pixel":
+        gamma_pix = torch.where(t == 0, 0.0, 0.75).to(dtype)
+    return (x, t, valid, wpix, gamma_f, gamma_pix, need_stats, need_pixel)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("masked", "weighted", "gamma", "need_stats", "need_pixel"),
+    [
+        (False, False, "zero", True, False),
+        (True, False, "zero", True, True),
+        (True, True, "float", False, True),
+        (False, True, "pixel", True, True),
+    ],
+)
+def test_opcheck_softmax_index(dtype, masked, weighted, gamma, need_stats, need_pixel):
+    args = _softmax_args(masked, weighted, gamma, need_stats, need_pixel, dtype)
+    torch.library.opcheck(torch.ops.seglosses.softmax_index_fwd.default, args)
+    x, t, valid, wpix, gamma_f, gamma_pix, _, _ = args
+    fwd = _ops.softmax_index_fwd(*args)
+    n, c, _ = x.shape
+    g = torch.Generator().manual_seed(5)
+    g_tp = torch.randn(n, c, generator=g, dtype=dtype)
+    g_psum = torch.randn(n, c, generator=g, dtype=dtype)
+    g_pix = torch.randn(n, generator=g, dtype=dtype)
+    saved = (fwd[4].detach(), fwd[5].detach())
+    bwd_args = (x.detach(), t, valid, wpix, gamma_f, gamma_pix, *saved, g_tp, g_psum, g_pix, need_stats, need_pixel)
+    torch.library.opcheck(torch.ops.seglosses.softmax_index_bwd.default, bwd_args)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(
+    ("masked", "alpha", "gamma", "need_stats", "need_pixel", "pos0"),
+    [
+        (False, None, 0.0, True, False, False),
+        (True, None, 0.0, True, True, False),
+        (True, 0.25, 2.0, False, True, False),
+        (False, 0.6, 1.5, True, True, True),
+    ],
+)
+def test_opcheck_sigmoid_dense(dtype, masked, alpha, gamma, need_stats, need_pixel, pos0):
+    g = torch.Generator().manual_seed(4)
+    n, c, m = 2, 2, 9
+    x = torch.randn(n, c, m, generator=g, dtype=dtype, requires_grad=True)
+    tgt = (torch.rand(n, c, m, generator=g) > 0.5).to(dtype)
+    valid = (torch.rand(n, c, m, generator=g) > 0.3).to(dtype) if masked else None
+    args = (x, tgt, valid, alpha, gamma, need_stats, need_pixel, pos0)
+    torch.library.opcheck(torch.ops.seglosses.sigmoid_dense_fwd.default, args)
+    g_tp, g_psum = torch.randn(n, c, generator=g, dtype=dtype), torch.randn(n, c, generator=g, dtype=dtype)
+    g_pix = torch.randn(n, generator=g, dtype=dtype)
+    bwd_args = (x.detach(), tgt, valid, alpha, gamma, g_tp, g_psum, g_pix, need_stats, need_pixel, pos0)
+    torch.library.opcheck(torch.ops.seglosses.sigmoid_dense_bwd.default, bwd_args)
+
+
+def test_softmax_index_op_gradcheck_float64():
+    """The autograd registration against finite differences (stats and focal pixel term together)."""
+    x, t, valid, wpix, gamma_f, gamma_pix, _, _ = _softmax_args(True, True, "float", True, True, torch.float64)
+    g = torch.Generator().manual_seed(8)
+    wts = torch.randn(2, 3, generator=g, dtype=torch.float64)
+
+    def f(xx):
+        tp, psum, pix, _ = _ops.softmax_index(xx, t, valid, wpix=wpix, gamma=gamma_f, need_pixel=True)
+        return (tp * wts).sum() + (psum * wts.flip(0)).sum() + pix.sum()
+
+    assert torch.autograd.gradcheck(f, (x,))
+
+
+def test_sigmoid_dense_op_gradcheck_float64():
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 2, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    tgt = torch.rand(2, 2, 7, generator=g, dtype=torch.float64)
+    wts = torch.randn(2, 2, generator=g, dtype=torch.float64)
+
+    def f(xx):
+        tp, psum, _, pix = _ops.sigmoid_dense_fwd(xx, tgt, None, 0.3, 1.5, True, True, True)
+        return (tp * wts).sum() + (psum * wts.t()).sum() + pix.sum()
+
+    assert torch.autograd.gradcheck(f, (x,))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the dispatch point: every path gives the NumPy reference's statistics
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _numpy_softmax_stats(x: np.ndarray, t: np.ndarray, valid: np.ndarray):
+    """TP, P, G per image and class, float64, from the definitions."""
+    e = np.exp(x - x.max(1, keepdims=True))
+    p = e / e.sum(1, keepdims=True)
+    onehot = (t[:, None, :] == np.arange(x.shape[1])[None, :, None]).astype(np.float64)
+    v = valid[:, None, :]
+    return (p * onehot * v).sum(-1), (p * v).sum(-1), (onehot * v).sum(-1)
+
+
+PATHS = [
+    {"ops": True},
+    {"ops": True, "native": False},
+    {"ops": False},
+    {"ops": False, "native": False},
+    {"ops": False, "traced": True},
+    {"ops": True, "native": False, "chunk_elements": 24},
+    {"ops": False, "native": False, "chunk_elements": 24},
+]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()))
+def test_softmax_index_sums_every_path_equals_numpy(path):
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 4, 37, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 4, (2, 37), generator=g)
+    valid = (torch.rand(2, 37, generator=g) > 0.25).to(torch.float64)
+    with _dispatch.use(**path), _dispatch.record() as taken:
+        sums = _dispatch.softmax_index_sums(x, t, valid)
+    backend = "ops" if path["ops"] else "autograd"
+    assert taken == [f"stats:softmax_index:{backend}"]
+    assert isinstance(sums, _dispatch.FusedSums)
+    tp, p, gs = _numpy_softmax_stats(x.numpy(), t.numpy(), valid.numpy())
+    np.testing.assert_allclose(sums.tp.numpy(), tp, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(sums.p_sum.numpy(), p, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(sums.g_sum.numpy(), gs, rtol=0, atol=0)
+
+
+def test_forced_chunks_really_split_the_pass():
+    from seglosses import _fused
+
+    with _dispatch.use(chunk_elements=24):
+        assert len(_fused._chunks(2, 4, 37, torch.device("cpu"))) == 13  # 3 pixels per chunk
+    assert _fused._chunks(2, 4, 37, torch.device("cpu")) == [(0, 37)]
+    with pytest.raises(ValueError, match=r"use: `chunk_elements` must be a positive integer or None; got 0"):
+        with _dispatch.use(chunk_elements=0):
+            pass
+
+
+def test_use_restores_settings_and_native_state():
+    from seglosses import _native
+
+    before = _native.status()
+    with _dispatch.use(native=False, fused=False):
+        assert _native.status().startswith("off")
+        assert _dispatch.settings().fused is False
+        with _dispatch.use(ops=True):  # nested blocks combine
+            assert _dispatch.settings() == _dispatch.Settings(fused=False, ops=True, native=False)
+    assert _native.status() == before
+    assert _dispatch.settings() == _dispatch.Settings()
+
+
+def test_generic_path_forced_gives_the_fused_numbers():
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(2, 3, 5, 7, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 5, 7), generator=g)
+    with _dispatch.record() as taken:
+        fused = SF.dice_ce_loss(x, t, mode="multiclass")
+    with _dispatch.use(fused=False), _dispatch.record() as taken_generic:
+        generic = SF.dice_ce_loss(x, t, mode="multiclass")
+    assert taken == ["stats:softmax_index:autograd"]
+    assert "stats:generic:-" in taken_generic
+    assert not any("softmax_index" in p for p in taken_generic)
+    torch.testing.assert_close(fused, generic, rtol=1e-12, atol=1e-13)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# torch.compile(fullgraph=True): no graph break, the operators in the forward and backward graphs
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _recording_backend():
+    graphs: dict[str, list[torch.fx.GraphModule]] = {"fw": [], "bw": []}
+
+    def make(kind):
+        def compiler(gm, example_inputs):
+            graphs[kind].append(gm)
+            return make_boxed_func(gm.forward)
+
+        return compiler
+
+    return aot_autograd(fw_compiler=make("fw"), bw_compiler=make("bw")), graphs
+
+
+def _seglosses_ops(graphs: list[torch.fx.GraphModule]) -> set[str]:
+    return {
+        str(node.target)
+        for gm in graphs
+        for node in gm.graph.nodes
+        if node.op == "call_function" and str(node.target).startswith("seglosses.")
+    }
+
+
+CASES = [  # one per family x fused kind: statistics, pixel sums, statistics + pixel sums
+    ("dice", "multiclass", "softmax_index"),
+    ("focal", "binary", "sigmoid_dense"),
+    ("cross_entropy", "multiclass", "softmax_index"),
+    ("dice_ce", "binary", "sigmoid_dense"),
+    ("unified_focal", "multiclass", "softmax_index"),
+]
+
+
+def _case_inputs(mode: str):
+    g = torch.Generator().manual_seed(21)
+    if mode == "multiclass":
+        return torch.randn(2, 3, 6, 5, generator=g), torch.randint(0, 3, (2, 6, 5), generator=g)
+    return torch.randn(2, 1, 6, 5, generator=g), (torch.rand(2, 1, 6, 5, generator=g) > 0.5).float()
+
+
+@pytest.mark.parametrize(("name", "mode", "kind"), CASES)
+def test_compiled_training_step_keeps_the_operators(name, mode, kind):
+    torch._dynamo.reset()
+    loss = seglosses.get_loss(name, mode=mode)
+    x, t = _case_inputs(mode)
+    backend, graphs = _recording_backend()
+    step = torch.compile(loss, backend=backend, fullgraph=True)  # fullgraph: a graph break raises
+    xc = x.clone().requires_grad_(True)
+    out = step(xc, t)
+    out.backward()
+    assert _seglosses_ops(graphs["fw"]) == {f"seglosses.{kind}_fwd.default"}
+    assert _seglosses_ops(graphs["bw"]) == {f"seglosses.{kind}_bwd.default"}
+    xe = x.clone().requires_grad_(True)
+    eager = loss(xe, t)
+    eager.backward()
+    torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_no_graph_break_explain():
+    torch._dynamo.reset()
+    x, t = _case_inputs("multiclass")
+    explanation = torch._dynamo.explain(lambda a, b: SF.dice_loss(a, b, mode="multiclass"))(x, t)
+    assert explanation.graph_break_count == 0
+    assert explanation.graph_count == 1
+
+
+class _Head(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 1)
+        self.loss = seglosses.get_loss("dice", mode="multiclass")
+
+    def forward(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss(self.conv(image), target)
+
+
+def test_export_of_a_module_holding_a_loss():
+    g = torch.Generator().manual_seed(31)
+    image = torch.randn(2, 2, 6, 5, generator=g)
+    target = torch.randint(0, 3, (2, 6, 5), generator=g)
+    model = _Head()
+    exported = torch.export.export(model, (image, target))
+    targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
+    assert "seglosses.softmax_index_fwd.default" in targets
+    torch.testing.assert_close(exported.module()(image, target), model(image, target), rtol=1e-6, atol=1e-7)

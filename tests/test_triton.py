@@ -1,0 +1,210 @@
+"""The Triton kernels equal the PyTorch twin (values, gradients, value-check counters), under ``TRITON_INTERPRET=1``.
+
+``TRITON_INTERPRET`` is read when a kernel is decorated, i.e. when :mod:`seglosses._triton` is imported, which the
+test process has long done by the time these tests run. So the kernels run in one subprocess (this file run as a
+script) that sets the variable before importing anything, evaluates every case on tiny float64 shapes (the
+interpreter is slow) with tiles small enough that every shape spans several tiles, and prints one JSON line of
+maximal differences; the tests below read it. Skipped where triton is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+# cases: (name, shape (N, C, M), options); block 16 gives 3-4 tiles on M = 37..50 (every mask edge is hit)
+SOFTMAX_CASES = {
+    "plain": ((2, 3, 37), {}),
+    "one_pixel_tile": ((1, 2, 7), {}),
+    "masked": ((2, 4, 50), {"masked": True}),
+    "weighted_ce": ((2, 3, 37), {"masked": True, "weighted": True, "pixel": True}),
+    "focal": ((2, 3, 37), {"masked": True, "gamma": 2.0, "pixel": True}),
+    "pixel_gamma": ((2, 5, 33), {"gamma_pix": True, "pixel": True}),
+    "int32_target": ((2, 3, 37), {"int32": True, "pixel": True}),
+}
+SIGMOID_CASES = {
+    "plain": ((2, 1, 37), {}),
+    "multilabel_masked": ((2, 3, 41), {"masked": True}),
+    "bce_pixel": ((2, 2, 37), {"pixel": True}),
+    "focal_alpha": ((2, 2, 37), {"pixel": True, "alpha": 0.25, "gamma": 2.0, "masked": True}),
+    "asymmetric": ((2, 1, 37), {"pixel": True, "alpha": 0.6, "gamma": 0.5, "pos0": True}),
+    "soft_target": ((1, 2, 23), {"soft": True, "pixel": True}),
+}
+BLOCK = 16
+
+
+def _worker() -> None:  # pragma: no cover - runs in the subprocess
+    os.environ["TRITON_INTERPRET"] = "1"
+    import torch
+
+    from seglosses import _fused, _native, _triton
+
+    _native.set_native(False)  # the PyTorch twin is the reference
+    results: dict[str, float] = {}
+
+    def err(a: torch.Tensor, b: torch.Tensor) -> float:
+        if a.shape != b.shape:
+            return float("inf")
+        both_nan = torch.isnan(a) & torch.isnan(b)
+        diff = torch.where(both_nan, torch.zeros_like(a), (a - b).abs())
+        return float(torch.nan_to_num(diff, nan=float("inf")).max()) if diff.numel() else 0.0
+
+    for name, ((n, c, m), opt) in SOFTMAX_CASES.items():
+        g = torch.Generator().manual_seed(zlib.crc32(name.encode()))
+        x = torch.randn(n, c, m, generator=g, dtype=torch.float64) * 3
+        t = torch.randint(0, c, (n, m), generator=g)
+        valid = (torch.rand(n, m, generator=g) > 0.3).double() if opt.get("masked") else None
+        wpix = None
+        if opt.get("weighted"):
+            wpix = torch.rand(n, m, generator=g, dtype=torch.float64) + 0.5
+            wpix = wpix if valid is None else wpix * valid
+        elif opt.get("pixel") and valid is not None:
+            wpix = valid
+        gamma = float(opt.get("gamma", 0.0))
+        gamma_pix = torch.where(t == 0, 0.0, 0.7).double() if opt.get("gamma_pix") else None
+        need_pixel = bool(opt.get("pixel"))
+        t_k = t.int() if opt.get("int32") else t
+        tp, ps, gs, p2, pix, kept = _triton.softmax_index_forward(
+            x, t_k, valid, wpix, gamma, gamma_pix, need_pixel=need_pixel, block_m=BLOCK
+        )
+        xr = x.clone().requires_grad_(True)
+        gam: float | torch.Tensor = gamma if gamma_pix is None else gamma_pix
+        r_tp, r_ps, r_pix, r_gs = _fused.softmax_index(xr, t, valid, wpix=wpix, gamma=gam, need_pixel=need_pixel)
+        prob = torch.softmax(x, 1) * (1 if valid is None else valid.unsqueeze(1))
+        results[f"softmax/{name}/tp"] = err(tp, r_tp.detach())
+        results[f"softmax/{name}/p"] = err(ps, r_ps.detach())
+        results[f"softmax/{name}/g"] = err(gs, r_gs)
+        results[f"softmax/{name}/p2"] = err(p2, (prob * torch.softmax(x, 1)).sum(-1))
+        results[f"softmax/{name}/kept"] = err(kept, torch.full((n,), float(m)) if valid is None else valid.sum(-1))
+        if need_pixel:
+            results[f"softmax/{name}/pixel"] = err(pix, r_pix.detach())
+        g_tp = torch.randn(n, c, generator=g, dtype=torch.float64)
+        g_ps = torch.randn(n, c, generator=g, dtype=torch.float64)
+        g_pix = torch.randn(n, generator=g, dtype=torch.float64)
+        total = (r_tp * g_tp).sum() + (r_ps * g_ps).sum() + ((r_pix * g_pix).sum() if need_pixel else 0)
+        (ref_grad,) = torch.autograd.grad(total, xr)
+        grad = _triton.softmax_index_backward(
+            x, t_k, valid, wpix, gamma, gamma_pix, g_tp, g_ps, g_pix if need_pixel else None, block_m=BLOCK
+        )
+        results[f"softmax/{name}/grad"] = err(grad, ref_grad)
+
+    for name, ((n, c, m), opt) in SIGMOID_CASES.items():
+        g = torch.Generator().manual_seed(zlib.crc32(name.encode()) + 1)
+        x = torch.randn(n, c, m, generator=g, dtype=torch.float64) * 3
+        if opt.get("soft"):
+            tgt = torch.rand(n, c, m, generator=g, dtype=torch.float64)
+        else:
+            tgt = (torch.rand(n, c, m, generator=g) > 0.5).double()
+        valid = (torch.rand(n, c, m, generator=g) > 0.3).double() if opt.get("masked") else None
+        if valid is not None:
+            tgt = tgt * valid
+        alpha = opt.get("alpha")
+        gamma = float(opt.get("gamma", 0.0))
+        pos0 = bool(opt.get("pos0"))
+        need_pixel = bool(opt.get("pixel"))
+        tp, ps, gs, p2, pix, kept = _triton.sigmoid_forward(
+            x, tgt, valid, alpha, gamma, need_pixel=need_pixel, pos0=pos0, block_m=BLOCK
+        )
+        xr = x.clone().requires_grad_(True)
+        r_tp, r_ps, r_gs, r_pix = _fused.sigmoid_dense(
+            xr, tgt, valid, alpha=alpha, gamma=gamma, need_pixel=need_pixel, gamma_pos0=pos0
+        )
+        prob = torch.sigmoid(x)
+        pv = prob if valid is None else prob * valid
+        results[f"sigmoid/{name}/tp"] = err(tp, r_tp.detach())
+        results[f"sigmoid/{name}/p"] = err(ps, r_ps.detach())
+        results[f"sigmoid/{name}/g"] = err(gs, r_gs)
+        results[f"sigmoid/{name}/p2"] = err(p2, (pv * prob).sum(-1))
+        ref_kept = torch.full((n,), float(c * m)) if valid is None else valid.sum((1, 2))
+        results[f"sigmoid/{name}/kept"] = err(kept, ref_kept)
+        if need_pixel:
+            results[f"sigmoid/{name}/pixel"] = err(pix, r_pix.detach())
+        g_tp = torch.randn(n, c, generator=g, dtype=torch.float64)
+        g_ps = torch.randn(n, c, generator=g, dtype=torch.float64)
+        g_pix = torch.randn(n, generator=g, dtype=torch.float64)
+        total = (r_tp * g_tp).sum() + (r_ps * g_ps).sum() + ((r_pix * g_pix).sum() if need_pixel else 0)
+        (ref_grad,) = torch.autograd.grad(total, xr)
+        grad = _triton.sigmoid_backward(
+            x, tgt, valid, alpha, gamma, g_tp, g_ps, g_pix if need_pixel else None, pos0=pos0, block_m=BLOCK
+        )
+        results[f"sigmoid/{name}/grad"] = err(grad, ref_grad)
+
+    # value-check counters: a bad class index at a kept pixel / a NaN logit poisons that image's outputs only
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 37, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 37), generator=g)
+    valid = torch.ones(2, 37, dtype=torch.float64)
+    bad = t.clone()
+    bad[1, 20] = 3
+    tp, _, _, _, pix, _ = _triton.softmax_index_forward(x, bad, valid, None, 0.0, None, need_pixel=True, block_m=BLOCK)
+    results["counter/bad_index/image1_nan"] = float(not bool(torch.isnan(tp[1]).all() and torch.isnan(pix[1])))
+    results["counter/bad_index/image0_finite"] = float(not bool(torch.isfinite(tp[0]).all() and torch.isfinite(pix[0])))
+    valid_ignored = valid.clone()
+    valid_ignored[1, 20] = 0.0  # an out-of-range value at an ignored pixel is not counted
+    tp, *_ = _triton.softmax_index_forward(x, bad, valid_ignored, None, 0.0, None, need_pixel=False, block_m=BLOCK)
+    results["counter/bad_index_ignored/finite"] = float(not bool(torch.isfinite(tp).all()))
+    xn = x.clone()
+    xn[0, 1, 3] = float("nan")
+    tp, *_ = _triton.softmax_index_forward(xn, t, None, None, 0.0, None, need_pixel=False, block_m=BLOCK)
+    results["counter/nan_logit/image0_nan"] = float(not bool(torch.isnan(tp[0]).all() and torch.isfinite(tp[1]).all()))
+    tgt = (torch.rand(2, 1, 37, generator=g) > 0.5).double()
+    tgt[1, 0, 5] = float("nan")
+    tp, *_ = _triton.sigmoid_forward(x[:, :1], tgt, None, None, 0.0, need_pixel=False, block_m=BLOCK)
+    results["counter/nan_target/image1_nan"] = float(not bool(torch.isnan(tp[1]).all() and torch.isfinite(tp[0]).all()))
+    print("RESULTS " + json.dumps(results))
+
+
+@pytest.fixture(scope="module")
+def interpreted() -> dict[str, float]:
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--worker"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert lines, proc.stdout[-4000:]
+    return dict(json.loads(lines[-1][len("RESULTS ") :]))
+
+
+def _keys(prefix: str, cases: dict[str, object]) -> list[str]:
+    outs = ["tp", "p", "g", "p2", "kept", "grad"]
+    keys = [f"{prefix}/{name}/{o}" for name in cases for o in outs]
+    keys += [f"{prefix}/{name}/pixel" for name, (_, opt) in cases.items() if opt.get("pixel")]  # type: ignore[misc]
+    return keys
+
+
+@pytest.mark.parametrize("key", _keys("softmax", SOFTMAX_CASES) + _keys("sigmoid", SIGMOID_CASES))
+def test_triton_kernel_equals_pytorch_twin_float64(interpreted, key):
+    assert key in interpreted
+    assert interpreted[key] < 1e-12, f"{key}: max difference {interpreted[key]:.3g}"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "counter/bad_index/image1_nan",
+        "counter/bad_index/image0_finite",
+        "counter/bad_index_ignored/finite",
+        "counter/nan_logit/image0_nan",
+        "counter/nan_target/image1_nan",
+    ],
+)
+def test_triton_value_check_counters_poison_only_the_bad_image(interpreted, key):
+    assert interpreted[key] == 0.0, key
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--worker"]:
+        _worker()
