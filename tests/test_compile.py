@@ -29,7 +29,7 @@ def _inputs(mode: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("name", NAMES)
 def test_loss_compiled_equals_eager(name, mode):
     if mode == "multilabel" and name in MULTILABEL_UNSUPPORTED:
-        pytest.skip("multilabel raises for the unified focal family (SPEC section 4)")
+        pytest.skip("multilabel raises for the unified focal family")
     torch._dynamo.reset()
     loss = seglosses.get_loss(name, mode=mode)
     x, t = _inputs(mode)

@@ -50,7 +50,7 @@ def _value_and_grad(fn, x: torch.Tensor, t: torch.Tensor, **kw) -> tuple[torch.T
 @pytest.mark.parametrize("name", NAMES)
 def test_loss_on_cuda_matches_reference_and_cpu_gradient(name, mode, target, dims, ignore):
     if not _supported(name, mode):
-        pytest.skip("multilabel raises for the unified focal family (SPEC section 4)")
+        pytest.skip("multilabel raises for the unified focal family")
     if ignore and mode == "multiclass" and target != "index":
         pytest.skip("ignore_index needs index targets in multiclass mode")
     case = make_case_fn(mode, dims=dims, target=target, ignore=ignore, seed=dims + 10 * ignore)
@@ -108,7 +108,7 @@ def test_float32_on_cuda_agrees_with_float64_on_cpu(name, mode):
 
 @pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
 def test_loss_on_cuda_never_synchronises_with_the_host(name, mode):
-    # SPEC/issue: no `.item()`, no data-dependent shapes inside a loss (value checks are skipped on a GPU by
+    # issue 17: no `.item()`, no data-dependent shapes inside a loss (value checks are skipped on a GPU by
     # default); CUDA's sync debug mode turns any synchronising call into an error
     x, t = _big_inputs(mode, seed=1)
     x = x.float().cuda().requires_grad_(True)

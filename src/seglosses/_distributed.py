@@ -1,6 +1,6 @@
 r"""Differentiable sums across ``torch.distributed`` ranks: the one place where seglosses talks to other processes.
 
-With ``sync_stats=True`` (SPEC section 3) every statistic a loss needs (TP, P, G, counts, the sum of per-pixel
+With ``sync_stats=True`` every statistic a loss needs (TP, P, G, counts, the sum of per-pixel
 terms and the number of kept pixels, the sum of per-image terms and the number of images) is summed over the ranks
 of the process group before the formula, so every rank computes the loss of the concatenated batch.
 

@@ -625,7 +625,7 @@ class _SigmoidFocal(torch.autograd.Function):
 
 
 def sigmoid_focal(x: Tensor, g: Tensor, valid: Tensor | None, *, alpha: float | None, gamma: float) -> Tensor:
-    """Per-image sums ``(N,)`` of the binary/multilabel focal loss of logits ``x`` ``(N, C, M)`` (SPEC section 4).
+    """Per-image sums ``(N,)`` of the binary/multilabel focal loss of logits ``x`` ``(N, C, M)``.
 
     Args:
         x: ``(N, C, M)`` logits.

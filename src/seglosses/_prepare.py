@@ -37,7 +37,7 @@ class Prepared:
         valid: ``None`` when nothing is ignored, else a float 0/1 mask, ``(N, 1, M)`` for index targets and
             ``(N, C, M)`` for dense binary/multilabel targets.
         shape: the input's original shape (binary inputs without a channel dim keep theirs).
-        sync: where to sum the statistics over ranks (``sync_stats=True``, SPEC section 3), or None (the default:
+        sync: where to sum the statistics over ranks (``sync_stats=True``), or None (the default:
             nothing is synchronised).
 
     """
@@ -107,10 +107,10 @@ def prepare(
     sync_stats: bool = False,
     process_group: object = None,
 ) -> Prepared:
-    """Validate and flatten one call (SPEC section 2).
+    """Validate and flatten one call.
 
     float16/bfloat16 inputs are upcast to float32 so that every reduction runs in float32 (also under autocast).
-    ``sync_stats``/``process_group`` are checked here and kept as ``Prepared.sync`` (SPEC section 3).
+    ``sync_stats``/``process_group`` are checked here and kept as ``Prepared.sync``.
     """
     check_mode(fn, mode)
     sync = check_sync(fn, sync_stats, process_group)
@@ -153,7 +153,7 @@ def log_probs(prep: Prepared, g: Tensor | None = None) -> tuple[Tensor, Tensor]:
     From logits both are exact (``logsigmoid(+-x)``; ``log_softmax`` and :func:`log1m_softmax`), finite for every
     finite logit. From probabilities ``log p`` is taken only where the target has mass on the class and
     ``log(1 - p)`` only where it has mass off it; elsewhere 0 is returned, so that ``0 * log 0`` counts as 0 in value
-    and gradient (SPEC section 7). A wrong hard prediction (``p = 0`` where ``g > 0``) still gives ``-inf``: its loss
+    and gradient. A wrong hard prediction (``p = 0`` where ``g > 0``) still gives ``-inf``: its loss
     is infinite. ``g`` overrides the target used for that masking (a label-smoothed target).
     """
     x = prep.logits
@@ -187,7 +187,7 @@ def focal_factors(prep: Prepared, gamma: float, logp: Tensor, log1mp: Tensor) ->
 def masked_mean(values: Tensor, valid: Tensor | None, reduction: str, sync: Sync | None = None) -> Tensor:
     """Mean or sum of per-element ``values`` over the kept elements; 0 (with zero gradient) when none is kept.
 
-    With ``sync`` the sum and the count of kept elements are summed over the ranks first (SPEC section 3): the mean
+    With ``sync`` the sum and the count of kept elements are summed over the ranks first: the mean
     over the global count of kept elements.
     """
     if valid is not None:

@@ -27,7 +27,7 @@ def reduce_classes(
     reduction: str,
     sync: Sync | None = None,
 ) -> Tensor:
-    """Reduce per-class losses ``(C,)`` or ``(N, C)`` (SPEC section 3).
+    """Reduce per-class losses ``(C,)`` or ``(N, C)``.
 
     ``"mean"``: ``sum_c w_c L_c / sum_c w_c`` (then the mean over images); ``"sum"``: ``sum w_c L_c``;
     ``"none"``: ``w_c L_c`` of the kept classes, ``(C,)`` or ``(N, C)``. With ``sync`` (per-image values under
@@ -57,7 +57,7 @@ def reduce_images(values: Tensor, reduction: str, sync: Sync | None) -> Tensor:
     """Mean (or sum) of per-image values ``(N, ...)`` over every element, the images of all ranks with ``sync``.
 
     The mean is ``sum / (N_global * prod(other dims))``: the local sum and the local number of images are summed
-    over the ranks in one collective (SPEC section 3). ``"none"`` returns ``values`` (local rows, nothing to sync).
+    over the ranks in one collective. ``"none"`` returns ``values`` (local rows, nothing to sync).
     """
     if reduction == "none":
         return values

@@ -73,7 +73,7 @@ def dice_ce_loss(
         L = w_{ce}\, \mathrm{CE}(p, g) + w_{dice}\, \mathrm{DiceLoss}(p, g)
 
     with :func:`seglosses.functional.cross_entropy_loss` and :func:`seglosses.functional.dice_loss`.
-    ``class_weights`` go to both terms (SPEC 7); ``include_background``, ``smooth``, ``squared``, ``log_loss`` and
+    ``class_weights`` go to both terms; ``include_background``, ``smooth``, ``squared``, ``log_loss`` and
     ``per_image`` to the Dice term only (the CE term is always the mean over kept pixels); ``label_smoothing`` to CE.
 
     Shapes:
@@ -96,7 +96,7 @@ def dice_ce_loss(
         per_image: per-image Dice (default False).
         reduction: ``"mean"`` (default) or ``"sum"`` (each term with that reduction); ``"none"`` raises.
         sync_stats: under ``torch.distributed``, sum every term's statistics, pixel sums and counts over the ranks of
-            ``process_group``, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and
+            ``process_group``, differentiably: every rank gets the loss of the concatenated batch and
             an input gradient K times the single-process one, so DDP's mean over the K ranks gives the
             single-process update. Default False (no cost).
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
@@ -340,7 +340,7 @@ def combo_loss(
 
     :math:`L_{wce}` is averaged over every kept pixel and class (one-vs-rest on the probabilities in multiclass
     mode), :math:`D` is the mean per-class Dice score ``1 - dice_loss`` (with ``smooth``, ``include_background``,
-    ``class_weights`` and ``per_image`` applied to it, SPEC 7). The loss can be negative: that is the paper's
+    ``class_weights`` and ``per_image`` applied to it). The loss can be negative: that is the paper's
     definition (its minimum is :math:`-(1 - \alpha)`).
 
     Shapes:
@@ -361,7 +361,7 @@ def combo_loss(
         per_image: per-image Dice (default False).
         reduction: ``"mean"`` only (the two terms are means of different things; a sum has no agreed meaning).
         sync_stats: under ``torch.distributed``, sum every term's statistics, pixel sums and counts over the ranks of
-            ``process_group``, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and
+            ``process_group``, differentiably: every rank gets the loss of the concatenated batch and
             an input gradient K times the single-process one, so DDP's mean over the K ranks gives the
             single-process update. Default False (no cost).
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
@@ -421,7 +421,7 @@ def combo_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
-    # -D = (dice loss - 1); with every pixel ignored the loss is 0 (SPEC section 4), not -(1 - alpha):
+    # -D = (dice loss - 1); with every pixel ignored the loss is 0, not -(1 - alpha):
     # the factor is a tensor (no host synchronisation)
     any_kept = 1.0 if prep.valid is None else prep.valid.amax()
     if prep.sync is not None and prep.valid is not None:  # a pixel kept on any rank
@@ -505,7 +505,7 @@ def hybrid_focal_loss(
         per_image: per-image Tversky statistics (default False).
         reduction: ``"mean"`` (default) or ``"sum"``.
         sync_stats: under ``torch.distributed``, sum every term's statistics, pixel sums and counts over the ranks of
-            ``process_group``, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and
+            ``process_group``, differentiably: every rank gets the loss of the concatenated batch and
             an input gradient K times the single-process one, so DDP's mean over the K ranks gives the
             single-process update. Default False (no cost).
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.

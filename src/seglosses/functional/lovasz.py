@@ -294,7 +294,7 @@ def lovasz_loss(
           ``mode="binary", per_image=True``. ``lovasz_softmax(probas, labels, classes="present", per_image=False,
           ignore=None)`` takes probabilities: ``mode="multiclass", from_logits=False`` with the same ``classes``,
           ``per_image`` and ``ignore_index``. One difference: there an image whose pixels are all ignored adds a 0
-          to the mean over images; here it is left out (SPEC). A list of class ids for ``classes`` is not offered.
+          to the mean over images; here it is left out. A list of class ids for ``classes`` is not offered.
         - segmentation_models_pytorch ``LovaszLoss(mode, per_image=False, ignore_index=None)``: multiclass is ours
           (softmax always applied, classes present). Its binary is ours. Its multilabel is the hinge over all
           channels pooled into one set, not a mean over channels: reshape the input and target to ``(N, -1)`` and

@@ -53,7 +53,7 @@ def _finish(values: Tensor, prep: Prepared, reduction: str, valid: Tensor | None
 def fused_pixel_mean(pix: Tensor, prep: Prepared, wpix: Tensor | None, reduction: str) -> Tensor:
     """The fused path's per-image pixel sums ``(N,)`` -> mean over kept pixels (weighted: over kept weight) or sum.
 
-    With ``prep.sync`` the sum and its denominator are summed over the ranks first (SPEC section 3).
+    With ``prep.sync`` the sum and its denominator are summed over the ranks first.
     """
     total = pix.sum()
     if prep.sync is not None:
@@ -114,12 +114,12 @@ def cross_entropy_loss(
         target: class indices ``(N, *S)`` or one-hot/soft ``(N, C, *S)`` (multiclass); masks in [0, 1] otherwise.
         mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
         from_logits: apply sigmoid/softmax inside (default True).
-        class_weights: per-class weights of length C (default None). Not allowed in binary mode (SPEC 7).
+        class_weights: per-class weights of length C (default None). Not allowed in binary mode.
         label_smoothing: :math:`\epsilon` in [0, 1] (default 0).
         ignore_index: target value to ignore; for multiclass only with index targets (default None).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         sync_stats: under ``torch.distributed``, sum the per-pixel loss and the count (or weight) of kept pixels over
-            the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the mean over the global
+            the ranks of ``process_group``, differentiably: every rank gets the mean over the global
             kept pixels and an input gradient K times the single-process one, so DDP's mean over the K ranks gives
             the single-process update. ``reduction="none"`` returns the local map. Default False (no cost).
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
@@ -284,7 +284,7 @@ def focal_loss(
         ignore_index: target value to ignore (default None).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         sync_stats: under ``torch.distributed``, sum the per-pixel loss and the count (or weight) of kept pixels over
-            the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the mean over the global
+            the ranks of ``process_group``, differentiably: every rank gets the mean over the global
             kept pixels and an input gradient K times the single-process one, so DDP's mean over the K ranks gives
             the single-process update. ``reduction="none"`` returns the local map. Default False (no cost).
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.

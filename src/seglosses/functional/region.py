@@ -47,7 +47,7 @@ def region_stats(
 ) -> tuple[SoftStats, Tensor | None]:
     """Validate the arguments every region loss shares, then compute the soft statistics once.
 
-    With ``sync_stats`` the statistics are summed over the ranks (SPEC section 3, :mod:`seglosses._distributed`).
+    With ``sync_stats`` the statistics are summed over the ranks (:mod:`seglosses._distributed`).
     """
     check_hparams(fn, per_image=per_image, class_weights=class_weights)
     check_reduction(fn, reduction)
@@ -133,7 +133,7 @@ def dice_loss(
             over the whole batch, which is stable for images with small or no foreground).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         sync_stats: under ``torch.distributed``, sum the statistics over the ranks of ``process_group`` before the
-            formula, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and an input
+            formula, differentiably: every rank gets the loss of the concatenated batch and an input
             gradient K times the single-process one, so DDP's mean over the K ranks gives the single-process update.
             Default False (nothing is synchronised, no cost). Raises if no process group is initialised.
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
@@ -161,7 +161,7 @@ def dice_loss(
           ``per_image=False``; ``squared_pred=True`` is ``squared=True``; ``jaccard=True`` is
           :func:`jaccard_loss` with half the smooth.
         - segmentation_models_pytorch ``DiceLoss``: ``smooth=0`` by default, sums over the batch, and it zeroes the
-          loss of classes absent from the target (it hides their false positives); we never do that (SPEC). With
+          loss of classes absent from the target (it hides their false positives); we never do that. With
           ``log_loss=True`` it matches our ``log_loss=True`` except for that rule.
 
         Empty classes: a class absent from target and prediction scores :math:`s/s = 1` (loss 0); a class absent
@@ -248,7 +248,7 @@ def jaccard_loss(
         per_image: per-image statistics (default False).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(C,)`` or ``(N, C)``).
         sync_stats: under ``torch.distributed``, sum the statistics over the ranks of ``process_group`` before the
-            formula, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and an input
+            formula, differentiably: every rank gets the loss of the concatenated batch and an input
             gradient K times the single-process one, so DDP's mean over the K ranks gives the single-process update.
             Default False (nothing is synchronised, no cost). Raises if no process group is initialised.
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
@@ -353,7 +353,7 @@ def tversky_loss(
         per_image: per-image statistics (default False).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(C,)`` or ``(N, C)``).
         sync_stats: under ``torch.distributed``, sum the statistics over the ranks of ``process_group`` before the
-            formula, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and an input
+            formula, differentiably: every rank gets the loss of the concatenated batch and an input
             gradient K times the single-process one, so DDP's mean over the K ranks gives the single-process update.
             Default False (nothing is synchronised, no cost). Raises if no process group is initialised.
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
@@ -456,7 +456,7 @@ def focal_tversky_loss(
         per_image: per-image statistics (default False).
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (``(C,)`` or ``(N, C)``).
         sync_stats: under ``torch.distributed``, sum the statistics over the ranks of ``process_group`` before the
-            formula, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and an input
+            formula, differentiably: every rank gets the loss of the concatenated batch and an input
             gradient K times the single-process one, so DDP's mean over the K ranks gives the single-process update.
             Default False (nothing is synchronised, no cost). Raises if no process group is initialised.
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
@@ -557,7 +557,7 @@ def generalized_dice_loss(
         per_image: weights and score per image, then the mean (default False: over the batch).
         reduction: ``"mean"``, ``"sum"`` (over images) or ``"none"``.
         sync_stats: under ``torch.distributed``, sum the statistics over the ranks of ``process_group`` before the
-            formula, differentiably (SPEC section 3): every rank gets the loss of the concatenated batch and an input
+            formula, differentiably: every rank gets the loss of the concatenated batch and an input
             gradient K times the single-process one, so DDP's mean over the K ranks gives the single-process update.
             Default False (nothing is synchronised, no cost). Raises if no process group is initialised.
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.

@@ -177,7 +177,7 @@ def asymmetric_focal_loss(
         ignore_index: target value to ignore (default None).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         sync_stats: under ``torch.distributed``, sum the pixel sums and counts (and the per-image terms and the
-            number of images) over the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the
+            number of images) over the ranks of ``process_group``, differentiably: every rank gets the
             loss of the concatenated batch and an input gradient K times the single-process one, so DDP's mean over
             the K ranks gives the single-process update. ``reduction="none"`` returns local values. Default False.
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
@@ -244,7 +244,7 @@ def symmetric_focal_loss(
         ignore_index: target value to ignore (default None).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         sync_stats: under ``torch.distributed``, sum the pixel sums and counts (and the per-image terms and the
-            number of images) over the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the
+            number of images) over the ranks of ``process_group``, differentiably: every rank gets the
             loss of the concatenated batch and an input gradient K times the single-process one, so DDP's mean over
             the K ranks gives the single-process update. ``reduction="none"`` returns local values. Default False.
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
@@ -316,7 +316,7 @@ def asymmetric_focal_tversky_loss(
         ignore_index: target value to ignore (default None).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
         sync_stats: under ``torch.distributed``, sum the pixel sums and counts (and the per-image terms and the
-            number of images) over the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the
+            number of images) over the ranks of ``process_group``, differentiably: every rank gets the
             loss of the concatenated batch and an input gradient K times the single-process one, so DDP's mean over
             the K ranks gives the single-process update. ``reduction="none"`` returns local values. Default False.
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
@@ -382,7 +382,7 @@ def symmetric_focal_tversky_loss(
         ignore_index: target value to ignore (default None).
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (``(N, C)``).
         sync_stats: under ``torch.distributed``, sum the pixel sums and counts (and the per-image terms and the
-            number of images) over the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the
+            number of images) over the ranks of ``process_group``, differentiably: every rank gets the
             loss of the concatenated batch and an input gradient K times the single-process one, so DDP's mean over
             the K ranks gives the single-process update. ``reduction="none"`` returns local values. Default False.
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
@@ -458,7 +458,7 @@ def unified_focal_loss(
             counts with mTI = 1 (its L_FT terms are 0).
         reduction: ``"mean"`` (default) or ``"sum"``.
         sync_stats: under ``torch.distributed``, sum the pixel sums and counts (and the per-image terms and the
-            number of images) over the ranks of ``process_group``, differentiably (SPEC section 3): every rank gets the
+            number of images) over the ranks of ``process_group``, differentiably: every rank gets the
             loss of the concatenated batch and an input gradient K times the single-process one, so DDP's mean over
             the K ranks gives the single-process update. ``reduction="none"`` returns local values. Default False.
         process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
