@@ -1,8 +1,8 @@
 """seglosses.distance: exact signed / unsigned distance maps in physical units, and the data-loader transform.
 
-References are written here in NumPy float64: a brute-force Euclidean distance over every pair of pixels (tiny
-images), scipy's ``distance_transform_edt`` with ``binary_erosion`` (larger ones), the official boundary-loss
-``one_hot2dist`` (LIVIAETS) and MONAI's ``HausdorffDTLoss.distance_field``.
+References (tests/reference_distance.py, NumPy float64): a brute-force Euclidean distance over every pair of
+pixels (tiny images), scipy's ``distance_transform_edt`` with ``binary_erosion`` (larger ones), the official
+boundary-loss ``one_hot2dist`` (LIVIAETS) and MONAI's ``HausdorffDTLoss.distance_field``.
 """
 
 from __future__ import annotations
@@ -15,76 +15,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy import ndimage
 
+from reference_distance import blobs, edt_brute, one_hot2dist_liviaets, signed_ref, unsigned_ref
 from seglosses.distance import DistanceMapTransform, signed_distance, unsigned_distance
-
-# ------------------------------------------------------------------------------------------------ references
-
-
-def edt_brute(x: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-    """``edt_s``: for every True element, the distance to the nearest False element (0 on False); O(n^2)."""
-    coords = np.stack(
-        np.meshgrid(*[np.arange(n) * s for n, s in zip(x.shape, spacing, strict=False)], indexing="ij"), -1
-    )
-    pts = coords.reshape(-1, x.ndim)
-    flat = x.reshape(-1)
-    out = np.zeros(flat.shape)
-    off = pts[~flat]
-    if len(off) == 0:
-        return out.reshape(x.shape)
-    for i in np.flatnonzero(flat):
-        out[i] = np.sqrt(((off - pts[i]) ** 2).sum(-1)).min()
-    return out.reshape(x.shape)
-
-
-def erode_cross_ref(m: np.ndarray) -> np.ndarray:
-    """Erosion with the face-connected cross, the image outside counting as background."""
-    return ndimage.binary_erosion(m, structure=ndimage.generate_binary_structure(m.ndim, 1), border_value=0)
-
-
-def signed_ref(m: np.ndarray, spacing: tuple[float, ...], edt: Any = None) -> np.ndarray:  # noqa: ANN401
-    """``phi(m) = edt_s(~m) (~m) - edt_s(erode(m)) m``; 0 for an empty or full mask."""
-    if edt is None:
-        edt = lambda a, s: ndimage.distance_transform_edt(a, sampling=s)  # noqa: E731
-    if not m.any() or m.all():
-        return np.zeros(m.shape)
-    return edt(~m, spacing) * ~m - edt(erode_cross_ref(m), spacing) * m
-
-
-def unsigned_ref(m: np.ndarray, spacing: tuple[float, ...], edt: Any = None) -> np.ndarray:  # noqa: ANN401
-    """``d(m) = edt_s(m) + edt_s(~m)``; 0 for an empty or full mask."""
-    if edt is None:
-        edt = lambda a, s: ndimage.distance_transform_edt(a, sampling=s)  # noqa: E731
-    if not m.any() or m.all():
-        return np.zeros(m.shape)
-    return edt(m, spacing) + edt(~m, spacing)
-
-
-def blobs(n: int, c: int, spatial: tuple[int, ...], seed: int) -> np.ndarray:
-    """Class indices ``(n, *spatial)`` with smooth blobs (smoothed noise, argmax over c channels)."""
-    rng = np.random.default_rng(seed)
-    noise = rng.normal(size=(n, c, *spatial))
-    smooth = ndimage.uniform_filter(noise, size=(1, 1) + (3,) * len(spatial))
-    return smooth.argmax(1)
-
-
-def one_hot2dist_liviaets(seg: np.ndarray, resolution: tuple[float, ...]) -> np.ndarray:
-    """LIVIAETS boundary-loss ``utils.one_hot2dist`` (one image, ``(K, *S)`` one-hot), as published."""
-    res = np.zeros(seg.shape)
-    for k in range(len(seg)):
-        posmask = seg[k].astype(bool)
-        if posmask.any():
-            negmask = ~posmask
-            res[k] = (
-                ndimage.distance_transform_edt(negmask, sampling=resolution) * negmask
-                - (ndimage.distance_transform_edt(posmask, sampling=resolution) - 1) * posmask
-            )
-    return res
-
-
-SPACINGS = [None, 0.5, (2.0, 0.7), (1.5, 1.0, 0.5)]
-
 
 # ------------------------------------------------------------------------------------------------ values
 

@@ -348,8 +348,8 @@ class DistanceMapTransform:
         >>> from seglosses.distance import DistanceMapTransform
         >>> t = DistanceMapTransform(mode="multiclass", num_classes=2)
         >>> sample = t({"image": torch.zeros(1, 1, 3), "mask": torch.tensor([[0, 1, 1]])})
-        >>> sample["dist_map"].tolist()
-        [[[0.0, 0.0, 1.0]], [[1.0, 0.0, 0.0]]]
+        >>> sample["dist_map"].tolist()  # class 0 is pixel 0 (its ring), class 1 pixels 1-2 (both on its ring)
+        [[[0.0, 1.0, 2.0]], [[1.0, 0.0, 0.0]]]
 
     """
 
