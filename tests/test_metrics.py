@@ -2,7 +2,7 @@
 agreement with torchmetrics where the definitions coincide, and every bad-input message.
 
 The reference below (``ref_confusion``, ``ref_metric``) is NumPy float64/integer with loops and never imports
-seglosses; its formulas are SPEC section 5 and the edge rules of section 7.
+seglosses; its formulas are the per-class definitions (TP, FP, FN, TN ratios) and the 0/0 edge rules.
 """
 
 from __future__ import annotations
@@ -18,6 +18,13 @@ from hypothesis import strategies as st
 
 import seglosses.metrics as M
 from seglosses.metrics import SegmentationMetrics, confusion
+
+try:  # only the tests marked `needs_torchmetrics` skip without it (the NumPy-reference tests always run)
+    import torchmetrics.functional.classification as TMC  # noqa: N812
+    import torchmetrics.functional.segmentation as TMS  # noqa: N812
+except ImportError:
+    TMC = TMS = None
+needs_torchmetrics = pytest.mark.skipif(TMC is None, reason="torchmetrics is not installed")
 
 METRICS = ["dice", "iou", "precision", "recall", "specificity", "accuracy"]
 MODES = ["binary", "multiclass", "multilabel"]
@@ -97,7 +104,7 @@ def ref_metric(
     zero_division="nan",
     **kw,
 ):
-    """SPEC section 5 / 7 in plain Python over the reference counts."""
+    """The metric definitions and averaging rules in plain Python over the reference counts."""
     tp, fp, fn, tn = ref_confusion(x, t, mode=mode, **kw)
     if not per_image:
         tp, fp, fn, tn = (a.sum(0, keepdims=True) for a in (tp, fp, fn, tn))
@@ -194,6 +201,57 @@ def test_confusion_matches_reference(mode, dims, per_image, ignore):
     else:
         kept = kept.reshape(*kept.shape[:2], -1).sum(-1)
     assert torch.equal(total, tt(kept))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("ignore", [False, True])
+def test_confusion_include_background_drops_channel_zero(mode, per_image, ignore):
+    x, t = make_case(mode, dims=2, ignore=ignore, seed=31)
+    ig = IGNORE if ignore else None
+    got = confusion(tt(x), tt(t), mode=mode, ignore_index=ig, per_image=per_image, include_background=False)
+    want = ref_confusion(x, t, mode=mode, ignore_index=ig)
+    for g, w in zip(got, want, strict=True):
+        w = w if per_image else w.sum(0)
+        w = w if mode == "binary" else w[..., 1:]  # binary: the one channel is the foreground, always kept
+        assert g.dtype == torch.int64
+        assert torch.equal(g, tt(np.ascontiguousarray(w)))
+
+
+@pytest.mark.parametrize("mode", ["multiclass", "multilabel"])
+def test_confusion_include_background_matches_monai_get_confusion_matrix(mode):
+    monai_metrics = pytest.importorskip("monai.metrics")
+    x, t = make_case(mode, dims=3, seed=32)
+    if mode == "multiclass":  # MONAI takes one-hot predictions and targets
+        pred = torch.nn.functional.one_hot(tt(x).argmax(1), 4).movedim(-1, 1)
+        onehot = torch.nn.functional.one_hot(tt(t), 4).movedim(-1, 1)
+    else:
+        pred, onehot = (tt(x) > 0.5).long(), tt(t)
+    theirs = monai_metrics.get_confusion_matrix(pred.float(), onehot.float(), include_background=False)
+    tp, fp, fn, tn = confusion(tt(x), tt(t), mode=mode, per_image=True, include_background=False)
+    assert theirs.shape == (3, 3, 4)  # (N, C - 1, [tp, fp, tn, fn])
+    for ours, k in ((tp, 0), (fp, 1), (tn, 2), (fn, 3)):
+        assert torch.equal(ours, theirs[..., k].long())
+
+
+def test_zero_division_negative_marker_for_an_absent_class():
+    # class 2 is neither predicted nor in the target: its IoU is 0/0, which gets the marker -1 (torchmetrics'
+    # per-class IoU marker); the other classes keep their values, and "nan" still leaves it out of the macro mean
+    pred = torch.tensor([[[0, 1, 1, 0]]])
+    target = torch.tensor([[[0, 1, 0, 0]]])
+    kw = {"mode": "multiclass", "num_classes": 3}
+    per_class = M.iou(pred, target, average="none", zero_division=-1, **kw)
+    assert per_class.tolist() == [2 / 3, 1 / 2, -1.0]
+    assert M.dice(pred, target, average="none", zero_division=-1.5, **kw)[2].item() == -1.5
+    assert M.iou(pred, target, average="macro", zero_division="nan", **kw).item() == pytest.approx((2 / 3 + 1 / 2) / 2)
+    # a negative placeholder is averaged like any value (the documented caveat): (2/3 + 1/2 - 1) / 3
+    assert M.iou(pred, target, average="macro", zero_division=-1, **kw).item() == pytest.approx((2 / 3 + 1 / 2 - 1) / 3)
+    streaming = SegmentationMetrics(metrics=("iou",), average="none", zero_division=-1, **kw)
+    streaming.update(pred, target)
+    assert streaming.compute()["iou"].tolist() == [2 / 3, 1 / 2, -1.0]
+    if TMC is not None:
+        theirs = TMC.multiclass_jaccard_index(pred.flatten(), target.flatten(), 3, average="none", zero_division=-1)
+        torch.testing.assert_close(per_class.float(), theirs)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -445,17 +503,14 @@ def test_streaming_default_average_is_none_and_keeps_options():
 #   - torchmetrics' classification "macro" drops classes absent from both prediction and target but keeps a class
 #     with one zero denominator (never predicted: precision; absent from the target: recall) as zero_division=0;
 #     zero_division="nan" here leaves every 0/0 out.
-#   - multiclass_accuracy per class / macro is the recall TP / (TP + FN); here (TP + TN) / total (SPEC 5).
+#   - multiclass_accuracy per class / macro is the recall TP / (TP + FN); here (TP + TN) / total.
 #   - multiclass_jaccard_index with ignore_index inside [0, C) also drops that class from the averages.
 #   - torchmetrics guesses logits from values outside [0, 1]; we pass probabilities.
-
-tm = pytest.importorskip("torchmetrics")
-TMC = pytest.importorskip("torchmetrics.functional.classification")
-TMS = pytest.importorskip("torchmetrics.functional.segmentation")
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("per_image", [False, True])
+@needs_torchmetrics
 def test_confusion_agrees_with_torchmetrics_stat_scores(mode, per_image):
     x, t = make_case(mode, seed=21, ignore=True)
     md = "samplewise" if per_image else "global"
@@ -470,6 +525,7 @@ def test_confusion_agrees_with_torchmetrics_stat_scores(mode, per_image):
 
 
 @pytest.mark.parametrize("mode", MODES)
+@needs_torchmetrics
 def test_metrics_agree_with_torchmetrics_per_class(mode):
     x, t = make_case(mode, seed=22, ignore=True)
     xs, ts = tt(x).float(), tt(t)
@@ -500,6 +556,7 @@ def test_metrics_agree_with_torchmetrics_per_class(mode):
 
 
 @pytest.mark.parametrize("mode", ["multiclass", "multilabel"])
+@needs_torchmetrics
 def test_metrics_agree_with_torchmetrics_macro_micro_when_every_class_occurs(mode):
     # every class both predicted and present: no zero denominator, so the macro definitions coincide
     x, t = make_case(mode, n=4, seed=23, empty_image=False)
@@ -529,6 +586,7 @@ def test_metrics_agree_with_torchmetrics_macro_micro_when_every_class_occurs(mod
             torch.testing.assert_close(ours, TMC.multilabel_accuracy(xs, ts, average=average, **kw))
 
 
+@needs_torchmetrics
 def test_multiclass_pixel_accuracy_agrees_with_torchmetrics_with_ignore_index():
     x, t = make_case("multiclass", seed=24, ignore=True)
     ours = M.accuracy(tt(x), tt(t), mode="multiclass", average="micro", ignore_index=IGNORE).float()
@@ -536,6 +594,7 @@ def test_multiclass_pixel_accuracy_agrees_with_torchmetrics_with_ignore_index():
     torch.testing.assert_close(ours, theirs)
 
 
+@needs_torchmetrics
 @pytest.mark.filterwarnings("ignore:dice_score metric currently defaults")
 @pytest.mark.parametrize("average", ["none", "macro", "micro"])
 @pytest.mark.parametrize("per_image", [False, True])
@@ -560,6 +619,7 @@ def test_dice_agrees_with_torchmetrics_dice_score(average, per_image, include_ba
     torch.testing.assert_close(ours, theirs, rtol=1e-6, atol=1e-6, equal_nan=True)
 
 
+@needs_torchmetrics
 def test_torchmetrics_documented_differences():
     # class 3 never in the target but predicted once; class 2 absent from both (C = 4)
     pred = torch.tensor([[[0, 1, 1, 3]]])
@@ -607,7 +667,8 @@ BAD = [
     ),
     ({"mode": "multiclass", "average": "mean"}, None, ValueError, ("average", "'micro', 'macro', 'none'", "'mean'")),
     ({"mode": "multiclass", "zero_division": "warn"}, None, ValueError, ("zero_division", "'nan'", "'warn'")),
-    ({"mode": "multiclass", "zero_division": 2.0}, None, ValueError, ("zero_division", "<= 1", "2")),
+    ({"mode": "multiclass", "zero_division": "0.5"}, None, ValueError, ("zero_division", "'nan' or a number", "'0.5'")),
+    ({"mode": "multiclass", "zero_division": True}, None, TypeError, ("zero_division", "a number", "bool True")),
     ({"mode": "multiclass", "zero_division": None}, None, TypeError, ("zero_division", "None")),
     ({"mode": "multiclass", "threshold": 1.5}, None, ValueError, ("threshold", "<= 1", "1.5")),
     ({"mode": "multiclass", "per_image": 1}, None, TypeError, ("per_image", "bool", "1")),
@@ -684,7 +745,7 @@ def _bad_data(kind):
     raise AssertionError(kind)
 
 
-_AVERAGING = ("average", "zero_division", "include_background")  # options of the metrics, not of confusion
+_AVERAGING = ("average", "zero_division")  # options of the metrics, not of confusion
 BAD_CALLS = [
     (name, case)
     for case in range(len(BAD))

@@ -1,4 +1,4 @@
-"""seglosses: canonical, verified segmentation losses and metrics for PyTorch (see SPEC in the README)."""
+"""seglosses: canonical, verified segmentation losses and metrics for PyTorch (the definitions are in each function's docstring)."""
 
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from seglosses.losses import (
 from seglosses.registry import available_losses, get_loss
 
 if TYPE_CHECKING:
+    from seglosses import metrics
     from seglosses.cli.compare import compare
 
 __version__ = "0.1.0"
@@ -53,12 +54,21 @@ __all__ = [
     "compare",
     "functional",
     "get_loss",
+    "metrics",
     "set_value_checks",
 ]
 
 
 def __getattr__(name: str) -> object:
-    """Lazy attributes: ``seglosses.compare`` imports the command-line stack only when it is used."""
+    """Lazy attributes, imported on first use so that ``import seglosses`` stays light.
+
+    ``seglosses.metrics`` (the metrics subpackage: its surface metrics import SciPy's spatial module) and
+    ``seglosses.compare`` (the command-line training stack).
+    """
+    if name == "metrics":
+        import importlib
+
+        return importlib.import_module("seglosses.metrics")
     if name == "compare":
         from seglosses.cli.compare import compare
 

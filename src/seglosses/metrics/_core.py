@@ -1,4 +1,4 @@
-"""The shared path of every metric: check -> hard predictions -> ``hard_stats`` -> formula -> average (SPEC 5).
+"""The shared path of every metric: check -> hard predictions -> ``hard_stats`` -> formula -> average.
 
 Both :mod:`seglosses.metrics.functional` and :mod:`seglosses.metrics.streaming` go through these helpers, so a
 streaming ``compute()`` and one functional call on the concatenated batches run the same arithmetic.
@@ -155,7 +155,7 @@ def values(
 
     ``"macro"`` is the mean over kept classes leaving NaN out (all NaN gives NaN); ``"micro"`` applies the formula
     to the counts summed over the kept classes. Multiclass ``accuracy`` with ``"micro"`` is
-    ``sum_c TP_c / sum_c (TP_c + FN_c)``: pixel accuracy when every class is kept (SPEC section 7).
+    ``sum_c TP_c / sum_c (TP_c + FN_c)``: pixel accuracy when every class is kept.
     """
     tp, fp, fn_, tn = (select_classes(s, mode=mode, include_background=include_background, fn=fn) for s in stats)
     if average == "micro":

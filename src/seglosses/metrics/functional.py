@@ -1,4 +1,4 @@
-r"""Hard-prediction metrics (SPEC section 5): :func:`confusion` and one function per metric.
+r"""Hard-prediction metrics: :func:`confusion` and one function per metric.
 
 Every metric is one formula over the confusion counts ``(tp, fp, fn, tn)`` of :func:`confusion`, computed once by
 the shared statistics core (``seglosses._stats.hard_stats``), then averaged over classes and images.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from seglosses._checks import check_bool
+from seglosses._reduce import select_classes
 from seglosses._types import Average, Mode
 from seglosses.metrics import _core
 
@@ -23,6 +25,7 @@ def confusion(
     from_logits: bool = False,
     ignore_index: int | None = None,
     per_image: bool = False,
+    include_background: bool = True,
     num_classes: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     r"""Confusion counts ``(tp, fp, fn, tn)`` of hard predictions, per class.
@@ -32,12 +35,15 @@ def confusion(
         FN_c = \#\{\hat y \ne c,\ y = c\}, \quad TN_c = \#\{\hat y \ne c,\ y \ne c\}
 
     over the kept (not ignored) elements; binary and multilabel count each channel as its own 0/1 problem (binary
-    has C = 1, the foreground). Per image ``TP_c + FP_c + FN_c + TN_c`` is the number of kept pixels.
+    has C = 1, the foreground). Per image ``TP_c + FP_c + FN_c + TN_c`` is the number of kept pixels. With
+    ``include_background=False`` the counts of class 0 are left out of the output; the other classes' counts do not
+    change (a background pixel predicted as class 1 is still an FP of class 1).
 
     Shapes:
         - input: ``(N, C, *S)``, ``(N, 1, *S)``/``(N, *S)`` (binary) or ``(N, *S)`` class indices (multiclass).
         - target: ``(N, *S)`` class indices or ``(N, C, *S)`` one-hot (multiclass); the input's shape otherwise.
-        - output: four int64 tensors ``(C,)``, or ``(N, C)`` with ``per_image=True``.
+        - output: four int64 tensors ``(C_kept,)``, or ``(N, C_kept)`` with ``per_image=True`` (``C_kept = C - 1``
+          with ``include_background=False`` in multiclass/multilabel mode, else C; binary: 1).
 
     Args:
         input: scores ``(N, C, *S)`` (multiclass: argmax over C, ties to the lowest index; ``from_logits`` and
@@ -55,6 +61,9 @@ def confusion(
         ignore_index: target value whose elements count nowhere (pixels for class indices, elements for 0/1
             targets). Default None.
         per_image: keep the batch dimension (default False: counts summed over the batch).
+        include_background: False drops class 0 (multiclass, multilabel), as in every metric and loss. Binary mode
+            has one class, the foreground, which is always kept. Default True (every class, as torchmetrics'
+            ``stat_scores``).
         num_classes: C; required for multiclass class-index input, else optional and checked against the input.
 
     Returns:
@@ -62,10 +71,13 @@ def confusion(
 
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold``/``zero_division`` out of [0, 1].
+            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1],
+            ``include_background=False`` with a single class.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
+        MONAI: ``compute_confusion_matrix(include_background=False)`` (one-hot inputs, counts per image) matches
+        ``per_image=True, include_background=False``; its last axis holds ``[tp, fp, tn, fn]``.
         torchmetrics: ``classification.multiclass_stat_scores(preds, target, num_classes, average=None)`` returns
         ``[tp, fp, tn, fn, support]`` per class (note the order), ``multidim_average="samplewise"`` being
         ``per_image=True``; ``binary_stat_scores``/``multilabel_stat_scores`` likewise. torchmetrics guesses
@@ -87,6 +99,11 @@ def confusion(
         >>> confusion(torch.tensor([[[0.9, 0.5], [0.7, 0.1]]]), torch.tensor([[[1, 0], [0, 0]]]), mode="binary")
         (tensor([1]), tensor([1]), tensor([0]), tensor([2]))
 
+        Without the background (class 0), the first example keeps classes 1 and 2:
+
+        >>> confusion(pred, target, mode="multiclass", num_classes=3, include_background=False)
+        (tensor([1, 1]), tensor([0, 1]), tensor([1, 0]), tensor([2, 2]))
+
     """
     fn = "confusion"
     t, c = _core.check_options(
@@ -98,7 +115,8 @@ def confusion(
         per_image=per_image,
         num_classes=num_classes,
     )
-    return _core.counts(
+    check_bool(fn, "include_background", include_background)
+    stats = _core.counts(
         fn,
         input,
         target,
@@ -108,7 +126,10 @@ def confusion(
         ignore_index=ignore_index,
         per_image=per_image,
         num_classes=c,
+        include_background=include_background,
     )
+    tp, fp, fn_, tn = (select_classes(s, mode=mode, include_background=include_background, fn=fn) for s in stats)
+    return tp, fp, fn_, tn
 
 
 def _metric(
@@ -205,7 +226,10 @@ def dice(
         include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
             foreground, which is always kept (as in the losses). Default True.
         zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or a number in [0, 1] that takes its place.
+            means) or any number, which takes its place (``0``, ``1``, or a marker such as torchmetrics' ``-1``
+            for an absent class). A number is averaged like any other value: a negative placeholder makes a macro
+            (or per-image) mean meaningless unless the classes that got it are excluded, so average with
+            ``"nan"`` and use a marker only with ``average="none"``.
         threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
@@ -216,7 +240,8 @@ def dice(
 
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold``/``zero_division`` out of [0, 1].
+            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
+            neither ``"nan"`` nor a number.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
@@ -314,7 +339,10 @@ def iou(
         include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
             foreground, which is always kept (as in the losses). Default True.
         zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or a number in [0, 1] that takes its place.
+            means) or any number, which takes its place (``0``, ``1``, or a marker such as torchmetrics' ``-1``
+            for an absent class). A number is averaged like any other value: a negative placeholder makes a macro
+            (or per-image) mean meaningless unless the classes that got it are excluded, so average with
+            ``"nan"`` and use a marker only with ``average="none"``.
         threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
@@ -325,7 +353,8 @@ def iou(
 
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold``/``zero_division`` out of [0, 1].
+            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
+            neither ``"nan"`` nor a number.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
@@ -422,7 +451,10 @@ def precision(
         include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
             foreground, which is always kept (as in the losses). Default True.
         zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or a number in [0, 1] that takes its place.
+            means) or any number, which takes its place (``0``, ``1``, or a marker such as torchmetrics' ``-1``
+            for an absent class). A number is averaged like any other value: a negative placeholder makes a macro
+            (or per-image) mean meaningless unless the classes that got it are excluded, so average with
+            ``"nan"`` and use a marker only with ``average="none"``.
         threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
@@ -433,7 +465,8 @@ def precision(
 
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold``/``zero_division`` out of [0, 1].
+            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
+            neither ``"nan"`` nor a number.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
@@ -525,7 +558,10 @@ def recall(
         include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
             foreground, which is always kept (as in the losses). Default True.
         zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or a number in [0, 1] that takes its place.
+            means) or any number, which takes its place (``0``, ``1``, or a marker such as torchmetrics' ``-1``
+            for an absent class). A number is averaged like any other value: a negative placeholder makes a macro
+            (or per-image) mean meaningless unless the classes that got it are excluded, so average with
+            ``"nan"`` and use a marker only with ``average="none"``.
         threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
@@ -536,7 +572,8 @@ def recall(
 
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold``/``zero_division`` out of [0, 1].
+            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
+            neither ``"nan"`` nor a number.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
@@ -627,7 +664,10 @@ def specificity(
         include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
             foreground, which is always kept (as in the losses). Default True.
         zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or a number in [0, 1] that takes its place.
+            means) or any number, which takes its place (``0``, ``1``, or a marker such as torchmetrics' ``-1``
+            for an absent class). A number is averaged like any other value: a negative placeholder makes a macro
+            (or per-image) mean meaningless unless the classes that got it are excluded, so average with
+            ``"nan"`` and use a marker only with ``average="none"``.
         threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
@@ -638,7 +678,8 @@ def specificity(
 
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold``/``zero_division`` out of [0, 1].
+            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
+            neither ``"nan"`` nor a number.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
@@ -730,7 +771,10 @@ def accuracy(
         include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
             foreground, which is always kept (as in the losses). Default True.
         zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or a number in [0, 1] that takes its place.
+            means) or any number, which takes its place (``0``, ``1``, or a marker such as torchmetrics' ``-1``
+            for an absent class). A number is averaged like any other value: a negative placeholder makes a macro
+            (or per-image) mean meaningless unless the classes that got it are excluded, so average with
+            ``"nan"`` and use a marker only with ``average="none"``.
         threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
@@ -741,13 +785,14 @@ def accuracy(
 
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold``/``zero_division`` out of [0, 1].
+            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
+            neither ``"nan"`` nor a number.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
-        Multiclass ``average="micro"`` is pixel accuracy ``sum_c TP_c / pixels`` (SPEC section 5); with
+        Multiclass ``average="micro"`` is pixel accuracy ``sum_c TP_c / pixels`` (every class kept); with
         ``include_background=False`` it is ``sum_c TP_c / sum_c (TP_c + FN_c)`` over the kept classes: the share
-        of the kept classes' pixels labelled right (SPEC section 7). Binary/multilabel micro is
+        of the kept classes' pixels labelled right. Binary/multilabel micro is
         ``sum (TP + TN) / sum (TP + FP + FN + TN)``. torchmetrics: ``multiclass_accuracy(average="micro")`` and
         ``binary_accuracy``/``multilabel_accuracy`` agree; torchmetrics' multiclass *per-class* and macro
         accuracy is the recall ``TP / (TP + FN)``, not ``(TP + TN) / total`` as here.
