@@ -781,3 +781,81 @@ def test_cuda_same_numbers(kind: str) -> None:
     cuda = FUNCS[kind](pred.cuda(), target.cuda(), **kw)
     assert cuda.device.type == "cuda"
     torch.testing.assert_close(cuda.cpu(), cpu, rtol=0, atol=0, equal_nan=True)
+
+
+# ------------------------------------------------------------------------------------------ streaming
+
+
+@pytest.mark.parametrize("average", ["none", "macro"])
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("include_background", [True, False])
+def test_streaming_equals_one_call(average: str, per_image: bool, include_background: bool) -> None:
+    from seglosses.metrics import SegmentationMetrics
+
+    rng = np.random.default_rng(5)
+    c = 3
+    scores = torch.from_numpy(rng.random((5, c, 6, 7)))
+    target = torch.from_numpy(rng.integers(0, c, (5, 6, 7)))
+    target[1][target[1] == 2] = 0  # class 2 missing from image 1's target: an empty-one value (inf)
+    target[3, :2] = 255
+    sp, tau = (1.7, 0.6), 1.2
+    kw: dict[str, Any] = {
+        "mode": "multiclass",
+        "average": average,
+        "per_image": per_image,
+        "include_background": include_background,
+        "ignore_index": 255,
+    }
+    m = SegmentationMetrics(num_classes=c, surface=("hd95", "nsd", "assd", "boundary_iou"), spacing=sp,
+                            tolerance=tau, metrics=("dice",), **kw)  # fmt: skip
+    for lo, hi in ((0, 2), (2, 3), (3, 5)):
+        m.update(scores[lo:hi], target[lo:hi])
+    got = m.compute()
+    assert list(got) == ["dice", "hd95", "nsd", "assd", "boundary_iou"]
+    want = {
+        "hd95": hausdorff(scores, target, percentile=95, spacing=sp, **kw),
+        "nsd": nsd(scores, target, tolerance=tau, spacing=sp, **kw),
+        "assd": assd(scores, target, spacing=sp, **kw),
+        "boundary_iou": boundary_iou(scores, target, **kw),
+    }
+    for name, value in want.items():
+        assert got[name].shape == value.shape
+        torch.testing.assert_close(got[name], value, rtol=0, atol=0, equal_nan=True)
+    if not per_image:
+        assert got["hd95"].isinf().any()  # the missing class: inf kept in the mean over images
+    m.reset()
+    empty = m.compute()["nsd"]
+    assert empty.isnan().all()
+
+
+def test_streaming_binary_hd_and_options() -> None:
+    from seglosses.metrics import SegmentationMetrics
+
+    rng = np.random.default_rng(6)
+    x = torch.from_numpy(rng.normal(size=(4, 1, 5, 6, 4)))
+    t = torch.from_numpy((rng.random((4, 1, 5, 6, 4)) < 0.5).astype(np.int64))
+    m = SegmentationMetrics(mode="binary", num_classes=1, surface=("hd", "masd"), spacing=2.0, from_logits=True,
+                            average="macro", per_image=True)  # fmt: skip
+    m.update(x[:1], t[:1])
+    m.update(x[1:], t[1:])
+    got = m.compute()
+    kw: dict[str, Any] = {"mode": "binary", "spacing": 2.0, "from_logits": True, "per_image": True}
+    torch.testing.assert_close(got["hd"], hausdorff(x, t, **kw), rtol=0, atol=0)
+    torch.testing.assert_close(got["masd"], masd(x, t, **kw), rtol=0, atol=0)
+    assert "surface=('hd', 'masd')" in repr(m)
+    bad: list[tuple[dict[str, Any], type[Exception], str]] = [
+        ({"surface": ("hd95",), "average": "micro"}, ValueError,
+         r"^SegmentationMetrics: `average`='micro' has no meaning for surface metrics"),
+        ({"surface": ("nsd",)}, ValueError, r"^SegmentationMetrics: 'nsd' in `surface` needs `tolerance`"),
+        ({"surface": ("hd96",)}, ValueError, r"^SegmentationMetrics: `surface`"),
+        ({"surface": "hd95"}, TypeError, r"^SegmentationMetrics: `surface` must be a sequence"),
+        ({"surface": ("hd", "hd")}, ValueError, r"^SegmentationMetrics: `surface` must not repeat a name"),
+        ({"surface": ("hd",), "spacing": -1.0}, ValueError, r"^SegmentationMetrics: `spacing` must hold finite"),
+        ({"surface": ("nsd",), "tolerance": -1.0}, ValueError, r"^SegmentationMetrics: `tolerance` must be a finite"),
+    ]  # fmt: skip
+    for extra, exc, pattern in bad:
+        with pytest.raises(exc, match=pattern):
+            SegmentationMetrics(mode="binary", num_classes=1, **{"average": "none", **extra})
+    m = SegmentationMetrics(mode="binary", num_classes=1, surface=("hd",), spacing=(1.0, 2.0), from_logits=True)
+    with pytest.raises(ValueError, match=r"^SegmentationMetrics.update: `spacing` must have one value per spatial"):
+        m.update(x, t)

@@ -1,16 +1,19 @@
-r"""Streaming accumulation of the metrics over batches: ``update`` / ``compute`` / ``reset`` (SPEC section 5)."""
+r"""Streaming accumulation of the metrics over batches: ``update`` / ``compute`` / ``reset``."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from seglosses._checks import check_bool, check_classes_left, check_metric_names
 from seglosses._distributed import is_ready, sync_int_state
 from seglosses._types import Average, Mode
 from seglosses.metrics import _core
+from seglosses.metrics import surface as _surface
 
 __all__ = ["SegmentationMetrics"]
 
@@ -30,6 +33,8 @@ class SegmentationMetrics:
         - ``update`` input and target: as in :func:`seglosses.metrics.functional.confusion`; C must equal
           ``num_classes``.
         - ``compute`` values: ``(C_kept,)`` with ``average="none"`` (the default here), else ``()``; float64.
+          Surface metrics with ``per_image=True`` and ``average="none"``: ``(N, C_kept)``, one row per image seen
+          (as the functions of :mod:`seglosses.metrics.surface`).
 
     Args:
         mode: ``"binary" | "multiclass" | "multilabel"``.
@@ -45,9 +50,19 @@ class SegmentationMetrics:
         from_logits: binary/multilabel inputs are logits (default False).
         sync: under ``torch.distributed``, sum the O(C) int64 state over the ranks of ``process_group`` in
             :meth:`compute` (one ``all_reduce``; every rank must call it), so every rank gets the metrics of all
-            ranks' batches; the local state is left unchanged. Default False. Ignored while no process group is
-            initialised (a single process computes its own numbers).
+            ranks' batches; the per-image surface values are gathered from every rank (in rank order). The local
+            state is left unchanged. Default False. Ignored while no process group is initialised (a single
+            process computes its own numbers).
         process_group: the group to sum over (default None: the default group).
+        surface: surface metrics to add, names among ``"hd"``, ``"hd95"``, ``"assd"``, ``"masd"``, ``"nsd"``,
+            ``"boundary_iou"`` (default none): the canonical definitions of :mod:`seglosses.metrics.surface`
+            (``boundary="surfel"``, their default empty-mask rules), with this object's ``average`` (``"micro"``
+            raises), ``per_image``, ``include_background``, ``ignore_index``, ``threshold`` and ``from_logits``.
+            Their state is the per-image, per-class values, ``(N, C_kept)`` float64 (O(N C): a distance has no
+            sufficient statistic), kept on the inputs' device.
+        spacing: voxel size per spatial axis for the surface metrics (array order; one number for all axes),
+            default None (1).
+        tolerance: the NSD tolerance in the units of ``spacing``; required with ``"nsd"``.
 
     Raises:
         ValueError: a bad option here, or bad input in ``update`` (the messages of the functional metrics, naming
@@ -58,7 +73,11 @@ class SegmentationMetrics:
         torchmetrics' modular metrics (``MulticlassStatScores``, ``MulticlassJaccardIndex``, ...) keep the same
         global counts; their ``multidim_average="samplewise"`` keeps one row per image (O(N) state) where
         ``per_image=True`` here keeps sums. Distributed training: ``sync=True`` sums the state (exact integers)
-        over the ranks in :meth:`compute`, as torchmetrics' ``dist_reduce_fx="sum"``.
+        over the ranks in :meth:`compute`, as torchmetrics' ``dist_reduce_fx="sum"``; the surface metrics' per-image
+        values are concatenated over the ranks (torchmetrics' ``dist_reduce_fx="cat"``), as MONAI's
+        ``HausdorffDistanceMetric`` buffers them. The surface work runs on the CPU (see
+        :mod:`seglosses.metrics.surface`); an empty mask gives the functions' default values (HD inf, NSD 0, ...),
+        and a mean containing ``inf`` is ``inf``.
 
     Examples:
         Two batches of one 2x2 binary mask give the counts of both together: TP = 1 + 1, FP = 1 + 0, FN = 0 + 1,
@@ -74,6 +93,17 @@ class SegmentationMetrics:
         >>> m.reset()
         >>> m.compute()["dice"]  # nothing seen: 0 / 0
         tensor([nan], dtype=torch.float64)
+
+        Surface metrics stream per-image values: a 1x3 bar against a dot at its end (HD = 2, so every boundary
+        element is within the tolerance 2: NSD = 1), then an exact match (HD = 0).
+
+        >>> m = SegmentationMetrics(mode="binary", num_classes=1, metrics=("dice",), surface=("hd", "nsd"),
+        ...                         tolerance=2.0, average="macro")
+        >>> bar = torch.zeros(1, 3, 5, dtype=torch.long); bar[0, 1, 1:4] = 1
+        >>> dot = torch.zeros(1, 3, 5, dtype=torch.long); dot[0, 1, 1] = 1
+        >>> m.update(bar, dot); m.update(dot, dot)
+        >>> {k: round(v.item(), 4) for k, v in m.compute().items()}  # hd: (2 + 0) / 2
+        {'dice': 0.6667, 'hd': 1.0, 'nsd': 1.0}
 
     """
 
@@ -92,6 +122,9 @@ class SegmentationMetrics:
         from_logits: bool = False,
         sync: bool = False,
         process_group: object = None,
+        surface: Sequence[str] = (),
+        spacing: float | Sequence[float] | None = None,
+        tolerance: float | None = None,
     ) -> None:
         fn = type(self).__name__
         self.threshold, c = _core.check_options(
@@ -121,17 +154,24 @@ class SegmentationMetrics:
         check_bool(fn, "sync", sync)
         self.sync = sync
         self.process_group = process_group
+        self.surface = _surface.check_surface_names(fn, surface, average=average, tolerance=tolerance)
+        self.spacing = _surface.check_spacing_values(fn, spacing)
+        self.tolerance = None if tolerance is None else _surface.check_tolerance(fn, tolerance)
+        self._specs = {name: _surface.named_spec(name, self.tolerance) for name in self.surface}
         self._state: dict[str, Tensor] = {}
+        self._surface_values: list[dict[str, Tensor]] = []
         self.reset()
 
     def __repr__(self) -> str:
+        extra = f", surface={self.surface!r}" if self.surface else ""
         return (
             f"{type(self).__name__}(mode={self.mode!r}, num_classes={self.num_classes}, metrics={self.metrics!r}, "
-            f"average={self.average!r}, per_image={self.per_image})"
+            f"average={self.average!r}, per_image={self.per_image}{extra})"
         )
 
     def reset(self) -> None:
-        """Forget every batch seen: zero counts (or zero sums and counts of per-image values)."""
+        """Forget every batch seen: zero counts (or zero sums and counts of per-image values), no surface values."""
+        self._surface_values = []
         c = self.num_classes
         if not self.per_image:
             self._state = {k: torch.zeros(c, dtype=torch.int64) for k in ("tp", "fp", "fn", "tn")}
@@ -166,15 +206,53 @@ class SegmentationMetrics:
                 sums, count = _core.image_sums(self._values(name, stats))
                 state[f"{name}_sum"] = state[f"{name}_sum"] + sums
                 state[f"{name}_count"] = state[f"{name}_count"] + count
+        if self.surface:
+            self._surface_values.append(self._surface_update(input, target))
         self._state = state
 
+    def _surface_update(self, input: Tensor, target: Tensor) -> dict[str, Tensor]:
+        """The per-image, per-class surface values ``(N, C_kept)`` of one batch."""
+        fn = f"{type(self).__name__}.update"
+        masks = _surface.masks(
+            fn,
+            input,
+            target,
+            mode=self.mode,
+            threshold=self.threshold,
+            from_logits=self.from_logits,
+            ignore_index=self.ignore_index,
+            include_background=self.include_background,
+            num_classes=self.num_classes,
+        )
+        spacing = _surface.check_spacing(fn, self.spacing, masks.pred.ndim - 2)
+        return _surface.surface_values(fn, masks, self._specs, spacing=spacing, boundary="surfel", connectivity=1)
+
     def compute(self) -> dict[str, Tensor]:
-        """The metrics of every batch since the last :meth:`reset`, ``{name: value}`` in the order of ``metrics``."""
+        """The metrics of every batch since the last :meth:`reset`, ``{name: value}``: ``metrics``, then ``surface``."""
         state = self._reduce_state()
         if self.per_image:
-            return {name: _core.image_mean(state[f"{name}_sum"], state[f"{name}_count"]) for name in self.metrics}
-        stats = (state["tp"], state["fp"], state["fn"], state["tn"])
-        return {name: self._values(name, stats) for name in self.metrics}
+            out = {name: _core.image_mean(state[f"{name}_sum"], state[f"{name}_count"]) for name in self.metrics}
+        else:
+            stats = (state["tp"], state["fp"], state["fn"], state["tn"])
+            out = {name: self._values(name, stats) for name in self.metrics}
+        for name, values in self._surface_state().items():
+            out[name] = _surface.reduce_values(values, average=self.average, per_image=self.per_image)
+        return out
+
+    def _surface_state(self) -> dict[str, Tensor]:
+        """The per-image surface values of every batch (of every rank with ``sync``), ``(N, C_kept)`` each."""
+        if not self.surface:
+            return {}
+        kept = self.num_classes if self.mode == "binary" or self.include_background else self.num_classes - 1
+        device = self._state[next(iter(self._state))].device
+        local: dict[str, Tensor] = {}
+        for name in self.surface:
+            parts = [batch[name] for batch in self._surface_values]
+            dtype = parts[0].dtype if parts else _core.value_dtype(device)
+            local[name] = torch.cat(parts) if parts else torch.empty((0, kept), dtype=dtype, device=device)
+        if self.sync and is_ready():
+            return gather_rows(local, self.process_group)
+        return local
 
     def _values(self, name: str, stats: _core.Counts) -> Tensor:
         return _core.values(
@@ -196,3 +274,31 @@ class SegmentationMetrics:
         if self.sync and is_ready():
             return sync_int_state(self._state, self.process_group)
         return self._state
+
+
+def gather_rows(values: dict[str, Tensor], group: object = None) -> dict[str, Tensor]:
+    """Concatenate ``(n_k, K)`` tensors over the ranks, in rank order (``n_k`` may differ between ranks).
+
+    Two collectives: an ``all_gather`` of the row counts, then one of the rows padded to the largest count
+    (every entry of ``values`` packed side by side), trimmed and concatenated. NaN and inf travel unchanged.
+    """
+    names = list(values)
+    packed = torch.cat([values[k].to(torch.float64) for k in names], dim=1)
+    world = dist.get_world_size(group)  # type: ignore[arg-type]
+    count = torch.tensor([packed.shape[0]], dtype=torch.int64, device=packed.device)
+    counts = [torch.zeros_like(count) for _ in range(world)]
+    dist.all_gather(counts, count, group=group)
+    sizes = [int(c.item()) for c in counts]
+    rows = max(sizes)
+    padded = torch.full((rows, packed.shape[1]), math.nan, dtype=torch.float64, device=packed.device)
+    padded[: packed.shape[0]] = packed
+    gathered = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(gathered, padded, group=group)
+    full = torch.cat([g[:n] for g, n in zip(gathered, sizes, strict=True)])
+    out: dict[str, Tensor] = {}
+    col = 0
+    for k in names:
+        width = values[k].shape[1]
+        out[k] = full[:, col : col + width].to(values[k].dtype)
+        col += width
+    return out

@@ -697,6 +697,50 @@ def _run(
 SURFACE_METRICS: tuple[str, ...] = ("hd", "hd95", "assd", "masd", "nsd", "boundary_iou")
 
 
+def check_surface_names(fn: str, surface: object, *, average: str, tolerance: object) -> tuple[str, ...]:
+    """The ``surface`` names of :class:`SegmentationMetrics`: distinct names from :data:`SURFACE_METRICS`."""
+    if isinstance(surface, str) or not isinstance(surface, Sequence):
+        raise TypeError(f"{fn}: `surface` must be a sequence of surface metric names; got {surface!r}")
+    for name in surface:
+        check_option(fn, "surface", name, SURFACE_METRICS)
+    if len(set(surface)) != len(surface):
+        raise _fail(f"{fn}: `surface` must not repeat a name; got {tuple(surface)!r}")
+    if surface and average == "micro":
+        raise _fail(
+            f"{fn}: `average`='micro' has no meaning for surface metrics (distances do not sum over classes); "
+            "use 'macro' or 'none' with `surface`"
+        )
+    if "nsd" in surface and tolerance is None:
+        raise _fail(f"{fn}: 'nsd' in `surface` needs `tolerance` (in the units of `spacing`); got None")
+    return tuple(surface)
+
+
+def check_spacing_values(fn: str, spacing: object) -> float | tuple[float, ...] | None:
+    """A spacing before the number of spatial axes is known: None, a number > 0, or numbers > 0."""
+    if spacing is None:
+        return None
+    if isinstance(spacing, Tensor):
+        spacing = spacing.tolist()
+    if isinstance(spacing, (int, float)) and not isinstance(spacing, bool):
+        return _check_spacing(fn, spacing, 1)[0]
+    if not isinstance(spacing, Sequence) or isinstance(spacing, str):
+        raise TypeError(f"{fn}: `spacing` must be a number or a sequence of numbers; got {type(spacing).__name__}")
+    return _check_spacing(fn, spacing, len(spacing))
+
+
+def check_spacing(fn: str, spacing: object, ndim: int) -> tuple[float, ...]:
+    """One spacing value per spatial axis (``ndim`` of them), each finite and > 0; None gives ones."""
+    return _check_spacing(fn, spacing, ndim)
+
+
+def check_tolerance(fn: str, tolerance: object) -> float:
+    """An NSD tolerance: a finite number >= 0."""
+    return _check_nonneg(fn, "tolerance", tolerance)
+
+
+masks = _masks
+
+
 def named_spec(name: str, tolerance: float | None) -> _Spec:
     """The canonical metric behind a short name of :class:`SegmentationMetrics` (``"hd95"``, ``"nsd"``, ...)."""
     if name == "hd":
