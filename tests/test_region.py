@@ -69,11 +69,12 @@ def test_region_loss_class_weights_of_kept_classes(make_case, name):
     check_reference(name, case, include_background=False, class_weights=[2.0, 1.0])
 
 
+@pytest.mark.parametrize("from_logits", [True, False])  # probabilities take the generic (non-fused) statistics
 @pytest.mark.parametrize("per_image", [False, True])
 @pytest.mark.parametrize(("mode", "target"), [("binary", "hard"), ("multiclass", "index"), ("multilabel", "soft")])
 @pytest.mark.parametrize("name", REGION)
-def test_region_loss_ignore_index_matches_reference(make_case, name, mode, target, per_image):
-    case = make_case(mode, target=target, ignore=True, dims=3, seed=6)
+def test_region_loss_ignore_index_matches_reference(make_case, name, mode, target, per_image, from_logits):
+    case = make_case(mode, target=target, ignore=True, dims=3, seed=6, from_logits=from_logits)
     check_reference(name, case, per_image=per_image)
 
 
