@@ -93,7 +93,7 @@ def test_compare_writes_every_file_and_resumes(tmp_path, binary_data, monkeypatc
     for name in ("curves.png", "per_class.png", "predictions.png"):
         _assert_png(out / name)
     html = (out / "report.html").read_text()
-    assert html.count("<img") == 3
+    assert html.count("<img") == 5  # curves, per class, forest, per-image scatter, predictions
     assert table.recommendation().best in html
     for loss in ("dice", "focal"):
         for seed in (0, 1):
@@ -317,6 +317,28 @@ def _bad_no_masks_folder(root: Path) -> str:
     return "masks: folder not found"
 
 
+def _bad_nan_pixels(root: Path) -> str:
+    import tifffile
+
+    (root / "images" / "img2.png").unlink()
+    image = np.zeros((24, 24), np.float32)
+    image[3, 4] = np.nan
+    image[5, 6] = np.inf
+    image[7, 8] = np.nan
+    tifffile.imwrite(root / "images" / "img2.tif", image)
+    return "img2.tif: 3 non-finite pixel value(s) (NaN or Inf)"
+
+
+def _bad_one_nan_pixel(root: Path) -> str:
+    import tifffile
+
+    (root / "images" / "img1.png").unlink()
+    image = np.linspace(0, 1, 24 * 24, dtype=np.float32).reshape(24, 24)
+    image[10, 11] = np.nan
+    tifffile.imwrite(root / "images" / "img1.tif", image)
+    return "img1.tif: 1 non-finite pixel value(s) (NaN or Inf) of 576"
+
+
 def _bad_declared_classes(root: Path) -> str:
     _write_png(root / "masks" / "img3.png", np.full((24, 24), 2, np.uint8))
     return "img3.png: mask value 2 out of range [0, 2) (classes=2)"
@@ -332,6 +354,8 @@ BAD_DATA = [
     ("empty", _bad_empty, ""),
     ("no-masks-folder", _bad_no_masks_folder, ""),
     ("out-of-declared-range", _bad_declared_classes, ":classes=2"),
+    ("nan-pixels", _bad_nan_pixels, ""),
+    ("one-nan-pixel", _bad_one_nan_pixel, ""),
 ]
 
 
@@ -360,7 +384,7 @@ def test_png_folder_trains(tmp_path):
     root = _png_folder(tmp_path / "data", n=5)
     data = load_data(str(root))
     assert (data.mode, data.num_classes, data.ndim) == ("binary", 2, 2)
-    assert (len(data.train_images), len(data.val_images)) == (4, 1)
+    assert (data.num_train, data.num_val) == (4, 1)
     table = seglosses.compare(
         ["dice"], data=data, seeds=1, config=TINY, out=tmp_path / "o", progress=False, report=False
     )
@@ -377,9 +401,10 @@ def _nifti_folder(root: Path, shapes: list[tuple[int, int, int]]) -> Path:
         mask[4:10, 5:11, 3 + i : 9 + i] = 1
         mask[12:14, 2:14, 8] = 2
         image = (mask * 50 + rng.normal(0, 10, mask.shape)).astype(np.float32)
-        nibabel.save(nibabel.Nifti1Image(image, np.eye(4)), root / "images" / f"case{i}.nii.gz")
+        affine = np.diag([0.8, 0.8, 2.0, 1.0])  # anisotropic voxels: the spacing comes from the header
+        nibabel.save(nibabel.Nifti1Image(image, affine), root / "images" / f"case{i}.nii.gz")
         nibabel.save(
-            nibabel.Nifti1Image(mask[: shape[0], : shape[1], : shape[2]], np.eye(4)), root / "masks" / f"case{i}.nii.gz"
+            nibabel.Nifti1Image(mask[: shape[0], : shape[1], : shape[2]], affine), root / "masks" / f"case{i}.nii.gz"
         )
     return root
 
@@ -389,9 +414,19 @@ def test_nifti_folder_trains_in_3d(tmp_path):
     data = load_data(str(root))
     assert (data.mode, data.num_classes, data.ndim, data.crop) == ("multiclass", 3, 3, (16, 16, 16))
     cfg = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, base=4, depth=3)
+    assert data.spacing == pytest.approx((0.8, 0.8, 2.0))
     table = seglosses.compare(["dice", "focal"], data=data, seeds=1, config=cfg, out=tmp_path / "o", progress=False)
     assert [r.status for r in table.runs] == ["ok", "ok"]
     assert (tmp_path / "o" / "predictions.png").is_file()
+    # a multiclass run: every class reported, the "mean" over the foreground classes only (background excluded)
+    assert table.class_names == ["background", "class 1", "class 2"]
+    for run in table.runs:
+        for metric in ("dice", "iou", "recall"):
+            values = run.metrics[metric]
+            foreground = np.array([values["class 1"], values["class 2"]], dtype=np.float64)
+            expected = np.nanmean(foreground) if not np.isnan(foreground).all() else np.nan
+            assert values["mean"] == pytest.approx(expected, abs=1e-12, nan_ok=True)
+        assert len(run.per_image["dice"]) == data.num_val == 1
 
 
 def test_nifti_mismatched_volume(tmp_path):
@@ -460,14 +495,19 @@ def test_tune_cli_bad_options(tmp_path, args, message):
     assert message in " ".join(result.output.split())
 
 
+# Losses with an argument that has no default (a property of the task), and losses limited to some modes. Any other
+# registry loss must build in both modes with its defaults: a new exception here is a failure, not a skip.
+REQUIRED_ARGS = {"generalized_wasserstein_dice": {"dist_matrix": 1.0 - torch.eye(3)}}
+ONLY_MODES = {"generalized_wasserstein_dice": ("multiclass",)}
+
+
 @pytest.mark.parametrize("name", available_losses())
 def test_search_space_values_build_the_loss(name):
     assert name in SEARCH_SPACES
-    for mode in ("binary", "multiclass"):
-        try:
-            get_loss(name, mode=mode)
-        except Exception:  # noqa: BLE001 - a loss not available in this checkout (or mode) has nothing to tune
-            continue
+    required = REQUIRED_ARGS.get(name, {})
+    modes = ONLY_MODES.get(name, ("binary", "multiclass"))
+    for mode in modes:
+        get_loss(name, mode=mode, **required)
         for key, param in search_space(name, mode).items():
             if param.kind == "float":
                 values = [param.low, param.high]
@@ -476,7 +516,10 @@ def test_search_space_values_build_the_loss(name):
             else:
                 values = list(param.choices)
             for value in values:
-                get_loss(name, mode=mode, **{key: value})
+                get_loss(name, mode=mode, **required, **{key: value})
+    for mode in sorted({"binary", "multiclass"} - set(modes)):
+        with pytest.raises(ValueError, match="`mode` must be one of"):
+            get_loss(name, mode=mode, **required)
 
 
 # ------------------------------------------------------------------------------------------------- packaging

@@ -103,8 +103,52 @@ def compare(
             "with --device cuda), the global batch split between them. Not needed under torchrun.",
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Your model: package.module:function returning a fresh torch.nn.Module, called with in_channels= "
+            "and out_channels= when it accepts them (1 output channel for 2 classes, else one per class), under "
+            "each run's seed. Default: the built-in U-Net.",
+        ),
+    ] = None,
+    amp: Annotated[
+        str | None, typer.Option("--amp", help="Mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA only).")
+    ] = None,
+    num_workers: Annotated[
+        int,
+        typer.Option(
+            "--num-workers", min=0, help="DataLoader worker processes reading and cropping (0: in the main process)."
+        ),
+    ] = 0,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Training crops per step (default 8 in 2D, 2 in 3D).")
+    ] = None,
+    steps_per_epoch: Annotated[
+        int | None, typer.Option("--steps-per-epoch", min=1, help="Optimiser steps per epoch (default 20, --quick 10).")
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            help="Predict validation images larger than this size by a sliding window, e.g. 256,256 (2D) or "
+            "96,96,96 (3D); default: every image whole.",
+        ),
+    ] = None,
+    size_multiple: Annotated[
+        int | None,
+        typer.Option(
+            "--size-multiple",
+            min=1,
+            help="Pad validation inputs to a multiple of this (default: 8 for the built-in U-Net, 32 with --model).",
+        ),
+    ] = None,
 ) -> None:
-    """Train the same U-Net with each loss (same data, weights, batches, schedule) and compare them on held-out data."""
+    """Train the same model with each loss (same data, weights, batches, schedule) and compare them on held-out data.
+
+    The verdict is paired: each loss against the best on the same validation images and seeds, with a 95% bootstrap
+    interval; "no clear winner" unless the interval excludes 0.
+    """
     import os
 
     from rich.console import Console
@@ -112,6 +156,7 @@ def compare(
     from seglosses.cli.compare import compare as run_compare
     from seglosses.cli.compare import parse_loss_args
     from seglosses.cli.data import DataError
+    from seglosses.cli.model import load_factory
     from seglosses.cli.report import rich_table
     from seglosses.registry import available_losses
 
@@ -119,7 +164,16 @@ def compare(
     names = None if losses is None else [n.strip() for n in losses.split(",") if n.strip()]
     if names == ["all"]:
         names = available_losses()
+    if nproc is not None and nproc < 1:
+        _fail(f"--nproc must be >= 1; got {nproc}")
+    if amp is not None and amp not in ("bf16", "fp16"):
+        _fail(f"--amp must be bf16 or fp16; got {amp!r}")
     try:
+        sizes = None if window is None else [int(w) for w in window.split(",")]
+    except ValueError:
+        _fail(f"--window must be comma-separated integers such as 256,256; got {window!r}")
+    try:
+        factory = None if model is None else load_factory(model)
         table = run_compare(
             names,
             data=data,
@@ -132,6 +186,13 @@ def compare(
             progress=not no_progress,
             log=lambda text: console.print(text, highlight=False, soft_wrap=True),
             nproc=nproc,
+            model=factory,
+            amp=amp,
+            num_workers=num_workers,
+            batch_size=batch_size,
+            steps_per_epoch=steps_per_epoch,
+            window=sizes,
+            size_multiple=size_multiple,
         )
     except KeyboardInterrupt:
         _interrupted(out, "seglosses " + " ".join(sys.argv[1:]))
@@ -140,7 +201,7 @@ def compare(
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints
         return
     console.print(rich_table(table))
-    console.print(table.recommendation().text, highlight=False)
+    console.print(table.recommendation().text, highlight=False, soft_wrap=True)
     console.print(
         f"report: {out / 'report.html'} (also results.csv, summary.csv, results.json, *.png)",
         highlight=False,

@@ -1,40 +1,64 @@
-"""Train the same U-Net with each candidate loss and compare them on held-out data.
+"""Train the same model with each candidate loss and compare them on held-out data: the orchestration.
 
-Python API: :func:`compare` returns a :class:`ResultsTable`. The command line (``seglosses compare``) is a thin
-wrapper around it. Fairness by construction: for a given seed every loss gets the same initial weights
-(:func:`seglosses.cli.model.build_model`), the same sequence of training batches and augmentations (one
-``torch.Generator`` seeded per run), the same optimiser (AdamW), schedule (linear warm-up then cosine decay) and
-number of steps; the validation data are never trained on. Metrics are those of the final weights (choosing the
-best epoch on the validation data would leak it into the comparison).
+Python API: :func:`compare` returns a :class:`~seglosses.cli.results.ResultsTable`. The command line
+(``seglosses compare``) is a thin wrapper around it. Fairness by construction: for a given seed every loss gets the
+same initial weights (the model factory runs under the seed), the same sequence of training batches and
+augmentations (one ``torch.Generator`` seeded per run), the same optimiser (AdamW), schedule (linear warm-up then
+cosine decay) and number of steps; the validation data are never trained on. Metrics are those of the final weights
+(choosing the best epoch on the validation data would leak it into the comparison).
 
 Results are written as each (loss, seed) run finishes (``OUT/runs/<loss>__seed<k>.json``, written to a temporary
 file then renamed, so Ctrl-C never leaves half a file); running again with the same ``out`` skips the runs already
 finished with the same settings.
 
+Modules, imports one way: :mod:`.train` (one run and its validation) and :mod:`.results` (table, statistics,
+recommendation) know nothing of this module; :mod:`.report` renders a table; this module uses all three.
 Only torch, numpy and the standard library are imported at module level; rich and matplotlib are imported inside
 the functions that draw.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import math
 import os
 import time
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
-from seglosses.cli.data import SegData, load_data, pad_to_multiple, sample_batch
-from seglosses.cli.model import build_model
+from seglosses.cli.data import SegData, from_datasets, load_data
+from seglosses.cli.results import (
+    METRICS,
+    LossSummary,
+    PairedComparison,
+    Recommendation,
+    ResultsTable,
+    RunResult,
+    atomic_write,
+    nan_to_none,
+    none_to_nan,
+)
+from seglosses.cli.train import (
+    PREVIEWS,
+    Evaluation,
+    LossFactory,
+    ModelFactory,
+    RunSetup,
+    TrainConfig,
+    build_loss,
+    check_amp,
+    check_model,
+    evaluate,
+    fingerprint,
+    predict_logits,
+    train_run,
+)
 
 if TYPE_CHECKING:
     from seglosses.cli.ddp import DistContext
@@ -43,10 +67,13 @@ __all__ = [
     "DEFAULT_LOSSES",
     "METRICS",
     "LossSummary",
+    "PairedComparison",
     "Recommendation",
     "ResultsTable",
     "RunResult",
+    "RunSetup",
     "TrainConfig",
+    "build_loss",
     "compare",
     "evaluate",
     "parse_loss_args",
@@ -55,497 +82,11 @@ __all__ = [
 ]
 
 DEFAULT_LOSSES: tuple[str, ...] = ("dice", "dice_ce", "focal", "tversky", "focal_tversky", "lovasz", "unified_focal")
-METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall")
-PREVIEWS = 2  # validation images shown in the predictions grid
-LossFactory = Callable[[str], nn.Module]  # mode -> loss module, for candidates outside the registry
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """The schedule shared by every loss of a comparison.
-
-    Attributes:
-        epochs: validation passes (one per epoch, for the curves).
-        steps_per_epoch: optimiser steps per epoch (random crops, so an epoch is a number of steps).
-        batch_size: crops per step.
-        lr: peak learning rate of AdamW (linear warm-up over 5 % of the steps, then cosine to 0).
-        weight_decay: AdamW weight decay.
-        base: U-Net channels at the first level.
-        depth: U-Net poolings.
-
-    """
-
-    epochs: int = 12
-    steps_per_epoch: int = 20
-    batch_size: int = 8
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    base: int = 8
-    depth: int = 3
-
-    @classmethod
-    def preset(cls, *, quick: bool, ndim: int, epochs: int | None = None) -> TrainConfig:
-        """Default (``quick=False``) or ``--quick`` schedule; ``epochs`` overrides the preset's."""
-        cfg = cls(epochs=4, steps_per_epoch=10) if quick else cls()
-        if ndim == 3:
-            cfg = cls(**{**asdict(cfg), "batch_size": 2})
-        if epochs is not None:
-            cfg = cls(**{**asdict(cfg), "epochs": epochs})
-        return cfg
-
-
-@dataclass
-class RunResult:
-    """One (loss, seed) training run.
-
-    Attributes:
-        loss: candidate name.
-        seed: model-initialisation and batch-sampling seed.
-        metrics: ``{"dice": {"mean": v, "<class>": v, ...}, "iou": ..., ...}`` on the validation data
-            (NaN where undefined: a class never predicted has no precision). "mean" is the mean over the
-            foreground classes (background excluded).
-        history: per epoch ``{"epoch", "train_loss", "val_dice"}``.
-        status: ``"ok"``, ``"diverged"`` (non-finite loss; the last finite weights are evaluated) or
-            ``"error: ..."`` (the loss raised; no metrics).
-        seconds: wall time of the run.
-        loss_args: keyword arguments the loss was built with.
-        fingerprint: hash of everything that defines the run (data, schedule, loss arguments).
-
-    """
-
-    loss: str
-    seed: int
-    metrics: dict[str, dict[str, float]]
-    history: list[dict[str, float]]
-    status: str
-    seconds: float
-    loss_args: dict[str, Any] = field(default_factory=dict)
-    fingerprint: str = ""
-
-    def score(self, metric: str = "dice") -> float:
-        """The mean foreground ``metric``, with NaN (or a failed run) counted as 0 for ranking."""
-        value = self.metrics.get(metric, {}).get("mean", math.nan)
-        return 0.0 if math.isnan(value) else value
-
-
-@dataclass
-class LossSummary:
-    """Mean and standard deviation (over seeds, ddof=1; 0 for one seed) of every column for one loss."""
-
-    loss: str
-    seeds: int
-    mean: dict[str, float]
-    std: dict[str, float]
-    failed: int = 0
-
-
-@dataclass
-class Recommendation:
-    """Best loss, runner-up, and whether the lead exceeds the spread across seeds."""
-
-    metric: str
-    best: str
-    best_mean: float
-    best_std: float
-    runner_up: str | None
-    runner_up_mean: float
-    runner_up_std: float
-    lead: float
-    spread: float
-    clear: bool
-    text: str
-
-
-def _column_names(class_names: Sequence[str]) -> list[str]:
-    return [f"{m}_{c}" for m in METRICS for c in ("mean", *class_names)]
-
-
-@dataclass
-class ResultsTable:
-    """All runs of a comparison, with summaries and writers; rendering lives in :mod:`seglosses.cli.report`.
-
-    Attributes:
-        runs: one :class:`RunResult` per (loss, seed).
-        class_names: names of the classes reported per class (binary: the foreground only).
-        mode: ``"binary"`` or ``"multiclass"``.
-        data: the data spec.
-        description: one line about the data.
-        metric: the ranking metric (mean foreground value).
-        config: the :class:`TrainConfig` as a dict.
-
-    """
-
-    runs: list[RunResult]
-    class_names: list[str]
-    mode: str
-    data: str
-    description: str = ""
-    metric: str = "dice"
-    config: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def columns(self) -> list[str]:
-        """Metric columns, ``<metric>_mean`` then ``<metric>_<class>``."""
-        return _column_names(self.class_names)
-
-    @property
-    def losses(self) -> list[str]:
-        """Candidate names in the order they were run."""
-        return list(dict.fromkeys(r.loss for r in self.runs))
-
-    def row(self, run: RunResult) -> dict[str, float]:
-        """The flat metric columns of one run."""
-        return {
-            f"{m}_{c}": run.metrics.get(m, {}).get(c, math.nan) for m in METRICS for c in ("mean", *self.class_names)
-        }
-
-    def summary(self) -> list[LossSummary]:
-        """One :class:`LossSummary` per loss, best first (by the mean of ``metric``, failed runs count 0)."""
-        out = []
-        for loss in self.losses:
-            runs = [r for r in self.runs if r.loss == loss]
-            rows = np.array([[self.row(r)[c] for c in self.columns] for r in runs], dtype=np.float64)
-            with np.errstate(all="ignore"), _quiet_nan_warnings():
-                mean = np.nanmean(rows, axis=0)
-                std = np.nanstd(rows, axis=0, ddof=1) if len(runs) > 1 else np.zeros(len(self.columns))
-            scores = np.array([r.score(self.metric) for r in runs])
-            mean_d = dict(zip(self.columns, mean.tolist(), strict=True))
-            std_d = dict(zip(self.columns, std.tolist(), strict=True))
-            mean_d["score"] = float(scores.mean())
-            std_d["score"] = float(scores.std(ddof=1)) if len(runs) > 1 else 0.0
-            failed = sum(r.status.startswith("error") for r in runs)
-            out.append(LossSummary(loss=loss, seeds=len(runs), mean=mean_d, std=std_d, failed=failed))
-        return sorted(out, key=lambda s: -s.mean["score"])
-
-    def recommendation(self) -> Recommendation:
-        """Name the best loss and say whether its lead over the runner-up exceeds the spread across seeds.
-
-        The spread is the larger of the two losses' standard deviations over seeds; with one seed there is no
-        spread and the lead is never called clear.
-        """
-        ranked = self.summary()
-        best = ranked[0]
-        m = self.metric
-        if len(ranked) == 1:
-            text = f"{best.loss}: mean {m} {best.mean['score']:.3f} (only one candidate)"
-            return Recommendation(
-                m,
-                best.loss,
-                best.mean["score"],
-                best.std["score"],
-                None,
-                math.nan,
-                math.nan,
-                math.nan,
-                math.nan,
-                False,
-                text,
-            )
-        second = ranked[1]
-        lead = best.mean["score"] - second.mean["score"]
-        spread = max(best.std["score"], second.std["score"])
-        enough_seeds = best.seeds > 1 and second.seeds > 1
-        clear = enough_seeds and lead > spread
-        head = (
-            f"Best: {best.loss} (mean {m} {best.mean['score']:.3f} ± {best.std['score']:.3f}); "
-            f"runner-up {second.loss} ({second.mean['score']:.3f} ± {second.std['score']:.3f}). "
-        )
-        if not enough_seeds:
-            tail = f"Lead {lead:.3f} with a single seed: no spread to compare with; run --seeds 3 or more."
-        elif clear:
-            tail = f"Its lead {lead:.3f} exceeds the spread across seeds ({spread:.3f}): a clear winner here."
-        else:
-            tail = (
-                f"Its lead {lead:.3f} is within the spread across seeds ({spread:.3f}): not a clear winner; "
-                "more seeds or epochs would tell them apart."
-            )
-        return Recommendation(
-            m,
-            best.loss,
-            best.mean["score"],
-            best.std["score"],
-            second.loss,
-            second.mean["score"],
-            second.std["score"],
-            lead,
-            spread,
-            clear,
-            head + tail,
-        )
-
-    def to_csv(self, path: str | os.PathLike[str]) -> Path:
-        """One row per (loss, seed): loss, seed, status, seconds, then the metric columns."""
-        import csv
-        import io
-
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["loss", "seed", "status", "seconds", *self.columns])
-        for r in self.runs:
-            row = self.row(r)
-            writer.writerow([r.loss, r.seed, r.status, f"{r.seconds:.2f}", *(f"{row[c]:.6g}" for c in self.columns)])
-        return _atomic_write(Path(path), buffer.getvalue())
-
-    def summary_to_csv(self, path: str | os.PathLike[str]) -> Path:
-        """One row per loss, best first: mean and std over seeds of every column."""
-        import csv
-        import io
-
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        cols = ["score", *self.columns]
-        writer.writerow(["rank", "loss", "seeds", "failed", *(f"{c}{s}" for c in cols for s in ("", "_std"))])
-        for rank, s in enumerate(self.summary(), 1):
-            values = [f"{v:.6g}" for c in cols for v in (s.mean[c], s.std[c])]
-            writer.writerow([rank, s.loss, s.seeds, s.failed, *values])
-        return _atomic_write(Path(path), buffer.getvalue())
-
-    def to_dict(self) -> dict[str, Any]:
-        """Everything as plain JSON-serialisable data (NaN written as null)."""
-        out: dict[str, Any] = _nan_to_none(
-            {
-                "data": self.data,
-                "description": self.description,
-                "mode": self.mode,
-                "class_names": self.class_names,
-                "metric": self.metric,
-                "config": self.config,
-                "recommendation": asdict(self.recommendation()),
-                "summary": [asdict(s) for s in self.summary()],
-                "runs": [asdict(r) for r in self.runs],
-            }
-        )
-        return out
-
-    def to_json(self, path: str | os.PathLike[str]) -> Path:
-        """Write :meth:`to_dict` as JSON."""
-        return _atomic_write(Path(path), json.dumps(self.to_dict(), indent=2, allow_nan=False))
-
-
-@contextlib.contextmanager
-def _quiet_nan_warnings() -> Iterator[None]:
-    """Silence NumPy's "mean of empty slice" warnings (an all-NaN column is a legitimate NaN here)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        yield
-
-
-def _nan_to_none(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _nan_to_none(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_nan_to_none(v) for v in obj]
-    return obj
-
-
-def _none_to_nan(obj: Any) -> Any:
-    if obj is None:
-        return math.nan
-    if isinstance(obj, dict):
-        return {k: _none_to_nan(v) for k, v in obj.items()}
-    return obj
-
-
-def _atomic_write(path: Path, text: str | bytes) -> Path:
-    """Write to ``path`` through a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if isinstance(text, bytes):
-        tmp.write_bytes(text)
-    else:
-        tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-# --------------------------------------------------------------------------------------------------- metrics
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, image: Tensor, *, depth: int, device: str) -> Tensor:
-    """Logits ``(1, out_channels, *S)`` of one image ``(C, *S)``, padded to a multiple of ``2**depth`` and cropped."""
-    ndim = image.dim() - 1
-    x = pad_to_multiple(image[None].to(device), 2**depth, ndim=ndim)
-    logits: Tensor = model(x)[(slice(None), slice(None), *(slice(0, s) for s in image.shape[1:]))]
-    return logits.float().cpu()
-
-
-def hard_prediction(logits: Tensor, mode: str) -> Tensor:
-    """Class indices ``(*S)`` from the logits ``(1, C, *S)`` of one image (binary: logit > 0, i.e. p > 0.5)."""
-    return (logits[0, 0] > 0).long() if mode == "binary" else logits[0].argmax(0)
-
-
-def evaluate(
-    model: nn.Module, data: SegData, *, depth: int, device: str
-) -> tuple[dict[str, dict[str, float]], list[Tensor]]:
-    """Validation metrics of ``model`` over every validation image, and its hard predictions.
-
-    The numbers come from :class:`seglosses.metrics.SegmentationMetrics` (streaming over the validation images,
-    ``average="none"``, ``zero_division="nan"``): the statistics of all validation pixels together. Per class:
-    binary reports the foreground only; multiclass every class. ``"mean"`` is the mean over the foreground classes,
-    leaving out NaN (the ``average="macro", include_background=False`` value).
-    """
-    from seglosses.metrics import SegmentationMetrics
-
-    model.eval()
-    accumulator = SegmentationMetrics(
-        mode=data.mode, num_classes=data.out_channels, metrics=METRICS, average="none", from_logits=True
-    )
-    preds = []
-    for image, mask in zip(data.val_images, data.val_masks, strict=True):
-        logits = predict_logits(model, image, depth=depth, device=device)
-        accumulator.update(logits, target_for_loss(mask[None], data.mode))
-        preds.append(hard_prediction(logits, data.mode))
-    values = accumulator.compute()
-    shown = data.class_names[1:] if data.mode == "binary" else data.class_names
-    foreground = slice(0, None) if data.mode == "binary" else slice(1, None)
-    out: dict[str, dict[str, float]] = {}
-    for name in METRICS:
-        per_class = values[name].double().cpu().flatten()
-        fg = per_class[foreground]
-        fg = fg[~fg.isnan()]
-        entry = {"mean": float(fg.mean()) if fg.numel() else math.nan}
-        entry.update({c: float(v) for c, v in zip(shown, per_class.tolist(), strict=True)})
-        out[name] = entry
-    return out, preds
-
-
-# --------------------------------------------------------------------------------------------------- training
-
-
-def build_loss(name: str, mode: str, loss_args: Mapping[str, Any], extra: Mapping[str, LossFactory]) -> nn.Module:
-    """A candidate loss module: from ``extra`` (test or notebook candidates) or ``seglosses.get_loss``."""
-    if name in extra:
-        return extra[name](mode)
-    from seglosses.registry import get_loss
-
-    return get_loss(name, mode=mode, **dict(loss_args))
-
-
-def target_for_loss(mask: Tensor, mode: str) -> Tensor:
-    """The target of the losses and metrics: ``(N, 1, *S)`` float for binary, ``(N, *S)`` indices otherwise."""
-    return mask.unsqueeze(1).float() if mode == "binary" else mask
-
-
-def _lr_lambda(total: int) -> Callable[[int], float]:
-    warmup = max(1, total // 20)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-    return factor
-
-
-def train_run(
-    data: SegData,
-    loss_fn: nn.Module,
-    *,
-    seed: int,
-    config: TrainConfig,
-    device: str = "cpu",
-    on_step: Callable[[int, float], None] | None = None,
-    on_epoch: Callable[[int, dict[str, dict[str, float]]], None] | None = None,
-    dist_ctx: DistContext | None = None,
-) -> tuple[nn.Module, list[dict[str, float]], str]:
-    """Train one U-Net with ``loss_fn``: the single training loop, also the one of every DDP rank.
-
-    The seed fixes the initial weights and the batch/augmentation sequence, independently of the loss.
-    ``on_step(step, loss)`` is called after each step, ``on_epoch(epoch, metrics)`` after each validation
-    (it may raise to stop the run, e.g. ``optuna.TrialPruned``). Returns the model, the per-epoch history and the
-    status (``"ok"`` or ``"diverged"``).
-
-    With ``dist_ctx`` (see :mod:`seglosses.cli.ddp`) the model is wrapped in ``DistributedDataParallel`` with its
-    BatchNorm layers normalising over the global batch; every rank draws the same global batch of
-    ``config.batch_size`` crops and trains on its slice; the logged loss is the mean over the ranks; validation (the
-    history's ``val_dice`` and ``on_epoch``) runs on rank 0 only (NaN elsewhere). The returned model is unwrapped.
-    """
-    model: nn.Module = build_model(
-        data.in_channels, data.out_channels, ndim=data.ndim, seed=seed, base=config.base, depth=config.depth
-    ).to(device)
-    net = model
-    if dist_ctx is not None:
-        from torch.nn.parallel import DistributedDataParallel
-
-        from seglosses.cli.ddp import convert_batchnorm
-
-        model = convert_batchnorm(model)
-        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device != "cpu" else None)
-    loss_fn = loss_fn.to(device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    total = config.epochs * config.steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(total))
-    generator = torch.Generator().manual_seed(10_007 * seed + 1)
-    history: list[dict[str, float]] = []
-    status = "ok"
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        losses = []
-        for _ in range(config.steps_per_epoch):
-            images, masks = sample_batch(data, config.batch_size, generator)
-            if dist_ctx is not None:
-                images, masks = dist_ctx.shard(images), dist_ctx.shard(masks)
-            images, masks = images.to(device), masks.to(device)
-            loss = loss_fn(net(images), target_for_loss(masks, data.mode))
-            value = float(loss.detach())
-            if dist_ctx is not None:  # the same value on every rank, so that every rank takes the same branch
-                value = dist_ctx.mean(value)
-            if not math.isfinite(value):
-                status = "diverged"
-                break
-            optimiser.zero_grad(set_to_none=True)
-            if loss.requires_grad:  # a constant candidate leaves the model at its initialisation
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimiser.step()  # parameters without a gradient are skipped
-            scheduler.step()
-            step += 1
-            losses.append(value)
-            if on_step is not None:
-                on_step(step, value)
-        validate = dist_ctx is None or dist_ctx.is_main
-        metrics = evaluate(model, data, depth=config.depth, device=device)[0] if validate else {}
-        history.append(
-            {
-                "epoch": float(epoch),
-                "train_loss": float(np.mean(losses)) if losses else math.nan,
-                "val_dice": metrics["dice"]["mean"] if validate else math.nan,
-            }
-        )
-        if on_epoch is not None and validate:
-            on_epoch(epoch, metrics)
-        if status != "ok":
-            break
-    return model, history, status
-
-
-def _fingerprint(data: SegData, config: TrainConfig, loss: str, loss_args: Mapping[str, Any]) -> str:
-    payload = {
-        "data": data.name,
-        "description": data.description,
-        "config": asdict(config),
-        "loss": loss,
-        "loss_args": dict(sorted(loss_args.items())),
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _run_key(loss: str, seed: int) -> str:
-    return f"{loss}__seed{seed}"
-
-
-def _load_run(path: Path) -> RunResult | None:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-        return RunResult(
-            **{**raw, "metrics": _none_to_nan(raw["metrics"]), "history": [_none_to_nan(h) for h in raw["history"]]}
-        )
-    except (OSError, ValueError, TypeError, KeyError):
-        return None
+# Names kept for the modules that imported them from here before the split.
+_atomic_write = atomic_write
+_nan_to_none = nan_to_none
+_fingerprint = fingerprint
 
 
 def parse_loss_args(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -572,14 +113,48 @@ def parse_loss_args(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+DataArg = str | SegData | tuple[Dataset[Any], Dataset[Any]]
+
+
+def resolve_data(data: DataArg, *, num_classes: int | None, crop: Sequence[int] | None, caller: str) -> SegData:
+    """A :class:`SegData` from a dataset name or folder, a loaded one, or a ``(train, val)`` pair of Datasets."""
+    if isinstance(data, SegData):
+        return data
+    if isinstance(data, str | os.PathLike):
+        dataset = load_data(str(data))
+        if num_classes is not None and num_classes != dataset.num_classes:
+            raise ValueError(
+                f"{caller}: `num_classes`={num_classes} does not match the data {dataset.name!r} "
+                f"({dataset.num_classes} classes); leave it out for a named dataset or folder"
+            )
+        return dataset
+    if isinstance(data, tuple | list) and len(data) == 2:
+        if num_classes is None:
+            raise ValueError(f"{caller}: data=(train, val) needs `num_classes` (2 for a binary task)")
+        return from_datasets(data[0], data[1], num_classes=num_classes, crop=crop, caller=caller)
+    raise TypeError(
+        f"{caller}: `data` must be a dataset name, a folder path or a (train, val) pair of Datasets; "
+        f"got {type(data).__name__}"
+    )
+
+
 def compare(
     losses: Sequence[str] | None = None,
     *,
-    data: str | SegData = "scratch-assay",
-    epochs: int | None = None,
+    data: DataArg = "scratch-assay",
+    num_classes: int | None = None,
+    model: ModelFactory | None = None,
     seeds: int | Sequence[int] = 2,
-    out: str | os.PathLike[str] | None = "seglosses-compare",
+    epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+    batch_size: int | None = None,
     device: str = "cpu",
+    amp: str | None = None,
+    num_workers: int = 0,
+    crop: Sequence[int] | None = None,
+    window: Sequence[int] | None = None,
+    size_multiple: int | None = None,
+    out: str | os.PathLike[str] | None = "seglosses-compare",
     loss_args: Mapping[str, Mapping[str, Any]] | None = None,
     quick: bool = False,
     config: TrainConfig | None = None,
@@ -589,18 +164,47 @@ def compare(
     log: Callable[[str], None] | None = None,
     nproc: int | None = None,
 ) -> ResultsTable:
-    """Train the same U-Net with each loss and seed, evaluate on held-out data, and return the table.
+    """Train the same model with each loss and seed, evaluate on held-out data, and return the table.
+
+    Every (loss, seed) run starts from the same weights for a given seed (the model factory is called with torch's
+    RNG seeded from it), sees the same batches (a crop sampler seeded from it), and trains with the same optimiser
+    and schedule. The recommendation compares the best loss with each other by paired differences over
+    (validation image, seed) pairs with a 95 % bootstrap interval (:mod:`seglosses.cli.results`).
 
     Args:
         losses: registry names (default :data:`DEFAULT_LOSSES`), plus any key of ``extra_losses``.
-        data: a dataset name or folder (see :func:`seglosses.cli.data.load_data`), or a loaded :class:`SegData`.
-        epochs: overrides the preset's number of epochs.
+        data: a dataset name or folder (see :func:`seglosses.cli.data.load_data`; folders are read lazily), a
+            loaded :class:`~seglosses.cli.data.SegData`, or ``(train, val)``: two map-style
+            ``torch.utils.data.Dataset`` objects of ``(image (C, *S) float, mask (*S) int64)``, read item by item
+            through a ``DataLoader`` (nothing needs to fit in memory).
+        num_classes: K, the number of classes with the background (2 for a binary task); required with
+            ``data=(train, val)``, else taken from the data.
+        model: a factory returning a fresh ``nn.Module`` that maps ``(N, C, *S)`` to ``(N, K', *S)`` logits, with
+            ``K' = 1`` for a binary task and ``K`` otherwise. It is called as
+            ``model(in_channels=C, out_channels=K')`` when its signature has both parameters (or ``**kwargs``),
+            else ``model()``, once per run with torch's RNG seeded from the run's seed, and once more before the
+            first run to check its output. Default ``None``: the built-in U-Net (:class:`seglosses.cli.model.UNet`).
         seeds: the number of seeds (0..n-1) or the seeds themselves; at least 2 give a spread.
+        epochs: overrides the preset's number of epochs (12; ``quick``: 4).
+        steps_per_epoch: overrides the preset's optimiser steps per epoch (20; ``quick``: 10).
+        batch_size: overrides the preset's training crops per step (8 in 2D, 2 in 3D).
+        device: ``"cpu"`` or ``"cuda"`` (training, validation and metrics on it).
+        amp: mixed precision: ``None`` (float32, default: the numbers of earlier versions), ``"bf16"`` (CPU or
+            CUDA) or ``"fp16"`` (CUDA only, with a gradient scaler).
+        num_workers: DataLoader worker processes reading and cropping (default 0: in this process; memory is
+            pinned on CUDA). The batches are the same for any number of workers.
+        crop: with ``data=(train, val)``: train on random crops of this spatial size (padded where an item is
+            smaller, with random flips), instead of the items whole (default: whole items, batched as they are).
+            Named datasets and folders choose their crop themselves.
+        window: predict validation images larger than this spatial size by a sliding window (half overlap, logits
+            averaged); default ``None``: every validation image whole.
+        size_multiple: validation inputs are padded at the end to a multiple of this (then cropped back); default:
+            ``2**depth`` for the built-in U-Net, 32 for a ``model`` factory (the stride of most encoders).
         out: results folder (resumable); ``None`` keeps everything in memory.
-        device: ``"cpu"`` or ``"cuda"``.
         loss_args: keyword arguments per loss, ``{"tversky": {"alpha": 0.2}}``.
         quick: the small schedule (under 2 minutes on 2 CPU cores with the defaults).
-        config: a full :class:`TrainConfig`, instead of the preset chosen by ``quick`` (``epochs`` still applies).
+        config: a full :class:`TrainConfig`, instead of the preset chosen by ``quick`` (``epochs``,
+            ``steps_per_epoch`` and ``batch_size`` still apply).
         extra_losses: ``{name: factory(mode) -> nn.Module}`` for candidates outside the registry.
         progress: show rich progress bars.
         report: write CSV/JSON/plots/HTML into ``out`` at the end.
@@ -609,16 +213,54 @@ def compare(
             CUDA) spawned here, the global ``batch_size`` split between them (it must be divisible by ``nproc``).
             The table equals one process's up to float rounding, except for ``lovasz`` (no global form: per-rank
             loss). Under ``torchrun`` (``WORLD_SIZE`` set) this process is one rank and ``nproc`` may be left out.
-            Only rank 0 writes files and prints; every rank returns the table. ``extra_losses`` factories must be
-            picklable (module-level functions) to be spawned, and they run per rank. See :mod:`seglosses.cli.ddp`.
+            Only rank 0 writes files and prints; every rank returns the table. ``extra_losses`` and ``model``
+            factories must be picklable (module-level functions) to be spawned. See :mod:`seglosses.cli.ddp`.
 
     Returns:
-        The :class:`ResultsTable` of every requested (loss, seed).
+        The :class:`ResultsTable` of every requested (loss, seed), with per-image validation values.
+
+    Raises:
+        ValueError: a bad loss name or argument, bad data, ``amp="fp16"`` off CUDA, or a ``model`` whose output
+            has the wrong number of channels (raised before any training and before any file is written).
+        TypeError: ``data`` of an unknown kind.
+
+    Examples:
+        A seconds-long comparison on generated data, without files:
+
+        >>> import seglosses
+        >>> from seglosses.cli.compare import TrainConfig
+        >>> tiny = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, base=4, depth=2)
+        >>> table = seglosses.compare(["dice", "focal"], data="synthetic:binary", seeds=1, config=tiny, out=None,
+        ...                           progress=False, log=lambda _: None)
+        >>> [(r.loss, r.seed, r.status) for r in table.runs]
+        [('dice', 0, 'ok'), ('focal', 0, 'ok')]
+        >>> rec = table.recommendation()
+        >>> rec.clear == (rec.ci_low > 0)
+        True
+
+        Your own network and data (not run here: it needs ``segmentation_models_pytorch``, which seglosses does not
+        depend on, and Datasets of ``(image (C, H, W) float, mask (H, W) int64)``):
+
+        >>> import segmentation_models_pytorch as smp  # doctest: +SKIP
+        >>> def unet(in_channels, out_channels):  # called under each run's seed  # doctest: +SKIP
+        ...     return smp.Unet("resnet18", encoder_weights=None, in_channels=in_channels, classes=out_channels)
+        >>> table = seglosses.compare(  # doctest: +SKIP
+        ...     ["dice", "dice_ce", "focal"], data=(train_ds, val_ds), num_classes=4, model=unet, seeds=3,
+        ...     device="cuda", amp="bf16", num_workers=4, batch_size=16, window=(512, 512), out="my-comparison")
+        >>> print(table.recommendation().text)  # doctest: +SKIP
 
     """
     say = log if log is not None else print
     if nproc is not None and nproc < 1:
-        raise ValueError(f"compare: --nproc must be >= 1; got {nproc}")
+        raise ValueError(f"compare: `nproc` must be >= 1; got {nproc}")
+    if num_workers < 0:
+        raise ValueError(f"compare: `num_workers` must be >= 0; got {num_workers}")
+    for label, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch), ("batch_size", batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f"compare: `{label}` must be >= 1; got {value}")
+    if size_multiple is not None and size_multiple < 1:
+        raise ValueError(f"compare: `size_multiple` must be >= 1; got {size_multiple}")
+    check_amp(amp, device, "compare")
     extra = dict(extra_losses or {})
     names = list(losses) if losses else list(DEFAULT_LOSSES)
     if len(set(names)) != len(names):
@@ -626,17 +268,30 @@ def compare(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     if not seed_list:
         raise ValueError("compare: `seeds` must name at least one seed")
+    if len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"compare: `seeds` names a seed twice: {seed_list}")
     all_args = {k: dict(v) for k, v in (loss_args or {}).items()}
     unknown = sorted(set(all_args) - set(names))
     if unknown:
-        raise ValueError(f"compare: --loss-arg names {unknown}, which are not among the losses compared {names}")
+        raise ValueError(f"compare: `loss_args` names {unknown}, which are not among the losses compared {names}")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("compare: --device cuda requested but torch.cuda.is_available() is False")
-    dataset = data if isinstance(data, SegData) else load_data(data)
+        raise ValueError("compare: device='cuda' requested but torch.cuda.is_available() is False")
+    dataset = resolve_data(data, num_classes=num_classes, crop=crop, caller="compare")
+    if window is not None and (len(window) != dataset.ndim or min(window) < 1):
+        raise ValueError(f"compare: `window` must hold {dataset.ndim} positive sizes; got {tuple(window)}")
     if config is None:
         config = TrainConfig.preset(quick=quick, ndim=dataset.ndim, epochs=epochs)
     elif epochs is not None:
         config = TrainConfig(**{**asdict(config), "epochs": epochs})
+    overrides = {"steps_per_epoch": steps_per_epoch, "batch_size": batch_size}
+    config = TrainConfig(**{**asdict(config), **{k: v for k, v in overrides.items() if v is not None}})
+    setup = RunSetup(
+        model=model,
+        amp=amp,
+        num_workers=num_workers,
+        size_multiple=size_multiple,
+        window=None if window is None else tuple(int(w) for w in window),
+    )
     # Build every loss once before training so that a bad name or argument fails first, not after an hour.
     for name in list(names):
         try:
@@ -649,7 +304,7 @@ def compare(
     world = _launched_world_size()
     if world > 1 and nproc is not None and nproc != world:
         raise ValueError(
-            f"compare: --nproc {nproc} given, but this process runs under torchrun with WORLD_SIZE={world}"
+            f"compare: `nproc`={nproc} given, but this process runs under torchrun with WORLD_SIZE={world}"
         )
     nprocs = world if world > 1 else (1 if nproc is None else nproc)
     if config.batch_size % nprocs:
@@ -659,10 +314,12 @@ def compare(
         )
     if nprocs > 1 and world == 1 and device.startswith("cuda") and nprocs > torch.cuda.device_count():
         raise ValueError(
-            f"compare: --nproc {nprocs} with --device cuda needs one GPU per process; "
+            f"compare: `nproc`={nprocs} with device='cuda' needs one GPU per process; "
             f"{torch.cuda.device_count()} visible"
         )
-    setting = _Setting(names, seed_list, all_args, dataset, config, out, device, extra, progress, report)
+    if model is not None:  # the output channels, before any run and any file
+        check_model(dataset, setup, config, seed=seed_list[0], device=device, caller="compare")
+    setting = _Setting(names, seed_list, all_args, dataset, config, out, device, extra, progress, report, setup)
     if world > 1:  # launched by torchrun: this process is one rank
         from seglosses.cli.ddp import init_from_env
 
@@ -704,6 +361,7 @@ class _Setting:
     extra: dict[str, LossFactory]
     progress: bool
     report: bool
+    setup: RunSetup
 
 
 def _picklable(obj: object) -> bool:
@@ -740,10 +398,29 @@ def _supports_sync(name: str) -> bool:
     return "sync_stats" in inspect.signature(loss_class(name)).parameters
 
 
+def _run_key(loss: str, seed: int) -> str:
+    return f"{loss}__seed{seed}"
+
+
+def _load_run(path: Path) -> RunResult | None:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        return RunResult(
+            **{
+                **raw,
+                "metrics": none_to_nan(raw["metrics"]),
+                "history": [none_to_nan(h) for h in raw["history"]],
+                "per_image": none_to_nan(raw.get("per_image", {})),
+            }
+        )
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
 def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str], None]) -> ResultsTable:
     """Train and evaluate every (loss, seed) of a checked setting: in one process (``ctx=None``) or as one rank."""
     names, seed_list, all_args, dataset = setting.names, setting.seeds, setting.loss_args, setting.dataset
-    config, out, extra = setting.config, setting.out, setting.extra
+    config, out, extra, setup = setting.config, setting.out, setting.extra, setting.setup
     main = ctx is None or ctx.is_main
     device = setting.device if ctx is None else ctx.device
     progress = setting.progress and main
@@ -760,17 +437,18 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
             "mode": dataset.mode,
             "class_names": dataset.class_names,
             "config": asdict(config),
+            "setup": setup.identity() | {"num_workers": setup.num_workers},
             "losses": names,
             "seeds": seed_list,
             "loss_args": all_args,
         }
-        _atomic_write(out_dir / "config.json", json.dumps(meta, indent=2, default=str))
+        atomic_write(out_dir / "config.json", json.dumps(meta, indent=2, default=str))
     say(f"data: {dataset.description}")
     results: dict[tuple[str, int], RunResult] = {}
     todo: list[tuple[str, int]] = []
     for seed in seed_list:
         for name in names:
-            fp = _fingerprint(dataset, config, name, all_args.get(name, {}))
+            fp = fingerprint(dataset, config, name, all_args.get(name, {}), setup)
             done = _load_run(runs_dir / f"{_run_key(name, seed)}.json") if runs_dir is not None else None
             if done is not None and done.fingerprint == fp and not done.status.startswith("error"):
                 results[(name, seed)] = done
@@ -786,9 +464,10 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
             args = all_args.get(name, {})
             bars.start(f"{name} (seed {seed})")
             started = time.perf_counter()
+            evaluation: list[Evaluation] = []
             try:
                 loss_fn = build_run_loss(name, dataset.mode, args, extra, ctx)
-                model, history, status = train_run(
+                _, history, status = train_run(
                     dataset,
                     loss_fn,
                     seed=seed,
@@ -797,29 +476,32 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
                     on_step=bars.step,
                     on_epoch=None,
                     dist_ctx=ctx,
+                    setup=setup,
+                    evaluation=evaluation,
                 )
-                metrics, preds = evaluate(model, dataset, depth=config.depth, device=device) if main else ({}, [])
             except (RuntimeError, ValueError, TypeError) as exc:
-                history, status, metrics, preds = [], f"error: {type(exc).__name__}: {exc}", {}, []
+                history, status, evaluation = [], f"error: {type(exc).__name__}: {exc}", []
+            final = evaluation[-1] if evaluation else Evaluation({})
             result = RunResult(
                 loss=name,
                 seed=seed,
-                metrics=metrics,
+                metrics=final.metrics,
                 history=history,
                 status=status,
                 seconds=time.perf_counter() - started,
                 loss_args=dict(args),
-                fingerprint=_fingerprint(dataset, config, name, args),
+                fingerprint=fingerprint(dataset, config, name, args, setup),
+                per_image=final.per_image,
             )
             if ctx is not None:  # rank 0 evaluated: every rank returns its result
                 result = ctx.broadcast(result)
             results[(name, seed)] = result
             if runs_dir is not None:
-                if preds:
-                    _save_previews(runs_dir / f"{_run_key(name, seed)}.npz", preds[:PREVIEWS])
-                _atomic_write(
+                if final.previews:
+                    _save_previews(runs_dir / f"{_run_key(name, seed)}.npz", final.previews[:PREVIEWS])
+                atomic_write(
                     runs_dir / f"{_run_key(name, seed)}.json",
-                    json.dumps(_nan_to_none(asdict(result)), indent=1, allow_nan=False),
+                    json.dumps(nan_to_none(asdict(result)), indent=1, allow_nan=False),
                 )
             bars.finish(f"{name} (seed {seed}): {status}, mean dice {result.score():.3f}, {result.seconds:.0f}s")
     table = ResultsTable(
@@ -828,7 +510,8 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
         mode=dataset.mode,
         data=dataset.name,
         description=dataset.description,
-        config=asdict(config),
+        config=asdict(config) | {"setup": setup.identity()},
+        val_images=dataset.num_val,
     )
     if out_dir is not None and report:
         from seglosses.cli.report import write_report
@@ -849,7 +532,7 @@ def _save_previews(path: Path, preds: Sequence[Tensor]) -> None:
         arrays[f"pred{i}"] = array.astype(np.uint8)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
-    _atomic_write(path, buffer.getvalue())
+    atomic_write(path, buffer.getvalue())
 
 
 class _Progress:

@@ -1,8 +1,9 @@
-"""Datasets for ``seglosses compare`` / ``tune``: train and validation tensors, checked before any training.
+"""Datasets for ``seglosses compare`` / ``tune``: train and validation data, checked before any training.
 
-Every dataset is a :class:`SegData`: lists of images ``(C, *S)`` float32 (normalised per image to about [0, 1]
-with the 1st and 99.8th percentiles) and masks ``(*S)`` int64 class indices, split into train and validation
-parts that never overlap. Specs understood by :func:`load_data`:
+Every dataset is a :class:`SegData`: two ``torch.utils.data.Dataset`` objects (train and validation) of pairs
+``(image (C, *S) float32, mask (*S) int64 class indices)`` that never overlap, read item by item through a
+``DataLoader``. Images are normalised per image to about [0, 1] with the 1st and 99.8th percentiles. Specs
+understood by :func:`load_data`:
 
 - ``scratch-assay`` (default): the fluorescence scratch-assay time-lapse of ``ndev-sampledata==0.0.3``
   (OME-TIFF, C=4 x T=10 x 210 x 576; channel 0 Hoechst, 1 brightfield, 2 nuclei labels, 3 cytoplasm labels).
@@ -14,7 +15,14 @@ parts that never overlap. Specs understood by :func:`load_data`:
   small blobs (class 1) and thin curves (class 2) on textured, noisy background.
 - a folder holding ``images/`` and ``masks/`` (PNG or TIFF, or NIfTI ``.nii``/``.nii.gz``), paired by file
   name; mask values are class indices. ``PATH:classes=N`` declares the number of classes (else max + 1).
-  The last 20 % of the pairs (sorted by name, at least one) validate.
+  The last 20 % of the pairs (sorted by name, at least one) validate. A folder is read lazily: every pair is
+  checked once up front (readable, paired, shapes, channel count, finite pixels, integer class indices in range),
+  keeping only its shape and class counts, then read again from disk whenever a batch needs it, so memory does
+  not grow with the number of files.
+
+The built-in datasets are small and held in memory (:class:`TensorPairs`). Training batches are random crops
+(:class:`CropSpec`, drawn by :func:`draw_specs` from one generator per run and cut by :class:`CropDataset`), so
+every loss sees the same batches for a given seed whatever the number of loader workers.
 
 No module-level import of tifffile, PIL or nibabel: they are imported when a dataset needs them.
 """
@@ -23,16 +31,30 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from seglosses._types import Mode
 
-__all__ = ["DataError", "SegData", "load_data", "pad_to_multiple", "sample_batch", "DATASETS"]
+__all__ = [
+    "DATASETS",
+    "CropDataset",
+    "CropSpec",
+    "DataError",
+    "FolderPairs",
+    "SegData",
+    "TensorPairs",
+    "draw_specs",
+    "from_datasets",
+    "load_data",
+    "pad_to_multiple",
+]
 
 DATASETS: tuple[str, ...] = (
     "scratch-assay",
@@ -45,10 +67,24 @@ DATASETS: tuple[str, ...] = (
 )
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".nii", ".nii.gz")
 MAX_INFERRED_CLASSES = 32
+Pair = tuple[Tensor, Tensor]
 
 
 class DataError(ValueError):
     """Raised for data that cannot be trained on; the message names the file and the fix."""
+
+
+class TensorPairs(Dataset[Pair]):
+    """In-memory pairs (the built-in datasets): ``images[i]`` ``(C, *S)`` float32 and ``masks[i]`` ``(*S)`` int64."""
+
+    def __init__(self, images: Sequence[Tensor], masks: Sequence[Tensor]) -> None:
+        self.images, self.masks = list(images), list(masks)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Pair:
+        return self.images[index], self.masks[index]
 
 
 @dataclass
@@ -60,10 +96,15 @@ class SegData:
         mode: ``"binary"`` (2 classes: the model has one logit channel) or ``"multiclass"``.
         class_names: one name per class index, background first.
         ndim: 2 or 3 spatial dims.
-        train_images / val_images: ``(C, *S)`` float32 tensors.
-        train_masks / val_masks: ``(*S)`` int64 tensors of class indices.
-        crop: spatial size of the random training crops.
+        train / val: datasets of ``(image (C, *S) float32, mask (*S) int64)``.
+        crop: spatial size of the random training crops (padded where an image is smaller), or ``None`` to
+            train on the items whole (a user's Dataset that crops and augments itself).
+        in_channels: image channels C.
+        train_shapes: the spatial shape of every training item when known up front (the crop offsets are then
+            drawn as integers in range), else ``None`` (drawn as fractions of the free range after loading).
         description: one line for reports (origin, size, class balance).
+        spacing: the physical size of a pixel/voxel along each spatial axis (NIfTI headers), ``None`` if unknown.
+        fractions: the fraction of training pixels of each class when known.
 
     """
 
@@ -71,12 +112,46 @@ class SegData:
     mode: Mode
     class_names: list[str]
     ndim: int
-    train_images: list[Tensor]
-    train_masks: list[Tensor]
-    val_images: list[Tensor]
-    val_masks: list[Tensor]
-    crop: tuple[int, ...]
+    train: Dataset[Pair]
+    val: Dataset[Pair]
+    crop: tuple[int, ...] | None
+    in_channels: int
+    train_shapes: list[tuple[int, ...]] | None = None
     description: str = ""
+    spacing: tuple[float, ...] | None = None
+    fractions: list[float] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_tensors(
+        cls,
+        *,
+        name: str,
+        mode: Mode,
+        class_names: list[str],
+        ndim: int,
+        train_images: list[Tensor],
+        train_masks: list[Tensor],
+        val_images: list[Tensor],
+        val_masks: list[Tensor],
+        crop: tuple[int, ...],
+        description: str = "",
+    ) -> SegData:
+        """A dataset held in memory (lists of image and mask tensors)."""
+        counts = torch.stack([torch.bincount(m.flatten(), minlength=len(class_names)) for m in train_masks])
+        total = counts.sum(0).double()
+        return cls(
+            name=name,
+            mode=mode,
+            class_names=class_names,
+            ndim=ndim,
+            train=TensorPairs(train_images, train_masks),
+            val=TensorPairs(val_images, val_masks),
+            crop=crop,
+            in_channels=int(train_images[0].shape[0]),
+            train_shapes=[tuple(int(s) for s in m.shape) for m in train_masks],
+            description=description,
+            fractions=(total / total.sum()).tolist(),
+        )
 
     @property
     def num_classes(self) -> int:
@@ -84,20 +159,83 @@ class SegData:
         return len(self.class_names)
 
     @property
-    def in_channels(self) -> int:
-        """Image channels."""
-        return int(self.train_images[0].shape[0])
-
-    @property
     def out_channels(self) -> int:
         """Model output channels: 1 for binary, C for multiclass."""
         return 1 if self.mode == "binary" else self.num_classes
 
+    @property
+    def num_train(self) -> int:
+        """Number of training items."""
+        return len(self.train)  # type: ignore[arg-type]
+
+    @property
+    def num_val(self) -> int:
+        """Number of validation items."""
+        return len(self.val)  # type: ignore[arg-type]
+
     def class_fractions(self) -> list[float]:
-        """Fraction of training pixels of each class."""
-        counts = torch.stack([torch.bincount(m.flatten(), minlength=self.num_classes) for m in self.train_masks])
-        counts = counts.sum(0).double()
-        return (counts / counts.sum()).tolist()
+        """Fraction of training pixels of each class (NaN where not counted: a user's Dataset)."""
+        return list(self.fractions) if self.fractions is not None else [math.nan] * self.num_classes
+
+
+def from_datasets(
+    train: Dataset[Pair], val: Dataset[Pair], *, num_classes: int, crop: Sequence[int] | None = None, caller: str
+) -> SegData:
+    """Wrap a user's ``(train, val)`` Datasets: reads one validation item to learn the channels and dimensions.
+
+    Raises:
+        ValueError: ``num_classes`` < 2, an empty dataset, or an item that is not ``(image (C, *S) float,
+            mask (*S) integer)`` with 2 or 3 spatial dims.
+
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"{caller}: `num_classes` must be an integer >= 2 with data=(train, val); got {num_classes!r}")
+    for label, ds in (("train", train), ("val", val)):
+        if not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__"):
+            raise TypeError(f"{caller}: `data` must be (train, val) map-style Datasets; {label} is {type(ds).__name__}")
+        if len(ds) == 0:
+            raise ValueError(f"{caller}: the {label} Dataset of `data` is empty")
+    item = val[0]
+    if not isinstance(item, tuple | list) or len(item) != 2:
+        raise ValueError(f"{caller}: a Dataset item must be (image, mask); val[0] is {type(item).__name__}")
+    image, mask = item
+    if not isinstance(image, Tensor) or not isinstance(mask, Tensor):
+        raise TypeError(
+            f"{caller}: a Dataset item must be (image, mask) tensors; got ({type(image).__name__}, "
+            f"{type(mask).__name__})"
+        )
+    if not image.is_floating_point() or mask.is_floating_point() or mask.dim() not in (2, 3):
+        raise ValueError(
+            f"{caller}: a Dataset item must be (image (C, *S) float, mask (*S) integer class indices) with 2 or 3 "
+            f"spatial dims; val[0] is ({image.dtype} {tuple(image.shape)}, {mask.dtype} {tuple(mask.shape)})"
+        )
+    if image.dim() != mask.dim() + 1 or image.shape[1:] != mask.shape:
+        raise ValueError(
+            f"{caller}: a Dataset item's image must be (C, *S) for its mask (*S); val[0] has image "
+            f"{tuple(image.shape)} and mask {tuple(mask.shape)}"
+        )
+    ndim = mask.dim()
+    crop_t = None
+    if crop is not None:
+        crop_t = tuple(int(c) for c in crop)
+        if len(crop_t) != ndim or min(crop_t) < 1:
+            raise ValueError(f"{caller}: `crop` must hold {ndim} positive sizes for {ndim}D data; got {tuple(crop)}")
+    names = ["background"] + [f"class {c}" for c in range(1, num_classes)]
+    n_train, n_val = len(train), len(val)  # type: ignore[arg-type]
+    return SegData(
+        name=f"datasets:{type(train).__name__}/{type(val).__name__}",
+        mode="binary" if num_classes == 2 else "multiclass",
+        class_names=names,
+        ndim=ndim,
+        train=train,
+        val=val,
+        crop=crop_t,
+        in_channels=int(image.shape[0]),
+        description=(
+            f"{type(train).__name__} ({n_train} train items) / {type(val).__name__} ({n_val} validation items), "
+            f"{ndim}D, {num_classes} classes"
+        ),
+    )
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -129,32 +267,79 @@ def pad_to_multiple(x: Tensor, multiple: int, *, ndim: int, value: float = 0.0) 
     return torch.nn.functional.pad(x, pad, value=value)
 
 
-def sample_batch(data: SegData, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Draw a batch of random crops with random flips (and 90-degree rotations in 2D).
+@dataclass(frozen=True)
+class CropSpec:
+    """Where and how one training sample is cut from training item ``index``.
 
-    Every random number comes from ``generator``, so the same generator state gives the same batch for
-    every loss (the fairness of ``compare``). Returns images ``(B, C, *crop)`` and masks ``(B, *crop)``.
+    ``starts`` are the crop's first indices in the item padded to at least the crop (shapes known up front), or
+    ``None`` with ``fractions`` in [0, 1) of the free range instead (shapes learnt after loading). ``flips`` are the
+    spatial dims flipped, ``rot`` the quarter turns (2D square crops only). ``crop=None`` keeps the item whole.
     """
-    images, masks = [], []
+
+    index: int
+    starts: tuple[int, ...] | None = None
+    fractions: tuple[float, ...] | None = None
+    flips: tuple[int, ...] = ()
+    rot: int = 0
+
+
+def draw_specs(data: SegData, batch_size: int, generator: torch.Generator) -> list[CropSpec]:
+    """Draw one batch of crop specs: item, crop offsets, flips (and 90-degree rotations in 2D).
+
+    Every random number comes from ``generator``, in a fixed order per sample (item index, offsets, flips,
+    rotation), so the same generator state gives the same batch for every loss (the fairness of ``compare``).
+    With ``data.crop=None`` only the item index is drawn.
+    """
+    specs = []
+    n = data.num_train
     for _ in range(batch_size):
-        i = int(torch.randint(len(data.train_images), (1,), generator=generator))
-        img, msk = data.train_images[i], data.train_masks[i]
-        img, msk = _pad_at_least(img, msk, data.crop)
-        slices = []
-        for size, c in zip(msk.shape, data.crop, strict=True):
-            start = int(torch.randint(size - c + 1, (1,), generator=generator))
-            slices.append(slice(start, start + c))
-        img, msk = img[(slice(None), *slices)], msk[tuple(slices)]
+        i = int(torch.randint(n, (1,), generator=generator))
+        if data.crop is None:
+            specs.append(CropSpec(i))
+            continue
+        starts: tuple[int, ...] | None = None
+        fractions: tuple[float, ...] | None = None
+        if data.train_shapes is not None:
+            shape = data.train_shapes[i]
+            starts = tuple(
+                int(torch.randint(max(size, c) - c + 1, (1,), generator=generator))
+                for size, c in zip(shape, data.crop, strict=True)
+            )
+        else:
+            fractions = tuple(float(f) for f in torch.rand(data.ndim, generator=generator))
         flips = torch.rand(data.ndim, generator=generator) < 0.5
-        dims = [d for d in range(data.ndim) if flips[d]]
-        if dims:
-            img, msk = img.flip([d + 1 for d in dims]), msk.flip(dims)
         k = int(torch.randint(4, (1,), generator=generator))
-        if data.ndim == 2 and data.crop[0] == data.crop[1] and k:
-            img, msk = img.rot90(k, (1, 2)), msk.rot90(k, (0, 1))
-        images.append(img)
-        masks.append(msk)
-    return torch.stack(images).contiguous(), torch.stack(masks).contiguous()
+        rot = k if data.ndim == 2 and data.crop[0] == data.crop[1] else 0
+        specs.append(CropSpec(i, starts, fractions, tuple(d for d in range(data.ndim) if flips[d]), rot))
+    return specs
+
+
+class CropDataset(Dataset[Pair]):
+    """Training samples cut from ``base`` by :class:`CropSpec` (indexed by specs, not integers)."""
+
+    def __init__(self, base: Dataset[Pair], crop: tuple[int, ...] | None) -> None:
+        self.base, self.crop = base, crop
+
+    def __getitem__(self, spec: CropSpec) -> Pair:
+        img, msk = self.base[spec.index]
+        if self.crop is None:
+            return img, msk
+        img, msk = _pad_at_least(img, msk, self.crop)
+        if spec.starts is not None:
+            starts = spec.starts
+        else:
+            fractions = spec.fractions or (0.0,) * len(self.crop)
+            starts = tuple(
+                min(int(f * (size - c + 1)), size - c)
+                for f, size, c in zip(fractions, msk.shape, self.crop, strict=True)
+            )
+        slices = tuple(slice(s, s + c) for s, c in zip(starts, self.crop, strict=True))
+        img, msk = img[(slice(None), *slices)], msk[slices]
+        if spec.flips:
+            img, msk = img.flip([d + 1 for d in spec.flips]), msk.flip(list(spec.flips))
+        if spec.rot:
+            img, msk = img.rot90(spec.rot, (1, 2)), msk.rot90(spec.rot, (0, 1))
+        return img, msk
 
 
 def _pad_at_least(img: Tensor, msk: Tensor, crop: tuple[int, ...]) -> tuple[Tensor, Tensor]:
@@ -202,7 +387,7 @@ def _scratch_assay(three_class: bool) -> SegData:
     images = [torch.from_numpy(normalise(hoechst[t][None])) for t in range(10)]
     mtensors = [torch.from_numpy(masks[t]) for t in range(10)]
     names = ["background", "cytoplasm", "nucleus"] if three_class else ["background", "nucleus"]
-    data = SegData(
+    data = SegData.from_tensors(
         name="scratch-assay:3class" if three_class else "scratch-assay",
         mode="multiclass" if three_class else "binary",
         class_names=names,
@@ -237,7 +422,7 @@ def _cells3d() -> SegData:
     img = torch.from_numpy(normalise(image[None]))
     msk = torch.from_numpy(mask)
     split = 96
-    data = SegData(
+    data = SegData.from_tensors(
         name="cells3d",
         mode="binary",
         class_names=["background", "nucleus"],
@@ -304,7 +489,7 @@ def _synthetic(spec: str, seed: int) -> SegData:
     parts = spec.split(":")[1:]
     unknown = [p for p in parts if p not in ("3d", "binary")]
     if unknown:
-        raise DataError(f"unknown option {unknown[0]!r} in --data {spec!r}; choose from {', '.join(DATASETS)}")
+        raise DataError(f"unknown option {unknown[0]!r} in the data spec {spec!r}; choose from {', '.join(DATASETS)}")
     ndim = 3 if "3d" in parts else 2
     binary = "binary" in parts
     shape = (64, 64) if ndim == 2 else (32, 32, 32)
@@ -312,7 +497,7 @@ def _synthetic(spec: str, seed: int) -> SegData:
     generator = torch.Generator().manual_seed(seed)
     samples = [_synthetic_sample(shape, generator, binary) for _ in range(n_train + n_val)]
     names = ["background", "blob"] if binary else ["background", "blob", "curve"]
-    data = SegData(
+    data = SegData.from_tensors(
         name=spec,
         mode="binary" if binary else "multiclass",
         class_names=names,
@@ -342,17 +527,20 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
 def _read_array(path: Path) -> np.ndarray:
     """Read a PNG, TIFF or NIfTI file into a NumPy array; any failure names the file."""
-    name = path.name.lower()
     try:
-        if name.endswith((".nii", ".nii.gz")):
+        if _is_nifti(path):
             if importlib.util.find_spec("nibabel") is None:
                 raise DataError(f"{path}: reading NIfTI needs nibabel; install it with: pip install nibabel")
             import nibabel
 
             return np.asarray(nibabel.load(str(path)).get_fdata(), dtype=np.float64)  # type: ignore[attr-defined,unused-ignore]
-        if name.endswith((".tif", ".tiff")):
+        if path.name.lower().endswith((".tif", ".tiff")):
             import tifffile
 
             return np.asarray(tifffile.imread(path))
@@ -366,6 +554,17 @@ def _read_array(path: Path) -> np.ndarray:
         raise DataError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
 
 
+def _nifti_spacing(path: Path) -> tuple[float, ...] | None:
+    """The voxel size of a NIfTI file's header (its spatial axes), ``None`` if it cannot be read."""
+    try:
+        import nibabel
+
+        zooms = nibabel.load(str(path)).header.get_zooms()  # type: ignore[attr-defined,unused-ignore]
+        return tuple(float(z) for z in zooms[:3])
+    except Exception:  # noqa: BLE001 - the spacing is optional; the pair itself was read and checked
+        return None
+
+
 def _list_files(folder: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
@@ -374,12 +573,75 @@ def _list_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+def _read_pair(ipath: Path, mpath: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read one pair as ``image (C, *S)`` and ``mask (*S)``; raises :class:`DataError` naming the file."""
+    image, mask = _read_array(ipath), _read_array(mpath)
+    if mask.ndim == 3 and mask.shape[-1] in (3, 4) and not _is_nifti(ipath):
+        if not (mask[..., :3] == mask[..., :1]).all():
+            raise DataError(f"{mpath}: a colour mask; masks must hold one class index per pixel")
+        mask = mask[..., 0]
+    spatial = mask.ndim
+    if spatial not in (2, 3):
+        raise DataError(f"{mpath}: masks must be 2D or 3D; got shape {mask.shape}")
+    if image.shape == mask.shape:
+        image = image[None]
+    elif image.ndim == spatial + 1 and image.shape[:-1] == mask.shape and image.shape[-1] in (3, 4):
+        image = np.moveaxis(image[..., :3], -1, 0)  # RGB(A) -> (3, *S)
+    elif image.ndim == spatial + 1 and image.shape[1:] == mask.shape:
+        pass  # already channel-first
+    else:
+        raise DataError(f"{ipath}: image shape {image.shape} does not match its mask {mpath} {mask.shape}")
+    return image, mask
+
+
+class FolderPairs(Dataset[Pair]):
+    """Image/mask file pairs read from disk on every access (nothing is cached): ``(C, *S)`` float32, ``(*S)`` int64.
+
+    The image is normalised per channel with its 1st and 99.8th percentiles. The pairs were checked up front by
+    :func:`load_data`, so a read here fails only if a file changed since.
+    """
+
+    def __init__(self, pairs: Sequence[tuple[Path, Path]]) -> None:
+        self.pairs = list(pairs)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, index: int) -> Pair:
+        ipath, mpath = self.pairs[index]
+        image, mask = _read_pair(ipath, mpath)
+        return torch.from_numpy(normalise(image)), torch.from_numpy(mask.astype(np.int64))
+
+
+def _check_pair(ipath: Path, mpath: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check one pair (values); returns it (the caller keeps only its shape and class counts)."""
+    image, mask = _read_pair(ipath, mpath)
+    if not np.issubdtype(mask.dtype, np.integer) and mask.dtype != np.bool_:
+        finite = np.isfinite(mask)
+        if not finite.all():
+            bad = int(mask.size - np.count_nonzero(finite))
+            raise DataError(f"{mpath}: {bad} non-finite mask value(s) (NaN or Inf); masks hold class indices")
+        if not np.all(np.equal(np.mod(mask, 1), 0)):
+            raise DataError(f"{mpath}: mask values must be integer class indices; got non-integer values")
+    if np.issubdtype(image.dtype, np.floating) or np.issubdtype(image.dtype, np.complexfloating):
+        finite = np.isfinite(image)
+        if not finite.all():
+            bad = int(image.size - np.count_nonzero(finite))
+            raise DataError(
+                f"{ipath}: {bad} non-finite pixel value(s) (NaN or Inf) of {image.size}; replace or mask them "
+                "before training"
+            )
+    if mask.min() < 0:
+        raise DataError(f"{mpath}: mask value {mask.min()} out of range; class indices start at 0")
+    return image, mask
+
+
 def _folder(spec: str) -> SegData:
     path_text, _, option = spec.partition(":classes=")
     declared: int | None = None
     if option:
         if not option.isdigit() or int(option) < 2:
-            raise DataError(f"--data {spec!r}: `classes` must be an integer >= 2; got {option!r}")
+            raise DataError(f"data {spec!r}: `classes` must be an integer >= 2; got {option!r}")
         declared = int(option)
     root = Path(path_text).expanduser()
     images_dir, masks_dir = root / "images", root / "masks"
@@ -402,71 +664,74 @@ def _folder(spec: str) -> SegData:
             raise DataError(f"{p}: no image with the same name in {images_dir}")
     if len(images) < 2:
         raise DataError(f"{images_dir}: needs at least 2 image/mask pairs (one to train, one to validate)")
-    pairs: list[tuple[np.ndarray, np.ndarray]] = []
+    # Every pair is read and checked once, file by file; only its shape and class counts are kept.
+    pairs: list[tuple[Path, Path]] = []
+    shapes: list[tuple[int, ...]] = []
+    counts: list[np.ndarray] = []
     ndim: int | None = None
     channels: int | None = None
     max_value = 0
     max_file = ""
     for name in sorted(images):
         ipath, mpath = images[name], masks[name]
-        image, mask = _read_array(ipath), _read_array(mpath)
-        if mask.ndim == 3 and mask.shape[-1] in (3, 4) and not ipath.name.lower().endswith((".nii", ".nii.gz")):
-            if not (mask[..., :3] == mask[..., :1]).all():
-                raise DataError(f"{mpath}: a colour mask; masks must hold one class index per pixel")
-            mask = mask[..., 0]
-        if not np.issubdtype(mask.dtype, np.integer):
-            if not np.all(np.equal(np.mod(mask, 1), 0)):
-                raise DataError(f"{mpath}: mask values must be integer class indices; got non-integer values")
+        image, mask = _check_pair(ipath, mpath)
         spatial = mask.ndim
-        if spatial not in (2, 3):
-            raise DataError(f"{mpath}: masks must be 2D or 3D; got shape {mask.shape}")
-        if image.shape == mask.shape:
-            image = image[None]
-        elif image.ndim == spatial + 1 and image.shape[:-1] == mask.shape and image.shape[-1] in (3, 4):
-            image = np.moveaxis(image[..., :3], -1, 0)  # RGB(A) -> (3, *S)
-        elif image.ndim == spatial + 1 and image.shape[1:] == mask.shape:
-            pass  # already channel-first
-        else:
-            raise DataError(f"{ipath}: image shape {image.shape} does not match its mask {mpath} {mask.shape}")
         if ndim is None:
             ndim, channels = spatial, image.shape[0]
         elif spatial != ndim or image.shape[0] != channels:
             raise DataError(
                 f"{ipath}: {spatial}D with {image.shape[0]} channel(s), unlike the first pair ({ndim}D, {channels})"
             )
-        if mask.min() < 0:
-            raise DataError(f"{mpath}: mask value {mask.min()} out of range; class indices start at 0")
-        if int(mask.max()) > max_value:
-            max_value, max_file = int(mask.max()), str(mpath)
+        top = int(mask.max())
+        if top > max_value:
+            max_value, max_file = top, str(mpath)
         if declared is not None and max_value >= declared:
-            raise DataError(f"{mpath}: mask value {int(mask.max())} out of range [0, {declared}) (classes={declared})")
-        pairs.append((image, mask))
+            raise DataError(f"{mpath}: mask value {top} out of range [0, {declared}) (classes={declared})")
+        if top <= 4 * MAX_INFERRED_CLASSES:
+            counts.append(np.bincount(mask.astype(np.int64).ravel(), minlength=1))
+        pairs.append((ipath, mpath))
+        shapes.append(tuple(int(s) for s in mask.shape))
+        del image, mask
     num_classes = declared if declared is not None else max(2, max_value + 1)
     if declared is None and num_classes > MAX_INFERRED_CLASSES:
         hint = " (a 0/255 mask? divide it by 255)" if max_value == 255 else ""
         raise DataError(
             f"{max_file}: mask value {max_value} out of range: masks hold class indices 0..C-1{hint}; "
-            f"declare the class count with --data '{path_text}:classes=N' if it really has {max_value + 1} classes"
+            f"declare the class count with the data spec '{path_text}:classes=N' if it really has "
+            f"{max_value + 1} classes"
         )
-    if ndim is None:  # unreachable: at least two pairs were read
+    if ndim is None or channels is None:  # unreachable: at least two pairs were read
         raise DataError(f"{images_dir}: no image/mask pairs could be read")
-    tensors = [(torch.from_numpy(normalise(i)), torch.from_numpy(m.astype(np.int64))) for i, m in pairs]
-    n_val = max(1, round(0.2 * len(tensors)))
-    crop = tuple(min(96 if ndim == 2 else 32, min(int(t[1].shape[d]) for t in tensors)) for d in range(ndim))
+    n_val = max(1, round(0.2 * len(pairs)))
+    n_train = len(pairs) - n_val
+    # The crop: at most 96 (2D) or 32 (3D) per axis and at most the largest training item, a multiple of 8 (>= 8);
+    # smaller items are padded.
+    cap = 96 if ndim == 2 else 32
+    crop = tuple(max(8, min(cap, max(s[d] for s in shapes[:n_train])) // 8 * 8) for d in range(ndim))
+    total = np.zeros(num_classes, dtype=np.float64)
+    for c in counts[:n_train]:
+        total[: min(len(c), num_classes)] += c[:num_classes]
     names = ["background"] + [f"class {c}" for c in range(1, num_classes)]
-    data = SegData(
+    spacing = _nifti_spacing(pairs[0][0]) if _is_nifti(pairs[0][0]) else None
+    fractions = (total / total.sum()).tolist() if total.sum() > 0 else None
+    balance = ", ".join(f"{n} {f:.1%}" for n, f in zip(names, fractions or [], strict=False))
+    return SegData(
         name=spec,
         mode="binary" if num_classes == 2 else "multiclass",
         class_names=names,
         ndim=ndim,
-        train_images=[t[0] for t in tensors[:-n_val]],
-        train_masks=[t[1] for t in tensors[:-n_val]],
-        val_images=[t[0] for t in tensors[-n_val:]],
-        val_masks=[t[1] for t in tensors[-n_val:]],
-        crop=tuple(max(8, c // 8 * 8) for c in crop),
+        train=FolderPairs(pairs[:n_train]),
+        val=FolderPairs(pairs[n_train:]),
+        crop=crop,
+        in_channels=int(channels),
+        train_shapes=shapes[:n_train],
+        description=(
+            f"folder {root}: {n_train} train / {n_val} validation pairs (read lazily), {num_classes} classes"
+            + (f"; train pixels: {balance}" if balance else "")
+        ),
+        spacing=spacing,
+        fractions=fractions,
     )
-    data.description = f"folder {root}: {len(tensors) - n_val} train / {n_val} validation pairs, {num_classes} classes"
-    return data
 
 
 def load_data(spec: str = "scratch-assay", *, seed: int = 0) -> SegData:
@@ -488,4 +753,4 @@ def load_data(spec: str = "scratch-assay", *, seed: int = 0) -> SegData:
 
     close = difflib.get_close_matches(spec, DATASETS, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise DataError(f"--data {spec!r} is neither a dataset ({', '.join(DATASETS)}) nor an existing folder{hint}")
+    raise DataError(f"data {spec!r} is neither a dataset ({', '.join(DATASETS)}) nor an existing folder{hint}")

@@ -1,16 +1,16 @@
 """Data-parallel training for ``seglosses compare --nproc N`` (or under ``torchrun``): the process plumbing.
 
-Every run of a comparison trains one U-Net with ``DistributedDataParallel`` over K processes (gloo on CPU, nccl on
+Every run of a comparison trains one model with ``DistributedDataParallel`` over K processes (gloo on CPU, nccl on
 CUDA). The result equals that of one process with the same global batch, up to float rounding, because:
 
 - every rank draws the same GLOBAL batch from the same seeded generator and keeps its contiguous slice of
   ``batch_size / K`` crops (so the concatenation of the slices is the single-process batch, in order);
-- the loss is built with ``sync_stats=True`` (SPEC section 3) where it supports it (every registry loss except
-  ``lovasz``): every rank computes the loss of the concatenated batch, and after DDP's mean of gradients the update is
-  the single-process one. ``lovasz`` sorts the errors of its own batch and has no sum-of-statistics form: it runs
-  per rank (the mean over ranks of the per-slice Lovasz losses, as plain DDP does), so its numbers differ from one
-  process's. Candidates from ``extra_losses`` run per rank as well;
-- the U-Net's BatchNorm layers become :class:`GlobalBatchNorm`, which normalise with the mean and variance of the
+- the loss is built with ``sync_stats=True`` (its statistics summed over the ranks) where it supports it (every
+  registry loss except ``lovasz``): every rank computes the loss of the concatenated batch, and after DDP's mean of
+  gradients the update is the single-process one. ``lovasz`` sorts the errors of its own batch and has no
+  sum-of-statistics form: it runs per rank (the mean over ranks of the per-slice Lovasz losses, as plain DDP does), so
+  its numbers differ from one process's. Candidates from ``extra_losses`` run per rank as well;
+- the model's BatchNorm layers become :class:`GlobalBatchNorm`, which normalise with the mean and variance of the
   global batch (summed over the ranks with the same differentiable all-reduce as the losses). ``torch.nn.SyncBatchNorm``
   would do this on CUDA only; this one works with gloo on CPU too;
 - validation runs on rank 0 only, with the unwrapped model (BatchNorm in eval mode uses its running statistics,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
-__all__ = ["UNet", "build_model"]
+__all__ = ["UNet", "build_model", "call_factory", "factory_takes_channels", "load_factory"]
 
 
 def _conv(ndim: int) -> type[nn.Conv2d] | type[nn.Conv3d]:
@@ -89,3 +91,65 @@ def build_model(in_channels: int, out_channels: int, *, ndim: int, seed: int, ba
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return UNet(in_channels, out_channels, ndim=ndim, base=base, depth=depth)
+
+
+def load_factory(spec: str) -> Callable[..., nn.Module]:
+    """The model factory named ``package.module:function`` (imported; the function must be callable).
+
+    Raises:
+        ValueError: ``spec`` is not ``module:function``, the module cannot be imported, or it has no such callable.
+
+    Examples:
+        >>> load_factory("seglosses.cli.model:UNet").__name__
+        'UNet'
+
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"--model must look like package.module:function (e.g. mypkg.nets:make_unet); got {spec!r}")
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise ValueError(f"--model {spec!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc})") from exc
+    factory = module
+    for part in attr.split("."):
+        factory = getattr(factory, part, None)  # type: ignore[assignment]
+        if factory is None:
+            raise ValueError(f"--model {spec!r}: the module {module_name!r} has no attribute {attr!r}")
+    if not callable(factory):
+        raise ValueError(f"--model {spec!r}: {attr!r} is not callable")
+    return factory
+
+
+def factory_takes_channels(factory: Callable[..., nn.Module]) -> bool:
+    """Whether ``factory`` accepts ``in_channels=`` and ``out_channels=`` keywords (named, or ``**kwargs``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: call it bare
+        return False
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return True
+    keyword = {
+        p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    return {"in_channels", "out_channels"} <= keyword
+
+
+def call_factory(factory: Callable[..., nn.Module], *, in_channels: int, out_channels: int, seed: int) -> nn.Module:
+    """``factory(in_channels=, out_channels=)`` (or ``factory()``) with torch's CPU RNG seeded from ``seed``.
+
+    The caller's RNG state is restored afterwards, so the weights depend only on ``seed`` and the factory.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if factory_takes_channels(factory):
+            model = factory(in_channels=in_channels, out_channels=out_channels)
+        else:
+            model = factory()
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"the model factory must return a torch.nn.Module; it returned {type(model).__name__}")
+    return model

@@ -1,6 +1,7 @@
-"""Rendering of a :class:`~seglosses.cli.compare.ResultsTable`: rich table, CSV, JSON, PNG plots, HTML page.
+"""Rendering of a :class:`~seglosses.cli.results.ResultsTable`: rich table, CSV, JSON, PNG plots, HTML page.
 
-matplotlib (Agg backend) and rich are imported inside the functions.
+Imports :mod:`seglosses.cli.results` (never the orchestration in :mod:`seglosses.cli.compare`). matplotlib (Agg
+backend) and rich are imported inside the functions.
 """
 
 from __future__ import annotations
@@ -13,18 +14,32 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from seglosses.cli.results import ResultsTable, atomic_write
+
 if TYPE_CHECKING:
-    from seglosses.cli.compare import ResultsTable
     from seglosses.cli.data import SegData
 
-__all__ = ["plot_curves", "plot_per_class", "plot_predictions", "rich_table", "write_report", "REPORT_FILES"]
+__all__ = [
+    "REPORT_FILES",
+    "plot_curves",
+    "plot_forest",
+    "plot_per_class",
+    "plot_per_image",
+    "plot_predictions",
+    "rich_table",
+    "write_report",
+]
 
+PREVIEWS = 2  # validation images shown in the predictions grid (the runs keep this many predictions)
 REPORT_FILES: tuple[str, ...] = (
     "results.csv",
     "summary.csv",
+    "per_image.csv",
     "results.json",
     "curves.png",
     "per_class.png",
+    "forest.png",
+    "per_image.png",
     "predictions.png",
     "report.html",
 )
@@ -40,9 +55,22 @@ def rich_table(table: ResultsTable) -> Any:
     """A ``rich.table.Table``: one row per loss (best first), mean ± std over seeds of mean and per-class values."""
     from rich.table import Table
 
-    out = Table(title=f"{table.data}: validation metrics (mean ± std over seeds)", show_lines=False)
+    rec = table.recommendation()
+    verdict = (
+        f"{rec.best} is a clear winner over {rec.runner_up}"
+        if rec.clear
+        else ("no clear winner" if rec.runner_up is not None else "one candidate")
+    )
+    if rec.runner_up is not None:
+        verdict += f" (difference {rec.difference:.3f}, 95% CI [{rec.ci_low:.3f}, {rec.ci_high:.3f}])"
+    out = Table(
+        title=f"{table.data}: validation metrics (mean ± std over seeds)",
+        caption=f"{verdict}; rank by the per-image {table.metric}",
+        show_lines=False,
+    )
     out.add_column("#", justify="right")
     out.add_column("loss", style="bold", no_wrap=True)
+    out.add_column(f"per-image {table.metric}", justify="right")
     for metric in ("dice", "iou", "precision", "recall"):
         out.add_column(f"{metric} (mean)", justify="right")
     per_class = [f"dice_{c}" for c in table.class_names] if len(table.class_names) > 1 else []
@@ -50,7 +78,8 @@ def rich_table(table: ResultsTable) -> Any:
         out.add_column(col, justify="right")
     out.add_column("seeds", justify="right")
     for rank, s in enumerate(table.summary(), 1):
-        cells = [_fmt(s.mean[f"{m}_mean"], s.std[f"{m}_mean"]) for m in ("dice", "iou", "precision", "recall")]
+        cells = [_fmt(s.mean["score"], s.std["score"])]
+        cells += [_fmt(s.mean[f"{m}_mean"], s.std[f"{m}_mean"]) for m in ("dice", "iou", "precision", "recall")]
         cells += [_fmt(s.mean[c], s.std[c]) for c in per_class]
         seeds = f"{s.seeds}" + (f" ({s.failed} failed)" if s.failed else "")
         out.add_row(str(rank), s.loss, *cells, seeds)
@@ -119,6 +148,60 @@ def plot_per_class(table: ResultsTable, path: Path) -> Path:
     return path
 
 
+def plot_forest(table: ResultsTable, path: Path) -> Path:
+    """Forest plot: the paired difference (best - other) of every other loss, with its 95 % bootstrap interval.
+
+    An interval entirely right of the dashed line at 0 means the best loss is clearly ahead of that one.
+    """
+    plt = _plt()
+    comparisons = table.comparisons()
+    best = table.summary()[0].loss
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * max(1, len(comparisons))))
+    for y, c in enumerate(comparisons):
+        clear = c.ci_low > 0
+        colour = "tab:green" if clear else "tab:gray"
+        if not math.isnan(c.ci_low):
+            ax.plot([c.ci_low, c.ci_high], [y, y], color=colour, lw=2)
+        ax.plot([c.difference], [y], "o", color=colour)
+    ax.axvline(0.0, color="k", ls="--", lw=1)
+    ax.set_yticks(range(len(comparisons)), [c.loss for c in comparisons])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"per-image {table.metric}: {best} minus the loss named (mean over image x seed pairs, 95% CI)")
+    title = f"{best} against every other loss" if comparisons else "only one candidate: nothing to compare"
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_per_image(table: ResultsTable, path: Path) -> Path:
+    """Scatter of the per-image metric: best loss (y) against the runner-up (x), one point per (image, seed)."""
+    plt = _plt()
+    rec = table.recommendation()
+    fig, ax = plt.subplots(figsize=(4.8, 4.6))
+    if rec.runner_up is not None and table.val_images:
+        best = table.image_matrix(rec.best)
+        other = table.image_matrix(rec.runner_up)
+        for row, seed in enumerate(table.seeds):
+            ax.scatter(other[row], best[row], s=14, alpha=0.7, label=f"seed {seed}")
+        ax.plot([0, 1], [0, 1], color="k", lw=1, ls="--")
+        ax.set_xlabel(f"{rec.runner_up} (runner-up)")
+        ax.set_ylabel(f"{rec.best} (best)")
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "only one candidate", ha="center", va="center")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"per-image {table.metric} (above the line: {rec.best} better)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def _window(truth: np.ndarray, size: int = 256) -> tuple[slice, slice]:
     """A ``size`` x ``size`` window (or the whole image if smaller) holding the most foreground of ``truth``."""
     h, w = truth.shape
@@ -148,8 +231,6 @@ def plot_predictions(table: ResultsTable, data: SegData, runs_dir: Path, path: P
     plt = _plt()
     from matplotlib.colors import ListedColormap
 
-    from seglosses.cli.compare import PREVIEWS
-
     losses = table.losses
     seed = min(r.seed for r in table.runs)
     previews: dict[str, dict[str, np.ndarray]] = {}
@@ -158,17 +239,18 @@ def plot_predictions(table: ResultsTable, data: SegData, runs_dir: Path, path: P
         if file.is_file():
             with np.load(file) as npz:
                 previews[loss] = {k: npz[k] for k in npz.files}
-    rows = min(PREVIEWS, len(data.val_images))
+    rows = min(PREVIEWS, data.num_val)
+    shown = [data.val[r] for r in range(rows)]
     colours = [(0, 0, 0, 0), (1, 0.15, 0.1, 0.55), (0.1, 0.9, 0.2, 0.55), (0.2, 0.4, 1, 0.55), (1, 0.8, 0, 0.55)]
     cmap = ListedColormap(colours[: max(2, min(len(colours), data.num_classes))])
     cols = 2 + len(losses)
-    first = _middle(data.val_masks[0].numpy())
+    first = _middle(shown[0][1].numpy())
     ys, xs = _window(first)
     h, w = first[ys, xs].shape
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.0 * max(1.0, w / h) ** 0.5, rows * 2.1 + 0.4), squeeze=False)
     for r in range(rows):
-        image = _middle(data.val_images[r][0].numpy())
-        truth = _middle(data.val_masks[r].numpy())
+        image = _middle(shown[r][0][0].numpy())
+        truth = _middle(shown[r][1].numpy())
         ys, xs = _window(truth)
         image, truth = image[ys, xs], truth[ys, xs]
         panels: list[tuple[str, np.ndarray | None]] = [("image", None), ("ground truth", truth)]
@@ -197,12 +279,11 @@ def _img_tag(path: Path, alt: str) -> str:
 
 def write_html(table: ResultsTable, out: Path, plots: dict[str, Path]) -> Path:
     """One self-contained HTML page: recommendation, summary table, the three plots (embedded), settings."""
-    from seglosses.cli.compare import _atomic_write
-
     rec = table.recommendation()
     cols = ["dice_mean", "iou_mean", "precision_mean", "recall_mean"]
     if len(table.class_names) > 1:
         cols += [f"dice_{c}" for c in table.class_names]
+    cols = ["score", *cols]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["#", "loss", *cols, "seeds"])
     rows = []
     for rank, s in enumerate(table.summary(), 1):
@@ -223,15 +304,21 @@ img{{max-width:100%;display:block;margin:1em 0}}.rec{{background:#eef6ee;padding
 <h2>Validation metrics (mean ± std over seeds; mean = over foreground classes)</h2>
 <table><tr>{head}</tr>{"".join(rows)}</table>
 {f"<h3>Runs that did not finish normally</h3><ul>{notes}</ul>" if notes else ""}
+<h2>Is the best loss clearly better? (paired differences, 95% bootstrap intervals)</h2>
+<p>Each loss against the best on the same validation images and seeds: an interval entirely above 0 is a clear
+difference. The per-image value is the mean over the image's foreground classes; a class absent from both the image's
+mask and its prediction scores 1.</p>
+{_img_tag(plots["forest"], "forest plot")}
+{_img_tag(plots["per_image"], "per-image scatter")}
 <h2>Validation curves</h2>{_img_tag(plots["curves"], "validation curves")}
 <h2>Dice per class</h2>{_img_tag(plots["per_class"], "per-class Dice")}
 <h2>Predictions</h2>{_img_tag(plots["predictions"], "validation predictions")}
 <h2>Settings</h2><p>mode={html.escape(table.mode)}, {settings}. Every loss used the same initial weights per seed,
 the same batches, augmentation, optimiser and schedule. Files: results.csv (one row per run), summary.csv,
-results.json, runs/.</p>
+per_image.csv (one row per run and validation image), results.json, runs/.</p>
 </body></html>
 """
-    return _atomic_write(out / "report.html", page)
+    return atomic_write(out / "report.html", page)
 
 
 def write_report(table: ResultsTable, data: SegData, out: Path) -> dict[str, Path]:
@@ -243,6 +330,7 @@ def write_report(table: ResultsTable, data: SegData, out: Path) -> dict[str, Pat
     files = {
         "results.csv": table.to_csv(out / "results.csv"),
         "summary.csv": table.summary_to_csv(out / "summary.csv"),
+        "per_image.csv": table.per_image_to_csv(out / "per_image.csv"),
         "results.json": table.to_json(out / "results.json"),
     }
     plots: dict[str, Path] = {}
@@ -250,6 +338,8 @@ def write_report(table: ResultsTable, data: SegData, out: Path) -> dict[str, Pat
         t = Path(tmp)
         plots["curves"] = plot_curves(table, t / "curves.png")
         plots["per_class"] = plot_per_class(table, t / "per_class.png")
+        plots["forest"] = plot_forest(table, t / "forest.png")
+        plots["per_image"] = plot_per_image(table, t / "per_image.png")
         plots["predictions"] = plot_predictions(table, data, out / "runs", t / "predictions.png")
         files["report.html"] = write_html(table, out, plots)
         for key, p in plots.items():

@@ -1,0 +1,566 @@
+"""One training run of ``seglosses compare`` / ``tune``, and the validation of its model.
+
+The single training loop (:func:`train_run`, also the loop of every DDP rank) and validation (:func:`validate`):
+batches come through a ``torch.utils.data.DataLoader`` (``num_workers`` processes, pinned memory on CUDA) from
+crop specs drawn by one generator seeded per run, so that every loss sees the same batches for a given seed; the
+model comes from the built-in U-Net or a user's factory called under the run's seed; mixed precision (bf16 or fp16
+autocast, a gradient scaler with fp16) covers training and validation. Validation runs every image whole (padded to
+a multiple of the model's stride) or, for images larger than ``window``, by a sliding window.
+
+Imports only torch, numpy, :mod:`seglosses.cli.data`, :mod:`seglosses.cli.model` and
+:mod:`seglosses.cli.results` (never the orchestration or the rendering).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Sampler
+
+from seglosses.cli.data import CropDataset, CropSpec, SegData, draw_specs, pad_to_multiple
+from seglosses.cli.model import build_model, call_factory
+from seglosses.cli.results import METRICS
+
+if TYPE_CHECKING:
+    from seglosses.cli.ddp import DistContext
+
+__all__ = [
+    "AMP_CHOICES",
+    "PREVIEWS",
+    "Evaluation",
+    "RunSetup",
+    "TrainConfig",
+    "build_loss",
+    "check_amp",
+    "check_model",
+    "evaluate",
+    "predict_logits",
+    "target_for_loss",
+    "train_run",
+    "validate",
+]
+
+AMP_CHOICES: tuple[str, ...] = ("bf16", "fp16")
+PREVIEWS = 2  # validation predictions kept per run (for the report's grid); nothing else per image but numbers
+DEFAULT_MULTIPLE = 32  # a user model's input sizes are padded to a multiple of this (the stride of most encoders)
+LossFactory = Callable[[str], nn.Module]  # mode -> loss module, for candidates outside the registry
+ModelFactory = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The schedule shared by every loss of a comparison.
+
+    Attributes:
+        epochs: validation passes (one per epoch, for the curves).
+        steps_per_epoch: optimiser steps per epoch (random crops, so an epoch is a number of steps).
+        batch_size: crops per step.
+        lr: peak learning rate of AdamW (linear warm-up over 5 % of the steps, then cosine to 0).
+        weight_decay: AdamW weight decay.
+        base: U-Net channels at the first level (the built-in model only).
+        depth: U-Net poolings (the built-in model only; its inputs are padded to a multiple of ``2**depth``).
+
+    """
+
+    epochs: int = 12
+    steps_per_epoch: int = 20
+    batch_size: int = 8
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    base: int = 8
+    depth: int = 3
+
+    @classmethod
+    def preset(cls, *, quick: bool, ndim: int, epochs: int | None = None, batch_size: int | None = None) -> TrainConfig:
+        """Default (``quick=False``) or ``--quick`` schedule; ``epochs``/``batch_size`` override the preset's."""
+        cfg = cls(epochs=4, steps_per_epoch=10) if quick else cls()
+        if ndim == 3:
+            cfg = cls(**{**asdict(cfg), "batch_size": 2})
+        if epochs is not None:
+            cfg = cls(**{**asdict(cfg), "epochs": epochs})
+        if batch_size is not None:
+            cfg = cls(**{**asdict(cfg), "batch_size": batch_size})
+        return cfg
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """How a run is executed beyond its schedule: the model, mixed precision, loader workers, validation inputs.
+
+    Attributes:
+        model: a factory returning a fresh ``nn.Module`` (called with ``in_channels=``/``out_channels=`` when it
+            accepts them), or ``None`` for the built-in U-Net.
+        amp: ``None`` (float32), ``"bf16"`` or ``"fp16"`` (CUDA only; with a gradient scaler) autocast.
+        num_workers: DataLoader worker processes (0: load in the training process).
+        size_multiple: validation inputs are padded to a multiple of this; ``None``: ``2**depth`` for the built-in
+            U-Net, 32 for a user model.
+        window: images larger than this (per axis) are predicted by a sliding window of this size (half overlap,
+            logits averaged); ``None``: every image whole.
+
+    """
+
+    model: ModelFactory | None = None
+    amp: str | None = None
+    num_workers: int = 0
+    size_multiple: int | None = None
+    window: tuple[int, ...] | None = None
+
+    def multiple(self, config: TrainConfig) -> int:
+        """The padding multiple of validation inputs."""
+        if self.size_multiple is not None:
+            return self.size_multiple
+        return 2**config.depth if self.model is None else DEFAULT_MULTIPLE
+
+    def identity(self) -> dict[str, Any]:
+        """What changes results (for the run fingerprint): the model's name, amp, padding and window."""
+        name = None if self.model is None else f"{getattr(self.model, '__module__', '')}:{_qualname(self.model)}"
+        return {"model": name, "amp": self.amp, "size_multiple": self.size_multiple, "window": self.window}
+
+
+def _qualname(obj: object) -> str:
+    return str(getattr(obj, "__qualname__", type(obj).__qualname__))
+
+
+def check_amp(amp: str | None, device: str, caller: str) -> None:
+    """Raise ``ValueError`` for an unknown ``amp`` or ``amp="fp16"`` off CUDA (CPU autocast has no fp16 scaler)."""
+    if amp is not None and amp not in AMP_CHOICES:
+        raise ValueError(f"{caller}: `amp` must be None, 'bf16' or 'fp16'; got {amp!r}")
+    if amp == "fp16" and not device.startswith("cuda"):
+        raise ValueError(f"{caller}: `amp`='fp16' needs a CUDA device; got device={device!r} (use 'bf16' on the CPU)")
+
+
+def _autocast(device: str, amp: str | None) -> contextlib.AbstractContextManager[Any]:
+    if amp is None:
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=dtype)
+
+
+def build_loss(name: str, mode: str, loss_args: Mapping[str, Any], extra: Mapping[str, LossFactory]) -> nn.Module:
+    """A candidate loss module: from ``extra`` (test or notebook candidates) or ``seglosses.get_loss``."""
+    if name in extra:
+        return extra[name](mode)
+    from seglosses.registry import get_loss
+
+    return get_loss(name, mode=mode, **dict(loss_args))
+
+
+def target_for_loss(mask: Tensor, mode: str) -> Tensor:
+    """The target of the losses and metrics: ``(N, 1, *S)`` float for binary, ``(N, *S)`` indices otherwise."""
+    return mask.unsqueeze(1).float() if mode == "binary" else mask
+
+
+def new_model(data: SegData, setup: RunSetup, config: TrainConfig, seed: int) -> nn.Module:
+    """A fresh model whose initial weights depend only on ``seed`` (and the factory)."""
+    if setup.model is None:
+        return build_model(
+            data.in_channels, data.out_channels, ndim=data.ndim, seed=seed, base=config.base, depth=config.depth
+        )
+    return call_factory(setup.model, in_channels=data.in_channels, out_channels=data.out_channels, seed=seed)
+
+
+def _forward(model: nn.Module, x: Tensor) -> Tensor:
+    out = model(x)
+    if not isinstance(out, Tensor):
+        raise TypeError(f"the model must return a tensor (N, C, *S) of logits; it returned {type(out).__name__}")
+    return out
+
+
+def check_model(data: SegData, setup: RunSetup, config: TrainConfig, *, seed: int, device: str, caller: str) -> None:
+    """Build the model once and run one validation image through it: its output must have the right channels.
+
+    Raises:
+        ValueError: the factory raised, or returned a model whose output has the wrong number of channels
+            (1 for a binary task, C for C classes) or spatial size, naming both counts.
+
+    """
+    try:
+        model = new_model(data, setup, config, seed).to(device)
+    except Exception as exc:
+        raise ValueError(f"{caller}: the model factory raised {type(exc).__name__}: {exc}") from exc
+    image, _ = data.val[0]
+    x = pad_to_multiple(image[None].to(device), setup.multiple(config), ndim=data.ndim)
+    model.eval()
+    try:
+        with torch.no_grad(), _autocast(device, setup.amp):
+            out = _forward(model, x)
+    except Exception as exc:
+        raise ValueError(
+            f"{caller}: the model failed on a validation input of shape {tuple(x.shape)}: {type(exc).__name__}: {exc}"
+        ) from exc
+    expected = data.out_channels
+    task = "a binary task (one logit channel)" if data.mode == "binary" else f"{data.num_classes} classes"
+    if out.dim() != x.dim() or out.shape[1] != expected:
+        got = out.shape[1] if out.dim() > 1 else None
+        raise ValueError(
+            f"{caller}: the model must output {expected} channel(s) for {task}; it outputs {got} "
+            f"(output shape {tuple(out.shape)} for input {tuple(x.shape)})"
+        )
+    if out.shape[2:] != x.shape[2:]:
+        raise ValueError(
+            f"{caller}: the model's output must keep the input's spatial size {tuple(x.shape[2:])}; got "
+            f"{tuple(out.shape[2:])}"
+        )
+
+
+def _lr_lambda(total: int) -> Callable[[int], float]:
+    warmup = max(1, total // 20)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    return factor
+
+
+# --------------------------------------------------------------------------------------------------- loading
+
+
+class _SpecBatches(Sampler[list[CropSpec]]):
+    """The batches of one run: ``steps`` lists of crop specs drawn from a generator seeded with ``seed``.
+
+    Under DDP every rank draws the same global batch and keeps its contiguous slice.
+    """
+
+    def __init__(self, data: SegData, batch_size: int, steps: int, seed: int, ctx: DistContext | None) -> None:
+        self.data, self.batch_size, self.steps, self.seed, self.ctx = data, batch_size, steps, seed, ctx
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[list[CropSpec]]:
+        generator = torch.Generator().manual_seed(self.seed)
+        for _ in range(self.steps):
+            specs = draw_specs(self.data, self.batch_size, generator)
+            if self.ctx is not None:
+                per = self.batch_size // self.ctx.world_size
+                specs = specs[self.ctx.rank * per : (self.ctx.rank + 1) * per]
+            yield specs
+
+
+def _worker_init(worker_id: int) -> None:
+    """A loader worker reads and crops: one intra-op thread each (the training process keeps the others)."""
+    torch.set_num_threads(1)
+
+
+def _loader(dataset: Any, device: str, num_workers: int, seed: int, **kwargs: Any) -> DataLoader[Any]:
+    return DataLoader(
+        dataset,
+        num_workers=num_workers,
+        pin_memory=device.startswith("cuda"),
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
+        **kwargs,
+    )
+
+
+def _collate_error(exc: RuntimeError) -> RuntimeError:
+    return RuntimeError(f"training items could not be batched ({exc}); items of different sizes need a crop (crop=...)")
+
+
+# --------------------------------------------------------------------------------------------------- validation
+
+
+@dataclass
+class Evaluation:
+    """Validation of one model.
+
+    Attributes:
+        metrics: ``{metric: {"mean": v, "<class>": v}}`` from the counts of all validation pixels together
+            (``average="none"``, ``zero_division="nan"``); ``"mean"`` is over the foreground classes, NaN left out.
+        per_image: ``{metric: [v_i]}``: each image's mean over its foreground classes, a class absent from both the
+            image's mask and its prediction scoring 1 (a ratio 0/0 scores 1: nothing to find and nothing found).
+        previews: the hard predictions ``(*S)`` of the first :data:`PREVIEWS` images (CPU, int64).
+
+    """
+
+    metrics: dict[str, dict[str, float]]
+    per_image: dict[str, list[float]] = field(default_factory=dict)
+    previews: list[Tensor] = field(default_factory=list)
+
+
+def predict_logits(
+    model: nn.Module, image: Tensor, *, multiple: int, window: Sequence[int] | None = None, amp: str | None = None
+) -> Tensor:
+    """Float32 logits ``(1, K, *S)`` of one image ``(1, C, *S)`` (on the model's device), whole or by windows.
+
+    Whole: padded at the end to a multiple of ``multiple`` and cropped back. With ``window`` and an image larger
+    than it along some axis: windows of ``window`` (rounded up to ``multiple``) at half-window steps, the last one
+    flush with the (padded) end, every window's logits averaged where they overlap.
+    """
+    ndim = image.dim() - 2
+    spatial = tuple(int(s) for s in image.shape[2:])
+    keep = (slice(None), slice(None), *(slice(0, s) for s in spatial))
+    device = str(image.device)
+    if window is None or all(s <= w for s, w in zip(spatial, window, strict=True)):
+        x = pad_to_multiple(image, multiple, ndim=ndim)
+        with _autocast(device, amp):
+            return _forward(model, x)[keep].float()
+    win = tuple(-(-w // multiple) * multiple for w in window)
+    pad: list[int] = []
+    for s, w in zip(reversed(spatial), reversed(win), strict=True):
+        pad += [0, max(0, w - s) + (-max(s, w)) % multiple]
+    x = torch.nn.functional.pad(image, pad) if any(pad) else image
+    size = x.shape[2:]
+    starts = [sorted({*range(0, max(1, n - w + 1), max(1, w // 2)), n - w}) for n, w in zip(size, win, strict=True)]
+    total: Tensor | None = None
+    count = torch.zeros((1, 1, *size), device=image.device)
+    for corner in itertools.product(*starts):
+        box = tuple(slice(c, c + w) for c, w in zip(corner, win, strict=True))
+        with _autocast(device, amp):
+            logits = _forward(model, x[(slice(None), slice(None), *box)]).float()
+        if total is None:
+            total = torch.zeros((1, logits.shape[1], *size), device=image.device)
+        total[(slice(None), slice(None), *box)] += logits
+        count[(slice(None), slice(None), *box)] += 1
+    if total is None:  # unreachable: at least one window
+        raise RuntimeError("predict_logits: no window")
+    return (total / count)[keep]
+
+
+def hard_prediction(logits: Tensor, mode: str) -> Tensor:
+    """Class indices ``(*S)`` from the logits ``(1, C, *S)`` of one image (binary: logit > 0, i.e. p > 0.5)."""
+    return (logits[0, 0] > 0).long() if mode == "binary" else logits[0].argmax(0)
+
+
+def per_image_values(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, *, foreground: slice) -> dict[str, float]:
+    """Each metric of one image from its per-class counts ``(C,)``: mean over ``foreground`` classes, 0/0 = 1.
+
+    Examples:
+        >>> v = per_image_values(np.array([3, 0]), np.array([1, 0]), np.array([0, 0]), foreground=slice(0, None))
+        >>> {k: round(x, 4) for k, x in v.items()}  # class 0: dice 6/7; class 1 absent everywhere: 1
+        {'dice': 0.9286, 'iou': 0.875, 'precision': 0.875, 'recall': 1.0}
+
+    """
+    tp, fp, fn = (np.asarray(a, dtype=np.float64)[foreground] for a in (tp, fp, fn))
+    pairs = {"dice": (2 * tp, 2 * tp + fp + fn), "iou": (tp, tp + fp + fn), "precision": (tp, tp + fp)}
+    pairs["recall"] = (tp, tp + fn)
+    out = {}
+    for name in METRICS:
+        num, den = pairs[name]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+        out[name] = float(ratio.mean()) if ratio.size else math.nan
+    return out
+
+
+@torch.no_grad()
+def validate(
+    model: nn.Module,
+    data: SegData,
+    *,
+    multiple: int,
+    device: str,
+    setup: RunSetup | None = None,
+    previews: int = PREVIEWS,
+) -> Evaluation:
+    """Validation metrics of ``model`` over every validation image (pooled and per image), and a few predictions.
+
+    The pooled numbers come from :class:`seglosses.metrics.SegmentationMetrics` (streaming over the validation
+    images, ``average="none"``, ``zero_division="nan"``): the statistics of all validation pixels together. Per
+    class: binary reports the foreground only; multiclass every class. ``"mean"`` is the mean over the foreground
+    classes (background excluded), leaving out NaN (the ``average="macro", include_background=False`` value).
+    The per-image values are each image's mean over its foreground classes (:func:`per_image_values`).
+    """
+    from seglosses.metrics import SegmentationMetrics, confusion
+
+    setup = setup or RunSetup()
+    model.eval()
+    accumulator = SegmentationMetrics(
+        mode=data.mode, num_classes=data.out_channels, metrics=METRICS, average="none", from_logits=True
+    )
+    foreground = slice(0, None) if data.mode == "binary" else slice(1, None)
+    per_image: dict[str, list[float]] = {m: [] for m in METRICS}
+    kept: list[Tensor] = []
+    loader = _loader(data.val, device, setup.num_workers, 0, batch_size=1, shuffle=False)
+    for image, mask in loader:
+        image = image.to(device, non_blocking=True)
+        target = target_for_loss(mask.to(device, non_blocking=True), data.mode)
+        logits = predict_logits(model, image, multiple=multiple, window=setup.window, amp=setup.amp)
+        accumulator.update(logits, target)
+        tp, fp, fn, _ = confusion(logits, target, mode=data.mode, from_logits=True, per_image=True)
+        values = per_image_values(tp[0].cpu().numpy(), fp[0].cpu().numpy(), fn[0].cpu().numpy(), foreground=foreground)
+        for name in METRICS:
+            per_image[name].append(values[name])
+        if len(kept) < previews:
+            kept.append(hard_prediction(logits, data.mode).cpu())
+    values_all = accumulator.compute()
+    shown = data.class_names[1:] if data.mode == "binary" else data.class_names
+    out: dict[str, dict[str, float]] = {}
+    for name in METRICS:
+        per_class = values_all[name].double().cpu().flatten()
+        fg = per_class[foreground]
+        fg = fg[~fg.isnan()]
+        entry = {"mean": float(fg.mean()) if fg.numel() else math.nan}
+        entry.update({c: float(v) for c, v in zip(shown, per_class.tolist(), strict=True)})
+        out[name] = entry
+    return Evaluation(out, per_image, kept)
+
+
+def evaluate(
+    model: nn.Module, data: SegData, *, depth: int, device: str, setup: RunSetup | None = None
+) -> tuple[dict[str, dict[str, float]], list[Tensor]]:
+    """:func:`validate` with the built-in U-Net's padding (``2**depth``): the pooled metrics and the previews."""
+    setup = setup or RunSetup()
+    multiple = setup.size_multiple or (2**depth if setup.model is None else DEFAULT_MULTIPLE)
+    result = validate(model, data, multiple=multiple, device=device, setup=setup)
+    return result.metrics, result.previews
+
+
+# --------------------------------------------------------------------------------------------------- training
+
+
+def train_run(
+    data: SegData,
+    loss_fn: nn.Module,
+    *,
+    seed: int,
+    config: TrainConfig,
+    device: str = "cpu",
+    on_step: Callable[[int, float], None] | None = None,
+    on_epoch: Callable[[int, dict[str, dict[str, float]]], None] | None = None,
+    dist_ctx: DistContext | None = None,
+    setup: RunSetup | None = None,
+    evaluation: list[Evaluation] | None = None,
+) -> tuple[nn.Module, list[dict[str, float]], str]:
+    """Train one model with ``loss_fn``: the single training loop, also the one of every DDP rank.
+
+    The seed fixes the initial weights (the factory runs with torch's RNG seeded from it), the batch/augmentation
+    sequence, and torch's global RNG during training (dropout), independently of the loss. ``on_step(step, loss)``
+    is called after each step, ``on_epoch(epoch, metrics)`` after each validation (it may raise to stop the run,
+    e.g. ``optuna.TrialPruned``). Returns the model, the per-epoch history and the status (``"ok"`` or
+    ``"diverged"``); with ``evaluation`` (a list) the last validation (of the returned weights) is appended to it.
+
+    With ``dist_ctx`` (see :mod:`seglosses.cli.ddp`) the model is wrapped in ``DistributedDataParallel`` with its
+    BatchNorm layers normalising over the global batch; every rank draws the same global batch of
+    ``config.batch_size`` crops and trains on its slice; the logged loss is the mean over the ranks; validation (the
+    history's ``val_dice`` and ``on_epoch``) runs on rank 0 only (NaN elsewhere). The returned model is unwrapped.
+    """
+    setup = setup or RunSetup()
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return _train(data, loss_fn, seed, config, device, on_step, on_epoch, dist_ctx, setup, evaluation)
+
+
+def _train(
+    data: SegData,
+    loss_fn: nn.Module,
+    seed: int,
+    config: TrainConfig,
+    device: str,
+    on_step: Callable[[int, float], None] | None,
+    on_epoch: Callable[[int, dict[str, dict[str, float]]], None] | None,
+    dist_ctx: DistContext | None,
+    setup: RunSetup,
+    evaluation: list[Evaluation] | None,
+) -> tuple[nn.Module, list[dict[str, float]], str]:
+    model: nn.Module = new_model(data, setup, config, seed).to(device)
+    net = model
+    if dist_ctx is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        from seglosses.cli.ddp import convert_batchnorm
+
+        model = convert_batchnorm(model)
+        net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device != "cpu" else None)
+    loss_fn = loss_fn.to(device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    total = config.epochs * config.steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(total))
+    scaler = torch.amp.GradScaler("cuda") if setup.amp == "fp16" else None
+    batches = _SpecBatches(data, config.batch_size, total, 10_007 * seed + 1, dist_ctx)
+    loader = _loader(CropDataset(data.train, data.crop), device, setup.num_workers, seed, batch_sampler=batches)
+    stream = iter(loader)
+    multiple = setup.multiple(config)
+    history: list[dict[str, float]] = []
+    status = "ok"
+    step = 0
+    last: Evaluation | None = None
+    try:
+        for epoch in range(1, config.epochs + 1):
+            model.train()
+            losses = []
+            for _ in range(config.steps_per_epoch):
+                try:
+                    images, masks = next(stream)
+                except RuntimeError as exc:
+                    if "equal size" in str(exc):
+                        raise _collate_error(exc) from exc
+                    raise
+                images = images.to(device, non_blocking=True)
+                masks = masks.to(device, non_blocking=True)
+                with _autocast(device, setup.amp):
+                    loss = loss_fn(net(images), target_for_loss(masks, data.mode))
+                value = float(loss.detach())
+                if dist_ctx is not None:  # the same value on every rank, so that every rank takes the same branch
+                    value = dist_ctx.mean(value)
+                if not math.isfinite(value):
+                    status = "diverged"
+                    break
+                optimiser.zero_grad(set_to_none=True)
+                if loss.requires_grad and scaler is not None:  # fp16: scaled backward, unscaled clipping
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimiser)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                    scaler.step(optimiser)
+                    scaler.update()
+                else:
+                    if loss.requires_grad:  # a constant candidate leaves the model at its initialisation
+                        loss.backward()
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+                    optimiser.step()  # parameters without a gradient are skipped
+                scheduler.step()
+                step += 1
+                losses.append(value)
+                if on_step is not None:
+                    on_step(step, value)
+            validating = dist_ctx is None or dist_ctx.is_main
+            last = validate(model, data, multiple=multiple, device=device, setup=setup) if validating else None
+            history.append(
+                {
+                    "epoch": float(epoch),
+                    "train_loss": float(np.mean(losses)) if losses else math.nan,
+                    "val_dice": last.metrics["dice"]["mean"] if last is not None else math.nan,
+                }
+            )
+            if on_epoch is not None and last is not None:
+                on_epoch(epoch, last.metrics)
+            if status != "ok":
+                break
+    finally:
+        del stream  # stops the loader's workers
+    if evaluation is not None and last is not None:
+        evaluation.append(last)
+    return model, history, status
+
+
+def fingerprint(
+    data: SegData,
+    config: TrainConfig,
+    loss: str,
+    loss_args: Mapping[str, Any],
+    setup: RunSetup | None = None,
+) -> str:
+    """A hash of everything that defines a run (data, schedule, model, loss and its arguments)."""
+    payload: dict[str, Any] = {
+        "data": data.name,
+        "description": data.description,
+        "config": asdict(config),
+        "loss": loss,
+        "loss_args": dict(sorted(loss_args.items())),
+    }
+    if setup is not None and any(v is not None for v in setup.identity().values()):
+        payload["setup"] = setup.identity()  # absent for the defaults: earlier results stay resumable
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
