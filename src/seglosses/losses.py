@@ -1,8 +1,9 @@
 """``torch.nn.Module`` wrappers: the same keyword arguments as the functions, checked at construction.
 
-``sync_stats``/``process_group`` (SPEC section 3) are stored like the others; ``process_group`` appears in the repr
-only when set (None is the default), and a Module with ``process_group=None`` pickles as usual. Whether
-``torch.distributed`` is initialised is checked at call time, not at construction.
+``sync_stats``/``process_group`` (sum the statistics over the ranks of a process group) are stored like the
+others; ``process_group`` appears in the repr only when set (None is the default), and a Module with
+``process_group=None`` pickles as usual. Whether ``torch.distributed`` is initialised is checked at call time, not at
+construction.
 
 Each Module stores its arguments as public attributes (``class_weights`` as a buffer, so it follows ``.to()``),
 and ``forward(input, target)`` is one call of its function; it never mutates ``self``.
@@ -18,15 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from seglosses import functional as F
-from seglosses._checks import (
-    check_focal_alpha,
-    check_hparams,
-    check_mode,
-    check_option,
-    check_reduction,
-    check_weights_vector,
-)
+from seglosses._checks import check_argument, check_mode, check_reduction, check_weights_vector
 from seglosses._types import Mode
+from seglosses.functional.region_extra import check_dist_matrix
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -47,16 +42,15 @@ class _SegLoss(nn.Module):
         super().__init__()
         fn = type(self)._function.__name__
         for name, value in kwargs.items():
+            # the function's own declaration (@hyperparameters beside it) and the shared arguments' rules
             if name == "mode":
                 check_mode(fn, value, type(self)._modes)
             elif name == "reduction":
                 check_reduction(fn, value, type(self)._reductions)
-            elif name == "classes":
-                check_option(fn, name, value, ("present", "all"))
-            elif (fn, name) in (("focal_loss", "alpha"), ("hybrid_focal_loss", "focal_alpha")):
-                check_focal_alpha(fn, name, value, str(kwargs["mode"]))
+            elif name == "dist_matrix":
+                check_dist_matrix(fn, value)
             else:
-                check_hparams(fn, **{name: value})
+                check_argument(fn, name, value, str(kwargs["mode"]))
         self._arg_names = tuple(kwargs)
         for name, value in kwargs.items():
             if name == "class_weights":
@@ -606,4 +600,191 @@ class LovaszLoss(_SegLoss):
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+        )
+
+
+class LogCoshDiceLoss(_SegLoss):
+    """Log-cosh Dice loss Module. See :func:`seglosses.functional.log_cosh_dice_loss`."""
+
+    _function = staticmethod(F.log_cosh_dice_loss)
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        smooth: float = 1.0,
+        squared: bool = False,
+        include_background: bool = True,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
+    ) -> None:
+        super().__init__(
+            mode=mode,
+            from_logits=from_logits,
+            smooth=smooth,
+            squared=squared,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
+        )
+
+
+class TopKLoss(_SegLoss):
+    """TopK cross-entropy Module. See :func:`seglosses.functional.topk_loss`.
+
+    Examples:
+        >>> from seglosses import get_loss
+        >>> get_loss("topk", mode="multiclass", k=5.0)
+        TopKLoss(mode='multiclass', k=5.0)
+
+    """
+
+    _function = staticmethod(F.topk_loss)
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        k: float = 10.0,
+        class_weights: Weights = None,
+        label_smoothing: float = 0.0,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
+    ) -> None:
+        super().__init__(
+            mode=mode,
+            from_logits=from_logits,
+            k=k,
+            class_weights=class_weights,
+            label_smoothing=label_smoothing,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
+        )
+
+
+class SensitivitySpecificityLoss(_SegLoss):
+    """Sensitivity-specificity loss Module. See :func:`seglosses.functional.sensitivity_specificity_loss`."""
+
+    _function = staticmethod(F.sensitivity_specificity_loss)
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        r: float = 0.05,
+        eps: float = 1e-5,
+        include_background: bool = True,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
+    ) -> None:
+        super().__init__(
+            mode=mode,
+            from_logits=from_logits,
+            r=r,
+            eps=eps,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
+        )
+
+
+class FBetaLoss(_SegLoss):
+    """F-beta (asymmetric similarity) loss Module. See :func:`seglosses.functional.fbeta_loss`."""
+
+    _function = staticmethod(F.fbeta_loss)
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        beta: float = 1.5,
+        smooth: float = 1.0,
+        include_background: bool = True,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
+    ) -> None:
+        super().__init__(
+            mode=mode,
+            from_logits=from_logits,
+            beta=beta,
+            smooth=smooth,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
+        )
+
+
+class GeneralizedWassersteinDiceLoss(_SegLoss):
+    """Generalised Wasserstein Dice loss Module. See :func:`seglosses.functional.generalized_wasserstein_dice_loss`.
+
+    ``dist_matrix`` is stored as a nested list of floats (not a buffer): the loss reads it on the host in every call,
+    so keeping it off the GPU avoids a device-to-host copy.
+
+    Examples:
+        >>> from seglosses import get_loss
+        >>> get_loss("generalized_wasserstein_dice", mode="multiclass", dist_matrix=[[0, 1], [1, 0]])
+        GeneralizedWassersteinDiceLoss(mode='multiclass', dist_matrix=[[0.0, 1.0], [1.0, 0.0]])
+
+    """
+
+    _function = staticmethod(F.generalized_wasserstein_dice_loss)
+    _modes = ("multiclass",)
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        dist_matrix: Tensor | Sequence[Sequence[float]],
+        from_logits: bool = True,
+        smooth: float = 1e-5,
+        ignore_index: int | None = None,
+        reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
+    ) -> None:
+        check_dist_matrix("generalized_wasserstein_dice_loss", dist_matrix)  # before the conversion below
+        rows = dist_matrix.detach().cpu().tolist() if isinstance(dist_matrix, Tensor) else dist_matrix
+        super().__init__(
+            mode=mode,
+            dist_matrix=[[float(v) for v in row] for row in rows],
+            from_logits=from_logits,
+            smooth=smooth,
+            ignore_index=ignore_index,
+            reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 from torch import nn
 
 from seglosses import losses
-from seglosses._checks import check_option
+from seglosses._checks import ClassBalance, Interval, check_option, declared
 
 _REGISTRY: dict[str, type[nn.Module]] = {
     "dice": losses.DiceLoss,
@@ -26,6 +26,11 @@ _REGISTRY: dict[str, type[nn.Module]] = {
     "asymmetric_focal_tversky": losses.AsymmetricFocalTverskyLoss,
     "symmetric_focal_tversky": losses.SymmetricFocalTverskyLoss,
     "lovasz": losses.LovaszLoss,
+    "log_cosh_dice": losses.LogCoshDiceLoss,
+    "topk": losses.TopKLoss,
+    "sensitivity_specificity": losses.SensitivitySpecificityLoss,
+    "fbeta": losses.FBetaLoss,
+    "generalized_wasserstein_dice": losses.GeneralizedWassersteinDiceLoss,
 }
 
 
@@ -122,8 +127,52 @@ SEARCH_SPACES: dict[str, dict[str, Param]] = {
         "per_image": Param("bool"),
         "classes": Param("categorical", choices=("present", "all"), modes=("multiclass",)),
     },
+    "log_cosh_dice": {"smooth": _SMOOTH, "squared": Param("bool")},
+    # k: the percentage of pixels kept (nnU-Net uses 10); 100 would be the plain cross-entropy.
+    "topk": {"k": Param("float", 1.0, 50.0, log=True), "label_smoothing": Param("float", 0.0, 0.2)},
+    # r: the weight of the sensitivity term (Brosch et al. found 0.01-0.1 alike; up to 0.5 weighs it more).
+    "sensitivity_specificity": {"r": Param("float", 0.01, 0.5, log=True)},
+    # beta: > 1 weighs false negatives more (Hashemi et al. chose 1.5); 1 is Dice.
+    "fbeta": {"beta": Param("float", 0.5, 3.0), "smooth": _SMOOTH},
+    # dist_matrix is the task's knowledge, not searched (pass it through the loss arguments).
+    "generalized_wasserstein_dice": {"smooth": Param("float", 1e-6, 1.0, log=True)},
 }
-"""The hyperparameters ``seglosses tune`` searches for each loss, with their ranges (declared next to the losses)."""
+"""The hyperparameters ``seglosses tune`` searches for each loss, with their sampling ranges.
+
+Each range lies inside the legal values its loss function declares with ``@hyperparameters`` (checked when this
+module is imported, by :func:`check_search_spaces`), so a search never proposes a value the loss rejects."""
+
+
+def check_search_spaces(spaces: dict[str, dict[str, Param]]) -> None:
+    """Raise ``ValueError`` if a search space names an undeclared hyperparameter or samples outside its bounds.
+
+    A ``float``/``int`` range ``[low, high]`` must lie inside the loss function's declared :class:`Interval`
+    (the scalar interval of a focal ``alpha``); a ``categorical`` parameter's choices must each pass its rule.
+    """
+    for name, space in spaces.items():
+        fn = _REGISTRY[name]._function  # type: ignore[attr-defined]
+        rules = declared(fn)
+        for key, param in space.items():
+            rule = rules.get(key)
+            if rule is None:
+                if key == "per_image" and param.kind == "bool":
+                    continue  # shared by every loss (a bool), not a declared hyperparameter
+                raise ValueError(f"search space of {name!r}: {fn.__name__} declares no hyperparameter {key!r}")
+            interval = rule.interval if isinstance(rule, ClassBalance) else rule
+            if param.kind in ("float", "int"):
+                if not isinstance(interval, Interval):
+                    raise ValueError(f"search space of {name!r}: {key!r} is declared {rule!r}, not a real interval")
+                if not (interval.contains(param.low) and interval.contains(param.high)):
+                    raise ValueError(
+                        f"search space of {name!r}: {key!r} samples [{param.low:g}, {param.high:g}] outside its "
+                        f"declared bounds {interval}"
+                    )
+            elif param.kind == "categorical":
+                for choice in param.choices:
+                    rule.check(fn.__name__, key, choice)
+
+
+check_search_spaces(SEARCH_SPACES)
 
 
 def search_space(name: str, mode: str | None = None) -> dict[str, Param]:

@@ -1,4 +1,4 @@
-"""Pure functions, one per loss: ``name_loss(input, target, *, mode, ...)`` (SPEC section 1)."""
+"""Pure functions, one per loss: ``name_loss(input, target, *, mode, ...)``; ``input`` and ``target`` positional."""
 
 from seglosses.functional.compound import combo_loss, dice_ce_loss, hybrid_focal_loss
 from seglosses.functional.lovasz import lovasz_loss
@@ -10,6 +10,13 @@ from seglosses.functional.region import (
     jaccard_loss,
     tversky_loss,
 )
+from seglosses.functional.region_extra import (
+    fbeta_loss,
+    generalized_wasserstein_dice_loss,
+    log_cosh_dice_loss,
+    sensitivity_specificity_loss,
+)
+from seglosses.functional.topk import topk_loss
 from seglosses.functional.unified_focal import (
     asymmetric_focal_loss,
     asymmetric_focal_tversky_loss,
@@ -18,7 +25,7 @@ from seglosses.functional.unified_focal import (
     unified_focal_loss,
 )
 
-#: ``cross_entropy`` is the SPEC's name of :func:`cross_entropy_loss` (the same function).
+#: ``cross_entropy`` is another name of :func:`cross_entropy_loss` (the same function).
 cross_entropy = cross_entropy_loss
 
 __all__ = [
@@ -29,14 +36,19 @@ __all__ = [
     "cross_entropy_loss",
     "dice_ce_loss",
     "dice_loss",
+    "fbeta_loss",
     "focal_loss",
     "focal_tversky_loss",
     "generalized_dice_loss",
+    "generalized_wasserstein_dice_loss",
     "hybrid_focal_loss",
     "jaccard_loss",
+    "log_cosh_dice_loss",
     "lovasz_loss",
+    "sensitivity_specificity_loss",
     "symmetric_focal_loss",
     "symmetric_focal_tversky_loss",
+    "topk_loss",
     "tversky_loss",
     "unified_focal_loss",
 ]
