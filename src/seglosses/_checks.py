@@ -636,14 +636,16 @@ def as_caller(fn: str, **renames: str) -> Iterator[None]:
 
 
 def check_zero_division(fn: str, zero_division: object) -> float:
-    """``zero_division`` is ``"nan"`` or a number in [0, 1]; returns it as a float (``nan`` for ``"nan"``)."""
+    """``zero_division`` is ``"nan"`` or any number (negative markers too); returns a float (``nan`` for ``"nan"``)."""
     if zero_division == "nan" and isinstance(zero_division, str):
         return math.nan
     if isinstance(zero_division, str):
-        raise ValueError(f"{fn}: `zero_division` must be 'nan' or a number in [0, 1]; got {zero_division!r}")
+        raise ValueError(f"{fn}: `zero_division` must be 'nan' or a number; got {zero_division!r}")
     if isinstance(zero_division, bool) or not isinstance(zero_division, (int, float)):
-        raise TypeError(f"{fn}: `zero_division` must be 'nan' or a number in [0, 1]; got {zero_division!r}")
-    return check_number(fn, "zero_division", zero_division, low=0.0, high=1.0)
+        raise TypeError(
+            f"{fn}: `zero_division` must be 'nan' or a number; got {type(zero_division).__name__} {zero_division!r}"
+        )
+    return float(zero_division)
 
 
 def check_num_classes(fn: str, num_classes: object, mode: str, *, required: bool = False) -> int | None:
