@@ -192,8 +192,13 @@ def test_loss_functional_alias():
 
 def test_loss_module_class_weights_is_buffer():
     m = seglosses.DiceLoss(mode="multiclass", class_weights=[1.0, 2.0, 3.0])
-    assert any(name.endswith("class_weights") for name, _ in m.named_buffers())
-    assert "class_weights" in repr(m) or "mode" in repr(m)
+    buffers = dict(m.named_buffers())
+    assert list(buffers) == ["class_weights"]
+    assert buffers["class_weights"].tolist() == [1.0, 2.0, 3.0]
+    assert list(m.state_dict()) == ["class_weights"]  # saved with the model
+    assert m.double().class_weights.dtype == torch.float64  # follows the Module's dtype (and device)
+    assert repr(m) == "DiceLoss(mode='multiclass', class_weights=[1.0, 2.0, 3.0])"
+    assert repr(seglosses.DiceLoss(mode="multiclass")) == "DiceLoss(mode='multiclass')"
 
 
 # ------------------------------------------------------------------------- every keyword changes the output

@@ -48,15 +48,6 @@ UNIFIED = [
 ]
 ALL = [*REGION, *PIXEL, *COMPOUND, *UNIFIED, "lovasz_loss"]
 UNIFIED_TVERSKY = ["unified_focal_loss", "asymmetric_focal_tversky_loss", "symmetric_focal_tversky_loss"]
-HAS_LOVASZ = hasattr(SF, "lovasz_loss")
-
-
-LOVASZ_SKIP = pytest.mark.skipif(not HAS_LOVASZ, reason="seglosses.functional.lovasz_loss is not there yet")
-
-
-def _params(names: list[str]) -> list[Any]:
-    """Parameter list; ``lovasz_loss`` is skipped while the function does not exist."""
-    return [pytest.param(n, marks=LOVASZ_SKIP) if n == "lovasz_loss" else n for n in names]
 
 
 def _fn(name: str) -> Any:
@@ -231,7 +222,7 @@ def test_region_loss_range(name: str, data: st.DataObject) -> None:
         assert (out <= 1 + 1e-12).all(), out
 
 
-@pytest.mark.parametrize("name", _params([*PIXEL, "dice_ce_loss", "hybrid_focal_loss", *UNIFIED, "lovasz_loss"]))
+@pytest.mark.parametrize("name", [*PIXEL, "dice_ce_loss", "hybrid_focal_loss", *UNIFIED, "lovasz_loss"])
 @SETTINGS
 @given(data=st.data())
 def test_loss_nonnegative(name: str, data: st.DataObject) -> None:
@@ -275,7 +266,7 @@ def _perfect_probs(case: Case) -> torch.Tensor:
 PERFECT_FORMS = ["hard", "index", "onehot"]
 
 
-@pytest.mark.parametrize("name", _params(ALL))
+@pytest.mark.parametrize("name", ALL)
 @SETTINGS
 @given(data=st.data())
 def test_loss_perfect_probabilities_give_minimum(name: str, data: st.DataObject) -> None:
@@ -310,7 +301,7 @@ def _perfect_tolerance(case: Case, err: float) -> float:
     return base**k + 1e-8
 
 
-@pytest.mark.parametrize("name", _params(ALL))
+@pytest.mark.parametrize("name", ALL)
 @SETTINGS
 @given(data=st.data())
 def test_loss_perfect_logits_near_minimum(name: str, data: st.DataObject) -> None:
@@ -331,7 +322,7 @@ def test_loss_perfect_logits_near_minimum(name: str, data: st.DataObject) -> Non
 # ------------------------------------------------------------------------------------------------ ignore_index
 
 
-@pytest.mark.parametrize("name", _params(ALL))
+@pytest.mark.parametrize("name", ALL)
 @SETTINGS
 @given(data=st.data())
 def test_loss_ignored_pixels_equal_pixels_cut_out(name: str, data: st.DataObject) -> None:
@@ -373,7 +364,7 @@ def test_loss_ignored_pixels_equal_pixels_cut_out(name: str, data: st.DataObject
     np.testing.assert_allclose(kept.numpy(), x_cut.grad.numpy(), rtol=1e-7, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", _params(ALL))
+@pytest.mark.parametrize("name", ALL)
 @SETTINGS
 @given(data=st.data())
 def test_loss_ignored_input_has_no_effect_and_no_gradient(name: str, data: st.DataObject) -> None:
@@ -408,7 +399,7 @@ def _none_ok(name: str) -> bool:
     return name in ("dice_loss", "jaccard_loss", "tversky_loss", "focal_tversky_loss")
 
 
-@pytest.mark.parametrize("name", _params(ALL))
+@pytest.mark.parametrize("name", ALL)
 @SETTINGS
 @given(data=st.data())
 def test_loss_pixel_permutation_invariance(name: str, data: st.DataObject) -> None:
@@ -431,7 +422,7 @@ def test_loss_pixel_permutation_invariance(name: str, data: st.DataObject) -> No
     np.testing.assert_allclose(ga.numpy(), xb.grad.reshape(n, c, m).numpy(), rtol=1e-7, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", _params(ALL))
+@pytest.mark.parametrize("name", ALL)
 @SETTINGS
 @given(data=st.data())
 def test_loss_batch_permutation_invariance(name: str, data: st.DataObject) -> None:
@@ -469,6 +460,21 @@ def test_overlap_loss_swap_symmetry(name: str, data: st.DataObject) -> None:
     np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
 
 
+def _soft_confusion(case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class ``TP = sum p g``, ``FP = sum p (1 - g)``, ``FN = sum (1 - p) g`` over the batch, in NumPy float64
+    (probabilities and dense targets of the same shape, as :func:`_swap_case` draws them)."""
+    p, g = case.x.numpy(), case.t.numpy()
+    axes = (0, *range(2, p.ndim))
+    return (p * g).sum(axes), (p * (1 - g)).sum(axes), ((1 - p) * g).sum(axes)
+
+
+def _per_class(case: Case, **kw: Any) -> np.ndarray:
+    """The loss per class ``(C,)``: batch statistics, every class kept, no class weights."""
+    for key in ("per_image", "include_background", "class_weights"):
+        case.opts.pop(key, None)
+    return case.call(reduction="none", **kw).numpy()
+
+
 @pytest.mark.parametrize("name", ["tversky_loss", "focal_tversky_loss"])
 @SETTINGS
 @given(data=st.data())
@@ -483,6 +489,14 @@ def test_tversky_loss_swap_symmetry(name: str, data: st.DataObject) -> None:
     s = case.call(reduction="none", alpha=alpha, beta=alpha)
     s_swapped = case.call(x=case.t, t=case.x, reduction="none", alpha=alpha, beta=alpha)
     np.testing.assert_allclose(s.numpy(), s_swapped.numpy(), rtol=1e-10, atol=1e-12)
+    # the identities above also hold if alpha and beta trade places inside the loss: pin which one weighs the
+    # false positives (alpha) and which the false negatives (beta), with unequal weights
+    beta = alpha + 0.5
+    smooth, gamma = case.opts.pop("smooth"), case.opts.get("gamma", 1.0)
+    tp, fp, fn = _soft_confusion(case)
+    expected = (1 - (tp + smooth) / (tp + alpha * fp + beta * fn + smooth)) ** gamma
+    got = _per_class(case, alpha=alpha, beta=beta, smooth=smooth)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["tversky_loss"])
@@ -497,3 +511,17 @@ def test_tversky_loss_equal_weights_half_is_dice(name: str, data: st.DataObject)
     case.name = "dice_loss"
     d = case.call(smooth=smooth, reduction="none")
     np.testing.assert_allclose(t.numpy(), d.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@SETTINGS
+@given(data=st.data(), b2=st.sampled_from([0.25, 4.0]))
+def test_tversky_loss_unequal_weights_are_fbeta(data: st.DataObject, b2: float) -> None:
+    # alpha = 1/(1 + b2), beta = b2/(1 + b2) (unequal: a swap of alpha and beta changes the value):
+    # T = (1 + b2) TP / ((1 + b2) TP + FP + b2 FN), the F-beta score with beta^2 = b2, which weighs recall
+    # (false negatives) b2 times as much as precision
+    case = _swap_case("tversky_loss", data)
+    case.opts.pop("alpha"), case.opts.pop("beta"), case.opts.pop("smooth")
+    tp, fp, fn = _soft_confusion(case)
+    fbeta = (1 + b2) * tp / ((1 + b2) * tp + b2 * fn + fp)
+    got = _per_class(case, alpha=1 / (1 + b2), beta=b2 / (1 + b2), smooth=0.0)
+    np.testing.assert_allclose(got, 1 - fbeta, rtol=1e-10, atol=1e-12)
