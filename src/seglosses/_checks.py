@@ -519,40 +519,6 @@ def _check_shared(fn: str, name: str, value: object, mode: str | None) -> bool:
     return True
 
 
-# Transitional: the rules by name that held before each loss declared its own. Used only for a loss function that
-# declares no rule for ``name`` (code written before ``@hyperparameters``); removed once every loss declares.
-_UNDECLARED: dict[str, Rule] = {
-    "smooth": NONNEGATIVE,
-    "alpha": NONNEGATIVE,
-    "beta": NONNEGATIVE,
-    "gamma": NONNEGATIVE,
-    "delta": UNIT,
-    "weight": UNIT,
-    "ce_weight": NONNEGATIVE,
-    "dice_weight": NONNEGATIVE,
-    "label_smoothing": UNIT,
-    "focal_gamma": NONNEGATIVE,
-    "tversky_alpha": NONNEGATIVE,
-    "tversky_beta": NONNEGATIVE,
-    "tversky_gamma": POSITIVE,
-    "threshold": UNIT,
-    "squared": FLAG,
-    "log_loss": FLAG,
-    "asymmetric": FLAG,
-}
-_UNDECLARED_BY_LOSS: dict[tuple[str, str], Rule] = {
-    ("combo_loss", "alpha"): UNIT,
-    ("combo_loss", "beta"): UNIT,
-    ("focal_tversky_loss", "gamma"): POSITIVE,
-    ("unified_focal_loss", "gamma"): UNIT,
-    ("asymmetric_focal_tversky_loss", "gamma"): UNIT,
-    ("symmetric_focal_tversky_loss", "gamma"): UNIT,
-    ("focal_loss", "alpha"): ClassBalance(UNIT),
-    ("hybrid_focal_loss", "focal_alpha"): ClassBalance(UNIT),
-    ("lovasz_loss", "classes"): Choice(("present", "all")),
-}
-
-
 def check_argument(fn: str, name: str, value: object, mode: str | None = None) -> None:
     """Check one argument of the loss ``fn``: a shared one, or a hyperparameter against ``fn``'s declaration.
 
@@ -565,8 +531,6 @@ def check_argument(fn: str, name: str, value: object, mode: str | None = None) -
     if _check_shared(fn, name, value, mode):
         return
     rule = _DECLARED.get(fn, {}).get(name)
-    if rule is None:
-        rule = _UNDECLARED_BY_LOSS.get((fn, name), _UNDECLARED.get(name))
     if rule is None:  # pragma: no cover - a programming error inside seglosses, not user input
         raise KeyError(f"check_argument: {fn} declares no rule for {name!r} (add it to its @hyperparameters)")
     rule.check(fn, name, value, mode)
