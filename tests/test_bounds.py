@@ -4,7 +4,7 @@ The legal intervals below are written here from the papers and the documented ru
 declarations, so a bound dropped from (or loosened in) a declaration makes a test fail:
 
 - smoothing constants ``smooth >= 0``; Tversky's ``alpha, beta >= 0`` (Salehi et al. 2017: weights of FP and FN);
-- focal Tversky ``gamma > 0`` (Abraham & Khan 2019: the loss is ``(1 - TI)^(1/gamma)``; gamma = 0 divides by 0);
+- focal Tversky ``gamma > 0`` (Abraham & Khan 2019, ``(1 - TI)^gamma``: gamma = 0 makes the loss a constant 1);
 - focal ``gamma >= 0`` (Lin et al. 2017: 0 is cross-entropy), its class balance ``alpha`` in [0, 1];
 - label smoothing in [0, 1]; combo's ``alpha`` (the CE share) and ``beta`` (the FN weight) in [0, 1] (Taghanaki
   et al. 2019); convex weights and the unified focal family's ``delta`` in [0, 1];
@@ -255,3 +255,37 @@ def test_search_space_lies_inside_the_legal_values(name):
         for mode in modes:
             for v in values:
                 cls(**{**kw, "mode": mode, key: v})  # every value the search may propose builds the loss
+
+
+# ------------------------------------------------------------------- the declarations beside each loss function
+
+
+def _declared_intervals(name: str) -> dict[str, tuple[float, float, bool, bool]]:
+    from seglosses._checks import ClassBalance, Interval, declared
+
+    out = {}
+    for key, rule in declared(loss_class(name)._function).items():
+        interval = rule.interval if isinstance(rule, ClassBalance) else rule
+        if isinstance(interval, Interval) and key not in INTEGERS.get(name, {}):
+            low = -INF if interval.low is None else interval.low
+            high = INF if interval.high is None else interval.high
+            out[key] = (low, high, interval.low_open, interval.high_open)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(REGISTERED))
+def test_declared_bounds_are_the_papers_rules(name):
+    # one declaration (@hyperparameters beside the function) is read by the function, the Module and `tune`
+    assert _declared_intervals(name) == PAPERS[name]
+
+
+def test_search_spaces_are_checked_against_the_declarations():
+    from seglosses.registry import Param, check_search_spaces
+
+    check_search_spaces(SEARCH_SPACES)
+    with pytest.raises(ValueError, match=r"'gamma' samples \[0, 3\] outside its declared bounds \(0, inf\)"):
+        check_search_spaces({"focal_tversky": {"gamma": Param("float", 0.0, 3.0)}})  # gamma > 0 is declared
+    with pytest.raises(ValueError, match=r"'gamma' samples \[0.5, 1.5\] outside its declared bounds \[0, 1\]"):
+        check_search_spaces({"unified_focal": {"gamma": Param("float", 0.5, 1.5)}})
+    with pytest.raises(ValueError, match=r"declares no hyperparameter 'gama'"):
+        check_search_spaces({"focal_tversky": {"gama": Param("float", 0.1, 3.0)}})
