@@ -859,3 +859,66 @@ def test_streaming_binary_hd_and_options() -> None:
     m = SegmentationMetrics(mode="binary", num_classes=1, surface=("hd",), spacing=(1.0, 2.0), from_logits=True)
     with pytest.raises(ValueError, match=r"^SegmentationMetrics.update: `spacing` must have one value per spatial"):
         m.update(x, t)
+
+
+@pytest.mark.parametrize("boundary", ["surfel", "voxel"])
+@pytest.mark.parametrize("layout", ["near", "mixed", "far"])
+def test_near_search_and_tree_give_the_reference(boundary: str, layout: str) -> None:
+    # near points are resolved by the offset search, far ones by the k-d tree (and all by it when most are far)
+    rng = np.random.default_rng(len(layout))
+    g = np.zeros((40, 36), bool)
+    g[5:15, 4:14] = rand_mask(rng, (10, 10), 0.7) | True
+    p = np.zeros_like(g)
+    if layout in ("near", "mixed"):
+        p[6:16, 5:13] = True
+    if layout in ("mixed", "far"):
+        p[28:37, 22:33] = rng.random((9, 11)) < 0.8
+    sp = (0.9, 1.6)
+    for kind, kw in (("hausdorff", {}), ("assd", {}), ("nsd", {"tolerance": 2.5}), ("nsd", {"tolerance": 30.0})):
+        got = ours(kind, p, g, spacing=sp, boundary=boundary, **kw)
+        assert close(got, ref_value(kind, p, g, sp, boundary, **kw)), (kind, got)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0), (2.0, 0.7), (1.0, 1.0, 1.0), (2.0, 0.8, 1.3)])
+def test_neighbour_code_tables_equal_deepmind_and_the_2d_definition(spacing: tuple[float, ...]) -> None:
+    from seglosses.metrics.surface import _element_sizes
+
+    nd = len(spacing)
+    ours_table = _element_sizes(spacing)  # our bit of corner (o_0, ..., o_{n-1}) is sum_k o_k 2^k
+    if nd == 2:
+        theirs = lookup_tables.create_table_neighbour_code_to_contour_length(spacing)
+        kernel = lookup_tables.ENCODE_NEIGHBOURHOOD_2D_KERNEL
+        mine = _length_table_2d(spacing)  # bit 2 o_0 + o_1
+    else:
+        theirs = lookup_tables.create_table_neighbour_code_to_surface_area(spacing)
+        kernel = lookup_tables.ENCODE_NEIGHBOURHOOD_3D_KERNEL
+    for code in range(1 << (1 << nd)):
+        corners = [c for c in np.ndindex(*(2,) * nd) if code >> sum(o << k for k, o in enumerate(c)) & 1]
+        their_code = sum(int(kernel[c]) for c in corners)
+        assert math.isclose(ours_table[code], theirs[their_code], rel_tol=1e-12, abs_tol=1e-15), code
+        if nd == 2:
+            my_code = sum(1 << (2 * c[0] + c[1]) for c in corners)
+            assert math.isclose(ours_table[code], mine[my_code], rel_tol=1e-12), code
+
+
+def test_bench_surface_rows() -> None:
+    from dataclasses import fields
+
+    from seglosses.cli.bench_surface import CASES, surface_rows
+
+    rows = surface_rows(repeats=1, warmup=1, size=24)
+    assert [r["case"] for r in rows] == [f"{c.library}:{c.quantity}" for c in CASES]
+    try:
+        from seglosses.cli.benchmark import Result
+    except ImportError:  # pragma: no cover - the benchmark module is optional here
+        Result = None  # noqa: N806
+    if Result is not None:
+        assert set(rows[0]) == {f.name for f in fields(Result)}
+    by_case = {r["case"]: r for r in rows}
+    for ours_case, peer in (("seglosses:hd95_voxel", "monai:hd95_voxel"), ("seglosses:hd95", "deepmind:hd95"),
+                            ("seglosses:nsd", "deepmind:nsd")):  # fmt: skip
+        assert by_case[ours_case]["status"] == by_case[peer]["status"] == "ok"
+        assert math.isclose(by_case[ours_case]["value"], by_case[peer]["value"], rel_tol=1e-6)
+        assert by_case[ours_case]["peer_speedup"] == by_case[peer]["ms"] / by_case[ours_case]["ms"]
+    with pytest.raises(ValueError, match=r"^repeats, warmup and threads must be >= 1 and size >= 8; got 0"):
+        surface_rows(repeats=0)

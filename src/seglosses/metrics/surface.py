@@ -13,11 +13,13 @@ Reloaded). The image outside counts as background, so an object cut by the image
 Where the work runs: on the CPU in NumPy/SciPy, on the bounding box of ``P | G`` plus a margin of one voxel (of
 ``d + 1`` pixels for boundary IoU), never on the whole volume. CUDA (or other device) tensors are accepted: the hard
 masks are made on the input's device, copied to the host once, and the values come back on the input's device.
-Nearest elements are found with a k-d tree over the other boundary's elements (``scipy.spatial.cKDTree``), and
-the distance to the nearest one is computed from the integer index differences as
-``scipy.ndimage.distance_transform_edt`` computes it (the same float64 numbers as reading the exact distance
-transform of that boundary at the elements, without a transform of every voxel of the box); elements of P that are
-also elements of G are at distance 0 without a query.
+Elements of P that are also elements of G are at distance 0. The others look for the nearest element of G first
+among the integer offsets up to twice the largest voxel side, tried in increasing physical length on the boolean
+grid (most boundary elements of a reasonable prediction are that close), and the rest in a k-d tree over G's
+elements (``scipy.spatial.cKDTree``). Every distance is computed from integer index differences as
+``scipy.ndimage.distance_transform_edt`` computes it, ``sqrt(sum_i (delta_i s_i)^2)`` summed over the axes in order:
+the same float64 numbers as reading the exact distance transform of G's boundary at P's elements, without a
+transform of every voxel of the box.
 
 The neighbour-code tables (the length of the contour piece of each of the 16 2x2 cells, the area vectors of the
 triangles of each of the 256 2x2x2 cells) are derived by code once, on first use (:func:`_cell_tables`): the
@@ -291,16 +293,82 @@ def _nearest(src: NDArray[np.intp], dst: NDArray[np.intp], spacing: F64, bound: 
     return d
 
 
-def _directed(a: NDArray[np.bool_], b: NDArray[np.bool_], spacing: F64, bound: float) -> tuple[F64, NDArray[np.intp]]:
-    """Distances from the elements of grid ``a`` to those of ``b`` (0 where both have one), and ``a``'s flat indices."""
+# The near search (:func:`_shells`) covers distances up to this many times the largest voxel side.
+_SHELL_RADIUS = 2.0
+
+
+@functools.lru_cache(maxsize=64)
+def _shell_offsets(spacing: tuple[float, ...], radius: float) -> tuple[NDArray[np.intp], F64]:
+    """Integer offsets ``(K, n)`` of physical length in ``(0, radius]``, by increasing length, and the lengths.
+
+    Lengths are ``sqrt(sum_i (o_i s_i)^2)`` summed over the axes in order (the arithmetic of
+    ``scipy.ndimage.distance_transform_edt``).
+    """
+    ranges = [range(-int(radius // s), int(radius // s) + 1) for s in spacing]
+    offsets = np.array(list(itertools.product(*ranges)), dtype=np.intp).reshape(-1, len(spacing))
+    sq = (offsets * np.asarray(spacing)) ** 2
+    total = sq[:, 0].copy()
+    for axis in range(1, sq.shape[1]):
+        total += sq[:, axis]
+    lengths = np.sqrt(total)
+    keep = (lengths > 0) & (lengths <= radius)
+    order = np.argsort(lengths[keep], kind="stable")
+    return offsets[keep][order], lengths[keep][order]
+
+
+def _shells(
+    src: NDArray[np.intp], b: NDArray[np.bool_], spacing: tuple[float, ...], radius: float
+) -> tuple[F64, NDArray[np.intp]]:
+    """Exact distances from points ``src`` (flat indices into ``b``'s grid) to ``b``'s True cells within ``radius``.
+
+    The offsets of length <= ``radius`` are tried in increasing length; the first that lands on ``b`` gives a
+    point's distance (every shorter offset missed). Returns the distances (``inf`` where none was found: the true
+    distance is then above ``radius``) and the positions in ``src`` of the points left. Stops early, leaving every
+    unresolved point to the k-d tree, while fewer than half of the points are within the first quarter of the
+    offsets (masks far apart).
+    """
+    offsets, lengths = _shell_offsets(spacing, radius)
+    pad = [int(radius // s) for s in spacing]
+    grid = np.pad(b, [(r, r) for r in pad])
+    strides = np.array([st // grid.itemsize for st in grid.strides], dtype=np.intp)
+    coords = np.stack(np.unravel_index(src, b.shape), axis=1) + np.asarray(pad, dtype=np.intp)
+    cur = coords @ strides
+    flat_offsets = offsets @ strides
+    flat = grid.ravel()
+    d = np.full(src.size, math.inf, dtype=np.float64)
+    left = np.arange(src.size)
+    check = len(flat_offsets) // 4
+    for k, (off, length) in enumerate(zip(flat_offsets.tolist(), lengths.tolist(), strict=True)):
+        hit = flat[cur + off]
+        if hit.any():
+            d[left[hit]] = length
+            miss = ~hit
+            left, cur = left[miss], cur[miss]
+            if not left.size:
+                break
+        if k == check and 2 * left.size > src.size:
+            break
+    return d, left
+
+
+def _directed(
+    a: NDArray[np.bool_], b: NDArray[np.bool_], spacing: tuple[float, ...], bound: float
+) -> tuple[F64, NDArray[np.intp]]:
+    """Distances from the elements of grid ``a`` to those of ``b`` (0 where both have one), and ``a``'s flat indices.
+
+    Near points by :func:`_shells`, the rest by the k-d tree of :func:`_nearest` (the same numbers either way).
+    """
     flat_a = np.flatnonzero(a)
     shared = b.ravel()[flat_a]
     d = np.zeros(flat_a.size, dtype=np.float64)
     rest = flat_a[~shared]
     if rest.size:
-        src = np.stack(np.unravel_index(rest, a.shape), axis=1)
-        dst = np.stack(np.unravel_index(np.flatnonzero(b), b.shape), axis=1)
-        d[~shared] = _nearest(src, dst, spacing, bound)
+        near, left = _shells(rest, b, spacing, min(bound, _SHELL_RADIUS * max(spacing)))
+        if left.size:
+            src = np.stack(np.unravel_index(rest[left], a.shape), axis=1)
+            dst = np.stack(np.unravel_index(np.flatnonzero(b), b.shape), axis=1)
+            near[left] = _nearest(src, dst, np.asarray(spacing, dtype=np.float64), bound)
+        d[~shared] = near
     return d, flat_a
 
 
@@ -318,7 +386,6 @@ def _distances(
     ``bound``: distances above it may be returned as ``inf`` (enough for a tolerance test; faster).
     """
     pc, gc = _crop(p, g, 1)
-    sp = np.asarray(spacing, dtype=np.float64)
     if boundary == "surfel":
         full = (1 << (1 << p.ndim)) - 1
         code_p, code_g = _surfels(pc), _surfels(gc)
@@ -326,8 +393,8 @@ def _distances(
         eg = (code_g != 0) & (code_g != full)
     else:
         ep, eg = _voxel_border(pc, connectivity), _voxel_border(gc, connectivity)
-    d_pg, idx_p = _directed(ep, eg, sp, bound)
-    d_gp, idx_g = _directed(eg, ep, sp, bound)
+    d_pg, idx_p = _directed(ep, eg, spacing, bound)
+    d_gp, idx_g = _directed(eg, ep, spacing, bound)
     if boundary == "surfel":
         sizes = _element_sizes(spacing)
         return _Distances(d_pg, sizes[code_p.ravel()[idx_p]], d_gp, sizes[code_g.ravel()[idx_g]])
@@ -542,7 +609,8 @@ def _masks(
             pm = pm & valid
             gm = gm & valid
         classes = list(range(0 if keep_bg or mode == "binary" else 1, c))
-        pm, gm = pm[:, classes], gm[:, classes]
+        kept = slice(classes[0], classes[-1] + 1)  # a slice, not a list: no copy (30 ms on a 160^3 mask)
+        pm, gm = pm[:, kept], gm[:, kept]
     spatial = pm.ndim - 2
     if spatial not in (2, 3):
         raise _fail(
