@@ -83,6 +83,11 @@ def test_compare_writes_every_file_and_resumes(tmp_path, binary_data, monkeypatc
         for metric in ("dice", "iou", "precision", "recall"):
             assert f"{metric}_mean" in r
             assert f"{metric}_blob" in r
+        assert float(r["hd95_mean"]) >= 0
+        assert 0 <= float(r["nsd_mean"]) <= 1
+    per_image = _read_csv(out / "per_image.csv")
+    assert len(per_image) == 4 * binary_data.num_val
+    assert set(per_image[0]) == {"loss", "seed", "image", "dice", "iou", "precision", "recall", "hd95", "nsd"}
     summary = _read_csv(out / "summary.csv")
     assert sorted(r["loss"] for r in summary) == ["dice", "focal"]
     assert {"dice_mean", "dice_mean_std", "iou_blob", "recall_blob_std"} <= set(summary[0])

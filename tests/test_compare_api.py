@@ -355,6 +355,41 @@ def test_window_must_match_the_data():
         seglosses.compare(["dice"], data=(train, val), num_classes=2, window=(8, 8, 8), **_quiet())
 
 
+def test_spacing_and_nsd_tolerance_are_checked():
+    train, val = _lazy_pair()
+    with pytest.raises(ValueError, match=r"`spacing` must hold 2 positive sizes; got \(1.0, 0.0\)"):
+        seglosses.compare(["dice"], data=(train, val), num_classes=2, spacing=(1.0, 0.0), **_quiet())
+    with pytest.raises(ValueError, match="`nsd_tolerance` must be a finite number >= 0; got -1"):
+        seglosses.compare(["dice"], data=(train, val), num_classes=2, nsd_tolerance=-1, **_quiet())
+
+
+def test_cli_model_amp_spacing_options(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from seglosses.cli.app import app
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(compare_module, "train_run", no_training)
+    base = ["compare", "--data", "synthetic:binary", "--out", str(tmp_path), "--no-progress"]
+    cases = [
+        (["--model", "no_such_module_xyz:make"], "cannot import 'no_such_module_xyz'"),
+        (["--model", "seglosses"], "--model must look like package.module:function"),
+        (["--amp", "fp16"], "`amp`='fp16' needs a CUDA device"),
+        (["--amp", "int8"], "--amp must be bf16 or fp16"),
+        (["--spacing", "1,x"], "--spacing must be comma-separated numbers"),
+        (["--window", "8,8,8"], "`window` must hold 2 positive sizes"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(app, [*base, *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert message in " ".join(result.output.split()), (args, result.output)
+    help_text = " ".join(CliRunner().invoke(app, ["compare", "--help"]).output.split())
+    for option in ("--model", "--amp", "--num-workers", "--batch-size", "--window", "--spacing", "--nsd-tolerance"):
+        assert option in help_text
+
+
 # ------------------------------------------------------------------------------------------------ folders: memory
 
 _RSS_SCRIPT = textwrap.dedent(

@@ -279,3 +279,100 @@ def test_per_image_values_rule_for_empty_classes():
     # missed foreground: precision 0/0 = 1, recall 0
     v = per_image_values(np.array([0]), np.array([0]), np.array([4]), foreground=slice(0, None))
     assert v == {"dice": 0.0, "iou": 0.0, "precision": 1.0, "recall": 0.0}
+
+
+# ------------------------------------------------------------------------------------------------ HD95 and NSD
+
+
+def _deepmind(gt: np.ndarray, pred: np.ndarray, spacing: tuple[float, ...], tolerance: float) -> tuple[float, float]:
+    """HD95 and NSD of one class by DeepMind's surface-distance (the reference), with compare's empty-mask rules."""
+    sd = pytest.importorskip("surface_distance")
+    if not gt.any() and not pred.any():
+        return 0.0, 1.0
+    if not gt.any() or not pred.any():  # missed or hallucinated: the image's diagonal, NSD 0
+        return math.sqrt(sum(((n - 1) * h) ** 2 for n, h in zip(gt.shape, spacing, strict=True))), 0.0
+    dists = sd.compute_surface_distances(gt, pred, spacing)
+    return float(sd.compute_robust_hausdorff(dists, 95)), float(sd.compute_surface_dice_at_tolerance(dists, tolerance))
+
+
+def _blob_mask(shape: tuple[int, ...], rng: np.random.Generator, blobs: int) -> np.ndarray:
+    grids = np.meshgrid(*[np.arange(s) for s in shape], indexing="ij")
+    mask = np.zeros(shape, bool)
+    for _ in range(blobs):
+        centre = [rng.uniform(2, s - 2) for s in shape]
+        radius = rng.uniform(1.5, 4.0)
+        mask |= sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)) <= radius**2
+    return mask
+
+
+@pytest.mark.parametrize("case", ["overlap", "missed", "hallucinated", "both-empty"])
+def test_surface_values_binary_against_deepmind(case):
+    from seglosses.cli.train import surface_values
+
+    rng = np.random.default_rng(11)
+    shape, spacing, tolerance = (30, 26), (0.7, 1.3), 1.5
+    gt = _blob_mask(shape, rng, 3)
+    pred = _blob_mask(shape, rng, 1) | np.roll(gt, 1, axis=0)
+    if case in ("missed", "both-empty"):
+        pred[:] = False
+    if case in ("hallucinated", "both-empty"):
+        gt[:] = False
+    logits = torch.from_numpy(np.where(pred, 3.0, -3.0)).float()[None, None]
+    target = torch.from_numpy(gt).float()[None, None]
+    got = surface_values(logits, target, mode="binary", spacing=spacing, tolerance=tolerance)
+    hd95, nsd = _deepmind(gt, pred, spacing, tolerance)
+    assert got["hd95"] == pytest.approx(hd95, rel=1e-9)
+    assert got["nsd"] == pytest.approx(nsd, rel=1e-9, abs=1e-12)
+
+
+def test_surface_values_multiclass_3d_mean_over_foreground_against_deepmind():
+    from seglosses.cli.train import surface_values
+
+    rng = np.random.default_rng(4)
+    shape, spacing, tolerance = (12, 14, 10), (2.0, 0.8, 0.8), 1.0
+    truth = np.zeros(shape, np.int64)
+    truth[_blob_mask(shape, rng, 2)] = 1
+    truth[_blob_mask(shape, rng, 2) & (truth == 0)] = 2
+    pred = np.roll(truth, 1, axis=2)  # class 3 absent from both: HD95 0 and NSD 1
+    pred[0:3, 0:3, 0:3] = 2
+    logits = torch.from_numpy(np.eye(4, dtype=np.float32)[pred].transpose(3, 0, 1, 2) * 4.0)[None]
+    got = surface_values(logits, torch.from_numpy(truth)[None], mode="multiclass", spacing=spacing, tolerance=tolerance)
+    per_class = [_deepmind(truth == c, pred == c, spacing, tolerance) for c in (1, 2, 3)]  # background excluded
+    assert got["hd95"] == pytest.approx(np.mean([v[0] for v in per_class]), rel=1e-9)
+    assert got["nsd"] == pytest.approx(np.mean([v[1] for v in per_class]), rel=1e-9)
+    assert per_class[2] == (0.0, 1.0)
+
+
+def test_validate_surface_columns_use_each_image_spacing():
+    rng = np.random.default_rng(8)
+    truths = [_blob_mask((16, 16), rng, 2).astype(np.int64) for _ in range(2)]
+    preds = [np.roll(t, 1, axis=1) for t in truths]
+    images = [torch.zeros(1, 16, 16), torch.zeros(1, 16, 16)]
+    data = SegData.from_tensors(
+        name="fixed",
+        mode="binary",
+        class_names=["background", "blob"],
+        ndim=2,
+        train_images=images,
+        train_masks=[torch.from_numpy(t) for t in truths],
+        val_images=images,
+        val_masks=[torch.from_numpy(t) for t in truths],
+        crop=(16, 16),
+    )
+    data.val_spacing = [(1.0, 1.0), (0.5, 2.0)]
+    logits = [torch.from_numpy(np.where(p, 4.0, -4.0)).float()[None] for p in preds]
+    result = validate(_Fixed(logits), data, multiple=8, device="cpu", setup=RunSetup(nsd_tolerance=0.75), surface=True)
+    expected = [
+        _deepmind(t.astype(bool), p.astype(bool), s, 0.75)
+        for t, p, s in zip(truths, preds, data.val_spacing, strict=True)
+    ]
+    assert result.per_image["hd95"] == pytest.approx([e[0] for e in expected], rel=1e-9)
+    assert result.per_image["nsd"] == pytest.approx([e[1] for e in expected], rel=1e-9)
+    assert result.metrics["hd95"]["mean"] == pytest.approx(np.mean([e[0] for e in expected]), rel=1e-9)
+    assert result.metrics["nsd"]["mean"] == pytest.approx(np.mean([e[1] for e in expected]), rel=1e-9)
+    # an explicit spacing overrides the data's
+    fixed = validate(_Fixed(logits), data, multiple=8, device="cpu", setup=RunSetup(spacing=(1.0, 1.0)), surface=True)
+    expected_1 = [
+        _deepmind(t.astype(bool), p.astype(bool), (1.0, 1.0), 1.0) for t, p in zip(truths, preds, strict=True)
+    ]
+    assert fixed.per_image["hd95"] == pytest.approx([e[0] for e in expected_1], rel=1e-9)

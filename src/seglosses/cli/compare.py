@@ -20,6 +20,7 @@ the functions that draw.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -154,6 +155,8 @@ def compare(
     crop: Sequence[int] | None = None,
     window: Sequence[int] | None = None,
     size_multiple: int | None = None,
+    spacing: Sequence[float] | None = None,
+    nsd_tolerance: float | None = None,
     out: str | os.PathLike[str] | None = "seglosses-compare",
     loss_args: Mapping[str, Mapping[str, Any]] | None = None,
     quick: bool = False,
@@ -200,6 +203,10 @@ def compare(
             averaged); default ``None``: every validation image whole.
         size_multiple: validation inputs are padded at the end to a multiple of this (then cropped back); default:
             ``2**depth`` for the built-in U-Net, 32 for a ``model`` factory (the stride of most encoders).
+        spacing: the pixel/voxel size per spatial axis for the HD95 and NSD columns (physical units); default
+            ``None``: each validation image's NIfTI header for a NIfTI folder, else 1.
+        nsd_tolerance: the NSD tolerance in the units of ``spacing`` (default 1.0:
+            :data:`seglosses.cli.train.NSD_TOLERANCE`).
         out: results folder (resumable); ``None`` keeps everything in memory.
         loss_args: keyword arguments per loss, ``{"tversky": {"alpha": 0.2}}``.
         quick: the small schedule (under 2 minutes on 2 CPU cores with the defaults).
@@ -261,6 +268,8 @@ def compare(
     if size_multiple is not None and size_multiple < 1:
         raise ValueError(f"compare: `size_multiple` must be >= 1; got {size_multiple}")
     check_amp(amp, device, "compare")
+    if nsd_tolerance is not None and not (math.isfinite(nsd_tolerance) and nsd_tolerance >= 0):
+        raise ValueError(f"compare: `nsd_tolerance` must be a finite number >= 0; got {nsd_tolerance}")
     extra = dict(extra_losses or {})
     names = list(losses) if losses else list(DEFAULT_LOSSES)
     if len(set(names)) != len(names):
@@ -279,6 +288,10 @@ def compare(
     dataset = resolve_data(data, num_classes=num_classes, crop=crop, caller="compare")
     if window is not None and (len(window) != dataset.ndim or min(window) < 1):
         raise ValueError(f"compare: `window` must hold {dataset.ndim} positive sizes; got {tuple(window)}")
+    if spacing is not None and (
+        len(spacing) != dataset.ndim or not all(math.isfinite(v) and v > 0 for v in map(float, spacing))
+    ):
+        raise ValueError(f"compare: `spacing` must hold {dataset.ndim} positive sizes; got {tuple(spacing)}")
     if config is None:
         config = TrainConfig.preset(quick=quick, ndim=dataset.ndim, epochs=epochs)
     elif epochs is not None:
@@ -291,6 +304,8 @@ def compare(
         num_workers=num_workers,
         size_multiple=size_multiple,
         window=None if window is None else tuple(int(w) for w in window),
+        spacing=None if spacing is None else tuple(float(v) for v in spacing),
+        nsd_tolerance=None if nsd_tolerance is None else float(nsd_tolerance),
     )
     # Build every loss once before training so that a bad name or argument fails first, not after an hour.
     for name in list(names):

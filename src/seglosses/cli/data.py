@@ -103,7 +103,9 @@ class SegData:
         train_shapes: the spatial shape of every training item when known up front (the crop offsets are then
             drawn as integers in range), else ``None`` (drawn as fractions of the free range after loading).
         description: one line for reports (origin, size, class balance).
-        spacing: the physical size of a pixel/voxel along each spatial axis (NIfTI headers), ``None`` if unknown.
+        spacing: the physical size of a pixel/voxel along each spatial axis (the first NIfTI header of a NIfTI
+            folder), ``None`` if unknown (the surface metrics then use 1).
+        val_spacing: the spacing of every validation item (NIfTI headers), ``None`` if unknown.
         fractions: the fraction of training pixels of each class when known.
 
     """
@@ -119,6 +121,7 @@ class SegData:
     train_shapes: list[tuple[int, ...]] | None = None
     description: str = ""
     spacing: tuple[float, ...] | None = None
+    val_spacing: list[tuple[float, ...]] | None = None
     fractions: list[float] | None = field(default=None, repr=False)
 
     @classmethod
@@ -554,13 +557,14 @@ def _read_array(path: Path) -> np.ndarray:
         raise DataError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
 
 
-def _nifti_spacing(path: Path) -> tuple[float, ...] | None:
-    """The voxel size of a NIfTI file's header (its spatial axes), ``None`` if it cannot be read."""
+def _nifti_spacing(path: Path, ndim: int) -> tuple[float, ...] | None:
+    """The voxel size of a NIfTI file's header (its first ``ndim`` axes), ``None`` if it cannot be read."""
     try:
         import nibabel
 
         zooms = nibabel.load(str(path)).header.get_zooms()  # type: ignore[attr-defined,unused-ignore]
-        return tuple(float(z) for z in zooms[:3])
+        spacing = tuple(float(z) for z in zooms[:ndim])
+        return spacing if len(spacing) == ndim and all(math.isfinite(z) and z > 0 for z in spacing) else None
     except Exception:  # noqa: BLE001 - the spacing is optional; the pair itself was read and checked
         return None
 
@@ -667,6 +671,7 @@ def _folder(spec: str) -> SegData:
     # Every pair is read and checked once, file by file; only its shape and class counts are kept.
     pairs: list[tuple[Path, Path]] = []
     shapes: list[tuple[int, ...]] = []
+    spacings: list[tuple[float, ...] | None] = []
     counts: list[np.ndarray] = []
     ndim: int | None = None
     channels: int | None = None
@@ -691,6 +696,7 @@ def _folder(spec: str) -> SegData:
             counts.append(np.bincount(mask.astype(np.int64).ravel(), minlength=1))
         pairs.append((ipath, mpath))
         shapes.append(tuple(int(s) for s in mask.shape))
+        spacings.append(_nifti_spacing(ipath, spatial) if _is_nifti(ipath) else None)
         del image, mask
     num_classes = declared if declared is not None else max(2, max_value + 1)
     if declared is None and num_classes > MAX_INFERRED_CLASSES:
@@ -712,7 +718,8 @@ def _folder(spec: str) -> SegData:
     for c in counts[:n_train]:
         total[: min(len(c), num_classes)] += c[:num_classes]
     names = ["background"] + [f"class {c}" for c in range(1, num_classes)]
-    spacing = _nifti_spacing(pairs[0][0]) if _is_nifti(pairs[0][0]) else None
+    val_spacing = spacings[n_train:]
+    known = None if any(s is None for s in val_spacing) else [s for s in val_spacing if s is not None]
     fractions = (total / total.sum()).tolist() if total.sum() > 0 else None
     balance = ", ".join(f"{n} {f:.1%}" for n, f in zip(names, fractions or [], strict=False))
     return SegData(
@@ -729,7 +736,8 @@ def _folder(spec: str) -> SegData:
             f"folder {root}: {n_train} train / {n_val} validation pairs (read lazily), {num_classes} classes"
             + (f"; train pixels: {balance}" if balance else "")
         ),
-        spacing=spacing,
+        spacing=spacings[0],
+        val_spacing=known,
         fractions=fractions,
     )
 

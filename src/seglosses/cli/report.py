@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seglosses.cli.results import ResultsTable, atomic_write
+from seglosses.cli.results import LossSummary, ResultsTable, atomic_write
 
 if TYPE_CHECKING:
     from seglosses.cli.data import SegData
@@ -73,17 +73,27 @@ def rich_table(table: ResultsTable) -> Any:
     out.add_column(f"per-image {table.metric}", justify="right")
     for metric in ("dice", "iou", "precision", "recall"):
         out.add_column(f"{metric} (mean)", justify="right")
+    summary = table.summary()
+    surface = _surface_columns(summary)
+    for col in surface:
+        out.add_column(col.removesuffix("_mean").upper(), justify="right")
     per_class = [f"dice_{c}" for c in table.class_names] if len(table.class_names) > 1 else []
     for col in per_class:
         out.add_column(col, justify="right")
     out.add_column("seeds", justify="right")
-    for rank, s in enumerate(table.summary(), 1):
+    for rank, s in enumerate(summary, 1):
         cells = [_fmt(s.mean["score"], s.std["score"])]
         cells += [_fmt(s.mean[f"{m}_mean"], s.std[f"{m}_mean"]) for m in ("dice", "iou", "precision", "recall")]
+        cells += [_fmt(s.mean[c], s.std[c]) for c in surface]
         cells += [_fmt(s.mean[c], s.std[c]) for c in per_class]
         seeds = f"{s.seeds}" + (f" ({s.failed} failed)" if s.failed else "")
         out.add_row(str(rank), s.loss, *cells, seeds)
     return out
+
+
+def _surface_columns(summary: list[LossSummary]) -> list[str]:
+    """``hd95_mean`` and ``nsd_mean`` where some loss has a value (results of older versions have none)."""
+    return [c for c in ("hd95_mean", "nsd_mean") if any(math.isfinite(s.mean.get(c, math.nan)) for s in summary)]
 
 
 def _plt() -> Any:
@@ -280,7 +290,7 @@ def _img_tag(path: Path, alt: str) -> str:
 def write_html(table: ResultsTable, out: Path, plots: dict[str, Path]) -> Path:
     """One self-contained HTML page: recommendation, summary table, the three plots (embedded), settings."""
     rec = table.recommendation()
-    cols = ["dice_mean", "iou_mean", "precision_mean", "recall_mean"]
+    cols = ["dice_mean", "iou_mean", "precision_mean", "recall_mean", *_surface_columns(table.summary())]
     if len(table.class_names) > 1:
         cols += [f"dice_{c}" for c in table.class_names]
     cols = ["score", *cols]
@@ -303,6 +313,9 @@ img{{max-width:100%;display:block;margin:1em 0}}.rec{{background:#eef6ee;padding
 <p class="rec">{html.escape(rec.text)}</p>
 <h2>Validation metrics (mean ± std over seeds; mean = over foreground classes)</h2>
 <table><tr>{head}</tr>{"".join(rows)}</table>
+<p>HD95 and NSD: each validation image's value (surface elements, physical units), the mean over its foreground
+classes, then over the images; a class missed or hallucinated scores HD95 = the image's diagonal and NSD 0, a class
+absent from both mask and prediction HD95 0 and NSD 1.</p>
 {f"<h3>Runs that did not finish normally</h3><ul>{notes}</ul>" if notes else ""}
 <h2>Is the best loss clearly better? (paired differences, 95% bootstrap intervals)</h2>
 <p>Each loss against the best on the same validation images and seeds: an interval entirely above 0 is a clear

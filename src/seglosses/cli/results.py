@@ -32,6 +32,7 @@ __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "BOOTSTRAP_SEED",
     "METRICS",
+    "SURFACE_METRICS",
     "LossSummary",
     "PairedComparison",
     "Recommendation",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall")
+SURFACE_METRICS: tuple[str, ...] = ("hd95", "nsd")  # per image, then averaged over the images (no pooled form)
 BOOTSTRAP_RESAMPLES = 10_000  # resamples of the (image, seed) pairs; the 2.5/97.5 percentiles move by < 0.001 beyond
 BOOTSTRAP_SEED = 0  # the bootstrap's own seed: the same per-image numbers always give the same interval
 CONFIDENCE = 0.95
@@ -56,6 +58,7 @@ class RunResult:
         metrics: ``{"dice": {"mean": v, "<class>": v, ...}, "iou": ..., ...}`` on the validation data, from the
             confusion counts of all validation pixels together (NaN where undefined: a class never predicted has no
             precision). "mean" is the mean over the foreground classes (background excluded), NaN left out.
+            ``"hd95"`` and ``"nsd"`` hold only ``"mean"``: the mean over the validation images of each image's value.
         history: per epoch ``{"epoch", "train_loss", "val_dice"}``.
         status: ``"ok"``, ``"diverged"`` (non-finite loss; the last finite weights are evaluated) or
             ``"error: ..."`` (the loss raised; no metrics).
@@ -64,7 +67,8 @@ class RunResult:
         fingerprint: hash of everything that defines the run (data, schedule, model, loss arguments).
         per_image: ``{"dice": [v_0, v_1, ...], ...}``: each validation image's own value (in the validation set's
             order), the mean over its foreground classes; a class absent from both the image's mask and its
-            prediction scores 1 (nothing to find, nothing found), so no image is NaN. Empty for a failed run.
+            prediction scores 1 (nothing to find, nothing found), so no image is NaN. ``"hd95"`` and ``"nsd"``: see
+            :func:`seglosses.cli.train.surface_values`. Empty for a failed run.
 
     """
 
@@ -206,7 +210,7 @@ def paired_bootstrap(
 
 
 def _column_names(class_names: Sequence[str]) -> list[str]:
-    return [f"{m}_{c}" for m in METRICS for c in ("mean", *class_names)]
+    return [f"{m}_{c}" for m in METRICS for c in ("mean", *class_names)] + [f"{m}_mean" for m in SURFACE_METRICS]
 
 
 @dataclass
@@ -236,7 +240,7 @@ class ResultsTable:
 
     @property
     def columns(self) -> list[str]:
-        """Metric columns, ``<metric>_mean`` then ``<metric>_<class>``."""
+        """Metric columns, ``<metric>_mean`` then ``<metric>_<class>``, then ``hd95_mean`` and ``nsd_mean``."""
         return _column_names(self.class_names)
 
     @property
@@ -250,10 +254,18 @@ class ResultsTable:
         return list(dict.fromkeys(r.seed for r in self.runs))
 
     def row(self, run: RunResult) -> dict[str, float]:
-        """The flat metric columns of one run."""
-        return {
-            f"{m}_{c}": run.metrics.get(m, {}).get(c, math.nan) for m in METRICS for c in ("mean", *self.class_names)
-        }
+        """The flat metric columns of one run (NaN where a run has no value, e.g. results of an older version)."""
+        out = {}
+        for column in self.columns:
+            metric, key = self._split(column)
+            out[column] = run.metrics.get(metric, {}).get(key, math.nan)
+        return out
+
+    def _split(self, column: str) -> tuple[str, str]:
+        for metric in (*METRICS, *SURFACE_METRICS):
+            if column.startswith(metric + "_"):
+                return metric, column[len(metric) + 1 :]
+        raise KeyError(column)
 
     def image_matrix(self, loss: str, metric: str | None = None) -> np.ndarray:
         """``(seeds, val_images)`` float64 per-image values of ``loss`` (rows in :attr:`seeds` order)."""
@@ -347,9 +359,10 @@ class ResultsTable:
         """One row per (loss, seed, validation image): the per-image value of every metric."""
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["loss", "seed", "image", *METRICS])
+        writer.writerow(["loss", "seed", "image", *METRICS, *SURFACE_METRICS])
         for r in self.runs:
             columns = [r.image_values(m, self.val_images) for m in METRICS]
+            columns += [_values_or_nan(r.per_image.get(m, []), self.val_images) for m in SURFACE_METRICS]
             for i in range(self.val_images):
                 writer.writerow([r.loss, r.seed, i, *(f"{c[i]:.6g}" for c in columns)])
         return atomic_write(Path(path), buffer.getvalue())
@@ -387,6 +400,11 @@ class ResultsTable:
     def to_json(self, path: str | os.PathLike[str]) -> Path:
         """Write :meth:`to_dict` as JSON."""
         return atomic_write(Path(path), json.dumps(self.to_dict(), indent=2, allow_nan=False))
+
+
+def _values_or_nan(values: Sequence[float], count: int) -> np.ndarray:
+    """``values`` as float64, or ``count`` NaN where the run has none (a failed run, an older version's results)."""
+    return np.asarray(values, np.float64) if len(values) == count else np.full(count, math.nan)
 
 
 @contextlib.contextmanager

@@ -29,13 +29,14 @@ from torch.utils.data import DataLoader, Sampler
 
 from seglosses.cli.data import CropDataset, CropSpec, SegData, draw_specs, pad_to_multiple
 from seglosses.cli.model import build_model, call_factory
-from seglosses.cli.results import METRICS
+from seglosses.cli.results import METRICS, SURFACE_METRICS
 
 if TYPE_CHECKING:
     from seglosses.cli.ddp import DistContext
 
 __all__ = [
     "AMP_CHOICES",
+    "NSD_TOLERANCE",
     "PREVIEWS",
     "Evaluation",
     "RunSetup",
@@ -45,6 +46,7 @@ __all__ = [
     "check_model",
     "evaluate",
     "predict_logits",
+    "surface_values",
     "target_for_loss",
     "train_run",
     "validate",
@@ -53,6 +55,7 @@ __all__ = [
 AMP_CHOICES: tuple[str, ...] = ("bf16", "fp16")
 PREVIEWS = 2  # validation predictions kept per run (for the report's grid); nothing else per image but numbers
 DEFAULT_MULTIPLE = 32  # a user model's input sizes are padded to a multiple of this (the stride of most encoders)
+NSD_TOLERANCE = 1.0  # the default NSD tolerance, in the units of the spacing (one pixel at spacing 1)
 LossFactory = Callable[[str], nn.Module]  # mode -> loss module, for candidates outside the registry
 ModelFactory = Callable[..., nn.Module]
 
@@ -106,6 +109,9 @@ class RunSetup:
             U-Net, 32 for a user model.
         window: images larger than this (per axis) are predicted by a sliding window of this size (half overlap,
             logits averaged); ``None``: every image whole.
+        spacing: the pixel/voxel size per spatial axis for the surface metrics (HD95, NSD); ``None``: each
+            validation item's NIfTI header where the data has one, else 1.
+        nsd_tolerance: the NSD tolerance in the units of the spacing; ``None``: :data:`NSD_TOLERANCE`.
 
     """
 
@@ -114,6 +120,8 @@ class RunSetup:
     num_workers: int = 0
     size_multiple: int | None = None
     window: tuple[int, ...] | None = None
+    spacing: tuple[float, ...] | None = None
+    nsd_tolerance: float | None = None
 
     def multiple(self, config: TrainConfig) -> int:
         """The padding multiple of validation inputs."""
@@ -124,7 +132,14 @@ class RunSetup:
     def identity(self) -> dict[str, Any]:
         """What changes results (for the run fingerprint): the model's name, amp, padding and window."""
         name = None if self.model is None else f"{getattr(self.model, '__module__', '')}:{_qualname(self.model)}"
-        return {"model": name, "amp": self.amp, "size_multiple": self.size_multiple, "window": self.window}
+        return {
+            "model": name,
+            "amp": self.amp,
+            "size_multiple": self.size_multiple,
+            "window": self.window,
+            "spacing": self.spacing,
+            "nsd_tolerance": self.nsd_tolerance,
+        }
 
 
 def _qualname(obj: object) -> str:
@@ -355,6 +370,37 @@ def per_image_values(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, *, foregrou
     return out
 
 
+def surface_values(
+    logits: Tensor, target: Tensor, *, mode: str, spacing: Sequence[float] | None, tolerance: float
+) -> dict[str, float]:
+    """HD95 and NSD of one image ``(1, C, *S)`` logits against its target: each the mean over the foreground classes.
+
+    Surface-element distances in physical units (:func:`seglosses.metrics.hausdorff` with ``percentile=95`` and
+    :func:`seglosses.metrics.nsd` at ``tolerance``; ``spacing`` per spatial axis, default 1), on the hard
+    prediction (binary: logit > 0; multiclass: argmax). Per class, so that every image gets a finite number: a class
+    absent from both the mask and the prediction scores HD95 0 and NSD 1 (nothing to find, nothing found); a class
+    present in only one of them scores NSD 0 and, for HD95, the image's diagonal in physical units (the largest
+    distance the image allows), rather than infinity.
+    """
+    from seglosses.metrics.surface import hausdorff, nsd
+
+    shape = logits.shape[2:]
+    step = [1.0] * len(shape) if spacing is None else [float(v) for v in spacing]
+    diagonal = math.sqrt(sum(((n - 1) * h) ** 2 for n, h in zip(shape, step, strict=True)))
+    common: dict[str, Any] = {
+        "mode": mode,
+        "spacing": step,
+        "from_logits": True,
+        "per_image": True,
+        "average": "none",
+    }
+    if mode != "binary":
+        common["num_classes"] = int(logits.shape[1])
+    hd = hausdorff(logits, target, percentile=95.0, empty_both=0.0, empty_one=diagonal, **common)
+    sd = nsd(logits, target, tolerance=tolerance, empty_both=1.0, empty_one=0.0, **common)
+    return {"hd95": float(hd.double().mean()), "nsd": float(sd.double().mean())}
+
+
 @torch.no_grad()
 def validate(
     model: nn.Module,
@@ -364,6 +410,7 @@ def validate(
     device: str,
     setup: RunSetup | None = None,
     previews: int = PREVIEWS,
+    surface: bool = False,
 ) -> Evaluation:
     """Validation metrics of ``model`` over every validation image (pooled and per image), and a few predictions.
 
@@ -372,6 +419,9 @@ def validate(
     class: binary reports the foreground only; multiclass every class. ``"mean"`` is the mean over the foreground
     classes (background excluded), leaving out NaN (the ``average="macro", include_background=False`` value).
     The per-image values are each image's mean over its foreground classes (:func:`per_image_values`).
+
+    With ``surface=True`` also each image's HD95 and NSD (:func:`surface_values`), and their means over the images
+    as ``metrics["hd95"]["mean"]`` and ``metrics["nsd"]["mean"]``.
     """
     from seglosses.metrics import SegmentationMetrics, confusion
 
@@ -381,17 +431,22 @@ def validate(
         mode=data.mode, num_classes=data.out_channels, metrics=METRICS, average="none", from_logits=True
     )
     foreground = slice(0, None) if data.mode == "binary" else slice(1, None)
-    per_image: dict[str, list[float]] = {m: [] for m in METRICS}
+    names = METRICS + (SURFACE_METRICS if surface else ())
+    per_image: dict[str, list[float]] = {m: [] for m in names}
     kept: list[Tensor] = []
     loader = _loader(data.val, device, setup.num_workers, 0, batch_size=1, shuffle=False)
-    for image, mask in loader:
+    for index, (image, mask) in enumerate(loader):
         image = image.to(device, non_blocking=True)
         target = target_for_loss(mask.to(device, non_blocking=True), data.mode)
         logits = predict_logits(model, image, multiple=multiple, window=setup.window, amp=setup.amp)
         accumulator.update(logits, target)
         tp, fp, fn, _ = confusion(logits, target, mode=data.mode, from_logits=True, per_image=True)
         values = per_image_values(tp[0].cpu().numpy(), fp[0].cpu().numpy(), fn[0].cpu().numpy(), foreground=foreground)
-        for name in METRICS:
+        if surface:
+            spacing = setup.spacing or (data.val_spacing[index] if data.val_spacing else None) or data.spacing
+            tolerance = NSD_TOLERANCE if setup.nsd_tolerance is None else setup.nsd_tolerance
+            values |= surface_values(logits, target, mode=data.mode, spacing=spacing, tolerance=tolerance)
+        for name in names:
             per_image[name].append(values[name])
         if len(kept) < previews:
             kept.append(hard_prediction(logits, data.mode).cpu())
@@ -405,6 +460,8 @@ def validate(
         entry = {"mean": float(fg.mean()) if fg.numel() else math.nan}
         entry.update({c: float(v) for c, v in zip(shown, per_class.tolist(), strict=True)})
         out[name] = entry
+    for name in SURFACE_METRICS if surface else ():
+        out[name] = {"mean": float(np.mean(per_image[name])) if per_image[name] else math.nan}
     return Evaluation(out, per_image, kept)
 
 
@@ -527,7 +584,12 @@ def _train(
                 if on_step is not None:
                     on_step(step, value)
             validating = dist_ctx is None or dist_ctx.is_main
-            last = validate(model, data, multiple=multiple, device=device, setup=setup) if validating else None
+            final = epoch == config.epochs or status != "ok"  # the surface metrics of the returned weights only
+            last = (
+                validate(model, data, multiple=multiple, device=device, setup=setup, surface=final)
+                if validating
+                else None
+            )
             history.append(
                 {
                     "epoch": float(epoch),
