@@ -143,6 +143,18 @@ def compare(
             help="Pad validation inputs to a multiple of this (default: 8 for the built-in U-Net, 32 with --model).",
         ),
     ] = None,
+    spacing: Annotated[
+        str | None,
+        typer.Option(
+            "--spacing",
+            help="Pixel/voxel size per axis for the HD95 and NSD columns, e.g. 0.8,0.8,2.0 (default: the NIfTI "
+            "headers of a NIfTI folder, else 1).",
+        ),
+    ] = None,
+    nsd_tolerance: Annotated[
+        float | None,
+        typer.Option("--nsd-tolerance", min=0.0, help="NSD tolerance in the units of the spacing (default 1)."),
+    ] = None,
 ) -> None:
     """Train the same model with each loss (same data, weights, batches, schedule) and compare them on held-out data.
 
@@ -173,6 +185,10 @@ def compare(
     except ValueError:
         _fail(f"--window must be comma-separated integers such as 256,256; got {window!r}")
     try:
+        steps = None if spacing is None else [float(v) for v in spacing.split(",")]
+    except ValueError:
+        _fail(f"--spacing must be comma-separated numbers such as 0.8,0.8,2.0; got {spacing!r}")
+    try:
         factory = None if model is None else load_factory(model)
         table = run_compare(
             names,
@@ -193,6 +209,8 @@ def compare(
             steps_per_epoch=steps_per_epoch,
             window=sizes,
             size_multiple=size_multiple,
+            spacing=steps,
+            nsd_tolerance=nsd_tolerance,
         )
     except KeyboardInterrupt:
         _interrupted(out, "seglosses " + " ".join(sys.argv[1:]))
