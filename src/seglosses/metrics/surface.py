@@ -919,15 +919,18 @@ def hausdorff(
           p)`` is the default (``boundary="surfel"``); its value for two empty masks is ``inf`` (``empty_both=inf``).
           Defect: its empty-mask branch uses ``np.Inf``, which NumPy 2 removed (an ``AttributeError`` there).
         - MONAI ``HausdorffDistanceMetric(percentile=p)`` / ``compute_hausdorff_distance``: ``boundary="voxel",
-          quantile="linear", empty_both="nan"`` (``include_background=True`` there unless told otherwise). Defect:
-          with exactly one empty mask MONAI returns NaN for a percentile (its distances are ``inf`` and the
-          interpolation gives ``inf - inf``; ``empty_one="nan"`` reproduces it) and ``inf`` without one; its
-          distances are float32 (about 1e-7 relative from these).
+          quantile="linear", empty_both="nan"`` on one-hot ``(N, C, *S)`` input (its default
+          ``include_background=False`` drops channel 0, as our None in multiclass mode). Defect: with exactly one
+          empty mask MONAI returns NaN for a percentile (its distances are ``inf`` and the interpolation gives
+          ``inf - inf``; ``empty_one="nan"`` reproduces it) and ``inf`` without one; its distances are float32
+          (about 1e-7 relative from these).
         - medpy ``hd95``/``hd``: ``boundary="voxel", directions="pooled", quantile="linear", empty_both="raise",
           empty_one="raise"`` for ``hd95`` (``connectivity`` as medpy's); ``hd`` is ``percentile=100`` (directions
           do not matter then). medpy raises on empty masks.
-        - Metrics Reloaded ``measured_hausdorff_distance_perc``: ``boundary="voxel", quantile="linear",
-          empty_one="nan"`` (it returns NaN for one empty mask, 0 for both).
+        - Metrics Reloaded ``BinaryPairwiseMeasures`` ``hd`` / ``hd_perc`` (``dict_args={"hd_perc": p}``):
+          ``boundary="voxel", quantile="linear"`` (a linear percentile per direction, the larger one), both empty
+          0 (our default). Defect: one empty mask is not handled (the distance transform of a mask with no
+          background is read), so its value there is meaningless; use ``empty_one``.
         - seg-metrics ``hd95``: close to ``boundary="voxel", directions="pooled", quantile="linear"``, but its
           distances are read from SimpleITK's signed Maurer map of the other mask (distance to the object, not to
           its contour pixels), and a missed structure scores 0 (a perfect score): not reproducible, not reproduced.
@@ -1071,7 +1074,7 @@ def assd(
     Note:
         MONAI ``SurfaceDistanceMetric(symmetric=True)`` / ``compute_average_surface_distance(symmetric=True)``:
         ``boundary="voxel", empty_both="nan"`` (MONAI gives ``inf`` for one empty mask). Metrics Reloaded
-        ``measured_average_distance``: ``boundary="voxel", empty_one="nan"``. seg-metrics ``msd`` is close to the
+        ``assd``: ``boundary="voxel"`` (both empty 0; one empty not handled there). seg-metrics ``msd`` is close to the
         voxel ASSD (distances from SimpleITK's Maurer map; 0 for a missed structure). medpy >= 0.5
         ``assd(result, reference, voxelspacing, connectivity)`` pools both directions: ``boundary="voxel",
         empty_both="raise", empty_one="raise"`` (medpy 0.4 averaged the two directed means: :func:`masd`).
@@ -1153,8 +1156,8 @@ def masd(
     Note:
         medpy 0.4's ``assd`` is this with ``boundary="voxel", empty_both="raise", empty_one="raise"`` (medpy raises
         on an empty mask; medpy >= 0.5 pools the directions: :func:`assd`). Metrics Reloaded
-        ``measured_masd``: ``boundary="voxel", empty_one="nan"``. DeepMind: the mean of the pair returned by
-        ``compute_average_surface_distance`` (canonical surfel mode).
+        ``masd``: ``boundary="voxel"`` (both empty 0; one empty not handled there). DeepMind: the mean of the pair
+        returned by ``compute_average_surface_distance`` (canonical surfel mode).
 
     Examples:
         The bar and dot of :func:`hausdorff` (voxel boundary): (mean(0, 1, 2) + mean(0)) / 2 = 0.5.
@@ -1319,7 +1322,8 @@ def nsd(
         default (its two-empty value is NaN from 0/0: ``empty_both="nan"``). MONAI
         ``SurfaceDiceMetric(class_thresholds, use_subvoxels=True)`` / ``compute_surface_dice``: the default with
         ``empty_both="nan"``; with ``use_subvoxels=False`` (its default): ``boundary="voxel", empty_both="nan"``.
-        Metrics Reloaded ``normalised_surface_distance``: ``boundary="voxel"`` (both empty gives 1 there too).
+        Metrics Reloaded ``nsd`` (``dict_args={"nsd": tau}``, default 1): ``boundary="voxel"``, inclusive; its
+        both-empty value is 0/0 (NaN: ``empty_both="nan"``). medpy has no NSD.
 
     Examples:
         The bar and dot of :func:`hausdorff` (voxel boundary), tolerance 1: the bar's elements at 0 and 1 and the
