@@ -156,3 +156,95 @@ def hausdorff_dt_loss_ref(
     values = (p - g) ** 2 * (d_g**alpha + d_q**alpha)
     out = reduce_ref(pixel_mean_ref(values, valid, per_image), start, reduction, weights)
     return np.log1p(out) if log_loss else out
+
+
+# ---------------------------------------------------------------------------------------------------- clDice
+
+
+def _pool(x: np.ndarray, offsets: list[tuple[int, ...]], fill: float, op: Any) -> np.ndarray:  # noqa: ANN401
+    """``op`` over the neighbours at ``offsets`` of every element of ``(N, C, *S)``, outside elements ``fill``."""
+    d = x.ndim - 2
+    padded = np.pad(x, [(0, 0), (0, 0)] + [(1, 1)] * d, constant_values=fill)
+    out = None
+    for off in offsets:
+        sl = (slice(None), slice(None)) + tuple(slice(1 + o, 1 + o + n) for o, n in zip(off, x.shape[2:], strict=True))
+        out = padded[sl] if out is None else op(out, padded[sl])
+    assert out is not None
+    return out
+
+
+def soft_erode_ref(x: np.ndarray) -> np.ndarray:
+    """Min over the face-connected cross (the element and its 2d axis neighbours), in-image only."""
+    d = x.ndim - 2
+    offs = [(0,) * d] + [tuple(s if i == a else 0 for i in range(d)) for a in range(d) for s in (-1, 1)]
+    return _pool(x, offs, np.inf, np.minimum)
+
+
+def soft_dilate_ref(x: np.ndarray) -> np.ndarray:
+    """Max over the 3^d box, in-image only."""
+    d = x.ndim - 2
+    offs = [tuple(o) for o in np.ndindex(*(3,) * d)]
+    return _pool(x, [tuple(v - 1 for v in o) for o in offs], -np.inf, np.maximum)
+
+
+def soft_skel_ref(img: np.ndarray, iterations: int) -> np.ndarray:
+    """Algorithm 1 of Shit et al. (2021), literally (every opening recomputes its erosion)."""
+
+    def relu(a: np.ndarray) -> np.ndarray:
+        return np.maximum(a, 0.0)
+
+    skel = relu(img - soft_dilate_ref(soft_erode_ref(img)))
+    for _ in range(iterations):
+        img = soft_erode_ref(img)
+        delta = relu(img - soft_dilate_ref(soft_erode_ref(img)))
+        skel = skel + relu(delta - skel * delta)
+    return skel
+
+
+def cldice_sums_ref(p: np.ndarray, g: np.ndarray, valid: np.ndarray, iterations: int) -> tuple[np.ndarray, ...]:
+    """``(sum S(p) g, sum S(p), sum S(g) p, sum S(g))`` per image and class over kept elements; ``g`` 0 there."""
+    sp, sg = soft_skel_ref(p, iterations), soft_skel_ref(g, iterations)
+    n, c = p.shape[:2]
+    v = np.broadcast_to(valid, p.shape)
+
+    def total(a: np.ndarray) -> np.ndarray:
+        return np.where(v, a, 0.0).reshape(n, c, -1).sum(-1)
+
+    return total(sp * g), total(sp), total(sg * p), total(sg)
+
+
+def harmonic_ref(tprec: np.ndarray, tsens: np.ndarray) -> np.ndarray:
+    den = tprec + tsens
+    return np.where(den > 0, 2 * tprec * tsens / np.where(den > 0, den, 1.0), 0.0)
+
+
+def cldice_loss_ref(
+    p: np.ndarray,
+    g: np.ndarray,
+    valid: np.ndarray,
+    *,
+    start: int,
+    iterations: int = 10,
+    smooth: float = 1.0,
+    per_image: bool = False,
+    reduction: str = "mean",
+    weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Shit et al. per class: ``1 - 2 Tprec Tsens / (Tprec + Tsens)``, then the class reduction."""
+    a, b, c, e = cldice_sums_ref(p, g, valid, iterations)
+    if not per_image:
+        a, b, c, e = (v.sum(0) for v in (a, b, c, e))
+    tprec = np.where(b + smooth > 0, (a + smooth) / np.where(b + smooth > 0, b + smooth, 1.0), 1.0)
+    tsens = np.where(e + smooth > 0, (c + smooth) / np.where(e + smooth > 0, e + smooth, 1.0), 1.0)
+    return reduce_ref(1.0 - harmonic_ref(tprec, tsens), start, reduction, weights)
+
+
+def cldice_official_ref(y_true: np.ndarray, y_pred: np.ndarray, smooth: float = 1.0) -> float:
+    """The official clDice PyTorch ``soft_cldice.forward`` (its ``iter_`` is unused: SoftSkeletonize(num_iter=10)).
+
+    Every channel given (after its ``exclude_background`` slicing) and every image pooled into one ratio each.
+    """
+    skel_pred, skel_true = soft_skel_ref(y_pred, 10), soft_skel_ref(y_true, 10)
+    tprec = ((skel_pred * y_true).sum() + smooth) / (skel_pred.sum() + smooth)
+    tsens = ((skel_true * y_pred).sum() + smooth) / (skel_true.sum() + smooth)
+    return float(1.0 - 2.0 * (tprec * tsens) / (tprec + tsens))

@@ -1,0 +1,449 @@
+r"""Topology-preserving losses: clDice (Shit et al. 2021) on soft skeletons computed with pooling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as torch_f
+from torch import Tensor
+
+from seglosses._checks import (
+    NONNEGATIVE,
+    UNIT,
+    Interval,
+    as_caller,
+    check_classes_left,
+    check_hparams,
+    check_no_class_weights_binary,
+    check_reduction,
+    check_weights_vector,
+    hyperparameters,
+)
+from seglosses._distributed import sync_sums
+from seglosses._numerics import safe_divide
+from seglosses._prepare import Prepared, prepare
+from seglosses._reduce import reduce_classes
+from seglosses._types import Mode, Reduction
+from seglosses.functional.boundary import first_class, spatial_shape
+from seglosses.functional.region import dice_loss
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
+
+Weights = Sequence[float] | Tensor | None
+
+#: ``iterations``: a whole number of skeleton steps, >= 0 (checked to be an int as well).
+ITERATIONS = Interval(0.0)
+
+_POOLS = {1: torch_f.max_pool1d, 2: torch_f.max_pool2d, 3: torch_f.max_pool3d}
+
+
+def _check_iterations(fn: str, iterations: object) -> int:
+    if isinstance(iterations, bool) or not isinstance(iterations, int):
+        raise TypeError(f"{fn}: `iterations` must be an int; got {type(iterations).__name__} {iterations!r}")
+    if iterations < 0:
+        raise ValueError(f"{fn}: `iterations` must be >= 0; got {iterations}")
+    return iterations
+
+
+class _CrossMax(torch.autograd.Function):
+    """Max over the face-connected cross of ``(B, K, *S)`` (2 or 3 spatial dims), in-image neighbours only.
+
+    Forward: one 1-D max-pool of width 3 per spatial axis (``max_pool`` pads with -inf, so the image outside never
+    wins), keeping each winner's flat index; the first axis wins a tie. Backward: one scatter of the gradient to
+    the winners (the max-pool's own backward kernel, called with the merged indices), instead of one per pool plus
+    the tie-splitting backward of ``torch.maximum``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, y: Tensor) -> Tensor:  # noqa: ANN401
+        d = y.ndim - 2
+        pool = torch_f.max_pool2d if d == 2 else torch_f.max_pool3d
+        best, idx = y, y  # replaced by the first axis' pool
+        for axis in range(d):
+            kernel = [1] * d
+            pad = [0] * d
+            kernel[axis], pad[axis] = 3, 1
+            m, i = pool(y, kernel, 1, pad, return_indices=True)
+            if axis == 0:
+                best, idx = m, i
+            else:
+                take = m > best
+                best, idx = torch.where(take, m, best), torch.where(take, i, idx)
+        ctx.save_for_backward(y, idx)
+        return best
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # noqa: ANN401
+        y, idx = ctx.saved_tensors
+        d = y.ndim - 2
+        ones, threes = [1] * d, [3] * d
+        if d == 2:
+            out: Tensor = torch.ops.aten.max_pool2d_with_indices_backward(grad, y, threes, ones, ones, ones, False, idx)
+        else:
+            out = torch.ops.aten.max_pool3d_with_indices_backward(grad, y, threes, ones, ones, ones, False, idx)
+        return out
+
+
+def _max_cross(y: Tensor) -> Tensor:
+    """Max over the face-connected cross (3x1 and 1x3; in 3D 3x1x1, 1x3x1, 1x1x3) of ``(B, K, *S)``, in-image."""
+    if y.ndim == 3:  # one spatial axis: a 3-wide max-pool (as a 1 x W image)
+        out: Tensor = _CrossMax.apply(y.unsqueeze(2))  # type: ignore[no-untyped-call]
+        return out.squeeze(2)
+    result: Tensor = _CrossMax.apply(y)  # type: ignore[no-untyped-call]
+    return result
+
+
+def soft_erode(x: Tensor) -> Tensor:
+    """Soft erosion: the min over the face-connected cross of ``(B, K, *S)`` (in-image neighbours only)."""
+    return -_max_cross(-x)
+
+
+def soft_dilate(x: Tensor) -> Tensor:
+    """Soft dilation: the max over the full 3^d neighbourhood (in-image neighbours only)."""
+    d = x.ndim - 2
+    return _POOLS[d](x, 3, 1, 1)
+
+
+def soft_skeleton(x: Tensor, iterations: int) -> Tensor:
+    r"""Soft skeleton of ``x`` ``(B, K, *S)`` (1 to 3 spatial dims) by Algorithm 1 of Shit et al. (2021).
+
+    .. math::
+
+        S \leftarrow \operatorname{relu}(x - \operatorname{open}(x)); \quad \text{repeat } k \text{ times: }
+        x \leftarrow \operatorname{erode}(x),\; \delta = \operatorname{relu}(x - \operatorname{open}(x)),\;
+        S \leftarrow S + \operatorname{relu}(\delta - S\,\delta)
+
+    with ``open = dilate(erode(.))``, erode the min over the face-connected cross and dilate the max over the
+    3^d box, both over in-image neighbours. Each step's erosion is the one its opening already computed, and the
+    erosions are chained on the negated image (``-erode(x) = max_cross(-x)``), so a step costs one cross max
+    (d pools), one negation and one dilation (the reference code computes each erosion twice, with a negation
+    around every pool). Pooled tensor ops only: no loop over pixels or images.
+    """
+    neg_eroded = _max_cross(-x)  # -erode(x)
+    eroded = -neg_eroded
+    skel = torch_f.relu(x - soft_dilate(eroded))
+    for _ in range(iterations):
+        x = eroded
+        neg_eroded = _max_cross(neg_eroded)  # -erode(x) = max_cross(-x)
+        eroded = -neg_eroded
+        delta = torch_f.relu(x - soft_dilate(eroded))
+        skel = skel + torch_f.relu(delta - skel * delta)
+    return skel
+
+
+def _shift_and(out: Tensor, src: Tensor, axis: int, op: str) -> None:
+    """In place: ``out[i] op= src[i - 1]`` and ``out[i] op= src[i + 1]`` along ``axis`` (in-image neighbours)."""
+    n = src.shape[axis]
+    if n < 2:
+        return
+    lo, hi = out.narrow(axis, 0, n - 1), out.narrow(axis, 1, n - 1)
+    if op == "and":
+        hi &= src.narrow(axis, 0, n - 1)
+        lo &= src.narrow(axis, 1, n - 1)
+    else:
+        hi |= src.narrow(axis, 0, n - 1)
+        lo |= src.narrow(axis, 1, n - 1)
+
+
+def _erode_bool(m: Tensor) -> Tensor:
+    """Erosion of bool masks ``(B, K, *S)`` with the face-connected cross, in-image neighbours only."""
+    out = m.clone()
+    for axis in range(2, m.ndim):
+        _shift_and(out, m, axis, "and")
+    return out
+
+
+def _dilate_bool(m: Tensor) -> Tensor:
+    """Dilation of bool masks ``(B, K, *S)`` with the 3^d box (separable: one 3-wide OR per axis), in-image."""
+    cur = m
+    for axis in range(2, m.ndim):
+        nxt = cur.clone()
+        _shift_and(nxt, cur, axis, "or")
+        cur = nxt
+    return cur
+
+
+def hard_skeleton(m: Tensor, iterations: int) -> Tensor:
+    """:func:`soft_skeleton` of a hard mask, in bool arithmetic (one byte per element, no autograd).
+
+    For 0/1 values every step of Algorithm 1 stays 0/1: min and max are AND and OR, ``relu(x - open(x))`` is
+    ``x AND NOT open(x)`` and ``S + relu(delta - S delta)`` is ``S OR delta``; the result equals the soft skeleton
+    of the mask as floats, exactly.
+    """
+    eroded = _erode_bool(m)
+    skel = m & ~_dilate_bool(eroded)
+    for _ in range(iterations):
+        x = eroded
+        eroded = _erode_bool(x)
+        skel |= x & ~_dilate_bool(eroded)
+    return skel
+
+
+def _cldice_sums(fn: str, prep: Prepared, start: int, iterations: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per image and kept class ``(N, K)``: ``sum S(p) g``, ``sum S(p)``, ``sum S(g) p``, ``sum S(g)`` (kept pixels).
+
+    Index targets: ``S(p) g`` is gathered at each pixel's class and scattered into it, and the target's skeleton
+    is :func:`hard_skeleton` of the bool masks ``t == c`` (one byte per element and class, no float one-hot).
+    Dense targets: the soft skeleton of the target, without autograd.
+    """
+    n, c, m = prep.logits.shape
+    s = spatial_shape(prep)
+    if len(s) not in _POOLS:
+        raise ValueError(f"{fn}: the input must have 1 to 3 spatial dims (N, C, *S); got shape {prep.shape}")
+    p = prep.prob[:, start:]
+    k = c - start
+    skel_p = soft_skeleton(p.reshape(n, k, *s), iterations).reshape(n, k, m)
+    valid = prep.valid
+    sp_kept = skel_p if valid is None else skel_p * (valid if valid.shape[1] == 1 else valid[:, start:])
+    sum_sp = sp_kept.sum(-1)
+    if prep.form == "index":
+        t = prep.target  # (N, M), ignored pixels are 0 and masked by `valid`
+        own = (t - start).clamp_min(0).unsqueeze(1)
+        at_own = sp_kept.gather(1, own).squeeze(1)
+        if start:
+            at_own = at_own * (t >= start).to(at_own.dtype)
+        sum_sp_g = torch.zeros_like(sum_sp).scatter_add(1, own.squeeze(1), at_own)
+        with torch.no_grad():
+            masks = t.unsqueeze(1) == torch.arange(start, c, device=t.device).view(1, k, 1)
+            if valid is not None:
+                masks &= valid > 0
+            skel_g = hard_skeleton(masks.reshape(n, k, *s), iterations).reshape(n, k, m)
+        sum_sg_p = torch.where(skel_g, p, torch.zeros_like(p)).sum(-1)
+        return sum_sp_g, sum_sp, sum_sg_p, skel_g.sum(-1).to(p.dtype)
+    g = prep.target[:, start:]  # 0 at ignored elements
+    with torch.no_grad():
+        skel_g = soft_skeleton(g.reshape(n, k, *s), iterations).reshape(n, k, m)
+        if valid is not None:
+            skel_g = skel_g * (valid if valid.shape[1] == 1 else valid[:, start:])
+    return (sp_kept * g).sum(-1), sum_sp, (skel_g * p).sum(-1), skel_g.sum(-1)
+
+
+def _harmonic(tprec: Tensor, tsens: Tensor) -> Tensor:
+    """``2 a b / (a + b)``, 0 where both are 0."""
+    den = tprec + tsens
+    ok = den > 0
+    return torch.where(ok, 2 * tprec * tsens / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
+
+
+@hyperparameters(iterations=ITERATIONS, smooth=NONNEGATIVE)
+def cldice_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    iterations: int = 10,
+    smooth: float = 1.0,
+    include_background: bool = True,
+    class_weights: Weights = None,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+    reduction: Reduction = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
+) -> Tensor:
+    r"""Soft clDice loss (Shit et al. 2021): the harmonic mean of topology precision and sensitivity.
+
+    .. math::
+
+        T_{prec,c} = \frac{\sum S(p_c)\, g_c + s}{\sum S(p_c) + s}, \qquad
+        T_{sens,c} = \frac{\sum S(g_c)\, p_c + s}{\sum S(g_c) + s}, \qquad
+        L = \operatorname{reduce}_c \left(1 - \frac{2\, T_{prec,c} T_{sens,c}}{T_{prec,c} + T_{sens,c}}\right)
+
+    with :math:`S` the soft skeleton (Algorithm 1 of the paper, :func:`soft_skeleton`: erode = min-pool over the
+    face-connected cross, dilate = 3^d max-pool, ``iterations`` steps, in-image neighbours only), sums over the
+    kept pixels of the batch (of each image with ``per_image``). The prediction's skeleton is taken of the
+    probabilities as given; the target's of the hard or soft target with ignored pixels as background (no gradient
+    flows through it). A harmonic mean of two zeros is 0; with ``smooth=0`` an empty skeleton gives ``0/0 = 1``.
+
+    Shapes:
+        As :func:`seglosses.functional.dice_loss` with 1 to 3 spatial dims; ``"none"`` gives ``(K,)`` or
+        ``(N, K)`` with ``per_image``.
+
+    Args:
+        input: logits (``from_logits=True``) or probabilities.
+        target: see :func:`seglosses.functional.dice_loss` (soft targets allowed).
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        from_logits: apply sigmoid/softmax inside (default True).
+        iterations: skeleton steps (default 10, the official PyTorch code's effective value; MONAI uses 3). A step
+            thins by one pixel, so structures thicker than about 2 * iterations pixels keep an incomplete skeleton.
+        smooth: added to numerator and denominator of both ratios (default 1.0, as the paper's code and MONAI).
+        include_background: keep channel 0 (default True, as every region loss; binary mode keeps its one channel).
+        class_weights: per-class weights for the weighted mean (default None). Not allowed in binary mode.
+        ignore_index: target value whose pixels count nowhere (default None).
+        per_image: ratios per image, then the mean (default False: sums over the batch).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        sync_stats: under ``torch.distributed``, sum the four skeleton sums of each class over the ranks of
+            ``process_group`` before the formula (the loss of the concatenated batch; input gradients K times the
+            single-process ones). Default False (no cost).
+        process_group: the group to sum over (default None: the default group). Used only with ``sync_stats``.
+
+    Returns:
+        The loss, see Shapes.
+
+    Raises:
+        ValueError: see :func:`seglosses.functional.dice_loss`; a negative ``iterations``, more than 3 spatial dims.
+        TypeError: see :func:`seglosses.functional.dice_loss`; a non-int ``iterations``.
+
+    Note:
+        - The official code (``soft_cldice(iter_=3, smooth=1.)``): its ``iter_`` is ignored and the skeleton
+          always runs 10 steps (our default), it takes probabilities, and it pools every class from 1 into one
+          sum over the batch (ours is per class, then the mean): equal to ours in binary mode, or multiclass with
+          two classes and ``include_background=False``, with ``from_logits=False``.
+        - MONAI ``SoftclDiceLoss(iter_=3, smooth_nr=1, smooth_dr=1, smooth=1e-4)``: ``iterations=3`` and
+          ``smooth=1``; it sums per image (``per_image=True``) over all kept classes pooled, and adds its
+          ``smooth`` (1e-4) to the harmonic mean's denominator, ``1 - 2 T_p T_s / (T_p + T_s + 1e-4)``; ours
+          adds nothing there. With one kept class these are the only differences.
+        - Memory: the skeleton keeps about 4 tensors of the kept classes' size per step for the backward (10 steps:
+          about 40x the probabilities); the target's skeleton keeps none.
+
+    References:
+        S. Shit, J. C. Paetzold, A. Sekuboyina et al., "clDice - a novel topology-preserving loss function for
+        tubular structure segmentation", CVPR 2021, Algorithm 1 and eq. 1-3.
+
+    Examples:
+        A 3x3 image whose middle row is the target; the prediction is the same mask. Both skeletons are the row
+        (each of its pixels is on the boundary), so Tprec = Tsens = (3 + 1) / (3 + 1) and the loss is 0.
+
+        >>> import torch
+        >>> from seglosses.functional import cldice_loss
+        >>> g = torch.tensor([[[[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]]])
+        >>> cldice_loss(g, g, mode="binary", from_logits=False).item()
+        0.0
+
+    """
+    fn = "cldice_loss"
+    iterations = _check_iterations(fn, iterations)
+    check_hparams(
+        fn, smooth=smooth, include_background=include_background, per_image=per_image, class_weights=class_weights
+    )
+    check_reduction(fn, reduction)
+    check_no_class_weights_binary(fn, class_weights, mode)
+    weights = check_weights_vector(fn, "class_weights", class_weights)
+    prep = prepare(
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        ignore_index=ignore_index,
+        sync_stats=sync_stats,
+        process_group=process_group,
+    )
+    start = first_class(mode, include_background)
+    if start:
+        check_classes_left(fn, prep.num_classes, include_background)
+    sp_g, sp, sg_p, sg = _cldice_sums(fn, prep, start, iterations)
+    if not per_image:
+        sp_g, sp, sg_p, sg = (v.sum(0) for v in (sp_g, sp, sg_p, sg))
+        if prep.sync is not None:
+            sp_g, sp, sg_p, sg = sync_sums([sp_g, sp, sg_p, sg], prep.sync)
+    tprec = safe_divide(sp_g + smooth, sp + smooth, smooth)
+    tsens = safe_divide(sg_p + smooth, sg + smooth, smooth)
+    loss = 1 - _harmonic(tprec, tsens)
+    if start:
+        loss = torch.cat([torch.zeros_like(loss[..., :start]), loss], -1)
+    return reduce_classes(
+        loss,
+        fn=fn,
+        mode=mode,
+        include_background=include_background,
+        class_weights=weights,
+        reduction=reduction,
+        sync=prep.sync if per_image else None,
+    )
+
+
+@hyperparameters(alpha=UNIT, iterations=ITERATIONS, smooth=NONNEGATIVE)
+def dice_cldice_loss(
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: Mode,
+    from_logits: bool = True,
+    alpha: float = 0.5,
+    iterations: int = 10,
+    smooth: float = 1.0,
+    include_background: bool = True,
+    class_weights: Weights = None,
+    ignore_index: int | None = None,
+    per_image: bool = False,
+    reduction: Reduction = "mean",
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
+) -> Tensor:
+    r"""Dice + clDice (Shit et al. 2021): ``(1 - alpha) * dice_loss + alpha * cldice_loss``.
+
+    .. math::
+
+        L = (1 - \alpha)\, L_{Dice} + \alpha\, L_{clDice}
+
+    Both terms take the shared arguments (``smooth``, ``include_background``, ``class_weights``,
+    ``ignore_index``, ``per_image``, ``reduction``, ``sync_stats``); Dice's ``squared``/``log_loss`` are not
+    offered. Both have the same shape for every reduction, so ``"none"`` is their weighted sum per class.
+
+    Args:
+        input: logits (``from_logits=True``) or probabilities.
+        target: see :func:`seglosses.functional.dice_loss`.
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        from_logits: apply sigmoid/softmax inside (default True).
+        alpha: the weight of clDice in [0, 1] (default 0.5, the paper's and MONAI's).
+        iterations: skeleton steps (default 10, see :func:`cldice_loss`).
+        smooth: both terms' ``smooth`` (default 1.0).
+        include_background: keep channel 0 (default True).
+        class_weights: per-class weights (default None).
+        ignore_index: target value to ignore (default None).
+        per_image: per-image statistics in both terms (default False).
+        reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``.
+        sync_stats: sum both terms' statistics over the ranks (see :func:`cldice_loss`). Default False.
+        process_group: the group to sum over (default None).
+
+    Returns:
+        The loss.
+
+    Raises:
+        ValueError: see :func:`cldice_loss`; ``alpha`` outside [0, 1].
+        TypeError: see :func:`cldice_loss`.
+
+    Note:
+        MONAI ``SoftDiceclDiceLoss(iter_=3, alpha=a, smooth_nr=1, smooth_dr=1)`` is ``alpha=a, iterations=3,
+        smooth=1, per_image=True`` (its Dice is MONAI ``DiceLoss`` per image and class), except for the harmonic
+        mean's extra ``smooth`` described in :func:`cldice_loss`. The official clDice repository's
+        ``soft_dice_cldice`` pools the classes from 1 over the batch in both terms (equal in binary mode).
+
+    References:
+        S. Shit et al., "clDice - a novel topology-preserving loss function for tubular structure segmentation",
+        CVPR 2021, eq. 4.
+
+    Examples:
+        A perfect hard prediction of a one-pixel-wide row: both terms are 0.
+
+        >>> import torch
+        >>> from seglosses.functional import dice_cldice_loss
+        >>> g = torch.tensor([[[[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]]])
+        >>> dice_cldice_loss(g, g, mode="binary", from_logits=False).item()
+        0.0
+
+    """
+    fn = "dice_cldice_loss"
+    check_hparams(fn, alpha=alpha, smooth=smooth)
+    _check_iterations(fn, iterations)
+    shared = {
+        "mode": mode,
+        "from_logits": from_logits,
+        "smooth": smooth,
+        "include_background": include_background,
+        "class_weights": class_weights,
+        "ignore_index": ignore_index,
+        "per_image": per_image,
+        "reduction": reduction,
+        "sync_stats": sync_stats,
+        "process_group": process_group,
+    }
+    with as_caller(fn):
+        dice = dice_loss(input, target, **shared)  # type: ignore[arg-type]
+        cl = cldice_loss(input, target, iterations=iterations, **shared)  # type: ignore[arg-type]
+    return (1 - alpha) * dice + alpha * cl
