@@ -922,3 +922,13 @@ def test_bench_surface_rows() -> None:
         assert by_case[ours_case]["peer_speedup"] == by_case[peer]["ms"] / by_case[ours_case]["ms"]
     with pytest.raises(ValueError, match=r"^repeats, warmup and threads must be >= 1 and size >= 8; got 0"):
         surface_rows(repeats=0)
+
+
+def test_very_anisotropic_spacing() -> None:
+    # the near search shrinks its radius to keep few offsets; the numbers stay the reference's
+    p, g, _ = rand_pair(41, 3)
+    sp = (5.0, 0.1, 0.13)
+    for kind, kw in (("hausdorff", {"percentile": 95}), ("assd", {}), ("nsd", {"tolerance": 0.35})):
+        for boundary in ("surfel", "voxel"):
+            got = ours(kind, p, g, spacing=sp, boundary=boundary, **kw)
+            assert close(got, ref_value(kind, p, g, sp, boundary, **kw)), (kind, boundary)

@@ -293,8 +293,19 @@ def _nearest(src: NDArray[np.intp], dst: NDArray[np.intp], spacing: F64, bound: 
     return d
 
 
-# The near search (:func:`_shells`) covers distances up to this many times the largest voxel side.
+# The near search (:func:`_shells`) covers distances up to this many times the largest voxel side, and tries at
+# most about this many offsets (a smaller radius with very anisotropic voxels).
 _SHELL_RADIUS = 2.0
+_SHELL_OFFSETS = 400
+
+
+@functools.lru_cache(maxsize=64)
+def _shell_radius(spacing: tuple[float, ...]) -> float:
+    """The near search's radius: ``_SHELL_RADIUS`` voxel sides, shrunk until the ball holds few enough offsets."""
+    radius = _SHELL_RADIUS * max(spacing)
+    while radius > 0 and len(_shell_offsets(spacing, radius)[1]) > _SHELL_OFFSETS:
+        radius *= 0.8
+    return radius
 
 
 @functools.lru_cache(maxsize=64)
@@ -363,7 +374,7 @@ def _directed(
     d = np.zeros(flat_a.size, dtype=np.float64)
     rest = flat_a[~shared]
     if rest.size:
-        near, left = _shells(rest, b, spacing, min(bound, _SHELL_RADIUS * max(spacing)))
+        near, left = _shells(rest, b, spacing, min(bound, _shell_radius(spacing)))
         if left.size:
             src = np.stack(np.unravel_index(rest[left], a.shape), axis=1)
             dst = np.stack(np.unravel_index(np.flatnonzero(b), b.shape), axis=1)
