@@ -15,7 +15,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from seglosses.benchmark import Result, derive, resolve_device, run_and_report, to_markdown
+from seglosses.cli.benchmark import Result, derive, resolve_device, run_and_report, to_markdown
 
 HERE = Path(__file__).resolve().parent
 

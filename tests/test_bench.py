@@ -1,4 +1,4 @@
-"""The benchmark harness (seglosses.benchmark): a quick run end to end, and the memory measurement.
+"""The benchmark harness (seglosses.cli.benchmark): a quick run end to end, and the memory measurement.
 
 No timing assertions: timings live in `seglosses bench`, never in a test.
 """
@@ -8,11 +8,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from seglosses import benchmark as bm
+from seglosses.cli import benchmark as bm
 
 TINY = bm.Workload("tiny", (2, 3, 32, 32), "multiclass")
 SUM_CASE = next(c for c in bm.CASES if c.id == "ref:sum")
@@ -44,9 +46,9 @@ def test_bench_min_time_adds_steps_to_short_cases():
     assert len(counted["ms_all"]) == 3
     timed = bm.measure(TINY, SUM_CASE, repeats=3, device="cpu", min_time=0.02)
     steps = timed["ms_all"]
-    assert len(steps) > 3
+    assert len(steps) > 3 or sum(steps) >= 20.0  # (three steps of a loaded machine may already reach 20 ms)
     assert sum(steps) >= 20.0 or len(steps) == bm._MAX_STEPS
-    assert sum(steps[:-1]) < 20.0  # it stops at the first step that reaches the total
+    assert len(steps) == 3 or sum(steps[:-1]) < 20.0  # it stops at the first step that reaches the total
 
 
 def test_bench_rejects_negative_min_time():
@@ -174,7 +176,10 @@ def test_bench_cli_quick_run_and_min_time(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "b" / "results.json").read_text())
     assert data["meta"]["min_time_s"] == 0.01
-    assert all(len(r["ms_all"]) > 1 for r in data["results"])
+    for row in data["results"]:  # steps until their total reaches 10 ms: more than one unless the first took that
+        steps = row["ms_all"]
+        assert sum(steps) >= 10.0
+        assert sum(steps[:-1]) < 10.0
 
 
 def test_bench_cli_rejects_negative_min_time():
@@ -184,3 +189,26 @@ def test_bench_cli_rejects_negative_min_time():
     result = typer_testing.CliRunner().invoke(app, ["bench", "--quick", "--min-time", "-1"], env={"COLUMNS": "200"})
     assert result.exit_code == 2
     assert "Invalid value for '--min-time': Input should be greater than or equal to 0" in result.output
+
+
+def test_import_seglosses_loads_no_tooling():
+    # The harness lives in seglosses.cli.benchmark; the library, its metrics and its Modules must not load it,
+    # nor the command-line / tuning stack. A fresh interpreter, so that this test's own imports do not count.
+    code = (
+        "import sys, seglosses, seglosses.functional, seglosses.losses, seglosses.registry\n"
+        "import seglosses.metrics\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'matplotlib', 'optuna')\n"
+        "             or m in ('seglosses.benchmark', 'seglosses.cli.benchmark'))\n"
+        "print(repr(bad))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout
+
+
+def test_benchmark_module_runs_as_a_script():
+    # python -m seglosses.cli.benchmark --help: the module the workers are started as
+    proc = subprocess.run(
+        [sys.executable, "-m", "seglosses.cli.benchmark", "--help"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--worker" in proc.stdout or "--min-time" in proc.stdout

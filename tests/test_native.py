@@ -137,7 +137,7 @@ def test_sigmoid_focal_native_equals_torch(dtype, masked, focal):
 @pytest.mark.parametrize("name", seglosses.available_losses())
 def test_every_loss_native_equals_torch(name, mode):
     if mode == "multilabel" and name in MULTILABEL_UNSUPPORTED:
-        pytest.skip("multilabel raises for the unified focal family (SPEC section 4)")
+        pytest.skip("multilabel raises for the unified focal family")
     g = torch.Generator().manual_seed(3)
     c = {"multiclass": 4, "binary": 1, "multilabel": 3}[mode]
     x = torch.randn((2, c, 9, 31), generator=g) * 3
@@ -398,7 +398,7 @@ def test_native_hard_target_check_passes_and_still_names_the_problem():
 @pytest.mark.parametrize("per_image", [False, True])
 def test_lovasz_native_binary_peak_memory_at_most_4x_logits(per_image):
     """The one-row sort keeps its weights in a sort buffer: forward + backward peak at most 4x the logits."""
-    from seglosses import benchmark as bm
+    from seglosses.cli import benchmark as bm
 
     g = torch.Generator().manual_seed(17)
     x = torch.randn((4, 1, 256, 256), generator=g).requires_grad_(True)

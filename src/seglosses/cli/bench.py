@@ -1,7 +1,7 @@
-"""``seglosses bench``: speed and peak memory of the losses beside MONAI, smp and kornia (see seglosses.benchmark).
+"""``seglosses bench``: speed and peak memory of the losses beside MONAI, smp and kornia (see seglosses.cli.benchmark).
 
 Registered by ``seglosses.cli.app`` with ``app.command("bench")(bench)``; the machinery lives in
-:mod:`seglosses.benchmark` and is imported when the command runs.
+:mod:`seglosses.cli.benchmark` and is imported when the command runs.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def bench(
     """Time forward + backward and measure peak extra memory of each loss, each case in a fresh process."""
     from rich.console import Console
 
-    from seglosses.benchmark import run_and_report
+    from seglosses.cli.benchmark import run_and_report
 
     console = Console(stderr=True)
     try:

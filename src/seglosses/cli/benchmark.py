@@ -1,7 +1,7 @@
 r"""Speed and peak memory of the losses, side by side with MONAI, segmentation_models_pytorch and kornia.
 
-Each (workload, case) pair runs in a fresh Python subprocess (``python -m seglosses.benchmark --worker ...``) so that
-no case inherits another's allocator state, thread pool or import side effects. A worker sets
+Each (workload, case) pair runs in a fresh Python subprocess (``python -m seglosses.cli.benchmark --worker ...``) so
+that no case inherits another's allocator state, thread pool or import side effects. A worker sets
 ``torch.set_num_threads(threads)``, makes float32 logits and the target of the workload, runs ``warmup`` forward +
 backward steps (w.r.t. the logits) and then ``repeats`` timed ones, and reports the median; with ``min_time`` > 0 it
 also warms up for at least ``min_time / 2`` seconds and times steps for at least ``min_time`` seconds (at most 1000),
@@ -22,7 +22,7 @@ the binary workload ``F.binary_cross_entropy_with_logits``), ``x logits`` (peak 
 first step, so that the argument mapping of the peers can be checked by eye (peers that differ by a documented
 convention, e.g. a per-image mean, show a slightly different value).
 
-Run ``python -m seglosses.benchmark --help`` (or ``seglosses bench``) for the options. The library part
+Run ``python -m seglosses.cli.benchmark --help`` (or ``seglosses bench``) for the options. The library part
 (:func:`run_benchmark`, :func:`derive`, :func:`write_outputs`, :func:`to_markdown`) never imports rich or typer.
 """
 
@@ -261,7 +261,7 @@ _MC = frozenset({"multiclass"})
 _BIN = frozenset({"binary"})
 _2D = frozenset({2})
 
-#: Every case. The note says how the peer's arguments map to our default loss (SPEC sections 3 and 4) and what
+#: Every case. The note says how the peer's arguments map to our default loss (its documented defaults) and what
 #: convention still differs; the value column of the output shows the effect.
 CASES: tuple[Case, ...] = (
     Case(
@@ -274,7 +274,7 @@ CASES: tuple[Case, ...] = (
     ),
     Case("ref:sum", "reference", "sum", "x.sum()", "one read of the logits, one write of the gradient", _sum),
     *(
-        Case(f"seglosses:{q}", "seglosses", q, f"{q}_loss(x, t, mode=mode)", "defaults (SPEC)", _ours(q))
+        Case(f"seglosses:{q}", "seglosses", q, f"{q}_loss(x, t, mode=mode)", "default arguments", _ours(q))
         for q in QUANTITIES
     ),
     # ---- dice: 1 - (2TP + 1) / (2TP + FP + FN + 1) per class, stats summed over batch and space, mean over classes
@@ -646,13 +646,13 @@ def _run_one(
     if not case.applies(workload):
         row.status, row.error = "n/a", f"{case.id} does not take {workload.dims}D {workload.mode} input"
         return row
-    src = str(Path(__file__).resolve().parents[1])
+    src = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
     command = [
         sys.executable,
         "-m",
-        "seglosses.benchmark",
+        "seglosses.cli.benchmark",
         "--worker",
         workload.name,
         case.id,
@@ -967,7 +967,7 @@ def run_and_report(
     log: Callable[[str], None] | None = None,
     min_time: float | None = None,
 ) -> tuple[list[Result], dict[str, Path], dict[str, Any]]:
-    """Select, run, print and write: the body of ``seglosses bench`` and ``python -m seglosses.benchmark``.
+    """Select, run, print and write: the body of ``seglosses bench`` and ``python -m seglosses.cli.benchmark``.
 
     ``min_time`` (seconds of timed steps per case, half as much warm-up; see :func:`measure`) defaults to
     :data:`DEFAULT_MIN_TIME`, or 0 with ``quick``.
@@ -1020,8 +1020,8 @@ def run_and_report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m seglosses.benchmark``: the same options as ``seglosses bench``."""
-    parser = argparse.ArgumentParser(prog="python -m seglosses.benchmark", description=__doc__.split("\n")[0])
+    """``python -m seglosses.cli.benchmark``: the same options as ``seglosses bench``."""
+    parser = argparse.ArgumentParser(prog="python -m seglosses.cli.benchmark", description=__doc__.split("\n")[0])
     parser.add_argument("--workloads", help=f"comma-separated, from: {', '.join(WORKLOADS)}")
     parser.add_argument("--losses", help=f"comma-separated, from: {', '.join(QUANTITIES)} (default all)")
     parser.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True)
