@@ -21,12 +21,15 @@ from torch import Tensor, nn
 from seglosses import functional as F
 from seglosses._checks import check_argument, check_mode, check_reduction, check_weights_vector
 from seglosses._types import Mode
+from seglosses.distance import _check_spacing
 from seglosses.functional.region_extra import check_dist_matrix
+from seglosses.functional.topology import _check_iterations
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
 Weights = Sequence[float] | Tensor | None
+Spacing = float | Sequence[float] | None
 FocalAlpha = float | Sequence[float] | Tensor | None | Literal["auto"]
 
 
@@ -47,9 +50,13 @@ class _SegLoss(nn.Module):
                 check_mode(fn, value, type(self)._modes)
             elif name == "reduction":
                 check_reduction(fn, value, type(self)._reductions)
+            elif name == "spacing":  # a map's pixel size: its length is checked against the input at call time
+                _check_spacing(fn, value, None)
             elif name == "dist_matrix":
                 check_dist_matrix(fn, value)
             else:
+                if name == "iterations":
+                    _check_iterations(fn, value)
                 check_argument(fn, name, value, str(kwargs["mode"]))
         self._arg_names = tuple(kwargs)
         for name, value in kwargs.items():
@@ -600,6 +607,175 @@ class LovaszLoss(_SegLoss):
             ignore_index=ignore_index,
             per_image=per_image,
             reduction=reduction,
+        )
+
+
+class _DistanceMapLoss(_SegLoss):
+    """A loss weighted by distance maps of the target: ``forward`` also takes a precomputed ``dist_map``."""
+
+    def forward(self, input: Tensor, target: Tensor, dist_map: Tensor | None = None) -> Tensor:
+        """Compute the loss; ``dist_map`` None computes the target's maps on the CPU (one host round trip)."""
+        kwargs = {name: getattr(self, name) for name in self._arg_names}
+        return type(self)._function(input, target, dist_map=dist_map, **kwargs)
+
+
+class BoundaryLoss(_DistanceMapLoss):
+    """Boundary loss Module. See :func:`seglosses.functional.boundary_loss`.
+
+    ``forward(input, target, dist_map=None)``: pass the target's signed maps (from the data loader) to avoid
+    computing them in every call.
+
+    Examples:
+        >>> import torch
+        >>> from seglosses import get_loss
+        >>> loss = get_loss("boundary", mode="binary", from_logits=False)
+        >>> p = torch.tensor([[[[0.5, 1.0, 1.0, 0.0]]]])
+        >>> g = torch.tensor([[[[0.0, 1.0, 1.0, 0.0]]]])
+        >>> loss(p, g).item()  # signed map (1, 0, 0, 1): (0.5 * 1) / 4
+        0.125
+
+    """
+
+    _function = staticmethod(F.boundary_loss)
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        spacing: Spacing = None,
+        include_background: bool = False,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
+    ) -> None:
+        super().__init__(
+            mode=mode,
+            from_logits=from_logits,
+            spacing=tuple(spacing) if isinstance(spacing, Sequence) and not isinstance(spacing, str) else spacing,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
+        )
+
+
+class HausdorffDTLoss(_DistanceMapLoss):
+    """Hausdorff distance-transform loss Module. See :func:`seglosses.functional.hausdorff_dt_loss`.
+
+    ``forward(input, target, dist_map=None)``: ``dist_map`` holds the target's unsigned maps; the prediction's are
+    always computed inside.
+    """
+
+    _function = staticmethod(F.hausdorff_dt_loss)
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        alpha: float = 2.0,
+        spacing: Spacing = None,
+        log_loss: bool = False,
+        include_background: bool = False,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
+    ) -> None:
+        super().__init__(
+            mode=mode,
+            from_logits=from_logits,
+            alpha=alpha,
+            spacing=tuple(spacing) if isinstance(spacing, Sequence) and not isinstance(spacing, str) else spacing,
+            log_loss=log_loss,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
+        )
+
+
+class ClDiceLoss(_SegLoss):
+    """clDice loss Module. See :func:`seglosses.functional.cldice_loss`."""
+
+    _function = staticmethod(F.cldice_loss)
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        iterations: int = 10,
+        smooth: float = 1.0,
+        include_background: bool = True,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
+    ) -> None:
+        super().__init__(
+            mode=mode,
+            from_logits=from_logits,
+            iterations=iterations,
+            smooth=smooth,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
+        )
+
+
+class DiceClDiceLoss(_SegLoss):
+    """Dice + clDice Module. See :func:`seglosses.functional.dice_cldice_loss`."""
+
+    _function = staticmethod(F.dice_cldice_loss)
+
+    def __init__(
+        self,
+        *,
+        mode: Mode,
+        from_logits: bool = True,
+        alpha: float = 0.5,
+        iterations: int = 10,
+        smooth: float = 1.0,
+        include_background: bool = True,
+        class_weights: Weights = None,
+        ignore_index: int | None = None,
+        per_image: bool = False,
+        reduction: str = "mean",
+        sync_stats: bool = False,
+        process_group: ProcessGroup | None = None,
+    ) -> None:
+        super().__init__(
+            mode=mode,
+            from_logits=from_logits,
+            alpha=alpha,
+            iterations=iterations,
+            smooth=smooth,
+            include_background=include_background,
+            class_weights=class_weights,
+            ignore_index=ignore_index,
+            per_image=per_image,
+            reduction=reduction,
+            sync_stats=sync_stats,
+            process_group=process_group,
         )
 
 

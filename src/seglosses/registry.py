@@ -26,6 +26,10 @@ _REGISTRY: dict[str, type[nn.Module]] = {
     "asymmetric_focal_tversky": losses.AsymmetricFocalTverskyLoss,
     "symmetric_focal_tversky": losses.SymmetricFocalTverskyLoss,
     "lovasz": losses.LovaszLoss,
+    "boundary": losses.BoundaryLoss,
+    "hausdorff_dt": losses.HausdorffDTLoss,
+    "cldice": losses.ClDiceLoss,
+    "dice_cldice": losses.DiceClDiceLoss,
     "log_cosh_dice": losses.LogCoshDiceLoss,
     "topk": losses.TopKLoss,
     "sensitivity_specificity": losses.SensitivitySpecificityLoss,
@@ -127,6 +131,13 @@ SEARCH_SPACES: dict[str, dict[str, Param]] = {
         "per_image": Param("bool"),
         "classes": Param("categorical", choices=("present", "all"), modes=("multiclass",)),
     },
+    # The boundary loss has no hyperparameter of its own (its schedule is the user's): only the pooling is searched.
+    "boundary": {"per_image": Param("bool")},
+    # alpha: the distance maps' exponent (the paper tried 1 to 3 and kept 2).
+    "hausdorff_dt": {"alpha": Param("float", 1.0, 3.0), "log_loss": Param("bool")},
+    # iterations: skeleton steps; a few reach the centre line of thin structures, 10 is the reference code's value.
+    "cldice": {"iterations": Param("int", 3, 15), "smooth": _SMOOTH},
+    "dice_cldice": {"alpha": _WEIGHT, "iterations": Param("int", 3, 15)},
     "log_cosh_dice": {"smooth": _SMOOTH, "squared": Param("bool")},
     # k: the percentage of pixels kept (nnU-Net uses 10); 100 would be the plain cross-entropy.
     "topk": {"k": Param("float", 1.0, 50.0, log=True), "label_smoothing": Param("float", 0.0, 0.2)},
