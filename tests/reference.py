@@ -1,6 +1,6 @@
 """NumPy float64 reference implementations of the seglosses losses.
 
-Written straight from SPEC.md (sections 2-4 and 7) and the papers, for clarity rather than speed:
+Written straight from the papers and the project's contract (docs/contract.rst), for clarity rather than speed:
 one-hot targets, explicit masks and plain sums. This module never imports seglosses or torch, so
 that the tests compare the implementation against an independent transcription of the contract.
 
@@ -50,7 +50,7 @@ def _log1m(p: np.ndarray) -> np.ndarray:
 
 
 def xlogy(a: np.ndarray, logb: np.ndarray) -> np.ndarray:
-    """``a * logb`` with ``0 * log 0 = 0`` (SPEC section 7)."""
+    """``a * logb`` with ``0 * log 0 = 0`` (exact 0 and 1 are valid probabilities)."""
     with np.errstate(invalid="ignore"):
         return np.where(a == 0, 0.0, a * logb)
 
@@ -117,7 +117,7 @@ def prepare(
 
 
 # --------------------------------------------------------------------------------------------
-# soft confusion statistics and the class reduction (SPEC section 3)
+# soft confusion statistics and the class reduction
 # --------------------------------------------------------------------------------------------
 
 

@@ -70,7 +70,7 @@ def test_dice_ce_loss_hyperparameters_match_reference(make_case, mode, target, k
 @pytest.mark.parametrize("per_image", [False, True])
 @pytest.mark.parametrize(("mode", "target"), [("binary", "hard"), ("multiclass", "index"), ("multilabel", "soft")])
 def test_dice_ce_loss_equals_weighted_sum_of_parts(make_case, mode, target, per_image, reduction):
-    # SPEC section 4/7: ce_weight * cross_entropy + dice_weight * dice_loss; class weights go to both
+    # ce_weight * cross_entropy + dice_weight * dice_loss; class weights go to both
     # terms; with per_image only the Dice term is per image
     case = make_case(mode, target=target, ignore=True, seed=45)
     kw = case.args(reduction=reduction)

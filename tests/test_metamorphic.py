@@ -280,7 +280,7 @@ def test_loss_keyword_changes_output(make_case, name, mode, target, key, value):
 
 
 def test_generalized_dice_loss_reduction_without_per_image_is_documented_noop(make_case):
-    # SPEC section 7: reduction="none" returns (N,) with per_image=True, else a scalar
+    # reduction="none" returns (N,) with per_image=True, else a scalar
     case = make_case("multiclass", target="index", seed=76)
     outs = [SF.generalized_dice_loss(case.x, case.t, mode="multiclass", reduction=r) for r in ("mean", "sum", "none")]
     for out in outs:

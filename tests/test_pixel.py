@@ -74,7 +74,7 @@ def test_cross_entropy_loss_options_match_reference(make_case, mode, target, wei
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("target", ["index", "onehot", "soft"])
 def test_cross_entropy_loss_multiclass_equals_torch(make_case, target, weighted, label_smoothing, reduction):
-    # SPEC section 4: multiclass follows torch.nn.functional.cross_entropy exactly
+    # multiclass follows torch.nn.functional.cross_entropy exactly
     ignore = target == "index"
     case = make_case("multiclass", target=target, ignore=ignore, dims=3, seed=25)
     w = torch.tensor([0.5, 2.0, 1.5], dtype=torch.float64) if weighted else None
@@ -161,7 +161,7 @@ def test_focal_loss_multiclass_default_alpha_is_none(make_case):
 @pytest.mark.parametrize("dims", [2, 3])
 @pytest.mark.parametrize(("mode", "target"), CASES)
 def test_focal_loss_gamma0_equals_cross_entropy(make_case, mode, target, dims):
-    # SPEC section 4: gamma = 0 and alpha = None equal cross_entropy exactly
+    # gamma = 0 and alpha = None equal cross_entropy exactly
     ignore = target in ("index", "hard")
     case = make_case(mode, target=target, dims=dims, ignore=ignore, seed=32)
     kw = case.args()
@@ -172,7 +172,7 @@ def test_focal_loss_gamma0_equals_cross_entropy(make_case, mode, target, dims):
 
 
 def test_focal_loss_soft_target_per_class_sum_differs_from_torchvision():
-    # SPEC: soft targets use the two-class sum form; torchvision's sigmoid_focal_loss uses
+    # soft targets use the two-class sum form; torchvision's sigmoid_focal_loss uses
     # p_t = p g + (1 - p)(1 - g), which differs for soft g. At g = .5, p = .5 ours is
     # -[.25 * .5 * .5^2 log .5 + .75 * .5 * .5^2 log .5] = .125 log 2
     p = torch.tensor([[[0.5]]], dtype=torch.float64)

@@ -59,7 +59,7 @@ def _modes(name: str) -> list[str]:
 
 
 def _forms(name: str, mode: str) -> list[str]:
-    if name == "lovasz_loss":  # hard targets only (SPEC section 4)
+    if name == "lovasz_loss":  # hard targets only
         return ["index", "onehot"] if mode == "multiclass" else ["hard"]
     return ["index", "onehot", "soft"] if mode == "multiclass" else ["hard", "soft"]
 
@@ -213,7 +213,7 @@ RANGE_01 = ["jaccard_loss", "tversky_loss", "focal_tversky_loss", "generalized_d
 def test_region_loss_range(name: str, data: st.DataObject) -> None:
     case, _ = data.draw(cases(name))
     reduction = data.draw(st.sampled_from(["mean", "none"]))
-    if reduction == "none":  # "none" returns w_c * L_c (SPEC section 3): the range holds without weights
+    if reduction == "none":  # "none" returns w_c * L_c: the range holds without weights
         case.opts.pop("class_weights", None)
     out = case.call(reduction=reduction)
     assert torch.isfinite(out).all()
@@ -275,7 +275,7 @@ def test_loss_perfect_probabilities_give_minimum(name: str, data: st.DataObject)
     out = case.call(x=p)
     assert abs(out.item() - _minimum(case)) <= 1e-12, (out.item(), _minimum(case), case.opts)
     out.backward()
-    assert torch.isfinite(p.grad).all()  # 0 * log 0 counts as 0 (SPEC section 7), no NaN gradient
+    assert torch.isfinite(p.grad).all()  # 0 * log 0 counts as 0, no NaN gradient
 
 
 def _perfect_tolerance(case: Case, err: float) -> float:

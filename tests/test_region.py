@@ -61,7 +61,7 @@ def test_region_loss_binary_options_match_reference(make_case, name, per_image, 
 
 @pytest.mark.parametrize("name", WEIGHTED)
 def test_region_loss_class_weights_of_kept_classes(make_case, name):
-    # class_weights may have length C or the number of kept classes (SPEC section 3)
+    # class_weights may have length C or the number of kept classes
     case = make_case("multiclass", target="index", seed=5)
     full = getattr(SF, name)(case.x, case.t, mode="multiclass", include_background=False, class_weights=[9.0, 2, 1])
     kept = getattr(SF, name)(case.x, case.t, mode="multiclass", include_background=False, class_weights=[2.0, 1])
@@ -134,7 +134,7 @@ def test_dice_loss_hand_derived_2x2():
 
 
 def test_dice_loss_empty_target_still_penalises_false_positives():
-    # SPEC section 3: never zero the loss of a class absent from the target.
+    # never zero the loss of a class absent from the target.
     g = torch.zeros(1, 1, 2, 2, dtype=torch.float64)
     p = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]], dtype=torch.float64)
     # TP = 0, FP = 1, FN = 0: D = 1 / 2
@@ -203,7 +203,7 @@ def test_generalized_dice_loss_no_class_present_equal_weights(mode):
 @pytest.mark.parametrize("per_image", [False, True])
 @pytest.mark.parametrize("target", ["hard", "soft"])
 def test_generalized_dice_loss_binary_foreground_only_equals_dice(make_case, target, per_image):
-    # SPEC section 7: include_background=False in binary mode keeps only the foreground of the pair;
+    # include_background=False in binary mode keeps only the foreground of the pair;
     # with one class the normalised weight is 1, which is the Dice loss with the same smooth
     case = make_case("binary", target=target, seed=13)
     kw = {"mode": "binary", "per_image": per_image}
@@ -228,7 +228,7 @@ def test_generalized_dice_loss_reduction_matches_reference(
         per_image=per_image,
         reduction=reduction,
     )
-    # SPEC section 7: reduction="none" is (N,) with per_image, else a scalar
+    # reduction="none" is (N,) with per_image, else a scalar
     assert tuple(out.shape) == ((2,) if per_image and reduction == "none" else ())
 
 

@@ -95,7 +95,7 @@ def test_unified_focal_loss_binary_equals_two_class_multiclass(make_case):
 
 
 def test_unified_focal_loss_image_fully_ignored_counts_with_mti_one(make_case):
-    # SPEC section 7: an image with no kept pixel counts with mTI = 1 (its L_FT terms are 0), so the
+    # an image with no kept pixel counts with mTI = 1 (its L_FT terms are 0), so the
     # Tversky part is half the one of the other image alone
     case = make_case("multiclass", target="index", seed=68)
     t = case.t.clone()
