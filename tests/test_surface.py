@@ -932,3 +932,23 @@ def test_very_anisotropic_spacing() -> None:
         for boundary in ("surfel", "voxel"):
             got = ours(kind, p, g, spacing=sp, boundary=boundary, **kw)
             assert close(got, ref_value(kind, p, g, sp, boundary, **kw)), (kind, boundary)
+
+
+def test_one_hot_target_and_hard_label_input_equal_index_forms() -> None:
+    rng = np.random.default_rng(9)
+    scores = torch.from_numpy(rng.random((2, 3, 7, 6)))
+    labels = torch.from_numpy(rng.integers(0, 3, (2, 7, 6)))
+    onehot = torch.nn.functional.one_hot(labels, 3).permute(0, 3, 1, 2)
+    kw: dict[str, Any] = {"mode": "multiclass", "per_image": True, "average": "none", "spacing": (1.3, 0.7)}
+    base = hausdorff(scores, labels, **kw)
+    torch.testing.assert_close(hausdorff(scores, onehot, **kw), base, rtol=0, atol=0)
+    torch.testing.assert_close(hausdorff(scores.argmax(1), labels, num_classes=3, **kw), base, rtol=0, atol=0)
+    # binary: bool input, probabilities above the threshold, and logits above its logit give the same masks
+    probs = torch.from_numpy(rng.random((2, 1, 7, 6)))
+    t = torch.from_numpy(rng.random((2, 1, 7, 6)) < 0.5)
+    b: dict[str, Any] = {"mode": "binary", "per_image": True, "average": "none"}
+    want = nsd(probs > 0.3, t, tolerance=1.0, **b)
+    torch.testing.assert_close(nsd(probs, t.long(), tolerance=1.0, threshold=0.3, **b), want, rtol=0, atol=0)
+    logits = torch.log(probs / (1 - probs))
+    got = nsd(logits, t.long(), tolerance=1.0, threshold=0.3, from_logits=True, **b)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
