@@ -8,7 +8,28 @@ import torch
 import seglosses
 import seglosses.functional as SF
 
-NAMES = [n for n in seglosses.available_losses()]
+#: The region, pixel, compound, unified focal and Lovasz families (the losses built on the statistics and pixel-sum
+#: passes); the distance-map, topology and extra region losses carry their own compile tests.
+NAMES = [
+    "asymmetric_focal",
+    "asymmetric_focal_tversky",
+    "combo",
+    "cross_entropy",
+    "dice",
+    "dice_ce",
+    "focal",
+    "focal_tversky",
+    "generalized_dice",
+    "hybrid_focal",
+    "jaccard",
+    "lovasz",
+    "symmetric_focal",
+    "symmetric_focal_tversky",
+    "tversky",
+    "unified_focal",
+]
+#: Lovasz sorts with data-dependent sizes on the host: compiled with graph breaks, still equal to eager.
+GRAPH_BREAKS = ("lovasz",)
 MULTILABEL_UNSUPPORTED = (
     "unified_focal",
     "asymmetric_focal",
@@ -37,7 +58,7 @@ def test_loss_compiled_equals_eager(name, mode):
     eager = loss(xe, t)
     eager.backward()
     # aot_eager: Dynamo + AOTAutograd (where graph breaks and tracing failures show), no C++ toolchain needed
-    compiled = torch.compile(loss, backend="aot_eager", fullgraph=name != "lovasz")
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=name not in GRAPH_BREAKS)
     xc = x.clone().requires_grad_(True)
     out = compiled(xc, t)
     out.backward()

@@ -2,7 +2,9 @@
 synchronisation inside a loss, autocast, and ``torch.compile`` with Inductor (Triton kernels).
 
 Skipped where no CUDA device is present (CI has none); run on a GPU machine with ``pytest tests/test_cuda.py``.
-On CUDA the native C++ kernels never run: these tests cover the pure-PyTorch path on the device.
+On CUDA the native C++ kernels never run: by default the fused passes run the Triton kernels through the
+``seglosses::*`` operators; ``seglosses._dispatch.use`` forces the chunked PyTorch twin, its traced form and the
+generic formulas, each on images over 256x256 so that the chunked GPU path runs several chunks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from conftest import TARGET_FORMS, make_case_fn
 from helpers import assert_close, to_np
 from reference import REFERENCES
 from reference_lovasz import lovasz_loss as ref_lovasz
+from seglosses import _dispatch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -193,3 +196,116 @@ def test_metric_on_cuda_equals_cpu(metric, mode, per_image):
     gpu = fn(x.cuda(), t.cuda(), **kw)
     assert gpu.device.type == "cuda"
     np.testing.assert_allclose(to_np(gpu), to_np(cpu), rtol=1e-6, atol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# every computation path on large images (several chunks of the chunked GPU path, many Triton tiles)
+# --------------------------------------------------------------------------------------------------------------
+
+GPU_PATHS = [{}, {"ops": False}, {"ops": False, "traced": True}, {"fused": False}]
+GPU_PATH_IDS = ["default", "autograd-chunked", "traced", "generic"]
+FUSED_CASES = [
+    ("dice_loss", "multiclass"),
+    ("dice_loss", "binary"),
+    ("tversky_loss", "multilabel"),
+    ("dice_ce_loss", "multiclass"),
+    ("dice_ce_loss", "multilabel"),
+    ("cross_entropy_loss", "multiclass"),
+    ("cross_entropy_loss", "binary"),
+    ("focal_loss", "multiclass"),
+    ("focal_loss", "binary"),
+    ("unified_focal_loss", "multiclass"),
+    ("unified_focal_loss", "binary"),
+]
+
+
+def _large_inputs(mode: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """300 x 280 images (84,000 pixels > 65,536: the chunked GPU path runs two chunks), float64 on the CPU."""
+    g = torch.Generator().manual_seed(seed)
+    c = {"binary": 1, "multiclass": 3, "multilabel": 2}[mode]
+    x = 3 * torch.randn(2, c, 300, 280, generator=g, dtype=torch.float64)
+    if mode == "multiclass":
+        return x, torch.randint(0, c, (2, 300, 280), generator=g)
+    return x, (torch.rand(2, c, 300, 280, generator=g, dtype=torch.float64) > 0.6).double()
+
+
+@pytest.mark.parametrize("path", GPU_PATHS, ids=GPU_PATH_IDS)
+@pytest.mark.parametrize(("name", "mode"), FUSED_CASES)
+def test_large_images_every_path_on_cuda_equals_cpu_float64(name, mode, path):
+    x64, t = _large_inputs(mode, seed=len(name))
+    fn = getattr(SF, name)
+    kw = {"mode": mode}
+    v_cpu, g_cpu = _value_and_grad(fn, x64, t, **kw)
+    with _dispatch.use(**path):
+        v64, g64 = _value_and_grad(fn, x64.cuda(), t.cuda(), **kw)
+        v32, g32 = _value_and_grad(
+            fn, x64.float().cuda(), t.float().cuda() if t.is_floating_point() else t.cuda(), **kw
+        )
+    assert_close(v64, to_np(v_cpu), rtol=1e-10, atol=1e-12)
+    assert_close(g64, to_np(g_cpu), rtol=1e-9, atol=1e-13)
+    assert_close(v32, to_np(v_cpu), rtol=1e-4, atol=1e-6)
+    assert_close(g32, to_np(g_cpu), rtol=1e-3, atol=1e-8)
+
+
+@pytest.mark.parametrize(("name", "mode"), [("dice_loss", "multiclass"), ("focal_loss", "binary")])
+def test_large_images_with_ignored_pixels_on_cuda(name, mode):
+    x64, t = _large_inputs(mode, seed=5)
+    t = t.clone()
+    t.view(-1)[::11] = 255
+    fn = getattr(SF, name)
+    kw = {"mode": mode, "ignore_index": 255}
+    v_cpu, g_cpu = _value_and_grad(fn, x64, t, **kw)
+    v, g = _value_and_grad(fn, x64.cuda(), t.cuda(), **kw)
+    assert_close(v, to_np(v_cpu), rtol=1e-10, atol=1e-12)
+    assert_close(g, to_np(g_cpu), rtol=1e-9, atol=1e-13)
+
+
+def test_bad_class_index_on_cuda_gives_nan_without_synchronising():
+    """By default a GPU skips the host-side value check; the statistics kernel's counter makes the loss NaN."""
+    x64, t = _large_inputs("multiclass", seed=6)
+    x = x64.float().cuda().requires_grad_(True)
+    bad = t.cuda()
+    bad[1, 100, 100] = 3
+    SF.dice_loss(x, t.cuda(), mode="multiclass").backward()  # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = SF.dice_loss(x, bad, mode="multiclass")
+        per_image = SF.dice_loss(x, bad, mode="multiclass", per_image=True, reduction="none")
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isnan(out).item()
+    assert torch.isnan(per_image[1]).all().item()
+    assert torch.isfinite(per_image[0]).all().item()
+    seglosses.set_value_checks("always")
+    try:
+        with pytest.raises(ValueError, match=r"dice_loss: `target` class indices must be in \[0, 3\).*got 3"):
+            SF.dice_loss(x, bad, mode="multiclass")
+    finally:
+        seglosses.set_value_checks("cpu")
+
+
+@pytest.mark.parametrize(("name", "mode"), [("dice_loss", "multiclass"), ("dice_ce_loss", "binary")])
+def test_cuda_graph_capture_replays_forward_and_backward(name, mode):
+    x64, t = _large_inputs(mode, seed=7)
+    fn = getattr(SF, name)
+    static_x = x64.float().cuda().requires_grad_(True)
+    static_t = t.float().cuda() if t.is_floating_point() else t.cuda()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):  # warm-up outside the capture (lazy initialisation, autotuning)
+        for _ in range(2):
+            torch.autograd.grad(fn(static_x, static_t, mode=mode), static_x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = fn(static_x, static_t, mode=mode)
+        (static_grad,) = torch.autograd.grad(static_out, static_x)
+    x_new, _ = _large_inputs(mode, seed=8)
+    with torch.no_grad():
+        static_x.copy_(x_new.float().cuda())
+    graph.replay()
+    torch.cuda.synchronize()
+    eager_out, eager_grad = _value_and_grad(fn, x_new.float().cuda(), static_t, mode=mode)
+    torch.testing.assert_close(static_out, eager_out, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(static_grad, eager_grad, rtol=1e-6, atol=1e-9)

@@ -285,3 +285,102 @@ def test_export_of_a_module_holding_a_loss():
     targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
     assert "seglosses.softmax_index_fwd.default" in targets
     torch.testing.assert_close(exported.module()(image, target), model(image, target), rtol=1e-6, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# value checks as counters: without the host check, a bad class index makes the loss NaN (no synchronisation)
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def unchecked():
+    seglosses.set_value_checks("never")  # what a GPU does by default: no host-side check of the values
+    yield
+    seglosses.set_value_checks("cpu")
+
+
+def _bad_batch():
+    g = torch.Generator().manual_seed(41)
+    x = torch.randn(2, 3, 5, 6, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 5, 6), generator=g)
+    bad = t.clone()
+    bad[1, 2, 3] = 3  # outside [0, 3), in image 1
+    return x, t, bad
+
+
+BAD_INDEX_PATHS = [
+    {},
+    {"ops": True},
+    {"ops": True, "native": False, "chunk_elements": 12},
+    {"ops": False, "native": False},
+    {"ops": False, "traced": True},
+    {"fused": False},
+]
+
+
+@pytest.mark.usefixtures("unchecked")
+@pytest.mark.parametrize("path", BAD_INDEX_PATHS, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "default")
+@pytest.mark.parametrize("name", ["dice", "tversky", "dice_ce", "focal", "unified_focal"])
+def test_bad_class_index_without_host_check_gives_nan(name, path):
+    x, t, bad = _bad_batch()
+    loss = seglosses.get_loss(name, mode="multiclass")
+    if path.get("fused") is False and name in ("focal", "dice_ce", "unified_focal"):
+        pytest.skip("the generic pixel terms gather by index (the counter lives in the statistics pass)")
+    with _dispatch.use(**path):
+        assert torch.isfinite(loss(x, t))  # in-range indices: unchanged
+        xg = x.clone().requires_grad_(True)
+        out = loss(xg, bad)
+        assert torch.isnan(out)
+        out.backward()  # the kernels never read out of bounds
+
+
+@pytest.mark.usefixtures("unchecked")
+def test_bad_index_counter_poisons_only_the_bad_image_and_skips_ignored_pixels():
+    x, t, bad = _bad_batch()
+    per_image = SF.dice_loss(x, bad, mode="multiclass", per_image=True, reduction="none")
+    assert torch.isnan(per_image[1]).all()
+    assert torch.isfinite(per_image[0]).all()
+    torch.testing.assert_close(per_image[0], SF.dice_loss(x, t, mode="multiclass", per_image=True, reduction="none")[0])
+    ignored = bad.clone()
+    ignored[0, 0, 0] = 255
+    ignored[1, 2, 3] = 255  # the out-of-range value is now the ignored label
+    assert torch.isfinite(SF.dice_loss(x, ignored, mode="multiclass", ignore_index=255))
+
+
+def test_bad_class_index_with_host_check_raises_the_named_error():
+    x, _, bad = _bad_batch()
+    for when in ("cpu", "always"):
+        seglosses.set_value_checks(when)
+        try:
+            with pytest.raises(ValueError, match=r"dice_loss: `target` class indices must be in \[0, 3\).*got 3"):
+                SF.dice_loss(x, bad, mode="multiclass")
+        finally:
+            seglosses.set_value_checks("cpu")
+
+
+def test_bad_class_index_under_compile_gives_nan():
+    """``torch.compile`` skips the host check (it would break the graph): the traced counter makes the loss NaN."""
+    torch._dynamo.reset()
+    x, _, bad = _bad_batch()
+    compiled = torch.compile(lambda a, b: SF.dice_loss(a, b, mode="multiclass"), backend="aot_eager", fullgraph=True)
+    assert torch.isnan(compiled(x, bad))
+
+
+@pytest.mark.parametrize(
+    ("name", "mode", "kw", "expected"),
+    [
+        ("dice_ce", "multiclass", {}, ["stats:softmax_index:autograd"]),
+        ("dice_ce", "binary", {}, ["stats:sigmoid_dense:autograd"]),
+        ("dice_ce", "multiclass", {"label_smoothing": 0.1}, ["stats:softmax_index:autograd"]),  # CE generic
+        ("hybrid_focal", "multiclass", {}, ["stats:softmax_index:autograd"]),
+        ("hybrid_focal", "binary", {}, ["stats:sigmoid_dense:autograd"]),
+        ("combo", "multiclass", {}, ["stats:softmax_index:autograd"]),
+        ("unified_focal", "binary", {}, ["stats:sigmoid_dense:autograd"]),
+    ],
+)
+def test_compound_loss_takes_its_statistics_from_one_pass(name, mode, kw, expected):
+    x, t = _case_inputs(mode)
+    with _dispatch.record() as taken:
+        out = seglosses.get_loss(name, mode=mode, **kw)(x, t)
+    assert taken == expected
+    assert torch.isfinite(out)

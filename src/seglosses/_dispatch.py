@@ -24,6 +24,15 @@ Two families choose among them here and nowhere else:
 
 Both entry points return a :class:`FusedSums` named tuple ``(tp, p_sum, g_sum, pixel)`` whatever the path.
 
+Value checks as counters. :func:`seglosses.set_value_checks` decides whether a target's class indices are checked
+on the host (one reduction and a synchronisation: the CPU by default, every device with ``"always"``, where a bad
+index raises the named ``ValueError`` as before). Where the host check does not run (a GPU by default, ``"never"``,
+while ``torch.compile`` traces) the statistics pass counts the kept pixels whose index lies outside ``[0, C)``,
+per image, on the device: the Triton kernels in their statistics pass, every other path through
+:func:`guard_indices` (indices made safe for the kernels) and :func:`poison`. An image with a non-zero counter gets
+NaN statistics and pixel sums, so the loss is NaN, with no host synchronisation. NaN in the logits or a dense target
+propagates to the loss by itself (the Triton kernels count it too).
+
 Tests (and anyone who needs to pin a path) force a path with :func:`use`::
 
     from seglosses import _dispatch
@@ -241,6 +250,41 @@ def sigmoid_kernel_runs(x: Tensor, g: Tensor, valid: Tensor | None) -> bool:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _triton_serves(x: Tensor) -> bool:
+    from seglosses import _ops
+
+    return _ops.triton_runs(x.device)
+
+
+def guard_indices(t: Tensor, c: int, valid: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """Class indices made safe for the kernels when the host-side value check did not run.
+
+    Where :func:`seglosses.set_value_checks` checked the target on the host (the CPU by default, every device with
+    ``"always"``) a bad index has already raised, and ``(t, None)`` is returned unchanged. Elsewhere (a GPU by
+    default, ``"never"``, while ``torch.compile`` traces) the bad-index counter is computed on the device, without a
+    host synchronisation: returns ``t`` with every index outside ``[0, C)`` at a kept pixel replaced by 0 (so no
+    kernel reads out of bounds) and the per-image count ``(N,)`` of such pixels, for :func:`poison`.
+    """
+    from seglosses._checks import values_checked
+
+    if values_checked(t):
+        return t, None
+    bad = (t < 0) | (t >= c)
+    if valid is not None:
+        bad = bad & (valid > 0)
+    return torch.where(bad, torch.zeros_like(t), t), bad.sum(-1)
+
+
+def poison(sums: FusedSums, bad: Tensor) -> FusedSums:
+    """Every sum of an image whose bad-index counter ``bad`` ``(N,)`` is non-zero set to NaN (others unchanged).
+
+    Adds NaN or exactly 0 per image: no host synchronisation, and the loss of a batch holding a bad index is NaN.
+    """
+    nan = torch.where(bad > 0, float("nan"), 0.0).to(sums.tp.dtype)
+    col = nan.unsqueeze(1)
+    return FusedSums(sums.tp + col, sums.p_sum + col, sums.g_sum + col, sums.pixel + nan)
+
+
 class FusedSums(NamedTuple):
     """Per-image sums of one fused pass, in the same order for every family and path.
 
@@ -286,6 +330,9 @@ def softmax_index_sums(
     family = "stats" if need_stats else "pixel"
     how = backend(x)
     _note(f"{family}:softmax_index:{how}")
+    bad = None
+    if not (how == "ops" and _triton_serves(x)):  # the Triton kernels count bad indices themselves
+        t, bad = guard_indices(t, x.shape[1], valid)
     if how == "ops":
         from seglosses import _ops
 
@@ -298,7 +345,8 @@ def softmax_index_sums(
         tp, psum, pix, gsum = _fused.softmax_index(
             x, t, valid, wpix=wpix, gamma=gamma, need_stats=need_stats, need_pixel=need_pixel
         )
-    return FusedSums(tp, psum, gsum, pix)
+    sums = FusedSums(tp, psum, gsum, pix)
+    return sums if bad is None else poison(sums, bad)
 
 
 def sigmoid_dense_sums(

@@ -84,12 +84,16 @@ def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> Sof
     p2_sum: Tensor | None = None
     g2_sum: Tensor | None = None
     if prep.form == "index":
-        t = prep.target.unsqueeze(1)  # (N, 1, M)
+        target, bad = _dispatch.guard_indices(prep.target, c, prep.valid_pixels())
+        t = target.unsqueeze(1)  # (N, 1, M)
         p_t = pv.gather(1, t).squeeze(1)  # (N, M): each pixel's probability of its own class (0 if ignored)
         zeros = torch.zeros((n, c), dtype=p.dtype, device=p.device)
-        tp = zeros.scatter_add(1, prep.target, p_t)
+        tp = zeros.scatter_add(1, target, p_t)
         ones = torch.ones_like(p_t) if valid is None else valid.squeeze(1)
-        g_sum = zeros.scatter_add(1, prep.target, ones)
+        g_sum = zeros.scatter_add(1, target, ones)
+        if bad is not None:  # the host check did not run: NaN statistics for an image with a bad index
+            poisoned = _dispatch.poison(FusedSums(tp, p_sum, g_sum, p_sum[:, 0]), bad)
+            tp, p_sum, g_sum = poisoned.tp, poisoned.p_sum, poisoned.g_sum
         if squared:
             p2_sum = (pv * p).sum(-1)
             g2_sum = g_sum

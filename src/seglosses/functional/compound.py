@@ -15,9 +15,10 @@ from seglosses._checks import (
     POSITIVE,
     UNIT,
     ClassBalance,
-    as_caller,
     check_class_weights_length,
+    check_focal_alpha,
     check_hparams,
+    check_no_class_weights_binary,
     check_reduction,
     check_weights_vector,
     hyperparameters,
@@ -26,10 +27,10 @@ from seglosses._distributed import sync_sums
 from seglosses._numerics import log1m_softmax
 from seglosses._prepare import index_log_probs, log_probs, masked_mean, prepare
 from seglosses._reduce import reduce_classes
-from seglosses._stats import fused_stats_and_pixel
+from seglosses._stats import fused_stats_and_pixel, soft_stats
 from seglosses._types import Mode
-from seglosses.functional.pixel import cross_entropy_loss, focal_loss, fused_pixel_mean, pixel_weights
-from seglosses.functional.region import dice_from_stats, dice_loss, focal_tversky_loss
+from seglosses.functional.pixel import cross_entropy_values, focal_values, fused_pixel_mean, pixel_weights
+from seglosses.functional.region import dice_from_stats, focal_tversky_from_stats
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -128,185 +129,59 @@ def dice_ce_loss(
 
     """
     fn = "dice_ce_loss"
-    check_hparams(fn, ce_weight=ce_weight, dice_weight=dice_weight)
-    check_reduction(fn, reduction, ("mean", "sum"))
-    if from_logits is True and mode == "multiclass" and label_smoothing == 0 and not squared:
-        fused = _dice_ce_fused(
-            input,
-            target,
-            ce_weight=ce_weight,
-            dice_weight=dice_weight,
-            smooth=smooth,
-            log_loss=log_loss,
-            include_background=include_background,
-            class_weights=class_weights,
-            ignore_index=ignore_index,
-            per_image=per_image,
-            reduction=reduction,
-            sync_stats=sync_stats,
-            process_group=process_group,
-        )
-        if fused is not None:
-            return fused
-    if from_logits is True and mode != "multiclass" and label_smoothing == 0 and not squared and class_weights is None:
-        fused_sig = _dice_ce_sigmoid_fused(
-            input,
-            target,
-            mode=mode,
-            ce_weight=ce_weight,
-            dice_weight=dice_weight,
-            smooth=smooth,
-            log_loss=log_loss,
-            include_background=include_background,
-            ignore_index=ignore_index,
-            per_image=per_image,
-            reduction=reduction,
-            sync_stats=sync_stats,
-            process_group=process_group,
-        )
-        if fused_sig is not None:
-            return fused_sig
-    with as_caller(fn):
-        ce = cross_entropy_loss(
-            input,
-            target,
-            mode=mode,
-            from_logits=from_logits,
-            class_weights=class_weights,
-            label_smoothing=label_smoothing,
-            ignore_index=ignore_index,
-            reduction=reduction,
-            sync_stats=sync_stats,
-            process_group=process_group,
-        )
-        dice = dice_loss(
-            input,
-            target,
-            mode=mode,
-            from_logits=from_logits,
-            smooth=smooth,
-            squared=squared,
-            log_loss=log_loss,
-            include_background=include_background,
-            class_weights=class_weights,
-            ignore_index=ignore_index,
-            per_image=per_image,
-            reduction=reduction,
-            sync_stats=sync_stats,
-            process_group=process_group,
-        )
-    return ce_weight * ce + dice_weight * dice
-
-
-def _dice_ce_fused(
-    input: Tensor,
-    target: Tensor,
-    *,
-    ce_weight: float,
-    dice_weight: float,
-    smooth: float,
-    log_loss: bool,
-    include_background: bool,
-    class_weights: Weights,
-    ignore_index: int | None,
-    per_image: bool,
-    reduction: str,
-    sync_stats: bool,
-    process_group: ProcessGroup | None,
-) -> Tensor | None:
-    """Dice + CE from one fused softmax pass (multiclass logits, index target); None when it does not apply."""
-    fn = "dice_ce_loss"
     check_hparams(
         fn,
+        ce_weight=ce_weight,
+        dice_weight=dice_weight,
         smooth=smooth,
+        squared=squared,
         log_loss=log_loss,
+        label_smoothing=label_smoothing,
         include_background=include_background,
         class_weights=class_weights,
         per_image=per_image,
     )
+    check_reduction(fn, reduction, ("mean", "sum"))
+    check_no_class_weights_binary(fn, class_weights, mode)
     weights = check_weights_vector(fn, "class_weights", class_weights)
     prep = prepare(
         fn,
         input,
         target,
-        mode="multiclass",
-        from_logits=True,
+        mode=mode,
+        from_logits=from_logits,
         ignore_index=ignore_index,
         sync_stats=sync_stats,
         process_group=process_group,
     )
-    if _dispatch.stats_path(prep) != "softmax_index":
-        return None
-    w = None
-    if weights is not None:
-        check_class_weights_length(fn, weights, prep.num_classes, prep.num_classes - (0 if include_background else 1))
-        if weights.numel() == prep.num_classes:
-            w = weights.to(device=prep.logits.device, dtype=prep.logits.dtype)
-        else:
-            return None  # weights of the kept classes only: the CE term needs all C (the general path raises)
-    wpix = pixel_weights(prep, w)
-    fused = fused_stats_and_pixel(prep, per_image=per_image, wpix=wpix)
-    assert fused is not None  # the softmax path applies (checked above)
-    stats, pix = fused
-    ce = fused_pixel_mean(pix, prep, wpix, reduction)
+    c = prep.num_classes
+    path = _dispatch.stats_path(prep, squared=squared) if label_smoothing == 0 else "generic"
+    fused = None
+    if path == "softmax_index" and weights is not None:
+        check_class_weights_length(fn, weights, c, c - (0 if include_background else 1))
+    if path == "softmax_index" and (weights is None or weights.numel() == c):
+        # one softmax pass: the statistics and the (class-weighted) cross entropy sums together (weights of the
+        # kept classes only take the generic path, whose cross entropy term raises: it needs all C)
+        w = None if weights is None else weights.to(device=prep.logits.device, dtype=prep.logits.dtype)
+        pixel_valid = pixel_weights(prep, w)
+        fused = fused_stats_and_pixel(prep, per_image=per_image, wpix=pixel_valid)
+    elif path == "sigmoid_dense" and weights is None:
+        # one sigmoid pass: the statistics and the BCE sums together
+        fused = fused_stats_and_pixel(prep, per_image=per_image)
+        valid = prep.valid
+        pixel_valid = valid if valid is None or valid.shape == prep.logits.shape else valid.expand_as(prep.logits)
+    if fused is not None:
+        stats, pix = fused
+        ce = fused_pixel_mean(pix, prep, pixel_valid, reduction)
+    else:  # the generic formulas of both terms, on the same prepared call
+        ce = cross_entropy_values(fn, prep, weights, label_smoothing, reduction)
+        stats = soft_stats(prep, per_image=per_image, squared=squared)
     dice = reduce_classes(
         dice_from_stats(stats, smooth=smooth, log_loss=log_loss),
         fn=fn,
-        mode="multiclass",
+        mode=mode,
         include_background=include_background,
         class_weights=weights,
-        reduction=reduction,
-        sync=stats.sync,
-    )
-    return ce_weight * ce + dice_weight * dice
-
-
-def _dice_ce_sigmoid_fused(
-    input: Tensor,
-    target: Tensor,
-    *,
-    mode: str,
-    ce_weight: float,
-    dice_weight: float,
-    smooth: float,
-    log_loss: bool,
-    include_background: bool,
-    ignore_index: int | None,
-    per_image: bool,
-    reduction: str,
-    sync_stats: bool,
-    process_group: ProcessGroup | None,
-) -> Tensor | None:
-    """BCE + Dice (binary/multilabel logits) from one sigmoid pass: the statistics and the BCE sums together.
-
-    None where the generic formulas are forced (:func:`seglosses._dispatch.use`).
-    """
-    fn = "dice_ce_loss"
-    check_hparams(fn, smooth=smooth, log_loss=log_loss, include_background=include_background, per_image=per_image)
-    prep = prepare(
-        fn,
-        input,
-        target,
-        mode=mode,
-        from_logits=True,
-        ignore_index=ignore_index,
-        sync_stats=sync_stats,
-        process_group=process_group,
-    )
-    fused = fused_stats_and_pixel(prep, per_image=per_image)
-    if fused is None:  # the generic formulas are forced (seglosses._dispatch.use)
-        return None
-    stats, pix = fused
-    valid = prep.valid
-    if valid is not None and valid.shape != prep.logits.shape:
-        valid = valid.expand_as(prep.logits)
-    ce = fused_pixel_mean(pix, prep, valid, reduction)
-    dice = reduce_classes(
-        dice_from_stats(stats, smooth=smooth, log_loss=log_loss),
-        fn=fn,
-        mode=mode,
-        include_background=include_background,
-        class_weights=None,
         reduction=reduction,
         sync=stats.sync,
     )
@@ -394,23 +269,18 @@ def combo_loss(
 
     """
     fn = "combo_loss"
-    check_hparams(fn, alpha=alpha, beta=beta)
+    check_hparams(
+        fn,
+        alpha=alpha,
+        beta=beta,
+        smooth=smooth,
+        include_background=include_background,
+        per_image=per_image,
+        class_weights=class_weights,
+    )
     check_reduction(fn, reduction, ("mean",))
-    with as_caller(fn):
-        dice = dice_loss(
-            input,
-            target,
-            mode=mode,
-            from_logits=from_logits,
-            smooth=smooth,
-            include_background=include_background,
-            class_weights=class_weights,
-            ignore_index=ignore_index,
-            per_image=per_image,
-            reduction="mean",
-            sync_stats=sync_stats,
-            process_group=process_group,
-        )
+    check_no_class_weights_binary(fn, class_weights, mode)
+    weights = check_weights_vector(fn, "class_weights", class_weights)
     prep = prepare(
         fn,
         input,
@@ -420,6 +290,17 @@ def combo_loss(
         ignore_index=ignore_index,
         sync_stats=sync_stats,
         process_group=process_group,
+    )
+    # the Dice term from the statistics of the one prepared call (as dice_loss with reduction="mean")
+    stats = soft_stats(prep, per_image=per_image)
+    dice = reduce_classes(
+        dice_from_stats(stats, smooth=smooth, log_loss=False),
+        fn=fn,
+        mode=mode,
+        include_background=include_background,
+        class_weights=weights,
+        reduction="mean",
+        sync=stats.sync,
     )
     # -D = (dice loss - 1); with every pixel ignored the loss is 0, not -(1 - alpha):
     # the factor is a tensor (no host synchronisation)
@@ -537,37 +418,57 @@ def hybrid_focal_loss(
 
     """
     fn = "hybrid_focal_loss"
-    check_hparams(fn, weight=weight)
+    check_hparams(
+        fn,
+        weight=weight,
+        focal_gamma=focal_gamma,
+        tversky_alpha=tversky_alpha,
+        tversky_beta=tversky_beta,
+        tversky_gamma=tversky_gamma,
+        smooth=smooth,
+        include_background=include_background,
+        per_image=per_image,
+        class_weights=class_weights,
+    )
     check_reduction(fn, reduction, ("mean", "sum"))
-    with as_caller(fn, alpha="focal_alpha", gamma="focal_gamma"):
-        fl = focal_loss(
-            input,
-            target,
-            mode=mode,
-            from_logits=from_logits,
-            alpha=focal_alpha,
-            gamma=focal_gamma,
-            ignore_index=ignore_index,
-            reduction=reduction,
-            sync_stats=sync_stats,
-            process_group=process_group,
-        )
-    with as_caller(fn, alpha="tversky_alpha", beta="tversky_beta", gamma="tversky_gamma"):
-        ftl = focal_tversky_loss(
-            input,
-            target,
-            mode=mode,
-            from_logits=from_logits,
-            alpha=tversky_alpha,
-            beta=tversky_beta,
-            gamma=tversky_gamma,
-            smooth=smooth,
-            include_background=include_background,
-            class_weights=class_weights,
-            ignore_index=ignore_index,
-            per_image=per_image,
-            reduction=reduction,
-            sync_stats=sync_stats,
-            process_group=process_group,
-        )
+    check_no_class_weights_binary(fn, class_weights, mode)
+    weights = check_weights_vector(fn, "class_weights", class_weights)
+    prep = prepare(
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        ignore_index=ignore_index,
+        sync_stats=sync_stats,
+        process_group=process_group,
+    )
+    a = check_focal_alpha(fn, "focal_alpha", focal_alpha, mode, prep.num_classes)
+    # the focal term's pixel sums and the statistics of the focal Tversky term from one fused pass where one applies
+    fused = None
+    path = _dispatch.stats_path(prep)
+    if path == "softmax_index":
+        a_t = None if a is None else torch.as_tensor(a).to(device=prep.logits.device, dtype=prep.logits.dtype)
+        wpix = pixel_weights(prep, a_t)
+        fused = fused_stats_and_pixel(prep, per_image=per_image, wpix=wpix, gamma=focal_gamma)
+        pixel_valid = prep.valid_pixels()
+    elif path == "sigmoid_dense":
+        a_f = None if a is None else float(a)  # type: ignore[arg-type]
+        fused = fused_stats_and_pixel(prep, per_image=per_image, alpha=a_f, gamma=focal_gamma)
+        pixel_valid = prep.valid
+    if fused is not None:
+        stats, pix = fused
+        fl = fused_pixel_mean(pix, prep, pixel_valid, reduction)
+    else:
+        fl = focal_values(prep, a, focal_gamma, reduction)
+        stats = soft_stats(prep, per_image=per_image)
+    ftl = reduce_classes(
+        focal_tversky_from_stats(stats, tversky_alpha, tversky_beta, tversky_gamma, smooth),
+        fn=fn,
+        mode=mode,
+        include_background=include_background,
+        class_weights=weights,
+        reduction=reduction,
+        sync=stats.sync,
+    )
     return weight * fl + (1 - weight) * ftl

@@ -168,7 +168,18 @@ def cross_entropy_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
+    return cross_entropy_values(fn, prep, weights, label_smoothing, reduction)
+
+
+def cross_entropy_values(
+    fn: str, prep: Prepared, weights: Tensor | None, label_smoothing: float, reduction: str
+) -> Tensor:
+    """The cross entropy of a prepared call with checked class ``weights`` (see :func:`cross_entropy_loss`).
+
+    ``weights`` must have one entry per class (checked here, under ``fn``'s name).
+    """
     c = prep.num_classes
+    mode = prep.mode
     w = None
     if weights is not None:
         check_class_weights_length(fn, weights, c, c)
@@ -334,10 +345,11 @@ def focal_loss(
         process_group=process_group,
     )
     a = check_focal_alpha(fn, "alpha", alpha, mode, prep.num_classes)
-    return _focal_values(prep, a, gamma, reduction)
+    return focal_values(prep, a, gamma, reduction)
 
 
-def _focal_values(prep: Prepared, alpha: object, gamma: float, reduction: str) -> Tensor:
+def focal_values(prep: Prepared, alpha: object, gamma: float, reduction: str) -> Tensor:
+    """The focal loss of a prepared call with a checked ``alpha`` (see :func:`focal_loss`), reduced."""
     c = prep.num_classes
     if prep.mode == "multiclass":
         a = None if alpha is None else torch.as_tensor(alpha).to(device=prep.logits.device, dtype=prep.logits.dtype)

@@ -413,6 +413,11 @@ def tversky_loss(
     )
 
 
+def focal_tversky_from_stats(stats: SoftStats, alpha: float, beta: float, gamma: float, smooth: float) -> Tensor:
+    """Per-class focal Tversky loss ``(1 - TI_c)^gamma`` from the statistics (see :func:`focal_tversky_loss`)."""
+    return safe_pow(1 - _tversky_index(stats, alpha, beta, smooth), gamma)
+
+
 @hyperparameters(alpha=NONNEGATIVE, beta=NONNEGATIVE, gamma=POSITIVE, smooth=NONNEGATIVE)
 def focal_tversky_loss(
     input: Tensor,
@@ -503,7 +508,7 @@ def focal_tversky_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
-    loss = safe_pow(1 - _tversky_index(stats, alpha, beta, smooth), gamma)
+    loss = focal_tversky_from_stats(stats, alpha, beta, gamma, smooth)
     return reduce_classes(
         loss,
         fn=fn,
