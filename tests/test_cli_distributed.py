@@ -7,6 +7,9 @@
   loss and of every update; over a dozen AdamW steps that stays around 1e-7 relative, and the hard predictions behind
   the metrics come out identical (the run here gives exact equality of the metrics).
 - Two ``python -m seglosses tune`` processes on one SQLite study finish exactly ``--trials`` trials between them.
+- A ``tune`` worker killed with SIGKILL in the middle of a trial: with heartbeats, the next worker marks that trial
+  FAIL, runs its parameters again, and the study still ends with exactly ``--trials`` finished trials and nothing
+  RUNNING.
 - A bad ``--nproc`` (0, or a global batch it does not divide) fails with a clear message before anything trains.
 """
 
@@ -14,8 +17,10 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,7 +101,7 @@ def test_compare_bad_nproc_api(nproc: int, message: str) -> None:
 def test_two_tune_workers_share_one_sqlite_study(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     common = ["--loss", "tversky", "--data", "synthetic:binary", "--quick", "--trials", "6", "--storage", url]
-    common += ["--study-name", "shared", "--device", "cpu", "--no-progress", "--threads", "1"]
+    common += ["--study-name", "shared", "--device", "cpu", "--no-progress", "--threads", "1", "--confirm-seeds", "0"]
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "seglosses", "tune", *common, "--out", str(tmp_path / name)],
@@ -107,7 +112,7 @@ def test_two_tune_workers_share_one_sqlite_study(tmp_path: Path) -> None:
         )
         for name in ("a", "b")
     ]
-    outputs = [w.communicate(timeout=240)[0] for w in workers]
+    outputs = [w.communicate(timeout=900)[0] for w in workers]  # generous: the 2-core machine may be very busy
     assert [w.returncode for w in workers] == [0, 0], outputs
     study = optuna.load_study(study_name="shared", storage=url)
     TrialState = optuna.trial.TrialState  # noqa: N806
@@ -121,3 +126,53 @@ def test_two_tune_workers_share_one_sqlite_study(tmp_path: Path) -> None:
     assert len(set(params)) == 6, params
     assert sum(bool(t.user_attrs.get("baseline")) for t in finished) == 1
     assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def _tune_worker(url: str, out: Path, trials: int, *extra: str) -> subprocess.Popen[str]:
+    args = ["--loss", "tversky", "--data", "synthetic:binary", "--quick", "--epochs", "1", "--trials", str(trials)]
+    args += ["--storage", url, "--study-name", "killed", "--device", "cpu", "--no-progress", "--threads", "1"]
+    args += ["--confirm-seeds", "0", "--heartbeat", "1", "--out", str(out), *extra]
+    return subprocess.Popen(
+        [sys.executable, "-m", "seglosses", "tune", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+    )
+
+
+def test_tune_worker_killed_mid_trial_is_retried_and_the_study_completes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    TrialState = optuna.trial.TrialState  # noqa: N806
+    victim = _tune_worker(url, tmp_path / "a", 3)
+    # kill worker A (SIGKILL: no cleanup at all) once it trains its second trial (its parameters are drawn)
+    killed = None
+    deadline = time.monotonic() + 600
+    while killed is None and time.monotonic() < deadline and victim.poll() is None:
+        time.sleep(0.1)
+        try:
+            trials = optuna.load_study(study_name="killed", storage=url).get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - the study or its tables may not exist yet
+            continue
+        running = [t for t in trials if t.state == TrialState.RUNNING and t.number >= 1 and t.params]
+        if running:
+            victim.send_signal(signal.SIGKILL)
+            killed = running[0]
+    victim.communicate(timeout=30)
+    assert killed is not None, "worker A finished or failed before it could be killed mid-trial"
+    assert victim.returncode == -signal.SIGKILL
+    stuck = optuna.load_study(study_name="killed", storage=url).trials[killed.number]
+    assert stuck.state == TrialState.RUNNING  # what SIGKILL leaves behind
+    # worker B, same study: it fails the stale trial (no heartbeat for 2 s), re-runs its parameters, completes 3
+    survivor = _tune_worker(url, tmp_path / "b", 3)
+    output = survivor.communicate(timeout=900)[0]
+    assert survivor.returncode == 0, output
+    study = optuna.load_study(study_name="killed", storage=url)
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3, [(t.number, t.state.name) for t in study.trials]
+    assert not [t for t in study.trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    assert study.trials[killed.number].state == TrialState.FAIL
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retried) == 1
+    assert retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retried[0].params == killed.params

@@ -234,7 +234,13 @@ def tune(
         int,
         typer.Option("--trials", min=1, help="Finished trials wanted in the study, in total (shared by every worker)."),
     ] = 20,
-    metric: Annotated[str, typer.Option("--metric", help="Objective: dice, iou, precision or recall.")] = "dice",
+    metric: Annotated[
+        str,
+        typer.Option(
+            "--metric",
+            help="Objective on the validation data: dice, iou, precision, recall, nsd (maximised) or hd95 (minimised).",
+        ),
+    ] = "dice",
     data: DataOption = "scratch-assay",
     out: Annotated[Path, typer.Option("--out", help="Results folder (holds the SQLite study).")] = Path(
         "seglosses-tune"
@@ -253,11 +259,32 @@ def tune(
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs per trial (default 4).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A very small schedule per trial.")] = False,
+    confirm_seeds: Annotated[
+        int,
+        typer.Option(
+            "--confirm-seeds",
+            min=0,
+            help="After the search, train the best arguments and the defaults on this many fresh seeds and report "
+            "the paired difference with a bootstrap interval (0: skip).",
+        ),
+    ] = 3,
+    tolerance: Annotated[
+        float, typer.Option("--tolerance", min=0.0, help="NSD tolerance in pixels (or the data's spacing units).")
+    ] = 1.0,
+    heartbeat: Annotated[
+        float,
+        typer.Option(
+            "--heartbeat",
+            min=0.001,
+            help="Seconds between a running trial's heartbeats (default 60). A trial silent for twice that long "
+            "belongs to a dead worker: it is marked FAIL and its parameters are run again.",
+        ),
+    ] = 60.0,
     device: DeviceOption = "auto",
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
     threads: ThreadsOption = None,
 ) -> None:
-    """Search one loss's hyperparameters with Optuna (resumable SQLite study); writes best_params.json and plots."""
+    """Search one loss's hyperparameters with Optuna (resumable SQLite study), then confirm the best on fresh seeds."""
     from rich.console import Console
 
     from seglosses.cli.data import DataError
@@ -276,6 +303,9 @@ def tune(
             study_name=study_name,
             epochs=epochs,
             quick=quick,
+            confirm_seeds=confirm_seeds,
+            tolerance=tolerance,
+            heartbeat=heartbeat,
             device=_device(device, threads),
             progress=not no_progress,
             log=lambda text: console.print(text, highlight=False, soft_wrap=True),
@@ -291,6 +321,8 @@ def tune(
         + (f" (defaults: {result.default_value:.4f})" if result.default_value == result.default_value else ""),
         highlight=False,
     )
+    if result.confirmation is not None:
+        console.print(result.confirmation["text"], highlight=False, soft_wrap=True)
     console.print(f"files: {', '.join(sorted(result.files))} in {out}", highlight=False, soft_wrap=True)
 
 

@@ -30,12 +30,24 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seglosses.cli.compare import METRICS, TrainConfig, _atomic_write, _fingerprint, _nan_to_none, build_loss, evaluate
 from seglosses.cli.data import SegData, load_data
+from seglosses.cli.results import METRICS, atomic_write, nan_to_none, paired_bootstrap
+from seglosses.cli.train import TrainConfig, build_loss, fingerprint
 
-__all__ = ["TUNE_FILES", "TuneResult", "tune"]
+__all__ = ["DEFAULT_HEARTBEAT", "TUNE_FILES", "TUNE_METRICS", "TuneResult", "tune"]
 
 TUNE_FILES: tuple[str, ...] = ("study.db", "best_params.json", "trials.csv", "history.png", "importance.png")
+SURFACE_METRICS: tuple[str, ...] = ("hd95", "nsd")
+TUNE_METRICS: tuple[str, ...] = (*METRICS, *SURFACE_METRICS)
+DEFAULT_HEARTBEAT = 60.0  # seconds between a running trial's heartbeats; stale (worker dead) after twice that
+MAX_RETRY = 2  # a trial whose worker died is re-run with the same parameters at most this many times
+_STORAGE_ERRORS = (
+    "OperationalError",
+    "IntegrityError",
+    "DatabaseError",
+    "DuplicatedStudyError",
+    "StorageInternalError",
+)
 
 
 @dataclass
@@ -44,13 +56,17 @@ class TuneResult:
 
     Attributes:
         loss: the loss tuned.
-        metric: the objective (mean foreground value on the validation data, maximised).
+        metric: the objective (see :func:`tune`).
+        direction: ``"maximize"`` or ``"minimize"`` (HD95).
         best_value: the best objective value (NaN if no trial finished).
         best_params: the arguments of the best trial.
         default_value: the objective with the loss's default arguments (trial 0 of the study), NaN if unknown.
         trials: one dict per trial: number, state, value, params.
         study_name: the Optuna study name.
         storage: the Optuna storage URL.
+        confirmation: the re-run of the best arguments and the defaults over fresh seeds (keys ``seeds``,
+            ``best_mean``, ``default_mean``, ``gain``, ``ci_low``, ``ci_high``, ``pairs``, ``clear``, ``text``;
+            ``gain`` > 0 means the best arguments are better, whatever the direction), or ``None`` when not run.
         files: the files written.
 
     """
@@ -63,11 +79,13 @@ class TuneResult:
     trials: list[dict[str, Any]]
     study_name: str
     storage: str
+    direction: str = "maximize"
+    confirmation: dict[str, Any] | None = None
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable data (NaN as null)."""
-        out: dict[str, Any] = _nan_to_none(asdict(self))
+        out: dict[str, Any] = nan_to_none(asdict(self))
         return out
 
 
@@ -111,31 +129,55 @@ def tune(
     quick: bool = False,
     config: TrainConfig | None = None,
     seed: int = 0,
+    confirm_seeds: int = 3,
+    tolerance: float = 1.0,
+    heartbeat: float = DEFAULT_HEARTBEAT,
     device: str = "cpu",
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> TuneResult:
     """Search the hyperparameters of ``loss`` (its :func:`seglosses.registry.search_space`) with Optuna's TPE.
 
+    Every trial trains with the same seed, so a trial's value is one training run; differences between trials are
+    partly seed noise. After the search the best arguments and the loss's defaults are therefore trained again on
+    ``confirm_seeds`` fresh seeds (``seed + 1``, ``seed + 2``, ...), and the paired per-image difference
+    ``gain = mean over (validation image, seed) of sign * (metric(best) - metric(defaults))`` (``sign`` = -1 for
+    HD95, so that a positive gain is always an improvement) is reported with a 95 % percentile bootstrap interval
+    over those pairs (:func:`seglosses.cli.results.paired_bootstrap`); an interval containing 0 reads "no clear
+    improvement over the defaults". The confirmation is stored in the study and not re-run for the same best
+    arguments. It is skipped when the best trial is the defaults' own trial.
+
     Args:
         loss: a registry name with a search space (``"tversky"``, ``"unified_focal"``, ...).
         trials: the number of finished trials wanted in the study (those already stored count).
-        metric: the objective, one of ``"dice"``, ``"iou"``, ``"precision"``, ``"recall"`` (mean over the
-            foreground classes on the validation data, maximised).
+        metric: the objective on the validation data: ``"dice"``, ``"iou"``, ``"precision"``, ``"recall"`` (the
+            statistics of all validation pixels, mean over the foreground classes; maximised), ``"hd95"`` (the
+            95th-percentile Hausdorff distance of :func:`seglosses.metrics.hausdorff`, surface elements, in the
+            data's pixel spacing (1 unless the files give one); mean over images of each image's mean over the
+            foreground classes; minimised; a structure missed or hallucinated in an image scores the image's
+            diagonal, the largest distance possible, and a class absent from both scores 0) or ``"nsd"`` (the
+            normalised surface Dice of :func:`seglosses.metrics.nsd` at ``tolerance``, averaged the same way, absent
+            from both 1, from one 0; maximised).
         data: a dataset name or folder, or a loaded :class:`~seglosses.cli.data.SegData`.
         out: the results folder (the SQLite study, tables and plots).
         storage: an Optuna storage URL instead of ``sqlite:///OUT/study.db``: several ``tune`` processes given the
             same URL (and the same settings, hence the same study name) share one study, on one machine
             (``sqlite:///path/study.db``) or several (``postgresql://user:pass@host/db``, needs its driver, e.g.
             psycopg2). ``trials`` is then the study's total: each worker stops when the study has that many finished
-            trials; no trial is lost or run twice (a worker that starts one too many marks it FAIL, user attribute
-            ``status="surplus"``, before training anything). A worker killed mid-trial leaves a RUNNING trial that
-            counts as under way until Optuna's storage marks it failed.
+            trials; no trial is lost or run twice. A worker whose next trial is not needed (the trials ahead of it
+            complete the count) waits for them, and records the trial as FAIL (user attribute
+            ``status="surplus"``, nothing trained) once they finish.
         study_name: the study's name (default ``<loss>-<metric>-<hash of the data, schedule and seed>``).
         epochs: overrides the schedule's number of epochs.
         quick: the small schedule of ``seglosses compare --quick`` halved (2 epochs of 5 steps).
-        config: a full :class:`~seglosses.cli.compare.TrainConfig` instead of the preset (overrides ``quick``).
+        config: a full :class:`~seglosses.cli.train.TrainConfig` instead of the preset (overrides ``quick``).
         seed: model-initialisation and batch seed, the same for every trial (and the sampler's seed).
+        confirm_seeds: seeds of the confirmation (default 3; 0 skips it).
+        tolerance: the NSD tolerance in the units of the spacing (default 1: one pixel); only for ``"nsd"``.
+        heartbeat: seconds between the heartbeats of a running trial (default :data:`DEFAULT_HEARTBEAT`, 60). A
+            trial without a heartbeat for twice that long belongs to a dead worker (killed, machine lost): the next
+            worker that starts a trial marks it FAIL and queues its parameters again (at most :data:`MAX_RETRY`
+            times), so the study still reaches ``trials`` finished trials and nothing stays RUNNING.
         device: ``"cpu"`` or ``"cuda"``.
         progress: show a rich progress bar over the trials.
         log: where to send one-line messages (default: print).
@@ -144,12 +186,11 @@ def tune(
         The :class:`TuneResult`.
 
     Raises:
-        ValueError: unknown loss or metric, a loss without searchable parameters, or bad data.
+        ValueError: unknown loss or metric, a loss without searchable parameters, bad numbers, or bad data.
 
     """
     import optuna
 
-    from seglosses.cli.compare import train_run
     from seglosses.registry import available_losses, search_space
 
     say = log if log is not None else print
@@ -159,10 +200,16 @@ def tune(
         close = difflib.get_close_matches(loss, available_losses(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"tune: `loss` must be one of {', '.join(available_losses())}; got {loss!r}{hint}")
-    if metric not in METRICS:
-        raise ValueError(f"tune: `metric` must be one of {', '.join(METRICS)}; got {metric!r}")
+    if metric not in TUNE_METRICS:
+        raise ValueError(f"tune: `metric` must be one of {', '.join(TUNE_METRICS)}; got {metric!r}")
     if trials < 1:
         raise ValueError(f"tune: `trials` must be >= 1; got {trials}")
+    if isinstance(confirm_seeds, bool) or not isinstance(confirm_seeds, int) or confirm_seeds < 0:
+        raise ValueError(f"tune: `confirm_seeds` must be an int >= 0; got {confirm_seeds!r}")
+    if not (isinstance(heartbeat, int | float) and math.isfinite(heartbeat) and heartbeat > 0):
+        raise ValueError(f"tune: `heartbeat` must be a number of seconds > 0; got {heartbeat!r}")
+    if not (isinstance(tolerance, int | float) and math.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"tune: `tolerance` must be a number >= 0; got {tolerance!r}")
     dataset = data if isinstance(data, SegData) else load_data(data)
     space = search_space(loss, dataset.mode)
     if not space:
@@ -173,39 +220,34 @@ def tune(
         config = TrainConfig(epochs=epochs or 2, steps_per_epoch=5, batch_size=2 if dataset.ndim == 3 else 8)
     else:
         config = TrainConfig.preset(quick=True, ndim=dataset.ndim, epochs=epochs)
+    direction = "minimize" if metric == "hd95" else "maximize"
+    objective_of = _Objective(dataset, config, metric, float(tolerance), device)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     storage_url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
     if study_name is None:
-        study_name = f"{loss}-{metric}-{_fingerprint(dataset, config, loss, {'seed': seed})}"
+        extra: dict[str, Any] = {"seed": seed} | ({"tolerance": float(tolerance)} if metric == "nsd" else {})
+        study_name = f"{loss}-{metric}-{fingerprint(dataset, config, loss, extra)}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = _open_study(study_name, storage_url, config.epochs)
+    study = _open_study(study_name, storage_url, config.epochs, direction, float(heartbeat))
     TrialState = optuna.trial.TrialState  # noqa: N806 - an enum
     finished_states = (TrialState.COMPLETE, TrialState.PRUNED)
     # A resumed search must not replay the random start-up draws of the first session: reseed with the count. With
     # --storage several workers may start together on the same count: mix in the process id so they draw apart.
-    sampler_seed = seed + 7919 * len(study.trials) + (1_000_003 * os.getpid() if storage is not None else 0)
+    stored = _retry(lambda: study.get_trials(deepcopy=False))
+    sampler_seed = seed + 7919 * len(stored) + (1_000_003 * os.getpid() if storage is not None else 0)
     study.sampler = optuna.samplers.TPESampler(seed=sampler_seed % 2**32)
-    if not study.trials:
-        study.enqueue_trial(_defaults(loss, dataset.mode, space), user_attrs={"baseline": True}, skip_if_exists=True)
-    done = len(study.get_trials(deepcopy=False, states=finished_states))
+    if not stored:
+        defaults = _defaults(loss, dataset.mode, space)
+        _retry(lambda: study.enqueue_trial(defaults, user_attrs={"baseline": True}, skip_if_exists=True))
+    done = sum(t.state in finished_states for t in stored)
     todo = max(0, trials - done)
     say(f"data: {dataset.description}")
     say(f"tune {loss} ({', '.join(space)}) for validation {metric}: {done} trial(s) stored, {todo} to run")
-    claimed = (*finished_states, TrialState.RUNNING, TrialState.WAITING)
+    poll = min(1.0, heartbeat / 4)
 
     def objective(trial: Any) -> float:
-        # Several workers on one study: trial numbers are given out atomically by the storage, so a trial with
-        # `trials` trials before it that have finished or may still finish (running, waiting) is one too many: it
-        # ends as FAIL before any training (user attribute "surplus"), and this worker stops.
-        ahead = [t for t in study.get_trials(deepcopy=False, states=claimed) if t.number < trial.number]
-        if len(ahead) >= trials:
-            trial.set_user_attr("status", "surplus")
-            study.stop()
-            raise _Surplus(f"the study already has {trials} trials finished or under way")
-        if trial.user_attrs.get("baseline") and any(t.user_attrs.get("baseline") for t in ahead):
-            trial.set_user_attr("status", "surplus")  # a second worker enqueued the defaults at the same time
-            raise _Surplus("the baseline trial is already taken")
+        _claim(study, trial, trials, poll)  # raises _Surplus when the study does not need this trial
         params = {name: _suggest(trial, name, p) for name, p in space.items()}
         loss_fn = build_loss(loss, dataset.mode, params, {})
 
@@ -215,28 +257,248 @@ def tune(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        model, _, status = train_run(dataset, loss_fn, seed=seed, config=config, device=device, on_epoch=report)
+        values, status = objective_of.run(loss_fn, seed, on_epoch=report if metric in METRICS else None)
         trial.set_user_attr("status", status)
-        metrics, _ = evaluate(model, dataset, depth=config.depth, device=device)
-        value = metrics[metric]["mean"]
-        return 0.0 if math.isnan(value) else value
+        return values.pooled
 
     if todo:
-        from optuna.study import MaxTrialsCallback
-
-        # `trials` is the study's total: stop when it has that many finished trials, whoever ran them.
-        enough = MaxTrialsCallback(trials, states=finished_states)
         with _TrialProgress(progress, todo) as bar, _quiet_surplus():
-            study.optimize(
-                objective, n_trials=todo, callbacks=[bar.callback, enough], catch=(RuntimeError, ValueError, _Surplus)
-            )
-    result = _result(study, loss, metric, study_name, storage_url)
+            _optimize(study, objective, trials, todo, [bar.callback])
+    result = _result(study, loss, metric, direction, study_name, storage_url)
+    if confirm_seeds and result.best_params is not None and not math.isnan(result.best_value):
+        result.confirmation = _confirm(study, result, objective_of, seed, confirm_seeds, say)
+        say(result.confirmation["text"])
     result.files = {k: str(v) for k, v in write_tune_outputs(result, study, out_dir).items()}
     if storage is None:
         result.files["study.db"] = str(out_dir / "study.db")
     result.files["best_params.json"] = str(out_dir / "best_params.json")
-    _atomic_write(out_dir / "best_params.json", json.dumps(result.to_dict(), indent=2, allow_nan=False))
+    atomic_write(out_dir / "best_params.json", json.dumps(result.to_dict(), indent=2, allow_nan=False))
     return result
+
+
+@dataclass
+class _Values:
+    """One trained model's objective: ``pooled`` (the search's value) and ``per_image`` (the confirmation's)."""
+
+    pooled: float
+    per_image: list[float]
+
+
+class _Objective:
+    """Trains one model for a loss and scores it with the tuning metric (overlap or surface)."""
+
+    def __init__(self, data: SegData, config: TrainConfig, metric: str, tolerance: float, device: str) -> None:
+        self.data, self.config, self.metric, self.tolerance, self.device = data, config, metric, tolerance, device
+
+    def run(self, loss_fn: Any, seed: int, on_epoch: Callable[..., None] | None = None) -> tuple[_Values, str]:
+        from seglosses.cli.train import Evaluation, train_run
+
+        evaluation: list[Evaluation] = []
+        model, _, status = train_run(
+            self.data,
+            loss_fn,
+            seed=seed,
+            config=self.config,
+            device=self.device,
+            on_epoch=on_epoch,
+            evaluation=evaluation,
+        )
+        if self.metric in METRICS:
+            last = evaluation[-1]
+            pooled = last.metrics[self.metric]["mean"]
+            return _Values(0.0 if math.isnan(pooled) else pooled, list(last.per_image[self.metric])), status
+        per_image = self.surface(model)
+        return _Values(float(sum(per_image) / len(per_image)) if per_image else math.nan, per_image), status
+
+    def surface(self, model: Any) -> list[float]:
+        """HD95 or NSD of each validation image (mean over its foreground classes; see :func:`tune`)."""
+        import torch
+
+        from seglosses.cli.train import predict_logits, target_for_loss
+        from seglosses.metrics import hausdorff, nsd
+
+        data = self.data
+        model.eval()
+        out: list[float] = []
+        for k in range(len(data.val)):  # type: ignore[arg-type]
+            image, mask = data.val[k]
+            spatial = tuple(int(s) for s in mask.shape)
+            spacing = data.spacing or (1.0,) * len(spatial)
+            with torch.no_grad():
+                logits = predict_logits(model, image[None].to(self.device), multiple=2**self.config.depth)
+            target = target_for_loss(mask[None].to(self.device), data.mode)
+            kw: dict[str, Any] = {"mode": data.mode, "spacing": spacing, "per_image": True}
+            if data.mode == "binary":
+                kw["from_logits"] = True
+            if self.metric == "hd95":
+                diagonal = math.sqrt(sum((n * h) ** 2 for n, h in zip(spatial, spacing, strict=True)))
+                value = hausdorff(logits, target, percentile=95, empty_both=0.0, empty_one=diagonal, **kw)
+            else:
+                value = nsd(logits, target, tolerance=self.tolerance, **kw)
+            out.append(float(value))
+        return out
+
+
+def _retry(call: Callable[[], Any], attempts: int = 8) -> Any:
+    """Run a storage call, retrying the transient errors of a shared database (a lock held too long, a race)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except Exception as exc:
+            if type(exc).__name__ not in _STORAGE_ERRORS or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _claim(study: Any, trial: Any, total: int, poll: float) -> None:
+    """Let ``trial`` run only if the study needs it; wait while the trials ahead of it may complete the count.
+
+    Counted against ``total``: the finished trials (complete, pruned), the trials running with a lower number (they
+    started first), and every waiting trial (queued parameters, handed out before any new trial). If those reach
+    ``total`` and one of them is still running, the worker waits (calling Optuna's ``fail_stale_trials``, which
+    fails the running trials of dead workers and queues their parameters again); if they reach it with no running
+    trial ahead, the trial gives its place to a waiting one (``_Surplus`` without stopping); once the finished ones
+    reach ``total``, it ends as surplus and the worker stops. The defaults' trial runs once.
+    """
+    import optuna
+
+    states = optuna.trial.TrialState
+    finished_states = (states.COMPLETE, states.PRUNED)
+    study_stop = study.stop
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ExperimentalWarning
+            _retry(lambda: optuna.storages.fail_stale_trials(study))
+        everything = _retry(lambda: study.get_trials(deepcopy=False))
+        finished = [t for t in everything if t.state in finished_states]
+        running = [t for t in everything if t.state == states.RUNNING and t.number < trial.number]
+        waiting = [t for t in everything if t.state == states.WAITING and t.number != trial.number]
+        if len(finished) >= total:
+            trial.set_user_attr("status", "surplus")
+            study_stop()
+            raise _Surplus(f"the study already has {total} finished trials")
+        if trial.user_attrs.get("baseline") and any(
+            t.user_attrs.get("baseline") for t in (*finished, *running, *waiting) if t.number < trial.number
+        ):
+            trial.set_user_attr("status", "surplus")  # a second worker enqueued the defaults at the same time
+            raise _Surplus("the baseline trial is already taken")
+        if len(finished) + len(running) + len(waiting) < total:
+            return
+        if not running:
+            trial.set_user_attr("status", "surplus")
+            raise _Surplus("a queued trial takes this one's place")
+        time.sleep(poll)
+
+
+def _optimize(study: Any, objective: Callable[[Any], float], total: int, todo: int, callbacks: list[Any]) -> None:
+    """``study.optimize`` until the study has ``total`` finished trials, surviving transient storage errors."""
+    import optuna
+    from optuna.study import MaxTrialsCallback
+
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    enough = MaxTrialsCallback(total, states=finished_states)
+    failures: list[int] = []
+
+    def budget(study: Any, trial: Any) -> None:
+        # a loss that fails on every trial must not loop forever: stop after `todo + 5` real failures here
+        if trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("status") != "surplus":
+            failures.append(trial.number)
+            if len(failures) > todo + 5:
+                study.stop()
+
+    for attempt in range(10):
+        try:
+            study.optimize(
+                objective,
+                n_trials=None,
+                callbacks=[*callbacks, enough, budget],
+                catch=(RuntimeError, ValueError, _Surplus),
+            )
+            return
+        except Exception as exc:
+            # a storage error outside the objective (telling Optuna a trial's result): the trial's heartbeat stops,
+            # so it is failed and retried like a dead worker's; this worker goes on
+            if type(exc).__name__ not in _STORAGE_ERRORS or attempt == 9:
+                raise
+            time.sleep(1.0 + attempt)
+            if len(_retry(lambda: study.get_trials(deepcopy=False, states=finished_states))) >= total:
+                return
+
+
+def _confirm(
+    study: Any, result: TuneResult, objective_of: _Objective, seed: int, n: int, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Train the best arguments and the defaults on ``n`` fresh seeds; the paired per-image gain and its interval."""
+    import hashlib
+
+    best_trial = max(
+        (t for t in result.trials if t["state"] == "COMPLETE" and not math.isnan(t["value"])),
+        key=lambda t: t["value"] if result.direction == "maximize" else -t["value"],
+    )
+    seeds = [seed + 1 + k for k in range(n)]
+    if best_trial.get("baseline"):
+        return {
+            "seeds": seeds,
+            "best_mean": math.nan,
+            "default_mean": math.nan,
+            "gain": 0.0,
+            "ci_low": math.nan,
+            "ci_high": math.nan,
+            "pairs": 0,
+            "clear": False,
+            "text": "the best trial is the loss's defaults: no improvement over the defaults to confirm",
+        }
+    key = (
+        "confirm:"
+        + hashlib.sha256(
+            json.dumps([result.best_params, seeds, result.metric, objective_of.tolerance], sort_keys=True).encode()
+        ).hexdigest()[:16]
+    )
+    cached = _retry(lambda: study.user_attrs).get(key)
+    if isinstance(cached, str):  # stored by an earlier run (or another worker) for the same best arguments
+        stored: dict[str, Any] = json.loads(cached)
+        return stored
+    say(f"confirming: the best arguments and the defaults on seeds {', '.join(map(str, seeds))}")
+    sign = -1.0 if result.direction == "minimize" else 1.0
+    best_vals: list[float] = []
+    default_vals: list[float] = []
+    for s in seeds:
+        b, _ = objective_of.run(build_loss(result.loss, objective_of.data.mode, result.best_params, {}), s)
+        d, _ = objective_of.run(build_loss(result.loss, objective_of.data.mode, {}, {}), s)
+        for x, y in zip(b.per_image, d.per_image, strict=True):
+            if math.isfinite(x) and math.isfinite(y):
+                best_vals.append(x)
+                default_vals.append(y)
+    diffs = [sign * (x - y) for x, y in zip(best_vals, default_vals, strict=True)]
+    if diffs:
+        gain, low, high = paired_bootstrap(diffs)
+    else:
+        gain = low = high = math.nan
+    clear = bool(low > 0)  # False for NaN
+    verdict = "an improvement over the defaults" if clear else "no clear improvement over the defaults"
+    text = (
+        f"confirmation on {n} fresh seed(s) ({len(diffs)} image-seed pairs): {result.metric} "
+        f"{_mean(best_vals):.4f} with the best arguments vs {_mean(default_vals):.4f} with the defaults, gain "
+        f"{gain:+.4f} (95% CI [{low:+.4f}, {high:+.4f}]): {verdict}"
+    )
+    confirmation = {
+        "seeds": seeds,
+        "best_mean": _mean(best_vals),
+        "default_mean": _mean(default_vals),
+        "gain": gain,
+        "ci_low": low,
+        "ci_high": high,
+        "pairs": len(diffs),
+        "clear": clear,
+        "text": text,
+    }
+    _retry(lambda: study.set_user_attr(key, json.dumps(confirmation)))
+    return confirmation
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
 
 
 class _Surplus(Exception):
@@ -262,52 +524,69 @@ def _quiet_surplus() -> Iterator[None]:
             h.removeFilter(flt)
 
 
-def _open_study(study_name: str, url: str, epochs: int) -> Any:
-    """Create or load the study (several workers may do so at the same moment).
+def _open_study(study_name: str, url: str, epochs: int, direction: str, heartbeat: float) -> Any:
+    """Create or load the study (several workers may do so at the same moment), with heartbeats.
 
-    SQLite waits up to 60 s for a lock held by another worker; a race on creating the tables or the study is retried.
+    SQLite waits up to 60 s for a lock held by another worker; a race on creating the tables or the study (another
+    worker created it first, a lock, a half-created schema) is retried for about two minutes.
     """
     import optuna
 
     kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    callback_class = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    if callback_class is None:  # optuna < 4.9
+        callback_class = optuna.storages.RetryFailedTrialCallback
     last: Exception | None = None
-    for attempt in range(5):
+    for attempt in range(12):
         try:
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ExperimentalWarning of the heartbeat options
+                storage = optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=kwargs,
+                    heartbeat_interval=max(1, math.ceil(heartbeat)),
+                    grace_period=max(2, math.ceil(2 * heartbeat)),
+                    failed_trial_callback=callback_class(max_retry=MAX_RETRY),
+                )
             return optuna.create_study(
                 study_name=study_name,
                 storage=storage,
-                direction="maximize",
+                direction="minimize" if direction == "minimize" else "maximize",
                 pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 2)),
                 load_if_exists=True,
             )
-        except Exception as exc:  # noqa: BLE001 - sqlalchemy's OperationalError/IntegrityError of a race: retry
-            if type(exc).__name__ not in ("OperationalError", "IntegrityError", "DuplicatedStudyError"):
+        except Exception as exc:  # sqlalchemy's OperationalError/IntegrityError of a race: retry
+            if type(exc).__name__ not in _STORAGE_ERRORS:
                 raise
             last = exc
-            time.sleep(0.5 + attempt)
+            time.sleep(0.5 + min(attempt, 10) + 0.5 * (os.getpid() % 7) / 7)
     raise ValueError(f"tune: cannot open the study {study_name!r} in {url}: {last}")
 
 
-def _result(study: Any, loss: str, metric: str, study_name: str, storage: str) -> TuneResult:
+def _result(study: Any, loss: str, metric: str, direction: str, study_name: str, storage: str) -> TuneResult:
     import optuna
 
     rows = []
     default_value = math.nan
-    for t in study.get_trials(deepcopy=False):
+    for t in _retry(lambda: study.get_trials(deepcopy=False)):
         if t.user_attrs.get("status") == "surplus":  # never trained (see `storage` in `tune`)
             continue
         value = math.nan if t.value is None else float(t.value)
         if t.user_attrs.get("baseline") and t.state == optuna.trial.TrialState.COMPLETE:
             default_value = value
-        rows.append({"number": t.number, "state": t.state.name, "value": value, "params": dict(t.params)})
-    completed = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
-    best = max(completed, key=lambda t: float(t.value)) if completed else None
+        row = {"number": t.number, "state": t.state.name, "value": value, "params": dict(t.params)}
+        if t.user_attrs.get("baseline"):
+            row["baseline"] = True
+        rows.append(row)
+    completed = [t for t in rows if t["state"] == "COMPLETE" and not math.isnan(t["value"])]
+    sign = 1.0 if direction == "maximize" else -1.0
+    best = max(completed, key=lambda t: sign * t["value"]) if completed else None
     return TuneResult(
         loss=loss,
         metric=metric,
-        best_value=math.nan if best is None else float(best.value),
-        best_params={} if best is None else dict(best.params),
+        direction=direction,
+        best_value=math.nan if best is None else float(best["value"]),
+        best_params={} if best is None else dict(best["params"]),
         default_value=default_value,
         trials=rows,
         study_name=study_name,
@@ -335,7 +614,8 @@ def rich_trials_table(result: TuneResult, limit: int = 15) -> Any:
     table = Table(title=f"tune {result.loss}: validation {result.metric} (best first)")
     for col in ["trial", "state", result.metric, *names]:
         table.add_column(col, justify="right")
-    ranked = sorted(result.trials, key=lambda t: -t["value"] if not math.isnan(t["value"]) else math.inf)
+    sign = -1.0 if result.direction == "maximize" else 1.0
+    ranked = sorted(result.trials, key=lambda t: sign * t["value"] if not math.isnan(t["value"]) else math.inf)
     for t in ranked[:limit]:
         value = "-" if math.isnan(t["value"]) else f"{t['value']:.4f}"
         cells = [_fmt_param(t["params"].get(n)) for n in names]
@@ -357,7 +637,7 @@ def write_tune_outputs(result: TuneResult, study: Any, out: Path) -> dict[str, P
     import matplotlib.pyplot as plt
     import optuna
 
-    files = {"trials.csv": _atomic_write(out / "trials.csv", trials_csv(result))}
+    files = {"trials.csv": atomic_write(out / "trials.csv", trials_csv(result))}
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna's ExperimentalWarning for the matplotlib backend
@@ -389,7 +669,7 @@ def write_tune_outputs(result: TuneResult, study: Any, out: Path) -> dict[str, P
             buffer = io.BytesIO()
             fig.savefig(buffer, format="png", dpi=100)
             plt.close(fig)
-            files[name] = _atomic_write(out / name, buffer.getvalue())
+            files[name] = atomic_write(out / name, buffer.getvalue())
     return files
 
 

@@ -1,0 +1,174 @@
+"""``tune``: the confirmation of the best arguments against the defaults, and the direction of each metric.
+
+Most tests replace the training of a trial (``_Objective.run``) by a fixed function of the loss's arguments and the
+seed, so that the search, the confirmation and the verdict are checked on known numbers in well under a second:
+the expected gain is the NumPy mean of the paired per-image differences written here, and its interval a NumPy
+percentile bootstrap over those pairs. One test trains for real (a tiny schedule) with ``metric="hd95"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("optuna")
+pytest.importorskip("matplotlib")
+
+from seglosses.cli import tune as tune_module  # noqa: E402
+from seglosses.cli.data import load_data  # noqa: E402
+from seglosses.cli.train import TrainConfig  # noqa: E402
+from seglosses.cli.tune import tune  # noqa: E402
+from seglosses.registry import get_loss  # noqa: E402
+
+DEFAULT_ALPHA = 0.3  # TverskyLoss's default (checked below)
+TINY = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=2, base=4, depth=2)
+IMAGES = 4
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data("synthetic:binary")
+
+
+def _noise(alpha: float, seed: int) -> np.ndarray:
+    # a run's own noise: it depends on the seed and on the arguments, as a real training run's does
+    return np.random.default_rng([seed, round(alpha * 1e6)]).normal(scale=0.05, size=IMAGES)
+
+
+def fake_value(alpha: float, seed: int, *, effect: float) -> np.ndarray:
+    """Per-image values of a Tversky loss with FP weight ``alpha`` trained with ``seed``: best at alpha = 0.6.
+
+    A negative ``effect`` is a lucky seed: ``|effect|`` on the search's seed 0 only, nothing on the other seeds.
+    """
+    strength = abs(effect) if effect >= 0 or seed == 0 else 0.0
+    return 0.7 - strength * abs(alpha - 0.6) + _noise(alpha, seed) + 0.01 * np.arange(IMAGES)
+
+
+def _install(monkeypatch: pytest.MonkeyPatch, *, effect: float, sign: float = 1.0) -> list[tuple[float, int]]:
+    calls: list[tuple[float, int]] = []
+
+    def run(self, loss_fn, seed, on_epoch=None):
+        alpha = float(loss_fn.alpha)
+        calls.append((alpha, seed))
+        per_image = sign * fake_value(alpha, seed, effect=effect)
+        return tune_module._Values(float(per_image.mean()), per_image.tolist()), "ok"
+
+    monkeypatch.setattr(tune_module._Objective, "run", run)
+    return calls
+
+
+def _bootstrap(d: np.ndarray, resamples: int = 10_000) -> tuple[float, float]:
+    # an independent percentile bootstrap of the mean of the pairs (the interval of the whole confirmation)
+    rng = np.random.default_rng(12345)
+    means = d[rng.integers(0, d.size, size=(resamples, d.size))].mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+@pytest.mark.parametrize(("effect", "clear"), [(2.0, True), (-2.0, False)])
+def test_confirmation_gain_interval_and_verdict(tmp_path: Path, data, monkeypatch, effect, clear) -> None:
+    calls = _install(monkeypatch, effect=effect)
+    result = tune("tversky", trials=4, data=data, out=tmp_path, config=TINY, confirm_seeds=3, progress=False, log=print)
+    conf = result.confirmation
+    assert conf is not None
+    assert get_loss("tversky", mode="binary").alpha == DEFAULT_ALPHA
+    assert result.best_params["alpha"] != DEFAULT_ALPHA, "the defaults won the search: nothing would be confirmed"
+    # the search trains with seed 0; the confirmation with seeds 1, 2, 3, the best arguments and then the defaults
+    assert conf["seeds"] == [1, 2, 3]
+    best_alpha = result.best_params["alpha"]
+    confirm_calls = calls[-6:]
+    assert sorted(confirm_calls) == sorted(
+        [(best_alpha, s) for s in (1, 2, 3)] + [(DEFAULT_ALPHA, s) for s in (1, 2, 3)]
+    )
+    assert all(seed == 0 for _, seed in calls[:-6])
+    diffs = np.concatenate(
+        [fake_value(best_alpha, s, effect=effect) - fake_value(DEFAULT_ALPHA, s, effect=effect) for s in (1, 2, 3)]
+    )
+    assert conf["pairs"] == 3 * IMAGES
+    assert conf["gain"] == pytest.approx(diffs.mean(), abs=1e-12)
+    assert conf["best_mean"] == pytest.approx(
+        np.mean([fake_value(best_alpha, s, effect=effect) for s in (1, 2, 3)]), abs=1e-12
+    )
+    low, high = _bootstrap(diffs)
+    # another resampling seed: the interval ends agree to a small fraction of the spread of the pairs
+    assert conf["ci_low"] == pytest.approx(low, abs=0.05 * diffs.std())
+    assert conf["ci_high"] == pytest.approx(high, abs=0.05 * diffs.std())
+    assert conf["ci_low"] <= conf["gain"] <= conf["ci_high"]
+    assert conf["clear"] is clear
+    assert ("no clear improvement over the defaults" in conf["text"]) is (not clear)
+    # written to best_params.json; running again reuses the stored confirmation (no training at all)
+    saved = json.loads((tmp_path / "best_params.json").read_text())
+    assert saved["confirmation"]["text"] == conf["text"]
+    before = len(calls)
+    again = tune("tversky", trials=4, data=data, out=tmp_path, config=TINY, confirm_seeds=3, progress=False, log=print)
+    assert len(calls) == before
+    assert again.confirmation == conf
+
+
+def test_confirmation_skipped_when_zero_seeds(tmp_path: Path, data, monkeypatch) -> None:
+    calls = _install(monkeypatch, effect=2.0)
+    result = tune("tversky", trials=2, data=data, out=tmp_path, config=TINY, confirm_seeds=0, progress=False, log=print)
+    assert result.confirmation is None
+    assert len(calls) == 2
+
+
+def test_hd95_is_minimised_and_nsd_maximised(tmp_path: Path, data, monkeypatch) -> None:
+    # the same fake numbers as "distances" (negated: alpha = 0.6 gives the smallest HD95)
+    _install(monkeypatch, effect=2.0, sign=-1.0)
+    result = tune("tversky", trials=5, metric="hd95", data=data, out=tmp_path / "hd", config=TINY, progress=False)
+    values = [t["value"] for t in result.trials if t["state"] == "COMPLETE"]
+    assert result.direction == "minimize"
+    assert result.best_value == min(values)
+    assert result.confirmation is not None
+    assert result.confirmation["gain"] > 0
+    assert result.confirmation["best_mean"] < result.confirmation["default_mean"]
+    import optuna
+
+    study = optuna.load_study(study_name=result.study_name, storage=result.storage)
+    assert study.direction == optuna.study.StudyDirection.MINIMIZE
+    _install(monkeypatch, effect=2.0)
+    result = tune("tversky", trials=3, metric="nsd", data=data, out=tmp_path / "nsd", config=TINY, progress=False)
+    assert result.direction == "maximize"
+    assert result.best_value == max(t["value"] for t in result.trials if t["state"] == "COMPLETE")
+
+
+@pytest.mark.parametrize("metric", ["hd95", "nsd"])
+def test_surface_objective_scores_each_validation_image(data, metric) -> None:
+    # the objective of a trained model (here a fresh U-Net: any weights will do) is the mean over the validation
+    # images of each image's HD95 / NSD, a missed or hallucinated structure scoring the image diagonal for HD95
+    import torch
+
+    from seglosses.cli.model import build_model
+    from seglosses.metrics import hausdorff, nsd
+
+    model = build_model(data.in_channels, data.out_channels, ndim=2, seed=3, base=TINY.base, depth=TINY.depth)
+    model.eval()
+    got = tune_module._Objective(data, TINY, metric, 1.5, "cpu").surface(model)
+    want = []
+    for k in range(len(data.val)):
+        image, mask = data.val[k]
+        with torch.no_grad():
+            logits = model(image[None])  # 64 x 64: already a multiple of 2**depth
+        target = mask[None, None].float()
+        if metric == "hd95":
+            diagonal = math.hypot(*mask.shape)
+            kw = {"percentile": 95, "empty_both": 0.0, "empty_one": diagonal}
+            want.append(float(hausdorff(logits, target, mode="binary", from_logits=True, **kw)))
+        else:
+            want.append(float(nsd(logits, target, mode="binary", from_logits=True, tolerance=1.5)))
+    assert len(got) == len(data.val)
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_tune_bad_numbers(tmp_path: Path, data) -> None:
+    for kwargs, message in [
+        ({"metric": "hd"}, "`metric` must be one of dice, iou, precision, recall, hd95, nsd; got 'hd'"),
+        ({"confirm_seeds": -1}, "`confirm_seeds` must be an int >= 0; got -1"),
+        ({"heartbeat": 0}, "`heartbeat` must be a number of seconds > 0; got 0"),
+        ({"tolerance": -1.0}, "`tolerance` must be a number >= 0; got -1.0"),
+    ]:
+        with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            tune("tversky", data=data, out=tmp_path, config=TINY, progress=False, **kwargs)
