@@ -172,3 +172,63 @@ def test_tune_bad_numbers(tmp_path: Path, data) -> None:
     ]:
         with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
             tune("tversky", data=data, out=tmp_path, config=TINY, progress=False, **kwargs)
+
+
+class _FakeStudy:
+    """What ``_claim`` reads of a study: its trials (a script of successive snapshots) and ``stop``."""
+
+    _storage = None  # no heartbeats: Optuna's fail_stale_trials does nothing
+
+    def __init__(self, snapshots):
+        self.snapshots = list(snapshots)
+        self.stopped = False
+
+    def get_trials(self, deepcopy=False):
+        return self.snapshots.pop(0) if len(self.snapshots) > 1 else self.snapshots[0]
+
+    def stop(self):
+        self.stopped = True
+
+
+def _t(number, state, **attrs):
+    from types import SimpleNamespace
+
+    import optuna
+
+    return SimpleNamespace(number=number, state=getattr(optuna.trial.TrialState, state), user_attrs=attrs)
+
+
+def _claim_outcome(snapshots, mine=5, total=4, patience=5.0, **attrs):
+    from types import SimpleNamespace
+
+    study = _FakeStudy(snapshots)
+    trial = SimpleNamespace(
+        number=mine, user_attrs=dict(attrs), set_user_attr=lambda k, v: trial.user_attrs.update({k: v})
+    )
+    try:
+        tune_module._claim(study, trial, total, 0.001, patience)
+    except tune_module._Surplus:
+        return ("stop" if study.stopped else "yield"), trial.user_attrs.get("status")
+    return "run", trial.user_attrs.get("status")
+
+
+def test_claim_rules_count_finished_running_ahead_and_queued_trials() -> None:
+    done3 = [_t(0, "COMPLETE"), _t(1, "PRUNED"), _t(2, "COMPLETE")]
+    # 3 finished of 4: this trial is needed
+    assert _claim_outcome([[*done3, _t(5, "RUNNING")]]) == ("run", None)
+    # 4 finished: surplus, and the worker stops
+    assert _claim_outcome([[*done3, _t(3, "COMPLETE")]]) == ("stop", "surplus")
+    # a trial ahead (lower number) is running: wait; it completes the count -> surplus
+    ahead = [*done3, _t(4, "RUNNING")]
+    assert _claim_outcome([ahead, ahead, [*done3, _t(4, "COMPLETE")]]) == ("stop", "surplus")
+    # ... or it dies (FAIL) -> this trial runs; a running trial with a higher number is not counted
+    assert _claim_outcome([ahead, [*done3, _t(4, "FAIL")]]) == ("run", None)
+    assert _claim_outcome([[*done3, _t(7, "RUNNING")]]) == ("run", None)
+    # a queued trial (a dead worker's parameters) fills the count and nothing runs ahead: give it the place
+    assert _claim_outcome([[*done3, _t(4, "FAIL"), _t(6, "WAITING")]]) == ("yield", "surplus")
+    # a second baseline (two workers enqueued the defaults) is surplus
+    two = [_t(0, "RUNNING", baseline=True), _t(1, "RUNNING", baseline=True)]
+    assert _claim_outcome([two], mine=1, total=6, baseline=True) == ("yield", "surplus")
+    assert _claim_outcome([two[:1]], mine=0, total=6, baseline=True) == ("run", None)
+    # waiting on a trial that never ends (no heartbeat) gives up after `patience` seconds
+    assert _claim_outcome([ahead], patience=0.05) == ("stop", "surplus")

@@ -247,7 +247,7 @@ def tune(
     poll = min(1.0, heartbeat / 4)
 
     def objective(trial: Any) -> float:
-        _claim(study, trial, trials, poll)  # raises _Surplus when the study does not need this trial
+        _claim(study, trial, trials, poll, 30 * heartbeat)  # raises _Surplus when the study does not need it
         params = {name: _suggest(trial, name, p) for name, p in space.items()}
         loss_fn = build_loss(loss, dataset.mode, params, {})
 
@@ -351,7 +351,7 @@ def _retry(call: Callable[[], Any], attempts: int = 8) -> Any:
     raise AssertionError("unreachable")
 
 
-def _claim(study: Any, trial: Any, total: int, poll: float) -> None:
+def _claim(study: Any, trial: Any, total: int, poll: float, patience: float) -> None:
     """Let ``trial`` run only if the study needs it; wait while the trials ahead of it may complete the count.
 
     Counted against ``total``: the finished trials (complete, pruned), the trials running with a lower number (they
@@ -366,6 +366,7 @@ def _claim(study: Any, trial: Any, total: int, poll: float) -> None:
     states = optuna.trial.TrialState
     finished_states = (states.COMPLETE, states.PRUNED)
     study_stop = study.stop
+    since, seen = time.monotonic(), -1
     while True:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ExperimentalWarning
@@ -388,6 +389,12 @@ def _claim(study: Any, trial: Any, total: int, poll: float) -> None:
         if not running:
             trial.set_user_attr("status", "surplus")
             raise _Surplus("a queued trial takes this one's place")
+        if len(finished) != seen:
+            since, seen = time.monotonic(), len(finished)
+        elif time.monotonic() - since > patience:
+            trial.set_user_attr("status", "surplus")
+            study_stop()
+            raise _Surplus(f"no trial ahead finished in {patience:.0f} s")
         time.sleep(poll)
 
 
