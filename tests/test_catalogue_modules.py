@@ -341,3 +341,26 @@ def test_catalogue_gwd_sync_requires_process_group():
     assert np.isfinite(
         float(SF.generalized_wasserstein_dice_loss(x, t, mode="multiclass", dist_matrix=M3, ignore_index=IGNORE))
     )
+
+
+@pytest.mark.parametrize("mode", ["binary", "multiclass", "multilabel"])
+def test_catalogue_default_arguments_build_every_loss_that_supports_the_mode(mode):
+    from seglosses.registry import default_arguments
+
+    c = 1 if mode == "binary" else 3
+    x, t = _data(mode, seed=6, c=c)
+    skipped = []
+    for name in available_losses():
+        args = default_arguments(name, mode=mode, num_classes=c)
+        if args is None:
+            skipped.append(name)
+            with pytest.raises(ValueError, match=r"`mode` must be one of"):
+                get_loss(name, mode=mode, **_extra(name))
+            continue
+        assert torch.isfinite(get_loss(name, mode=mode, ignore_index=IGNORE, **args)(x, t))
+    expected = {"binary": ["generalized_wasserstein_dice"], "multiclass": []}.get(mode)
+    if expected is not None:
+        assert skipped == expected
+    else:  # multilabel: the unified focal family and GWD
+        assert "generalized_wasserstein_dice" in skipped
+        assert "unified_focal" in skipped

@@ -200,3 +200,28 @@ def search_space(name: str, mode: str | None = None) -> dict[str, Param]:
     check_option("search_space", "name", name, available_losses())
     space = SEARCH_SPACES.get(name, {})
     return {k: p for k, p in space.items() if mode is None or not p.modes or mode in p.modes}
+
+
+def default_arguments(name: str, *, mode: str, num_classes: int) -> dict[str, Any] | None:
+    """Arguments without a default that ``name`` needs for a task, or None when the loss does not support ``mode``.
+
+    For running every loss on one task (``seglosses compare --losses all``): the generalised Wasserstein Dice loss
+    gets ``dist_matrix = 1 - eye(C)`` (every confusion costs the same; pass the task's own matrix for real use);
+    every other loss needs nothing. ``num_classes`` is ``C`` (1 in binary mode).
+
+    Examples:
+        >>> from seglosses.registry import default_arguments
+        >>> default_arguments("dice", mode="binary", num_classes=1)
+        {}
+        >>> default_arguments("generalized_wasserstein_dice", mode="binary", num_classes=1) is None
+        True
+        >>> default_arguments("generalized_wasserstein_dice", mode="multiclass", num_classes=2)
+        {'dist_matrix': [[0.0, 1.0], [1.0, 0.0]]}
+
+    """
+    cls = loss_class(name)
+    if mode not in getattr(cls, "_modes", ("binary", "multiclass", "multilabel")):
+        return None
+    if name == "generalized_wasserstein_dice":
+        return {"dist_matrix": [[0.0 if i == j else 1.0 for j in range(num_classes)] for i in range(num_classes)]}
+    return {}
