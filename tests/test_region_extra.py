@@ -691,3 +691,15 @@ def test_region_extra_modules_and_registry():
         x = torch.randn(2, 3, 4, 4, dtype=torch.float64)
         t = torch.randint(0, 3, (2, 4, 4))
         _close(module(x, t), getattr(SF, name)(x, t, mode="multiclass", **extra).numpy(), rtol=1e-14)
+
+
+def test_generalized_wasserstein_dice_image_with_no_kept_pixel_scores_zero(make_case):
+    case = make_case("multiclass", target="index", c=3, ignore=True, seed=47)
+    t = case.t.clone()
+    t[0] = IGNORE
+    for smooth in (0.0, 1e-5):
+        out = SF.generalized_wasserstein_dice_loss(
+            case.x, t, mode="multiclass", dist_matrix=M_UNEVEN, ignore_index=IGNORE, smooth=smooth, reduction="none"
+        )
+        assert float(out[0]) == 0.0
+        _close(out, ref_gwd(case.x_np, t.numpy(), M_UNEVEN, ignore_index=IGNORE, smooth=smooth, reduction="none"))

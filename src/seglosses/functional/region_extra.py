@@ -285,8 +285,8 @@ def sensitivity_specificity_loss(
         for multiple sclerosis lesion segmentation", MICCAI 2015, eq. 3.
 
     Examples:
-        Probabilities (1, 0, 0.5, 0) against (1, 0, 1, 0) with r = 0.5 and eps = 0: the positives' squared errors
-        sum to 0.25 over 2 positives, the negatives' to 0: 0.5 * 0.25 / 2 = 0.0625.
+        Probabilities (1, 0, 0.5, 0) against (1, 0, 1, 0) with r = 0.5 and a negligible eps: the positives' squared
+        errors sum to 0.25 over 2 positives, the negatives' to 0: 0.5 * 0.25 / 2 = 0.0625.
 
         >>> import torch
         >>> from seglosses.functional import sensitivity_specificity_loss
@@ -489,7 +489,8 @@ def generalized_wasserstein_dice_loss(
         TP = \sum_i \alpha_{y_i} (\alpha_{y_i} - W_i), \qquad
         L = 1 - \frac{2\,TP + s}{2\,TP + \sum_i W_i + s}
 
-    per image (sums over its kept pixels), then the mean over images. :math:`M` is ``dist_matrix`` divided by its
+    per image (sums over its kept pixels), then the mean over images (an image with no kept pixel scores 0 and
+    counts in the mean). :math:`M` is ``dist_matrix`` divided by its
     maximum, :math:`W_i` the Wasserstein distance between the prediction at pixel i and its label (a cost of
     confusing class :math:`y_i` with class l), and :math:`\alpha_l` the distance of class l to the background
     (class 0): background pixels contribute no true positive, and confusing two foreground classes that are close
