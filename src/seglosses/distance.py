@@ -247,8 +247,10 @@ def signed_distance(
         LIVIAETS boundary-loss ``one_hot2dist`` computes ``edt(~m) * ~m - (edt(m) - 1) * m`` with scipy's EDT: it
         agrees with this map at unit spacing where the nearest outside pixel lies along a grid axis and the mask
         does not touch the image border (scipy's transform does not see the image outside), is wrong for other
-        spacings (``edt(m) - 1`` subtracts one unit, not one pixel), and its data loader truncates the map to
-        integers. Every loss that takes a map accepts any map through ``dist_map``.
+        spacings (``edt(m) - 1`` subtracts one unit, not one pixel: inside an axis-aligned box at spacing s ours
+        minus theirs is s - 1), gives a class that fills the image ``-(edt(all True) - 1)`` (scipy's transform of
+        an all-True array is not a distance; ours is 0), and its data loader truncates the map to integers. Every
+        loss that takes a map accepts any map through ``dist_map``.
 
     References:
         H. Kervadec et al., "Boundary loss for highly unbalanced segmentation", MIDL 2019 / MedIA 2021.

@@ -229,12 +229,17 @@ def boundary_loss(
         TypeError: non-floating input or ``dist_map``, a floating index target.
 
     Note:
-        LIVIAETS boundary-loss ``SurfaceLoss(idc=[1, ...])`` is ``mean(probs[:, idc] * dist_maps[:, idc])`` over
-        images, kept classes and pixels: with its maps passed as ``dist_map``, ``from_logits=False`` (it takes
-        softmax outputs) and ``idc`` = the classes from 1, it equals ours (every class has the same pixel count).
-        Its ``one_hot2dist`` map differs from ours (see :func:`seglosses.distance.signed_distance`: ``edt(m) - 1``
-        inside, wrong for non-unit spacing and at the image border; its data loader truncates the map to
-        integers); a map of its own can be passed as ``dist_map``. MONAI's ``BoundaryLoss`` is not in 1.6.
+        LIVIAETS boundary-loss ``SurfaceLoss(idc=[1, ..., C-1])(probs, dist_maps)`` is
+        ``(probs[:, idc] * dist_maps[:, idc]).mean()`` on softmax outputs: with its maps passed as ``dist_map``,
+        ``from_logits=False`` and the default ``include_background=False`` (``idc`` = the classes from 1) it
+        equals ours (every class has the same pixel count, so its global mean is our mean over classes of each
+        class's mean). Its maps (``one_hot2dist``) differ from ours: ``edt(m) - 1`` inside instead of the distance
+        to the inner ring, which agrees only at unit spacing where the nearest outside pixel lies along a grid
+        axis and the mask does not touch the image border (scipy's transform does not see the image outside); a
+        class filling the image gets ``-(edt(all True) - 1)``, not a distance; and its data loader truncates the
+        map to integers. MONAI 1.6 has no boundary loss. The paper's schedule
+        ``alpha * region + (1 - alpha) * boundary`` is :func:`seglosses.schedules.rebalance`, applied by the
+        user's training loop.
 
     References:
         H. Kervadec, J. Bouchtiba, C. Desrosiers, E. Granger, J. Dolz, I. Ben Ayed, "Boundary loss for highly
@@ -351,14 +356,16 @@ def hausdorff_dt_loss(
         TypeError: see :func:`boundary_loss`.
 
     Note:
-        MONAI ``HausdorffDTLoss(alpha=a, include_background=b, sigmoid=True)`` (binary/multilabel logits) or
-        ``(softmax=True, to_onehot_y=True)`` (multiclass) computes the same maps at unit spacing (``edt(fg) +
-        edt(bg)`` of the channel thresholded at 0.5, 0 for an empty or full mask) and the mean over images, kept
-        classes and pixels: equal to ours with ``alpha=a, include_background=b`` (our mean over each class's pixels
-        then over classes is that mean, every class having the same pixel count; ``batch=True`` pools images the
-        same way). MONAI computes the maps in a Python loop over images and classes; it has no ``spacing`` and no
-        ``ignore_index``. ``LogHausdorffDTLoss`` is ``log_loss=True``. In binary mode with one channel MONAI
-        ignores ``include_background=False``, as we do.
+        MONAI ``HausdorffDTLoss(alpha=a, include_background=b, batch=k)`` with ``sigmoid=True`` (binary and
+        multilabel logits) or ``softmax=True, to_onehot_y=True`` (multiclass) computes the same maps at unit
+        spacing (``edt(fg) + edt(bg)`` of each image's channel thresholded at 0.5, 0 for an empty or full mask) and
+        the same per-pixel terms. Its default ``batch=False`` averages each image's pixels per class, then the
+        images and classes: ours with ``per_image=True``; ``batch=True`` pools the images' pixels per class: ours
+        with the default ``per_image=False``; ``reduction="none"`` gives ``(N, K, 1, ...)`` where ours gives
+        ``(N, K)``. ``LogHausdorffDTLoss`` is ``log_loss=True``. In binary mode (one channel) MONAI ignores
+        ``include_background=False``, as we do. MONAI has no ``spacing`` and no ``ignore_index``, and computes
+        four transforms per image and class in every call (ours: two, with the target's map passed as
+        ``dist_map``). Karimi & Salcudean's one-sided and erosion-based variants are not offered.
 
     References:
         D. Karimi, S. E. Salcudean, "Reducing the Hausdorff distance in medical image segmentation with

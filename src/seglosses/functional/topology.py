@@ -256,8 +256,10 @@ def cldice_loss(
     with :math:`S` the soft skeleton (Algorithm 1 of the paper, :func:`soft_skeleton`: erode = min-pool over the
     face-connected cross, dilate = 3^d max-pool, ``iterations`` steps, in-image neighbours only), sums over the
     kept pixels of the batch (of each image with ``per_image``). The prediction's skeleton is taken of the
-    probabilities as given; the target's of the hard or soft target with ignored pixels as background (no gradient
-    flows through it). A harmonic mean of two zeros is 0; with ``smooth=0`` an empty skeleton gives ``0/0 = 1``.
+    probabilities as given (the pooling sees every pixel, so the probabilities at ignored pixels still shape the
+    skeleton at their neighbours; only the sums leave them out); the target's of the hard or soft target with
+    ignored pixels as background (no gradient flows through it). A harmonic mean of two zeros is 0; with
+    ``smooth=0`` an empty skeleton gives ``0/0 = 1``.
 
     Shapes:
         As :func:`seglosses.functional.dice_loss` with 1 to 3 spatial dims; ``"none"`` gives ``(K,)`` or
@@ -289,16 +291,26 @@ def cldice_loss(
         TypeError: see :func:`seglosses.functional.dice_loss`; a non-int ``iterations``.
 
     Note:
-        - The official code (``soft_cldice(iter_=3, smooth=1.)``): its ``iter_`` is ignored and the skeleton
-          always runs 10 steps (our default), it takes probabilities, and it pools every class from 1 into one
-          sum over the batch (ours is per class, then the mean): equal to ours in binary mode, or multiclass with
-          two classes and ``include_background=False``, with ``from_logits=False``.
-        - MONAI ``SoftclDiceLoss(iter_=3, smooth_nr=1, smooth_dr=1, smooth=1e-4)``: ``iterations=3`` and
-          ``smooth=1``; it sums per image (``per_image=True``) over all kept classes pooled, and adds its
-          ``smooth`` (1e-4) to the harmonic mean's denominator, ``1 - 2 T_p T_s / (T_p + T_s + 1e-4)``; ours
-          adds nothing there. With one kept class these are the only differences.
-        - Memory: the skeleton keeps about 4 tensors of the kept classes' size per step for the backward (10 steps:
-          about 40x the probabilities); the target's skeleton keeps none.
+        - The official PyTorch code, ``soft_cldice(iter_=3, smooth=1., exclude_background=False)`` called as
+          ``(y_true, y_pred)`` on probabilities: its ``iter_`` is never used (the skeleton is
+          ``SoftSkeletonize(num_iter=10)``: always 10 steps, our default), and it pools every channel given
+          (``exclude_background`` drops channel 0; an earlier version always dropped it) and every image into one
+          ``T_prec`` and one ``T_sens``. Ours is one ratio per class, then the class reduction: equal to it in
+          binary mode (and multiclass with two classes and ``include_background=False``) with
+          ``from_logits=False, iterations=10, smooth=1``; with several kept classes the difference is exactly
+          that pooling.
+        - MONAI ``SoftclDiceLoss(iter_=k, smooth_nr=s, smooth_dr=s, smooth=eps, include_background=b)`` with
+          ``sigmoid=True`` (binary/multilabel) or ``softmax=True, to_onehot_y=True`` (multiclass): the same
+          skeleton (``iterations=k``, ``smooth=s``; its default ``iter_=3`` is ours ``iterations=3``), sums per
+          image (``per_image=True``) with the kept classes of an image pooled, and ``eps`` (default 1e-4) added to
+          the harmonic mean's denominator, ``1 - 2 T_p T_s / (T_p + T_s + eps)``; ours adds nothing there. With
+          one kept class and a negligible ``eps`` the numbers are equal.
+        - Empty classes: with ``smooth > 0`` an empty target class predicted empty scores ``T_p = T_s = 1``
+          (loss 0); false positives of a class absent from the target still lower ``T_p``.
+        - Cost: a skeleton step is one cross max (d max-pools), one negation and one 3^d max-pool on the kept
+          classes' probabilities; the target's skeleton (index targets) is computed in bool arithmetic without
+          autograd. Memory: the backward keeps about 9 tensors of the kept classes' size per step (pool indices
+          are int64, so they count double), about 90x the probabilities at 10 steps (MONAI's keeps more).
 
     References:
         S. Shit, J. C. Paetzold, A. Sekuboyina et al., "clDice - a novel topology-preserving loss function for
@@ -313,6 +325,12 @@ def cldice_loss(
         >>> g = torch.tensor([[[[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]]])
         >>> cldice_loss(g, g, mode="binary", from_logits=False).item()
         0.0
+
+        Predicting nothing: S(p) = 0, so Tprec = (0 + 1) / (0 + 1) = 1 and Tsens = (0 + 1) / (3 + 1) = 1/4;
+        clDice = 2 * (1/4) / (5/4) = 0.4 and the loss is 0.6.
+
+        >>> round(cldice_loss(torch.zeros_like(g), g, mode="binary", from_logits=False).item(), 6)
+        0.6
 
     """
     fn = "cldice_loss"
@@ -409,10 +427,13 @@ def dice_cldice_loss(
         TypeError: see :func:`cldice_loss`.
 
     Note:
-        MONAI ``SoftDiceclDiceLoss(iter_=3, alpha=a, smooth_nr=1, smooth_dr=1)`` is ``alpha=a, iterations=3,
-        smooth=1, per_image=True`` (its Dice is MONAI ``DiceLoss`` per image and class), except for the harmonic
-        mean's extra ``smooth`` described in :func:`cldice_loss`. The official clDice repository's
-        ``soft_dice_cldice`` pools the classes from 1 over the batch in both terms (equal in binary mode).
+        MONAI ``SoftDiceclDiceLoss(iter_=k, alpha=a, smooth_nr=s, smooth_dr=s, smooth=eps)`` is ``alpha=a,
+        iterations=k, smooth=s, per_image=True`` (its Dice is MONAI ``DiceLoss`` per image and class, as ours with
+        ``per_image=True``), up to the class pooling and the harmonic mean's ``eps`` of its clDice term (see
+        :func:`cldice_loss`): equal with one kept class and a negligible ``eps``. The official clDice code's
+        ``soft_dice_cldice(iter_, alpha, smooth, exclude_background)`` runs 10 skeleton steps whatever ``iter_``
+        and pools every channel and image in both terms (its Dice uses ``smooth = 1``): equal to ours in binary
+        mode with ``from_logits=False, iterations=10``.
 
     References:
         S. Shit et al., "clDice - a novel topology-preserving loss function for tubular structure segmentation",
