@@ -17,6 +17,9 @@ operator has a fake-tensor registration (shapes and dtypes only, for ``torch.com
 autograd registration whose backward calls the matching ``*_bwd`` operator, so that a compiled training step keeps
 the kernels (no graph break) and ``torch.library.opcheck`` passes on every operator.
 
+The losses reach these operators only through :mod:`seglosses._dispatch` (under ``torch.compile`` and
+``torch.export``, on CUDA with Triton, or when forced), which also decides every other path.
+
 Statistics come back in the accumulation dtype: float32 (also for float16/bfloat16 logits) or float64.
 
 The softmax forward also returns two per-pixel tensors for its backward, ``(N, M)`` on the CPU (the logsumexp and
@@ -604,26 +607,3 @@ def _sigmoid_backward(
 
 
 sigmoid_dense_fwd.register_autograd(_sigmoid_backward, setup_context=_sigmoid_setup)
-
-
-def sigmoid_dense(
-    x: Tensor,
-    g: Tensor,
-    valid: Tensor | None,
-    *,
-    alpha: float | None = None,
-    gamma: float = 0.0,
-    need_pixel: bool = False,
-    gamma_pos0: bool = False,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``(TP, P, G, F)`` as :func:`seglosses._fused.sigmoid_dense`, through the operators."""
-    out: tuple[Tensor, Tensor, Tensor, Tensor] = sigmoid_dense_fwd(
-        x, g, valid, alpha, float(gamma), True, need_pixel, gamma_pos0
-    )
-    return out
-
-
-def sigmoid_focal(x: Tensor, g: Tensor, valid: Tensor | None, *, alpha: float | None, gamma: float) -> Tensor:
-    """Per-image sums ``(N,)`` of the sigmoid focal term, as :func:`seglosses._fused.sigmoid_focal`."""
-    out: tuple[Tensor, Tensor, Tensor, Tensor] = sigmoid_dense_fwd(x, g, valid, alpha, float(gamma), False, True, False)
-    return out[3]
