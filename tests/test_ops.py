@@ -436,3 +436,15 @@ def test_compound_loss_takes_its_statistics_from_one_pass(name, mode, kw, expect
         out = seglosses.get_loss(name, mode=mode, **kw)(x, t)
     assert taken == expected
     assert torch.isfinite(out)
+
+
+@pytest.mark.parametrize("path", BAD_INDEX_PATHS, ids=lambda p: ",".join(f"{k}={v}" for k, v in p.items()) or "default")
+@pytest.mark.parametrize("mode", ["multiclass", "binary"])
+def test_nan_logit_makes_every_fused_loss_nan(mode, path):
+    """The NaN counter's effect on every path: one NaN logit gives a NaN loss (never a silently finite one)."""
+    x, t = _case_inputs(mode)
+    x = x.double()
+    x[1, 0, 2, 2] = float("nan")
+    with _dispatch.use(**path):
+        for name in ("dice", "cross_entropy", "focal", "dice_ce"):
+            assert torch.isnan(seglosses.get_loss(name, mode=mode)(x, t)), name

@@ -22,7 +22,10 @@ The same module holds the fused sigmoid paths for binary / multilabel logits (st
 the focal / BCE term from one pass each way). On the CPU each pass runs in a compiled kernel when one is available
 (:mod:`seglosses._native`: ``_native.cpp`` compiled on first use, OpenMP on PyTorch's thread pool); the
 pure-PyTorch functions here are the fallback with the same numbers (``SEGLOSSES_NATIVE=0`` forces them; the tests
-pin the two equal), and the only path on GPUs and under ``torch.compile``.
+pin the two equal). The operators of :mod:`seglosses._ops` run the same functions as their CPU implementation (and
+the Triton kernels on CUDA); :mod:`seglosses._dispatch` decides which of the two a loss calls. Each autograd
+function also has a whole-tensor, out-of-place ("traced") form, taken while ``torch.compile`` traces it (when the
+operators are switched off) or when forced by :func:`seglosses._dispatch.use` ``(traced=True)``.
 """
 
 from __future__ import annotations
