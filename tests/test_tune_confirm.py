@@ -232,3 +232,34 @@ def test_claim_rules_count_finished_running_ahead_and_queued_trials() -> None:
     assert _claim_outcome([two[:1]], mine=0, total=6, baseline=True) == ("run", None)
     # waiting on a trial that never ends (no heartbeat) gives up after `patience` seconds
     assert _claim_outcome([ahead], patience=0.05) == ("stop", "surplus")
+
+
+def test_tune_takes_datasets_and_a_model_factory(tmp_path: Path, monkeypatch) -> None:
+    import torch
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(6, 1, 16, 16, generator=g)
+    masks = (images[:, 0] > 0.3).long()
+    train, val = TensorDataset(images[:4], masks[:4]), TensorDataset(images[4:], masks[4:])
+    calls = []
+
+    def factory(in_channels, out_channels):
+        calls.append((in_channels, out_channels))
+        return torch.nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    config = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=2)
+    kw = {"data": (train, val), "num_classes": 2, "out": tmp_path, "config": config, "progress": False}
+    result = tune("tversky", trials=1, model=factory, confirm_seeds=0, **kw)
+    assert result.trials[0]["state"] == "COMPLETE"
+    assert set(calls) == {(1, 1)}  # binary: one output channel; once for the check, once for the trial
+    assert len(calls) == 2
+
+    def wrong(in_channels, out_channels):
+        return torch.nn.Conv2d(in_channels, 3, 1)
+
+    with pytest.raises(ValueError, match="tune: .*1.*3|tune: .*3.*1"):
+        tune("tversky", trials=1, model=wrong, confirm_seeds=0, **{**kw, "out": tmp_path / "w"})
+    assert not (tmp_path / "w" / "study.db").exists()  # nothing stored before the check
+    with pytest.raises(ValueError, match="needs `num_classes`"):
+        tune("tversky", trials=1, **{**kw, "num_classes": None})

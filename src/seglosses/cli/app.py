@@ -170,12 +170,9 @@ def compare(
     from seglosses.cli.data import DataError
     from seglosses.cli.model import load_factory
     from seglosses.cli.report import rich_table
-    from seglosses.registry import available_losses
 
     console = Console()
     names = None if losses is None else [n.strip() for n in losses.split(",") if n.strip()]
-    if names == ["all"]:
-        names = available_losses()
     if nproc is not None and nproc < 1:
         _fail(f"--nproc must be >= 1; got {nproc}")
     if amp is not None and amp not in ("bf16", "fp16"):
@@ -271,6 +268,14 @@ def tune(
     tolerance: Annotated[
         float, typer.Option("--tolerance", min=0.0, help="NSD tolerance in pixels (or the data's spacing units).")
     ] = 1.0,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            help="Your model: package.module:function returning a fresh torch.nn.Module, called with in_channels= "
+            "and out_channels= when it accepts them (default: the built-in U-Net).",
+        ),
+    ] = None,
     heartbeat: Annotated[
         float,
         typer.Option(
@@ -288,6 +293,7 @@ def tune(
     from rich.console import Console
 
     from seglosses.cli.data import DataError
+    from seglosses.cli.model import load_factory
     from seglosses.cli.tune import rich_trials_table
     from seglosses.cli.tune import tune as run_tune
 
@@ -295,6 +301,7 @@ def tune(
     try:
         result = run_tune(
             loss,
+            model=None if model is None else load_factory(model),
             trials=trials,
             metric=metric,
             data=data,

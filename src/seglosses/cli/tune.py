@@ -32,7 +32,7 @@ from typing import Any
 
 from seglosses.cli.data import SegData, load_data
 from seglosses.cli.results import METRICS, atomic_write, nan_to_none, paired_bootstrap
-from seglosses.cli.train import TrainConfig, build_loss, fingerprint
+from seglosses.cli.train import ModelFactory, RunSetup, TrainConfig, build_loss, fingerprint
 
 __all__ = ["DEFAULT_HEARTBEAT", "TUNE_FILES", "TUNE_METRICS", "TuneResult", "tune"]
 
@@ -121,7 +121,9 @@ def tune(
     *,
     trials: int = 20,
     metric: str = "dice",
-    data: str | SegData = "scratch-assay",
+    data: Any = "scratch-assay",
+    num_classes: int | None = None,
+    model: ModelFactory | None = None,
     out: str | os.PathLike[str] = "seglosses-tune",
     storage: str | None = None,
     study_name: str | None = None,
@@ -158,7 +160,13 @@ def tune(
             diagonal, the largest distance possible, and a class absent from both scores 0) or ``"nsd"`` (the
             normalised surface Dice of :func:`seglosses.metrics.nsd` at ``tolerance``, averaged the same way, absent
             from both 1, from one 0; maximised).
-        data: a dataset name or folder, or a loaded :class:`~seglosses.cli.data.SegData`.
+        data: a dataset name or folder, a loaded :class:`~seglosses.cli.data.SegData`, or a ``(train, val)`` pair
+            of ``torch.utils.data.Dataset`` of ``(image (C, *S) float, mask (*S) int64)``, as in
+            :func:`seglosses.compare` (then ``num_classes`` is required).
+        num_classes: the number of classes of ``data=(train, val)`` (2 for a binary task).
+        model: a factory returning a fresh ``nn.Module`` (called with ``in_channels=``/``out_channels=`` when it
+            accepts them, under each run's seed), as in :func:`seglosses.compare`; default the built-in U-Net. Its
+            output channels (1 for a binary task, else the class count) are checked before any trial.
         out: the results folder (the SQLite study, tables and plots).
         storage: an Optuna storage URL instead of ``sqlite:///OUT/study.db``: several ``tune`` processes given the
             same URL (and the same settings, hence the same study name) share one study, on one machine
@@ -210,7 +218,14 @@ def tune(
         raise ValueError(f"tune: `heartbeat` must be a number of seconds > 0; got {heartbeat!r}")
     if not (isinstance(tolerance, int | float) and math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"tune: `tolerance` must be a number >= 0; got {tolerance!r}")
-    dataset = data if isinstance(data, SegData) else load_data(data)
+    if isinstance(data, SegData):
+        dataset = data
+    elif isinstance(data, str | os.PathLike) and num_classes is None:
+        dataset = load_data(str(data))
+    else:
+        from seglosses.cli.compare import resolve_data
+
+        dataset = resolve_data(data, num_classes=num_classes, crop=None, caller="tune")
     space = search_space(loss, dataset.mode)
     if not space:
         raise ValueError(f"tune: the loss {loss!r} has no hyperparameter to search in mode={dataset.mode!r}")
@@ -221,13 +236,18 @@ def tune(
     else:
         config = TrainConfig.preset(quick=True, ndim=dataset.ndim, epochs=epochs)
     direction = "minimize" if metric == "hd95" else "maximize"
-    objective_of = _Objective(dataset, config, metric, float(tolerance), device)
+    setup = RunSetup(model=model)
+    if model is not None:
+        from seglosses.cli.train import check_model
+
+        check_model(dataset, setup, config, seed=seed, device=device, caller="tune")
+    objective_of = _Objective(dataset, config, metric, float(tolerance), device, setup)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     storage_url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
     if study_name is None:
         extra: dict[str, Any] = {"seed": seed} | ({"tolerance": float(tolerance)} if metric == "nsd" else {})
-        study_name = f"{loss}-{metric}-{fingerprint(dataset, config, loss, extra)}"
+        study_name = f"{loss}-{metric}-{fingerprint(dataset, config, loss, extra, setup)}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = _open_study(study_name, storage_url, config.epochs, direction, float(heartbeat))
     TrialState = optuna.trial.TrialState  # noqa: N806 - an enum
@@ -287,8 +307,17 @@ class _Values:
 class _Objective:
     """Trains one model for a loss and scores it with the tuning metric (overlap or surface)."""
 
-    def __init__(self, data: SegData, config: TrainConfig, metric: str, tolerance: float, device: str) -> None:
+    def __init__(
+        self,
+        data: SegData,
+        config: TrainConfig,
+        metric: str,
+        tolerance: float,
+        device: str,
+        setup: RunSetup | None = None,
+    ) -> None:
         self.data, self.config, self.metric, self.tolerance, self.device = data, config, metric, tolerance, device
+        self.setup = setup or RunSetup()
 
     def run(self, loss_fn: Any, seed: int, on_epoch: Callable[..., None] | None = None) -> tuple[_Values, str]:
         from seglosses.cli.train import Evaluation, train_run
@@ -301,6 +330,7 @@ class _Objective:
             config=self.config,
             device=self.device,
             on_epoch=on_epoch,
+            setup=self.setup,
             evaluation=evaluation,
         )
         if self.metric in METRICS:
@@ -325,7 +355,7 @@ class _Objective:
             spatial = tuple(int(s) for s in mask.shape)
             spacing = data.spacing or (1.0,) * len(spatial)
             with torch.no_grad():
-                logits = predict_logits(model, image[None].to(self.device), multiple=2**self.config.depth)
+                logits = predict_logits(model, image[None].to(self.device), multiple=self.setup.multiple(self.config))
             target = target_for_loss(mask[None].to(self.device), data.mode)
             kw: dict[str, Any] = {"mode": data.mode, "spacing": spacing, "per_image": True}
             if data.mode == "binary":
