@@ -1,15 +1,19 @@
 """Search the hyperparameters of one loss with Optuna: ``seglosses tune --loss tversky --trials 20``.
 
-Python API: :func:`tune` returns a :class:`TuneResult`. Every trial trains the same U-Net as ``seglosses compare``
-(same data split, initial weights, batches and schedule: only the loss's arguments change) and scores the final
-weights on the validation data with :mod:`seglosses.metrics` (mean foreground Dice unless ``metric`` says
-otherwise). The search space of each loss is declared next to it, in :data:`seglosses.registry.SEARCH_SPACES`.
+Python API: :func:`tune` returns a :class:`TuneResult`. Every trial trains the same model as ``seglosses compare``
+(the built-in U-Net or the user's factory; same data split, initial weights, batches and schedule: only the loss's
+arguments change) and scores the final weights on the validation data with :mod:`seglosses.metrics` (mean
+foreground Dice unless ``metric`` says otherwise: IoU, precision, recall, NSD, or HD95, which is minimised). The
+search space of each loss is declared next to it, in :data:`seglosses.registry.SEARCH_SPACES`. After the search,
+the best arguments and the defaults are trained again on fresh seeds and compared image by image (a paired
+bootstrap interval), because one trial is one seed.
 
 The study lives in SQLite (``OUT/study.db``), so an interrupted search resumes where it stopped: running the same
 command again runs only the trials still missing. The first trial of a new study is the loss's defaults, so the
-table shows what tuning gained. Outputs in ``OUT``: ``best_params.json``, ``trials.csv``, ``history.png`` and
-``importance.png`` (Optuna's plots; importance needs two finished trials with different values, else the file
-says so).
+table shows what tuning gained. Running trials send heartbeats to the storage, so that the trial of a worker that
+died is failed and re-run by another worker. Outputs in ``OUT``: ``best_params.json``, ``trials.csv``,
+``history.png`` and ``importance.png`` (Optuna's plots; importance needs two finished trials with different
+values, else the file says so).
 
 optuna, rich and matplotlib are imported inside the functions.
 """
