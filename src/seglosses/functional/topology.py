@@ -34,18 +34,27 @@ if TYPE_CHECKING:
 
 Weights = Sequence[float] | Tensor | None
 
-#: ``iterations``: a whole number of skeleton steps, >= 0 (checked to be an int as well).
-ITERATIONS = Interval(0.0)
 
-_POOLS = {1: torch_f.max_pool1d, 2: torch_f.max_pool2d, 3: torch_f.max_pool3d}
+class _WholeInterval(Interval):
+    """An :class:`Interval` of whole numbers: the value must also be a Python int (not a bool)."""
+
+    def check(self, fn: str, name: str, value: object, mode: str | None = None) -> float:
+        """Return ``value`` as a float, or raise ``TypeError`` (not an int) / ``ValueError`` (outside)."""
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{fn}: `{name}` must be an int; got {type(value).__name__} {value!r}")
+        return super().check(fn, name, value, mode)
+
+
+#: ``iterations``: a whole number of skeleton steps, >= 0 (the Module checks it at construction as well).
+ITERATIONS = _WholeInterval(0.0)
 
 
 def _check_iterations(fn: str, iterations: object) -> int:
-    if isinstance(iterations, bool) or not isinstance(iterations, int):
-        raise TypeError(f"{fn}: `iterations` must be an int; got {type(iterations).__name__} {iterations!r}")
-    if iterations < 0:
-        raise ValueError(f"{fn}: `iterations` must be >= 0; got {iterations}")
-    return iterations
+    """``iterations`` is an int >= 0 (``TypeError`` / ``ValueError`` naming ``fn``); returns it."""
+    return int(ITERATIONS.check(fn, "iterations", iterations))
+
+
+_POOLS = {1: torch_f.max_pool1d, 2: torch_f.max_pool2d, 3: torch_f.max_pool3d}
 
 
 class _CrossMax(torch.autograd.Function):
@@ -334,9 +343,13 @@ def cldice_loss(
 
     """
     fn = "cldice_loss"
-    iterations = _check_iterations(fn, iterations)
     check_hparams(
-        fn, smooth=smooth, include_background=include_background, per_image=per_image, class_weights=class_weights
+        fn,
+        iterations=iterations,
+        smooth=smooth,
+        include_background=include_background,
+        per_image=per_image,
+        class_weights=class_weights,
     )
     check_reduction(fn, reduction)
     check_no_class_weights_binary(fn, class_weights, mode)
@@ -450,8 +463,7 @@ def dice_cldice_loss(
 
     """
     fn = "dice_cldice_loss"
-    check_hparams(fn, alpha=alpha, smooth=smooth)
-    _check_iterations(fn, iterations)
+    check_hparams(fn, alpha=alpha, iterations=iterations, smooth=smooth)
     shared = {
         "mode": mode,
         "from_logits": from_logits,
