@@ -390,6 +390,23 @@ def test_cli_model_amp_spacing_options(tmp_path, monkeypatch):
         assert option in help_text
 
 
+def test_all_losses_get_the_task_arguments_and_skip_unsupported_modes(monkeypatch):
+    from seglosses.registry import available_losses
+
+    built: list[str] = []
+    monkeypatch.setattr(compare_module, "train_run", lambda data, loss_fn, **kw: (built.append(1), [], "ok"))
+    messages: list[str] = []
+    binary = seglosses.compare(["all"], data="synthetic:binary", seeds=1, out=None, progress=False, log=messages.append)
+    assert "generalized_wasserstein_dice" not in binary.losses
+    assert any("skipping the loss 'generalized_wasserstein_dice'" in m for m in messages)
+    assert set(binary.losses) == set(available_losses()) - {"generalized_wasserstein_dice"}
+    multi = seglosses.compare(["all"], data="synthetic", seeds=1, out=None, progress=False, log=messages.append)
+    run = next(r for r in multi.runs if r.loss == "generalized_wasserstein_dice")
+    assert run.loss_args == {"dist_matrix": (1.0 - np.eye(3)).tolist()}  # every confusion costs the same
+    with pytest.raises(ValueError, match="the loss 'generalized_wasserstein_dice' does not support binary tasks"):
+        seglosses.compare(["generalized_wasserstein_dice"], data="synthetic:binary", seeds=1, out=None, progress=False)
+
+
 # ------------------------------------------------------------------------------------------------ folders: memory
 
 _RSS_SCRIPT = textwrap.dedent(

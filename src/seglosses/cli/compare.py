@@ -175,7 +175,9 @@ def compare(
     (validation image, seed) pairs with a 95 % bootstrap interval (:mod:`seglosses.cli.results`).
 
     Args:
-        losses: registry names (default :data:`DEFAULT_LOSSES`), plus any key of ``extra_losses``.
+        losses: registry names (default :data:`DEFAULT_LOSSES`; ``["all"]``: every registry loss that supports the
+            task), plus any key of ``extra_losses``. A loss with an argument that has no default gets the task's
+            neutral one (:func:`seglosses.registry.default_arguments`) unless ``loss_args`` gives it.
         data: a dataset name or folder (see :func:`seglosses.cli.data.load_data`; folders are read lazily), a
             loaded :class:`~seglosses.cli.data.SegData`, or ``(train, val)``: two map-style
             ``torch.utils.data.Dataset`` objects of ``(image (C, *S) float, mask (*S) int64)``, read item by item
@@ -271,7 +273,13 @@ def compare(
     if nsd_tolerance is not None and not (math.isfinite(nsd_tolerance) and nsd_tolerance >= 0):
         raise ValueError(f"compare: `nsd_tolerance` must be a finite number >= 0; got {nsd_tolerance}")
     extra = dict(extra_losses or {})
-    names = list(losses) if losses else list(DEFAULT_LOSSES)
+    every = losses is not None and list(losses) == ["all"]
+    if every:
+        from seglosses.registry import available_losses
+
+        names = available_losses()
+    else:
+        names = list(losses) if losses else list(DEFAULT_LOSSES)
     if len(set(names)) != len(names):
         raise ValueError(f"compare: `losses` names a loss twice: {names}")
     seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
@@ -307,12 +315,24 @@ def compare(
         spacing=None if spacing is None else tuple(float(v) for v in spacing),
         nsd_tolerance=None if nsd_tolerance is None else float(nsd_tolerance),
     )
+    # The arguments without a default that a registry loss needs for this task (the generalised Wasserstein Dice
+    # loss's dist_matrix = 1 - eye(K)); the user's own arguments take precedence. A loss that does not support the
+    # task's mode is an error when named, and skipped (with a message) among the defaults or "all".
+    for name in list(names):
+        needed = _task_arguments(name, dataset, extra)
+        if needed is None:
+            if losses and not every:
+                raise ValueError(f"compare: the loss {name!r} does not support {dataset.mode} tasks")
+            say(f"skipping the loss {name!r}: it does not support {dataset.mode} tasks")
+            names.remove(name)
+        elif needed:
+            all_args[name] = {**needed, **all_args.get(name, {})}
     # Build every loss once before training so that a bad name or argument fails first, not after an hour.
     for name in list(names):
         try:
             build_loss(name, dataset.mode, all_args.get(name, {}), extra)
         except Exception as exc:
-            if losses or name in all_args:
+            if (losses and not every) or name in all_args:
                 raise ValueError(f"compare: cannot build the loss {name!r}: {exc}") from exc
             say(f"skipping the default loss {name!r}: it cannot be built here ({type(exc).__name__}: {exc})")
             names.remove(name)
@@ -348,6 +368,17 @@ def compare(
         table: ResultsTable = spawn(nprocs, device, _spawned_compare, payload, folder)
         return table
     return _compare_runs(setting, None, say)
+
+
+def _task_arguments(name: str, dataset: SegData, extra: Mapping[str, LossFactory]) -> dict[str, Any] | None:
+    """:func:`seglosses.registry.default_arguments` for a registry loss on this data; ``{}`` for other names."""
+    if name in extra:
+        return {}
+    from seglosses.registry import available_losses, default_arguments
+
+    if name not in available_losses():
+        return {}  # an unknown name: building it raises the registry's error with a did-you-mean hint
+    return default_arguments(name, mode=dataset.mode, num_classes=dataset.out_channels)
 
 
 def _silent(text: str) -> None:
