@@ -170,12 +170,9 @@ def compare(
     from seglosses.cli.data import DataError
     from seglosses.cli.model import load_factory
     from seglosses.cli.report import rich_table
-    from seglosses.registry import available_losses
 
     console = Console()
     names = None if losses is None else [n.strip() for n in losses.split(",") if n.strip()]
-    if names == ["all"]:
-        names = available_losses()
     if nproc is not None and nproc < 1:
         _fail(f"--nproc must be >= 1; got {nproc}")
     if amp is not None and amp not in ("bf16", "fp16"):
