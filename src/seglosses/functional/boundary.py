@@ -5,6 +5,10 @@ the class's kept pixels (over the batch, or per image with ``per_image``), then 
 region loss. A map not given is computed from the target on the CPU (scipy's exact EDT): one host round trip per
 call, so precompute the target's map in the data loader (:class:`seglosses.distance.DistanceMapTransform`) for
 speed. The Hausdorff-DT loss always computes the map of its thresholded prediction this way.
+
+Cost of the maps computed inside (fwd+bwd on a 2-core CPU, float32, multiclass, 4 classes): a boundary-loss step
+was about 6x slower than with the maps given on (8, 4, 256, 256) and about 20x slower on (2, 4, 96, 96, 96); a
+Hausdorff-DT step (whose prediction map is computed in every call anyway) about 1.7x and 2x slower.
 """
 
 from __future__ import annotations
