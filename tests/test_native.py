@@ -24,6 +24,7 @@ MULTILABEL_UNSUPPORTED = (
     "asymmetric_focal_tversky",
     "symmetric_focal_tversky",
 )
+MULTICLASS_ONLY = ("generalized_wasserstein_dice",)
 needs_native = pytest.mark.skipif(_native.library() is None, reason=f"native kernels: {_native.status()}")
 
 
@@ -138,6 +139,8 @@ def test_sigmoid_focal_native_equals_torch(dtype, masked, focal):
 def test_every_loss_native_equals_torch(name, mode):
     if mode == "multilabel" and name in MULTILABEL_UNSUPPORTED:
         pytest.skip("multilabel raises for the unified focal family")
+    if mode != "multiclass" and name in MULTICLASS_ONLY:
+        pytest.skip(f"{name} takes multiclass input only")
     g = torch.Generator().manual_seed(3)
     c = {"multiclass": 4, "binary": 1, "multilabel": 3}[mode]
     x = torch.randn((2, c, 9, 31), generator=g) * 3
@@ -150,6 +153,8 @@ def test_every_loss_native_equals_torch(name, mode):
     else:
         t = (torch.rand((2, c, 9, 31), generator=g) > 0.6).float()
         kwargs = {}
+    if name == "generalized_wasserstein_dice":  # a required argument: the classes' distances (here all 1)
+        kwargs["dist_matrix"] = 1.0 - torch.eye(c, dtype=torch.float64)
     loss = seglosses.get_loss(name, mode=mode, **kwargs)
     (out_n, grad_n), (out_t, grad_t) = _both(lambda xx: loss(xx, t), x)
     _close(out_n[0], out_t[0], torch.float32)
@@ -526,3 +531,79 @@ def test_lovasz_native_gradient_is_exactly_zero_outside_the_sort(mode):
         assert outside.any()
         assert (grad[0][outside] == 0).all()
         assert (grad[0][~outside] != 0).any()
+
+
+@pytest.fixture
+def restore_threading():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+    _native.set_threading("adaptive")
+
+
+def _loss_and_grad(name, mode, x, t, **kwargs):
+    leaf = x.detach().clone().requires_grad_(True)
+    value = getattr(seglosses.functional, f"{name}_loss")(leaf, t, mode=mode, **kwargs)
+    value.backward()
+    return value.detach(), leaf.grad
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_threading")
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize(
+    ("name", "mode", "kwargs"),
+    [
+        ("dice", "binary", {}),  # sigmoid statistics
+        ("dice_ce", "binary", {}),  # sigmoid statistics with the BCE pixel term
+        ("focal", "binary", {}),  # sigmoid focal
+        ("dice", "multiclass", {}),  # softmax statistics, index targets
+        ("dice_ce", "multiclass", {"ignore_index": 2}),  # softmax with the CE pixel term and a mask
+        ("focal", "multiclass", {}),  # focal terms
+        ("lovasz", "binary", {}),  # hinge rows over several threads
+        ("lovasz", "multiclass", {}),  # softmax key words, rows over several threads, the softmax backward
+        ("lovasz", "multiclass", {"per_image": True}),  # short rows spread over the threads
+    ],
+)
+def test_native_threading_modes_give_identical_bits(name, mode, kwargs, threads):
+    """A call's result depends on the thread count only: its ranges on a team of threads, handed out one at a
+    time, or one after the other on the calling thread (the contended fallback) give the same bits."""
+    torch.set_num_threads(threads)
+    g = torch.Generator().manual_seed(11)
+    if mode == "binary":
+        x = torch.randn((2, 1, 300, 300), generator=g)
+        t = (torch.rand((2, 1, 300, 300), generator=g) < 0.3).float()
+    else:
+        x = torch.randn((2, 3, 200, 200), generator=g)
+        t = torch.randint(0, 3, (2, 200, 200), generator=g)
+    results = {}
+    for how in ("serial", "threads", "adaptive"):
+        _native.set_threading(how)
+        results[how] = _loss_and_grad(name, mode, x, t, **kwargs)
+    assert torch.isfinite(results["serial"][0])
+    for how in ("threads", "adaptive"):
+        assert torch.equal(results[how][0], results["serial"][0]), how
+        assert torch.equal(results[how][1], results["serial"][1]), how
+    _native.set_native(False)
+    try:
+        reference = _loss_and_grad(name, mode, x, t, **kwargs)
+    finally:
+        _native.set_native(True)
+    torch.testing.assert_close(results["serial"][0], reference[0], rtol=2e-5, atol=2e-6)
+    torch.testing.assert_close(results["serial"][1], reference[1], rtol=2e-5, atol=2e-6)
+
+
+@needs_native
+@pytest.mark.usefixtures("restore_threading")
+def test_native_threading_state_and_bad_mode():
+    _native.set_threading("serial")
+    state = _native.threading_state()
+    assert state["mode"] == "serial"
+    assert isinstance(state["contended_calls"], int)
+    assert state["contended_calls"] >= 0
+    _native.set_threading("adaptive")
+    assert _native.threading_state()["mode"] == "adaptive"
+    with pytest.raises(
+        ValueError, match=r"set_threading: mode must be one of 'adaptive', 'threads', 'serial'; got 'fast'"
+    ):
+        _native.set_threading("fast")

@@ -2,10 +2,13 @@
 //
 // Plain C ABI over raw pointers (no Python or PyTorch headers): compiled on first use by _native.py with the
 // system C++ compiler and loaded with ctypes. Every kernel makes one pass over its input, block by block
-// (a block: up to BLOCK pixels of one image, all classes), on `threads` std::threads; per-thread sums are
-// accumulated in double and added in a fixed order, so results do not depend on timing.
+// (a block: up to BLOCK pixels of one image, all classes), in `threads` ranges (see parallel: OpenMP or
+// std::threads, or the calling thread alone where the cores are busy); per-range sums are accumulated in double and
+// added in a fixed order, so results do not depend on timing or on the threads that ran them.
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -14,8 +17,8 @@
 #include <type_traits>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
+#ifdef __linux__
+#include <sched.h>
 #endif
 
 namespace {
@@ -132,32 +135,110 @@ inline T block_dot(const T* __restrict a, const T* __restrict b, int64_t L) {
     return s;
 }
 
-// Run fn(thread_index, begin, end) over [0, items) split into at most `threads` contiguous ranges.
-// With OpenMP this runs on the OpenMP thread pool that PyTorch already holds (the library is loaded after
-// PyTorch's libgomp, and the loader reuses it), so the kernels do not compete with PyTorch's spinning workers.
+// ---------------------------------------------------------------------------------------------------------------
+// Threads. A kernel splits its work into nt = min(threads, items) contiguous ranges and keeps one accumulator per
+// range, added in range order: the numbers depend on `threads` only, never on which thread ran a range, on how
+// many threads the runtime gave, or on whether the ranges ran one after the other.
+//
+// A parallel region (fork-join) ends when every thread of its team has arrived. On a machine whose cores are busy
+// with other processes (DataLoader workers, another job), a team thread is often descheduled when the region
+// starts or in the middle of its range, and the region then waits a whole scheduler slice (milliseconds) for it.
+// So a region here (1) hands its ranges out one at a time (an atomic counter), so that a thread that arrives late
+// finds them done by the others; (2) times itself: its gain is (S - wall) / S, with S = nt times its fastest
+// range (what the calling thread alone would have taken), about 1 - 1/nt on idle cores and negative where the
+// region waited for a descheduled thread. Where the moving average of the gains (weight GAIN_WEIGHT, each gain
+// clamped at -1) turns negative, forking has cost more than it saved of late, and the calls of the process run
+// their ranges on the calling thread for a back-off period (20 ms, doubled after each probe that still loses, up
+// to 0.5 s); then one call probes with a team again, and a probe that gains ends the back-off. An occasional
+// preemption on a mostly idle machine leaves the average positive (the team still wins there). (3) A call runs
+// on the calling thread when its work is small (under SERIAL_ELEMENTS elements: a fork costs more than it saves)
+// or when the process may use a single core (sched_getaffinity).
+// With OpenMP the team is PyTorch's own OpenMP pool (the library is loaded after PyTorch's libgomp, and the loader
+// reuses it), so the kernels do not compete with PyTorch's spinning workers; without OpenMP, std::threads.
+
+constexpr int64_t SERIAL_ELEMENTS = 32768;        // below this many elements a call runs on the calling thread
+constexpr int64_t BACKOFF_MIN_NS = 20000000;      // first serial period after a contended region: 20 ms
+constexpr int64_t BACKOFF_MAX_NS = 500000000;     // longest serial period: 0.5 s
+constexpr double GAIN_WEIGHT = 0.25;              // weight of a region's gain in the moving average
+
+std::atomic<int64_t> g_serial_until{0};           // steady-clock ns: until then every call runs serially
+std::atomic<int64_t> g_backoff{BACKOFF_MIN_NS};   // the next serial period
+std::atomic<int64_t> g_contended{0};              // back-off periods started (for tests and reports)
+std::atomic<double> g_gain{0.5};                  // moving average of the teams' gains (negative: contended)
+std::atomic<int64_t> g_force{0};                  // 0: adaptive; 1: always fork; 2: always serial
+
+inline int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+// CPUs this process may run on (its affinity mask), or a large number where that cannot be read.
+inline int64_t usable_cpus() {
+#ifdef __linux__
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+    return std::numeric_limits<int>::max();
+}
+
+// Run fn(r, begin, end) once for every range r of [0, items) split into nt = min(threads, items) contiguous ranges
+// (range r is [items r / nt, items (r + 1) / nt)); `elements`: about how many elements the call reads (the
+// small-work test; negative: unknown, never small).
 template <class Fn>
-void parallel(int64_t items, int threads, const Fn& fn) {
-    int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, items));
-    if (nt == 1) {
-        fn(0, 0, items);
+void parallel(int64_t items, int threads, const Fn& fn, int64_t elements = -1) {
+    const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(threads, items));
+    auto run = [&](int64_t r) { fn(static_cast<int>(r), items * r / nt, items * (r + 1) / nt); };
+    const int64_t force = g_force.load(std::memory_order_relaxed);
+    const int64_t start = now_ns();
+    bool serial = nt == 1 || force == 2;
+    if (!serial && force != 1) {
+        serial = (elements >= 0 && elements < SERIAL_ELEMENTS) ||
+                 start < g_serial_until.load(std::memory_order_relaxed) || usable_cpus() < 2;
+    }
+    if (serial) {
+        for (int64_t r = 0; r < nt; ++r) run(r);
         return;
     }
+    const int team = static_cast<int>(std::min<int64_t>(nt, usable_cpus()));
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> fastest{std::numeric_limits<int64_t>::max()};
+    auto work = [&]() {
+        for (int64_t r = next.fetch_add(1); r < nt; r = next.fetch_add(1)) {
+            const int64_t t0 = now_ns();
+            run(r);
+            const int64_t took = now_ns() - t0;
+            int64_t seen = fastest.load(std::memory_order_relaxed);
+            while (took < seen && !fastest.compare_exchange_weak(seen, took, std::memory_order_relaxed)) {
+            }
+        }
+    };
 #ifdef _OPENMP
-#pragma omp parallel num_threads(static_cast<int>(nt))
-    {
-        const int64_t i = omp_get_thread_num();
-        const int64_t got = omp_get_num_threads();
-        fn(static_cast<int>(i), items * i / got, items * (i + 1) / got);
-    }
+#pragma omp parallel num_threads(team)
+    work();
 #else
     std::vector<std::thread> pool;
-    pool.reserve(nt - 1);
-    for (int64_t i = 1; i < nt; ++i) {
-        pool.emplace_back([&fn, i, items, nt] { fn(static_cast<int>(i), items * i / nt, items * (i + 1) / nt); });
-    }
-    fn(0, 0, items / nt);
+    pool.reserve(team - 1);
+    for (int i = 1; i < team; ++i) pool.emplace_back(work);
+    work();
     for (auto& th : pool) th.join();
 #endif
+    if (force == 1) return;
+    const int64_t end = now_ns();
+    const double alone = static_cast<double>(nt) * static_cast<double>(fastest.load(std::memory_order_relaxed));
+    const double gain = std::max(-1.0, alone > 0 ? (alone - static_cast<double>(end - start)) / alone : 0.0);
+    const double before = g_gain.load(std::memory_order_relaxed);
+    // a probe (the first team after a back-off) that gains ends the back-off; otherwise the average decides
+    const double average = before < 0 && gain > 0 ? gain : (1 - GAIN_WEIGHT) * before + GAIN_WEIGHT * gain;
+    g_gain.store(average, std::memory_order_relaxed);
+    if (average < 0) {
+        const int64_t period = g_backoff.load(std::memory_order_relaxed);
+        g_serial_until.store(end + period, std::memory_order_relaxed);
+        g_backoff.store(std::min(2 * period, BACKOFF_MAX_NS), std::memory_order_relaxed);
+        g_contended.fetch_add(1, std::memory_order_relaxed);
+    } else {
+        g_backoff.store(BACKOFF_MIN_NS, std::memory_order_relaxed);
+    }
 }
 
 // Sum per-thread accumulators (threads x size) into out (size), in thread order.
@@ -291,7 +372,7 @@ int softmax_index_fwd(const T* __restrict x, const int64_t* __restrict t, const 
                 }
             }
         }
-    });
+    }, N * C * M);
     for (int64_t th = 0; th < nt; ++th)
         if (bad[th]) return 1;
     if (need_stats) {
@@ -390,7 +471,7 @@ void softmax_index_bwd(const T* __restrict x, const int64_t* __restrict t, const
                 }
             }
         }
-    });
+    }, N * C * M);
 }
 
 template <typename T>
@@ -480,7 +561,7 @@ void focal_terms_ig(T* __restrict ld, const T* __restrict w, int64_t N, int64_t 
                 acc[th * N + n] += block_sum(fb, L);
             }
         }
-    });
+    }, N * M);
     reduce_into(acc, nt, N, value);
 }
 
@@ -584,7 +665,7 @@ void sigmoid_focal_fwd(const T* __restrict x, const T* __restrict g, const T* __
             focal_block<T, false>(x + r * M + j0, g + r * M + j0, L, w1, w0, gamma, ig, buf);
             acc[th * rows + r] += valid != nullptr ? block_dot(buf, valid + r * M + j0, L) : block_sum(buf, L);
         }
-    });
+    }, rows * M);
     reduce_into(acc, nt, rows, total);
 }
 
@@ -610,7 +691,7 @@ void sigmoid_focal_bwd(const T* __restrict x, const T* __restrict g, const T* __
                 for (int64_t j = 0; j < L; ++j) ob[j] *= sc;
             }
         }
-    });
+    }, rows * M);
 }
 
 // Sigmoid probability, exact on both sides (exp of a non-positive argument only).
@@ -697,7 +778,7 @@ void sigmoid_dense_fwd(const T* __restrict x, const T* __restrict g, const T* __
             a_tp[r] += block_sum(qb, L);
             a_gs[r] += vb != nullptr ? block_dot(gb, vb, L) : block_sum(gb, L);
         }
-    });
+    }, rows * M);
     std::vector<double> part(nt * rows);
     double* outs[4] = {psum, tp, pix, gsum};
     for (int which = 0; which < 4; ++which) {
@@ -738,7 +819,7 @@ void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __
                 for (int64_t j = 0; j < L; ++j) ob[j] *= vb[j];
             }
         }
-    });
+    }, rows * M);
 }
 
 
@@ -843,7 +924,7 @@ int lovasz_softmax_keys(const LovaszInput& in, uint32_t* __restrict keys, std::v
                 nan_t[th * N * C + n * C + c] |= bn != 0;
             }
         }
-    });
+    }, N * C * M);
     for (int64_t th = 0; th < nt; ++th)
         if (bad[th]) return 1;
     pos.assign(static_cast<size_t>(N * C), 0);
@@ -974,7 +1055,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
                 pos_count[th] = gp;
                 nan_seen[th] = nan;
             }
-        });
+        }, L);
         for (int64_t th = 0; th < nt; ++th) {
             Gi += pos_count[th];
             any_nan |= nan_seen[th] != 0;
@@ -1003,7 +1084,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
                 for (int64_t j = 0; j < len; ++j) h[db[j]] += 1u | (static_cast<uint64_t>(kb[j] >> 31) << 32);
             });
         }
-    });
+    }, L);
     // C: the top-digit pass: each element's entry (its low key bits << 1 | g; 0 outside the sort) into P, bucket d
     // at [bstart[d], bstart[d + 1]) (the elements outside the sort last, at [K, L)); the positions are not kept: E
     // gives each weight back to its element by the same pass over the key words
@@ -1035,7 +1116,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
                     }
                 });
             }
-        });
+        }, L);
     }
     const int64_t K = bstart[NB];
     // D: per bucket, its sort (stable) on words made of the low key bits above a local index, then the walk over
@@ -1157,7 +1238,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
             }
             partial[th] = acc;
         }
-    });
+    }, L);
     // E: the weights to their elements: the pass of C again (same chunks, same offsets), reading the entries back
     // in the order C wrote them
     parallel(nt, static_cast<int>(nt), [&](int, int64_t tb, int64_t te) {
@@ -1168,7 +1249,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
                 for (int64_t j = 0; j < len; ++j) kb[j] = P[o[digit(kb[j])]++];  // outside the sort: 0, the bits of 0.0f
             });
         }
-    });
+    }, L);
     value = 0.0;
     for (int64_t th = 0; th < nt; ++th) value += partial[th];
     if (any_nan) value = std::numeric_limits<double>::quiet_NaN();
@@ -1208,7 +1289,7 @@ void lovasz_softmax_bwd(const float* __restrict x, const float* __restrict lse, 
                 for (int64_t j = 0; j < L; ++j) ob[j] = pb[j] * (ob[j] - s[j]);
             }
         }
-    });
+    }, N * C * M);
 }
 
 // Number of values of g[0:n] other than 0, 1 and (if has_ignore) the ignore value; NaN counts. One vectorised
@@ -1228,7 +1309,7 @@ int64_t count_not_binary(const T* __restrict g, int64_t n, int has_ignore, T ign
             }
             part[ch] = bad;
         }
-    });
+    }, n);
     int64_t total = 0;
     for (int64_t v : part) total += v;
     return total;
@@ -1238,7 +1319,16 @@ int64_t count_not_binary(const T* __restrict g, int64_t n, int has_ignore, T ign
 
 extern "C" {
 
-int sl_version() { return 9; }
+int sl_version() { return 10; }
+
+// How parallel() runs a call that has more than one range: 0 adaptive (the default), 1 always on a team of
+// threads, 2 always on the calling thread. The results are the same in all three (for tests and A/B timings).
+void sl_set_threading(int mode) { g_force.store(mode, std::memory_order_relaxed); }
+
+// Back-off periods started by this process so far, and whether calls run serially now (1) or on threads (0): the
+// state of parallel()'s choice.
+int64_t sl_contended_regions() { return g_contended.load(std::memory_order_relaxed); }
+int sl_serial_now() { return now_ns() < g_serial_until.load(std::memory_order_relaxed) ? 1 : 0; }
 
 int64_t sl_count_not_binary_f32(const float* g, int64_t n, int has_ignore, double ignore, int threads) {
     return count_not_binary<float>(g, n, has_ignore, static_cast<float>(ignore), threads);
@@ -1342,7 +1432,7 @@ int sl_lovasz_fwd_f32(int kind, int hinge, const float* z, float* lse, const int
     if (row_parallel) {  // short rows: one row per thread at a time, each with its own scratch
         parallel(R, threads, [&](int th, int64_t begin, int64_t end) {
             for (int64_t r = begin; r < end; ++r) run(r, scratch + L * th, 1);
-        });
+        }, R * L);
     } else {  // long rows: one at a time, every thread on it
         for (int64_t r = 0; r < R; ++r) run(r, scratch, threads);
     }

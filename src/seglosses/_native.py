@@ -30,6 +30,9 @@ _INT = ctypes.c_int
 _D = ctypes.c_double
 _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "sl_version": (_INT, []),
+    "sl_set_threading": (None, [_INT]),
+    "sl_contended_regions": (_I64, []),
+    "sl_serial_now": (_INT, []),
     "sl_softmax_index_fwd": (_INT, [_P, _P, _P, _I64, _I64, _I64, _P, _P, _P, _P, _P, _INT, _INT]),
     "sl_softmax_index_bwd": (None, [_P, _P, _P, _P, _P, _P, _P, _I64, _I64, _I64, _INT, _P, _INT]),
     "sl_sigmoid_dense_fwd": (None, [_P, _P, _P, _I64, _I64, _P, _P, _P, _P, _D, _D, _D, _INT, _INT]),
@@ -41,6 +44,13 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "sl_focal_terms": (None, [_P, _P, _I64, _I64, _D, _P, _INT]),
     "sl_count_not_binary": (_I64, [_P, _I64, _INT, _D, _INT]),
 }
+
+
+#: The entry points without a float32/float64 pair.
+_UNTYPED = ("sl_version", "sl_set_threading", "sl_contended_regions", "sl_serial_now")
+
+#: The threading modes of :func:`set_threading`, as the kernels number them.
+_THREADING = {"adaptive": 0, "threads": 1, "serial": 2}
 
 
 def _torch_uses_gnu_openmp() -> bool:
@@ -114,7 +124,7 @@ def _build() -> ctypes.CDLL:
                 raise
     lib = ctypes.CDLL(str(target))
     for name, (restype, argtypes) in _SIGNATURES.items():
-        if name == "sl_version":
+        if name in _UNTYPED:
             variants = [name]
         elif name.startswith("sl_lovasz"):
             variants = [f"{name}_f32"]  # float32 only (float64 inputs take the PyTorch path)
@@ -124,7 +134,7 @@ def _build() -> ctypes.CDLL:
             fn = getattr(lib, variant)
             fn.restype = restype
             fn.argtypes = argtypes
-    if lib.sl_version() != 9:
+    if lib.sl_version() != 10:
         raise RuntimeError("seglosses native kernels: version mismatch")
     return lib
 
@@ -141,7 +151,9 @@ def library() -> ctypes.CDLL | None:
     with _lock:
         if _state["lib"] is None and _state["error"] is None:
             try:
-                _state["lib"] = _build()
+                built = _build()
+                built.sl_set_threading(_THREADING[str(_state.get("threading", "adaptive"))])
+                _state["lib"] = built
             except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as err:
                 detail = getattr(err, "stderr", "") or ""
                 _state["error"] = f"{type(err).__name__}: {err} {detail}".strip()
@@ -151,6 +163,45 @@ def library() -> ctypes.CDLL | None:
 def set_native(enabled: bool) -> None:
     """Use the native CPU kernels when they can be built (default) or always the PyTorch path (``False``)."""
     _state["enabled"] = bool(enabled)
+
+
+def set_threading(mode: str) -> None:
+    """How a kernel call with more than one range of work runs (the numbers are the same in every mode).
+
+    A kernel splits its work into ``torch.get_num_threads()`` contiguous ranges (fewer for small inputs) with one
+    partial sum per range, added in range order, so its result depends on the thread count only. ``"adaptive"``
+    (the default) runs the ranges on a team of threads, handed out one at a time, and times each such call: its
+    gain is ``(S - wall) / S`` with ``S`` the thread count times its fastest range (what one thread alone would
+    have taken), about 0.5 with two idle cores and negative where the call waited for a thread that another process
+    had descheduled (a fork-join region waits a whole scheduler slice for it). Where the moving average of the gains
+    (weight 0.25) turns negative, the calls run their ranges one after the other on the calling thread for a
+    back-off period (20 ms, doubling after each losing probe up to 0.5 s), after which one call probes with a team
+    again. Small calls (under 32768 elements) and a process allowed a single core always run on the calling thread.
+    ``"threads"`` always forks, ``"serial"`` never does (A/B timings and tests). No effect when the native kernels
+    are unavailable.
+
+    Raises:
+        ValueError: ``mode`` is not one of ``"adaptive"``, ``"threads"``, ``"serial"``.
+
+    """
+    if mode not in _THREADING:
+        raise ValueError(f"set_threading: mode must be one of {', '.join(map(repr, _THREADING))}; got {mode!r}")
+    lib = library()
+    _state["threading"] = mode
+    if lib is not None:
+        lib.sl_set_threading(_THREADING[mode])
+
+
+def threading_state() -> dict[str, object]:
+    """The threading state: ``mode``, ``contended_calls`` (back-off periods started so far), ``serial_now``."""
+    lib = library()
+    if lib is None:
+        return {"mode": _state.get("threading", "adaptive"), "contended_calls": 0, "serial_now": False}
+    return {
+        "mode": _state.get("threading", "adaptive"),
+        "contended_calls": int(lib.sl_contended_regions()),
+        "serial_now": bool(lib.sl_serial_now()),
+    }
 
 
 def status() -> str:
