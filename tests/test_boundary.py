@@ -478,3 +478,30 @@ def test_rebalance_schedule() -> None:
         rebalance(-1)
     with pytest.raises(TypeError, match="rebalance: `epoch`"):
         rebalance("3")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------------ sync_stats
+
+
+@pytest.mark.parametrize("name", ["boundary_loss", "hausdorff_dt_loss", "cldice_loss", "dice_cldice_loss"])
+def test_distance_losses_sync_stats_one_rank(name: str, tmp_path: Any) -> None:  # noqa: ANN401
+    """On a one-rank gloo group the summed statistics are the local ones: equal values and gradients."""
+    dist = pytest.importorskip("torch.distributed")
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    if dist.is_initialized():
+        pytest.skip("a process group is already initialised")
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        fn = getattr(SF, name)
+        d = make("multiclass", 2, ignore=True)
+        for per_image in (False, True):
+            xa, xb = d.x.clone().requires_grad_(True), d.x.clone().requires_grad_(True)
+            a = fn(xa, d.t, **d.kw(per_image=per_image))
+            b = fn(xb, d.t, **d.kw(per_image=per_image, sync_stats=True))
+            torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-14)
+            a.backward()
+            b.backward()
+            torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-12, atol=1e-14)
+    finally:
+        dist.destroy_process_group()
