@@ -203,6 +203,10 @@ def test_distance_properties(bits: list[bool], flip: tuple[int, ...], sx: float,
         assert bool((d > 0).all())
         # outside, both maps are the distance to the mask
         torch.testing.assert_close(phi[~inside], d[~inside])
+    # equal to the brute-force definition (every pair of pixels)
+    sp = (sx, sy)
+    np.testing.assert_allclose(phi[0].numpy(), signed_ref(inside[0].numpy(), sp, edt_brute), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(d[0].numpy(), unsigned_ref(inside[0].numpy(), sp, edt_brute), rtol=1e-6, atol=1e-5)
     # flipping the image flips the map (the definition has no preferred direction)
     torch.testing.assert_close(signed_distance(m.flip(flip), mode="binary", spacing=(sx, sy))[:, 0], phi.flip(flip))
     # the signed map of the complement: outside it is the old inside distance + ring offset; at least its sign

@@ -62,16 +62,29 @@ def _check_spacing(fn: str, spacing: object, ndim: int | None) -> tuple[float, .
     return tuple(values)
 
 
+def _box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The bounding box of the True elements of ``mask`` grown by one element per side (clipped to the image)."""
+    box = []
+    for axis in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(max(int(hit[0]) - 1, 0), int(hit[-1]) + 2) if len(hit) else slice(None))
+    return tuple(box)
+
+
 def _edt_each(masks: np.ndarray, spacing: tuple[float, ...], skip: np.ndarray) -> np.ndarray:
     """``edt_s`` of every mask of a stack ``(B, *S)``, float64; 0 for the masks flagged in ``skip`` ``(B,)``.
 
-    One scipy call per mask. A single call over the whole stack (a spacing on the stacking axis larger than any
-    in-image distance keeps the images apart) gives the same numbers but was 2.1x slower here: scipy runs its
-    separable pass along that axis at full cost (32 masks of 256^2: 1.16 s stacked, 0.55 s one by one).
+    One scipy call per mask, on the bounding box of its True elements grown by one element: exact, since the
+    nearest False element of a True element x always has a True face-neighbour (else its neighbour one step
+    towards x would be a nearer False element), so it lies in that box. A small object costs its box, not the
+    image. A single call over the whole stack (a spacing on the stacking axis larger than any in-image distance
+    keeps the images apart) gives the same numbers but was 2.1x slower here: scipy runs its separable pass along
+    that axis at full cost (32 masks of 256^2: 1.16 s stacked, 0.55 s one by one).
     """
     out = np.zeros(masks.shape, dtype=np.float64)
     for b in np.flatnonzero(~skip):
-        out[b] = ndimage.distance_transform_edt(masks[b], sampling=spacing)
+        box = _box(masks[b])
+        out[b][box] = ndimage.distance_transform_edt(masks[b][box], sampling=spacing)
     return out
 
 
@@ -132,20 +145,20 @@ def class_masks(
     t = target.detach().cpu()
     integer = not (torch.is_floating_point(t) or t.dtype == torch.bool)
     if mode == "multiclass" and integer:
-        c = check_num_classes(fn, num_classes, mode, required=True)
-        assert c is not None  # for mypy: required=True never returns None
+        c = int(check_num_classes(fn, num_classes, mode, required=True) or 0)
         if t.ndim < 2:
             raise ValueError(f"{fn}: `target` of class indices must have shape (N, *S); got {tuple(t.shape)}")
-        keep = torch.ones_like(t, dtype=torch.bool) if ignore_index is None else t != ignore_index
-        kept = t[keep]
-        if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= c):
-            bad = int(kept[(kept < 0) | (kept >= c)][0])
+        out_of_range = (t < 0) | (t >= c)
+        if ignore_index is not None:
+            out_of_range &= t != ignore_index
+        if bool(out_of_range.any()):
+            bad = int(t[out_of_range][0])
             raise ValueError(
                 f"{fn}: `target` class indices must be in [0, {c}) or equal ignore_index={ignore_index}; got {bad}"
             )
         idx = t.numpy()
         classes = np.arange(c).reshape((1, c) + (1,) * (t.ndim - 1))
-        return np.asarray((idx[:, None] == classes) & keep.numpy()[:, None])
+        return np.asarray(idx[:, None] == classes)  # an ignored pixel (not in [0, C)) is in no class
     if mode == "binary":
         if t.ndim < 2:
             raise ValueError(
@@ -160,19 +173,26 @@ def class_masks(
         check_num_classes(fn, num_classes, mode)
         if num_classes != c:
             raise ValueError(f"{fn}: `target` must have C=num_classes={num_classes} channels in dim 1; got {c}")
-    values = t.double() if t.dtype != torch.bool else t
-    keep = torch.ones_like(t, dtype=torch.bool) if ignore_index is None else t != ignore_index
-    if t.dtype != torch.bool:
-        kept = values[keep]
-        if bool(torch.isnan(kept).any()):
-            raise ValueError(f"{fn}: `target` must not contain NaN; got {int(torch.isnan(kept).sum())} NaN values")
-        soft = (kept != 0) & (kept != 1)
-        if bool(soft.any()):
+    ignored = None if ignore_index is None or t.dtype == torch.bool else t == ignore_index
+    if t.dtype == torch.bool:
+        mask = t
+    else:
+        hard = (t == 0) | (t == 1)
+        if ignored is not None:
+            hard |= ignored
+        if not bool(hard.all()):
+            others = t[~hard].double()
+            if bool(torch.isnan(others).any()):
+                raise ValueError(
+                    f"{fn}: `target` must not contain NaN; got {int(torch.isnan(others).sum())} NaN values"
+                )
             raise ValueError(
                 f"{fn}: `target` must be hard (values 0 or 1, or ignore_index) to define a distance map; got "
-                f"{int(soft.sum())} other values, e.g. {float(kept[soft][0]):g}"
+                f"{others.numel()} other values, e.g. {float(others[0]):g}"
             )
-    mask = (values == 1) & keep if t.dtype != torch.bool else values & keep
+        mask = t == 1
+        if ignored is not None:
+            mask &= ~ignored
     if mode == "multiclass":
         not_one_hot = mask.sum(1) != 1
         if ignore_index is None and bool(not_one_hot.any()):
