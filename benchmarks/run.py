@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workloads", default=None, help="comma-separated (default: the four of the issue)")
     parser.add_argument("--losses", default=None, help="comma-separated (default: all)")
     parser.add_argument("--quick", action="store_true", help="tiny workloads (smoke test of this script)")
+    parser.add_argument("--busy", type=int, default=0, help="processes kept spinning for the whole run (default 0)")
+    parser.add_argument("--only", default=None, help="comma-separated groups: losses, catalogue, surface (default all)")
     parser.add_argument("--md", type=Path, default=None, help="output (default RESULTS.md / RESULTS_cuda.md)")
     parser.add_argument(
         "--from-json", type=Path, nargs="+", default=None, help="re-render (and merge) saved results.json files"
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         device=device,
         out=HERE / f"results-{kind}",
         quick=args.quick,
+        busy=args.busy,
+        only=args.only,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     md.write_text(to_markdown(results, meta, command=command.strip()))

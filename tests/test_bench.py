@@ -5,11 +5,15 @@ No timing assertions: timings live in `seglosses bench`, never in a test.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -212,3 +216,188 @@ def test_benchmark_module_runs_as_a_script():
     )
     assert proc.returncode == 0, proc.stderr
     assert "--worker" in proc.stdout or "--min-time" in proc.stdout
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (Linux /proc; elsewhere only existence)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+
+
+def test_busy_processes_spin_during_the_block_and_are_gone_after():
+    with bm.busy_processes(2) as spinners:
+        assert len(spinners) == 2
+        assert all(p.poll() is None for p in spinners)
+        assert all(_alive(p.pid) for p in spinners)
+    assert all(p.poll() is not None for p in spinners)
+    assert not any(_alive(p.pid) for p in spinners)
+    with bm.busy_processes(0) as none:
+        assert none == []
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
+def test_busy_processes_are_killed_when_the_block_raises(error):
+    seen = []
+
+    def body():
+        with bm.busy_processes(1) as spinners:
+            seen.extend(spinners)
+            assert _alive(spinners[0].pid)
+            raise error("stop")
+
+    with pytest.raises(error):
+        body()
+    assert seen[0].poll() is not None
+    assert not _alive(seen[0].pid)
+
+
+def test_busy_processes_stop_by_themselves_when_the_parent_dies():
+    # the parent leaves without its cleanup (os._exit, as after SIGKILL): the spinner notices and ends
+    code = (
+        "import os, sys\n"
+        "from seglosses.cli import benchmark as bm\n"
+        "cm = bm.busy_processes(1)\n"
+        "spinners = cm.__enter__()\n"
+        "print(spinners[0].pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 60
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
+
+
+def test_busy_rejects_a_negative_count():
+    with pytest.raises(ValueError, match=r"busy must be >= 0 processes; got -1"), bm.busy_processes(-1):
+        pass
+    with pytest.raises(ValueError, match=r"busy must be >= 0 processes; got -2"):
+        bm.run_and_report(workloads="quick-bin", losses="dice", busy=-2, rich=False, out=Path("unused"))
+
+
+def _spy_on_spinners(monkeypatch, fail=None):
+    """Record the spinners ``busy_processes`` starts; replace the timing by rows made after checking them alive."""
+    started, alive_during = [], []
+    real = bm.busy_processes
+
+    @contextlib.contextmanager
+    def spy(n):
+        with real(n) as procs:
+            started.extend(procs)
+            yield procs
+
+    def fake_run_benchmark(workloads, cases, **kwargs):
+        alive_during.extend(_alive(p.pid) for p in started)
+        if fail is not None:
+            raise fail
+        return [bm.Result(w.name, "", c.id, c.library, c.quantity, c.call, c.note, "ok", ms=1.0, ms_all=[1.0],
+                          peak_mib=1.0, x_logits=1.0) for w in workloads for c in cases]  # fmt: skip
+
+    monkeypatch.setattr(bm, "busy_processes", spy)
+    monkeypatch.setattr(bm, "run_benchmark", fake_run_benchmark)
+    return started, alive_during
+
+
+def test_bench_cli_busy_starts_spinners_for_the_run_and_records_them(tmp_path, monkeypatch):
+    typer_testing = pytest.importorskip("typer.testing")
+    from seglosses.cli.app import app
+
+    started, alive_during = _spy_on_spinners(monkeypatch)
+    args = ["bench", "--quick", "--workloads", "quick-bin", "--losses", "dice", "--no-peers", "--device", "cpu"]
+    result = typer_testing.CliRunner().invoke(
+        app, [*args, "--busy", "2", "--out", str(tmp_path)], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    assert len(started) == 2
+    assert alive_during == [True, True]  # spinning while the cases ran
+    assert not any(_alive(p.pid) for p in started)  # and gone after
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["meta"]["busy"] == 2
+    assert f"busy: 2 spinning processes (pids {started[0].pid}, {started[1].pid})" in result.output
+    assert "- busy: 2" in (tmp_path / "results.md").read_text()
+    # without --busy: none started, the meta says 0
+    started.clear()
+    result = typer_testing.CliRunner().invoke(app, [*args, "--out", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert started == []
+    assert json.loads((tmp_path / "results.json").read_text())["meta"]["busy"] == 0
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_bench_busy_spinners_are_gone_after_an_interrupted_run(tmp_path, monkeypatch, error):
+    started, alive_during = _spy_on_spinners(monkeypatch, fail=error("stop"))
+    with pytest.raises(error, match="stop"):
+        bm.run_and_report(workloads="quick-bin", losses="dice", busy=1, quick=True, out=tmp_path, rich=False)
+    assert alive_during == [True]
+    assert not _alive(started[0].pid)
+
+
+def test_bench_cli_rejects_an_unknown_group_and_a_negative_busy():
+    typer_testing = pytest.importorskip("typer.testing")
+    from seglosses.cli.app import app
+
+    runner = typer_testing.CliRunner()
+    result = runner.invoke(app, ["bench", "--quick", "--only", "nope"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "unknown group 'nope'; choose from losses, catalogue, surface" in result.output
+    result = runner.invoke(app, ["bench", "--quick", "--busy", "-1"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2
+    assert "Invalid value for '--busy'" in result.output
+
+
+def test_bench_groups_default_and_selection():
+    assert bm.select_groups(None) == ["losses", "catalogue", "surface"]
+    assert bm.select_groups(["surface", "losses"]) == ["losses", "surface"]
+    with pytest.raises(ValueError, match="no group given"):
+        bm.select_groups([])
+    ours = bm.select_cases(["dice"], peers=False)
+    assert [c.id for c in ours] == ["ref:ce", "ref:sum", "seglosses:dice"]
+    with pytest.raises(ValueError, match="unknown loss 'dice'"):
+        bm.select_cases(["dice"], groups=())
+
+
+def test_bench_surface_group_rows(tmp_path):
+    surface = pytest.importorskip("seglosses.cli.bench_surface")
+    pytest.importorskip("scipy")
+    results, paths, meta = bm.run_and_report(only="surface", quick=True, device="cpu", out=tmp_path, rich=False)
+    assert meta["groups"] == "surface"
+    assert [r.case for r in results] == [f"{c.library}:{c.quantity}" for c in surface.CASES]
+    assert {r.workload for r in results} == {surface.WORKLOAD}
+    ours = [r for r in results if r.library == "seglosses"]
+    assert ours
+    assert all(r.status == "ok" and r.ms > 0 and math.isfinite(r.value) for r in ours)
+    for row in results:  # a peer that ran gives the same quantity (the mapping is right)
+        mine = next(r for r in ours if r.quantity == row.quantity)
+        if row.status == "ok" and row.library != "seglosses":
+            assert row.value == pytest.approx(mine.value, rel=1e-4, abs=1e-4)
+            assert mine.peer_speedup == pytest.approx(min(
+                r.ms for r in results if r.quantity == row.quantity and r.library != "seglosses" and r.status == "ok"
+            ) / mine.ms)  # fmt: skip
+    text = paths["md"].read_text()
+    assert f"## {surface.WORKLOAD}" in text
+    assert "seglosses:nsd" in text
+
+
+def test_bench_catalogue_group_runs_in_workers(tmp_path):
+    catalogue = pytest.importorskip("seglosses.cli.bench_catalogue")
+    names = {c.quantity for c in catalogue.catalogue_cases()}
+    assert set(catalogue.CATALOGUE_QUANTITIES) == names
+    cases = bm.select_cases(None, peers=True, groups=["catalogue"])
+    assert {c.quantity for c in cases} == names | set(bm.REFERENCES)
+    assert "cldice" not in bm.QUANTITIES
+    # a worker subprocess finds a catalogue case by its id
+    case = next(c for c in cases if c.id == "seglosses:cldice")
+    row = bm._run_one(bm.WORKLOADS["quick-2d"], case, repeats=1, warmup=1, threads=1, device="cpu", timeout=300)
+    assert row.status == "ok", row.error
+    assert row.ms > 0
+    assert math.isfinite(row.value)

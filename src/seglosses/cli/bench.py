@@ -1,4 +1,4 @@
-"""``seglosses bench``: speed and peak memory of the losses beside MONAI, smp and kornia (see seglosses.cli.benchmark).
+"""``seglosses bench``: speed and peak memory of the losses beside MONAI, smp and kornia (see cli/benchmark.py).
 
 Registered by ``seglosses.cli.app`` with ``app.command("bench")(bench)``; the machinery lives in
 :mod:`seglosses.cli.benchmark` and is imported when the command runs.
@@ -63,6 +63,24 @@ def bench(
             "steps for short cases; default 0.5, 0 with --quick; 0: just --warmup and --repeats).",
         ),
     ] = None,
+    busy: Annotated[
+        int,
+        typer.Option(
+            "--busy",
+            min=0,
+            help="Keep N processes spinning on the CPU for the whole run (killed at its end), so that every case, "
+            "ours and the peers', is timed on busy cores; compare with a run without it for each loss's slowdown.",
+        ),
+    ] = 0,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only",
+            help="Comma-separated groups: losses (the table of --losses), catalogue (boundary, Hausdorff-DT and "
+            "clDice losses beside MONAI), surface (HD95 and NSD beside MONAI and DeepMind on a 160^3 pair; 32^3 "
+            "with --quick). Default: all; with --losses: losses and catalogue.",
+        ),
+    ] = None,
 ) -> None:
     """Time forward + backward and measure peak extra memory of each loss, each case in a fresh process."""
     from rich.console import Console
@@ -84,6 +102,8 @@ def bench(
             timeout=timeout,
             rounds=rounds,
             min_time=min_time,
+            busy=busy,
+            only=only,
             log=lambda line: console.print(line, highlight=False, soft_wrap=True),
         )
     except ValueError as err:

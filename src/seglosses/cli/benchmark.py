@@ -22,6 +22,31 @@ the binary workload ``F.binary_cross_entropy_with_logits``), ``x logits`` (peak 
 first step, so that the argument mapping of the peers can be checked by eye (peers that differ by a documented
 convention, e.g. a per-image mean, show a slightly different value).
 
+Groups (``only``, ``--only``): ``losses`` (the quantities of :data:`QUANTITIES`, the table above), ``catalogue``
+(the distance-map and topology losses beside MONAI's, from :mod:`seglosses.cli.bench_catalogue`) and ``surface``
+(HD95 and NSD beside MONAI and DeepMind's surface-distance, from :mod:`seglosses.cli.bench_surface`); all three by
+default, the two loss groups where losses are named (``--losses``). A group whose module is missing is left out
+(the surface group with a note in the log).
+
+Load (``busy``, ``--busy N``): N processes spinning in a pure-Python loop run for the whole benchmark (started
+before the first case, killed when the run ends, also on an exception or Ctrl-C; each also stops by itself once
+its parent is gone), so that every case, ours and the peers', is timed on cores that other work keeps busy, as
+DataLoader workers or another job would; the meta records N (``busy``). A run without and one with ``--busy``
+give each loss's slowdown under load beside MONAI's.
+
+Interface of an extra group (for the modules that provide one; nothing else is assumed):
+
+- a loss group: a module ``seglosses.cli.bench_<name>`` with ``<name>_cases() -> tuple[Case, ...]`` (this module's
+  :class:`Case`: ``id`` unique, ``library`` ``"seglosses"`` or one of :data:`PEER_LIBRARIES`, ``quantity`` shared
+  by ours and the peers' rows of the same loss, ``build(mode)`` returning ``loss(x, t)``) and a tuple
+  ``<NAME>_QUANTITIES`` of their quantities. The cases run like the built-in ones (one worker subprocess per
+  case and workload, which finds a case by its id in the group's cases), on the selected workloads.
+- a row group: a module with a function that times its cases itself and returns a list of dicts whose keys are
+  the fields of :class:`Result` (``Result(**row)`` must work); ``workload`` names the group's own workload (not one
+  of :data:`WORKLOADS`), ``status`` is ``"ok"`` or another word with ``error`` set, and the ratios it cannot
+  measure are NaN. :mod:`seglosses.cli.bench_surface` (``surface_rows(repeats=, warmup=, threads=, size=)``) is the
+  one wired here: size 160 (32 with ``quick``), its default repeats (2 with ``quick``).
+
 Run ``python -m seglosses.cli.benchmark --help`` (or ``seglosses bench``) for the options. The library part
 (:func:`run_benchmark`, :func:`derive`, :func:`write_outputs`, :func:`to_markdown`) never imports rich or typer.
 """
@@ -29,6 +54,7 @@ Run ``python -m seglosses.cli.benchmark --help`` (or ``seglosses bench``) for th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import importlib
 import importlib.metadata
@@ -42,7 +68,7 @@ import subprocess
 import sys
 import time
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -51,6 +77,7 @@ import torch
 
 __all__ = [
     "CASES",
+    "GROUPS",
     "PEER_LIBRARIES",
     "QUANTITIES",
     "REFERENCES",
@@ -59,6 +86,7 @@ __all__ = [
     "Result",
     "Unavailable",
     "Workload",
+    "busy_processes",
     "derive",
     "describe_machine",
     "main",
@@ -454,20 +482,66 @@ CASES: tuple[Case, ...] = (
 
 _CASES_BY_ID = {c.id: c for c in CASES}
 
+#: The groups of ``--only``: the built-in losses, the catalogue losses and the surface metrics.
+GROUPS: tuple[str, ...] = ("losses", "catalogue", "surface")
 
-def select_cases(losses: Iterable[str] | None = None, *, peers: bool = True) -> list[Case]:
-    """The cases for the quantities ``losses`` (default: all), ours and (with ``peers``) the peers', and references.
+
+def _catalogue() -> tuple[tuple[Case, ...], tuple[str, ...]]:
+    """The catalogue group's cases and quantities, or two empty tuples where its module is missing or broken."""
+    try:
+        from seglosses.cli import bench_catalogue
+    except ImportError:
+        return (), ()
+    return tuple(bench_catalogue.catalogue_cases()), tuple(bench_catalogue.CATALOGUE_QUANTITIES)
+
+
+def _case(case_id: str) -> Case:
+    """A case by its id: the built-in ones, then the catalogue group's."""
+    if case_id in _CASES_BY_ID:
+        return _CASES_BY_ID[case_id]
+    return {c.id: c for c in _catalogue()[0]}[case_id]
+
+
+def select_groups(names: Iterable[str] | None = None) -> list[str]:
+    """The groups named (default: all of :data:`GROUPS`), in :data:`GROUPS` order.
+
+    Raises:
+        ValueError: an unknown group name.
+
+    """
+    if names is None:
+        return list(GROUPS)
+    wanted = list(names)
+    unknown = [g for g in wanted if g not in GROUPS]
+    if unknown or not wanted:
+        what = f"unknown group {unknown[0]!r}" if unknown else "no group given"
+        raise ValueError(f"{what}; choose from {', '.join(GROUPS)}")
+    return [g for g in GROUPS if g in wanted]
+
+
+def select_cases(
+    losses: Iterable[str] | None = None, *, peers: bool = True, groups: Iterable[str] = ("losses",)
+) -> list[Case]:
+    """The cases for the quantities ``losses`` (default: all of the groups), ours and the peers', and references.
+
+    ``groups``: ``"losses"`` (:data:`QUANTITIES`) and/or ``"catalogue"`` (the quantities of
+    :mod:`seglosses.cli.bench_catalogue`, where it exists); a name of ``losses`` outside these groups is an error.
+    With ``peers=False`` only our rows and the references.
 
     Raises:
         ValueError: an unknown loss name.
 
     """
-    wanted = list(QUANTITIES) if losses is None else list(losses)
-    unknown = [q for q in wanted if q not in QUANTITIES and q not in REFERENCES]
+    chosen = set(groups)
+    cat_cases, cat_quantities = _catalogue() if "catalogue" in chosen else ((), ())
+    known = (QUANTITIES if "losses" in chosen else ()) + cat_quantities
+    wanted = list(known) if losses is None else list(losses)
+    unknown = [q for q in wanted if q not in known and q not in REFERENCES]
     if unknown:
-        raise ValueError(f"unknown loss {unknown[0]!r}; choose from {', '.join(QUANTITIES + REFERENCES)}")
+        raise ValueError(f"unknown loss {unknown[0]!r}; choose from {', '.join(known + REFERENCES)}")
     keep = set(wanted) | set(REFERENCES)
-    return [c for c in CASES if c.quantity in keep and (peers or c.library in ("seglosses", "reference"))]
+    every = CASES + tuple(c for c in cat_cases if c.id not in _CASES_BY_ID)
+    return [c for c in every if c.quantity in keep and (peers or c.library in ("seglosses", "reference"))]
 
 
 def select_workloads(names: Iterable[str] | None = None, *, quick: bool = False) -> list[Workload]:
@@ -584,7 +658,7 @@ def measure(
 
 
 def _worker(args: argparse.Namespace) -> int:
-    workload, case = WORKLOADS[args.worker[0]], _CASES_BY_ID[args.worker[1]]
+    workload, case = WORKLOADS[args.worker[0]], _case(args.worker[1])
     try:
         out: dict[str, Any] = {
             "status": "ok",
@@ -764,6 +838,66 @@ def merge_rounds(rows: Sequence[Result]) -> Result:
     return merged
 
 
+# ------------------------------------------------------------------------------------------------------------- load
+#: The body of a busy process: a pure-Python loop that checks every million turns (some 20-50 ms) whether its parent
+#: (the process id given as its argument) is still there, and stops once it is not.
+_SPIN = "import os, sys\nparent = int(sys.argv[1])\nwhile os.getppid() == parent:\n    for _ in range(1000000): pass\n"
+
+
+@contextlib.contextmanager
+def busy_processes(n: int) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Keep ``n`` processes spinning on the CPU while the block runs; yields their :class:`subprocess.Popen` objects.
+
+    Each is ``python -c`` a pure-Python loop (one core's worth of load, like a DataLoader worker or another job). They
+    are killed and reaped when the block ends, however it ends (an exception or ``KeyboardInterrupt`` included);
+    should this process die without that, each stops by itself within a fraction of a second once its parent is
+    gone. ``n = 0``: nothing is started.
+
+    Raises:
+        ValueError: ``n`` is negative.
+
+    """
+    if n < 0:
+        raise ValueError(f"busy must be >= 0 processes; got {n}")
+    spinners: list[subprocess.Popen[bytes]] = []
+    try:
+        for _ in range(n):
+            spinners.append(
+                subprocess.Popen(
+                    [sys.executable, "-S", "-c", _SPIN, str(os.getpid())],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        yield spinners
+    finally:
+        for proc in spinners:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        for proc in spinners:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+
+
+def _surface_results(*, quick: bool, threads: int, repeats: int | None, warmup: int, peers: bool) -> list[Result]:
+    """The surface group's rows (see the module docstring), as :class:`Result`; [] where its module is missing."""
+    try:
+        from seglosses.cli import bench_surface
+    except ImportError:
+        return []
+    kwargs: dict[str, Any] = {"threads": threads, "warmup": warmup, "size": 32 if quick else 160}
+    if repeats is not None or quick:
+        kwargs["repeats"] = repeats if repeats is not None else 2
+    names = {f.name for f in fields(Result)}
+    rows = [Result(**{k: v for k, v in row.items() if k in names}) for row in bench_surface.surface_rows(**kwargs)]
+    if not peers:
+        rows = [r for r in rows if r.library == "seglosses"]
+        for row in rows:
+            row.peer_speedup = math.nan  # its peers were timed but are not shown
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------------------- outputs
 def _version(dist: str) -> str | None:
     try:
@@ -908,11 +1042,11 @@ def to_markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str
         "| case | call | mapping |",
         "|---|---|---|",
     ]
-    seen = list(dict.fromkeys(r.case for r in results))
-    for case_id in seen:
-        case = _CASES_BY_ID.get(case_id)
-        if case is not None:
-            lines.append(f"| {case.id} | `{case.call.replace('|', '/')}` | {case.note.replace('|', '/')} |")
+    first = {r.case: r for r in reversed(results)}  # the first row of each case
+    for case_id in dict.fromkeys(r.case for r in results):
+        row = first[case_id]
+        if row.call:
+            lines.append(f"| {case_id} | `{row.call.replace('|', '/')}` | {row.note.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -966,19 +1100,31 @@ def run_and_report(
     rich: bool = True,
     log: Callable[[str], None] | None = None,
     min_time: float | None = None,
+    busy: int = 0,
+    only: str | None = None,
 ) -> tuple[list[Result], dict[str, Path], dict[str, Any]]:
     """Select, run, print and write: the body of ``seglosses bench`` and ``python -m seglosses.cli.benchmark``.
 
     ``min_time`` (seconds of timed steps per case, half as much warm-up; see :func:`measure`) defaults to
-    :data:`DEFAULT_MIN_TIME`, or 0 with ``quick``.
+    :data:`DEFAULT_MIN_TIME`, or 0 with ``quick``. ``busy``: processes kept spinning for the whole run (see
+    :func:`busy_processes`; recorded in the meta as ``busy``). ``only``: comma-separated groups of :data:`GROUPS`
+    (default all, or the two loss groups when ``losses`` is given); ``losses`` picks among the quantities of the
+    loss groups chosen.
 
     Raises:
-        ValueError: an unknown workload, loss or device.
+        ValueError: an unknown workload, loss, group or device, or a negative ``busy``.
 
     """
     chosen_device = resolve_device(device)
+    if only is None and losses is not None:
+        groups = [g for g in GROUPS if g != "surface"]  # named losses: the loss groups only
+    else:
+        groups = select_groups(_split(only))
     chosen_workloads = select_workloads(_split(workloads), quick=quick)
-    cases = select_cases(_split(losses), peers=peers)
+    loss_groups = [g for g in groups if g != "surface"]
+    cases = select_cases(_split(losses), peers=peers, groups=loss_groups) if loss_groups else []
+    if busy < 0:
+        raise ValueError(f"busy must be >= 0 processes; got {busy}")
     n_repeats = repeats if repeats is not None else (2 if quick else 5)
     if min_time is None:
         min_time = 0.0 if quick else DEFAULT_MIN_TIME
@@ -986,6 +1132,8 @@ def run_and_report(
     meta = describe_machine(chosen_device, threads) | {"repeats": n_repeats, "warmup": warmup, "rounds": rounds}
     if min_time > 0:
         meta["min_time_s"] = min_time
+    meta["busy"] = busy
+    meta["groups"] = ",".join(groups)
     done: dict[tuple[str, str], list[Result]] = {}
 
     def progress(row: Result) -> None:
@@ -998,18 +1146,36 @@ def run_and_report(
             label = f" [{len(seen)}/{rounds}]" if rounds > 1 else ""
             log(f"{row.workload:14s} {row.case:38s} {what}{label}")
 
-    results = run_benchmark(
-        chosen_workloads,
-        cases,
-        repeats=n_repeats,
-        warmup=warmup,
-        threads=threads,
-        device=chosen_device,
-        timeout=timeout,
-        rounds=rounds,
-        progress=progress,
-        min_time=min_time,
-    )
+    with busy_processes(busy) as spinners:
+        if spinners and log is not None:
+            log(f"busy: {len(spinners)} spinning processes (pids {', '.join(str(p.pid) for p in spinners)})")
+        results = run_benchmark(
+            chosen_workloads,
+            cases,
+            repeats=n_repeats,
+            warmup=warmup,
+            threads=threads,
+            device=chosen_device,
+            timeout=timeout,
+            rounds=rounds,
+            progress=progress,
+            min_time=min_time,
+        )
+        if "surface" in groups:
+            rounds_rows: list[list[Result]] = []
+            for _ in range(rounds):
+                got = _surface_results(quick=quick, threads=threads, repeats=repeats, warmup=warmup, peers=peers)
+                if not got:
+                    if log is not None:
+                        log("surface: seglosses.cli.bench_surface is not available; group left out")
+                    break
+                rounds_rows.append(got)
+                for row in got:
+                    progress(row)
+            if rounds_rows:
+                surface = [merge_rounds(list(rows)) for rows in zip(*rounds_rows, strict=True)]
+                results = [*results, *surface]
+                derive(results)
     paths = write_outputs(results, out, meta)
     markdown = out / "results.md"
     markdown.write_text(to_markdown(results, meta))
@@ -1042,6 +1208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"seconds: warm up for at least half of it and time steps for at least all of it (default "
         f"{DEFAULT_MIN_TIME}, 0 with --quick; 0: --warmup and --repeats only)",
     )
+    parser.add_argument(
+        "--busy", type=int, default=0, help="processes kept spinning on the CPU for the whole run (default 0)"
+    )
+    parser.add_argument("--only", help=f"comma-separated groups, from: {', '.join(GROUPS)} (default all)")
     parser.add_argument("--no-rich", dest="rich", action="store_false", help="no terminal table")
     parser.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -1063,6 +1233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rounds=args.rounds,
             rich=args.rich,
             min_time=args.min_time,
+            busy=args.busy,
+            only=args.only,
             log=lambda s: print(s, file=sys.stderr, flush=True),
         )
     except ValueError as err:
