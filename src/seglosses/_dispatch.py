@@ -291,7 +291,7 @@ class FusedSums(NamedTuple):
     Attributes:
         tp: ``(N, C)`` ``sum v p g`` (zeros when the statistics were not asked for).
         p_sum: ``(N, C)`` ``sum v p`` (zeros when not asked for).
-        g_sum: ``(N, C)`` ``sum v g`` (no gradient).
+        g_sum: ``(N, C)`` ``sum v g`` (no gradient; zeros from a sigmoid pass asked for the pixel sums only).
         pixel: ``(N,)`` per-image sum of the pixel term (cross entropy / focal; zeros when not asked for).
 
     """
@@ -373,7 +373,7 @@ def sigmoid_dense_sums(
         valid: 0/1 float mask broadcastable to ``(N, C, M)``, or None.
         alpha: weight of the positive term, or None (default).
         gamma: focal exponent (default 0).
-        need_stats: compute ``TP`` and ``P`` (default True; ``G`` is always returned).
+        need_stats: compute ``TP``, ``P`` and ``G`` (default True; without it they may be zeros).
         need_pixel: compute the pixel term (default False).
         gamma_pos0: the positive term's exponent is 0 (the asymmetric focal loss; default False).
 
@@ -390,11 +390,10 @@ def sigmoid_dense_sums(
         return FusedSums(out[0], out[1], out[2], out[3])
     from seglosses import _fused
 
-    if not need_stats and not gamma_pos0:
+    if not need_stats and not gamma_pos0:  # the pixel sums only (no pass over the target for G)
         pix = _fused.sigmoid_focal(x, g, valid, alpha=alpha, gamma=gamma)
-        gsum = (g if valid is None else g * valid).sum(-1)
-        zeros = torch.zeros_like(gsum)
-        return FusedSums(zeros, zeros.clone(), gsum, pix)
+        zeros = x.new_zeros(x.shape[:2])
+        return FusedSums(zeros, zeros, zeros, pix)
     tp, psum, gsum, pix = _fused.sigmoid_dense(
         x, g, valid, alpha=alpha, gamma=gamma, need_pixel=need_pixel, gamma_pos0=gamma_pos0
     )
