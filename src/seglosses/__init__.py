@@ -1,4 +1,7 @@
-"""seglosses: canonical, verified segmentation losses and metrics for PyTorch (the definitions are in each function's docstring)."""
+"""seglosses: canonical, verified segmentation losses and metrics for PyTorch.
+
+The definitions (formula, shapes, defaults, edge cases) are in each function's docstring.
+"""
 
 from typing import TYPE_CHECKING
 
@@ -8,18 +11,27 @@ from seglosses._checks import set_value_checks
 from seglosses.losses import (
     AsymmetricFocalLoss,
     AsymmetricFocalTverskyLoss,
+    BoundaryLoss,
+    ClDiceLoss,
     ComboLoss,
     CrossEntropyLoss,
     DiceCELoss,
+    DiceClDiceLoss,
     DiceLoss,
+    FBetaLoss,
     FocalLoss,
     FocalTverskyLoss,
     GeneralizedDiceLoss,
+    GeneralizedWassersteinDiceLoss,
+    HausdorffDTLoss,
     HybridFocalLoss,
     JaccardLoss,
+    LogCoshDiceLoss,
     LovaszLoss,
+    SensitivitySpecificityLoss,
     SymmetricFocalLoss,
     SymmetricFocalTverskyLoss,
+    TopKLoss,
     TverskyLoss,
     UnifiedFocalLoss,
 )
@@ -34,19 +46,28 @@ __version__ = "0.1.0"
 __all__ = [
     "AsymmetricFocalLoss",
     "AsymmetricFocalTverskyLoss",
+    "BoundaryLoss",
+    "ClDiceLoss",
     "ComboLoss",
     "CrossEntropyLoss",
     "DiceCELoss",
+    "DiceClDiceLoss",
     "DiceLoss",
     "F",
+    "FBetaLoss",
     "FocalLoss",
     "FocalTverskyLoss",
     "GeneralizedDiceLoss",
+    "GeneralizedWassersteinDiceLoss",
+    "HausdorffDTLoss",
     "HybridFocalLoss",
     "JaccardLoss",
+    "LogCoshDiceLoss",
     "LovaszLoss",
+    "SensitivitySpecificityLoss",
     "SymmetricFocalLoss",
     "SymmetricFocalTverskyLoss",
+    "TopKLoss",
     "TverskyLoss",
     "UnifiedFocalLoss",
     "__version__",
