@@ -157,8 +157,9 @@ module is imported, by :func:`check_search_spaces`), so a search never proposes 
 def check_search_spaces(spaces: dict[str, dict[str, Param]]) -> None:
     """Raise ``ValueError`` if a search space names an undeclared hyperparameter or samples outside its bounds.
 
-    A ``float``/``int`` range ``[low, high]`` must lie inside the loss function's declared :class:`Interval`
-    (the scalar interval of a focal ``alpha``); a ``categorical`` parameter's choices must each pass its rule.
+    A ``float``/``int`` range ``[low, high]`` must lie inside the loss function's declared
+    ``seglosses._checks.Interval`` (the scalar interval of a focal ``alpha``); a ``categorical`` parameter's choices
+    must each pass its rule.
     """
     for name, space in spaces.items():
         fn = _REGISTRY[name]._function  # type: ignore[attr-defined]

@@ -191,12 +191,12 @@ def boundary_loss(
 
         L_c = \frac{1}{|K_c|} \sum_{i \in K_c} p_{c,i}\, \phi(g_c)_i, \qquad L = \operatorname{reduce}_c L_c
 
-    with :math:`\phi` the signed distance map of the hard target of class c (:func:`seglosses.distance.
-    signed_distance`: 0 on the inner boundary ring, minus the distance to it inside, the distance to the mask
-    outside, in physical units; 0 for an empty or full mask) and :math:`K_c` the kept pixels (of the batch, or of
-    each image with ``per_image``). The loss is smallest when the probability mass sits inside the object and can be
-    negative. Use it with a region loss: :func:`seglosses.schedules.rebalance` gives the paper's weight
-    :math:`\alpha` of ``alpha * region + (1 - alpha) * boundary``.
+    with :math:`\phi` the signed distance map of the hard target of class c (:func:`seglosses.distance.signed_distance`:
+    0 on the inner boundary ring, minus the distance to it inside, the distance to the mask outside, in physical units;
+    0 for an empty or full mask) and :math:`K_c` the kept pixels (of the batch, or of each image with ``per_image``).
+    The loss is smallest when the probability mass sits inside the object and can be negative. Use it with a region
+    loss: :func:`seglosses.schedules.rebalance` gives the paper's weight :math:`\alpha` of
+    ``alpha * region + (1 - alpha) * boundary``.
 
     Shapes:
         - input as :func:`seglosses.functional.dice_loss`; ``dist_map`` ``(N, C, *S)`` (binary ``(N, 1, *S)`` or

@@ -309,7 +309,7 @@ def lovasz_loss(
 
     Examples:
         Probabilities p = [1, 0, 0.5, 0] on g = [1, 0, 1, 0]: the only error is 0.5 (third pixel), and
-        :math:`\Delta_J` of that one pixel missed is 1/2 (|M| = 1, |G u M| = 2), so the loss is 0.5 * 1/2.
+        :math:`\Delta_J` of that one pixel missed is 1/2 (``|M| = 1``, ``|G u M| = 2``), so the loss is 0.5 * 1/2.
         The logits [2, -2, 0.5, -1] give the hinge errors relu(1 - x s) = [0, 0, 0.5, 0]: the same loss.
 
         >>> import torch

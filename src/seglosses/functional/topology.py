@@ -262,13 +262,13 @@ def cldice_loss(
         T_{sens,c} = \frac{\sum S(g_c)\, p_c + s}{\sum S(g_c) + s}, \qquad
         L = \operatorname{reduce}_c \left(1 - \frac{2\, T_{prec,c} T_{sens,c}}{T_{prec,c} + T_{sens,c}}\right)
 
-    with :math:`S` the soft skeleton (Algorithm 1 of the paper, :func:`soft_skeleton`: erode = min-pool over the
-    face-connected cross, dilate = 3^d max-pool, ``iterations`` steps, in-image neighbours only), sums over the
-    kept pixels of the batch (of each image with ``per_image``). The prediction's skeleton is taken of the
-    probabilities as given (the pooling sees every pixel, so the probabilities at ignored pixels still shape the
-    skeleton at their neighbours; only the sums leave them out); the target's of the hard or soft target with
-    ignored pixels as background (no gradient flows through it). A harmonic mean of two zeros is 0; with
-    ``smooth=0`` an empty skeleton gives ``0/0 = 1``.
+    with :math:`S` the soft skeleton (Algorithm 1 of the paper, :func:`~seglosses.functional.topology.soft_skeleton`:
+    erode = min-pool over the face-connected cross, dilate = 3^d max-pool, ``iterations`` steps, in-image neighbours
+    only), sums over the kept pixels of the batch (of each image with ``per_image``). The prediction's skeleton is taken
+    of the probabilities as given (the pooling sees every pixel, so the probabilities at ignored pixels still shape the
+    skeleton at their neighbours; only the sums leave them out); the target's of the hard or soft target with ignored
+    pixels as background (no gradient flows through it). A harmonic mean of two zeros is 0; with ``smooth=0`` an empty
+    skeleton gives ``0/0 = 1``.
 
     Shapes:
         As :func:`seglosses.functional.dice_loss` with 1 to 3 spatial dims; ``"none"`` gives ``(K,)`` or

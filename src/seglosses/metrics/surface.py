@@ -22,7 +22,7 @@ the same float64 numbers as reading the exact distance transform of G's boundary
 transform of every voxel of the box.
 
 The neighbour-code tables (the length of the contour piece of each of the 16 2x2 cells, the area vectors of the
-triangles of each of the 256 2x2x2 cells) are derived by code once, on first use (:func:`_cell_tables`): the
+triangles of each of the 256 2x2x2 cells) are derived by code once, on first use (``_cell_tables()``): the
 contour/surface passes through the midpoints of the edges whose corners differ, the corners on the minority side
 (the inside corners when four are inside) are cut off one by one on an ambiguous face, and each resulting polygon is
 split into the triangles of largest total area, which is the triangulation of the classic marching-cubes table of
