@@ -82,6 +82,7 @@ __all__ = [
     "train_run",
 ]
 
+#: The losses :func:`seglosses.compare` trains when ``losses`` is not given.
 DEFAULT_LOSSES: tuple[str, ...] = ("dice", "dice_ce", "focal", "tversky", "focal_tversky", "lovasz", "unified_focal")
 
 # Names kept for the modules that imported them from here before the split.
@@ -175,9 +176,9 @@ def compare(
     (validation image, seed) pairs with a 95 % bootstrap interval (:mod:`seglosses.cli.results`).
 
     Args:
-        losses: registry names (default :data:`DEFAULT_LOSSES`; ``["all"]``: every registry loss that supports the
-            task), plus any key of ``extra_losses``. A loss with an argument that has no default gets the task's
-            neutral one (:func:`seglosses.registry.default_arguments`) unless ``loss_args`` gives it.
+        losses: registry names (default :data:`~seglosses.cli.compare.DEFAULT_LOSSES`; ``["all"]``: every registry loss
+            that supports the task), plus any key of ``extra_losses``. A loss with an argument that has no default gets
+            the task's neutral one (:func:`seglosses.registry.default_arguments`) unless ``loss_args`` gives it.
         data: a dataset name or folder (see :func:`seglosses.cli.data.load_data`; folders are read lazily), a
             loaded :class:`~seglosses.cli.data.SegData`, or ``(train, val)``: two map-style
             ``torch.utils.data.Dataset`` objects of ``(image (C, *S) float, mask (*S) int64)``, read item by item
@@ -212,7 +213,7 @@ def compare(
         out: results folder (resumable); ``None`` keeps everything in memory.
         loss_args: keyword arguments per loss, ``{"tversky": {"alpha": 0.2}}``.
         quick: the small schedule (under 2 minutes on 2 CPU cores with the defaults).
-        config: a full :class:`TrainConfig`, instead of the preset chosen by ``quick`` (``epochs``,
+        config: a full :class:`~seglosses.cli.train.TrainConfig`, instead of the preset chosen by ``quick`` (``epochs``,
             ``steps_per_epoch`` and ``batch_size`` still apply).
         extra_losses: ``{name: factory(mode) -> nn.Module}`` for candidates outside the registry.
         progress: show rich progress bars.
@@ -223,10 +224,11 @@ def compare(
             The table equals one process's up to float rounding, except for ``lovasz`` (no global form: per-rank
             loss). Under ``torchrun`` (``WORLD_SIZE`` set) this process is one rank and ``nproc`` may be left out.
             Only rank 0 writes files and prints; every rank returns the table. ``extra_losses`` and ``model``
-            factories must be picklable (module-level functions) to be spawned. See :mod:`seglosses.cli.ddp`.
+            factories must be picklable (module-level functions) to be spawned. See ``seglosses.cli.ddp``.
 
     Returns:
-        The :class:`ResultsTable` of every requested (loss, seed), with per-image validation values.
+        The :class:`~seglosses.cli.results.ResultsTable` of every requested (loss, seed), with per-image validation
+        values.
 
     Raises:
         ValueError: a bad loss name or argument, bad data, ``amp="fp16"`` off CUDA, or a ``model`` whose output

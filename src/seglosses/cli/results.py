@@ -1,7 +1,7 @@
 """The results of a comparison: per-run records, summaries over seeds, and the paired-bootstrap recommendation.
 
 Pure data and statistics (NumPy, the standard library): nothing here trains or draws. Rendering lives in
-:mod:`seglosses.cli.report`, which imports this module (never the other way round).
+``seglosses.cli.report``, which imports this module (never the other way round).
 
 The recommendation is a paired comparison. For every validation image ``i`` and seed ``s`` each run records the
 per-image value of the ranking metric (the mean over the foreground classes of that image); for two losses A and B
@@ -43,8 +43,10 @@ __all__ = [
 
 METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall")
 SURFACE_METRICS: tuple[str, ...] = ("hd95", "nsd")  # per image, then averaged over the images (no pooled form)
-BOOTSTRAP_RESAMPLES = 10_000  # resamples of the (image, seed) pairs; the 2.5/97.5 percentiles move by < 0.001 beyond
-BOOTSTRAP_SEED = 0  # the bootstrap's own seed: the same per-image numbers always give the same interval
+#: The number of bootstrap resamples of the (image, seed) pairs; the 2.5/97.5 percentiles move by < 0.001 beyond.
+BOOTSTRAP_RESAMPLES = 10_000
+#: The seed of the bootstrap's own generator, so that the same per-image numbers always give the same interval.
+BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
 
 
@@ -68,7 +70,7 @@ class RunResult:
         per_image: ``{"dice": [v_0, v_1, ...], ...}``: each validation image's own value (in the validation set's
             order), the mean over its foreground classes; a class absent from both the image's mask and its
             prediction scores 1 (nothing to find, nothing found), so no image is NaN. ``"hd95"`` and ``"nsd"``: see
-            :func:`seglosses.cli.train.surface_values`. Empty for a failed run.
+            ``seglosses.cli.train.surface_values``. Empty for a failed run.
 
     """
 
@@ -215,7 +217,7 @@ def _column_names(class_names: Sequence[str]) -> list[str]:
 
 @dataclass
 class ResultsTable:
-    """All runs of a comparison, with summaries, the recommendation and writers (rendering: :mod:`.report`).
+    """All runs of a comparison, with summaries, the recommendation and writers (rendering: ``seglosses.cli.report``).
 
     Attributes:
         runs: one :class:`RunResult` per (loss, seed).
