@@ -1,8 +1,8 @@
 """NumPy float64 reference of the Lovász hinge / Lovász-softmax loss (Berman, Triki, Blaschko, CVPR 2018).
 
-Written from the paper and SPEC.md (sections 4 and 7), for clarity rather than speed: explicit loops over images
-and classes, ignored pixels removed by boolean indexing (as the paper's code does), one sort per vector. Never
-imports seglosses or torch.
+Written from the paper and the library's documented conventions (modes, ignored pixels, per-image and class
+reductions), for clarity rather than speed: explicit loops over images and classes, ignored pixels removed by
+boolean indexing (as the paper's code does), one sort per vector. Never imports seglosses or torch.
 
 Two independent transcriptions of the Lovász extension of the Jaccard loss are given:
 
@@ -76,7 +76,7 @@ def lovasz_loss(
     reduction: str = "mean",
     extension: Callable[[np.ndarray, np.ndarray], float] = lovasz_extension,
 ) -> float:
-    """SPEC section 4: the Lovász hinge (binary/multilabel logits) or Lovász-softmax flat form, per class."""
+    """The Lovász hinge (binary/multilabel logits) or Lovász-softmax flat form, per class."""
     x = np.asarray(x, dtype=np.float64)
     t = np.asarray(t)
     n = x.shape[0]
