@@ -445,7 +445,9 @@ def test_nifti_mismatched_volume(tmp_path):
 
 def test_tune_writes_every_file_and_resumes(tmp_path, binary_data, monkeypatch):
     out = tmp_path / "tune"
-    result = tune("tversky", trials=3, data=binary_data, out=out, config=TINY, progress=False, log=lambda _: None)
+    result = tune(
+        "tversky", trials=3, data=binary_data, out=out, config=TINY, confirm_seeds=0, progress=False, log=lambda _: None
+    )
     for name in TUNE_FILES:
         assert (out / name).is_file(), name
     best = json.loads((out / "best_params.json").read_text())
@@ -466,11 +468,15 @@ def test_tune_writes_every_file_and_resumes(tmp_path, binary_data, monkeypatch):
 
     # The same command again: the study is complete, nothing trains.
     monkeypatch.setattr(compare_module, "train_run", _no_training)
-    again = tune("tversky", trials=3, data=binary_data, out=out, config=TINY, progress=False, log=lambda _: None)
+    again = tune(
+        "tversky", trials=3, data=binary_data, out=out, config=TINY, confirm_seeds=0, progress=False, log=lambda _: None
+    )
     assert len(again.trials) == 3
     # Asking for more trials runs only the missing one, with new parameters (the sampler is not replayed).
     monkeypatch.undo()
-    more = tune("tversky", trials=4, data=binary_data, out=out, config=TINY, progress=False, log=lambda _: None)
+    more = tune(
+        "tversky", trials=4, data=binary_data, out=out, config=TINY, confirm_seeds=0, progress=False, log=lambda _: None
+    )
     assert [t["number"] for t in more.trials] == [0, 1, 2, 3]
     assert more.trials[3]["params"] not in [t["params"] for t in more.trials[:3]]
 
@@ -479,6 +485,7 @@ def test_tune_cli(tmp_path):
     out = tmp_path / "tune"
     args = ["tune", "--loss", "focal_tversky", "--trials", "2", "--data", "synthetic:binary", "--quick"]
     args += ["--epochs", "1", "--device", "cpu", "--no-progress", "--out", str(out), "--metric", "iou"]
+    args += ["--confirm-seeds", "0"]  # the confirmation has tests of its own (test_tune_confirm.py)
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "best iou" in result.output
