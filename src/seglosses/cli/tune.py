@@ -38,13 +38,15 @@ from seglosses.cli.data import SegData, load_data
 from seglosses.cli.results import METRICS, atomic_write, nan_to_none, paired_bootstrap
 from seglosses.cli.train import ModelFactory, RunSetup, TrainConfig, build_loss, fingerprint
 
-__all__ = ["DEFAULT_HEARTBEAT", "TUNE_FILES", "TUNE_METRICS", "TuneResult", "tune"]
+__all__ = ["DEFAULT_HEARTBEAT", "MAX_RETRY", "TUNE_FILES", "TUNE_METRICS", "TuneResult", "tune"]
 
 TUNE_FILES: tuple[str, ...] = ("study.db", "best_params.json", "trials.csv", "history.png", "importance.png")
 SURFACE_METRICS: tuple[str, ...] = ("hd95", "nsd")
 TUNE_METRICS: tuple[str, ...] = (*METRICS, *SURFACE_METRICS)
-DEFAULT_HEARTBEAT = 60.0  # seconds between a running trial's heartbeats; stale (worker dead) after twice that
-MAX_RETRY = 2  # a trial whose worker died is re-run with the same parameters at most this many times
+#: Seconds between a running trial's heartbeats; a trial silent for twice that long is stale (its worker died).
+DEFAULT_HEARTBEAT = 60.0
+#: A trial whose worker died is re-run with the same parameters at most this many times.
+MAX_RETRY = 2
 _STORAGE_ERRORS = (
     "OperationalError",
     "IntegrityError",
