@@ -43,7 +43,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py --rounds 3 --warmup 2 --min-time 0.5
+	$(BIN)/python benchmarks/run.py --rounds 3 --warmup 2 --min-time 0.5 --only losses
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
