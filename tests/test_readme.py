@@ -105,17 +105,49 @@ def _tiny_compare(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(TrainConfig, "preset", classmethod(lambda cls, **_: tiny))
 
 
+class _Pairs(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """A map-style Dataset of (image (1, 32, 32) float, mask (32, 32) int64) with 4 classes: squares of class c."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.items = []
+        for _ in range(n):
+            mask = torch.zeros(32, 32, dtype=torch.int64)
+            for c in (1, 2, 3):
+                y, x = (int(v) for v in torch.randint(0, 24, (2,), generator=g))
+                mask[y : y + 8, x : x + 8] = c
+            image = mask[None].float() / 3 + 0.1 * torch.randn(1, 32, 32, generator=g)
+            self.items.append((image, mask))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.items[i]
+
+
+def _own_model_data(ns: dict[str, Any]) -> None:
+    # "## `seglosses compare`", second block: the user's own Datasets
+    ns["train_ds"] = _Pairs(6, seed=3)
+    ns["val_ds"] = _Pairs(2, seed=4)
+
+
 # block id -> (setup of its namespace, monkeypatching of the environment)
 SETUPS: dict[str, tuple[Callable[[dict[str, Any]], None] | None, Callable[[pytest.MonkeyPatch], None] | None]] = {
     "quick_start": (None, None),  # self-contained
     "metrics": (_metrics_data, None),
     "seglosses_compare_which_loss_for_my_data": (None, _tiny_compare),
+    "seglosses_compare_which_loss_for_my_data_2": (_own_model_data, _tiny_compare),
     "exact_global_losses_under_ddp": (_ddp_training, _single_process_env),
     "metrics_across_ranks": (_ddp_metrics, _single_process_env),
 }
 
 # block id -> [(text in the block, replacement, why)]: each must occur in the block
 ADAPT: dict[str, list[tuple[str, str, str]]] = {
+    "seglosses_compare_which_loss_for_my_data_2": [
+        ('device="cuda"', 'device="cpu"', "no GPU here"),
+        ("num_workers=4", "num_workers=0", "loader worker processes cost seconds to start on 2 busy cores"),
+    ],
     "exact_global_losses_under_ddp": [
         ('dist.init_process_group("nccl")', 'dist.init_process_group("gloo")', "no GPU here: gloo on CPU"),
         ("net.cuda(), device_ids=[local_rank]", "net, device_ids=None", "no GPU here: DDP on CPU"),
