@@ -100,7 +100,7 @@ def test_loss_finite_on_empty_masks(name, mode, logit_scale):
 
 @pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
 def test_loss_all_pixels_ignored_is_zero_with_zero_grad(name, mode):
-    # SPEC section 4: every pixel ignored: every loss returns 0 with a zero gradient
+    # every pixel ignored: every loss returns 0 with a zero gradient
     rng = np.random.default_rng(82)
     x = _input(mode, rng, dtype=torch.float64)
     t = torch.full((2, 5, 6), 255, dtype=torch.long) if mode == "multiclass" else torch.full(x.shape, 255.0)
@@ -121,7 +121,7 @@ def _hard_probs(mode, t):
 
 @pytest.mark.parametrize(("name", "mode"), PARAMS, ids=IDS)
 def test_loss_exact_probabilities_perfect_prediction_no_nan(name, mode):
-    # SPEC section 7: with from_logits=False, 0 * log 0 = 0: a perfect hard prediction gives the
+    # with from_logits=False, 0 * log 0 = 0: a perfect hard prediction gives the
     # minimum (0; combo: -(1 - alpha) * D = -0.5) and no NaN, in value and gradient
     rng = np.random.default_rng(83)
     t = _target(mode, rng, dtype=torch.float64)
