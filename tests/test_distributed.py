@@ -1,13 +1,20 @@
-"""``sync_stats`` under ``torch.distributed`` (SPEC section 3): K gloo processes on CPU against one process.
+"""``sync_stats`` under ``torch.distributed`` (statistics summed over the ranks): K gloo processes on CPU vs one.
 
 K processes are spawned once per group (K = 2 with the uneven split (2, 3); K = 3 with (1, 1, 3), rank 1's pixels all
 ignored where the target form allows it); each runs every case on its slice of one deterministic float64 batch and
 saves its results, which are compared here with a single-process run on the whole batch:
 
 - the loss value on every rank equals the single-process loss (rel 1e-10);
-- gradient convention (SPEC section 3, as ``torch.distributed.nn.functional.all_reduce``): rank k's gradient w.r.t.
+- gradient convention (that of ``torch.distributed.nn.functional.all_reduce``): rank k's gradient w.r.t.
   its own slice is K times the single-process gradient of those pixels, so that DDP's mean over the K ranks is
   exactly the single-process gradient; a real DDP step of a tiny conv net checks the parameter gradients directly.
+
+The catalogue losses (boundary, Hausdorff-DT, clDice, Dice + clDice, log-cosh Dice, sensitivity-specificity, F-beta,
+generalised Wasserstein Dice, and TopK with ``per_image``) run in the same spawns with the same two checks. TopK
+without ``per_image`` follows its own documented rule, since its selection count is not a sum: each rank selects its
+own ``ceil(k n_rank / 100)`` largest values, then the sums of the selected values and the counts are summed over the
+ranks; that rule is checked against a NumPy float64 reference (value, and rank k's gradient K times the gradient of
+the pooled mean w.r.t. its pixels).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -26,6 +34,7 @@ import torch.multiprocessing as mp
 import seglosses
 from seglosses import functional as F
 from seglosses.metrics import SegmentationMetrics
+from seglosses.registry import default_arguments
 
 IGNORE = 255
 C = 3
@@ -78,8 +87,60 @@ def _cases() -> tuple[tuple[str, str, str, dict[str, Any]], ...]:
     return tuple(out)
 
 
-CASES = _cases()
+#: The catalogue losses whose ``sync_stats`` sums statistics, with the data forms each accepts (the distance-map
+#: losses compute their maps from a hard target; generalised Wasserstein Dice is multiclass with a hard target).
+CATALOGUE: tuple[tuple[str, tuple[str, ...], dict[str, Any]], ...] = (
+    ("boundary", ("mc_index", "mc_prob", "binary", "multilabel"), {}),
+    ("hausdorff_dt", ("mc_index", "mc_prob", "binary", "multilabel"), {}),
+    ("cldice", FORMS, {"iterations": 2}),
+    ("dice_cldice", FORMS, {"iterations": 2}),
+    ("log_cosh_dice", FORMS, {}),
+    ("sensitivity_specificity", FORMS, {}),
+    ("fbeta", FORMS, {}),
+)
+#: A class distance matrix with unequal off-diagonal costs (classes 1 and 2 close, both far from the background).
+GWD_MATRIX = [[0.0, 1.0, 0.8], [1.0, 0.0, 0.3], [0.8, 0.3, 0.0]]
+TOPK_K = 30.0  # k n / 100 is not a whole number for most shard sizes here, so the ceiling matters
+TOPK_FORMS = ("mc_index", "binary", "multilabel")
+
+
+def _catalogue_cases() -> tuple[tuple[str, str, str, dict[str, Any]], ...]:
+    """``(case id, loss name, data form, extra kwargs)`` of the catalogue losses, checked as the older ones."""
+    out: list[tuple[str, str, str, dict[str, Any]]] = []
+    for name, forms, base in CATALOGUE:
+        for form in forms:
+            for per_image in (False, True):
+                out.append((f"{name}-{form}-per_image={per_image}", name, form, {**base, "per_image": per_image}))
+    extras: list[tuple[str, str, dict[str, Any]]] = [
+        # maps given as constants (soft targets allowed then), sliced with the batch
+        ("boundary", "mc_soft", {"dist_map": "random", "include_background": True}),
+        ("hausdorff_dt", "mc_soft", {"dist_map": "random", "per_image": True, "reduction": "sum"}),
+        ("boundary", "mc_index", {"class_weights": [1.0, 2.0, 0.5], "spacing": (0.5, 2.0)}),
+        ("hausdorff_dt", "mc_index", {"log_loss": True, "alpha": 1.0, "include_background": True}),
+        ("cldice", "mc_index", {"iterations": 2, "class_weights": [1.0, 2.0, 0.5], "per_image": True}),
+        ("dice_cldice", "multilabel", {"iterations": 2, "alpha": 0.3, "reduction": "sum"}),
+        ("log_cosh_dice", "mc_index", {"squared": True, "class_weights": [1.0, 2.0, 0.5]}),
+        ("sensitivity_specificity", "mc_prob", {"r": 0.3, "per_image": True, "reduction": "sum"}),
+        ("fbeta", "multilabel", {"beta": 0.7, "include_background": False}),
+        ("generalized_wasserstein_dice", "mc_index", {"dist_matrix": GWD_MATRIX}),
+        ("generalized_wasserstein_dice", "mc_prob", {"dist_matrix": GWD_MATRIX, "reduction": "sum"}),
+        # TopK per image: the mean over the images of every rank (exact, unlike the batch-pooled selection)
+        ("topk", "mc_index", {"k": TOPK_K, "per_image": True}),
+        ("topk", "binary", {"k": TOPK_K, "per_image": True, "reduction": "sum"}),
+        ("topk", "multilabel", {"k": TOPK_K, "per_image": True}),
+    ]
+    for i, (name, form, kwargs) in enumerate(extras):
+        out.append((f"{name}-{form}-catalogue{i}", name, form, kwargs))
+    return tuple(out)
+
+
+CASES = _cases() + _catalogue_cases()
 CASE_IDS = tuple(c[0] for c in CASES)
+#: TopK without ``per_image`` (each rank's own selection, then the pooled mean), one case per form.
+TOPK_SHARD_CASES: tuple[tuple[str, str, str, dict[str, Any]], ...] = tuple(
+    (f"topk-shard-{form}", "topk", form, {"k": TOPK_K}) for form in TOPK_FORMS
+)
+TOPK_SHARD_IDS = tuple(c[0] for c in TOPK_SHARD_CASES)
 
 
 def _batch(form: str, seed: int, ignored: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
@@ -115,8 +176,22 @@ def _loss_fn(name: str) -> Callable[..., torch.Tensor]:
 
 def _run_case(index: int, ignored: tuple[int, ...], lo: int, hi: int, sync: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss and input gradient of case ``index`` on images ``lo:hi`` (the whole batch for the reference)."""
-    _, name, form, extra = CASES[index]
-    x, t, kw = _batch(form, 1000 + index, ignored)
+    return _run(CASES[index], 1000 + index, ignored, lo, hi, sync)
+
+
+def _run(
+    case: tuple[str, str, str, dict[str, Any]], seed: int, ignored: tuple[int, ...], lo: int, hi: int, sync: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and input gradient of ``case`` on images ``lo:hi`` of the batch of ``seed``.
+
+    ``dist_map="random"`` in the extra kwargs stands for a constant map of the whole batch (nonnegative, so that it
+    is valid for both distance losses), sliced as the batch.
+    """
+    _, name, form, extra = case
+    x, t, kw = _batch(form, seed, ignored)
+    if extra.get("dist_map") == "random":
+        g = torch.Generator().manual_seed(seed + 1)
+        extra = {**extra, "dist_map": 3 * torch.rand(x.shape, generator=g, dtype=torch.float64)[lo:hi]}
     xs = x[lo:hi].clone().requires_grad_(True)
     sync_kw = {"sync_stats": True} if sync else {}
     value = _loss_fn(name)(xs, t[lo:hi], **kw, **extra, **sync_kw)
@@ -193,6 +268,8 @@ def _worker(rank: int, world: int, split: tuple[int, ...], all_ignored: int | No
         results: dict[str, Any] = {}
         for i, (case_id, _, form, _) in enumerate(CASES):
             results[case_id] = _run_case(i, _ignored(form, all_ignored, split), lo, hi, sync=True)
+        for j, case in enumerate(TOPK_SHARD_CASES):
+            results[case[0]] = _run(case, 5000 + j, _ignored(case[2], all_ignored, split), lo, hi, sync=True)
         images, t = _ddp_data()
         ddp = torch.nn.parallel.DistributedDataParallel(_model())
         results["ddp"] = _step(ddp, images[lo:hi], t[lo:hi], sync=True)
@@ -200,6 +277,19 @@ def _worker(rank: int, world: int, split: tuple[int, ...], all_ignored: int | No
         torch.save(results, Path(root) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Any:  # noqa: ANN401
+    """One intra-op thread for this module's single-process references, as in the workers.
+
+    Tiny tensors gain nothing from threads: on this loaded 2-core machine the clDice references took ~20x longer
+    with two threads (0.4 s a case).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -228,8 +318,78 @@ def test_sync_stats_equals_single_process(runs: dict[int, list[dict[str, Any]]],
             lo, hi = sum(split[:rank]), sum(split[: rank + 1])
             got_value, got_grad = runs[world][rank][case_id]
             _close(got_value, value)
-            # SPEC section 3: rank k's input gradient is K times the single-process one (DDP then divides by K)
+            # the sum's backward is a sum: rank k's input gradient is K times the single-process one (DDP divides by K)
             _close(got_grad, world * grad[lo:hi])
+
+
+def _topk_count(n: int) -> int:
+    """``max(1, ceil(TOPK_K n / 100))`` for ``n`` kept elements (0 when none), in integers (``TOPK_K`` = 30)."""
+    assert TOPK_K == 30.0
+    return max(1, -(-3 * n // 10)) if n > 0 else 0
+
+
+def _topk_reference(x: np.ndarray, t: np.ndarray, form: str, split: tuple[int, ...]) -> tuple[float, np.ndarray, float]:
+    """NumPy float64 TopK under the sync rule: ``(value, d value / d x, top-K mean of the whole batch)``.
+
+    Per element: multiclass CE ``logsumexp(x) - x_y`` with gradient ``softmax - onehot(y)`` (elements are pixels);
+    binary/multilabel BCE ``softplus(x) - x g`` with gradient ``sigmoid(x) - g`` (elements are pixel x channel).
+    Ignored elements are removed first. Rank r selects its own ``c_r`` largest values (sum ``S_r``); the value is
+    ``sum_r S_r / sum_r c_r``, the gradient the sum of the selected elements' gradients over ``sum_r c_r``.
+    """
+    if form == "mc_index":
+        kept = t != IGNORE
+        y = np.where(kept, t, 0)
+        top = x.max(1, keepdims=True)
+        lse = top[:, 0] + np.log(np.exp(x - top).sum(1))
+        values = lse - np.take_along_axis(x, y[:, None], 1)[:, 0]
+        soft = np.exp(x - lse[:, None])
+        elem_grad = soft - (np.arange(C)[None, :, None, None] == y[:, None]).astype(np.float64)
+    else:
+        kept = t != IGNORE
+        g = np.where(kept, t, 0.0)
+        values = np.maximum(x, 0) - x * g + np.log1p(np.exp(-np.abs(x)))
+        elem_grad = 1 / (1 + np.exp(-x)) - g
+    selected = np.zeros(values.shape, dtype=bool)
+    total, count = 0.0, 0
+    for rank in range(len(split)):
+        lo, hi = sum(split[:rank]), sum(split[: rank + 1])
+        idx = np.flatnonzero(kept[lo:hi])
+        c = _topk_count(idx.size)
+        chosen = idx[np.argsort(-values[lo:hi].reshape(-1)[idx], kind="stable")[:c]]
+        shard = np.zeros(values[lo:hi].size, dtype=bool)
+        shard[chosen] = True
+        selected[lo:hi] = shard.reshape(values[lo:hi].shape)
+        total += float(values[lo:hi].reshape(-1)[chosen].sum())
+        count += c
+    value = total / count
+    if form == "mc_index":
+        grad = elem_grad * selected[:, None] / count
+    else:
+        grad = elem_grad * selected / count
+    pool = np.sort(values[kept])[::-1]
+    whole = float(pool[: _topk_count(pool.size)].mean())
+    return value, grad, whole
+
+
+@pytest.mark.parametrize("case_id", TOPK_SHARD_IDS)
+def test_topk_sync_stats_pools_each_ranks_selection(runs: dict[int, list[dict[str, Any]]], case_id: str) -> None:
+    """TopK's documented rule under ``sync_stats``: each rank's own top k%, then the pooled mean (NumPy reference)."""
+    j = TOPK_SHARD_IDS.index(case_id)
+    case = TOPK_SHARD_CASES[j]
+    form = case[2]
+    for world, split, all_ignored in GROUPS:
+        ignored = _ignored(form, all_ignored, split)
+        x, t, _ = _batch(form, 5000 + j, ignored)
+        value, grad, whole = _topk_reference(x.numpy(), t.numpy(), form, split)
+        # the reference's whole-batch rule is the library's single-process loss, and the shard rule differs from it
+        # on this data (so the comparison below tells the two rules apart)
+        _close(_run(case, 5000 + j, ignored, 0, N, sync=False)[0], torch.tensor(whole, dtype=torch.float64))
+        assert abs(value - whole) > 1e-6 * abs(whole)  # far beyond the comparison tolerance (rel 1e-10)
+        for rank in range(world):
+            lo, hi = sum(split[:rank]), sum(split[: rank + 1])
+            got_value, got_grad = runs[world][rank][case_id]
+            _close(got_value, torch.tensor(value, dtype=torch.float64))
+            _close(got_grad, world * torch.from_numpy(grad[lo:hi]))
 
 
 def test_sync_stats_ddp_step_equals_single_process(runs: dict[int, list[dict[str, Any]]]) -> None:
@@ -253,28 +413,41 @@ def test_sync_metrics_equals_single_process(runs: dict[int, list[dict[str, Any]]
                 torch.testing.assert_close(got[key], value, rtol=0, atol=0, equal_nan=True)
 
 
-@pytest.mark.parametrize("name", REGION + PIXEL + UNIFIED)
+SYNC_NAMES = REGION + PIXEL + UNIFIED + tuple(c[0] for c in CATALOGUE) + ("generalized_wasserstein_dice", "topk")
+
+
+def _form_and_args(name: str) -> tuple[str, dict[str, Any]]:
+    """A data form the loss accepts (binary, or multiclass where binary is not) and the arguments it needs."""
+    mode = "multiclass" if name == "generalized_wasserstein_dice" else "binary"
+    needed = default_arguments(name, mode=mode, num_classes=C if mode == "multiclass" else 1)
+    assert needed is not None
+    return ("mc_index" if mode == "multiclass" else "binary"), needed
+
+
+@pytest.mark.parametrize("name", SYNC_NAMES)
 def test_sync_stats_without_process_group_raises(name: str) -> None:
-    form = "binary"
+    form, args = _form_and_args(name)
     x, t, kw = _batch(form, 0, ())
     with pytest.raises(ValueError, match=rf"^{name}_loss: `sync_stats`=True needs an initialised torch\.distributed"):
-        _loss_fn(name)(x, t, **kw, sync_stats=True)
-    module = seglosses.get_loss(name, **kw, sync_stats=True)  # checked at call time, not at construction
+        _loss_fn(name)(x, t, **kw, **args, sync_stats=True)
+    module = seglosses.get_loss(name, **kw, **args, sync_stats=True)  # checked at call time, not at construction
     with pytest.raises(ValueError, match=rf"^{name}_loss: `sync_stats`=True needs an initialised"):
         module(x, t)
 
 
-@pytest.mark.parametrize("name", REGION + PIXEL + UNIFIED)
+@pytest.mark.parametrize("name", SYNC_NAMES)
 def test_sync_stats_module_repr_pickle_and_type(name: str) -> None:
-    module = seglosses.get_loss(name, mode="binary", sync_stats=True)
+    form, needed = _form_and_args(name)
+    args = {"mode": "multiclass" if form == "mc_index" else "binary", **needed}
+    module = seglosses.get_loss(name, **args, sync_stats=True)
     assert module.sync_stats is True
     assert module.process_group is None
     assert "sync_stats=True" in repr(module)
     assert "process_group" not in repr(module)
-    assert "sync" not in repr(seglosses.get_loss(name, mode="binary"))
+    assert "sync" not in repr(seglosses.get_loss(name, **args))
     assert pickle.loads(pickle.dumps(module)).sync_stats is True
     with pytest.raises(TypeError, match=rf"^{name}_loss: `sync_stats` must be a bool; got int 1"):
-        seglosses.get_loss(name, mode="binary", sync_stats=1)
+        seglosses.get_loss(name, **args, sync_stats=1)
 
 
 def test_sync_metrics_option_checked() -> None:
