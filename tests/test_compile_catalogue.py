@@ -77,6 +77,15 @@ XFAIL = {
 CASES = [pytest.param(*case[1:], id=case[0], marks=XFAIL.get(case[0], ())) for case in _CASES]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Any:  # noqa: ANN401
+    """One intra-op thread for these tiny tensors (threads only cost there; restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _inputs(mode: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and a hard target (multiclass: a few ignored pixels) of shape ``(2, C, 6, 5)``."""
     g = torch.Generator().manual_seed(seed)
