@@ -23,13 +23,6 @@ from seglosses.registry import default_arguments
 IGNORE = 255
 #: Unequal confusion costs (classes 1 and 2 close, both far from the background).
 GWD_MATRIX = [[0.0, 1.0, 0.8], [1.0, 0.0, 0.3], [0.8, 0.3, 0.0]]
-GWD_FULLGRAPH_BUG = (
-    "generalized_wasserstein_dice_loss calls check_dist_matrix (functional/region_extra.py) in every call, which "
-    "validates and scales dist_matrix with host reads (bool(torch.isfinite(m).all()), bool((m < 0).any()), "
-    "float(m.max())) even while torch.compile traces and under set_value_checks('never'): fullgraph=True raises "
-    "torch._dynamo.exc.UserError (data-dependent guard Eq(u0, 1)), against the rule that every loss traces in one "
-    "graph with value checks skipped while tracing"
-)
 
 # (case id, registry name, mode, Module kwargs, target map given to the call ("signed"/"unsigned") or None, fullgraph)
 _CASES: list[Any] = [
@@ -69,12 +62,7 @@ _CASES: list[Any] = [
         False,
     ),
 ]
-XFAIL = {
-    "generalized_wasserstein_dice": pytest.mark.xfail(
-        strict=True, raises=torch._dynamo.exc.UserError, reason=GWD_FULLGRAPH_BUG
-    ),
-}
-CASES = [pytest.param(*case[1:], id=case[0], marks=XFAIL.get(case[0], ())) for case in _CASES]
+CASES = [pytest.param(*case[1:], id=case[0]) for case in _CASES]
 
 
 @pytest.fixture(autouse=True, scope="module")
