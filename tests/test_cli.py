@@ -220,6 +220,11 @@ def test_compare_cli_runs_and_prints(tmp_path):
     assert "report.html" in result.output
     runs = json.loads((out / "results.json").read_text())["runs"]
     assert [r["loss_args"] for r in runs] == [{}, {"alpha": 0.2}]
+    # not a terminal (a log, CI): every number of the table is printed whole, not cut to fit 80 columns
+    summary = {row["loss"]: row for row in _read_csv(out / "summary.csv")}
+    for loss in ("dice", "tversky"):
+        line = next(x for x in result.output.splitlines() if f" {loss} " in x and "±" in x)
+        assert f"{float(summary[loss]['dice_mean']):.3f} ± {float(summary[loss]['dice_mean_std']):.3f}" in line
     for name in REPORT_FILES:
         assert (out / name).is_file(), name
 

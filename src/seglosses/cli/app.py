@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -52,6 +52,17 @@ def _device(name: str, threads: int | None = None) -> str:
     if name != "cpu" and not name.startswith("cuda"):
         _fail(f"--device must be cpu, cuda or auto; got {name!r}")
     return name
+
+
+def _console() -> Any:
+    """The console for results: the terminal's width, or 200 columns when the output is not a terminal.
+
+    Written to a log file or a CI log, rich would otherwise squeeze the results table into 80 columns and cut every
+    number to its first digits.
+    """
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _fail(message: str) -> NoReturn:
@@ -163,15 +174,13 @@ def compare(
     """
     import os
 
-    from rich.console import Console
-
     from seglosses.cli.compare import compare as run_compare
     from seglosses.cli.compare import parse_loss_args
     from seglosses.cli.data import DataError
     from seglosses.cli.model import load_factory
     from seglosses.cli.report import rich_table
 
-    console = Console()
+    console = _console()
     names = None if losses is None else [n.strip() for n in losses.split(",") if n.strip()]
     if nproc is not None and nproc < 1:
         _fail(f"--nproc must be >= 1; got {nproc}")
@@ -290,14 +299,12 @@ def tune(
     threads: ThreadsOption = None,
 ) -> None:
     """Search one loss's hyperparameters with Optuna (resumable SQLite study), then confirm the best on fresh seeds."""
-    from rich.console import Console
-
     from seglosses.cli.data import DataError
     from seglosses.cli.model import load_factory
     from seglosses.cli.tune import rich_trials_table
     from seglosses.cli.tune import tune as run_tune
 
-    console = Console()
+    console = _console()
     try:
         result = run_tune(
             loss,
