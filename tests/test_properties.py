@@ -395,6 +395,12 @@ def test_loss_ignored_input_has_no_effect_and_no_gradient(name: str, data: st.Da
 # ------------------------------------------------------------------------------------------------ permutations
 
 
+#: Losses with a focal Tversky term (1 - TI)^(1 - gamma), gamma < 1, whose gradient is ill-conditioned near TI = 1.
+_ILL_CONDITIONED_NEAR_PERFECT = frozenset(
+    {"hybrid_focal_loss", "unified_focal_loss", "asymmetric_focal_tversky_loss", "symmetric_focal_tversky_loss"}
+)
+
+
 def _none_ok(name: str) -> bool:
     return name in ("dice_loss", "jaccard_loss", "tversky_loss", "focal_tversky_loss")
 
@@ -419,7 +425,14 @@ def test_loss_pixel_permutation_invariance(name: str, data: st.DataObject) -> No
     a.backward()
     b.backward()
     ga = xa.grad.reshape(n, c, m)[:, :, perm]
-    np.testing.assert_allclose(ga.numpy(), xb.grad.reshape(n, c, m).numpy(), rtol=1e-7, atol=1e-12)
+    atol = 1e-12
+    if name in _ILL_CONDITIONED_NEAR_PERFECT:
+        # (1 - TI)^(1 - gamma) with gamma in (0, 1): near a perfect prediction the gradient carries the factor
+        # (1 - TI)^-gamma, so the last-bit rounding of the sums (their order changes with the permutation, and with
+        # the thread count) is amplified; seen: 1e-10 apart on gradients of 1e-6. Still a bound far below any
+        # real permutation bug (which moves gradients by their own size).
+        atol = 1e-3 * float(xb.grad.abs().max())
+    np.testing.assert_allclose(ga.numpy(), xb.grad.reshape(n, c, m).numpy(), rtol=1e-7, atol=atol)
 
 
 @pytest.mark.parametrize("name", ALL)
