@@ -216,6 +216,93 @@ def test_distance_properties(bits: list[bool], flip: tuple[int, ...], sx: float,
     assert bool((torch.sign(phi[both]) == -torch.sign(phi_c[both])).all())
 
 
+# ------------------------------------------------------------------------------------------------ native EDT
+
+
+def _scipy_edt_stack(masks: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """scipy's exact EDT of each mask of a stack, on the whole image (no bounding box), float64."""
+    from scipy import ndimage
+
+    return np.stack([ndimage.distance_transform_edt(m, sampling=spacing) for m in masks])
+
+
+@settings(deadline=None, max_examples=40)
+@given(
+    shape=st.sampled_from(
+        [(3, 1), (2, 13), (3, 9, 11), (2, 1, 8), (2, 8, 1), (2, 5, 6, 7), (1, 3, 1, 9), (2, 4, 4, 4)]
+    ),
+    density=st.floats(0.05, 0.97),
+    seed=st.integers(0, 2**16),
+    spacing=st.lists(st.floats(0.3, 3.0), min_size=3, max_size=3),
+)
+def test_native_edt_equals_scipy(shape: tuple[int, ...], density: float, seed: int, spacing: list[float]) -> None:
+    """The native batched transform (one call over the stack) equals scipy's, mask by mask, to rounding."""
+    from seglosses import _native
+    from seglosses.distance import _edt_each
+
+    if _native.library() is None:
+        pytest.skip(f"native kernels unavailable: {_native.status()}")
+    rng = np.random.default_rng(seed)
+    masks = rng.random(shape) < density
+    masks[0].flat[0] = False  # every mask of the stack has a 0 somewhere (else scipy's transform is not a distance)
+    for b in range(1, shape[0]):
+        masks[b].flat[rng.integers(masks[b].size)] = False
+    sp = tuple(spacing[: len(shape) - 1])
+    skip = np.zeros(shape[0], dtype=bool)
+    got = _edt_each(masks, sp, skip)
+    np.testing.assert_allclose(got, _scipy_edt_stack(masks, sp), rtol=1e-12, atol=0)
+    # a skipped mask gives zeros and leaves its neighbours alone
+    skip[0] = True
+    got_skip = _edt_each(masks, sp, skip)
+    assert not got_skip[0].any()
+    np.testing.assert_array_equal(got_skip[1:], got[1:])
+
+
+def test_native_edt_masks_do_not_see_each_other() -> None:
+    """A mask's distances come from its own zeros: a lone zero in the next mask of the stack is not nearer."""
+    from seglosses import _native
+    from seglosses.distance import _edt_each
+
+    if _native.library() is None:
+        pytest.skip(f"native kernels unavailable: {_native.status()}")
+    masks = np.ones((2, 6, 9, 5), dtype=bool)
+    masks[0, 5, 8, 4] = False  # the far corner of mask 0
+    masks[1, 0, 0, 0] = False  # the near corner of mask 1, one step away from mask 0's origin along the stack
+    got = _edt_each(masks, (1.0, 2.0, 0.5), np.zeros(2, dtype=bool))
+    assert got[0, 0, 0, 0] == pytest.approx(float(np.sqrt(5.0**2 + 16.0**2 + 2.0**2)), rel=1e-15)
+    assert got[1, 0, 0, 0] == 0.0
+
+
+def test_native_edt_same_bits_for_any_thread_count_and_equal_to_the_scipy_path() -> None:
+    from seglosses import _native
+
+    if _native.library() is None:
+        pytest.skip(f"native kernels unavailable: {_native.status()}")
+    idx = torch.from_numpy(blobs(4, 3, (40, 33), seed=7))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = signed_distance(idx, mode="multiclass", num_classes=3, spacing=(0.7, 1.9))
+        torch.set_num_threads(2)
+        two = signed_distance(idx, mode="multiclass", num_classes=3, spacing=(0.7, 1.9))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one, two)
+    _native.set_native(False)
+    try:
+        scipy_path = signed_distance(idx, mode="multiclass", num_classes=3, spacing=(0.7, 1.9))
+        scipy_unsigned = unsigned_distance(idx, mode="multiclass", num_classes=3, spacing=(0.7, 1.9))
+    finally:
+        _native.set_native(True)
+    torch.testing.assert_close(one, scipy_path, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        unsigned_distance(idx, mode="multiclass", num_classes=3, spacing=(0.7, 1.9)),
+        scipy_unsigned,
+        rtol=1e-6,
+        atol=1e-6,
+    )
+
+
 # ------------------------------------------------------------------------------------------------ transform
 
 

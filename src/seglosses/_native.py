@@ -43,11 +43,12 @@ _SIGNATURES: dict[str, tuple[object, list[object]]] = {
     "sl_sigmoid_focal_bwd": (None, [_P, _P, _P, _P, _I64, _I64, _D, _D, _D, _P, _INT]),
     "sl_focal_terms": (None, [_P, _P, _I64, _I64, _D, _P, _INT]),
     "sl_count_not_binary": (_I64, [_P, _I64, _INT, _D, _INT]),
+    "sl_edt": (None, [_P, _P, _P, _I64, _INT, _P, _P, _INT]),
 }
 
 
 #: The entry points without a float32/float64 pair.
-_UNTYPED = ("sl_version", "sl_set_threading", "sl_contended_regions", "sl_serial_now")
+_UNTYPED = ("sl_version", "sl_set_threading", "sl_contended_regions", "sl_serial_now", "sl_edt")
 
 #: The threading modes of :func:`set_threading`, as the kernels number them.
 _THREADING = {"adaptive": 0, "threads": 1, "serial": 2}
@@ -134,7 +135,7 @@ def _build() -> ctypes.CDLL:
             fn = getattr(lib, variant)
             fn.restype = restype
             fn.argtypes = argtypes
-    if lib.sl_version() != 10:
+    if lib.sl_version() != 11:
         raise RuntimeError("seglosses native kernels: version mismatch")
     return lib
 

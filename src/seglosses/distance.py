@@ -28,6 +28,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
+from seglosses import _native
 from seglosses._checks import check_ignore_index, check_mode, check_num_classes, check_option
 
 Kind = Literal["signed", "unsigned"]
@@ -71,20 +72,49 @@ def _box(mask: np.ndarray) -> tuple[slice, ...]:
     return tuple(box)
 
 
-def _edt_each(masks: np.ndarray, spacing: tuple[float, ...], skip: np.ndarray) -> np.ndarray:
-    """``edt_s`` of every mask of a stack ``(B, *S)``, float64; 0 for the masks flagged in ``skip`` ``(B,)``.
+def _edt_scipy(masks: np.ndarray, spacing: tuple[float, ...], skip: np.ndarray) -> np.ndarray:
+    """``edt_s`` of every mask of a stack ``(B, *S)`` with scipy, one call per mask (the reference path).
 
-    One scipy call per mask, on the bounding box of its True elements grown by one element: exact, since the
-    nearest False element of a True element x always has a True face-neighbour (else its neighbour one step
-    towards x would be a nearer False element), so it lies in that box. A small object costs its box, not the
-    image. A single call over the whole stack (a spacing on the stacking axis larger than any in-image distance
-    keeps the images apart) gives the same numbers but was 2.1x slower here: scipy runs its separable pass along
-    that axis at full cost (32 masks of 256^2: 1.16 s stacked, 0.55 s one by one).
+    Each call runs on the bounding box of the mask's True elements grown by one element: exact, since the nearest
+    False element of a True element x always has a True face-neighbour (else its neighbour one step towards x
+    would be a nearer False element), so it lies in that box.
     """
     out = np.zeros(masks.shape, dtype=np.float64)
     for b in np.flatnonzero(~skip):
         box = _box(masks[b])
         out[b][box] = ndimage.distance_transform_edt(masks[b][box], sampling=spacing)
+    return out
+
+
+def _edt_each(masks: np.ndarray, spacing: tuple[float, ...], skip: np.ndarray) -> np.ndarray:
+    """``edt_s`` of every mask of a stack ``(B, *S)``, float64; 0 for the masks flagged in ``skip`` ``(B,)``.
+
+    With the native kernels (:mod:`seglosses._native`): one call over the whole stack, the separable exact
+    transform of Felzenszwalb and Huttenlocher (squared distances along the last axis, then the lower envelope
+    of parabolas along every other axis, lines spread over the threads; no line crosses two masks). Without
+    them: scipy's ``distance_transform_edt``, one call per mask (:func:`_edt_scipy`). The two agree to rounding
+    (the tests pin them together); a single scipy call over the stack (a spacing on the stacking axis larger than
+    any in-image distance keeps the masks apart) was measured 2.1x slower than one call per mask, since scipy
+    runs its pass along that axis at full cost.
+    """
+    lib = _native.library()
+    if lib is None or masks.size == 0 or masks.ndim < 2:
+        return _edt_scipy(masks, spacing, skip)
+    m = np.ascontiguousarray(masks, dtype=np.bool_)
+    flags = np.ascontiguousarray(skip, dtype=np.bool_)
+    out = np.empty(m.shape, dtype=np.float64)
+    shape = np.asarray(m.shape[1:], dtype=np.int64)
+    sp = np.asarray(spacing, dtype=np.float64)
+    lib.sl_edt(
+        m.ctypes.data,
+        flags.ctypes.data,
+        out.ctypes.data,
+        m.shape[0],
+        m.ndim - 1,
+        shape.ctypes.data,
+        sp.ctypes.data,
+        torch.get_num_threads(),
+    )
     return out
 
 
