@@ -12,10 +12,12 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import torch
 
 from seglosses._distributed import Sync, is_ready
@@ -729,3 +731,171 @@ def check_one_hot(fn: str, target: torch.Tensor) -> None:
             f"got {int(bad.sum())} pixels whose channels sum to other than 1 (to ignore pixels, pass class indices "
             "(N, *S) with ignore_index)"
         )
+
+
+# ------------------------------------------------------------------------------ pixel sizes and distance maps
+
+
+def _is_real(value: object) -> bool:
+    """A real number: a Python or NumPy int/float (any ``numbers.Real``), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _to_float(value: numbers.Real) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an int or Fraction too large for a float: not finite, rejected below
+        return math.inf
+
+
+def _spacing(fn: str, spacing: object, ndim: int | None) -> tuple[tuple[float, ...], bool]:
+    """The rule behind :func:`check_spacing`; also returns whether ``spacing`` was one number (for every axis)."""
+    if spacing is None:
+        return (1.0,) * (ndim or 0), True
+    received = spacing
+    if isinstance(spacing, (torch.Tensor, np.ndarray)):
+        if spacing.ndim > 1:
+            raise ValueError(
+                f"{fn}: `spacing` must be a number or 1-D (one value per spatial axis); got a "
+                f"{type(spacing).__name__} of shape {_fmt_shape(spacing.shape)}"
+            )
+        spacing = spacing.tolist()  # a 0-d tensor gives a Python number, a 1-D one a list
+    if _is_real(spacing):
+        items: list[object] = [spacing]
+        scalar = True
+    elif isinstance(spacing, Sequence) and not isinstance(spacing, (str, bytes, bytearray)):
+        items = list(spacing)
+        scalar = False
+    else:
+        raise TypeError(
+            f"{fn}: `spacing` must be None, a number, a sequence of numbers or a 1-D tensor; "
+            f"got {type(received).__name__} {received!r}"
+        )
+    values: list[float] = []
+    for v in items:
+        if not isinstance(v, numbers.Real) or isinstance(v, bool):
+            raise TypeError(f"{fn}: `spacing` must hold real numbers; got {type(v).__name__} {v!r} in {received!r}")
+        values.append(_to_float(v))
+    if scalar and ndim is not None:
+        values *= ndim
+    elif ndim is not None and len(values) != ndim:
+        raise ValueError(
+            f"{fn}: `spacing` must have one value per spatial axis ({ndim}); got {len(values)} values {tuple(values)!r}"
+        )
+    elif not values:
+        raise ValueError(
+            f"{fn}: `spacing` must hold one value per spatial axis; got an empty {type(received).__name__}"
+        )
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        shown: object = values[0] if scalar and values else tuple(values)
+        raise ValueError(f"{fn}: `spacing` must hold finite values > 0; got {shown!r}")
+    return tuple(values), scalar
+
+
+def check_spacing(fn: str, spacing: object, ndim: int | None) -> tuple[float, ...]:
+    """Check a pixel size ``spacing`` and return one float per spatial axis.
+
+    Accepted forms: ``None`` (1 along every axis), a real number (the same size along every axis), or one real
+    number per spatial axis in array order: a sequence, a 1-D tensor or a 1-D NumPy array (a 0-d tensor or array
+    counts as a number). Every value must be finite and > 0; bools and strings are rejected.
+
+    Args:
+        fn: the name of the calling function, shown in the message.
+        spacing: the argument as the user passed it.
+        ndim: the number of spatial axes ``len(S)``; ``None`` checks the values only (a constructor, before any
+            input is seen): then ``None`` gives ``()`` and a number ``(value,)``.
+
+    Returns:
+        ``ndim`` floats (the values given, when ``ndim`` is None).
+
+    Raises:
+        TypeError: not None, a number, a sequence or a 1-D tensor; or a value that is not a real number.
+        ValueError: a tensor of more than one dimension; not ``ndim`` values; an empty sequence; a value that is
+            not finite or not > 0.
+
+    Examples:
+        >>> from seglosses._checks import check_spacing
+        >>> check_spacing("f", 2, 3), check_spacing("f", [0.5, 1], 2), check_spacing("f", None, 2)
+        ((2.0, 2.0, 2.0), (0.5, 1.0), (1.0, 1.0))
+
+    """
+    return _spacing(fn, spacing, ndim)[0]
+
+
+def check_spacing_form(fn: str, spacing: object) -> float | tuple[float, ...] | None:
+    """:func:`check_spacing` before the number of axes is known, keeping the form for a later broadcast.
+
+    Returns ``None``, one float (a number: the same size along every axis) or a tuple of floats; pass the result to
+    :func:`check_spacing` with ``ndim`` when the input is seen.
+    """
+    if spacing is None:
+        return None
+    values, scalar = _spacing(fn, spacing, None)
+    return values[0] if scalar else values
+
+
+def check_dist_map(
+    fn: str,
+    dist_map: object,
+    shape: tuple[int, ...],
+    device: torch.device,
+    *,
+    also: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """A given distance map: a floating-point tensor of shape ``shape`` ``(N, C, *S)`` (or ``also``) on ``device``.
+
+    Returns ``dist_map`` unchanged.
+    """
+    if not isinstance(dist_map, torch.Tensor):
+        raise TypeError(f"{fn}: `dist_map` must be a torch.Tensor or None; got {type(dist_map).__name__}")
+    if not torch.is_floating_point(dist_map):
+        raise TypeError(f"{fn}: `dist_map` must be a floating-point tensor; got {dist_map.dtype}")
+    got = tuple(dist_map.shape)
+    if got != shape and got != also:
+        raise ValueError(
+            f"{fn}: `dist_map` must have shape (N, C, *S)={shape}; got {got} "
+            "(one map per image and class, as seglosses.distance computes)"
+        )
+    if dist_map.device != device:
+        raise ValueError(f"{fn}: `dist_map` must be on the input's device {device}; got {dist_map.device}")
+    return dist_map
+
+
+def check_dist_matrix(fn: str, dist_matrix: object, num_classes: int | None = None) -> torch.Tensor:
+    """``dist_matrix``: a ``(C, C)`` real matrix, symmetric, zero diagonal, finite entries >= 0 with a positive maximum.
+
+    The class-to-class distances of the generalized Wasserstein Dice loss. ``num_classes`` (the input's C, when
+    known) fixes C. Returns the matrix as float64 on the CPU, divided by its maximum. Under ``torch.compile``
+    tracing only the shape is checked.
+    """
+    if isinstance(dist_matrix, torch.Tensor):
+        m = dist_matrix.detach().to("cpu", torch.float64)
+    else:
+        try:
+            m = torch.as_tensor(dist_matrix, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"{fn}: `dist_matrix` must be a (C, C) tensor or nested sequence of numbers; got "
+                f"{type(dist_matrix).__name__}"
+            ) from None
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
+        raise ValueError(f"{fn}: `dist_matrix` must have shape (C, C) with C >= 2; got {tuple(m.shape)}")
+    if num_classes is not None and m.shape[0] != num_classes:
+        raise ValueError(
+            f"{fn}: `dist_matrix` must have shape (C, C)=({num_classes}, {num_classes}) for the input's C; "
+            f"got {tuple(m.shape)}"
+        )
+    if torch.compiler.is_compiling():
+        # while torch.compile traces, the matrix's values are not read on the host (a data-dependent guard would
+        # break the graph); the eager call of the same loss checks them
+        return m / m.amax()
+    if not bool(torch.isfinite(m).all()) or bool((m < 0).any()):
+        raise ValueError(f"{fn}: `dist_matrix` must hold finite values >= 0; got {m.tolist()}")
+    if bool((m.diagonal() != 0).any()):
+        raise ValueError(f"{fn}: `dist_matrix` must have a zero diagonal; got diagonal {m.diagonal().tolist()}")
+    if not torch.equal(m, m.T):
+        raise ValueError(f"{fn}: `dist_matrix` must be symmetric; got {m.tolist()}")
+    top = float(m.max())
+    if top <= 0:
+        raise ValueError(f"{fn}: `dist_matrix` must have a positive entry; got {m.tolist()}")
+    return m / top

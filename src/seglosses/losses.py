@@ -19,17 +19,22 @@ import torch
 from torch import Tensor, nn
 
 from seglosses import functional as F
-from seglosses._checks import check_argument, check_mode, check_reduction, check_weights_vector
+from seglosses._checks import (
+    check_argument,
+    check_dist_matrix,
+    check_mode,
+    check_reduction,
+    check_spacing_form,
+    check_weights_vector,
+)
 from seglosses._types import Mode
-from seglosses.distance import _check_spacing
-from seglosses.functional.region_extra import check_dist_matrix
 from seglosses.functional.topology import _check_iterations
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
 Weights = Sequence[float] | Tensor | None
-Spacing = float | Sequence[float] | None
+Spacing = float | Sequence[float] | Tensor | None
 FocalAlpha = float | Sequence[float] | Tensor | None | Literal["auto"]
 
 
@@ -44,22 +49,23 @@ class _SegLoss(nn.Module):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
         fn = type(self)._function.__name__
+        checked = dict(kwargs)
         for name, value in kwargs.items():
             # the function's own declaration (@hyperparameters beside it) and the shared arguments' rules
             if name == "mode":
                 check_mode(fn, value, type(self)._modes)
             elif name == "reduction":
                 check_reduction(fn, value, type(self)._reductions)
-            elif name == "spacing":  # a map's pixel size: its length is checked against the input at call time
-                _check_spacing(fn, value, None)
+            elif name == "spacing":  # a map's pixel size, stored as checked (its length is checked at call time)
+                checked[name] = check_spacing_form(fn, value)
             elif name == "dist_matrix":
                 check_dist_matrix(fn, value)
             else:
                 if name == "iterations":
                     _check_iterations(fn, value)
                 check_argument(fn, name, value, str(kwargs["mode"]))
-        self._arg_names = tuple(kwargs)
-        for name, value in kwargs.items():
+        self._arg_names = tuple(checked)
+        for name, value in checked.items():
             if name == "class_weights":
                 w = check_weights_vector(fn, "class_weights", value)
                 self.register_buffer("class_weights", None if w is None else w.to(torch.get_default_dtype()))
@@ -655,7 +661,7 @@ class BoundaryLoss(_DistanceMapLoss):
         super().__init__(
             mode=mode,
             from_logits=from_logits,
-            spacing=tuple(spacing) if isinstance(spacing, Sequence) and not isinstance(spacing, str) else spacing,
+            spacing=spacing,
             include_background=include_background,
             class_weights=class_weights,
             ignore_index=ignore_index,
@@ -695,7 +701,7 @@ class HausdorffDTLoss(_DistanceMapLoss):
             mode=mode,
             from_logits=from_logits,
             alpha=alpha,
-            spacing=tuple(spacing) if isinstance(spacing, Sequence) and not isinstance(spacing, str) else spacing,
+            spacing=spacing,
             log_loss=log_loss,
             include_background=include_background,
             class_weights=class_weights,

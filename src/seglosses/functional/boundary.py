@@ -24,9 +24,11 @@ from seglosses._checks import (
     FLAG,
     NONNEGATIVE,
     check_classes_left,
+    check_dist_map,
     check_hparams,
     check_no_class_weights_binary,
     check_reduction,
+    check_spacing,
     check_weights_vector,
     hyperparameters,
 )
@@ -34,13 +36,13 @@ from seglosses._distributed import sync_sums
 from seglosses._prepare import Prepared, prepare
 from seglosses._reduce import reduce_classes
 from seglosses._types import Mode, Reduction
-from seglosses.distance import _check_spacing, maps_from_masks
+from seglosses.distance import maps_from_masks
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
 Weights = Sequence[float] | Tensor | None
-Spacing = float | Sequence[float] | None
+Spacing = float | Sequence[float] | Tensor | None
 
 
 def spatial_shape(prep: Prepared) -> tuple[int, ...]:
@@ -88,22 +90,14 @@ def target_masks(fn: str, prep: Prepared, start: int) -> Tensor:
     return g == 1
 
 
-def check_dist_map(fn: str, dist_map: object, prep: Prepared) -> Tensor:
-    """``dist_map`` is a float tensor ``(N, C, *S)`` (binary: ``(N, 1, *S)`` or the input's shape); returns it flat."""
+def flat_dist_map(fn: str, dist_map: object, prep: Prepared) -> Tensor:
+    """A given ``dist_map`` ``(N, C, *S)`` (binary: ``(N, 1, *S)`` or the input's shape), checked, as ``(N, C, M)``.
+
+    Checked by :func:`seglosses._checks.check_dist_map`; returned detached, in the input's dtype.
+    """
     n, c, m = prep.logits.shape
-    if not isinstance(dist_map, Tensor):
-        raise TypeError(f"{fn}: `dist_map` must be a torch.Tensor or None; got {type(dist_map).__name__}")
-    if not torch.is_floating_point(dist_map):
-        raise TypeError(f"{fn}: `dist_map` must be a floating-point tensor; got {dist_map.dtype}")
-    expected = (n, c, *spatial_shape(prep))
-    if tuple(dist_map.shape) != expected and tuple(dist_map.shape) != prep.shape:
-        raise ValueError(
-            f"{fn}: `dist_map` must have shape (N, C, *S)={expected}; got {tuple(dist_map.shape)} "
-            "(one map per image and class, as seglosses.distance computes)"
-        )
-    if dist_map.device != prep.logits.device:
-        raise ValueError(f"{fn}: `dist_map` must be on the input's device {prep.logits.device}; got {dist_map.device}")
-    return dist_map.detach().reshape(n, c, m).to(prep.logits.dtype)
+    checked = check_dist_map(fn, dist_map, (n, c, *spatial_shape(prep)), prep.logits.device, also=prep.shape)
+    return checked.detach().reshape(n, c, m).to(prep.logits.dtype)
 
 
 def class_pixel_mean(values: Tensor, prep: Prepared, start: int, per_image: bool) -> Tensor:
@@ -161,7 +155,7 @@ def _prepare_distance_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
-    sp = _check_spacing(fn, spacing, len(spatial_shape(prep)))
+    sp = check_spacing(fn, spacing, len(spatial_shape(prep)))
     start = first_class(mode, include_background)
     if start:
         check_classes_left(fn, prep.num_classes, include_background)
@@ -280,7 +274,7 @@ def boundary_loss(
     if dist_map is None:
         phi = masks_to_maps(target_masks(fn, prep, start), prep, "signed", sp)
     else:
-        phi = check_dist_map(fn, dist_map, prep)[:, start:]
+        phi = flat_dist_map(fn, dist_map, prep)[:, start:]
     values = prep.prob[:, start:] * phi
     per_class = class_pixel_mean(values, prep, start, per_image)
     return reduce_classes(
@@ -409,7 +403,7 @@ def hausdorff_dt_loss(
     if dist_map is None:
         d_g = masks_to_maps(target_masks(fn, prep, start), prep, "unsigned", sp)
     else:
-        d_g = check_dist_map(fn, dist_map, prep)[:, start:]
+        d_g = flat_dist_map(fn, dist_map, prep)[:, start:]
     q = p.detach() > 0.5
     if prep.valid is not None:
         q &= prep.valid[:, start:] > 0 if prep.valid.shape[1] > 1 else prep.valid > 0

@@ -15,6 +15,7 @@ from seglosses._checks import (
     NONNEGATIVE,
     POSITIVE,
     UNIT,
+    check_dist_matrix,
     check_hparams,
     check_mode,
     check_no_class_weights_binary,
@@ -431,44 +432,6 @@ def fbeta_loss(
         reduction=reduction,
         sync=stats.sync,
     )
-
-
-def check_dist_matrix(fn: str, dist_matrix: object, num_classes: int | None = None) -> Tensor:
-    """``dist_matrix``: a ``(C, C)`` real matrix, symmetric, zero diagonal, finite entries >= 0 with a positive maximum.
-
-    Returns it as float64, divided by its maximum. Under ``torch.compile`` tracing only the shape is checked.
-    """
-    if isinstance(dist_matrix, Tensor):
-        m = dist_matrix.detach().to("cpu", torch.float64)
-    else:
-        try:
-            m = torch.as_tensor(dist_matrix, dtype=torch.float64)
-        except (TypeError, ValueError, RuntimeError):
-            raise TypeError(
-                f"{fn}: `dist_matrix` must be a (C, C) tensor or nested sequence of numbers; got "
-                f"{type(dist_matrix).__name__}"
-            ) from None
-    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
-        raise ValueError(f"{fn}: `dist_matrix` must have shape (C, C) with C >= 2; got {tuple(m.shape)}")
-    if num_classes is not None and m.shape[0] != num_classes:
-        raise ValueError(
-            f"{fn}: `dist_matrix` must have shape (C, C)=({num_classes}, {num_classes}) for the input's C; "
-            f"got {tuple(m.shape)}"
-        )
-    if torch.compiler.is_compiling():
-        # while torch.compile traces, the matrix's values are not read on the host (a data-dependent guard would
-        # break the graph); the eager call of the same loss checks them
-        return m / m.amax()
-    if not bool(torch.isfinite(m).all()) or bool((m < 0).any()):
-        raise ValueError(f"{fn}: `dist_matrix` must hold finite values >= 0; got {m.tolist()}")
-    if bool((m.diagonal() != 0).any()):
-        raise ValueError(f"{fn}: `dist_matrix` must have a zero diagonal; got diagonal {m.diagonal().tolist()}")
-    if not torch.equal(m, m.T):
-        raise ValueError(f"{fn}: `dist_matrix` must be symmetric; got {m.tolist()}")
-    top = float(m.max())
-    if top <= 0:
-        raise ValueError(f"{fn}: `dist_matrix` must have a positive entry; got {m.tolist()}")
-    return m / top
 
 
 @hyperparameters(smooth=NONNEGATIVE)

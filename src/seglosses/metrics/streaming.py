@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from seglosses._checks import check_bool, check_classes_left, check_metric_names
+from seglosses._checks import check_bool, check_classes_left, check_metric_names, check_spacing, check_spacing_form
 from seglosses._distributed import is_ready, sync_int_state
 from seglosses._types import Average, Mode
 from seglosses.metrics import _core
@@ -123,7 +123,7 @@ class SegmentationMetrics:
         sync: bool = False,
         process_group: object = None,
         surface: Sequence[str] = (),
-        spacing: float | Sequence[float] | None = None,
+        spacing: float | Sequence[float] | Tensor | None = None,
         tolerance: float | None = None,
     ) -> None:
         fn = type(self).__name__
@@ -155,7 +155,7 @@ class SegmentationMetrics:
         self.sync = sync
         self.process_group = process_group
         self.surface = _surface.check_surface_names(fn, surface, average=average, tolerance=tolerance)
-        self.spacing = _surface.check_spacing_values(fn, spacing)
+        self.spacing = check_spacing_form(fn, spacing)
         self.tolerance = None if tolerance is None else _surface.check_tolerance(fn, tolerance)
         self._specs = {name: _surface.named_spec(name, self.tolerance) for name in self.surface}
         self._state: dict[str, Tensor] = {}
@@ -224,7 +224,7 @@ class SegmentationMetrics:
             include_background=self.include_background,
             num_classes=self.num_classes,
         )
-        spacing = _surface.check_spacing(fn, self.spacing, masks.pred.ndim - 2)
+        spacing = check_spacing(fn, self.spacing, masks.pred.ndim - 2)
         return _surface.surface_values(fn, masks, self._specs, spacing=spacing, boundary="surfel", connectivity=1)
 
     def compute(self) -> dict[str, Tensor]:

@@ -51,6 +51,7 @@ from seglosses._checks import (
     check_metric_input_target,
     check_option,
     check_probabilities,
+    check_spacing,
 )
 from seglosses._types import Mode
 from seglosses.metrics import _core
@@ -517,24 +518,6 @@ def _check_empty_rule(fn: str, name: str, value: object) -> float | str:
     return float(value)
 
 
-def _check_spacing(fn: str, spacing: object, ndim: int) -> tuple[float, ...]:
-    if spacing is None:
-        return (1.0,) * ndim
-    if isinstance(spacing, Tensor):
-        spacing = spacing.tolist()
-    values: list[object] = [spacing] * ndim if isinstance(spacing, (int, float)) else list(spacing)  # type: ignore[call-overload]
-    if len(values) != ndim:
-        raise _fail(
-            f"{fn}: `spacing` must have one value per spatial axis ({ndim}); got {len(values)} values {spacing!r}"
-        )
-    out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-            raise _fail(f"{fn}: `spacing` must hold finite numbers > 0; got {spacing!r}")
-        out.append(float(v))
-    return tuple(out)
-
-
 def _check_nonneg(fn: str, name: str, value: object, *, integer: bool = False, minimum: float = 0.0) -> float:
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type:
@@ -727,7 +710,7 @@ def _run(
     target: Tensor,
     *,
     mode: str,
-    spacing: float | Sequence[float] | None,
+    spacing: float | Sequence[float] | Tensor | None,
     boundary: str,
     connectivity: int,
     average: str,
@@ -768,7 +751,7 @@ def _run(
     ndim = masks.pred.ndim - 2
     if not 1 <= connectivity <= ndim:
         raise _fail(f"{fn}: `connectivity` must be in [1, {ndim}] for {ndim}D images; got {connectivity}")
-    sp = _check_spacing(fn, spacing, ndim)
+    sp = check_spacing(fn, spacing, ndim)
     values = surface_values(fn, masks, {"v": spec}, spacing=sp, boundary=boundary, connectivity=connectivity)["v"]
     return reduce_values(values, average=average, per_image=per_image)
 
@@ -792,24 +775,6 @@ def check_surface_names(fn: str, surface: object, *, average: str, tolerance: ob
     if "nsd" in surface and tolerance is None:
         raise _fail(f"{fn}: 'nsd' in `surface` needs `tolerance` (in the units of `spacing`); got None")
     return tuple(surface)
-
-
-def check_spacing_values(fn: str, spacing: object) -> float | tuple[float, ...] | None:
-    """A spacing before the number of spatial axes is known: None, a number > 0, or numbers > 0."""
-    if spacing is None:
-        return None
-    if isinstance(spacing, Tensor):
-        spacing = spacing.tolist()
-    if isinstance(spacing, (int, float)) and not isinstance(spacing, bool):
-        return _check_spacing(fn, spacing, 1)[0]
-    if not isinstance(spacing, Sequence) or isinstance(spacing, str):
-        raise TypeError(f"{fn}: `spacing` must be a number or a sequence of numbers; got {type(spacing).__name__}")
-    return _check_spacing(fn, spacing, len(spacing))
-
-
-def check_spacing(fn: str, spacing: object, ndim: int) -> tuple[float, ...]:
-    """One spacing value per spatial axis (``ndim`` of them), each finite and > 0; None gives ones."""
-    return _check_spacing(fn, spacing, ndim)
 
 
 def check_tolerance(fn: str, tolerance: object) -> float:
@@ -842,7 +807,7 @@ def hausdorff(
     *,
     mode: Mode,
     percentile: float = 100.0,
-    spacing: float | Sequence[float] | None = None,
+    spacing: float | Sequence[float] | Tensor | None = None,
     boundary: Boundary = "surfel",
     connectivity: int = 1,
     directions: Directions = "max",
@@ -997,7 +962,7 @@ def _mean_distance(
     input: Tensor,
     target: Tensor,
     mode: str,
-    spacing: float | Sequence[float] | None,
+    spacing: float | Sequence[float] | Tensor | None,
     boundary: str,
     connectivity: int,
     average: str,
@@ -1032,7 +997,7 @@ def assd(
     target: Tensor,
     *,
     mode: Mode,
-    spacing: float | Sequence[float] | None = None,
+    spacing: float | Sequence[float] | Tensor | None = None,
     boundary: Boundary = "surfel",
     connectivity: int = 1,
     average: SurfaceAverage = "macro",
@@ -1115,7 +1080,7 @@ def masd(
     target: Tensor,
     *,
     mode: Mode,
-    spacing: float | Sequence[float] | None = None,
+    spacing: float | Sequence[float] | Tensor | None = None,
     boundary: Boundary = "surfel",
     connectivity: int = 1,
     average: SurfaceAverage = "macro",
@@ -1194,7 +1159,7 @@ def asd(
     *,
     mode: Mode,
     direction: Direction = "pred_to_gt",
-    spacing: float | Sequence[float] | None = None,
+    spacing: float | Sequence[float] | Tensor | None = None,
     boundary: Boundary = "surfel",
     connectivity: int = 1,
     average: SurfaceAverage = "macro",
@@ -1276,7 +1241,7 @@ def nsd(
     *,
     mode: Mode,
     tolerance: float,
-    spacing: float | Sequence[float] | None = None,
+    spacing: float | Sequence[float] | Tensor | None = None,
     boundary: Boundary = "surfel",
     connectivity: int = 1,
     average: SurfaceAverage = "macro",
