@@ -186,21 +186,11 @@ def _metrics_with_spacing_at_update(spacing: Any) -> object:  # noqa: ANN401
     return m._surface_update(_X, _T)
 
 
-def _distance_uses_the_shared_rule() -> bool:
-    return getattr(distance, "_check_spacing", check_spacing) is check_spacing
-
-
-def _skip_if_distance_has_its_own(caller: str) -> None:
-    if caller.endswith("_distance") and not _distance_uses_the_shared_rule():
-        pytest.xfail("seglosses.distance still defines its own _check_spacing (to be replaced by _checks')")
-
-
 @pytest.mark.parametrize("caller", [*CALLS, *CONSTRUCTIONS])
 @pytest.mark.parametrize(("value", "exc", "received"), BAD_VALUES, ids=BAD_IDS)
 def test_every_caller_rejects_a_bad_spacing_with_the_same_message(
     caller: str, value: Any, exc: type[Exception], received: str
 ) -> None:
-    _skip_if_distance_has_its_own(caller)
     fn, call = CALLS.get(caller) or CONSTRUCTIONS[caller]
     msg = _message(lambda: call(value), exc)
     _assert_api_message(msg, fn)
@@ -213,7 +203,6 @@ def test_every_caller_rejects_a_bad_spacing_with_the_same_message(
 @pytest.mark.parametrize("caller", list(CALLS))
 @pytest.mark.parametrize(("value", "received"), BAD_LENGTHS)
 def test_every_caller_rejects_a_wrong_length_with_the_same_message(caller: str, value: Any, received: str) -> None:
-    _skip_if_distance_has_its_own(caller)
     fn, call = CALLS[caller]
     msg = _message(lambda: call(value), ValueError)
     _assert_api_message(msg, fn)
@@ -225,7 +214,6 @@ GOOD = [(0.5, 2.0), [0.5, 2], torch.tensor([0.5, 2.0]), np.array([0.5, 2.0]), (n
 
 @pytest.mark.parametrize("caller", list(CALLS))
 def test_every_caller_gives_the_same_result_for_every_accepted_form(caller: str) -> None:
-    _skip_if_distance_has_its_own(caller)
     _, call = CALLS[caller]
     want = call((0.5, 2.0))
     for form in GOOD[1:]:

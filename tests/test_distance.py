@@ -356,3 +356,13 @@ def test_distance_transform_bad_input() -> None:
         DistanceMapTransform(mode="binary", kind="sign")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="a dict with key 'mask'"):
         DistanceMapTransform(mode="binary")(torch.zeros(3, 3))
+    # the pixel size is checked when the transform is built (not at the first sample, in a loader worker)
+    with pytest.raises(ValueError, match=r"^DistanceMapTransform: `spacing` must hold finite values > 0"):
+        DistanceMapTransform(mode="binary", spacing=(1.0, -2.0))
+    with pytest.raises(TypeError, match=r"^DistanceMapTransform: `spacing`"):
+        DistanceMapTransform(mode="binary", spacing="1,1")  # type: ignore[arg-type]
+    # a tensor spacing is kept as floats; its length is checked against each mask
+    t = DistanceMapTransform(mode="binary", spacing=torch.tensor([2.0, 0.5]))
+    assert t.spacing == (2.0, 0.5)
+    with pytest.raises(ValueError, match=r"one value per spatial axis \(3\); got 2"):
+        t.map(torch.zeros(1, 4, 4, 4))

@@ -724,7 +724,7 @@ def test_surfel_linear_quantile_and_bad_inputs() -> None:
         (lambda: hausdorff(x, x, percentile=-1, **b), ValueError, r"^hausdorff: `percentile` must be a finite"),
         (lambda: assd(x, x, spacing=(1.0, 2.0, 3.0), **b), ValueError,
          r"^assd: `spacing` must have one value per spatial axis \(2\); got 3 values"),
-        (lambda: assd(x, x, spacing=(1.0, 0.0), **b), ValueError, r"^assd: `spacing` must hold finite numbers > 0"),
+        (lambda: assd(x, x, spacing=(1.0, 0.0), **b), ValueError, r"^assd: `spacing` must hold finite values > 0"),
         (lambda: masd(x, x, boundary="voxel", connectivity=3, **b), ValueError,
          r"^masd: `connectivity` must be in \[1, 2\] for 2D images; got 3"),
         (lambda: masd(x, x, boundary="edge", **b), ValueError, r"^masd: `boundary`"),  # type: ignore[arg-type]

@@ -1323,9 +1323,11 @@ int64_t count_not_binary(const T* __restrict g, int64_t n, int has_ignore, T ign
 // Lines of an axis never cross masks. An element with no 0 anywhere in its mask gets +inf.
 
 // Lower envelope of the parabolas f[j] + w2 (x - j)^2 over the finite f[j] of a line of n values (in place;
-// v, z: scratch of n and n + 1). A line without a finite value stays +inf.
-SL_INLINE void edt_line(double* __restrict f, int64_t n, double w2, int64_t* __restrict v, double* __restrict z,
-                        double* __restrict d) {
+// inv[k] = 1 / (2 w2 k) for 0 < k < n; v, g, z, d: scratch of n, n, n + 1 and n). A line without a finite value
+// stays +inf. The intersections only decide which parabola is lowest (a rounding there picks one of two equal
+// values); the distance itself is f[j] + w2 (x - j)^2 of the chosen j.
+SL_INLINE void edt_line(double* __restrict f, int64_t n, double w2, const double* __restrict inv,
+                        int64_t* __restrict v, double* __restrict g, double* __restrict z, double* __restrict d) {
     const double inf = std::numeric_limits<double>::infinity();
     int64_t k = -1;
     for (int64_t q = 0; q < n; ++q) {
@@ -1333,14 +1335,13 @@ SL_INLINE void edt_line(double* __restrict f, int64_t n, double w2, int64_t* __r
         const double fq = f[q] + w2 * static_cast<double>(q) * static_cast<double>(q);
         double s = -inf;
         while (k >= 0) {
-            const int64_t p = v[k];
-            s = (fq - (f[p] + w2 * static_cast<double>(p) * static_cast<double>(p))) /
-                (2.0 * w2 * static_cast<double>(q - p));
+            s = (fq - g[k]) * inv[q - v[k]];
             if (s > z[k]) break;
             --k;
         }
         ++k;
         v[k] = q;
+        g[k] = fq;
         z[k] = k == 0 ? -inf : s;
         z[k + 1] = inf;
     }
@@ -1386,7 +1387,7 @@ void edt(const uint8_t* __restrict mask, const uint8_t* __restrict skip, double*
         }
     }, B * M);
     // every other axis: the lower envelope along lines of stride `inner`, TILE neighbouring lines at a time
-    constexpr int64_t TILE = 8;
+    constexpr int64_t TILE = 16;
     int64_t inner = L;
     for (int a = ndim - 2; a >= 0; --a) {
         const int64_t n = shape[a];
@@ -1395,8 +1396,9 @@ void edt(const uint8_t* __restrict mask, const uint8_t* __restrict skip, double*
         const int64_t per_mask = M / (inner * n);
         const double w2 = spacing[a] * spacing[a];
         parallel(outer * tiles_per, threads, [&](int, int64_t begin, int64_t end) {
-            std::vector<double> buf(static_cast<size_t>(n * TILE)), line(n), d(n), z(n + 1);
+            std::vector<double> buf(static_cast<size_t>(n * TILE)), line(n), d(n), z(n + 1), g(n), inv(n);
             std::vector<int64_t> v(n);
+            for (int64_t i = 1; i < n; ++i) inv[i] = 1.0 / (2.0 * w2 * static_cast<double>(i));
             for (int64_t t = begin; t < end; ++t) {
                 const int64_t o = t / tiles_per, i0 = (t % tiles_per) * TILE;
                 if (skip != nullptr && skip[o / per_mask]) continue;  // zeros already
@@ -1406,7 +1408,7 @@ void edt(const uint8_t* __restrict mask, const uint8_t* __restrict skip, double*
                     for (int64_t i = 0; i < width; ++i) buf[x * TILE + i] = base[x * inner + i];
                 for (int64_t i = 0; i < width; ++i) {
                     for (int64_t x = 0; x < n; ++x) line[x] = buf[x * TILE + i];
-                    edt_line(line.data(), n, w2, v.data(), z.data(), d.data());
+                    edt_line(line.data(), n, w2, inv.data(), v.data(), g.data(), z.data(), d.data());
                     for (int64_t x = 0; x < n; ++x) buf[x * TILE + i] = line[x];
                 }
                 for (int64_t x = 0; x < n; ++x)

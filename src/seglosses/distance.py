@@ -12,14 +12,16 @@ along each spatial axis:
 
 An empty or a full mask gives 0 everywhere (scipy's transform of an all-True array is not a distance).
 
-The transform is scipy's exact EDT (``scipy.ndimage.distance_transform_edt`` with ``sampling=``), on the CPU in
-float64, returned as float32: one call per image and class (skipped for empty and full masks); the masks, the
-erosion and the class selection are vectorised over the batch.
+The transform is exact, on the CPU in float64, returned as float32: with the native kernels
+(:mod:`seglosses._native`) one call computes the maps of every image and class of the batch (Felzenszwalb and
+Huttenlocher's separable transform, its lines spread over the threads); without them scipy's
+``scipy.ndimage.distance_transform_edt`` with ``sampling=``, one call per image and class on the bounding box of the
+mask (the reference; the tests pin the two together). Empty and full masks are skipped; the masks, the erosion and
+the class selection are vectorised over the batch.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -29,38 +31,18 @@ from scipy import ndimage
 from torch import Tensor
 
 from seglosses import _native
-from seglosses._checks import check_ignore_index, check_mode, check_num_classes, check_option
+from seglosses._checks import (
+    check_ignore_index,
+    check_mode,
+    check_num_classes,
+    check_option,
+    check_spacing,
+    check_spacing_form,
+)
 
 Kind = Literal["signed", "unsigned"]
 
 __all__ = ["DistanceMapTransform", "signed_distance", "unsigned_distance"]
-
-
-def _check_spacing(fn: str, spacing: object, ndim: int | None) -> tuple[float, ...]:
-    """``spacing``: None (1 along every axis), a positive number, or one positive number per spatial axis.
-
-    ``ndim=None`` checks the values only (a Module's constructor, before any input is seen).
-    """
-    if spacing is None:
-        return (1.0,) * (ndim or 0)
-    if isinstance(spacing, (int, float)) and not isinstance(spacing, bool):
-        values: list[float] = [float(spacing)] * (1 if ndim is None else ndim)
-    elif isinstance(spacing, Sequence) and not isinstance(spacing, str):
-        values = []
-        for v in spacing:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise TypeError(f"{fn}: `spacing` must hold real numbers; got {spacing!r}")
-            values.append(float(v))
-        if ndim is not None and len(values) != ndim:
-            raise ValueError(
-                f"{fn}: `spacing` must have one value per spatial axis ({ndim}, array order); got {len(values)} "
-                f"values {tuple(values)!r}"
-            )
-    else:
-        raise TypeError(f"{fn}: `spacing` must be None, a number or a sequence of numbers; got {spacing!r}")
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise ValueError(f"{fn}: `spacing` must hold finite values > 0; got {tuple(values)!r}")
-    return tuple(values)
 
 
 def _box(mask: np.ndarray) -> tuple[slice, ...]:
@@ -98,7 +80,8 @@ def _edt_each(masks: np.ndarray, spacing: tuple[float, ...], skip: np.ndarray) -
     runs its pass along that axis at full cost.
     """
     lib = _native.library()
-    if lib is None or masks.size == 0 or masks.ndim < 2:
+    # under torch.compile, Dynamo would trace the NumPy calls below as tensors (raw pointers of fake data): scipy
+    if lib is None or masks.size == 0 or masks.ndim < 2 or torch.compiler.is_compiling():
         return _edt_scipy(masks, spacing, skip)
     m = np.ascontiguousarray(masks, dtype=np.bool_)
     flags = np.ascontiguousarray(skip, dtype=np.bool_)
@@ -239,12 +222,12 @@ def _distance(
     target: Tensor,
     mode: str,
     num_classes: int | None,
-    spacing: float | Sequence[float] | None,
+    spacing: float | Sequence[float] | Tensor | None,
     ignore_index: int | None,
 ) -> Tensor:
     masks = class_masks(fn, target, mode=mode, num_classes=num_classes, ignore_index=ignore_index)
     n, c, *s = masks.shape
-    sp = _check_spacing(fn, spacing, len(s))
+    sp = check_spacing(fn, spacing, len(s))
     dist = maps_from_masks(masks.reshape(n * c, *s), sp, kind).reshape(masks.shape)
     return torch.from_numpy(dist).to(target.device)
 
@@ -254,7 +237,7 @@ def signed_distance(
     *,
     mode: str,
     num_classes: int | None = None,
-    spacing: float | Sequence[float] | None = None,
+    spacing: float | Sequence[float] | Tensor | None = None,
     ignore_index: int | None = None,
 ) -> Tensor:
     r"""Signed distance map of each image and class of a hard target (Kervadec et al.'s boundary loss).
@@ -286,7 +269,7 @@ def signed_distance(
         ignore_index: target value whose pixels count as background in every class mask (default None).
 
     Returns:
-        float32 maps on the target's device (computed on the CPU with scipy).
+        float32 maps on the target's device (computed on the CPU: the native batched transform, else scipy).
 
     Raises:
         ValueError: soft target values, class indices out of range, a one-hot target that is not one-hot, a spacing
@@ -329,7 +312,7 @@ def unsigned_distance(
     *,
     mode: str,
     num_classes: int | None = None,
-    spacing: float | Sequence[float] | None = None,
+    spacing: float | Sequence[float] | Tensor | None = None,
     ignore_index: int | None = None,
 ) -> Tensor:
     r"""Unsigned distance map (to the other side of the boundary) of each image and class (HD-DT loss).
@@ -411,7 +394,7 @@ class DistanceMapTransform:
         mode: str,
         kind: Kind = "signed",
         num_classes: int | None = None,
-        spacing: float | Sequence[float] | None = None,
+        spacing: float | Sequence[float] | Tensor | None = None,
         ignore_index: int | None = None,
         mask_key: str = "mask",
         key: str = "dist_map",
@@ -425,7 +408,7 @@ class DistanceMapTransform:
         self.mode = mode
         self.kind = kind
         self.num_classes = num_classes
-        self.spacing = spacing
+        self.spacing = check_spacing_form(fn, spacing)  # its length is checked against each mask
         self.ignore_index = ignore_index
         self.mask_key = mask_key
         self.key = key
