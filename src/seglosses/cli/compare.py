@@ -51,6 +51,7 @@ from seglosses.cli.train import (
     LossFactory,
     ModelFactory,
     RunSetup,
+    StepTimes,
     TrainConfig,
     build_loss,
     check_amp,
@@ -228,7 +229,9 @@ def compare(
 
     Returns:
         The :class:`~seglosses.cli.results.ResultsTable` of every requested (loss, seed), with per-image validation
-        values.
+        values and each run's ``data_wait_s`` and ``train_s``: the seconds its training steps waited for their batch
+        and took in all (:meth:`~seglosses.cli.results.ResultsTable.data_loading` sums them; a share of the wait
+        above a fifth means the loader, not the model, set the pace: more ``num_workers`` would help).
 
     Raises:
         ValueError: a bad loss name or argument, bad data, ``amp="fp16"`` off CUDA, or a ``model`` whose output
@@ -459,6 +462,9 @@ def _load_run(path: Path) -> RunResult | None:
                 "metrics": none_to_nan(raw["metrics"]),
                 "history": [none_to_nan(h) for h in raw["history"]],
                 "per_image": none_to_nan(raw.get("per_image", {})),
+                # absent from the runs of older versions (NaN: unknown); null in JSON where not finite
+                "data_wait_s": none_to_nan(raw.get("data_wait_s")),
+                "train_s": none_to_nan(raw.get("train_s")),
             }
         )
     except (OSError, ValueError, TypeError, KeyError):
@@ -513,6 +519,7 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
             bars.start(f"{name} (seed {seed})")
             started = time.perf_counter()
             evaluation: list[Evaluation] = []
+            times = StepTimes()
             try:
                 loss_fn = build_run_loss(name, dataset.mode, args, extra, ctx)
                 _, history, status = train_run(
@@ -526,6 +533,7 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
                     dist_ctx=ctx,
                     setup=setup,
                     evaluation=evaluation,
+                    times=times,
                 )
             except (RuntimeError, ValueError, TypeError) as exc:
                 history, status, evaluation = [], f"error: {type(exc).__name__}: {exc}", []
@@ -540,6 +548,8 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
                 loss_args=dict(args),
                 fingerprint=fingerprint(dataset, config, name, args, setup),
                 per_image=final.per_image,
+                data_wait_s=times.data_wait_s if times.steps else math.nan,
+                train_s=times.train_s if times.steps else math.nan,
             )
             if ctx is not None:  # rank 0 evaluated: every rank returns its result
                 result = ctx.broadcast(result)
@@ -551,7 +561,10 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
                     runs_dir / f"{_run_key(name, seed)}.json",
                     json.dumps(nan_to_none(asdict(result)), indent=1, allow_nan=False),
                 )
-            bars.finish(f"{name} (seed {seed}): {status}, mean dice {result.score():.3f}, {result.seconds:.0f}s")
+            loading = f", data loading {result.loading_share:.0%} of the training steps' time" if times.steps else ""
+            bars.finish(
+                f"{name} (seed {seed}): {status}, mean dice {result.score():.3f}, {result.seconds:.0f}s{loading}"
+            )
     table = ResultsTable(
         runs=[results[(n, s)] for n in names for s in seed_list],
         class_names=dataset.class_names[1:] if dataset.mode == "binary" else dataset.class_names,

@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seglosses.cli.results import LossSummary, ResultsTable, atomic_write
+from seglosses.cli.results import LOADING_HINT_SHARE, LossSummary, ResultsTable, atomic_write
 
 if TYPE_CHECKING:
     from seglosses.cli.data import SegData
 
 __all__ = [
     "REPORT_FILES",
+    "loading_line",
     "plot_curves",
     "plot_forest",
     "plot_per_class",
@@ -51,8 +52,29 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.3f} ± {std:.3f}" if not math.isnan(std) else f"{mean:.3f}"
 
 
-def rich_table(table: ResultsTable) -> Any:
-    """A ``rich.table.Table``: one row per loss (best first), mean ± std over seeds of mean and per-class values."""
+def loading_line(table: ResultsTable, *, workers: str = "more loader workers") -> str | None:
+    """One line on the data loading: the share of the training steps' time spent waiting for the next batch.
+
+    ``"data loading: 3% of the training steps' time"`` (summed over the runs that recorded it:
+    :meth:`~seglosses.cli.results.ResultsTable.data_loading`); above :data:`~seglosses.cli.results.LOADING_HINT_SHARE`
+    it adds that the model waited for data and that ``workers`` (how to get more loader workers where the table is
+    shown) would keep it busy. ``None`` when no run recorded its timings (results of an older version).
+    """
+    wait, train, share = table.data_loading()
+    if not math.isfinite(share):
+        return None
+    line = f"data loading: {share:.0%} of the training steps' time ({wait:.1f} s of {train:.1f} s)"
+    if share > LOADING_HINT_SHARE:
+        line += f"; the model waited for data: {workers} would keep it busy"
+    return line
+
+
+def rich_table(table: ResultsTable, *, workers: str = "more loader workers (--num-workers)") -> Any:
+    """A ``rich.table.Table``: one row per loss (best first), mean ± std over seeds of mean and per-class values.
+
+    The terminal table of ``seglosses compare``: its caption holds the verdict and the data-loading line
+    (:func:`loading_line`, whose hint names ``workers``: by default the command line's option).
+    """
     from rich.table import Table
 
     rec = table.recommendation()
@@ -63,9 +85,13 @@ def rich_table(table: ResultsTable) -> Any:
     )
     if rec.runner_up is not None:
         verdict += f" (difference {rec.difference:.3f}, 95% CI [{rec.ci_low:.3f}, {rec.ci_high:.3f}])"
+    caption = f"{verdict}; rank by the per-image {table.metric}"
+    loading = loading_line(table, workers=workers)
+    if loading is not None:
+        caption += f"\n{loading}"
     out = Table(
         title=f"{table.data}: validation metrics (mean ± std over seeds)",
-        caption=f"{verdict}; rank by the per-image {table.metric}",
+        caption=caption,
         show_lines=False,
     )
     out.add_column("#", justify="right")
@@ -302,6 +328,8 @@ def write_html(table: ResultsTable, out: Path, plots: dict[str, Path]) -> Path:
     failed = [r for r in table.runs if r.status != "ok"]
     notes = "".join(f"<li>{html.escape(r.loss)} seed {r.seed}: {html.escape(r.status)}</li>" for r in failed)
     settings = html.escape(", ".join(f"{k}={v}" for k, v in table.config.items()))
+    loading = loading_line(table, workers="more DataLoader workers (num_workers)")
+    loading_html = f"<p>{html.escape(loading[:1].upper() + loading[1:])}.</p>" if loading is not None else ""
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>seglosses compare: {html.escape(table.data)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}}
@@ -329,6 +357,7 @@ mask and its prediction scores 1.</p>
 <h2>Settings</h2><p>mode={html.escape(table.mode)}, {settings}. Every loss used the same initial weights per seed,
 the same batches, augmentation, optimiser and schedule. Files: results.csv (one row per run), summary.csv,
 per_image.csv (one row per run and validation image), results.json, runs/.</p>
+{loading_html}
 </body></html>
 """
     return atomic_write(out / "report.html", page)

@@ -31,6 +31,7 @@ import numpy as np
 __all__ = [
     "BOOTSTRAP_RESAMPLES",
     "BOOTSTRAP_SEED",
+    "LOADING_HINT_SHARE",
     "METRICS",
     "SURFACE_METRICS",
     "LossSummary",
@@ -48,6 +49,9 @@ BOOTSTRAP_RESAMPLES = 10_000
 #: The seed of the bootstrap's own generator, so that the same per-image numbers always give the same interval.
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
+#: Above this fraction of the training steps' time spent waiting for the next batch, the data loading is called the
+#: bottleneck (the terminal table then suggests more loader workers).
+LOADING_HINT_SHARE = 0.2
 
 
 @dataclass
@@ -71,6 +75,10 @@ class RunResult:
             order), the mean over its foreground classes; a class absent from both the image's mask and its
             prediction scores 1 (nothing to find, nothing found), so no image is NaN. ``"hd95"`` and ``"nsd"``: see
             ``seglosses.cli.train.surface_values``. Empty for a failed run.
+        data_wait_s: seconds the training steps waited for their batch (the loader's ``next`` plus the
+            host-to-device copy calls), summed over the steps; NaN for a run recorded by an older version.
+        train_s: seconds of the training steps in all (the wait included, validation not), summed over the steps;
+            NaN for a run recorded by an older version. See ``seglosses.cli.train.StepTimes``.
 
     """
 
@@ -83,6 +91,15 @@ class RunResult:
     loss_args: dict[str, Any] = field(default_factory=dict)
     fingerprint: str = ""
     per_image: dict[str, list[float]] = field(default_factory=dict)
+    data_wait_s: float = math.nan
+    train_s: float = math.nan
+
+    @property
+    def loading_share(self) -> float:
+        """``data_wait_s / train_s``: the fraction of the training time spent waiting for data (NaN if unknown)."""
+        if math.isfinite(self.data_wait_s) and math.isfinite(self.train_s) and self.train_s > 0:
+            return self.data_wait_s / self.train_s
+        return math.nan
 
     def score(self, metric: str = "dice") -> float:
         """The mean foreground ``metric``, with NaN (or a failed run) counted as 0 for ranking."""
@@ -269,6 +286,18 @@ class ResultsTable:
                 return metric, column[len(metric) + 1 :]
         raise KeyError(column)
 
+    def data_loading(self) -> tuple[float, float, float]:
+        """``(data_wait_s, train_s, share)`` summed over the runs that recorded both (``share`` = wait / train).
+
+        Runs recorded by an older version (no timings) are left out; ``(NaN, NaN, NaN)`` when no run has them.
+        """
+        timed = [r for r in self.runs if math.isfinite(r.loading_share)]
+        if not timed:
+            return math.nan, math.nan, math.nan
+        wait = math.fsum(r.data_wait_s for r in timed)
+        train = math.fsum(r.train_s for r in timed)
+        return wait, train, wait / train
+
     def image_matrix(self, loss: str, metric: str | None = None) -> np.ndarray:
         """``(seeds, val_images)`` float64 per-image values of ``loss`` (rows in :attr:`seeds` order)."""
         metric = metric or self.metric
@@ -348,13 +377,15 @@ class ResultsTable:
         )
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
-        """One row per (loss, seed): loss, seed, status, seconds, then the metric columns."""
+        """One row per (loss, seed): loss, seed, status, seconds, the metric columns, then data_wait_s and train_s."""
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["loss", "seed", "status", "seconds", *self.columns])
+        writer.writerow(["loss", "seed", "status", "seconds", *self.columns, "data_wait_s", "train_s"])
         for r in self.runs:
             row = self.row(r)
-            writer.writerow([r.loss, r.seed, r.status, f"{r.seconds:.2f}", *(f"{row[c]:.6g}" for c in self.columns)])
+            metrics = [f"{row[c]:.6g}" for c in self.columns]
+            timings = [f"{r.data_wait_s:.4g}", f"{r.train_s:.4g}"]
+            writer.writerow([r.loss, r.seed, r.status, f"{r.seconds:.2f}", *metrics, *timings])
         return atomic_write(Path(path), buffer.getvalue())
 
     def per_image_to_csv(self, path: str | os.PathLike[str]) -> Path:
@@ -393,6 +424,7 @@ class ResultsTable:
                 "val_images": self.val_images,
                 "recommendation": asdict(self.recommendation()),
                 "comparisons": [asdict(c) for c in self.comparisons()],
+                "data_loading": dict(zip(("data_wait_s", "train_s", "share"), self.data_loading(), strict=True)),
                 "summary": [asdict(s) for s in self.summary()],
                 "runs": [asdict(r) for r in self.runs],
             }

@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import json
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ __all__ = [
     "PREVIEWS",
     "Evaluation",
     "RunSetup",
+    "StepTimes",
     "TrainConfig",
     "build_loss",
     "check_amp",
@@ -140,6 +142,44 @@ class RunSetup:
             "spacing": self.spacing,
             "nsd_tolerance": self.nsd_tolerance,
         }
+
+
+@dataclass
+class StepTimes:
+    """Where the wall time of a run's training steps went (host clock, :func:`time.perf_counter`).
+
+    Filled by :func:`train_run` when passed as ``times``; validation is not counted. ``data_wait_s <= train_s``
+    always (the wait is part of each step).
+
+    Attributes:
+        data_wait_s: the sum over the steps of the time from asking the loader for the next batch to having issued
+            its host-to-device copies (``next`` on the loader's iterator plus the ``.to(device)`` calls): the time
+            the training process waited for data. With pinned memory and ``non_blocking`` copies the copy itself
+            overlaps the computation and is not in this number. On CUDA the wait can overlap the previous step's
+            queued device work, so it bounds from above the time the device sat idle for lack of data.
+        train_s: the sum over the steps of the whole step: the wait above, forward, loss, backward and optimiser
+            step. A step reads its loss back (``float(loss)``) after the forward pass; on CUDA its backward pass and
+            optimiser step are queued and finish while the next step waits for data or reads its loss, so the sum
+            counts all the device's work but the last step's queued tail.
+        steps: the steps timed (a step that diverges counts, its time up to the divergence check; a step that
+            raises does not).
+
+    """
+
+    data_wait_s: float = 0.0
+    train_s: float = 0.0
+    steps: int = 0
+
+    def add(self, wait: float, step: float) -> None:
+        """Count one finished step: ``wait`` seconds waiting for its batch within ``step`` seconds in all."""
+        self.data_wait_s += wait
+        self.train_s += step
+        self.steps += 1
+
+    @property
+    def share(self) -> float:
+        """``data_wait_s / train_s``: the fraction of the training time spent waiting for data (NaN before a step)."""
+        return self.data_wait_s / self.train_s if self.train_s > 0 else math.nan
 
 
 def _qualname(obj: object) -> str:
@@ -490,6 +530,7 @@ def train_run(
     dist_ctx: DistContext | None = None,
     setup: RunSetup | None = None,
     evaluation: list[Evaluation] | None = None,
+    times: StepTimes | None = None,
 ) -> tuple[nn.Module, list[dict[str, float]], str]:
     """Train one model with ``loss_fn``: the single training loop, also the one of every DDP rank.
 
@@ -503,12 +544,16 @@ def train_run(
     BatchNorm layers normalising over the global batch; every rank draws the same global batch of
     ``config.batch_size`` crops and trains on its slice; the logged loss is the mean over the ranks; validation (the
     history's ``val_dice`` and ``on_epoch``) runs on rank 0 only (NaN elsewhere). The returned model is unwrapped.
+
+    With ``times`` (a :class:`StepTimes`) the wall time of the training steps and the part of it spent waiting for
+    the next batch are added to it (host clock only: no extra device synchronisation, nothing trained changes).
     """
     setup = setup or RunSetup()
     devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
-        return _train(data, loss_fn, seed, config, device, on_step, on_epoch, dist_ctx, setup, evaluation)
+        clock = times if times is not None else StepTimes()
+        return _train(data, loss_fn, seed, config, device, on_step, on_epoch, dist_ctx, setup, evaluation, clock)
 
 
 def _train(
@@ -522,6 +567,7 @@ def _train(
     dist_ctx: DistContext | None,
     setup: RunSetup,
     evaluation: list[Evaluation] | None,
+    times: StepTimes,
 ) -> tuple[nn.Module, list[dict[str, float]], str]:
     model: nn.Module = new_model(data, setup, config, seed).to(device)
     net = model
@@ -550,6 +596,7 @@ def _train(
             model.train()
             losses = []
             for _ in range(config.steps_per_epoch):
+                began = time.perf_counter()
                 try:
                     images, masks = next(stream)
                 except RuntimeError as exc:
@@ -558,6 +605,7 @@ def _train(
                     raise
                 images = images.to(device, non_blocking=True)
                 masks = masks.to(device, non_blocking=True)
+                waited = time.perf_counter() - began
                 with _autocast(device, setup.amp):
                     loss = loss_fn(net(images), target_for_loss(masks, data.mode))
                 value = float(loss.detach())
@@ -565,6 +613,7 @@ def _train(
                     value = dist_ctx.mean(value)
                 if not math.isfinite(value):
                     status = "diverged"
+                    times.add(waited, time.perf_counter() - began)
                     break
                 optimiser.zero_grad(set_to_none=True)
                 if loss.requires_grad and scaler is not None:  # fp16: scaled backward, unscaled clipping
@@ -579,6 +628,7 @@ def _train(
                         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
                     optimiser.step()  # parameters without a gradient are skipped
                 scheduler.step()
+                times.add(waited, time.perf_counter() - began)
                 step += 1
                 losses.append(value)
                 if on_step is not None:

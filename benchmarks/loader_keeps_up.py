@@ -1,0 +1,331 @@
+"""Does ``seglosses compare``'s data loading keep the device busy? Time per training step, loader vs cached batch.
+
+The measurement of issue 18's target "time per step with ``--num-workers 4`` within 1.2x of the same step on a
+cached in-memory batch". It writes a folder of PNG pairs (random images with a rectangle mask; nothing downloaded),
+loads it as ``compare`` does (``load_data``: :class:`~seglosses.cli.data.FolderPairs`, read lazily), and times the
+training step of ``compare``'s loop (:func:`seglosses.cli.train.train_run`: forward under autocast, loss read back,
+backward, gradient clipping at 5, AdamW, the warm-up/cosine schedule) in two ways, with the same model, loss,
+optimiser and mixed precision:
+
+(a) ``loader``: every step's batch comes through ``compare``'s DataLoader (``_loader`` over a
+    :class:`~seglosses.cli.data.CropDataset` with the per-run crop sampler ``_SpecBatches``; ``--workers`` worker
+    processes, pinned memory on CUDA) and is copied to the device (``non_blocking``);
+(b) ``cached``: one batch from that loader, already on the device, re-used for every step.
+
+Each is timed over ``--steps`` steps after ``--warmup`` untimed ones (which also start the loader's workers), from
+the first timed step to a device synchronisation after the last. ``ratio = (a) / (b)``; the loading keeps up when
+``ratio <= 1.2``. Also reported: the share of (a)'s time spent waiting for the next batch, measured as ``compare``
+records it (:class:`seglosses.cli.train.StepTimes`).
+
+Run (on a GPU; the default settings are ``compare``'s for a folder: batch 8, crop 96, the built-in U-Net)::
+
+    python benchmarks/loader_keeps_up.py --device cuda --workers 4 --out benchmarks/loader_keeps_up_cuda.json
+    python benchmarks/loader_keeps_up.py --device cuda --amp bf16 --workers 4 --crop 256 --batch-size 16
+
+A quick CPU smoke check (tens of seconds)::
+
+    python benchmarks/loader_keeps_up.py --pairs 8 --size 128 --steps 4 --warmup 1 --workers 2 --batch-size 2 \
+        --crop 64 --out /tmp/loader.json
+
+It prints one line and writes ``--out`` (JSON) and the same path with ``.md`` (one markdown table row, after a
+header) for the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from seglosses.cli.data import CropDataset, SegData, load_data
+from seglosses.cli.train import (
+    RunSetup,
+    StepTimes,
+    TrainConfig,
+    _autocast,
+    _loader,
+    _lr_lambda,
+    _SpecBatches,
+    build_loss,
+    check_amp,
+    new_model,
+    target_for_loss,
+)
+
+KEEPS_UP = 1.2  # the issue's bound on (a) / (b)
+MARKDOWN_HEADER = (
+    "| device | torch | amp | workers | batch | crop | loader ms/step | cached ms/step | ratio | data wait |\n"
+    "|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def write_pairs(root: Path, *, pairs: int = 64, size: int = 512, seed: int = 0) -> Path:
+    """Write ``pairs`` PNG image/mask pairs of ``size`` x ``size`` under ``root/images`` and ``root/masks``.
+
+    Each mask (0/1, uint8) holds one rectangle at a random place; each image is ``100 * mask`` plus uniform noise in
+    0..79 (uint8), written with PIL as the tests write theirs. Returns ``root``.
+    """
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(pairs):
+        mask = np.zeros((size, size), np.uint8)
+        h, w = (int(v) for v in rng.integers(size // 8, size // 2, 2))
+        y, x = (int(v) for v in rng.integers(0, size - max(h, w), 2))
+        mask[y : y + h, x : x + w] = 1
+        image = (mask * 100 + rng.integers(0, 80, (size, size))).astype(np.uint8)
+        Image.fromarray(image).save(root / "images" / f"p{i:04d}.png")
+        Image.fromarray(mask).save(root / "masks" / f"p{i:04d}.png")
+    return root
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+class _Trainer:
+    """One fresh model, loss, AdamW, schedule and (fp16) scaler; :meth:`step` is ``compare``'s training step."""
+
+    def __init__(self, data: SegData, setup: RunSetup, config: TrainConfig, loss: str, device: str, total: int):
+        self.data, self.device, self.amp = data, device, setup.amp
+        self.model: nn.Module = new_model(data, setup, config, 0).to(device)
+        self.model.train()
+        self.loss = build_loss(loss, data.mode, {}, {}).to(device)
+        self.optimiser = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimiser, _lr_lambda(total))
+        self.scaler = torch.amp.GradScaler("cuda") if setup.amp == "fp16" else None
+
+    def step(self, images: Tensor, masks: Tensor) -> float:
+        """One optimiser step on a batch already on the device; returns the loss (read back, as ``compare`` does)."""
+        with _autocast(self.device, self.amp):
+            loss = self.loss(self.model(images), target_for_loss(masks, self.data.mode))
+        value = float(loss.detach())
+        self.optimiser.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimiser)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+            self.scaler.step(self.optimiser)
+            self.scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+            self.optimiser.step()
+        self.scheduler.step()
+        return value
+
+
+def _timed(steps: int, warmup: int, device: str, one: Callable[[bool], None]) -> float:
+    """Seconds per step of ``one(timed)`` over ``steps`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        one(False)
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        one(True)
+    _sync(device)
+    return (time.perf_counter() - started) / steps
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def measure(
+    folder: str | Path,
+    *,
+    device: str = "cpu",
+    amp: str | None = None,
+    steps: int = 30,
+    warmup: int = 5,
+    workers: int = 4,
+    batch_size: int = 8,
+    crop: Sequence[int] | None = None,
+    loss: str = "dice",
+    base: int = 8,
+    depth: int = 3,
+    model: Callable[..., nn.Module] | None = None,
+) -> dict[str, Any]:
+    """Seconds per training step through ``compare``'s loader (a) and on one cached device batch (b).
+
+    Args:
+        folder: a data folder (``images/`` and ``masks/`` paired by name), read as ``compare --data FOLDER`` does.
+        device: ``"cpu"`` or ``"cuda"`` (pinned memory and ``non_blocking`` copies on CUDA, as in ``compare``).
+        amp: ``None``, ``"bf16"`` or ``"fp16"`` (CUDA only).
+        steps / warmup: timed and untimed steps of each of (a) and (b).
+        workers: DataLoader worker processes for (a) (0: read in this process).
+        batch_size: crops per step.
+        crop: the training crop (default: the folder's, as ``compare`` picks it: at most 96 per axis).
+        loss: the registry loss of the step.
+        base / depth: the built-in U-Net's width and poolings (``compare``'s defaults 8 and 3).
+        model: a model factory instead of the built-in U-Net (as ``compare(model=...)``).
+
+    Returns:
+        A dict: ``loader_s_per_step``, ``cached_s_per_step``, ``ratio`` (a / b), ``keeps_up`` (ratio <= 1.2),
+        ``data_wait_share`` (the share of (a)'s timed steps spent waiting for the next batch), and the settings:
+        ``device``, ``torch``, ``amp``, ``workers``, ``batch_size``, ``crop``, ``steps``, ``warmup``, ``pairs``,
+        ``image_shape``, ``loss``, ``model``.
+
+    """
+    if steps < 1 or warmup < 1:
+        raise ValueError(f"measure: `steps` and `warmup` must be >= 1; got {steps} and {warmup}")
+    check_amp(amp, device, "measure")
+    data = load_data(str(folder))
+    if crop is not None:
+        if len(crop) != data.ndim or min(crop) < 1:
+            raise ValueError(f"measure: `crop` must hold {data.ndim} positive sizes; got {tuple(crop)}")
+        data = dataclasses.replace(data, crop=tuple(int(c) for c in crop))
+    config = TrainConfig(batch_size=batch_size, base=base, depth=depth)
+    setup = RunSetup(model=model, amp=amp, num_workers=workers)
+    total = warmup + steps
+
+    def stream(processes: int) -> Iterator[Any]:
+        batches = _SpecBatches(data, batch_size, total, 1, None)
+        return iter(_loader(CropDataset(data.train, data.crop), device, processes, 0, batch_sampler=batches))
+
+    # (b) the first batch of the same sequence, on the device, re-used
+    images, masks = next(stream(0))
+    images, masks = images.to(device), masks.to(device)
+    on_cache = _Trainer(data, setup, config, loss, device, total)
+
+    def from_cache(timed: bool) -> None:
+        on_cache.step(images, masks)
+
+    cached = _timed(steps, warmup, device, from_cache)
+
+    # (a) through the loader, timed as compare times its steps
+    on_loader = _Trainer(data, setup, config, loss, device, total)  # the same initial weights (seed 0)
+    batches = stream(workers)
+    times = StepTimes()
+
+    def from_loader(timed: bool) -> None:
+        began = time.perf_counter()
+        x, y = next(batches)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        waited = time.perf_counter() - began
+        on_loader.step(x, y)
+        if timed:
+            times.add(waited, time.perf_counter() - began)
+
+    loaded = _timed(steps, warmup, device, from_loader)  # the workers stop when `batches` goes at the return
+    shape = data.train_shapes[0] if data.train_shapes else ()
+    return {
+        "device": _device_name(device),
+        "torch": torch.__version__,
+        "amp": amp,
+        "workers": workers,
+        "batch_size": batch_size,
+        "crop": list(data.crop or ()),
+        "steps": steps,
+        "warmup": warmup,
+        "pairs": data.num_train + data.num_val,
+        "train_pairs": data.num_train,
+        "image_shape": list(shape),
+        "loss": loss,
+        "model": "built-in U-Net" if model is None else getattr(model, "__qualname__", repr(model)),
+        "base": base if model is None else None,
+        "depth": depth if model is None else None,
+        "loader_s_per_step": loaded,
+        "cached_s_per_step": cached,
+        "ratio": loaded / cached if cached > 0 else math.nan,
+        "keeps_up": bool(loaded <= KEEPS_UP * cached),
+        "data_wait_share": times.share,
+    }
+
+
+def markdown_line(result: dict[str, Any]) -> str:
+    """One markdown table row (under :data:`MARKDOWN_HEADER`) of a :func:`measure` result."""
+    crop = "x".join(str(c) for c in result["crop"])
+    return (
+        f"| {result['device']} | {result['torch']} | {result['amp'] or 'fp32'} | {result['workers']} | "
+        f"{result['batch_size']} | {crop} | {1e3 * result['loader_s_per_step']:.1f} | "
+        f"{1e3 * result['cached_s_per_step']:.1f} | {result['ratio']:.2f} | {result['data_wait_share']:.0%} |"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="mixed precision (default: float32)")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps of each way (default 30)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of (a) (default 4)")
+    parser.add_argument("--batch-size", type=int, default=8, help="crops per step (default 8, as compare)")
+    parser.add_argument("--crop", type=int, default=None, help="square crop side (default: compare's, 96)")
+    parser.add_argument("--pairs", type=int, default=64, help="PNG pairs to write (default 64)")
+    parser.add_argument("--size", type=int, default=512, help="their side in pixels (default 512)")
+    parser.add_argument("--folder", type=Path, default=None, help="an existing data folder instead of writing one")
+    parser.add_argument("--loss", default="dice", help="the loss of the step (default dice)")
+    parser.add_argument("--model", default=None, help="a model factory package.module:function (default U-Net)")
+    parser.add_argument("--base", type=int, default=8, help="built-in U-Net width (default 8)")
+    parser.add_argument("--depth", type=int, default=3, help="built-in U-Net poolings (default 3)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads of this process")
+    parser.add_argument("--out", type=Path, default=Path("loader_keeps_up.json"), help="JSON result (and .md)")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: torch.cuda.is_available() is False")
+    factory = None
+    if args.model is not None:
+        from seglosses.cli.model import load_factory
+
+        factory = load_factory(args.model)
+    crop = None if args.crop is None else (args.crop, args.crop)
+    with contextlib.ExitStack() as stack:
+        folder = args.folder
+        if folder is None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="loader_keeps_up_")))
+            started = time.perf_counter()
+            folder = write_pairs(tmp / "data", pairs=args.pairs, size=args.size)
+            print(f"wrote {args.pairs} PNG pairs of {args.size}x{args.size} in {time.perf_counter() - started:.1f} s")
+        result = measure(
+            folder,
+            device=args.device,
+            amp=args.amp,
+            steps=args.steps,
+            warmup=args.warmup,
+            workers=args.workers,
+            batch_size=args.batch_size,
+            crop=crop,
+            loss=args.loss,
+            base=args.base,
+            depth=args.depth,
+            model=factory,
+        )
+    result["command"] = " ".join(["python", "benchmarks/loader_keeps_up.py", *(argv or sys.argv[1:])])
+    verdict = "keeps up" if result["keeps_up"] else f"does NOT keep up (bound {KEEPS_UP}x)"
+    print(
+        f"{result['device']}, torch {result['torch']}, amp {result['amp'] or 'fp32'}, {result['workers']} workers, "
+        f"batch {result['batch_size']}, crop {result['crop']}: loader {1e3 * result['loader_s_per_step']:.1f} "
+        f"ms/step, cached batch {1e3 * result['cached_s_per_step']:.1f} ms/step, ratio {result['ratio']:.2f} "
+        f"({verdict}); waiting for data {result['data_wait_share']:.0%} of the loader steps' time"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    md = args.out.with_suffix(".md")
+    md.write_text(f"{MARKDOWN_HEADER}\n{markdown_line(result)}\n", encoding="utf-8")
+    print(f"wrote {args.out} and {md}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
