@@ -19,8 +19,8 @@ def bench(
         str | None,
         typer.Option(
             "--workloads",
-            help="Comma-separated: 3d-2x4x96, 3d-1x8x128, 2d-8x4x256, 2d-bin-8x512 (default: all four; with --quick "
-            "quick-3d, quick-2d, quick-bin).",
+            help="Comma-separated: 3d-2x4x96, 3d-1x8x128, 2d-8x4x256, 2d-bin-8x512, 3d-2x14x128 (default: the first "
+            "four; the many-class 3D one only when named; with --quick quick-3d, quick-2d, quick-bin).",
         ),
     ] = None,
     losses: Annotated[

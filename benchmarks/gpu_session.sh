@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Everything the GPU issues need measured, as ONE prepared command for a lent device machine (H100/H200), whose
+# time is minutes: the CUDA tests, `seglosses bench --device cuda` on the GPU workloads beside MONAI/smp/kornia,
+# the launch count of one dice step, and compare's data-loading measurement. Each step runs under its own share of
+# a total time budget; after each step everything so far is packed into $OUT/gpu_session.tgz (the device tool
+# returns at most 8 files), and $OUT/summary.txt lists each step's exit status and seconds.
+#
+# Here, once (pip reaches PyPI here, not there):   bash benchmarks/gpu_wheels.sh      (fills the ignored .whl)
+# Device call (repo root, carry [".whl"]):          bash benchmarks/gpu_session.sh 500
+#   (the argument: the seconds the whole script may take; give the call's timeout_s some 60 s more)
+# Back here: untar $OUT/gpu_session.tgz; the bench's results.json renders with
+#   python benchmarks/run.py --from-json bench-*/results.json --md benchmarks/RESULTS_cuda.md
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUDGET=${1:-500}
+START=$(date +%s)
+OUT=${OUT:-/tmp/gpu-session-out}
+WORK=/tmp/gpu-session
+mkdir -p "$OUT" "$WORK"
+PY=${PY:-python3}  # the interpreter that holds torch (the device image: plain python3)
+export PYTHONUNBUFFERED=1 SEGLOSSES_CACHE=/tmp/seglosses-cache
+if [[ -z "${NO_WHEELS:-}" ]] && ls .whl/*.whl > /dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        > "$WORK/install.log" 2>&1 || echo "wheel install failed (see install.log)" >> "$OUT/summary.txt"
+    export PYTHONPATH=/tmp/site:$PWD/src
+else
+    export PYTHONPATH=$PWD/src
+fi
+
+left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+pack() { tar czf "$OUT/gpu_session.tgz" -C "$WORK" . 2> /dev/null; }
+# step NAME SHARE CMD...: run CMD with at most SHARE seconds (less if the budget has less left), log to NAME.log
+step() {
+    local name=$1 share=$2
+    shift 2
+    local limit
+    limit=$(left)
+    (( limit > share )) && limit=$share
+    if (( limit < 20 )); then
+        echo "$name skipped (budget spent)" | tee -a "$OUT/summary.txt"
+        return
+    fi
+    local t0
+    t0=$(date +%s)
+    timeout --kill-after=5 "$limit" "$@" > "$WORK/$name.log" 2>&1
+    local rc=$?
+    echo "$name rc=$rc $(( $(date +%s) - t0 ))s (limit ${limit}s)" | tee -a "$OUT/summary.txt"
+    tail -3 "$WORK/$name.log" | sed 's/^/    /' >> "$OUT/summary.txt"
+    pack
+}
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+    "$PY" -c "import torch, triton, sys; print(sys.version.split()[0], torch.__version__, triton.__version__)"
+    "$PY" -c "from seglosses import _native; print('native:', _native.status())"
+} > "$WORK/env.log" 2>&1
+cat "$WORK/env.log" >> "$OUT/summary.txt"
+
+# 1. CUDA tests: every loss on CUDA (values, gradients, autocast, compile, sync-debug, CUDA graphs, > 256^2
+#    shapes), compare's CUDA + AMP path, the surface metrics on CUDA tensors, the operators
+step tests 200 "$PY" -m pytest -q -p no:cacheprovider -x -n 4 --dist loadfile \
+    tests/test_cuda.py tests/test_compare_cuda.py tests/test_ops.py tests/test_surface.py -k "cuda or Cuda or CUDA or ops"
+
+# 2. launch count of one dice forward+backward on the 2D multiclass workload (target: at most 6)
+step launches 40 "$PY" - << 'EOF'
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import seglosses.functional as F
+
+x = torch.randn(8, 4, 256, 256, device="cuda", requires_grad=True)
+t = torch.randint(0, 4, (8, 256, 256), device="cuda")
+for _ in range(3):
+    F.dice_loss(x, t, mode="multiclass").backward()
+torch.cuda.synchronize()
+for name in ("dice", "jaccard", "tversky", "generalized_dice", "dice_ce", "focal"):
+    fn = getattr(F, f"{name}_loss")
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn(x, t, mode="multiclass").backward()
+        torch.cuda.synchronize()
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    print(f"{name}: {len(kernels)} CUDA kernels per forward+backward: {sorted({e.name[:40] for e in kernels})}")
+EOF
+
+# 3. the benchmark table, one workload per step (its results are written when it completes), in the order of
+#    what issue 17 needs most; each case is a fresh process (~3-5 s of start-up each), so the budget decides how
+#    many workloads complete. The loader measurement goes first: it is short.
+step loader 60 "$PY" benchmarks/loader_keeps_up.py --device cuda --workers 4 --out "$WORK/loader.json"
+for w in 2d-8x4x256 3d-2x14x128 2d-bin-8x512 3d-2x4x96 3d-1x8x128; do
+    step "bench-$w" 150 "$PY" -m seglosses.cli.benchmark --device cuda --only losses --repeats 10 --warmup 3 \
+        --min-time 0 --workloads "$w" --out "$WORK/bench-$w" --no-rich
+done
+
+echo "total $(( $(date +%s) - START ))s" >> "$OUT/summary.txt"
+pack
