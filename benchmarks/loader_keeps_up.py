@@ -10,7 +10,8 @@ optimiser and mixed precision:
 (a) ``loader``: every step's batch comes through ``compare``'s DataLoader (``_loader`` over a
     :class:`~seglosses.cli.data.CropDataset` with the per-run crop sampler ``_SpecBatches``; ``--workers`` worker
     processes, pinned memory on CUDA) and is copied to the device (``non_blocking``);
-(b) ``cached``: one batch from that loader, already on the device, re-used for every step.
+(b) ``cached``: the first batch of the same sequence (read in this process), copied to the device once and re-used
+    for every step.
 
 Each is timed over ``--steps`` steps after ``--warmup`` untimed ones (which also start the loader's workers), from
 the first timed step to a device synchronisation after the last. ``ratio = (a) / (b)``; the loading keeps up when
@@ -19,16 +20,19 @@ records it (:class:`seglosses.cli.train.StepTimes`).
 
 Run (on a GPU; the default settings are ``compare``'s for a folder: batch 8, crop 96, the built-in U-Net)::
 
-    python benchmarks/loader_keeps_up.py --device cuda --workers 4 --out benchmarks/loader_keeps_up_cuda.json
-    python benchmarks/loader_keeps_up.py --device cuda --amp bf16 --workers 4 --crop 256 --batch-size 16
+    PYTHONPATH=src python benchmarks/loader_keeps_up.py --device cuda --workers 4 --out /tmp/loader.json
+    PYTHONPATH=src python benchmarks/loader_keeps_up.py --device cuda --workers 0,2,4,8 --out /tmp/loader-sweep.json
+    PYTHONPATH=src python benchmarks/loader_keeps_up.py --device cuda --amp bf16 --workers 4 --crop 256 \
+        --batch-size 16 --out /tmp/loader-256.json
 
 A quick CPU smoke check (tens of seconds)::
 
     python benchmarks/loader_keeps_up.py --pairs 8 --size 128 --steps 4 --warmup 1 --workers 2 --batch-size 2 \
         --crop 64 --out /tmp/loader.json
 
-It prints one line and writes ``--out`` (JSON) and the same path with ``.md`` (one markdown table row, after a
-header) for the README.
+``--workers 0,2,4,8`` measures each count in turn (a fresh loader and model each time, (b) re-measured beside it).
+It prints one line per count and writes ``--out`` (a JSON list, one result per count) and the same path with ``.md``
+(a markdown table, one row per count) for the README.
 """
 
 from __future__ import annotations
@@ -261,13 +265,33 @@ def markdown_line(result: dict[str, Any]) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+def _describe(result: dict[str, Any]) -> str:
+    verdict = "keeps up" if result["keeps_up"] else f"does NOT keep up (bound {KEEPS_UP}x)"
+    return (
+        f"{result['device']}, torch {result['torch']}, amp {result['amp'] or 'fp32'}, {result['workers']} workers, "
+        f"batch {result['batch_size']}, crop {result['crop']}: loader {1e3 * result['loader_s_per_step']:.1f} "
+        f"ms/step, cached batch {1e3 * result['cached_s_per_step']:.1f} ms/step, ratio {result['ratio']:.2f} "
+        f"({verdict}); waiting for data {result['data_wait_share']:.0%} of the loader steps' time"
+    )
+
+
+def _worker_counts(text: str) -> list[int]:
+    counts = [int(v) for v in text.split(",") if v.strip()]
+    if not counts or min(counts) < 0:
+        raise argparse.ArgumentTypeError(f"worker counts >= 0, comma-separated (e.g. 4 or 0,2,4,8); got {text!r}")
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The command line: write (or take) a folder, :func:`measure` for each worker count, print and write."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="mixed precision (default: float32)")
     parser.add_argument("--steps", type=int, default=30, help="timed steps of each way (default 30)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
-    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers of (a) (default 4)")
+    parser.add_argument(
+        "--workers", type=_worker_counts, default=[4], help="DataLoader workers of (a), or a list: 0,2,4,8 (default 4)"
+    )
     parser.add_argument("--batch-size", type=int, default=8, help="crops per step (default 8, as compare)")
     parser.add_argument("--crop", type=int, default=None, help="square crop side (default: compare's, 96)")
     parser.add_argument("--pairs", type=int, default=64, help="PNG pairs to write (default 64)")
@@ -278,18 +302,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--base", type=int, default=8, help="built-in U-Net width (default 8)")
     parser.add_argument("--depth", type=int, default=3, help="built-in U-Net poolings (default 3)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads of this process")
-    parser.add_argument("--out", type=Path, default=Path("loader_keeps_up.json"), help="JSON result (and .md)")
+    parser.add_argument("--out", type=Path, default=Path("loader_keeps_up.json"), help="JSON results (and .md)")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error("--device cuda: torch.cuda.is_available() is False")
+    if args.amp == "fp16" and not args.device.startswith("cuda"):
+        parser.error("--amp fp16 needs --device cuda (use bf16 on the CPU)")
+    if args.steps < 1 or args.warmup < 1 or args.batch_size < 1 or args.pairs < 2:
+        parser.error("--steps, --warmup and --batch-size must be >= 1 and --pairs >= 2")
     factory = None
     if args.model is not None:
         from seglosses.cli.model import load_factory
 
         factory = load_factory(args.model)
     crop = None if args.crop is None else (args.crop, args.crop)
+    command = " ".join(["python", "benchmarks/loader_keeps_up.py", *(sys.argv[1:] if argv is None else argv)])
+    results = []
     with contextlib.ExitStack() as stack:
         folder = args.folder
         if folder is None:
@@ -297,34 +327,30 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             started = time.perf_counter()
             folder = write_pairs(tmp / "data", pairs=args.pairs, size=args.size)
             print(f"wrote {args.pairs} PNG pairs of {args.size}x{args.size} in {time.perf_counter() - started:.1f} s")
-        result = measure(
-            folder,
-            device=args.device,
-            amp=args.amp,
-            steps=args.steps,
-            warmup=args.warmup,
-            workers=args.workers,
-            batch_size=args.batch_size,
-            crop=crop,
-            loss=args.loss,
-            base=args.base,
-            depth=args.depth,
-            model=factory,
-        )
-    result["command"] = " ".join(["python", "benchmarks/loader_keeps_up.py", *(argv or sys.argv[1:])])
-    verdict = "keeps up" if result["keeps_up"] else f"does NOT keep up (bound {KEEPS_UP}x)"
-    print(
-        f"{result['device']}, torch {result['torch']}, amp {result['amp'] or 'fp32'}, {result['workers']} workers, "
-        f"batch {result['batch_size']}, crop {result['crop']}: loader {1e3 * result['loader_s_per_step']:.1f} "
-        f"ms/step, cached batch {1e3 * result['cached_s_per_step']:.1f} ms/step, ratio {result['ratio']:.2f} "
-        f"({verdict}); waiting for data {result['data_wait_share']:.0%} of the loader steps' time"
-    )
+        for workers in args.workers:
+            result = measure(
+                folder,
+                device=args.device,
+                amp=args.amp,
+                steps=args.steps,
+                warmup=args.warmup,
+                workers=workers,
+                batch_size=args.batch_size,
+                crop=crop,
+                loss=args.loss,
+                base=args.base,
+                depth=args.depth,
+                model=factory,
+            )
+            result["command"] = command
+            results.append(result)
+            print(_describe(result), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     md = args.out.with_suffix(".md")
-    md.write_text(f"{MARKDOWN_HEADER}\n{markdown_line(result)}\n", encoding="utf-8")
+    md.write_text("\n".join([MARKDOWN_HEADER, *map(markdown_line, results)]) + "\n", encoding="utf-8")
     print(f"wrote {args.out} and {md}")
-    return result
+    return results
 
 
 if __name__ == "__main__":

@@ -270,3 +270,18 @@ def test_benchmark_core_runs_on_cpu(tmp_path):
     line = bench.markdown_line(result)
     assert line.startswith("|")
     assert f"{result['ratio']:.2f}" in line
+
+
+def test_benchmark_command_line_writes_json_and_markdown(tmp_path, capsys):
+    bench = _benchmark_module()
+    out = tmp_path / "loader.json"
+    args = ["--pairs", "4", "--size", "40", "--steps", "1", "--warmup", "1", "--workers", "0", "--batch-size", "2"]
+    args += ["--crop", "32", "--base", "4", "--depth", "2", "--out", str(out)]
+    (result,) = bench.main(args)
+    assert json.loads(out.read_text()) == [json.loads(json.dumps(result))]
+    table = out.with_suffix(".md").read_text().splitlines()
+    assert table == [*bench.MARKDOWN_HEADER.splitlines(), bench.markdown_line(result)]
+    assert "ratio" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--amp", "fp16", "--device", "cpu", "--out", str(out)])
+    assert "--amp fp16 needs --device cuda" in capsys.readouterr().err
