@@ -71,8 +71,9 @@ from seglosses.cli.train import (
 
 KEEPS_UP = 1.2  # the issue's bound on (a) / (b)
 MARKDOWN_HEADER = (
-    "| device | torch | amp | workers | batch | crop | loader ms/step | cached ms/step | ratio | data wait |\n"
-    "|---|---|---|---|---|---|---|---|---|---|"
+    "| device | torch | amp | workers | batch | crop | loader ms/step | cached ms/step | ratio | data wait "
+    "| item read ms |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -184,7 +185,10 @@ def measure(
 
     Returns:
         A dict: ``loader_s_per_step``, ``cached_s_per_step``, ``ratio`` (a / b), ``keeps_up`` (ratio <= 1.2),
-        ``data_wait_share`` (the share of (a)'s timed steps spent waiting for the next batch), and the settings:
+        ``data_wait_share`` (the share of (a)'s timed steps spent waiting for the next batch), ``item_read_s`` (the
+        seconds to read, normalise and crop one training item in this process, from the first batch: a cold read)
+        and ``loader_floor_s_per_step`` (``batch_size * item_read_s / max(1, workers)``: the fastest the workers
+        could deliver a batch, if they scaled perfectly), and the settings:
         ``device``, ``torch``, ``amp``, ``workers``, ``batch_size``, ``crop``, ``steps``, ``warmup``, ``pairs``,
         ``image_shape``, ``loss``, ``model``.
 
@@ -205,8 +209,12 @@ def measure(
         batches = _SpecBatches(data, batch_size, total, 1, None)
         return iter(_loader(CropDataset(data.train, data.crop), device, processes, 0, batch_sampler=batches))
 
-    # (b) the first batch of the same sequence, on the device, re-used
+    # (b) the first batch of the same sequence, on the device, re-used; its read, timed in this process, tells what
+    # one worker needs per training item (reading, normalising and cropping it): the loader's floor per step is
+    # batch_size x that / workers
+    began = time.perf_counter()
     images, masks = next(stream(0))
+    item_s = (time.perf_counter() - began) / batch_size
     images, masks = images.to(device), masks.to(device)
     on_cache = _Trainer(data, setup, config, loss, device, total)
 
@@ -252,6 +260,8 @@ def measure(
         "ratio": loaded / cached if cached > 0 else math.nan,
         "keeps_up": bool(loaded <= KEEPS_UP * cached),
         "data_wait_share": times.share,
+        "item_read_s": item_s,
+        "loader_floor_s_per_step": batch_size * item_s / max(1, workers),
     }
 
 
@@ -261,7 +271,8 @@ def markdown_line(result: dict[str, Any]) -> str:
     return (
         f"| {result['device']} | {result['torch']} | {result['amp'] or 'fp32'} | {result['workers']} | "
         f"{result['batch_size']} | {crop} | {1e3 * result['loader_s_per_step']:.1f} | "
-        f"{1e3 * result['cached_s_per_step']:.1f} | {result['ratio']:.2f} | {result['data_wait_share']:.0%} |"
+        f"{1e3 * result['cached_s_per_step']:.1f} | {result['ratio']:.2f} | {result['data_wait_share']:.0%} | "
+        f"{1e3 * result['item_read_s']:.1f} |"
     )
 
 
@@ -271,7 +282,8 @@ def _describe(result: dict[str, Any]) -> str:
         f"{result['device']}, torch {result['torch']}, amp {result['amp'] or 'fp32'}, {result['workers']} workers, "
         f"batch {result['batch_size']}, crop {result['crop']}: loader {1e3 * result['loader_s_per_step']:.1f} "
         f"ms/step, cached batch {1e3 * result['cached_s_per_step']:.1f} ms/step, ratio {result['ratio']:.2f} "
-        f"({verdict}); waiting for data {result['data_wait_share']:.0%} of the loader steps' time"
+        f"({verdict}); waiting for data {result['data_wait_share']:.0%} of the loader steps' time; one item read "
+        f"{1e3 * result['item_read_s']:.1f} ms (workers' floor {1e3 * result['loader_floor_s_per_step']:.1f} ms/step)"
     )
 
 

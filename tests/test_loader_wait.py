@@ -260,9 +260,10 @@ def test_benchmark_core_runs_on_cpu(tmp_path):
     result = bench.measure(
         folder, device="cpu", steps=2, warmup=1, workers=0, batch_size=2, crop=(32, 32), base=4, depth=2
     )
-    for key in ("loader_s_per_step", "cached_s_per_step", "ratio", "data_wait_share"):
+    for key in ("loader_s_per_step", "cached_s_per_step", "ratio", "data_wait_share", "item_read_s"):
         assert math.isfinite(result[key]), (key, result[key])
         assert result[key] >= 0, (key, result[key])
+    assert result["loader_floor_s_per_step"] == pytest.approx(2 * result["item_read_s"], rel=1e-12)  # 0 workers
     assert result["ratio"] == pytest.approx(result["loader_s_per_step"] / result["cached_s_per_step"], rel=1e-12)
     assert (result["workers"], result["batch_size"], result["crop"], result["steps"]) == (0, 2, [32, 32], 2)
     assert result["device"]
