@@ -85,7 +85,7 @@ EOF
 # 3. the benchmark table, one workload per step (its results are written when it completes), in the order of
 #    what issue 17 needs most; each case is a fresh process (~3-5 s of start-up each), so the budget decides how
 #    many workloads complete. The loader measurement goes first: it is short.
-step loader 60 "$PY" benchmarks/loader_keeps_up.py --device cuda --workers 4 --out "$WORK/loader.json"
+step loader 90 "$PY" benchmarks/loader_keeps_up.py --device cuda --workers 0,4,8 --out "$WORK/loader.json"
 for w in 2d-8x4x256 3d-2x14x128 2d-bin-8x512 3d-2x4x96 3d-1x8x128; do
     step "bench-$w" 150 "$PY" -m seglosses.cli.benchmark --device cuda --only losses --repeats 10 --warmup 3 \
         --min-time 0 --workloads "$w" --out "$WORK/bench-$w" --no-rich

@@ -13,7 +13,7 @@ along each spatial axis:
 An empty or a full mask gives 0 everywhere (scipy's transform of an all-True array is not a distance).
 
 The transform is exact, on the CPU in float64, returned as float32: with the native kernels
-(:mod:`seglosses._native`) one call computes the maps of every image and class of the batch (Felzenszwalb and
+(``seglosses._native``) one call computes the maps of every image and class of the batch (Felzenszwalb and
 Huttenlocher's separable transform, its lines spread over the threads); without them scipy's
 ``scipy.ndimage.distance_transform_edt`` with ``sampling=``, one call per image and class on the bounding box of the
 mask (the reference; the tests pin the two together). Empty and full masks are skipped; the masks, the erosion and
@@ -71,7 +71,7 @@ def _edt_scipy(masks: np.ndarray, spacing: tuple[float, ...], skip: np.ndarray) 
 def _edt_each(masks: np.ndarray, spacing: tuple[float, ...], skip: np.ndarray) -> np.ndarray:
     """``edt_s`` of every mask of a stack ``(B, *S)``, float64; 0 for the masks flagged in ``skip`` ``(B,)``.
 
-    With the native kernels (:mod:`seglosses._native`): one call over the whole stack, the separable exact
+    With the native kernels (``seglosses._native``): one call over the whole stack, the separable exact
     transform of Felzenszwalb and Huttenlocher (squared distances along the last axis, then the lower envelope
     of parabolas along every other axis, lines spread over the threads; no line crosses two masks). Without
     them: scipy's ``distance_transform_edt``, one call per mask (:func:`_edt_scipy`). The two agree to rounding

@@ -7,7 +7,8 @@ r"""``seglosses bench`` cases of the distance-map and topology losses, beside MO
 - ``boundary`` and ``hausdorff_dt``: our rows with the target's distance map precomputed (the recommended use: a
   :class:`seglosses.distance.DistanceMapTransform` in the data loader; here the map is computed on the first call,
   a warm-up step, and reused for the same target tensor) and with every map computed inside the call
-  (``:maps-inside``, the cost of not precomputing: one scipy EDT per image and class on the CPU). The Hausdorff-DT
+  (``:maps-inside``, the cost of not precomputing: the exact EDT of every image and class on the CPU, one native call
+  over the batch, scipy per image and class without the native kernels). The Hausdorff-DT
   loss always computes its prediction's map inside (it changes every step). MONAI's ``HausdorffDTLoss`` takes no
   map: it computes the prediction's and the target's maps in every call. MONAI 1.6 has no boundary loss.
 - ``cldice`` (10 skeleton steps, our default) and ``cldice_3`` (3 steps, MONAI's default): ours beside MONAI's
@@ -90,7 +91,7 @@ def catalogue_cases() -> tuple[Case, ...]:
 
     """
     pre = "the target's map precomputed once (as a DistanceMapTransform in the data loader)"
-    inside = "every map computed inside the call on the CPU (scipy EDT per image and class)"
+    inside = "every map computed inside the call on the CPU (exact EDT of the batch: native kernel, else scipy)"
     return (
         Case(
             "seglosses:boundary",

@@ -2,7 +2,8 @@ r"""Distance-map losses: the boundary loss (Kervadec et al.) and the Hausdorff-D
 
 Both are per-pixel losses weighted by constant distance maps (:mod:`seglosses.distance`): per class, the mean over
 the class's kept pixels (over the batch, or per image with ``per_image``), then the class reduction of every
-region loss. A map not given is computed from the target on the CPU (scipy's exact EDT): one host round trip per
+region loss. A map not given is computed from the target on the CPU (the exact EDT of :mod:`seglosses.distance`, one native
+call over the batch): one host round trip per
 call, so precompute the target's map in the data loader (:class:`seglosses.distance.DistanceMapTransform`) for
 speed. The Hausdorff-DT loss always computes the map of its thresholded prediction this way.
 
