@@ -244,13 +244,39 @@ def from_datasets(
 # --------------------------------------------------------------------------------------------------- helpers
 
 
+_NORMALISE_PERCENTILES = (1.0, 99.8)
+
+
+def _percentiles(channel: np.ndarray) -> tuple[np.float64, np.float64]:
+    """``np.percentile(channel.astype(np.float32), [1, 99.8])`` (linear interpolation), the same bits, faster.
+
+    For uint8/uint16 pixels (PNG, most TIFF) the order statistics come from a histogram (``np.bincount``, one pass)
+    instead of a partial sort of a float copy: about 10x faster on a 512x512 image, which is most of the time a
+    DataLoader worker spends on one item. The interpolation is written as NumPy's (``a + (b - a) g``, or
+    ``b - (b - a)(1 - g)`` for ``g >= 0.5``, in float64); the tests pin it to ``np.percentile`` bit for bit.
+    """
+    if channel.dtype in (np.uint8, np.uint16) and channel.size:
+        n = channel.size
+        cumulative = np.cumsum(np.bincount(channel.ravel()))
+        out = []
+        for q in _NORMALISE_PERCENTILES:
+            virtual = (n - 1) * (q / 100.0)
+            below = int(np.floor(virtual))
+            ranks = np.array([below, min(below + 1, n - 1)])
+            a, b = (np.float64(v) for v in np.searchsorted(cumulative, ranks, side="right"))
+            g = np.float64(virtual - below)
+            out.append(a + (b - a) * g if g < 0.5 else b - (b - a) * (1 - g))
+        return out[0], out[1]
+    lo, hi = np.percentile(channel.astype(np.float32), _NORMALISE_PERCENTILES)
+    return lo, hi
+
+
 def normalise(image: np.ndarray) -> np.ndarray:
-    """Scale each channel of ``(C, *S)`` to about [0, 1] with its 1st and 99.8th percentiles."""
-    image = image.astype(np.float32)
-    out = np.empty_like(image)
+    """Scale each channel of ``(C, *S)`` to about [0, 1] with its 1st and 99.8th percentiles (float32)."""
+    out = np.empty(image.shape, dtype=np.float32)
     for c in range(image.shape[0]):
-        lo, hi = np.percentile(image[c], [1.0, 99.8])
-        out[c] = (image[c] - lo) / max(float(hi - lo), 1e-6)
+        lo, hi = _percentiles(image[c])
+        out[c] = (image[c].astype(np.float32) - lo) / max(float(hi - lo), 1e-6)
     return out
 
 
