@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=None, help="comma-separated groups: losses, catalogue, surface (default all)")
     parser.add_argument("--md", type=Path, default=None, help="output (default RESULTS.md / RESULTS_cuda.md)")
     parser.add_argument(
+        "--raw", type=Path, default=None, help="folder of the raw rows (default benchmarks/results-<device>)"
+    )
+    parser.add_argument(
         "--from-json", type=Path, nargs="+", default=None, help="re-render (and merge) saved results.json files"
     )
     args = parser.parse_args(argv)
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         min_time=args.min_time,
         threads=args.threads,
         device=device,
-        out=HERE / f"results-{kind}",
+        out=args.raw or HERE / f"results-{kind}",
         quick=args.quick,
         busy=args.busy,
         only=args.only,
