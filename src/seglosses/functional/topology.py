@@ -213,11 +213,7 @@ def _skeleton_step_backward(x: Tensor, skel: Tensor | None, carry: list[Tensor |
     grad_skel = carry[0]
     assert grad_skel is not None
     pool = torch_f.max_pool2d if x.ndim == 4 else torch_f.max_pool3d
-    neg_x = -x
-    neg_eroded, cross_idx = _cross_max_indices(neg_x)
-    del neg_x
-    dilated, dil_idx = pool(neg_eroded.neg_(), 3, 1, 1, return_indices=True)
-    del neg_eroded
+    dilated, dil_idx = pool(_erode_values(x), 3, 1, 1, return_indices=True)
     delta = dilated.neg_().add_(x).relu_()  # x - dilate(erode(x)), relu
     del dilated
     if skel is None:
@@ -241,6 +237,8 @@ def _skeleton_step_backward(x: Tensor, skel: Tensor | None, carry: list[Tensor |
     grad_n = grad_e.neg_()
     if carry[2] is not None:
         grad_n.add_(carry[2])
+    carry[2] = None
+    cross_idx = _cross_max_indices(-x)[1]  # now, when the dilation's indices are gone
     carry[2] = _pool_backward(grad_n, grad_n, cross_idx)
 
 
@@ -253,9 +251,10 @@ class _SoftSkeleton(torch.autograd.Function):
     """:func:`soft_skeleton` of ``(B, K, *S)`` (2 or 3 spatial dims) with a recomputing backward.
 
     Forward: the ``iterations + 1`` steps without autograd; saved are ``x`` and the state ``(erode^k(x), S_k)`` at
-    the end of every segment of :func:`_segment_length` steps but the last. Backward: the segments in reverse; each
-    one's states are recomputed from its start, then its steps are reversed one at a time, each recomputing its
-    own pools with their indices (:func:`_skeleton_step_backward`).
+    the end of every segment of :func:`_segment_length` steps but the last. Backward: the segments in reverse; in
+    each, the steps in reverse, each one's inputs recomputed from the segment's start (one state alive at a time,
+    at most ``segment * (segment - 1) / 2`` extra steps per segment) and its own pools recomputed with their
+    indices (:func:`_skeleton_step_backward`).
     """
 
     @staticmethod
@@ -283,15 +282,14 @@ class _SoftSkeleton(torch.autograd.Function):
         del grad
         for first in reversed(range(0, iterations + 1, seg)):
             last = min(first + seg, iterations + 1)
-            if first == 0:
-                states: list[tuple[Tensor, Tensor | None]] = [(x, None)]
-            else:
-                j = 2 * (first // seg - 1)
-                states = [(saved[j], saved[j + 1])]
-            for _ in range(first, last - 1):
-                states.append(_skeleton_step(*states[-1]))
-            while states:
-                _skeleton_step_backward(*states.pop(), carry)
+            j = 2 * (first // seg - 1)
+            start: tuple[Tensor, Tensor | None] = (x, None) if first == 0 else (saved[j], saved[j + 1])
+            for k in reversed(range(first, last)):
+                state = start
+                for _ in range(first, k):  # the inputs of step k, from the segment's start
+                    state = _skeleton_step(*state)
+                _skeleton_step_backward(*state, carry)
+                del state
         grad_x, grad_neg = carry[1], carry[2]
         assert grad_x is not None
         assert grad_neg is not None
@@ -315,9 +313,9 @@ def soft_skeleton(x: Tensor, iterations: int) -> Tensor:
     Memory: a custom autograd Function. The forward runs the ``iterations + 1`` steps without autograd and keeps
     for the backward only ``x`` and the state ``(erode^k(x), S_k)`` at the end of every segment of
     ``ceil(sqrt(iterations + 1))`` steps (4 tensors of ``x``'s size at 10 steps, instead of ~9 per step with
-    int64 pool indices among them). The backward walks the segments in reverse, recomputes a segment's states
-    from its start, then reverses its steps one at a time, recomputing each step's cross max and 3^d max-pool with
-    their indices: the values are the same bits as the plain autograd composition, and so are the gradients (the
+    int64 pool indices among them). The backward walks the segments in reverse and, in each, the steps in reverse,
+    recomputing a step's inputs from its segment's start (cheap: shifted views) and its cross max and 3^d max-pool
+    with their indices: the values are the same bits as the plain autograd composition, and so are the gradients (the
     max-pool's own backward kernel scatters them; the first axis wins a tie of the cross, the max-pool's scan
     order a tie of the box; every accumulation has two terms). A backward with ``create_graph=True`` runs that
     plain composition instead, so second derivatives are as before.
@@ -325,17 +323,18 @@ def soft_skeleton(x: Tensor, iterations: int) -> Tensor:
     Measured on a shared 2-core VM (torch 2.13 CPU, 2 threads, other jobs running), ``cldice_loss`` forward +
     backward, multiclass, index targets, ``iterations=10``; bytes autograd keeps for the backward (distinct
     storages, the logits excluded) and the peak RSS rise (with ``MALLOC_MMAP_THRESHOLD_=131072`` so that freed
-    tensors leave RSS; with glibc's default, which keeps freed blocks, the rise is 143x -> 36x in 2D, 134x -> 40x
-    in 3D, MONAI 337x / 462x), as multiples of the float32 logits, before -> after, and MONAI 1.6
+    tensors leave RSS; with glibc's default, which keeps freed blocks, the rise is 143x -> 30x in 2D, 134x -> 32x
+    in 3D, MONAI 337x / 462x; the 2D figures include ~32 MiB = 4x that autograd's engine touches on any
+    backward), as multiples of the float32 logits, before -> after, and MONAI 1.6
     ``SoftclDiceLoss(iter_=10, softmax=True)`` on one-hot targets:
 
-    - ``(8, 4, 256, 256)``: saved 98.8x -> 5.5x, peak RSS rise 102x -> 23x; MONAI saved 234x, peak 242x.
-    - ``(2, 4, 96, 96, 96)``: saved 98.8x -> 5.5x, peak RSS rise 102x -> 23x; MONAI saved 339x, peak 348x.
+    - ``(8, 4, 256, 256)``: saved 98.8x -> 5.5x, peak RSS rise 102x -> 19x; MONAI saved 234x, peak 242x.
+    - ``(2, 4, 96, 96, 96)``: saved 98.8x -> 5.5x, peak RSS rise 102x -> 19x; MONAI saved 339x, peak 348x.
 
     Time: the forward's shifted views are ~8x faster than the pools they replace, but the backward recomputes
-    every step once or twice, and its pools with their indices once: fwd+bwd 1.13 s -> 1.74 s in 2D and
-    7.9 s -> 8.6 s in 3D (the fastest of 4 runs each, before -> after, load average ~1.5-1.9 from the other jobs on
-    the 2 cores).
+    every step's values up to 4 times and its pools with their indices once: fwd+bwd 1.27 s -> 1.47 s in 2D and
+    9.2 s -> 11.1 s in 3D (the fastest of 4 runs each, before -> after, load average ~1.5-1.8 from the other jobs
+    on the 2 cores; timings there vary by ~20% between runs).
     """
     if x.ndim == 3:  # one spatial axis: a 1 x W image (the 3x3 box and cross reduce to 3-wide windows)
         return soft_skeleton(x.unsqueeze(2), iterations).squeeze(2)
@@ -518,8 +517,8 @@ def cldice_loss(
           probabilities (shifted views); the backward recomputes each step with its pool indices. The target's
           skeleton (index targets) is computed in bool arithmetic without autograd. Memory: autograd keeps the
           probabilities, ~2 sqrt(iterations) skeleton checkpoints of their size and, for index targets, two bool
-          masks: 5.5x the float32 logits at 10 steps (the pooled autograd skeleton kept ~99x, MONAI's 234x in 2D);
-          see :func:`~seglosses.functional.topology.soft_skeleton` for the measurements.
+          masks: 5.5x the float32 logits at 10 steps (the pooled autograd skeleton kept ~99x, MONAI's 234x in 2D),
+          peak ~19x; see :func:`~seglosses.functional.topology.soft_skeleton` for the measurements.
 
     References:
         S. Shit, J. C. Paetzold, A. Sekuboyina et al., "clDice - a novel topology-preserving loss function for
