@@ -28,7 +28,6 @@ from seglosses._checks import (
     check_weights_vector,
 )
 from seglosses._types import Mode
-from seglosses.functional.topology import _check_iterations
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -60,9 +59,7 @@ class _SegLoss(nn.Module):
                 checked[name] = check_spacing_form(fn, value)
             elif name == "dist_matrix":
                 check_dist_matrix(fn, value)
-            else:
-                if name == "iterations":
-                    _check_iterations(fn, value)
+            else:  # the declaration beside the function (iterations: a whole number >= 0, and so on)
                 check_argument(fn, name, value, str(kwargs["mode"]))
         self._arg_names = tuple(checked)
         for name, value in checked.items():

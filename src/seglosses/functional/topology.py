@@ -50,11 +50,6 @@ class _WholeInterval(Interval):
 ITERATIONS = _WholeInterval(0.0)
 
 
-def _check_iterations(fn: str, iterations: object) -> int:
-    """``iterations`` is an int >= 0 (``TypeError`` / ``ValueError`` naming ``fn``); returns it."""
-    return int(ITERATIONS.check(fn, "iterations", iterations))
-
-
 _POOLS = {1: torch_f.max_pool1d, 2: torch_f.max_pool2d, 3: torch_f.max_pool3d}
 
 
