@@ -58,7 +58,7 @@ cat "$WORK/env.log" >> "$OUT/summary.txt"
 
 # 1. CUDA tests: every loss on CUDA (values, gradients, autocast, compile, sync-debug, CUDA graphs, > 256^2
 #    shapes), compare's CUDA + AMP path, the surface metrics on CUDA tensors, the operators
-step tests 200 "$PY" -m pytest -q -p no:cacheprovider -x -n 4 --dist loadfile \
+step tests 200 "$PY" -m pytest -q -p no:cacheprovider -rfE -n 4 --dist loadfile \
     tests/test_cuda.py tests/test_compare_cuda.py tests/test_ops.py tests/test_surface.py -k "cuda or Cuda or CUDA or ops"
 
 # 2. launch count of one dice forward+backward on the 2D multiclass workload (target: at most 6)
