@@ -66,6 +66,7 @@ from seglosses.cli.train import (
     build_loss,
     check_amp,
     new_model,
+    optimiser_step,
     target_for_loss,
 )
 
@@ -121,18 +122,7 @@ class _Trainer:
         with _autocast(self.device, self.amp):
             loss = self.loss(self.model(images), target_for_loss(masks, self.data.mode))
         value = float(loss.detach())
-        self.optimiser.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimiser)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-            self.scaler.step(self.optimiser)
-            self.scaler.update()
-        else:
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
-            self.optimiser.step()
-        self.scheduler.step()
+        optimiser_step(loss, self.model, self.optimiser, self.scheduler, self.scaler)
         return value
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "TrainConfig",
     "build_loss",
     "check_amp",
+    "optimiser_step",
     "check_model",
     "evaluate",
     "predict_logits",
@@ -180,6 +181,34 @@ class StepTimes:
     def share(self) -> float:
         """``data_wait_s / train_s``: the fraction of the training time spent waiting for data (NaN before a step)."""
         return self.data_wait_s / self.train_s if self.train_s > 0 else math.nan
+
+
+def optimiser_step(
+    loss: Tensor,
+    model: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+) -> None:
+    """The backward pass and update of one training step: gradients clipped to norm 5, then AdamW and the schedule.
+
+    With ``scaler`` (fp16) the backward is scaled and the clipping sees unscaled gradients. A loss without a
+    gradient (a constant candidate) leaves the model at its initialisation (the optimiser skips parameters without
+    a gradient); the schedule still advances.
+    """
+    optimiser.zero_grad(set_to_none=True)
+    if loss.requires_grad and scaler is not None:
+        scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+        scaler.unscale_(optimiser)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        scaler.step(optimiser)
+        scaler.update()
+    else:
+        if loss.requires_grad:
+            loss.backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimiser.step()
+    scheduler.step()
 
 
 def _qualname(obj: object) -> str:
@@ -615,19 +644,7 @@ def _train(
                     status = "diverged"
                     times.add(waited, time.perf_counter() - began)
                     break
-                optimiser.zero_grad(set_to_none=True)
-                if loss.requires_grad and scaler is not None:  # fp16: scaled backward, unscaled clipping
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimiser)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                    scaler.step(optimiser)
-                    scaler.update()
-                else:
-                    if loss.requires_grad:  # a constant candidate leaves the model at its initialisation
-                        loss.backward()
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                    optimiser.step()  # parameters without a gradient are skipped
-                scheduler.step()
+                optimiser_step(loss, model, optimiser, scheduler, scaler)
                 times.add(waited, time.perf_counter() - began)
                 step += 1
                 losses.append(value)
