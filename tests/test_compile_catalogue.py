@@ -3,10 +3,10 @@
 Each loss Module is compiled with ``backend="aot_eager"`` (Dynamo + AOTAutograd, where graph breaks and tracing
 failures show; no C++ toolchain needed) and called on two batches of the same shapes: both values and input gradients
 must equal eager (the second batch catches anything data-dependent that tracing froze into the graph, such as a
-distance map). ``fullgraph=True`` where the loss traces in one graph: with the distance map given, the boundary loss;
-clDice's pooled soft skeleton; TopK's fixed-size ``topk`` over the pool; the extra region losses. The Hausdorff-DT
-loss computes its prediction's map with SciPy on the host in every call, and a distance loss given no ``dist_map``
-computes the target's map the same way: graph breaks there, and the compiled loss must still give the eager numbers.
+distance map). Every case is ``fullgraph=True``: the distance maps a loss computes itself (the boundary loss without
+``dist_map``, the Hausdorff-DT loss's prediction map and, without ``dist_map``, its target's) are one call of the
+operator ``seglosses::distance_maps``, opaque to the tracer, whose kernel runs on the real masks of each call.
+A ``torch.export`` of a module holding the boundary loss keeps that operator in its graph and gives the eager value.
 """
 
 from __future__ import annotations
@@ -28,16 +28,18 @@ GWD_MATRIX = [[0.0, 1.0, 0.8], [1.0, 0.0, 0.3], [0.8, 0.3, 0.0]]
 _CASES: list[Any] = [
     ("boundary-dist_map", "boundary", "multiclass", {"ignore_index": IGNORE}, "signed", True),
     ("boundary-binary-dist_map", "boundary", "binary", {"per_image": True}, "signed", True),
-    ("boundary-map_inside", "boundary", "multiclass", {"ignore_index": IGNORE}, None, False),
-    # the prediction's map is computed on the host in every call, with or without the target's map
+    ("boundary-map_inside", "boundary", "multiclass", {"ignore_index": IGNORE}, None, True),
+    # the prediction's map is computed in every call (the operator), with or without the target's map
     (
         "hausdorff_dt-dist_map",
         "hausdorff_dt",
         "multiclass",
         {"ignore_index": IGNORE, "per_image": True},
         "unsigned",
-        False,
+        True,
     ),
+    ("hausdorff_dt-maps_inside", "hausdorff_dt", "multiclass", {"ignore_index": IGNORE, "alpha": 1.5}, None, True),
+    ("hausdorff_dt-binary-maps_inside", "hausdorff_dt", "binary", {"log_loss": True}, None, True),
     ("cldice", "cldice", "multiclass", {"iterations": 2, "ignore_index": IGNORE}, None, True),
     ("dice_cldice", "dice_cldice", "multilabel", {"iterations": 2, "per_image": True}, None, True),
     ("topk", "topk", "multiclass", {"k": 30.0, "ignore_index": IGNORE}, None, True),
@@ -114,3 +116,31 @@ def test_catalogue_loss_compiled_equals_eager(
         out.backward()
         torch.testing.assert_close(out, eager, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-5, atol=1e-6)
+
+
+class _BoundaryHead(torch.nn.Module):
+    """A 1x1 convolution and the boundary loss computing the target's signed maps inside."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 1)
+        self.loss = seglosses.losses.BoundaryLoss(mode="multiclass", ignore_index=IGNORE, spacing=(0.5, 2.0))
+
+    def forward(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss(self.conv(image), target)
+
+
+def test_export_of_a_module_holding_the_boundary_loss_with_maps_inside() -> None:
+    torch.manual_seed(0)
+    model = _BoundaryHead()
+    g = torch.Generator().manual_seed(5)
+    image = torch.randn(2, 2, 6, 5, generator=g)
+    _, target = _inputs("multiclass", 3)
+    exported = torch.export.export(model, (image, target))
+    ops = [str(n.target) for n in exported.graph.nodes if n.op == "call_function"]
+    assert ops.count("seglosses.distance_maps.default") == 1
+    eager = model(image, target)
+    torch.testing.assert_close(exported.module()(image, target), eager, rtol=1e-6, atol=1e-7)
+    _, other = _inputs("multiclass", 4)  # other masks: the maps are computed in the call, not frozen in the graph
+    torch.testing.assert_close(exported.module()(image, other), model(image, other), rtol=1e-6, atol=1e-7)
+    assert not torch.equal(model(image, other), eager)

@@ -238,7 +238,7 @@ def _scipy_edt_stack(masks: np.ndarray, spacing: tuple[float, ...]) -> np.ndarra
 def test_native_edt_equals_scipy(shape: tuple[int, ...], density: float, seed: int, spacing: list[float]) -> None:
     """The native batched transform (one call over the stack) equals scipy's, mask by mask, to rounding."""
     from seglosses import _native
-    from seglosses.distance import _edt_each
+    from seglosses._ops_distance import _edt_each
 
     if _native.library() is None:
         pytest.skip(f"native kernels unavailable: {_native.status()}")
@@ -261,7 +261,7 @@ def test_native_edt_equals_scipy(shape: tuple[int, ...], density: float, seed: i
 def test_native_edt_masks_do_not_see_each_other() -> None:
     """A mask's distances come from its own zeros: a lone zero in the next mask of the stack is not nearer."""
     from seglosses import _native
-    from seglosses.distance import _edt_each
+    from seglosses._ops_distance import _edt_each
 
     if _native.library() is None:
         pytest.skip(f"native kernels unavailable: {_native.status()}")

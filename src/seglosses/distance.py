@@ -17,7 +17,9 @@ The transform is exact, on the CPU in float64, returned as float32: with the nat
 Huttenlocher's separable transform, its lines spread over the threads); without them scipy's
 ``scipy.ndimage.distance_transform_edt`` with ``sampling=``, one call per image and class on the bounding box of the
 mask (the reference; the tests pin the two together). Empty and full masks are skipped; the masks, the erosion and
-the class selection are vectorised over the batch.
+the class selection are vectorised over the batch. The transform is the operator ``seglosses::distance_maps``
+(:mod:`seglosses._ops_distance`), which the losses call on masks made with tensor operations, so that a loss computing
+its maps compiles into one graph (``torch.compile(fullgraph=True)``) and exports (``torch.export``).
 """
 
 from __future__ import annotations
@@ -27,10 +29,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from scipy import ndimage
 from torch import Tensor
 
-from seglosses import _native
 from seglosses._checks import (
     check_ignore_index,
     check_mode,
@@ -39,103 +39,11 @@ from seglosses._checks import (
     check_spacing,
     check_spacing_form,
 )
+from seglosses._ops_distance import distance_maps
 
 Kind = Literal["signed", "unsigned"]
 
 __all__ = ["DistanceMapTransform", "signed_distance", "unsigned_distance"]
-
-
-def _box(mask: np.ndarray) -> tuple[slice, ...]:
-    """The bounding box of the True elements of ``mask`` grown by one element per side (clipped to the image)."""
-    box = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        box.append(slice(max(int(hit[0]) - 1, 0), int(hit[-1]) + 2) if len(hit) else slice(None))
-    return tuple(box)
-
-
-def _edt_scipy(masks: np.ndarray, spacing: tuple[float, ...], skip: np.ndarray) -> np.ndarray:
-    """``edt_s`` of every mask of a stack ``(B, *S)`` with scipy, one call per mask (the reference path).
-
-    Each call runs on the bounding box of the mask's True elements grown by one element: exact, since the nearest
-    False element of a True element x always has a True face-neighbour (else its neighbour one step towards x
-    would be a nearer False element), so it lies in that box.
-    """
-    out = np.zeros(masks.shape, dtype=np.float64)
-    for b in np.flatnonzero(~skip):
-        box = _box(masks[b])
-        out[b][box] = ndimage.distance_transform_edt(masks[b][box], sampling=spacing)
-    return out
-
-
-def _edt_each(masks: np.ndarray, spacing: tuple[float, ...], skip: np.ndarray) -> np.ndarray:
-    """``edt_s`` of every mask of a stack ``(B, *S)``, float64; 0 for the masks flagged in ``skip`` ``(B,)``.
-
-    With the native kernels (``seglosses._native``): one call over the whole stack, the separable exact
-    transform of Felzenszwalb and Huttenlocher (squared distances along the last axis, then the lower envelope
-    of parabolas along every other axis, lines spread over the threads; no line crosses two masks). Without
-    them: scipy's ``distance_transform_edt``, one call per mask (:func:`_edt_scipy`). The two agree to rounding
-    (the tests pin them together); a single scipy call over the stack (a spacing on the stacking axis larger than
-    any in-image distance keeps the masks apart) was measured 2.1x slower than one call per mask, since scipy
-    runs its pass along that axis at full cost.
-    """
-    lib = _native.library()
-    # under torch.compile, Dynamo would trace the NumPy calls below as tensors (raw pointers of fake data): scipy
-    if lib is None or masks.size == 0 or masks.ndim < 2 or torch.compiler.is_compiling():
-        return _edt_scipy(masks, spacing, skip)
-    m = np.ascontiguousarray(masks, dtype=np.bool_)
-    flags = np.ascontiguousarray(skip, dtype=np.bool_)
-    out = np.empty(m.shape, dtype=np.float64)
-    shape = np.asarray(m.shape[1:], dtype=np.int64)
-    sp = np.asarray(spacing, dtype=np.float64)
-    lib.sl_edt(
-        m.ctypes.data,
-        flags.ctypes.data,
-        out.ctypes.data,
-        m.shape[0],
-        m.ndim - 1,
-        shape.ctypes.data,
-        sp.ctypes.data,
-        torch.get_num_threads(),
-    )
-    return out
-
-
-def _erode_cross(masks: np.ndarray) -> np.ndarray:
-    """Erosion of each mask of ``(B, *S)`` with the face-connected cross; the image outside is background.
-
-    Vectorised over the stack: a pixel stays when it and its 2 neighbours along every spatial axis are in the mask.
-    """
-    out = masks.copy()
-    for axis in range(1, masks.ndim):
-        n = masks.shape[axis]
-        lo = [slice(None)] * masks.ndim
-        hi = [slice(None)] * masks.ndim
-        lo[axis], hi[axis] = slice(0, n - 1), slice(1, n)
-        out[tuple(hi)] &= masks[tuple(lo)]
-        out[tuple(lo)] &= masks[tuple(hi)]
-        edge = [slice(None)] * masks.ndim
-        for i in (0, n - 1):
-            edge[axis] = slice(i, i + 1)
-            out[tuple(edge)] = False
-    return out
-
-
-def maps_from_masks(
-    masks: np.ndarray, spacing: tuple[float, ...], kind: str, dtype: type[np.floating[Any]] = np.float32
-) -> np.ndarray:
-    """Signed or unsigned distance maps of a stack of bool masks ``(B, *S)`` as ``dtype``; 0 for empty/full masks."""
-    flat = masks.reshape(masks.shape[0], -1)
-    trivial: np.ndarray = np.logical_or(~flat.any(1), flat.all(1))  # empty or full: the map is 0 (no transform run)
-    if kind == "signed":
-        out = _edt_each(~masks, spacing, trivial)  # distance of outside pixels to the mask
-        eroded = _erode_cross(masks)
-        no_core: np.ndarray = np.logical_or(trivial, ~eroded.reshape(len(masks), -1).any(1))
-        inside = _edt_each(eroded, spacing, no_core)  # 0 on the ring
-        dist = out - inside
-    else:
-        dist = _edt_each(masks, spacing, trivial) + _edt_each(~masks, spacing, trivial)
-    return np.asarray(dist, dtype=dtype)
 
 
 def class_masks(
@@ -228,8 +136,8 @@ def _distance(
     masks = class_masks(fn, target, mode=mode, num_classes=num_classes, ignore_index=ignore_index)
     n, c, *s = masks.shape
     sp = check_spacing(fn, spacing, len(s))
-    dist = maps_from_masks(masks.reshape(n * c, *s), sp, kind).reshape(masks.shape)
-    return torch.from_numpy(dist).to(target.device)
+    dist = distance_maps(torch.from_numpy(masks.reshape(n * c, *s)), sp, kind, torch.float32)
+    return dist.reshape(masks.shape).to(target.device)
 
 
 def signed_distance(

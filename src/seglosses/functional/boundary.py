@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,10 +35,10 @@ from seglosses._checks import (
     hyperparameters,
 )
 from seglosses._distributed import sync_sums
+from seglosses._ops_distance import distance_maps
 from seglosses._prepare import Prepared, prepare
 from seglosses._reduce import reduce_classes
 from seglosses._types import Mode, Reduction
-from seglosses.distance import maps_from_masks
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -62,13 +61,15 @@ def first_class(mode: str, include_background: bool) -> int:
 
 
 def masks_to_maps(masks: Tensor, prep: Prepared, kind: str, spacing: tuple[float, ...]) -> Tensor:
-    """Distance maps ``(N, K, M)`` (dtype and device of the input) of bool masks ``(N, K, M)`` on any device."""
+    """Distance maps ``(N, K, M)`` (dtype and device of the input) of bool masks ``(N, K, M)`` on any device.
+
+    One call of the operator ``seglosses::distance_maps`` (float64 maps for float64 input, else float32), opaque to
+    ``torch.compile`` and ``torch.export``: the transform runs on the CPU (a copy there and back for CUDA masks).
+    """
     n, k, _ = masks.shape
-    s = spatial_shape(prep)
-    arr = masks.detach().cpu().numpy().reshape(n * k, *s)
-    dtype = np.float64 if prep.logits.dtype == torch.float64 else np.float32
-    dist = maps_from_masks(np.ascontiguousarray(arr), spacing, kind, dtype)
-    return torch.from_numpy(dist).reshape(n, k, -1).to(device=prep.logits.device, dtype=prep.logits.dtype)
+    dtype = torch.float64 if prep.logits.dtype == torch.float64 else torch.float32
+    dist = distance_maps(masks.detach().reshape(n * k, *spatial_shape(prep)), spacing, kind, dtype)
+    return dist.reshape(n, k, -1).to(device=prep.logits.device, dtype=prep.logits.dtype)
 
 
 def target_masks(fn: str, prep: Prepared, start: int) -> Tensor:
@@ -85,7 +86,8 @@ def target_masks(fn: str, prep: Prepared, start: int) -> Tensor:
         return masks
     g = prep.target[:, start:]
     soft = (g != 0) & (g != 1)
-    if bool(soft.any()):
+    # a check of the values: skipped while torch.compile traces (a data-dependent branch); the eager call checks
+    if not torch.compiler.is_compiling() and bool(soft.any()):
         raise ValueError(
             f"{fn}: `target` must be hard (values 0 or 1) to compute its distance map; got {int(soft.sum())} soft "
             "values (pass `dist_map` computed from a hard mask)"
