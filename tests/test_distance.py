@@ -366,3 +366,20 @@ def test_distance_transform_bad_input() -> None:
     assert t.spacing == (2.0, 0.5)
     with pytest.raises(ValueError, match=r"one value per spatial axis \(3\); got 2"):
         t.map(torch.zeros(1, 4, 4, 4))
+
+
+def test_distance_public_maps_under_compile_equal_eager() -> None:
+    """Under ``torch.compile`` the transform runs in the operator's kernel on the real masks (the value checks of
+    the target break the graph there); two targets of the same shape give their own maps."""
+
+    def maps(t: torch.Tensor) -> torch.Tensor:
+        signed = signed_distance(t, mode="multiclass", num_classes=3, spacing=(1.0, 2.0))
+        return signed + unsigned_distance((t == 1).float(), mode="binary", spacing=0.5)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(maps, backend="aot_eager")
+    for seed in (0, 1):
+        t = torch.from_numpy(blobs(2, 3, (7, 6), seed=seed))
+        ref = np.stack([[signed_ref(t[n].numpy() == c, (1.0, 2.0)) for c in range(3)] for n in range(2)])
+        ref += np.stack([unsigned_ref(t[n].numpy() == 1, (0.5, 0.5)) for n in range(2)])[:, None]
+        np.testing.assert_allclose(compiled(t).numpy(), ref, rtol=1e-6, atol=1e-6)
