@@ -5,7 +5,11 @@ the class's kept pixels (over the batch, or per image with ``per_image``), then 
 region loss. A map not given is computed from the target on the CPU (the exact EDT of :mod:`seglosses.distance`,
 one native call over the batch): one host round trip per call, so precompute the target's map in the data loader
 (:class:`seglosses.distance.DistanceMapTransform`) for speed. The Hausdorff-DT loss always computes the map of its
-thresholded prediction this way.
+thresholded prediction this way. The maps are computed by one call of the operator ``seglosses::distance_maps``
+(:mod:`seglosses._ops_distance`) on masks made with tensor operations (class comparison, thresholding), so both
+losses compile into one graph (``torch.compile(fullgraph=True)``) and export (``torch.export``); while
+``torch.compile`` traces, the check that a dense target is hard (0/1) is skipped, the eager call makes it. On CUDA
+the operator copies the masks to the host and the maps back (a synchronisation in every call).
 
 Cost of the maps computed inside (fwd+bwd, float32, multiclass, 4 classes, the idle 2-core VM, ``seglosses bench``,
 ``benchmarks/RESULTS_catalogue.md``): a boundary-loss step took 68 ms against 12 ms with the map given on
