@@ -28,8 +28,8 @@ NAMES = [
     "tversky",
     "unified_focal",
 ]
-#: Lovasz sorts with data-dependent sizes on the host: compiled with graph breaks, still equal to eager.
-GRAPH_BREAKS = ("lovasz",)
+#: Losses compiled with graph breaks (none: Lovasz's sort and weights are the ``seglosses::lovasz_fwd`` operator).
+GRAPH_BREAKS: tuple[str, ...] = ()
 MULTILABEL_UNSUPPORTED = (
     "unified_focal",
     "asymmetric_focal",

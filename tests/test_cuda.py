@@ -156,6 +156,8 @@ def test_loss_under_cuda_autocast_reduces_in_float32(name, mode, dtype):
         ("focal", "multiclass"),
         ("tversky", "multiclass"),
         ("generalized_dice", "multilabel"),
+        ("lovasz", "multiclass"),
+        ("lovasz", "multilabel"),
     ],
 )
 def test_loss_compiled_with_inductor_on_cuda_equals_eager(name, mode):
@@ -277,6 +279,14 @@ def test_bad_class_index_on_cuda_gives_nan_without_synchronising():
     assert torch.isnan(out).item()
     assert torch.isnan(per_image[1]).all().item()
     assert torch.isfinite(per_image[0]).all().item()
+    torch.cuda.set_sync_debug_mode("error")
+    try:  # the Lovasz keys kernel counts them too
+        lovasz = SF.lovasz_loss(x, bad, mode="multiclass")
+        lovasz_per_image = SF.lovasz_loss(x, bad, mode="multiclass", per_image=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isnan(lovasz).item()
+    assert torch.isnan(lovasz_per_image).item()
     seglosses.set_value_checks("always")
     try:
         with pytest.raises(ValueError, match=r"dice_loss: `target` class indices must be in \[0, 3\).*got 3"):
@@ -285,7 +295,10 @@ def test_bad_class_index_on_cuda_gives_nan_without_synchronising():
         seglosses.set_value_checks("cpu")
 
 
-@pytest.mark.parametrize(("name", "mode"), [("dice_loss", "multiclass"), ("dice_ce_loss", "binary")])
+@pytest.mark.parametrize(
+    ("name", "mode"),
+    [("dice_loss", "multiclass"), ("dice_ce_loss", "binary"), ("lovasz_loss", "multiclass"), ("lovasz_loss", "binary")],
+)
 def test_cuda_graph_capture_replays_forward_and_backward(name, mode):
     x64, t = _large_inputs(mode, seed=7)
     fn = getattr(SF, name)

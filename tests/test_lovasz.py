@@ -428,3 +428,69 @@ def test_lovasz_float32_gradient_accurate_on_long_rows(native):
         _native.set_native(True)
     ref = grads[torch.float64]
     assert ((grads[torch.float32] - ref).abs().max() / ref.abs().max()).item() < 1e-4
+
+
+# ----------------------------------------------------------------------------- computation paths
+
+#: The readable PyTorch path (autograd through the errors) and the ``seglosses::lovasz_fwd`` operator's PyTorch
+#: twin (sort and weights without autograd, the gradient from its backward operator).
+PATHS = {"readable": {"ops": False}, "operator": {"ops": True, "native": False}}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize(("mode", "from_logits"), MODES_FROM_LOGITS)
+def test_lovasz_every_path_matches_reference(path, mode, from_logits, per_image):
+    from seglosses import _dispatch
+
+    x, t, x_np, t_np = make_lovasz_case(mode, from_logits=from_logits, ignore=True, absent=True, dims=3, seed=12)
+    kw = {"from_logits": from_logits, "per_image": per_image, "ignore_index": IGNORE, "classes": "all"}
+    with _dispatch.use(**PATHS[path]), _dispatch.record() as taken:
+        check_against_reference(mode, x, t, x_np, t_np, **kw)
+    # the operator serves every form but probabilities with class indices (no fused softmax there)
+    expect_op = path == "operator" and not (mode == "multiclass" and not from_logits)
+    assert any(entry.startswith("lovasz:") for entry in taken) == expect_op, taken
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize(("mode", "from_logits"), MODES_FROM_LOGITS)
+def test_lovasz_float32_operator_matches_float64_reference(mode, from_logits, per_image):
+    """float32 on the CPU (the C++ kernel when it is built): value and gradient close to the float64 reference."""
+    x, t, x_np, t_np = make_lovasz_case(mode, from_logits=from_logits, ignore=True, dims=3, seed=13)
+    kw = {"mode": mode, "from_logits": from_logits, "per_image": per_image, "ignore_index": IGNORE}
+    x32 = x.float().requires_grad_(True)
+    out = SF.lovasz_loss(x32, t, **kw)
+    out.backward()
+    assert out.dtype == torch.float32
+    assert_close(out, ref_lovasz(x_np, t_np, **kw), rtol=1e-5, atol=1e-7)
+    x64 = x.clone().requires_grad_(True)
+    SF.lovasz_loss(x64, t, **kw).backward()
+    np.testing.assert_allclose(to_np(x32.grad).astype(np.float64), to_np(x64.grad), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize("per_image", [False, True])
+def test_lovasz_bad_index_without_value_checks_gives_nan_not_a_crash(per_image, native):
+    """With the host-side check off (as on a GPU), a class index outside [0, C) at a kept pixel makes the loss NaN.
+
+    The operator guards the indices (no out-of-bounds read in the kernel) and poisons the rows that hold one; an
+    index outside the range at an ignored pixel changes nothing.
+    """
+    from seglosses import _dispatch
+
+    x, t, _, _ = make_lovasz_case("multiclass", ignore=True, seed=14)
+    x = x.float()
+    good = SF.lovasz_loss(x, t, mode="multiclass", ignore_index=IGNORE, per_image=per_image)
+    bad = t.clone()
+    bad[1, 0, 0] = 7
+    seglosses.set_value_checks("never")
+    try:
+        with _dispatch.use(ops=True, native=native):
+            out = SF.lovasz_loss(x, bad, mode="multiclass", ignore_index=IGNORE, per_image=per_image)
+            assert torch.isnan(out)
+            fine = SF.lovasz_loss(x, t, mode="multiclass", ignore_index=IGNORE, per_image=per_image)
+    finally:
+        seglosses.set_value_checks("cpu")
+    assert_close(fine, to_np(good), rtol=1e-6, atol=0)
+    with pytest.raises(ValueError, match=r"lovasz_loss: .*class ind"):
+        SF.lovasz_loss(x, bad, mode="multiclass", ignore_index=IGNORE, per_image=per_image)

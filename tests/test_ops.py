@@ -88,6 +88,61 @@ def test_opcheck_sigmoid_dense(dtype, masked, alpha, gamma, need_stats, need_pix
     torch.library.opcheck(torch.ops.seglosses.sigmoid_dense_bwd.default, bwd_args)
 
 
+def _lovasz_args(kind: str, masked: bool, per_image: bool, dtype):
+    g = torch.Generator().manual_seed(6)
+    n, c, m = 2, 3, 13
+    x = torch.randn(n, c, m, generator=g, dtype=dtype, requires_grad=True)
+    if kind == "softmax":
+        t = torch.randint(0, c, (n, m), generator=g)
+        valid = (torch.rand(n, m, generator=g) > 0.3).to(dtype) if masked else None
+        return (x, t, None, valid, False, per_image)
+    tgt = (torch.rand(n, c, m, generator=g) > 0.5).to(dtype)
+    valid = (torch.rand(n, c, m, generator=g) > 0.3).to(dtype) if masked else None
+    z = x if kind == "hinge" else torch.sigmoid(x.detach()).requires_grad_(True)
+    return (z, None, tgt, valid, kind == "hinge", per_image)
+
+
+@pytest.mark.parametrize("native", [True, False])
+@pytest.mark.parametrize(
+    ("kind", "masked", "per_image", "dtype"),
+    [
+        ("softmax", False, False, torch.float32),
+        ("softmax", True, True, torch.float64),
+        ("softmax", True, False, torch.float32),
+        ("hinge", True, False, torch.float32),
+        ("hinge", False, True, torch.float64),
+        ("flat", True, True, torch.float32),
+    ],
+)
+def test_opcheck_lovasz(kind, masked, per_image, dtype, native):
+    """``seglosses::lovasz_fwd`` / ``lovasz_bwd``: schema, fake tensors, autograd registration (C++ kernel and twin)."""
+    args = _lovasz_args(kind, masked, per_image, dtype)
+    with _dispatch.use(native=native):
+        torch.library.opcheck(torch.ops.seglosses.lovasz_fwd.default, args)
+        z, t = args[0], args[1]
+        _value, _pos, weights, lse = _ops.lovasz_fwd(*args)
+        rows = weights.shape[0] * weights.shape[1] if per_image else weights.shape[1]
+        scale = torch.randn(rows, generator=torch.Generator().manual_seed(9), dtype=dtype)
+        bwd_args = (z.detach(), t, weights.detach(), lse.detach(), scale, per_image)
+        torch.library.opcheck(torch.ops.seglosses.lovasz_bwd.default, bwd_args)
+
+
+@pytest.mark.parametrize(
+    ("kind", "per_image"), [("softmax", False), ("softmax", True), ("hinge", False), ("flat", True)]
+)
+def test_lovasz_op_gradcheck_float64(kind, per_image):
+    """The autograd registration of ``seglosses::lovasz_fwd`` against finite differences (the PyTorch twin)."""
+    z, t, tgt, valid, hinge, _ = _lovasz_args(kind, True, per_image, torch.float64)
+    if kind == "flat":  # probabilities away from 0 and 1 (the flat error's kinks)
+        z = (0.05 + 0.9 * z.detach()).requires_grad_(True)
+    wts = torch.randn(z.shape[0] * z.shape[1] if per_image else z.shape[1], dtype=torch.float64)
+
+    def f(a: torch.Tensor) -> torch.Tensor:
+        return (_ops.lovasz_fwd(a, t, tgt, valid, hinge, per_image)[0] * wts).sum()
+
+    assert torch.autograd.gradcheck(f, (z,), eps=1e-6, atol=1e-7)
+
+
 def test_softmax_index_op_gradcheck_float64():
     """The autograd registration against finite differences (stats and focal pixel term together)."""
     x, t, valid, wpix, gamma_f, gamma_pix, _, _ = _softmax_args(True, True, "float", True, True, torch.float64)

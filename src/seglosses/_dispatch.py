@@ -160,7 +160,9 @@ def record() -> Iterator[list[str]]:
     """Collect the paths taken inside the block: ``"<family>:<kind>:<backend>"`` strings, one per fused call.
 
     ``family`` is ``stats`` or ``pixel``; ``kind`` is ``softmax_index``, ``sigmoid_dense`` or ``generic``;
-    ``backend`` is ``ops``, ``autograd`` or ``-`` (generic). Under ``torch.compile`` entries are appended while
+    ``backend`` is ``ops``, ``autograd`` or ``-`` (generic). The Lovász losses add ``lovasz:softmax_index:ops`` or
+    ``lovasz:dense:ops`` when their rows go through the ``seglosses::lovasz_fwd`` operator (nothing for their
+    readable PyTorch path). Under ``torch.compile`` entries are appended while
     tracing (once per compilation, not per call).
     """
     taken: list[str] = []

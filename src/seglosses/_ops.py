@@ -9,6 +9,9 @@ operator                          CPU                                        CUD
 ``seglosses::softmax_index_bwd``  (``sl_softmax_index_*``, ``sl_focal_terms``) statistics + finalize, gradient
 ``seglosses::sigmoid_dense_fwd``  C++ (``sl_sigmoid_dense_*``,               Triton sigmoid statistics + finalize,
 ``seglosses::sigmoid_dense_bwd``  ``sl_sigmoid_focal_*``)                    gradient
+``seglosses::lovasz_fwd``         C++ (``sl_lovasz_fwd``: keys, radix sort,  Triton (:mod:`seglosses._triton_lovasz`):
+``seglosses::lovasz_bwd``         weights; ``sl_lovasz_softmax_bwd``)        keys, ``torch.sort``, counts, weights;
+                                                                             gradient
 ================================  =========================================  ======================================
 
 Where a kernel does not take the tensors (no compiler, ``SEGLOSSES_NATIVE=0``, no triton, another device or dtype)
@@ -607,3 +610,175 @@ def _sigmoid_backward(
 
 
 sigmoid_dense_fwd.register_autograd(_sigmoid_backward, setup_context=_sigmoid_setup)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Lovász rows (hinge, flat error, softmax)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _lovasz_native_fwd(
+    z: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None, hinge: bool, per_image: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:
+    """The C++ kernel (float32 on the CPU): ``(value, positives, W, lse)``, or None where it does not apply."""
+    if z.dtype != torch.float32 or z.device.type != "cpu" or z.numel() >= 2**31:
+        return None
+    if t is not None and t.dtype != torch.int64:
+        return None
+    lib = _native.usable(z, t, g, valid)
+    if lib is None:
+        return None
+    n, c, m = z.shape
+    rows = n * c if per_image else c
+    length = m if per_image else n * m
+    threads = max(1, torch.get_num_threads())
+    value = torch.zeros((rows,), dtype=torch.float64)
+    positives = torch.zeros((rows,), dtype=torch.float64)
+    weights = torch.empty_like(z)  # first the sort keys, then W
+    lse = torch.empty((n, m if t is not None else 0), dtype=z.dtype)
+    # short rows: one per thread (a scratch row each); long rows: one at a time over all threads
+    row_parallel = length < (1 << 20) and rows > 1 and threads > 1
+    scratch = torch.empty((length * (threads if row_parallel else 1),), dtype=torch.int32)
+    status = lib.sl_lovasz_fwd_f32(
+        0 if t is not None else 1, int(hinge), z.data_ptr(), _native.ptr(lse) if t is not None else None,
+        _native.ptr(t), _native.ptr(g), _native.ptr(valid), n, c, m, int(per_image), weights.data_ptr(),
+        value.data_ptr(), positives.data_ptr(), scratch.data_ptr(), int(row_parallel), threads,
+    )  # fmt: skip
+    if status != 0:  # the loss guards the indices first
+        raise RuntimeError(f"lovasz: the native kernel refused the input (status {status})")
+    return value.to(z.dtype), positives.to(z.dtype), weights, lse
+
+
+def _lovasz_fwd_twin(
+    z: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None, hinge: bool, per_image: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The C++ kernel where it applies, else the PyTorch twin (sort and weights in PyTorch)."""
+    native = _lovasz_native_fwd(z, t, g, valid, hinge, per_image)
+    if native is not None:
+        return native
+    from seglosses.functional.lovasz import lovasz_rows_twin
+
+    return lovasz_rows_twin(z, t, g, valid, hinge=hinge, per_image=per_image)
+
+
+@torch.library.custom_op("seglosses::lovasz_fwd", mutates_args=())
+def lovasz_fwd(
+    z: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None, hinge: bool, per_image: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""The Lovász rows: ``(value, positives, W, lse)``.
+
+    ``z`` ``(N, C, M)`` float32/float64: the logits with class indices ``t`` ``(N, M)`` (Lovász-softmax), or, with
+    ``t`` None, a dense input (logits for the hinge, else probabilities) with the 0/1 target ``g`` ``(N, C, M)``.
+    ``valid``: ``(N, M)`` (with ``t``) or ``(N, C, M)`` 0/1 mask of kept elements, or None. A row is a class of the
+    batch (``(C,)``) or, with ``per_image``, of one image (``(N C,)``). ``value``: the Lovász extension
+    :math:`\sum_k w_k e_{(k)}` of the row's errors sorted in decreasing order; ``positives``: the kept positives;
+    ``W`` ``(N, C, M)``: the derivative of the row's value with respect to ``z`` (softmax: to the probabilities);
+    ``lse`` ``(N, M)``: the logsumexp of the softmax for its backward (``(N, 0)`` under Triton, which recomputes it).
+    """
+    return _lovasz_fwd_twin(z, t, g, valid, hinge, per_image)
+
+
+@lovasz_fwd.register_kernel("cuda")
+def _lovasz_fwd_cuda(
+    z: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None, hinge: bool, per_image: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    if not triton_runs(z.device):
+        return _lovasz_fwd_twin(z, t, g, valid, hinge, per_image)
+    from seglosses import _triton_lovasz
+
+    z = z.contiguous()
+    value, positives, weights = _triton_lovasz.lovasz_forward(
+        z,
+        None if t is None else t.contiguous(),
+        None if g is None else g.contiguous(),
+        None if valid is None else valid.contiguous(),
+        hinge=hinge,
+        per_image=per_image,
+    )
+    return value, positives, weights, z.new_empty((z.shape[0], 0))
+
+
+@lovasz_fwd.register_fake
+def _lovasz_fwd_fake(
+    z: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None, hinge: bool, per_image: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    n, c, m = z.shape
+    rows = n * c if per_image else c
+    lse_m = m if t is not None and _aux_saved(z.device) else 0
+    return (
+        z.new_empty((rows,)),
+        z.new_empty((rows,)),
+        torch.empty_like(z, memory_format=torch.contiguous_format),
+        z.new_empty((n, lse_m)),
+    )
+
+
+def _lovasz_bwd_twin(
+    z: Tensor, t: Tensor | None, weights: Tensor, lse: Tensor, scale: Tensor, per_image: bool
+) -> Tensor:
+    n, c, m = z.shape
+    scale = scale.to(weights.dtype).contiguous()
+    if t is None:
+        s = scale.view(n, c, 1) if per_image else scale.view(1, c, 1)
+        return (weights * s).to(z.dtype)
+    zc = z.contiguous()
+    if lse.shape[-1] == m and z.dtype == torch.float32 and z.device.type == "cpu":
+        lib = _native.usable(zc, lse, weights)
+        if lib is not None:
+            grad = torch.empty_like(zc)
+            lib.sl_lovasz_softmax_bwd_f32(
+                zc.data_ptr(), lse.data_ptr(), weights.contiguous().data_ptr(), scale.data_ptr(), n, c, m,
+                int(per_image), grad.data_ptr(), max(1, torch.get_num_threads()),
+            )  # fmt: skip
+            return grad
+    if lse.shape[-1] != m:
+        lse = torch.logsumexp(zc, dim=1)
+    p = torch.exp(zc - lse.unsqueeze(1))
+    a = weights * (scale.view(n, c, 1) if per_image else scale.view(1, c, 1))
+    return (p * (a - (p * a).sum(1, keepdim=True))).to(z.dtype)
+
+
+@torch.library.custom_op("seglosses::lovasz_bwd", mutates_args=())
+def lovasz_bwd(z: Tensor, t: Tensor | None, weights: Tensor, lse: Tensor, scale: Tensor, per_image: bool) -> Tensor:
+    """``dL/dz`` of :func:`lovasz_fwd` from the incoming gradient of the rows' values ``scale``."""
+    return _lovasz_bwd_twin(z, t, weights, lse, scale, per_image)
+
+
+@lovasz_bwd.register_kernel("cuda")
+def _lovasz_bwd_cuda(
+    z: Tensor, t: Tensor | None, weights: Tensor, lse: Tensor, scale: Tensor, per_image: bool
+) -> Tensor:
+    if not triton_runs(z.device):
+        return _lovasz_bwd_twin(z, t, weights, lse, scale, per_image)
+    from seglosses import _triton_lovasz
+
+    return _triton_lovasz.lovasz_backward(
+        z.contiguous(), None if t is None else t.contiguous(), weights.contiguous(), scale, per_image=per_image
+    )
+
+
+@lovasz_bwd.register_fake
+def _lovasz_bwd_fake(
+    z: Tensor, t: Tensor | None, weights: Tensor, lse: Tensor, scale: Tensor, per_image: bool
+) -> Tensor:
+    return torch.empty_like(z, memory_format=torch.contiguous_format)
+
+
+def _lovasz_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+    z, t, _g, _valid, _hinge, per_image = inputs
+    _value, _positives, weights, lse = output
+    ctx.save_for_backward(z, t, weights, lse)
+    ctx.per_image = per_image
+
+
+def _lovasz_backward(
+    ctx: Any, g_value: Tensor | None, _g_pos: Tensor | None, _g_w: Tensor | None, _g_lse: Tensor | None
+) -> tuple[Tensor | None, ...]:
+    z, t, weights, lse = ctx.saved_tensors
+    if g_value is None:
+        return None, None, None, None, None, None
+    grad = lovasz_bwd(z, t, weights, lse, g_value, ctx.per_image)
+    return grad, None, None, None, None, None
+
+
+lovasz_fwd.register_autograd(_lovasz_backward, setup_context=_lovasz_setup)

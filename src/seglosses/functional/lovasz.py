@@ -2,12 +2,12 @@ r"""Lovász hinge and Lovász-softmax losses (Berman, Triki, Blaschko, CVPR 2018
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor
 
-from seglosses import _native
+from seglosses import _dispatch, _ops
 from seglosses._checks import Choice, check_hparams, check_one_hot, check_reduction, hyperparameters
 from seglosses._prepare import Prepared, prepare
 from seglosses._types import Mode
@@ -75,92 +75,105 @@ def _sort_key(z: Tensor, g: Tensor, kept: Tensor | None, *, hinge: bool) -> Tens
     return key
 
 
-class _LovaszNative(torch.autograd.Function):
-    """The Lovász rows by the native kernel: values and positives per row; the gradient from the saved weights."""
+def lovasz_rows_twin(
+    z: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None, *, hinge: bool, per_image: bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The PyTorch twin of the ``seglosses::lovasz_fwd`` operator: ``(value, positives, W, lse)`` (no autograd).
 
-    @staticmethod
-    def forward(
-        ctx: Any,
-        z: Tensor,
-        kind: int,
-        hinge: bool,
-        lse: Tensor | None,
-        t: Tensor | None,
-        g: Tensor | None,
-        valid: Tensor | None,
-        per_image: bool,
-        lib: Any,
-    ) -> tuple[Tensor, Tensor]:
-        n, c, m = z.shape
-        rows = n * c if per_image else c
-        length = m if per_image else n * m
-        threads = max(1, torch.get_num_threads())
-        value = torch.zeros((rows,), dtype=torch.float64)
-        positives = torch.zeros((rows,), dtype=torch.float64)
-        weights = torch.empty_like(z)  # first the sort keys, then the weights
-        # short rows: one per thread (a scratch row each); long rows: one at a time over all threads
-        row_parallel = length < (1 << 20) and rows > 1 and threads > 1
-        scratch = torch.empty((length * (threads if row_parallel else 1),), dtype=torch.int32)
-        status = lib.sl_lovasz_fwd_f32(
-            kind, int(hinge), z.data_ptr(), _native.ptr(lse), _native.ptr(t), _native.ptr(g), _native.ptr(valid),
-            n, c, m, int(per_image), weights.data_ptr(), value.data_ptr(), positives.data_ptr(),
-            scratch.data_ptr(), int(row_parallel), threads,
-        )  # fmt: skip
-        del scratch
-        if status != 0:  # callers check the size and the indices first
-            raise RuntimeError(f"lovasz: the native kernel refused the input (status {status})")
-        ctx.save_for_backward(z, lse, weights)
-        ctx.kind, ctx.per_image, ctx.lib = kind, per_image, lib
-        ctx.mark_non_differentiable(positives)
-        return value.to(z.dtype), positives.to(z.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, g_value: Tensor, _g_pos: Tensor) -> tuple[Tensor | None, ...]:
-        z, lse, weights = ctx.saved_tensors
-        n, c, m = z.shape
-        scale = g_value.to(z.dtype).contiguous()
-        if ctx.kind == 0:
-            grad = torch.empty_like(z)
-            ctx.lib.sl_lovasz_softmax_bwd_f32(
-                z.data_ptr(), lse.data_ptr(), weights.data_ptr(), scale.data_ptr(), n, c, m, int(ctx.per_image),
-                grad.data_ptr(), max(1, torch.get_num_threads()),
-            )  # fmt: skip
+    The arguments and outputs are the operator's (:func:`seglosses._ops.lovasz_fwd`): with ``t`` the softmax of the
+    logits ``z`` against class indices, else the dense input ``z`` against the 0/1 target ``g``. The same sort,
+    closed-form weights and row layout as the readable path of :func:`lovasz_loss`, with ``W = (1 - 2g) w`` at the
+    active elements (0 elsewhere) returned for the backward instead of a graph.
+    """
+    n, c, m = z.shape
+    shape = (n, c, m)
+    with torch.no_grad():
+        if t is not None:
+            lse = torch.logsumexp(z, dim=1)
+            e_in = torch.exp(z - lse.unsqueeze(1))
+            gb = t.unsqueeze(1) == torch.arange(c, device=z.device).view(1, c, 1)
+            kept = None if valid is None else (valid > 0).unsqueeze(1).expand(n, c, m)
         else:
-            grad = weights * (scale.view(n, c, 1) if ctx.per_image else scale.view(1, c, 1))
-        return grad, None, None, None, None, None, None, None, None
+            lse = z.new_empty((n, 0))
+            e_in = z
+            gb = (g if g is not None else torch.zeros_like(z)) > 0.5
+            kept = None if valid is None else (valid > 0).expand(n, c, m)
+        if kept is not None:
+            gb = gb & kept
+        key = _sort_key(e_in, gb, kept, hinge=hinge)
+        active = key > 0 if hinge else kept
+        key_r = _rows(key, per_image)
+        g_r = _rows(gb, per_image)
+        active_r = None if active is None else _rows(active, per_image)
+        del key, gb, active
+        order = torch.sort(key_r, dim=-1, descending=True).indices
+        del key_r
+        weights, positives = _lovasz_weights(order, g_r, z.dtype)
+        del order
+        offset = active_r if hinge and active_r is not None else g_r
+        slope = g_r.to(torch.int8).mul_(-2).add_(1)  # 1 - 2g
+        if active_r is not None:
+            slope.mul_(active_r)
+        w = _unrows(weights, shape, per_image)
+        slope_u = _unrows(slope, shape, per_image)
+        errors = (e_in * slope_u).add_(_unrows(offset, shape, per_image))
+        dot = (errors * w).sum(-1)  # (N, C)
+        value = dot.reshape(-1) if per_image else dot.sum(0)
+        big_w = (w * slope_u).contiguous()
+    return value, positives, big_w, lse
 
 
-def _lovasz_native(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tensor, Tensor] | None:
-    """Values and positives per row by the native kernel (float32 on the CPU), or None where it does not apply."""
+def _use_op(prep: Prepared) -> bool:
+    """Whether the Lovász rows go through the ``seglosses::lovasz_fwd`` operator (else the readable path here).
+
+    The operator where a kernel serves the input (float32 on the CPU with the native kernels, CUDA with Triton),
+    under ``torch.compile`` / ``torch.export``, or when :func:`seglosses._dispatch.use` forces ``ops=True``;
+    ``ops=False`` or ``fused=False`` force the readable path.
+    """
     x = prep.logits
-    if x.dtype != torch.float32 or x.device.type != "cpu" or x.numel() >= 2**31:
-        return None
-    n, c, m = x.shape
+    forced = _dispatch.settings().ops
+    if not _dispatch.fused_enabled() or forced is False:
+        return False
+    if forced or _dispatch.backend(x) == "ops":
+        return True
+    return x.dtype == torch.float32 and _ops.native_runs(x.device) and x.numel() < 2**31
+
+
+def _lovasz_op(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tensor, Tensor] | None:
+    """Values and positives per row by the operator, or None where its forms do not apply.
+
+    Its forms: multiclass logits with class indices (the softmax inside), and dense targets (the hinge on logits,
+    or the flat error on probabilities). Class indices are guarded as every fused pass does
+    (:func:`seglosses._dispatch.guard_indices`: where the host check did not run, a bad index makes the rows that
+    hold it NaN, without a synchronisation); the Triton kernels count them themselves.
+    """
+    x = prep.logits
+    n, c, _m = x.shape
     if prep.fused():
-        valid = prep.valid_pixels()
         t = prep.target
-        lib = _native.usable(x, t, valid)
-        if lib is None or t.dtype != torch.int64:
-            return None
-        lse = torch.empty((n, m), dtype=x.dtype)  # written by the kernel, for the backward
-        out: tuple[Tensor, Tensor] = _LovaszNative.apply(  # type: ignore[no-untyped-call]
-            x, 0, False, lse, t, None, valid, per_image, lib
+        valid = prep.valid_pixels()
+        bad = None
+        if not _ops.triton_runs(x.device):
+            t, bad = _dispatch.guard_indices(t, c, valid)
+        _dispatch._note("lovasz:softmax_index:ops")
+        value, positives, _w, _lse = _ops.lovasz_fwd(
+            x.contiguous(), t.contiguous(), None, None if valid is None else valid.contiguous(), False, per_image
         )
-        return out
+        if bad is not None:
+            nan = torch.where(bad > 0, float("nan"), 0.0).to(value.dtype)
+            value = (value.view(n, c) + nan.unsqueeze(1)).reshape(-1) if per_image else value + nan.sum()
+        return value, positives
     if prep.form != "dense":
         return None
     z = x if hinge else prep.prob
-    g = prep.target.to(z.dtype)
     valid = prep.valid
-    if valid is not None and valid.shape != z.shape:
-        valid = valid.expand_as(z)
-    z, g = z.contiguous(), g.contiguous()
-    valid = None if valid is None else valid.to(z.dtype).contiguous()
-    lib = _native.usable(z, g, valid)
-    if lib is None:
-        return None
-    out = _LovaszNative.apply(z, 1, hinge, None, None, g, valid, per_image, lib)  # type: ignore[no-untyped-call]
-    return out
+    if valid is not None:
+        valid = valid.expand_as(z).contiguous()
+    _dispatch._note("lovasz:dense:ops")
+    value, positives, _w, _lse = _ops.lovasz_fwd(
+        z.contiguous(), None, prep.target.contiguous(), valid, hinge, per_image
+    )
+    return value, positives
 
 
 def _lovasz_terms(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -173,10 +186,10 @@ def _lovasz_terms(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tens
     Ignored elements get the sort key ``-inf`` (last, outside every count) and the coefficient 0 (no value, no
     gradient).
     """
-    if prep.logits.numel() > 0:
-        native = _lovasz_native(prep, hinge=hinge, per_image=per_image)
-        if native is not None:  # the native kernel (float32 on the CPU): no probabilities or masks built here
-            dot, positives = native
+    if prep.logits.numel() > 0 and _use_op(prep):
+        rows = _lovasz_op(prep, hinge=hinge, per_image=per_image)
+        if rows is not None:  # the operator (C++ / Triton kernels): no probabilities or masks built here
+            dot, positives = rows
             count = prep.count()
             if per_image:
                 n, c = prep.logits.shape[:2]
