@@ -55,14 +55,6 @@ _CASES: list[Any] = [
         None,
         True,
     ),
-    (
-        "generalized_wasserstein_dice-graph_breaks",
-        "generalized_wasserstein_dice",
-        "multiclass",
-        {"dist_matrix": GWD_MATRIX, "ignore_index": IGNORE},
-        None,
-        False,
-    ),
 ]
 CASES = [pytest.param(*case[1:], id=case[0]) for case in _CASES]
 

@@ -12,6 +12,8 @@ operator                          CPU                                        CUD
 ``seglosses::lovasz_fwd``         C++ (``sl_lovasz_fwd``: keys, radix sort,  Triton (:mod:`seglosses._triton_lovasz`):
 ``seglosses::lovasz_bwd``         weights; ``sl_lovasz_softmax_bwd``)        keys, ``torch.sort``, counts, weights;
                                                                              gradient
+``seglosses::distance_maps``      exact EDT of each mask (``sl_edt``, else   copied to the CPU and back
+(:mod:`seglosses._ops_distance`)  scipy), signed or unsigned; no autograd    (synchronises; pass the maps instead)
 ================================  =========================================  ======================================
 
 Where a kernel does not take the tensors (no compiler, ``SEGLOSSES_NATIVE=0``, no triton, another device or dtype)

@@ -18,7 +18,7 @@ Huttenlocher's separable transform, its lines spread over the threads); without 
 ``scipy.ndimage.distance_transform_edt`` with ``sampling=``, one call per image and class on the bounding box of the
 mask (the reference; the tests pin the two together). Empty and full masks are skipped; the masks, the erosion and
 the class selection are vectorised over the batch. The transform is the operator ``seglosses::distance_maps``
-(:mod:`seglosses._ops_distance`), which the losses call on masks made with tensor operations, so that a loss computing
+(``seglosses._ops_distance``), which the losses call on masks made with tensor operations, so that a loss computing
 its maps compiles into one graph (``torch.compile(fullgraph=True)``) and exports (``torch.export``).
 """
 
