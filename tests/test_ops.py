@@ -121,7 +121,8 @@ def test_opcheck_lovasz(kind, masked, per_image, dtype, native):
         torch.library.opcheck(torch.ops.seglosses.lovasz_fwd.default, args)
         z, t = args[0], args[1]
         _value, _pos, weights, lse = _ops.lovasz_fwd(*args)
-        rows = weights.shape[0] * weights.shape[1] if per_image else weights.shape[1]
+        n, c, _m = z.shape
+        rows = n * c if per_image else c
         scale = torch.randn(rows, generator=torch.Generator().manual_seed(9), dtype=dtype)
         bwd_args = (z.detach(), t, weights.detach(), lse.detach(), scale, per_image)
         torch.library.opcheck(torch.ops.seglosses.lovasz_bwd.default, bwd_args)

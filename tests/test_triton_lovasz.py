@@ -74,12 +74,13 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
             hinge = opt["kind"] == "hinge"
             t_k = t.int() if (t is not None and opt.get("int32")) else t
             value, positives, weights = _triton_lovasz.lovasz_forward(
-                z, t_k, tgt, valid, hinge=hinge, per_image=per_image, block_m=BLOCK, block_l=BLOCK
-            )
-            r_value, r_pos, r_w, r_lse = lovasz_rows_twin(z, t, tgt, valid, hinge=hinge, per_image=per_image)
+                z, t_k, tgt, valid, hinge=hinge, per_image=per_image, block_m=BLOCK, block_l=BLOCK, chunk_elements=1
+            )  # chunk_elements=1: the rows are sorted one at a time
+            r_value, r_pos, r_w_ncm, r_lse = lovasz_rows_twin(z, t, tgt, valid, hinge=hinge, per_image=per_image)
+            r_w = r_w_ncm.reshape(-1) if per_image else r_w_ncm.transpose(0, 1).reshape(-1)  # the rows' layout
             scale = torch.randn(r_value.shape, generator=g, dtype=torch.float64).to(dtype)
             grad = _triton_lovasz.lovasz_backward(z, t_k, weights, scale, per_image=per_image, block_m=BLOCK)
-            r_grad = _ops._lovasz_bwd_twin(z, t, r_w, r_lse, scale, per_image)
+            r_grad = _ops._lovasz_bwd_twin(z, t, r_w_ncm, r_lse, scale, per_image)
             for out, a, b in zip(
                 OUTPUTS, (value, positives, weights, grad), (r_value, r_pos, r_w, r_grad), strict=True
             ):

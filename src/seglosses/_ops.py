@@ -648,7 +648,7 @@ def _lovasz_native_fwd(
     )  # fmt: skip
     if status != 0:  # the loss guards the indices first
         raise RuntimeError(f"lovasz: the native kernel refused the input (status {status})")
-    return value.to(z.dtype), positives.to(z.dtype), weights, lse
+    return value.to(z.dtype), positives.to(z.dtype), weights.view(-1), lse
 
 
 def _lovasz_fwd_twin(
@@ -660,7 +660,8 @@ def _lovasz_fwd_twin(
         return native
     from seglosses.functional.lovasz import lovasz_rows_twin
 
-    return lovasz_rows_twin(z, t, g, valid, hinge=hinge, per_image=per_image)
+    value, positives, weights, lse = lovasz_rows_twin(z, t, g, valid, hinge=hinge, per_image=per_image)
+    return value, positives, weights.view(-1), lse
 
 
 @torch.library.custom_op("seglosses::lovasz_fwd", mutates_args=())
@@ -674,7 +675,9 @@ def lovasz_fwd(
     ``valid``: ``(N, M)`` (with ``t``) or ``(N, C, M)`` 0/1 mask of kept elements, or None. A row is a class of the
     batch (``(C,)``) or, with ``per_image``, of one image (``(N C,)``). ``value``: the Lovász extension
     :math:`\sum_k w_k e_{(k)}` of the row's errors sorted in decreasing order; ``positives``: the kept positives;
-    ``W`` ``(N, C, M)``: the derivative of the row's value with respect to ``z`` (softmax: to the probabilities);
+    ``W`` ``(N C M,)``: the derivative of the row's value with respect to ``z`` (softmax: to the probabilities),
+    flat, in the layout of the kernel that wrote it (``(N, C, M)`` on the CPU, the rows' under Triton), read only by
+    :func:`lovasz_bwd` on the same device;
     ``lse`` ``(N, M)``: the logsumexp of the softmax for its backward (``(N, 0)`` under Triton, which recomputes it).
     """
     return _lovasz_fwd_twin(z, t, g, valid, hinge, per_image)
@@ -710,7 +713,7 @@ def _lovasz_fwd_fake(
     return (
         z.new_empty((rows,)),
         z.new_empty((rows,)),
-        torch.empty_like(z, memory_format=torch.contiguous_format),
+        z.new_empty((n * c * m,)),
         z.new_empty((n, lse_m)),
     )
 
@@ -719,6 +722,7 @@ def _lovasz_bwd_twin(
     z: Tensor, t: Tensor | None, weights: Tensor, lse: Tensor, scale: Tensor, per_image: bool
 ) -> Tensor:
     n, c, m = z.shape
+    weights = weights.view(n, c, m)  # the CPU kernels' layout
     scale = scale.to(weights.dtype).contiguous()
     if t is None:
         s = scale.view(n, c, 1) if per_image else scale.view(1, c, 1)

@@ -23,9 +23,11 @@ The backward is one pass: ``dL/dz = s_r W`` for the dense forms (the slope of th
 both the hinge and the flat error), and for the softmax ``a = s_r W``, ``dL/dx_c = p_c (a_c - \sum_k p_k a_k)``
 with the softmax recomputed from the logits (nothing of the input's size is saved but ``W``).
 
-Extra memory of one forward: the keys (reused for ``W`` once sorted), the sorted keys and the int64 positions: 4x
-float32 logits, plus what ``torch.sort`` needs inside. The PyTorch twin is :func:`seglosses._ops.lovasz_fwd`'s CPU
-path; the tests pin the two equal.
+Steps 2-5 run on a chunk of rows at a time (an eighth of the elements, whole rows), and ``W`` is written in the
+row layout over the keys of the rows already sorted. Extra memory of one forward: the keys (then ``W``, 1x the float32
+logits) and ``torch.sort``'s working memory for one chunk (the sorted copy, the int64 positions and its radix sort's
+buffers, roughly 9x the chunk); with a single row (binary, ``per_image=False``) the chunk is the whole input.
+The PyTorch twin is :func:`seglosses._ops.lovasz_fwd`'s CPU path; the tests pin the two equal.
 """
 
 from __future__ import annotations
@@ -48,6 +50,18 @@ except ImportError:  # pragma: no cover - exercised where triton is missing
 _ROW_BLOCK = 1024
 #: Elements per program of the dense keys pass.
 _DENSE_BLOCK = 1024
+#: The smallest number of elements sorted at a time (below it the chunks would only add launches).
+_MIN_SORT_CHUNK = 1 << 16
+
+
+def _sort_chunk(numel: int) -> int:
+    """Elements sorted at a time: an eighth of the rows' elements (at least ``_MIN_SORT_CHUNK``), whole rows.
+
+    So ``torch.sort``'s working memory (the sorted copy, its int64 positions and the buffers of its radix sort,
+    about 9 bytes per float32 element) is an eighth of what one sort of every row would take, when there are
+    several rows; a single row is sorted whole.
+    """
+    return max(_MIN_SORT_CHUNK, -(-numel // 8))
 
 
 if triton is not None:
@@ -152,10 +166,7 @@ if triton is not None:
         HAS_VALID: tl.constexpr,
         PER_IMAGE: tl.constexpr,
     ) -> Any:
-        """The target bit (a kept positive) of row ``r``'s elements at positions ``idx``, and their offsets.
-
-        The offsets are those of the ``(N, C, M)`` layout (where ``W`` is written).
-        """
+        """The target bit (a kept positive) of row ``r``'s elements at positions ``idx`` of the row."""
         if PER_IMAGE:
             n = r // C
             c = r % C
@@ -175,7 +186,7 @@ if triton is not None:
             pos = tl.load(g_ptr + off, mask=mask, other=0.0) > 0.5
             if HAS_VALID:
                 pos = pos & (tl.load(v_ptr + off, mask=mask, other=0.0) > 0)
-        return pos & mask, off
+        return pos & mask
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _count_kernel(
@@ -184,6 +195,7 @@ if triton is not None:
         g_ptr: Any,
         v_ptr: Any,
         cnt_ptr: Any,
+        R0: Any,
         C: Any,
         M: Any,
         L: Any,
@@ -193,13 +205,13 @@ if triton is not None:
         PER_IMAGE: tl.constexpr,
         BLOCK: tl.constexpr,
     ) -> None:
-        """The number of positives in one tile of one sorted row."""
+        """The number of positives in one tile of one sorted row (row ``R0 + program`` of the whole set)."""
         r = tl.program_id(0)
         tile = tl.program_id(1)
         offs = tile * BLOCK + tl.arange(0, BLOCK)
         mask = offs < L
         idx = tl.load(idx_ptr + r.to(tl.int64) * L + offs, mask=mask, other=0)
-        pos, _off = _sorted_target(idx, r, t_ptr, g_ptr, v_ptr, C, M, mask, SOFTMAX, HAS_VALID, PER_IMAGE)
+        pos = _sorted_target(idx, R0 + r, t_ptr, g_ptr, v_ptr, C, M, mask, SOFTMAX, HAS_VALID, PER_IMAGE)
         tl.store(cnt_ptr + r * T + tile, tl.sum(pos.to(tl.int32), axis=0))
 
     @triton.jit  # type: ignore[untyped-decorator]
@@ -213,6 +225,7 @@ if triton is not None:
         total_ptr: Any,
         w_ptr: Any,
         part_ptr: Any,
+        R0: Any,
         C: Any,
         M: Any,
         L: Any,
@@ -224,7 +237,10 @@ if triton is not None:
         ACC: tl.constexpr,
         BLOCK: tl.constexpr,
     ) -> None:
-        """Lovász weights of one tile of one sorted row: the partial value, and ``W = (1 - 2g) w`` scattered."""
+        """Lovász weights of one tile of one sorted row: the partial value, and ``W = (1 - 2g) w`` scattered.
+
+        ``W`` is written in the row layout of the whole set (row ``R0 + program``, the element's position).
+        """
         r = tl.program_id(0)
         tile = tl.program_id(1)
         offs = tile * BLOCK + tl.arange(0, BLOCK)
@@ -232,7 +248,7 @@ if triton is not None:
         row = r.to(tl.int64) * L
         idx = tl.load(idx_ptr + row + offs, mask=mask, other=0)
         val = tl.load(val_ptr + row + offs, mask=mask, other=float("-inf")).to(ACC)
-        pos, off = _sorted_target(idx, r, t_ptr, g_ptr, v_ptr, C, M, mask, SOFTMAX, HAS_VALID, PER_IMAGE)
+        pos = _sorted_target(idx, R0 + r, t_ptr, g_ptr, v_ptr, C, M, mask, SOFTMAX, HAS_VALID, PER_IMAGE)
         cum = tl.cumsum(pos.to(tl.int32), axis=0).to(tl.int64) + tl.load(before_ptr + r * T + tile)
         total = tl.load(total_ptr + r)
         union = total + (offs.to(tl.int64) + 1) - cum  # U_k >= 1
@@ -247,7 +263,8 @@ if triton is not None:
             active = val != float("-inf")
         active = active & mask
         tl.store(part_ptr + r * T + tile, tl.sum(tl.where(active, val, 0.0) * w, axis=0))
-        tl.store(w_ptr + off, tl.where(active, tl.where(pos, -w, w), 0.0), mask=mask)
+        w_row = (R0 + r).to(tl.int64) * L
+        tl.store(w_ptr + w_row + idx, tl.where(active, tl.where(pos, -w, w), 0.0), mask=mask)
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _softmax_grad_kernel(
@@ -258,6 +275,7 @@ if triton is not None:
         grad_ptr: Any,
         C: Any,
         M: Any,
+        L: Any,
         PER_IMAGE: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK_M: tl.constexpr,
@@ -276,8 +294,9 @@ if triton is not None:
         else:
             s = tl.load(s_ptr + offs_c, mask=mc, other=0.0).to(ACC)
         addr = n.to(tl.int64) * C * M + offs_c[:, None].to(tl.int64) * M + offs_m[None, :]
+        w_addr = _row_address(n * C + offs_c[:, None], offs_c[:, None], n, offs_m[None, :], C, M, L, PER_IMAGE)
         both = mc[:, None] & mm[None, :]
-        a = tl.load(w_ptr + addr, mask=both, other=0.0).to(ACC) * s[:, None]
+        a = tl.load(w_ptr + w_addr, mask=both, other=0.0).to(ACC) * s[:, None]
         dot = tl.sum(p * a, axis=0)
         grad = p * (a - dot[None, :])
         tl.store(grad_ptr + addr, grad.to(grad_ptr.dtype.element_ty), mask=both)
@@ -293,6 +312,7 @@ def lovasz_forward(
     per_image: bool,
     block_m: int | None = None,
     block_l: int | None = None,
+    chunk_elements: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     r"""The Lovász rows of ``z`` ``(N, C, M)``: logits with class indices ``t``, or a dense input with target ``g``.
 
@@ -302,9 +322,10 @@ def lovasz_forward(
     ``valid``: ``(N, M)`` (indices) or ``(N, C, M)`` (dense) 0/1 mask of kept elements, or None.
     Returns ``(value, positives, W)``: per row (``(N C,)`` per image, else ``(C,)``) the Lovász extension
     :math:`\sum_k w_k e_{(k)}` and the kept positives :math:`G`, in the accumulation dtype (NaN for the rows that
-    hold a NaN input or a bad class index at a kept pixel), and ``W`` ``(N, C, M)``, the derivative of the row's
-    value with respect to ``z`` (softmax: with respect to the probabilities). ``block_m``/``block_l`` override the
-    tile widths (tests use small tiles so that every tile edge is hit).
+    hold a NaN input or a bad class index at a kept pixel), and ``W``, the derivative of the row's
+    value with respect to ``z`` (softmax: with respect to the probabilities), flat, in the row layout (``(N C, M)``
+    per image, else ``(C, N M)``). ``block_m``/``block_l`` override the tile widths and ``chunk_elements`` the
+    elements sorted at a time (tests use small ones so that every tile edge and several chunks are hit).
     """
     n, c, m = z.shape
     softmax = t is not None
@@ -327,27 +348,32 @@ def lovasz_forward(
             z, g, z if valid is None else valid, keys, flags, c, m, n * m, tiles,
             HAS_VALID=valid is not None, HINGE=hinge, PER_IMAGE=per_image, ACC=_tl_acc(acc), BLOCK_M=bm,
         )  # fmt: skip
-    vals, idx = torch.sort(keys, dim=-1, descending=True)
-    weights = keys.view(n, c, m)  # every position is written below: the keys' buffer holds W from here on
-    del keys
     bl = block_l or _ROW_BLOCK
     ltiles = max(1, triton.cdiv(length, bl))
-    cnt = torch.empty((rows, ltiles), dtype=torch.int32, device=z.device)
     tt = z if t is None else t
     gg = z if g is None else g
     vv = z if valid is None else valid
     common = {"SOFTMAX": softmax, "HAS_VALID": valid is not None, "PER_IMAGE": per_image, "BLOCK": bl}
-    _count_kernel[(rows, ltiles)](idx, tt, gg, vv, cnt, c, m, length, ltiles, **common)
-    before = torch.cumsum(cnt, 1)  # int64
-    total = before[:, -1].clone()  # a copy: before is changed in place next
-    before.sub_(cnt)  # positives in the earlier tiles of the row
-    part = torch.empty((rows, ltiles), dtype=acc, device=z.device)
-    _weights_kernel[(rows, ltiles)](
-        vals, idx, tt, gg, vv, before, total, weights, part, c, m, length, ltiles,
-        HINGE=hinge and not softmax, ACC=_tl_acc(acc), **common,
-    )  # fmt: skip
-    del vals, idx
-    value = part.sum(1)
+    value = torch.empty((rows,), dtype=acc, device=z.device)
+    total = torch.empty((rows,), dtype=torch.int64, device=z.device)
+    # rows sorted a chunk at a time: torch.sort's working memory (sorted copy, int64 positions, its own buffers)
+    # is that of one chunk; the keys of a sorted chunk are not needed again, so W takes their place (row layout)
+    step = max(1, min(rows, (chunk_elements or _sort_chunk(rows * length)) // max(1, length)))
+    for r0 in range(0, rows, step):
+        r1 = min(rows, r0 + step)
+        vals, idx = torch.sort(keys[r0:r1], dim=-1, descending=True)
+        cnt = torch.empty((r1 - r0, ltiles), dtype=torch.int32, device=z.device)
+        _count_kernel[(r1 - r0, ltiles)](idx, tt, gg, vv, cnt, r0, c, m, length, ltiles, **common)
+        before = torch.cumsum(cnt, 1)  # int64
+        total[r0:r1] = before[:, -1]
+        before.sub_(cnt)  # positives in the earlier tiles of the row
+        part = torch.empty((r1 - r0, ltiles), dtype=acc, device=z.device)
+        _weights_kernel[(r1 - r0, ltiles)](
+            vals, idx, tt, gg, vv, before, total[r0:r1], keys, part, r0, c, m, length, ltiles,
+            HINGE=hinge and not softmax, ACC=_tl_acc(acc), **common,
+        )  # fmt: skip
+        del vals, idx
+        value[r0:r1] = part.sum(1)
     # the value-check counters: NaN where an input is NaN or a kept index is outside [0, C) (no synchronisation)
     flagged = flags.sum(1)  # per image (softmax) or per image and channel (dense)
     if softmax:
@@ -355,7 +381,7 @@ def lovasz_forward(
     else:
         per_row = flagged if per_image else flagged.view(n, c).sum(0)
     value = value + torch.where(per_row > 0, float("nan"), 0.0).to(acc)
-    return value, total.to(acc), weights
+    return value, total.to(acc), keys.view(-1)
 
 
 def lovasz_backward(
@@ -367,21 +393,23 @@ def lovasz_backward(
     per_image: bool,
     block_m: int | None = None,
 ) -> Tensor:
-    """``dL/dz`` ``(N, C, M)`` in ``z``'s dtype from ``W`` of :func:`lovasz_forward`.
+    """``dL/dz`` ``(N, C, M)`` in ``z``'s dtype from ``W`` of :func:`lovasz_forward` (flat, row layout).
 
     ``scale`` is the rows' incoming gradient (``(N C,)`` per image, else ``(C,)``). With ``t`` (the softmax form)
     ``z`` are the logits.
     """
     n, c, m = z.shape
     if t is None:
-        s = scale.view(n, c, 1) if per_image else scale.view(1, c, 1)
-        return (weights * s.to(weights.dtype)).to(z.dtype)
+        if per_image:
+            return (weights.view(n, c, m) * scale.view(n, c, 1).to(weights.dtype)).to(z.dtype)
+        rows = weights.view(c, n, m) * scale.view(c, 1, 1).to(weights.dtype)
+        return rows.transpose(0, 1).to(z.dtype, memory_format=torch.contiguous_format)
     acc = _acc(z.dtype)
     bm = block_m or softmax_block_m(c)
     tiles = max(1, triton.cdiv(m, bm))
     grad = torch.empty_like(z, memory_format=torch.contiguous_format)
     _softmax_grad_kernel[(n, tiles)](
-        z, t, weights, scale.contiguous(), grad, c, m,
+        z, t, weights, scale.contiguous(), grad, c, m, n * m,
         PER_IMAGE=per_image, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip
     return grad
