@@ -375,24 +375,33 @@ def test_no_graph_break_explain():
 
 
 class _Head(torch.nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, loss: str = "dice", **kwargs: object) -> None:
         super().__init__()
         self.conv = torch.nn.Conv2d(2, 3, 1)
-        self.loss = seglosses.get_loss("dice", mode="multiclass")
+        self.loss = seglosses.get_loss(loss, mode="multiclass", **kwargs)
 
     def forward(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss(self.conv(image), target)
 
 
-def test_export_of_a_module_holding_a_loss():
+@pytest.mark.parametrize(
+    ("loss", "kwargs", "op"),
+    [
+        ("dice", {}, "seglosses.softmax_index_fwd.default"),
+        ("lovasz", {"per_image": True, "ignore_index": 255}, "seglosses.lovasz_fwd.default"),
+    ],
+)
+def test_export_of_a_module_holding_a_loss(loss, kwargs, op):
     g = torch.Generator().manual_seed(31)
     image = torch.randn(2, 2, 6, 5, generator=g)
     target = torch.randint(0, 3, (2, 6, 5), generator=g)
-    model = _Head()
+    model = _Head(loss, **kwargs)
     exported = torch.export.export(model, (image, target))
     targets = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
-    assert "seglosses.softmax_index_fwd.default" in targets
+    assert op in targets
     torch.testing.assert_close(exported.module()(image, target), model(image, target), rtol=1e-6, atol=1e-7)
+    other = torch.randint(0, 3, (2, 6, 5), generator=g)  # the exported program recomputes for new data
+    torch.testing.assert_close(exported.module()(image, other), model(image, other), rtol=1e-6, atol=1e-7)
 
 
 # --------------------------------------------------------------------------------------------------------------
