@@ -37,6 +37,23 @@ SIGMOID_CASES = {
     "soft_target": ((1, 2, 23), {"soft": True, "pixel": True}),
 }
 BLOCK = 16
+#: Losses run whole through the Triton operators (each mode with index / hard targets, with and without ignored
+#: pixels); the unified focal family has no multilabel mode.
+LOSS_NAMES = (
+    "dice_loss",
+    "jaccard_loss",
+    "tversky_loss",
+    "focal_tversky_loss",
+    "generalized_dice_loss",
+    "cross_entropy_loss",
+    "focal_loss",
+    "dice_ce_loss",
+    "combo_loss",
+    "unified_focal_loss",
+)
+NO_MULTILABEL = ("unified_focal_loss",)
+LOSS_MODES = (("binary", "hard", False), ("multiclass", "index", False), ("multiclass", "index", True),
+              ("multilabel", "hard", True))  # fmt: skip
 
 
 def _worker() -> None:  # pragma: no cover - runs in the subprocess
@@ -157,6 +174,37 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
     tgt[1, 0, 5] = float("nan")
     tp, *_ = _triton.sigmoid_forward(x[:, :1], tgt, None, None, 0.0, need_pixel=False, block_m=BLOCK)
     results["counter/nan_target/image1_nan"] = float(not bool(torch.isnan(tp[1]).all() and torch.isfinite(tp[0]).all()))
+
+    # every loss through the operators with their CUDA implementation (the Triton kernels) registered for the CPU:
+    # the glue of the GPU path (argument handling, output tensors, autograd registration, counters) end to end,
+    # against the NumPy reference (values) and the CPU path of the same process (gradients)
+    import seglosses
+    import seglosses.functional as SF
+    from conftest import make_case_fn
+    from reference import REFERENCES
+    from seglosses import _ops
+
+    cases = []
+    for name in LOSS_NAMES:
+        for mode, target, ignore in LOSS_MODES:
+            if mode == "multilabel" and name in NO_MULTILABEL:
+                continue
+            case = make_case_fn(mode, target=target, ignore=ignore, seed=zlib.crc32(name.encode()) % 1000)
+            xr = case.x.clone().requires_grad_(True)
+            getattr(SF, name)(xr, case.t, **case.args()).backward()
+            cases.append((name, mode, target, ignore, case, xr.grad))
+    _ops.triton_runs = lambda device: True  # type: ignore[assignment]
+    for op in ("softmax_index_fwd", "softmax_index_bwd", "sigmoid_dense_fwd", "sigmoid_dense_bwd"):
+        torch.library.register_kernel(f"seglosses::{op}", "cpu", getattr(_ops, f"_{op}_cuda"))
+    seglosses.set_value_checks("never")  # as on a GPU: the kernels' counters, no host check
+    for name, mode, target, ignore, case, ref_grad in cases:
+        key = f"loss/{name}/{mode}-{target}{'-ignore' if ignore else ''}"
+        xg = case.x.clone().requires_grad_(True)
+        out = getattr(SF, name)(xg, case.t, **case.args())
+        out.backward()
+        expected = float(REFERENCES[name](case.x_np, case.t_np, **case.args()))
+        results[f"{key}/value"] = abs(float(out) - expected) / max(abs(expected), 1e-12)
+        results[f"{key}/grad"] = err(xg.grad, ref_grad)
     print("RESULTS " + json.dumps(results))
 
 
@@ -189,6 +237,21 @@ def _keys(prefix: str, cases: dict[str, object]) -> list[str]:
 def test_triton_kernel_equals_pytorch_twin_float64(interpreted, key):
     assert key in interpreted
     assert interpreted[key] < 1e-12, f"{key}: max difference {interpreted[key]:.3g}"
+
+
+LOSS_KEYS = [
+    f"loss/{name}/{mode}-{target}{'-ignore' if ignore else ''}"
+    for name in LOSS_NAMES
+    for mode, target, ignore in LOSS_MODES
+    if not (mode == "multilabel" and name in NO_MULTILABEL)
+]
+
+
+@pytest.mark.parametrize("key", LOSS_KEYS)
+def test_loss_through_the_triton_operators_matches_reference(interpreted, key):
+    """The whole loss on the GPU path's operators: value vs the NumPy reference, gradient vs the CPU path."""
+    assert interpreted[f"{key}/value"] < 1e-9, interpreted[f"{key}/value"]
+    assert interpreted[f"{key}/grad"] < 1e-10, interpreted[f"{key}/grad"]
 
 
 @pytest.mark.parametrize(

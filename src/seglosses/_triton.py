@@ -201,7 +201,10 @@ if triton is not None:
     @triton.jit  # type: ignore[untyped-decorator]
     def _finalize_kernel(
         part_ptr: Any,
-        out_ptr: Any,
+        tp_ptr: Any,
+        p_ptr: Any,
+        g_ptr: Any,
+        p2_ptr: Any,
         pix_ptr: Any,
         kept_ptr: Any,
         C: Any,
@@ -212,7 +215,9 @@ if triton is not None:
         BLOCK_C: tl.constexpr,
         ACC: tl.constexpr,
     ) -> None:
-        """``out[n, j, c] = sum_tile part[n, tile, c, j]`` for j in TP, P, G, P2; ``pix[n]``, ``kept[n]``.
+        """``TP[n, c] = sum_tile part[n, tile, c, 0]``, likewise P, G and P2 (columns 1-3); ``pix[n]``, ``kept[n]``.
+
+        Each statistic is its own ``(N, C)`` tensor (operator outputs must not be views of one another).
 
         The tiles are added in a fixed order (deterministic). With ``POISON`` a non-zero bad-index or NaN counter
         of the image makes its statistics and pixel term NaN (the loss becomes NaN, no host synchronisation).
@@ -238,11 +243,12 @@ if triton is not None:
         if POISON:
             acc2 = tl.where(flags > 0, float("nan"), acc2)
             pix = tl.where(flags > 0, float("nan"), pix)
-        # out is (4, N, C): TP, P, G, P2
-        nimg = tl.num_programs(0)
-        for j in tl.static_range(4):
-            col = tl.sum(tl.where(k[None, :] == j, acc2, 0.0), axis=1)
-            tl.store(out_ptr + (j * nimg + n).to(tl.int64) * C + per_c, col, mask=per_c < C)
+        row = n.to(tl.int64) * C + per_c
+        mc = per_c < C
+        tl.store(tp_ptr + row, tl.sum(tl.where(k[None, :] == 0, acc2, 0.0), axis=1), mask=mc)
+        tl.store(p_ptr + row, tl.sum(tl.where(k[None, :] == 1, acc2, 0.0), axis=1), mask=mc)
+        tl.store(g_ptr + row, tl.sum(tl.where(k[None, :] == 2, acc2, 0.0), axis=1), mask=mc)
+        tl.store(p2_ptr + row, tl.sum(tl.where(k[None, :] == 3, acc2, 0.0), axis=1), mask=mc)
         tl.store(pix_ptr + n, pix)
         tl.store(kept_ptr + n, kept)
 
@@ -443,17 +449,17 @@ def _tl_acc(dtype: torch.dtype) -> Any:
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def _finalize(part: Tensor, n: int, c: int, t: int, poison: bool) -> tuple[Tensor, Tensor, Tensor]:
-    """Launch the finalize program over ``part`` ``(N, T, C, 8)``: ``(sums (4, N, C), pix (N,), kept (N,))``."""
-    sums = torch.empty((4, n, c), dtype=part.dtype, device=part.device)
+def _finalize(part: Tensor, n: int, c: int, t: int, poison: bool) -> tuple[Tensor, ...]:
+    """Launch the finalize program over ``part`` ``(N, T, C, 8)``: ``(TP, P, G, P2, pix, kept)``, separate tensors."""
+    stats = [torch.empty((n, c), dtype=part.dtype, device=part.device) for _ in range(4)]
     pix = torch.empty((n,), dtype=part.dtype, device=part.device)
     kept = torch.empty((n,), dtype=part.dtype, device=part.device)
     block_c = _next_pow2(c)
     _finalize_kernel[(n,)](
-        part, sums, pix, kept, c, t,
+        part, *stats, pix, kept, c, t,
         POISON=poison, BLOCK_T=_FINAL_BLOCK_T, BLOCK_CK=block_c * 8, BLOCK_C=block_c, ACC=_tl_acc(part.dtype),
     )  # fmt: skip
-    return sums, pix, kept
+    return stats[0], stats[1], stats[2], stats[3], pix, kept
 
 
 def softmax_index_forward(
@@ -487,8 +493,8 @@ def softmax_index_forward(
         HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None, GAMMA_ZERO=gz,
         NEED_PIXEL=need_pixel, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip
-    sums, pix, kept = _finalize(part, n, c, tiles, poison)
-    return sums[0], sums[1], sums[2], sums[3], pix, kept
+    tp, psum, gsum, p2, pix, kept = _finalize(part, n, c, tiles, poison)
+    return tp, psum, gsum, p2, pix, kept
 
 
 def softmax_index_backward(
@@ -557,8 +563,8 @@ def sigmoid_forward(
         x, g, x if valid is None else valid, part, c, m, tiles, w1, w0, gam, gam_pos,
         HAS_VALID=valid is not None, NEED_PIXEL=need_pixel, ACC=_tl_acc(acc), BLOCK_M=bm,
     )  # fmt: skip
-    sums, pix, kept = _finalize(part, n, c, tiles, poison)
-    return sums[0], sums[1], sums[2], sums[3], pix, kept
+    tp, psum, gsum, p2, pix, kept = _finalize(part, n, c, tiles, poison)
+    return tp, psum, gsum, p2, pix, kept
 
 
 def sigmoid_backward(
