@@ -144,6 +144,50 @@ def test_lovasz_op_gradcheck_float64(kind, per_image):
     assert torch.autograd.gradcheck(f, (z,), eps=1e-6, atol=1e-7)
 
 
+def _ratio_args(kind: str, masked: bool, weights: bool, dtype):
+    g = torch.Generator().manual_seed(12)
+    n, c, m = 2, 3, 11
+    x = torch.randn(n, c, m, generator=g, dtype=dtype, requires_grad=True)
+    w = torch.tensor([0.5, 1.0, 2.0], dtype=dtype) if weights else None
+    if kind == "softmax":
+        t = torch.randint(0, c, (n, m), generator=g)
+        valid = (torch.rand(n, m, generator=g) > 0.3).to(dtype) if masked else None
+        return x, t, None, valid, w
+    tgt = (torch.rand(n, c, m, generator=g) > 0.5).to(dtype)
+    valid = (torch.rand(n, c, m, generator=g) > 0.3).to(dtype) if masked else None
+    return x, None, tgt, valid, w
+
+
+RATIO_CASES = [
+    ("softmax", False, False, [2.0, 0.0, 1.0, 1.0, 1.0, 1.0], 0, False, False, True),
+    ("softmax", True, True, [1.0, -1.0, 1.0, 1.0, 0.0, 1.0], 0, True, True, True),
+    ("sigmoid", True, False, [2.0, 0.0, 1.0, 1.0, 0.5, 1.0], 1, False, True, False),
+    ("sigmoid", False, True, [1.0, 0.0, 0.3, 0.7, 1.0, 0.75], 2, True, False, True),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("kind", "masked", "weights", "coefs", "term", "skip", "per_image", "mean"), RATIO_CASES)
+def test_opcheck_ratio_loss(kind, masked, weights, coefs, term, skip, per_image, mean, dtype):
+    """``seglosses::ratio_loss_fwd`` / ``ratio_loss_bwd``: schema, fake tensors, autograd registration."""
+    x, t, tgt, valid, w = _ratio_args(kind, masked, weights, dtype)
+    args = (x, t, tgt, valid, w, coefs, term, skip, per_image, mean)
+    torch.library.opcheck(torch.ops.seglosses.ratio_loss_fwd.default, args)
+    _loss, ctp, cp = _ops.ratio_loss_fwd(*args)
+    scale = torch.tensor(0.7, dtype=dtype)
+    bwd_args = (x.detach(), t, tgt, valid, ctp.detach(), cp.detach(), scale)
+    torch.library.opcheck(torch.ops.seglosses.ratio_loss_bwd.default, bwd_args)
+
+
+@pytest.mark.parametrize(("kind", "masked", "weights", "coefs", "term", "skip", "per_image", "mean"), RATIO_CASES)
+def test_ratio_loss_op_gradcheck_float64(kind, masked, weights, coefs, term, skip, per_image, mean):
+    """The coefficients written out in the formula (and the Triton kernel) against finite differences."""
+    x, t, tgt, valid, w = _ratio_args(kind, masked, weights, torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda a: _ops.ratio_loss_fwd(a, t, tgt, valid, w, coefs, term, skip, per_image, mean)[0], (x,)
+    )
+
+
 def test_softmax_index_op_gradcheck_float64():
     """The autograd registration against finite differences (stats and focal pixel term together)."""
     x, t, valid, wpix, gamma_f, gamma_pix, _, _ = _softmax_args(True, True, "float", True, True, torch.float64)

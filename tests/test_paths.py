@@ -124,10 +124,11 @@ def test_every_path_matches_reference(name, mode, form, ignore, from_logits):
     assert not failed, "\n".join(failed)
 
 
-# families whose fused pass must have run for logits (so that the forced settings above are not vacuous)
+# families whose fused pass must have run for logits (so that the forced settings above are not vacuous); with the
+# operators forced, Dice runs whole in the ratio operator (the statistics pass inside it)
 FUSED = {
-    ("dice_loss", "multiclass", "index"): "stats:softmax_index",
-    ("dice_loss", "binary", "hard"): "stats:sigmoid_dense",
+    ("dice_loss", "multiclass", "index"): ("stats:softmax_index", "ratio:softmax_index"),
+    ("dice_loss", "binary", "hard"): ("stats:sigmoid_dense", "ratio:sigmoid_dense"),
     ("cross_entropy_loss", "multiclass", "index"): "pixel:softmax_index",
     ("focal_loss", "multilabel", "hard"): "pixel:sigmoid_dense",
     ("dice_ce_loss", "multiclass", "index"): "stats:softmax_index",
@@ -147,6 +148,8 @@ def test_forced_fused_paths_run(name, mode, form):
             assert not any(e.startswith(FUSED[name, mode, form]) for e in taken), (path, taken)
         else:
             assert any(e.startswith(FUSED[name, mode, form]) for e in taken), (path, taken)
+            if settings.get("ops") and name == "dice_loss":
+                assert any(e.startswith("ratio:") for e in taken), (path, taken)
 
 
 @pytest.mark.parametrize("mode", MODES)

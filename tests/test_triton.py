@@ -52,6 +52,28 @@ LOSS_NAMES = (
     "unified_focal_loss",
 )
 NO_MULTILABEL = ("unified_focal_loss",)
+#: Options of the ratio losses (their whole formula runs in one operator on the GPU): every branch of the formula
+#: kernel (per image or not, background left out, class weights for every or the kept classes, smooth 0, log, the
+#: focal power, the sum).
+RATIO_OPTIONS = (
+    ("dice_loss", "multiclass", {"per_image": True, "include_background": False}),
+    ("dice_loss", "multiclass", {"smooth": 0.0, "log_loss": True, "class_weights": [0.2, 1.0, 2.0]}),
+    ("dice_loss", "multilabel", {"reduction": "sum", "per_image": True}),
+    ("jaccard_loss", "multiclass", {"include_background": False, "class_weights": [1.0, 3.0]}),
+    ("jaccard_loss", "binary", {"smooth": 0.0, "per_image": True}),
+    ("tversky_loss", "multilabel", {"alpha": 0.7, "beta": 0.3, "include_background": False}),
+    ("focal_tversky_loss", "multiclass", {"gamma": 0.5, "per_image": True, "reduction": "sum"}),
+    ("focal_tversky_loss", "binary", {"gamma": 2.0, "smooth": 0.0}),
+)
+#: The operators whose CUDA implementation runs the Triton kernels.
+CUDA_OPS = ("softmax_index_fwd", "softmax_index_bwd", "sigmoid_dense_fwd", "sigmoid_dense_bwd", "ratio_loss_fwd",
+            "ratio_loss_bwd")  # fmt: skip
+#: Launches counted for one forward + backward on (2, 4, 32, 32) multiclass logits, and their bounds.
+LAUNCH_LOSSES = {"dice": 6, "jaccard": 6, "tversky": 6, "focal_tversky": 6}
+#: ATen operators that launch no kernel on CUDA.
+NO_KERNEL = ("empty", "view", "reshape", "as_strided", "expand", "unsqueeze", "squeeze", "select", "slice",
+             "transpose", "permute", "detach", "alias", "_reshape_alias", "_unsafe_view", "lift_fresh", "unbind",
+             "split", "narrow", "new_empty", "is_same_size", "sym_", "size", "stride")  # fmt: skip
 LOSS_MODES = (("binary", "hard", False), ("multiclass", "index", False), ("multiclass", "index", True),
               ("multilabel", "hard", True))  # fmt: skip
 
@@ -189,23 +211,82 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
         for mode, target, ignore in LOSS_MODES:
             if mode == "multilabel" and name in NO_MULTILABEL:
                 continue
+            key = f"loss/{name}/{mode}-{target}{'-ignore' if ignore else ''}"
             case = make_case_fn(mode, target=target, ignore=ignore, seed=zlib.crc32(name.encode()) % 1000)
-            xr = case.x.clone().requires_grad_(True)
-            getattr(SF, name)(xr, case.t, **case.args()).backward()
-            cases.append((name, mode, target, ignore, case, xr.grad))
+            cases.append((key, name, case, case.args()))
+    for i, (name, mode, kw) in enumerate(RATIO_OPTIONS):
+        case = make_case_fn(mode, target="index" if mode == "multiclass" else "hard", ignore=True, seed=50 + i)
+        cases.append((f"options/{i}/{name}", name, case, {**case.args(), **kw}))
+    references = []
+    for _key, name, case, args in cases:
+        xr = case.x.clone().requires_grad_(True)
+        getattr(SF, name)(xr, case.t, **args).backward()  # the CPU path (C++ kernels or PyTorch)
+        references.append(xr.grad)
     _ops.triton_runs = lambda device: True  # type: ignore[assignment]
-    for op in ("softmax_index_fwd", "softmax_index_bwd", "sigmoid_dense_fwd", "sigmoid_dense_bwd"):
+    for op in CUDA_OPS:
         torch.library.register_kernel(f"seglosses::{op}", "cpu", getattr(_ops, f"_{op}_cuda"))
     seglosses.set_value_checks("never")  # as on a GPU: the kernels' counters, no host check
-    for name, mode, target, ignore, case, ref_grad in cases:
-        key = f"loss/{name}/{mode}-{target}{'-ignore' if ignore else ''}"
+    for (key, name, case, args), ref_grad in zip(cases, references, strict=True):
         xg = case.x.clone().requires_grad_(True)
-        out = getattr(SF, name)(xg, case.t, **case.args())
+        out = getattr(SF, name)(xg, case.t, **args)
         out.backward()
-        expected = float(REFERENCES[name](case.x_np, case.t_np, **case.args()))
+        expected = float(REFERENCES[name](case.x_np, case.t_np, **args))
         results[f"{key}/value"] = abs(float(out) - expected) / max(abs(expected), 1e-12)
         results[f"{key}/grad"] = err(xg.grad, ref_grad)
+    results.update(_launch_counts())
     print("RESULTS " + json.dumps(results))
+
+
+def _launch_counts() -> dict[str, float]:  # pragma: no cover - runs in the subprocess
+    """Kernel launches of one forward + backward on the GPU path, counted on the CPU (issue 17: at most 6 for dice).
+
+    Every Triton program launch counts one; every ATen operator outside the Triton launches that would run a CUDA
+    kernel counts one (views, ``empty`` and metadata do not), including the autograd engine's seed gradient
+    (``ones_like``). Runs after the operators' CUDA implementations were registered for the CPU.
+    """
+    import collections
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from triton.runtime import interpreter
+
+    import seglosses.functional as SF
+
+    counts: collections.Counter[str] = collections.Counter()
+    depth = [0]
+    run = interpreter.InterpretedFunction.run
+
+    def counted(self: object, *args: object, **kwargs: object) -> object:
+        counts["triton"] += 1
+        depth[0] += 1
+        try:
+            return run(self, *args, **kwargs)
+        finally:
+            depth[0] -= 1
+
+    interpreter.InterpretedFunction.run = counted  # type: ignore[method-assign]
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            name = func.overloadpacket.__name__
+            if not depth[0] and not name.startswith(NO_KERNEL) and func.namespace == "aten":
+                counts[name] += 1
+            return func(*args, **(kwargs or {}))
+
+    out: dict[str, float] = {}
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 32, 32, generator=g).requires_grad_(True)
+    t = torch.randint(0, 4, (2, 32, 32), generator=g)
+    for name in LAUNCH_LOSSES:
+        fn = getattr(SF, f"{name}_loss")
+        fn(x, t, mode="multiclass").backward()  # warm-up
+        x.grad = None
+        counts.clear()
+        with Count():
+            fn(x, t, mode="multiclass").backward()
+        out[f"launches/{name}"] = float(sum(counts.values()))
+        print(f"launches {name}: {dict(counts)}", file=sys.stderr)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -245,6 +326,15 @@ LOSS_KEYS = [
     for mode, target, ignore in LOSS_MODES
     if not (mode == "multilabel" and name in NO_MULTILABEL)
 ]
+
+
+LOSS_KEYS += [f"options/{i}/{name}" for i, (name, _, _) in enumerate(RATIO_OPTIONS)]
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCH_LOSSES))
+def test_launches_of_one_forward_and_backward_on_the_gpu_path(interpreted, name):
+    """Issue 17: at most 6 kernel launches for dice (and the other ratio losses) forward + backward."""
+    assert interpreted[f"launches/{name}"] <= LAUNCH_LOSSES[name], interpreted[f"launches/{name}"]
 
 
 @pytest.mark.parametrize("key", LOSS_KEYS)

@@ -262,6 +262,7 @@ if triton is not None:
         gtp_ptr: Any,
         gps_ptr: Any,
         gpix_ptr: Any,
+        scale_ptr: Any,
         out_ptr: Any,
         C: Any,
         M: Any,
@@ -271,6 +272,7 @@ if triton is not None:
         HAS_GPIX: tl.constexpr,
         GAMMA_ZERO: tl.constexpr,
         NEED_STATS: tl.constexpr,
+        HAS_SCALE: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK_M: tl.constexpr,
@@ -306,6 +308,10 @@ if triton is not None:
         if NEED_STATS:
             gtp = tl.load(gtp_ptr + n.to(tl.int64) * C + offs_c, mask=mc, other=0.0).to(ACC)
             gps = tl.load(gps_ptr + n.to(tl.int64) * C + offs_c, mask=mc, other=0.0).to(ACC)
+            if HAS_SCALE:  # coefficients times the loss's incoming gradient, read on the device
+                sc = tl.load(scale_ptr).to(ACC)
+                gtp = gtp * sc
+                gps = gps * sc
             a = (ohf * gtp[:, None] + gps[:, None]) * p * v[None, :]
             b = tl.sum(a, axis=0) + kk
             grad = a - p * b[None, :]
@@ -406,6 +412,7 @@ if triton is not None:
         gtp_ptr: Any,
         gps_ptr: Any,
         gpix_ptr: Any,
+        scale_ptr: Any,
         out_ptr: Any,
         C: Any,
         M: Any,
@@ -415,6 +422,7 @@ if triton is not None:
         gamma_pos: Any,
         HAS_VALID: tl.constexpr,
         NEED_STATS: tl.constexpr,
+        HAS_SCALE: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK_M: tl.constexpr,
@@ -437,6 +445,10 @@ if triton is not None:
             p = 1.0 / (1.0 + tl.exp(-x))
             gtp = tl.load(gtp_ptr + r).to(ACC)
             gps = tl.load(gps_ptr + r).to(ACC)
+            if HAS_SCALE:
+                sc = tl.load(scale_ptr).to(ACC)
+                gtp = gtp * sc
+                gps = gps * sc
             grad = p * (1.0 - p) * (gps + g * gtp)
         if NEED_PIXEL:
             _, deriv = _sigmoid_terms(x, g, w1, w0, gamma, gamma_pos, True)
@@ -508,11 +520,13 @@ def softmax_index_backward(
     g_psum: Tensor | None,
     g_pix: Tensor | None,
     *,
+    scale: Tensor | None = None,
     block_m: int | None = None,
 ) -> Tensor:
     """The gradient pass: ``dL/dx`` ``(N, C, M)`` in ``x``'s dtype from the incoming gradients (device pointers).
 
-    ``g_tp``/``g_psum`` ``(N, C)`` (None: the statistics are not used), ``g_pix`` ``(N,)`` (None: no pixel term).
+    ``g_tp``/``g_psum`` ``(N, C)`` (None: the statistics are not used), ``g_pix`` ``(N,)`` (None: no pixel term);
+    ``scale`` (one element, or None) multiplies ``g_tp`` and ``g_psum`` in the kernel (no launch of its own).
     """
     n, c, m = x.shape
     bm = block_m or softmax_block_m(c)
@@ -524,9 +538,10 @@ def softmax_index_backward(
     _softmax_index_grad_kernel[(n, tiles)](
         x, t, x if valid is None else valid, x if wpix is None else wpix, x if gamma_pix is None else gamma_pix,
         g_tp if g_tp is not None else x, g_psum if g_psum is not None else x, g_pix if g_pix is not None else x,
-        grad, c, m, float(gamma),
+        scale if scale is not None else x, grad, c, m, float(gamma),
         HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None, GAMMA_ZERO=gz,
-        NEED_STATS=need_stats, NEED_PIXEL=g_pix is not None, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
+        NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None, ACC=_tl_acc(acc),
+        BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip
     return grad
 
@@ -578,9 +593,10 @@ def sigmoid_backward(
     g_pix: Tensor | None,
     *,
     pos0: bool = False,
+    scale: Tensor | None = None,
     block_m: int | None = None,
 ) -> Tensor:
-    """The sigmoid gradient pass (see :func:`softmax_index_backward` for the incoming gradients)."""
+    """The sigmoid gradient pass (see :func:`softmax_index_backward` for the incoming gradients and ``scale``)."""
     n, c, m = x.shape
     bm = block_m or _SIGMOID_BLOCK
     tiles = max(1, triton.cdiv(m, bm))
@@ -589,8 +605,8 @@ def sigmoid_backward(
     need_stats = g_tp is not None and g_psum is not None
     _sigmoid_grad_kernel[(n * c, tiles)](
         x, g, x if valid is None else valid, g_tp if g_tp is not None else x, g_psum if g_psum is not None else x,
-        g_pix if g_pix is not None else x, grad, c, m, w1, w0, gam, gam_pos,
-        HAS_VALID=valid is not None, NEED_STATS=need_stats, NEED_PIXEL=g_pix is not None,
+        g_pix if g_pix is not None else x, scale if scale is not None else x, grad, c, m, w1, w0, gam, gam_pos,
+        HAS_VALID=valid is not None, NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None,
         ACC=_tl_acc(_acc(x.dtype)), BLOCK_M=bm,
     )  # fmt: skip
     return grad

@@ -8,10 +8,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from seglosses import _dispatch, _ops
 from seglosses._checks import (
     FLAG,
     NONNEGATIVE,
     POSITIVE,
+    check_class_weights_length,
+    check_classes_left,
     check_hparams,
     check_no_class_weights_binary,
     check_reduction,
@@ -19,7 +22,7 @@ from seglosses._checks import (
     hyperparameters,
 )
 from seglosses._numerics import safe_divide, safe_pow
-from seglosses._prepare import prepare
+from seglosses._prepare import Prepared, prepare
 from seglosses._reduce import reduce_classes, reduce_images, select_classes
 from seglosses._stats import SoftStats, soft_stats, two_class_stats
 from seglosses._types import Mode, Reduction
@@ -28,6 +31,101 @@ if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
 
 Weights = Sequence[float] | Tensor | None
+
+
+def region_prepare(
+    fn: str,
+    input: Tensor,
+    target: Tensor,
+    *,
+    mode: str,
+    from_logits: bool,
+    class_weights: Weights,
+    ignore_index: int | None,
+    per_image: bool,
+    reduction: str,
+    sync_stats: bool = False,
+    process_group: ProcessGroup | None = None,
+) -> tuple[Prepared, Tensor | None]:
+    """Validate the arguments every region loss shares and prepare the call (see :func:`region_stats`)."""
+    check_hparams(fn, per_image=per_image, class_weights=class_weights)
+    check_reduction(fn, reduction)
+    check_no_class_weights_binary(fn, class_weights, mode)
+    weights = check_weights_vector(fn, "class_weights", class_weights)
+    prep = prepare(
+        fn,
+        input,
+        target,
+        mode=mode,
+        from_logits=from_logits,
+        ignore_index=ignore_index,
+        sync_stats=sync_stats,
+        process_group=process_group,
+    )
+    return prep, weights
+
+
+def ratio_whole(
+    prep: Prepared,
+    weights: Tensor | None,
+    *,
+    fn: str,
+    include_background: bool,
+    per_image: bool,
+    reduction: str,
+    coefs: list[float],
+    term: int,
+    squared: bool = False,
+) -> Tensor | None:
+    r"""A ratio loss whole by the ``seglosses::ratio_loss_fwd`` operator, or None where the usual path runs.
+
+    The operator (statistics, :math:`r = (a TP + s) / (e TP + c_1 P + c_2 G + s)` per class, the term and the
+    reduction; ``coefs = [a, e, c1, c2, smooth, gamma]``, ``term`` 0: ``1 - r``, 1: ``-log r``, 2:
+    ``(1 - r)^gamma``) serves logits on CUDA with Triton (three launches forward, one backward), or anywhere when
+    :func:`seglosses._dispatch.use` forces ``ops=True``; not the squared Dice, ``sync_stats``, ``reduction="none"``
+    or inputs without a fused statistics pass. Same numbers as the formulas below.
+    """
+    x = prep.logits
+    if squared or prep.sync is not None or reduction == "none" or x.numel() == 0:
+        return None
+    if not (_ops.triton_runs(x.device) or _dispatch.settings().ops is True):
+        return None
+    path = _dispatch.stats_path(prep)
+    if path == "generic":
+        return None
+    n, c, _m = x.shape
+    skip_first = prep.mode != "binary" and not include_background
+    if skip_first:
+        check_classes_left(fn, c, include_background)
+    w = None
+    if weights is not None:
+        check_class_weights_length(fn, weights, c, c - int(skip_first))
+        w = weights.to(device=x.device, dtype=x.dtype)
+        if w.numel() != c:  # given for the kept classes only
+            w = torch.cat([w.new_zeros(1), w])
+    mean = reduction == "mean"
+    if path == "softmax_index":
+        t = prep.target
+        valid = prep.valid_pixels()
+        bad = None
+        if not _ops.triton_runs(x.device):  # the Triton kernels count bad indices themselves
+            t, bad = _dispatch.guard_indices(t, c, valid)
+        _dispatch._note("ratio:softmax_index:ops")
+        out: tuple[Tensor, Tensor, Tensor] = _ops.ratio_loss_fwd(
+            x, t, None, valid, w, coefs, term, skip_first, per_image, mean
+        )
+        loss = out[0]
+        if bad is not None:
+            loss = loss + torch.where(bad.sum() > 0, float("nan"), 0.0).to(loss.dtype)
+        return loss
+    valid_d = prep.valid
+    if valid_d is not None and valid_d.shape != x.shape:
+        valid_d = valid_d.expand_as(x).contiguous()
+    _dispatch._note("ratio:sigmoid_dense:ops")
+    dense: tuple[Tensor, Tensor, Tensor] = _ops.ratio_loss_fwd(
+        x, None, prep.target, valid_d, w, coefs, term, skip_first, per_image, mean
+    )
+    return dense[0]
 
 
 def region_stats(
@@ -49,17 +147,16 @@ def region_stats(
 
     With ``sync_stats`` the statistics are summed over the ranks (:mod:`seglosses._distributed`).
     """
-    check_hparams(fn, per_image=per_image, class_weights=class_weights)
-    check_reduction(fn, reduction)
-    check_no_class_weights_binary(fn, class_weights, mode)
-    weights = check_weights_vector(fn, "class_weights", class_weights)
-    prep = prepare(
+    prep, weights = region_prepare(
         fn,
         input,
         target,
         mode=mode,
         from_logits=from_logits,
+        class_weights=class_weights,
         ignore_index=ignore_index,
+        per_image=per_image,
+        reduction=reduction,
         sync_stats=sync_stats,
         process_group=process_group,
     )
@@ -185,7 +282,7 @@ def dice_loss(
     """
     fn = "dice_loss"
     check_hparams(fn, smooth=smooth, squared=squared, log_loss=log_loss, include_background=include_background)
-    stats, weights = region_stats(
+    prep, weights = region_prepare(
         fn,
         input,
         target,
@@ -195,10 +292,23 @@ def dice_loss(
         ignore_index=ignore_index,
         per_image=per_image,
         reduction=reduction,
-        squared=squared,
         sync_stats=sync_stats,
         process_group=process_group,
     )
+    whole = ratio_whole(
+        prep,
+        weights,
+        fn=fn,
+        include_background=include_background,
+        per_image=per_image,
+        reduction=reduction,
+        coefs=[2.0, 0.0, 1.0, 1.0, float(smooth), 1.0],
+        term=1 if log_loss else 0,
+        squared=squared,
+    )
+    if whole is not None:
+        return whole
+    stats = soft_stats(prep, per_image=per_image, squared=squared)
     loss = dice_from_stats(stats, smooth=smooth, log_loss=log_loss)
     return reduce_classes(
         loss,
@@ -283,7 +393,7 @@ def jaccard_loss(
     """
     fn = "jaccard_loss"
     check_hparams(fn, smooth=smooth, include_background=include_background)
-    stats, weights = region_stats(
+    prep, weights = region_prepare(
         fn,
         input,
         target,
@@ -296,6 +406,19 @@ def jaccard_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
+    whole = ratio_whole(
+        prep,
+        weights,
+        fn=fn,
+        include_background=include_background,
+        per_image=per_image,
+        reduction=reduction,
+        coefs=[1.0, -1.0, 1.0, 1.0, float(smooth), 1.0],
+        term=0,
+    )
+    if whole is not None:
+        return whole
+    stats = soft_stats(prep, per_image=per_image)
     score = safe_divide(stats.tp + smooth, stats.p_sum + stats.fn + smooth, smooth)  # TP + FP = P
     return reduce_classes(
         1 - score,
@@ -388,7 +511,7 @@ def tversky_loss(
     """
     fn = "tversky_loss"
     check_hparams(fn, alpha=alpha, beta=beta, smooth=smooth, include_background=include_background)
-    stats, weights = region_stats(
+    prep, weights = region_prepare(
         fn,
         input,
         target,
@@ -401,6 +524,19 @@ def tversky_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
+    whole = ratio_whole(
+        prep,
+        weights,
+        fn=fn,
+        include_background=include_background,
+        per_image=per_image,
+        reduction=reduction,
+        coefs=[1.0, 1.0 - alpha - beta, float(alpha), float(beta), float(smooth), 1.0],
+        term=0,
+    )
+    if whole is not None:
+        return whole
+    stats = soft_stats(prep, per_image=per_image)
     loss = 1 - _tversky_index(stats, alpha, beta, smooth)
     return reduce_classes(
         loss,
@@ -495,7 +631,7 @@ def focal_tversky_loss(
     """
     fn = "focal_tversky_loss"
     check_hparams(fn, alpha=alpha, beta=beta, gamma=gamma, smooth=smooth, include_background=include_background)
-    stats, weights = region_stats(
+    prep, weights = region_prepare(
         fn,
         input,
         target,
@@ -508,6 +644,19 @@ def focal_tversky_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
+    whole = ratio_whole(
+        prep,
+        weights,
+        fn=fn,
+        include_background=include_background,
+        per_image=per_image,
+        reduction=reduction,
+        coefs=[1.0, 1.0 - alpha - beta, float(alpha), float(beta), float(smooth), float(gamma)],
+        term=2,
+    )
+    if whole is not None:
+        return whole
+    stats = soft_stats(prep, per_image=per_image)
     loss = focal_tversky_from_stats(stats, alpha, beta, gamma, smooth)
     return reduce_classes(
         loss,
