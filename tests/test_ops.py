@@ -144,7 +144,7 @@ def test_lovasz_op_gradcheck_float64(kind, per_image):
     assert torch.autograd.gradcheck(f, (z,), eps=1e-6, atol=1e-7)
 
 
-def _ratio_args(kind: str, masked: bool, weights: bool, dtype):
+def _whole_args(kind: str, masked: bool, weights: bool, dtype):
     g = torch.Generator().manual_seed(12)
     n, c, m = 2, 3, 11
     x = torch.randn(n, c, m, generator=g, dtype=dtype, requires_grad=True)
@@ -152,39 +152,52 @@ def _ratio_args(kind: str, masked: bool, weights: bool, dtype):
     if kind == "softmax":
         t = torch.randint(0, c, (n, m), generator=g)
         valid = (torch.rand(n, m, generator=g) > 0.3).to(dtype) if masked else None
-        return x, t, None, valid, w
+        wpix = None
+        if weights:  # a per-pixel weight of the pixel term (the focal loss's alpha of each pixel's class)
+            wpix = w[t] if valid is None else w[t] * valid
+        return x, t, None, valid, wpix, w
     tgt = (torch.rand(n, c, m, generator=g) > 0.5).to(dtype)
     valid = (torch.rand(n, c, m, generator=g) > 0.3).to(dtype) if masked else None
-    return x, None, tgt, valid, w
+    return x, None, tgt, valid, None, w
 
 
-RATIO_CASES = [
-    ("softmax", False, False, [2.0, 0.0, 1.0, 1.0, 1.0, 1.0], 0, False, False, True),
-    ("softmax", True, True, [1.0, -1.0, 1.0, 1.0, 0.0, 1.0], 0, True, True, True),
-    ("sigmoid", True, False, [2.0, 0.0, 1.0, 1.0, 0.5, 1.0], 1, False, True, False),
-    ("sigmoid", False, True, [1.0, 0.0, 0.3, 0.7, 1.0, 0.75], 2, True, False, True),
+NAN = float("nan")
+#: (kind, masked, weights, region [lambda_r, a, e, c1, c2, s, gamma], term, pixel [lambda_p, gamma, alpha], skip,
+#: per_image, mean): Dice, Jaccard with smooth 0, log Dice + focal, focal Tversky, focal alone, BCE alone
+WHOLE_CASES = [
+    ("softmax", False, False, [1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0], 0, [0.0, 0.0, NAN], False, False, True),
+    ("softmax", True, True, [1.0, 1.0, -1.0, 1.0, 1.0, 0.0, 1.0], 0, [0.0, 0.0, NAN], True, True, True),
+    ("softmax", True, True, [0.7, 2.0, 0.0, 1.0, 1.0, 0.5, 1.0], 1, [0.4, 2.0, NAN], False, False, False),
+    ("sigmoid", False, True, [1.0, 1.0, 0.0, 0.3, 0.7, 1.0, 0.75], 2, [0.0, 0.0, NAN], True, False, True),
+    ("sigmoid", True, False, [1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0], 0, [1.5, 0.0, NAN], False, True, True),
+    ("softmax", True, False, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0], 0, [1.0, 2.0, NAN], False, False, True),
+    ("sigmoid", True, False, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0], 0, [1.0, 1.5, 0.25], False, False, False),
 ]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize(("kind", "masked", "weights", "coefs", "term", "skip", "per_image", "mean"), RATIO_CASES)
-def test_opcheck_ratio_loss(kind, masked, weights, coefs, term, skip, per_image, mean, dtype):
-    """``seglosses::ratio_loss_fwd`` / ``ratio_loss_bwd``: schema, fake tensors, autograd registration."""
-    x, t, tgt, valid, w = _ratio_args(kind, masked, weights, dtype)
-    args = (x, t, tgt, valid, w, coefs, term, skip, per_image, mean)
-    torch.library.opcheck(torch.ops.seglosses.ratio_loss_fwd.default, args)
-    _loss, ctp, cp = _ops.ratio_loss_fwd(*args)
+@pytest.mark.parametrize(
+    ("kind", "masked", "weights", "region", "term", "pixel", "skip", "per_image", "mean"), WHOLE_CASES
+)
+def test_opcheck_whole_loss(kind, masked, weights, region, term, pixel, skip, per_image, mean, dtype):
+    """``seglosses::whole_loss_fwd`` / ``whole_loss_bwd``: schema, fake tensors, autograd registration."""
+    x, t, tgt, valid, wpix, w = _whole_args(kind, masked, weights, dtype)
+    args = (x, t, tgt, valid, wpix, w, region, term, pixel, skip, per_image, mean)
+    torch.library.opcheck(torch.ops.seglosses.whole_loss_fwd.default, args)
+    _loss, ctp, cp, cpix = _ops.whole_loss_fwd(*args)
     scale = torch.tensor(0.7, dtype=dtype)
-    bwd_args = (x.detach(), t, tgt, valid, ctp.detach(), cp.detach(), scale)
-    torch.library.opcheck(torch.ops.seglosses.ratio_loss_bwd.default, bwd_args)
+    bwd_args = (x.detach(), t, tgt, valid, wpix, ctp.detach(), cp.detach(), cpix.detach(), pixel, scale)
+    torch.library.opcheck(torch.ops.seglosses.whole_loss_bwd.default, bwd_args)
 
 
-@pytest.mark.parametrize(("kind", "masked", "weights", "coefs", "term", "skip", "per_image", "mean"), RATIO_CASES)
-def test_ratio_loss_op_gradcheck_float64(kind, masked, weights, coefs, term, skip, per_image, mean):
+@pytest.mark.parametrize(
+    ("kind", "masked", "weights", "region", "term", "pixel", "skip", "per_image", "mean"), WHOLE_CASES
+)
+def test_whole_loss_op_gradcheck_float64(kind, masked, weights, region, term, pixel, skip, per_image, mean):
     """The coefficients written out in the formula (and the Triton kernel) against finite differences."""
-    x, t, tgt, valid, w = _ratio_args(kind, masked, weights, torch.float64)
+    x, t, tgt, valid, wpix, w = _whole_args(kind, masked, weights, torch.float64)
     assert torch.autograd.gradcheck(
-        lambda a: _ops.ratio_loss_fwd(a, t, tgt, valid, w, coefs, term, skip, per_image, mean)[0], (x,)
+        lambda a: _ops.whole_loss_fwd(a, t, tgt, valid, wpix, w, region, term, pixel, skip, per_image, mean)[0], (x,)
     )
 
 

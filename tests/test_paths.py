@@ -125,14 +125,14 @@ def test_every_path_matches_reference(name, mode, form, ignore, from_logits):
 
 
 # families whose fused pass must have run for logits (so that the forced settings above are not vacuous); with the
-# operators forced, Dice runs whole in the ratio operator (the statistics pass inside it)
+# operators forced, Dice, cross entropy, focal and Dice + CE run whole in one operator (the statistics pass inside it)
 FUSED = {
-    ("dice_loss", "multiclass", "index"): ("stats:softmax_index", "ratio:softmax_index"),
-    ("dice_loss", "binary", "hard"): ("stats:sigmoid_dense", "ratio:sigmoid_dense"),
-    ("cross_entropy_loss", "multiclass", "index"): "pixel:softmax_index",
-    ("focal_loss", "multilabel", "hard"): "pixel:sigmoid_dense",
-    ("dice_ce_loss", "multiclass", "index"): "stats:softmax_index",
-    ("dice_ce_loss", "multilabel", "soft"): "stats:sigmoid_dense",
+    ("dice_loss", "multiclass", "index"): ("stats:softmax_index", "whole:softmax_index"),
+    ("dice_loss", "binary", "hard"): ("stats:sigmoid_dense", "whole:sigmoid_dense"),
+    ("cross_entropy_loss", "multiclass", "index"): ("pixel:softmax_index", "whole:softmax_index"),
+    ("focal_loss", "multilabel", "hard"): ("pixel:sigmoid_dense", "whole:sigmoid_dense"),
+    ("dice_ce_loss", "multiclass", "index"): ("stats:softmax_index", "whole:softmax_index"),
+    ("dice_ce_loss", "multilabel", "soft"): ("stats:sigmoid_dense", "whole:sigmoid_dense"),
     ("unified_focal_loss", "multiclass", "index"): "stats:softmax_index",
     ("hybrid_focal_loss", "binary", "soft"): "stats:sigmoid_dense",
 }
@@ -148,8 +148,8 @@ def test_forced_fused_paths_run(name, mode, form):
             assert not any(e.startswith(FUSED[name, mode, form]) for e in taken), (path, taken)
         else:
             assert any(e.startswith(FUSED[name, mode, form]) for e in taken), (path, taken)
-            if settings.get("ops") and name == "dice_loss":
-                assert any(e.startswith("ratio:") for e in taken), (path, taken)
+            if settings.get("ops") and name in ("dice_loss", "cross_entropy_loss", "focal_loss", "dice_ce_loss"):
+                assert any(e.startswith("whole:") for e in taken), (path, taken)
 
 
 @pytest.mark.parametrize("mode", MODES)

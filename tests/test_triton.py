@@ -52,10 +52,15 @@ LOSS_NAMES = (
     "unified_focal_loss",
 )
 NO_MULTILABEL = ("unified_focal_loss",)
-#: Options of the ratio losses (their whole formula runs in one operator on the GPU): every branch of the formula
-#: kernel (per image or not, background left out, class weights for every or the kept classes, smooth 0, log, the
-#: focal power, the sum).
+#: Options of the losses whose whole formula runs in one operator on the GPU: every branch of the formula kernel
+#: (per image or not, background left out, class weights for every or the kept classes, smooth 0, log, the focal
+#: power, the sum, the pixel part alone and beside the region part, alpha).
 RATIO_OPTIONS = (
+    ("dice_ce_loss", "multiclass", {"per_image": True, "include_background": False, "ce_weight": 0.3}),
+    ("dice_ce_loss", "multilabel", {"reduction": "sum", "log_loss": True, "dice_weight": 2.0}),
+    ("focal_loss", "multiclass", {"gamma": 1.5, "alpha": [0.2, 0.5, 0.3]}),
+    ("focal_loss", "binary", {"gamma": 2.0, "alpha": 0.25, "reduction": "sum"}),
+    ("cross_entropy_loss", "multilabel", {"reduction": "sum"}),
     ("dice_loss", "multiclass", {"per_image": True, "include_background": False}),
     ("dice_loss", "multiclass", {"smooth": 0.0, "log_loss": True, "class_weights": [0.2, 1.0, 2.0]}),
     ("dice_loss", "multilabel", {"reduction": "sum", "per_image": True}),
@@ -66,10 +71,18 @@ RATIO_OPTIONS = (
     ("focal_tversky_loss", "binary", {"gamma": 2.0, "smooth": 0.0}),
 )
 #: The operators whose CUDA implementation runs the Triton kernels.
-CUDA_OPS = ("softmax_index_fwd", "softmax_index_bwd", "sigmoid_dense_fwd", "sigmoid_dense_bwd", "ratio_loss_fwd",
-            "ratio_loss_bwd")  # fmt: skip
+CUDA_OPS = ("softmax_index_fwd", "softmax_index_bwd", "sigmoid_dense_fwd", "sigmoid_dense_bwd", "whole_loss_fwd",
+            "whole_loss_bwd")  # fmt: skip
 #: Launches counted for one forward + backward on (2, 4, 32, 32) multiclass logits, and their bounds.
-LAUNCH_LOSSES = {"dice": 6, "jaccard": 6, "tversky": 6, "focal_tversky": 6}
+LAUNCH_LOSSES = {
+    "dice": 6,
+    "jaccard": 6,
+    "tversky": 6,
+    "focal_tversky": 6,
+    "dice_ce": 6,
+    "focal": 6,
+    "cross_entropy": 6,
+}
 #: ATen operators that launch no kernel on CUDA.
 NO_KERNEL = ("empty", "view", "reshape", "as_strided", "expand", "unsqueeze", "squeeze", "select", "slice",
              "transpose", "permute", "detach", "alias", "_reshape_alias", "_unsafe_view", "lift_fresh", "unbind",
@@ -333,7 +346,7 @@ LOSS_KEYS += [f"options/{i}/{name}" for i, (name, _, _) in enumerate(RATIO_OPTIO
 
 @pytest.mark.parametrize("name", sorted(LAUNCH_LOSSES))
 def test_launches_of_one_forward_and_backward_on_the_gpu_path(interpreted, name):
-    """Issue 17: at most 6 kernel launches for dice (and the other ratio losses) forward + backward."""
+    """Issue 17: at most 6 kernel launches for dice (and every loss computed whole on the GPU) forward + backward."""
     assert interpreted[f"launches/{name}"] <= LAUNCH_LOSSES[name], interpreted[f"launches/{name}"]
 
 

@@ -34,6 +34,7 @@ the Triton kernels (which recompute both from the logits: no extra memory of the
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -792,217 +793,317 @@ lovasz_fwd.register_autograd(_lovasz_backward, setup_context=_lovasz_setup)
 
 
 # --------------------------------------------------------------------------------------------------------------
-# the ratio losses (Dice, Jaccard, Tversky, focal Tversky) whole: statistics, formula and reduction in one operator
+# a fused loss whole (ratio region part + pixel part): statistics, formula and reduction in one operator
 # --------------------------------------------------------------------------------------------------------------
 
-#: ``(a, e, c1, c2, smooth, gamma)`` of :mod:`seglosses._triton_region`'s ratio.
-RatioCoefs = list[float]
 
-
-def _ratio_formula_twin(
+def _whole_formula_twin(
     tp: Tensor,
     psum: Tensor,
     gsum: Tensor,
+    pix: Tensor,
+    kept: Tensor,
     weights: Tensor | None,
-    coefs: RatioCoefs,
+    region: list[float],
     term: int,
+    lam_p: float,
     skip_first: bool,
     per_image: bool,
     mean: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The formula of :mod:`seglosses._triton_region` in PyTorch: ``(loss, dL/dTP, dL/dP)``.
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The formula of :mod:`seglosses._triton_whole` in PyTorch: ``(loss, dL/dTP, dL/dP, dL/dF)``.
 
     The derivatives are written out (an operator's implementation runs below autograd): with ``num = a TP + s``
     and ``den = e TP + c1 P + c2 G + s``, ``dr/dTP = (a den - e num) / den^2``, ``dr/dP = -c1 num / den^2`` (0 where
     ``0 / 0`` is read as 1); ``dl/dr`` is -1, ``-1/r`` or ``-gamma (1 - r)^(gamma - 1)`` (0 at ``r = 1``).
     """
-    a, e, c1, c2, smooth, gamma = coefs
+    lam_r, a, e, c1, c2, smooth, gamma = region
     n, c = tp.shape
-    big_t, big_p, big_g = (tp, psum, gsum) if per_image else (tp.sum(0), psum.sum(0), gsum.sum(0))
-    num = a * big_t + smooth
-    den = e * big_t + c1 * big_p + c2 * big_g + smooth
-    zero = den == 0 if smooth == 0 else torch.zeros_like(den, dtype=torch.bool)
-    den_s = torch.where(zero, torch.ones_like(den), den)
-    ratio = torch.where(zero, torch.ones_like(num), num / den_s)
-    dr_tp = torch.where(zero, torch.zeros_like(num), (a * den_s - e * num) / (den_s * den_s))
-    dr_p = torch.where(zero, torch.zeros_like(num), -c1 * num / (den_s * den_s))
-    if term == 0:
-        val, dval = 1 - ratio, -torch.ones_like(ratio)
-    elif term == 1:
-        val, dval = -torch.log(ratio), -1 / ratio
-    else:
-        base = 1 - ratio
-        pos = base > 0
-        log_base = torch.log(torch.where(pos, base, torch.ones_like(base)))
-        val = torch.where(pos, torch.exp(gamma * log_base), torch.zeros_like(base))
-        dval = torch.where(pos, -gamma * torch.exp((gamma - 1) * log_base), torch.zeros_like(base))
-    w = torch.ones(c, dtype=tp.dtype, device=tp.device) if weights is None else weights.to(tp.dtype).clone()
-    if skip_first:
-        w[0] = 0.0
-    norm = (w.sum() * (n if per_image else 1)) if mean else torch.ones((), dtype=tp.dtype, device=tp.device)
-    loss = (val * w).sum() / norm
-    ctp = (w * dval * dr_tp / norm).expand(n, c).contiguous()
-    cp = (w * dval * dr_p / norm).expand(n, c).contiguous()
-    return loss, ctp, cp
+    loss = torch.zeros((), dtype=tp.dtype, device=tp.device)
+    ctp, cp = tp.new_empty((0,)), tp.new_empty((0,))  # two tensors: outputs may not alias
+    if lam_r != 0:
+        big_t, big_p, big_g = (tp, psum, gsum) if per_image else (tp.sum(0), psum.sum(0), gsum.sum(0))
+        num = a * big_t + smooth
+        den = e * big_t + c1 * big_p + c2 * big_g + smooth
+        zero = den == 0 if smooth == 0 else torch.zeros_like(den, dtype=torch.bool)
+        den_s = torch.where(zero, torch.ones_like(den), den)
+        ratio = torch.where(zero, torch.ones_like(num), num / den_s)
+        dr_tp = torch.where(zero, torch.zeros_like(num), (a * den_s - e * num) / (den_s * den_s))
+        dr_p = torch.where(zero, torch.zeros_like(num), -c1 * num / (den_s * den_s))
+        if term == 0:
+            val, dval = 1 - ratio, -torch.ones_like(ratio)
+        elif term == 1:
+            val, dval = -torch.log(ratio), -1 / ratio
+        else:
+            base = 1 - ratio
+            pos = base > 0
+            log_base = torch.log(torch.where(pos, base, torch.ones_like(base)))
+            val = torch.where(pos, torch.exp(gamma * log_base), torch.zeros_like(base))
+            dval = torch.where(pos, -gamma * torch.exp((gamma - 1) * log_base), torch.zeros_like(base))
+        w = torch.ones(c, dtype=tp.dtype, device=tp.device) if weights is None else weights.to(tp.dtype).clone()
+        if skip_first:
+            w[0] = 0.0
+        norm = (w.sum() * (n if per_image else 1)) if mean else torch.ones((), dtype=tp.dtype, device=tp.device)
+        w = w * lam_r / norm
+        loss = loss + (val * w).sum()
+        ctp = (w * dval * dr_tp).expand(n, c).contiguous()
+        cp = (w * dval * dr_p).expand(n, c).contiguous()
+    cpix = tp.new_empty((0,))
+    if lam_p != 0:
+        total = kept.sum()
+        if mean:
+            coef = torch.where(total > 0, lam_p / torch.where(total > 0, total, torch.ones_like(total)), 0.0)
+        else:
+            coef = torch.full((), lam_p, dtype=tp.dtype, device=tp.device)
+        loss = loss + torch.where(coef != 0, pix.sum() * coef, torch.zeros_like(coef))
+        cpix = coef.expand(n).contiguous()
+    return loss, ctp, cp, cpix
 
 
-def _ratio_fwd_twin(
+def _kept_per_image(x: Tensor, t: Tensor | None, valid: Tensor | None) -> Tensor:
+    """Kept pixels (softmax) or elements (sigmoid) per image, ``(N,)``, as the statistics pass counts them."""
+    n, c, m = x.shape
+    acc = _acc(x.dtype)
+    if valid is None:
+        return torch.full((n,), float(m if t is not None else c * m), dtype=acc, device=x.device)
+    return valid.to(acc).reshape(n, -1).sum(-1) * (1 if t is not None or valid.shape[1] == c else c)
+
+
+def _alpha_arg(alpha: float) -> float | None:
+    return None if math.isnan(alpha) else alpha
+
+
+def _whole_fwd_twin(
     x: Tensor,
     t: Tensor | None,
     g: Tensor | None,
     valid: Tensor | None,
+    wpix: Tensor | None,
     weights: Tensor | None,
-    coefs: RatioCoefs,
+    region: list[float],
     term: int,
+    pixel: list[float],
     skip_first: bool,
     per_image: bool,
     mean: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The statistics by the operators' CPU implementations (C++ where it applies), the formula in PyTorch."""
+    lam_p, gamma_p, alpha = pixel
+    need_pixel = lam_p != 0
     if t is not None:
-        tp, psum, _pix, gsum, _lse, _deriv = _softmax_index_fwd_twin(x, t, valid, None, 0.0, None, True, False)
+        tp, psum, pix, gsum, _lse, _deriv = _softmax_index_fwd_twin(x, t, valid, wpix, gamma_p, None, True, need_pixel)
     else:
         assert g is not None
-        tp, psum, gsum, _pix = _sigmoid_dense_fwd_twin(x, g, valid, None, 0.0, True, False, False)
-    return _ratio_formula_twin(tp, psum, gsum, weights, coefs, term, skip_first, per_image, mean)
+        tp, psum, gsum, pix = _sigmoid_dense_fwd_twin(x, g, valid, _alpha_arg(alpha), gamma_p, True, need_pixel, False)
+    kept = _kept_per_image(x, t, valid)
+    return _whole_formula_twin(tp, psum, gsum, pix, kept, weights, region, term, lam_p, skip_first, per_image, mean)
 
 
-@torch.library.custom_op("seglosses::ratio_loss_fwd", mutates_args=())
-def ratio_loss_fwd(
+@torch.library.custom_op("seglosses::whole_loss_fwd", mutates_args=())
+def whole_loss_fwd(
     x: Tensor,
     t: Tensor | None,
     g: Tensor | None,
     valid: Tensor | None,
+    wpix: Tensor | None,
     weights: Tensor | None,
-    coefs: list[float],
+    region: list[float],
     term: int,
+    pixel: list[float],
     skip_first: bool,
     per_image: bool,
     mean: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    r"""A ratio loss whole: ``(loss, dL/dTP, dL/dP)``, the coefficients ``(N, C)`` saved for the backward.
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    r"""A fused loss whole: ``(loss, dL/dTP, dL/dP, dL/dF)``, the coefficients saved for the backward.
 
     ``x`` ``(N, C, M)`` logits with class indices ``t`` ``(N, M)`` (softmax) or the dense target ``g``
-    ``(N, C, M)`` (sigmoid); ``valid`` as for the statistics operators; ``weights`` ``(C,)`` class weights or
-    None; ``coefs`` ``[a, e, c1, c2, smooth, gamma]`` and ``term`` (0: ``1 - r``, 1: ``-log r``, 2:
-    ``(1 - r)^gamma``) with :math:`r = (a TP + s) / (e TP + c_1 P + c_2 G + s)` per class (and image with
-    ``per_image``); ``skip_first`` leaves class 0 out; ``mean``: ``sum w l / sum w`` (and the mean over images),
-    else the sum. CPU: the statistics operators' kernels and the formula in PyTorch; CUDA: three Triton launches
-    (statistics, finalize, :mod:`seglosses._triton_region`'s formula).
+    ``(N, C, M)`` (sigmoid); ``valid`` as for the statistics operators; ``wpix`` ``(N, M)`` the softmax pixel term's
+    per-pixel weight (or None). ``L = lambda_r R + lambda_p F``: the region part ``region = [lambda_r, a, e, c1, c2,
+    smooth, gamma]`` with ``term`` (0: ``1 - r``, 1: ``-log r``, 2: ``(1 - r)^gamma``),
+    :math:`r = (a TP + s) / (e TP + c_1 P + c_2 G + s)` per class (and image with ``per_image``), class ``weights``
+    ``(C,)`` or None, ``skip_first`` leaving class 0 out; the pixel part ``pixel = [lambda_p, gamma, alpha]`` (the
+    focal exponent, 0 for cross entropy; the sigmoid's alpha, NaN for none), its sums over the kept pixels.
+    ``mean``: means (``sum w l / sum w`` and the mean over images; ``F`` over the kept pixels), else sums. A part
+    with weight 0 is left out and its coefficients are ``(0,)``. CPU: the statistics operators' kernels and the
+    formula in PyTorch; CUDA: three Triton launches (statistics, finalize, :mod:`seglosses._triton_whole`).
     """
-    return _ratio_fwd_twin(x, t, g, valid, weights, coefs, term, skip_first, per_image, mean)
+    return _whole_fwd_twin(x, t, g, valid, wpix, weights, region, term, pixel, skip_first, per_image, mean)
 
 
-@ratio_loss_fwd.register_kernel("cuda")
-def _ratio_loss_fwd_cuda(
+@whole_loss_fwd.register_kernel("cuda")
+def _whole_loss_fwd_cuda(
     x: Tensor,
     t: Tensor | None,
     g: Tensor | None,
     valid: Tensor | None,
+    wpix: Tensor | None,
     weights: Tensor | None,
-    coefs: list[float],
+    region: list[float],
     term: int,
+    pixel: list[float],
     skip_first: bool,
     per_image: bool,
     mean: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     if not triton_runs(x.device):
-        return _ratio_fwd_twin(x, t, g, valid, weights, coefs, term, skip_first, per_image, mean)
-    from seglosses import _triton_region
+        return _whole_fwd_twin(x, t, g, valid, wpix, weights, region, term, pixel, skip_first, per_image, mean)
+    from seglosses import _triton_whole
 
+    lam_p, gamma_p, alpha = pixel
     x = x.contiguous()
+    valid_c = None if valid is None else valid.contiguous()
     if t is not None:
-        tp, psum, gsum, _, _, _ = _triton.softmax_index_forward(
-            x, t.contiguous(), None if valid is None else valid.contiguous(), None, 0.0, None, need_pixel=False
-        )
+        tp, psum, gsum, _, pix, kept = _triton.softmax_index_forward(
+            x, t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p, None,
+            need_pixel=lam_p != 0,
+        )  # fmt: skip
     else:
         assert g is not None
-        tp, psum, gsum, _, _, _ = _triton.sigmoid_forward(
-            x, g.contiguous(), None if valid is None else valid.contiguous(), None, 0.0, need_pixel=False
+        tp, psum, gsum, _, pix, kept = _triton.sigmoid_forward(
+            x, g.contiguous(), valid_c, _alpha_arg(alpha), gamma_p, need_pixel=lam_p != 0
         )
-    a, e, c1, c2, smooth, gamma = coefs
-    return _triton_region.ratio_loss(
-        tp, psum, gsum, weights, (a, e, c1, c2, smooth, gamma), term,
+    lam_r, a, e, c1, c2, smooth, gamma = region
+    return _triton_whole.whole_loss(
+        tp, psum, gsum, pix, kept, weights, (lam_r, a, e, c1, c2, smooth, gamma), term, lam_p,
         skip_first=skip_first, per_image=per_image, mean=mean,
     )  # fmt: skip
 
 
-@ratio_loss_fwd.register_fake
-def _ratio_loss_fwd_fake(
+@whole_loss_fwd.register_fake
+def _whole_loss_fwd_fake(
     x: Tensor,
     t: Tensor | None,
     g: Tensor | None,
     valid: Tensor | None,
+    wpix: Tensor | None,
     weights: Tensor | None,
-    coefs: list[float],
+    region: list[float],
     term: int,
+    pixel: list[float],
     skip_first: bool,
     per_image: bool,
     mean: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     n, c, _m = x.shape
     acc = _acc(x.dtype)
-    return x.new_empty((), dtype=acc), x.new_empty((n, c), dtype=acc), x.new_empty((n, c), dtype=acc)
+    stats = (n, c) if region[0] != 0 else (0,)
+    return (
+        x.new_empty((), dtype=acc),
+        x.new_empty(stats, dtype=acc),
+        x.new_empty(stats, dtype=acc),
+        x.new_empty((n,) if pixel[0] != 0 else (0,), dtype=acc),
+    )
 
 
-@torch.library.custom_op("seglosses::ratio_loss_bwd", mutates_args=())
-def ratio_loss_bwd(
-    x: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None, ctp: Tensor, cp: Tensor, scale: Tensor
+def _whole_bwd_twin(
+    x: Tensor,
+    t: Tensor | None,
+    g: Tensor | None,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    ctp: Tensor,
+    cp: Tensor,
+    cpix: Tensor,
+    pixel: list[float],
+    scale: Tensor,
 ) -> Tensor:
-    """``dL/dx`` of :func:`ratio_loss_fwd`: the statistics' gradient pass, ``g_TP = scale ctp``, ``g_P = scale cp``."""
-    return _ratio_bwd_twin(x, t, g, valid, ctp, cp, scale)
-
-
-def _ratio_bwd_twin(
-    x: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None, ctp: Tensor, cp: Tensor, scale: Tensor
-) -> Tensor:
-    n = x.shape[0]
-    zeros = ctp.new_zeros((n,))
-    s = scale.to(ctp.dtype)
+    n, c, _m = x.shape
+    acc = _acc(x.dtype)
+    s = scale.to(acc)
+    lam_p, gamma_p, alpha = pixel
+    need_stats = ctp.numel() > 0
+    g_tp = ctp * s if need_stats else x.new_zeros((n, c), dtype=acc)
+    g_ps = cp * s if need_stats else x.new_zeros((n, c), dtype=acc)
+    g_pix = cpix * s if lam_p != 0 else x.new_zeros((n,), dtype=acc)
     if t is not None:
-        empty = ctp.new_empty((n, 0))
-        return _softmax_index_bwd_twin(x, t, valid, None, 0.0, None, empty, empty, ctp * s, cp * s, zeros, True, False)
-    assert g is not None
-    return _sigmoid_dense_bwd_twin(x, g, valid, None, 0.0, ctp * s, cp * s, zeros, True, False, False)
-
-
-@ratio_loss_bwd.register_kernel("cuda")
-def _ratio_loss_bwd_cuda(
-    x: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None, ctp: Tensor, cp: Tensor, scale: Tensor
-) -> Tensor:
-    if not triton_runs(x.device):
-        return _ratio_bwd_twin(x, t, g, valid, ctp, cp, scale)
-    valid_c = None if valid is None else valid.contiguous()
-    if t is not None:
-        return _triton.softmax_index_backward(
-            x.contiguous(), t.contiguous(), valid_c, None, 0.0, None, ctp, cp, None, scale=scale
+        empty = x.new_empty((n, 0), dtype=acc)
+        return _softmax_index_bwd_twin(
+            x, t, valid, wpix, gamma_p, None, empty, empty, g_tp, g_ps, g_pix, need_stats, lam_p != 0
         )
     assert g is not None
-    return _triton.sigmoid_backward(x.contiguous(), g.contiguous(), valid_c, None, 0.0, ctp, cp, None, scale=scale)
+    return _sigmoid_dense_bwd_twin(
+        x, g, valid, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, need_stats, lam_p != 0, False
+    )
 
 
-@ratio_loss_bwd.register_fake
-def _ratio_loss_bwd_fake(
-    x: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None, ctp: Tensor, cp: Tensor, scale: Tensor
+@torch.library.custom_op("seglosses::whole_loss_bwd", mutates_args=())
+def whole_loss_bwd(
+    x: Tensor,
+    t: Tensor | None,
+    g: Tensor | None,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    ctp: Tensor,
+    cp: Tensor,
+    cpix: Tensor,
+    pixel: list[float],
+    scale: Tensor,
+) -> Tensor:
+    """``dL/dx`` of :func:`whole_loss_fwd`: the gradient pass with the coefficients times ``scale``."""
+    return _whole_bwd_twin(x, t, g, valid, wpix, ctp, cp, cpix, pixel, scale)
+
+
+@whole_loss_bwd.register_kernel("cuda")
+def _whole_loss_bwd_cuda(
+    x: Tensor,
+    t: Tensor | None,
+    g: Tensor | None,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    ctp: Tensor,
+    cp: Tensor,
+    cpix: Tensor,
+    pixel: list[float],
+    scale: Tensor,
+) -> Tensor:
+    if not triton_runs(x.device):
+        return _whole_bwd_twin(x, t, g, valid, wpix, ctp, cp, cpix, pixel, scale)
+    lam_p, gamma_p, alpha = pixel
+    valid_c = None if valid is None else valid.contiguous()
+    g_tp = ctp if ctp.numel() > 0 else None
+    g_ps = cp if cp.numel() > 0 else None
+    g_pix = cpix if lam_p != 0 else None
+    if t is not None:
+        return _triton.softmax_index_backward(
+            x.contiguous(), t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p, None,
+            g_tp, g_ps, g_pix, scale=scale,
+        )  # fmt: skip
+    assert g is not None
+    return _triton.sigmoid_backward(
+        x.contiguous(), g.contiguous(), valid_c, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, scale=scale
+    )
+
+
+@whole_loss_bwd.register_fake
+def _whole_loss_bwd_fake(
+    x: Tensor,
+    t: Tensor | None,
+    g: Tensor | None,
+    valid: Tensor | None,
+    wpix: Tensor | None,
+    ctp: Tensor,
+    cp: Tensor,
+    cpix: Tensor,
+    pixel: list[float],
+    scale: Tensor,
 ) -> Tensor:
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
-def _ratio_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-    x, t, g, valid, *_ = inputs
-    _loss, ctp, cp = output
-    ctx.save_for_backward(x, t, g, valid, ctp, cp)
+def _whole_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+    x, t, g, valid, wpix, _weights, _region, _term, pixel, *_ = inputs
+    _loss, ctp, cp, cpix = output
+    ctx.save_for_backward(x, t, g, valid, wpix, ctp, cp, cpix)
+    ctx.pixel = pixel
     ctx.set_materialize_grads(False)  # the coefficients' gradients stay None (no zero tensors, no launches)
 
 
-def _ratio_backward(
-    ctx: Any, g_loss: Tensor | None, _g_ctp: Tensor | None, _g_cp: Tensor | None
-) -> tuple[Tensor | None, ...]:
-    x, t, g, valid, ctp, cp = ctx.saved_tensors
+def _whole_backward(ctx: Any, g_loss: Tensor | None, *_: Tensor | None) -> tuple[Tensor | None, ...]:
+    x, t, g, valid, wpix, ctp, cp, cpix = ctx.saved_tensors
     if g_loss is None:
-        return (None,) * 10
-    grad = ratio_loss_bwd(x, t, g, valid, ctp, cp, g_loss)
-    return (grad,) + (None,) * 9
+        return (None,) * 12
+    grad = whole_loss_bwd(x, t, g, valid, wpix, ctp, cp, cpix, ctx.pixel, g_loss)
+    return (grad,) + (None,) * 11
 
 
-ratio_loss_fwd.register_autograd(_ratio_backward, setup_context=_ratio_setup)
+whole_loss_fwd.register_autograd(_whole_backward, setup_context=_whole_setup)

@@ -304,6 +304,8 @@ if triton is not None:
                 gam = gamma
             _, deriv = _focal(logp_t, q, gam, GAMMA_ZERO)
             g_pix = tl.load(gpix_ptr + n).to(ACC)  # the incoming gradient of the pixel sum, read on the device
+            if HAS_SCALE:
+                g_pix = g_pix * tl.load(scale_ptr).to(ACC)
             kk = tl.where(w != 0.0, w * deriv, 0.0) * g_pix  # K = dF w f'(log p_t)
         if NEED_STATS:
             gtp = tl.load(gtp_ptr + n.to(tl.int64) * C + offs_c, mask=mc, other=0.0).to(ACC)
@@ -452,7 +454,10 @@ if triton is not None:
             grad = p * (1.0 - p) * (gps + g * gtp)
         if NEED_PIXEL:
             _, deriv = _sigmoid_terms(x, g, w1, w0, gamma, gamma_pos, True)
-            grad += deriv * tl.load(gpix_ptr + n).to(ACC)
+            g_pix = tl.load(gpix_ptr + n).to(ACC)
+            if HAS_SCALE:
+                g_pix = g_pix * tl.load(scale_ptr).to(ACC)
+            grad += deriv * g_pix
         grad = tl.where(v != 0.0, grad * v, 0.0)
         tl.store(out_ptr + base + offs, grad, mask=mm)
 
@@ -526,7 +531,8 @@ def softmax_index_backward(
     """The gradient pass: ``dL/dx`` ``(N, C, M)`` in ``x``'s dtype from the incoming gradients (device pointers).
 
     ``g_tp``/``g_psum`` ``(N, C)`` (None: the statistics are not used), ``g_pix`` ``(N,)`` (None: no pixel term);
-    ``scale`` (one element, or None) multiplies ``g_tp`` and ``g_psum`` in the kernel (no launch of its own).
+    ``scale`` (one element, or None) multiplies ``g_tp``, ``g_psum`` and ``g_pix`` in the kernel (no launch of its
+    own).
     """
     n, c, m = x.shape
     bm = block_m or softmax_block_m(c)

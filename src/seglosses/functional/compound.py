@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor
 
-from seglosses import _dispatch
+from seglosses import _dispatch, _whole
 from seglosses._checks import (
     FLAG,
     NONNEGATIVE,
@@ -155,6 +155,18 @@ def dice_ce_loss(
         process_group=process_group,
     )
     c = prep.num_classes
+    if label_smoothing == 0 and not squared and weights is None:
+        whole = _whole.whole(
+            prep,
+            fn=fn,
+            reduction=reduction,
+            region=_whole.dice_region(dice_weight, smooth, log_loss),
+            pixel=_whole.Pixel(ce_weight),
+            include_background=include_background,
+            per_image=per_image,
+        )
+        if whole is not None:  # the GPU's short path: the whole loss in one operator
+            return whole
     path = _dispatch.stats_path(prep, squared=squared) if label_smoothing == 0 else "generic"
     fused = None
     if path == "softmax_index" and weights is not None:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as torch_f
 from torch import Tensor
 
-from seglosses import _dispatch
+from seglosses import _dispatch, _whole
 from seglosses._checks import (
     NONNEGATIVE,
     UNIT,
@@ -185,6 +185,10 @@ def cross_entropy_values(
         check_class_weights_length(fn, weights, c, c)
         w = weights.to(device=prep.logits.device, dtype=prep.logits.dtype)
     eps = label_smoothing
+    if eps == 0 and w is None:
+        whole = _whole.whole(prep, fn=fn, reduction=reduction, pixel=_whole.Pixel(1.0))
+        if whole is not None:  # the GPU's short path: the whole loss in one operator
+            return whole
     path = _dispatch.pixel_path(prep, reduction=reduction) if eps == 0 else "generic"
     if path == "softmax_index":
         # one pass of logsumexp; the gradient written in one expression (seglosses._dispatch)
@@ -351,6 +355,20 @@ def focal_loss(
 def focal_values(prep: Prepared, alpha: object, gamma: float, reduction: str) -> Tensor:
     """The focal loss of a prepared call with a checked ``alpha`` (see :func:`focal_loss`), reduced."""
     c = prep.num_classes
+    if _whole.applies(prep, reduction):  # the GPU's short path: the whole loss in one operator
+        if prep.mode == "multiclass":
+            a_w = (
+                None if alpha is None else torch.as_tensor(alpha).to(device=prep.logits.device, dtype=prep.logits.dtype)
+            )
+            wpix_w = None if a_w is None else pixel_weights(prep, a_w)
+            whole = _whole.whole(
+                prep, fn="focal_loss", reduction=reduction, pixel=_whole.Pixel(1.0, gamma), wpix=wpix_w
+            )
+        else:
+            a_s = None if alpha is None else float(alpha)  # type: ignore[arg-type]
+            whole = _whole.whole(prep, fn="focal_loss", reduction=reduction, pixel=_whole.Pixel(1.0, gamma, a_s))
+        if whole is not None:
+            return whole
     if prep.mode == "multiclass":
         a = None if alpha is None else torch.as_tensor(alpha).to(device=prep.logits.device, dtype=prep.logits.dtype)
         if _dispatch.pixel_path(prep, reduction=reduction) == "softmax_index":

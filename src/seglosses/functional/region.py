@@ -8,13 +8,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from seglosses import _dispatch, _ops
+from seglosses import _whole
 from seglosses._checks import (
     FLAG,
     NONNEGATIVE,
     POSITIVE,
-    check_class_weights_length,
-    check_classes_left,
     check_hparams,
     check_no_class_weights_binary,
     check_reduction,
@@ -63,69 +61,6 @@ def region_prepare(
         process_group=process_group,
     )
     return prep, weights
-
-
-def ratio_whole(
-    prep: Prepared,
-    weights: Tensor | None,
-    *,
-    fn: str,
-    include_background: bool,
-    per_image: bool,
-    reduction: str,
-    coefs: list[float],
-    term: int,
-    squared: bool = False,
-) -> Tensor | None:
-    r"""A ratio loss whole by the ``seglosses::ratio_loss_fwd`` operator, or None where the usual path runs.
-
-    The operator (statistics, :math:`r = (a TP + s) / (e TP + c_1 P + c_2 G + s)` per class, the term and the
-    reduction; ``coefs = [a, e, c1, c2, smooth, gamma]``, ``term`` 0: ``1 - r``, 1: ``-log r``, 2:
-    ``(1 - r)^gamma``) serves logits on CUDA with Triton (three launches forward, one backward), or anywhere when
-    :func:`seglosses._dispatch.use` forces ``ops=True``; not the squared Dice, ``sync_stats``, ``reduction="none"``
-    or inputs without a fused statistics pass. Same numbers as the formulas below.
-    """
-    x = prep.logits
-    if squared or prep.sync is not None or reduction == "none" or x.numel() == 0:
-        return None
-    if not (_ops.triton_runs(x.device) or _dispatch.settings().ops is True):
-        return None
-    path = _dispatch.stats_path(prep)
-    if path == "generic":
-        return None
-    n, c, _m = x.shape
-    skip_first = prep.mode != "binary" and not include_background
-    if skip_first:
-        check_classes_left(fn, c, include_background)
-    w = None
-    if weights is not None:
-        check_class_weights_length(fn, weights, c, c - int(skip_first))
-        w = weights.to(device=x.device, dtype=x.dtype)
-        if w.numel() != c:  # given for the kept classes only
-            w = torch.cat([w.new_zeros(1), w])
-    mean = reduction == "mean"
-    if path == "softmax_index":
-        t = prep.target
-        valid = prep.valid_pixels()
-        bad = None
-        if not _ops.triton_runs(x.device):  # the Triton kernels count bad indices themselves
-            t, bad = _dispatch.guard_indices(t, c, valid)
-        _dispatch._note("ratio:softmax_index:ops")
-        out: tuple[Tensor, Tensor, Tensor] = _ops.ratio_loss_fwd(
-            x, t, None, valid, w, coefs, term, skip_first, per_image, mean
-        )
-        loss = out[0]
-        if bad is not None:
-            loss = loss + torch.where(bad.sum() > 0, float("nan"), 0.0).to(loss.dtype)
-        return loss
-    valid_d = prep.valid
-    if valid_d is not None and valid_d.shape != x.shape:
-        valid_d = valid_d.expand_as(x).contiguous()
-    _dispatch._note("ratio:sigmoid_dense:ops")
-    dense: tuple[Tensor, Tensor, Tensor] = _ops.ratio_loss_fwd(
-        x, None, prep.target, valid_d, w, coefs, term, skip_first, per_image, mean
-    )
-    return dense[0]
 
 
 def region_stats(
@@ -295,16 +230,18 @@ def dice_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
-    whole = ratio_whole(
-        prep,
-        weights,
-        fn=fn,
-        include_background=include_background,
-        per_image=per_image,
-        reduction=reduction,
-        coefs=[2.0, 0.0, 1.0, 1.0, float(smooth), 1.0],
-        term=1 if log_loss else 0,
-        squared=squared,
+    whole = (
+        None
+        if squared
+        else _whole.whole(
+            prep,
+            fn=fn,
+            reduction=reduction,
+            region=_whole.dice_region(1.0, smooth, log_loss),
+            class_weights=weights,
+            include_background=include_background,
+            per_image=per_image,
+        )
     )
     if whole is not None:
         return whole
@@ -406,15 +343,14 @@ def jaccard_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
-    whole = ratio_whole(
+    whole = _whole.whole(
         prep,
-        weights,
         fn=fn,
+        reduction=reduction,
+        region=_whole.jaccard_region(1.0, smooth),
+        class_weights=weights,
         include_background=include_background,
         per_image=per_image,
-        reduction=reduction,
-        coefs=[1.0, -1.0, 1.0, 1.0, float(smooth), 1.0],
-        term=0,
     )
     if whole is not None:
         return whole
@@ -524,15 +460,14 @@ def tversky_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
-    whole = ratio_whole(
+    whole = _whole.whole(
         prep,
-        weights,
         fn=fn,
+        reduction=reduction,
+        region=_whole.tversky_region(1.0, alpha, beta, smooth),
+        class_weights=weights,
         include_background=include_background,
         per_image=per_image,
-        reduction=reduction,
-        coefs=[1.0, 1.0 - alpha - beta, float(alpha), float(beta), float(smooth), 1.0],
-        term=0,
     )
     if whole is not None:
         return whole
@@ -644,15 +579,14 @@ def focal_tversky_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
-    whole = ratio_whole(
+    whole = _whole.whole(
         prep,
-        weights,
         fn=fn,
+        reduction=reduction,
+        region=_whole.tversky_region(1.0, alpha, beta, smooth, gamma),
+        class_weights=weights,
         include_background=include_background,
         per_image=per_image,
-        reduction=reduction,
-        coefs=[1.0, 1.0 - alpha - beta, float(alpha), float(beta), float(smooth), float(gamma)],
-        term=2,
     )
     if whole is not None:
         return whole

@@ -1,0 +1,218 @@
+r"""Triton kernel of a loss's final formula: one program after finalize, so that a fused loss is 3 + 1 launches.
+
+On CUDA the region losses of the ratio family (Dice, Jaccard, Tversky, focal Tversky), the pixel losses (cross
+entropy, focal) and Dice + CE take three launches forward (statistics, finalize, this formula) and one backward
+(the gradient pass of :mod:`seglosses._triton`, which multiplies the coefficients written here by the loss's
+incoming gradient in the kernel), instead of two dozen small PyTorch operations on ``(N, C)`` tensors.
+
+The loss is :math:`L = \lambda_r R + \lambda_p F`. The region part, per class (and image, with ``per_image``), from
+the statistics ``TP``, ``P = sum p`` and ``G = sum g``:
+
+.. math::
+
+    r = \frac{a\,TP + s}{e\,TP + c_1 P + c_2 G + s}, \qquad
+    \ell(r) = 1 - r \;|\; -\log r \;|\; (1 - r)^\gamma
+
+(Dice: ``a = 2, e = 0, c1 = c2 = 1``; Jaccard: ``a = 1, e = -1, c1 = c2 = 1``; Tversky:
+``a = 1, e = 1 - alpha - beta, c1 = alpha, c2 = beta``), ``0 / 0 = 1`` when ``s = 0`` (with a zero gradient),
+``(1 - r)^\gamma`` with the subgradient 0 at ``r = 1`` (as :func:`seglosses._numerics.safe_pow`);
+``R = sum w_c l_c / norm`` with ``w`` the class weights (1 without; 0 for a class left out), ``norm = sum w``
+(times the number of images with ``per_image``) for the mean, 1 for the sum. The pixel part: the per-image pixel
+sums ``F_n`` of the statistics pass (cross entropy or focal terms) give ``F = sum F_n / sum kept_n`` (0 when nothing
+is kept) for the mean, ``sum F_n`` for the sum. Written too: the coefficients ``dL/dTP_{n,c}``, ``dL/dP_{n,c}``
+(per image: the batch statistics are sums over the images) and ``dL/dF_n``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from seglosses._triton import _acc, _next_pow2, _tl_acc
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised where triton is missing
+    triton = None
+    tl = None
+
+#: The per-class terms: ``1 - r``, ``-log r``, ``(1 - r)^gamma``.
+TERMS = {"one_minus": 0, "neg_log": 1, "power": 2}
+
+
+if triton is not None:
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _ratio_terms(
+        tp: Any,
+        p: Any,
+        g: Any,
+        a: Any,
+        e: Any,
+        c1: Any,
+        c2: Any,
+        smooth: Any,
+        gamma: Any,
+        TERM: tl.constexpr,
+        SMOOTH_ZERO: tl.constexpr,
+    ) -> Any:
+        """``(l(r), dl/dTP, dl/dP)`` of one row of classes."""
+        num = a * tp + smooth
+        den = e * tp + c1 * p + c2 * g + smooth
+        if SMOOTH_ZERO:
+            zero = den == 0.0
+            den_s = tl.where(zero, 1.0, den)
+            r = tl.where(zero, 1.0, num / den_s)
+            dr_tp = tl.where(zero, 0.0, (a * den_s - num * e) / (den_s * den_s))
+            dr_p = tl.where(zero, 0.0, -num * c1 / (den_s * den_s))
+        else:
+            r = num / den
+            dr_tp = (a * den - num * e) / (den * den)
+            dr_p = -num * c1 / (den * den)
+        if TERM == 0:
+            val = 1.0 - r
+            dval = tl.full(r.shape, -1.0, r.dtype)
+        elif TERM == 1:
+            val = -tl.log(r)
+            dval = -1.0 / r
+        else:
+            base = 1.0 - r
+            pos = base > 0.0
+            lb = tl.log(tl.where(pos, base, 1.0))
+            val = tl.where(pos, tl.exp(gamma * lb), 0.0)
+            dval = tl.where(pos, -gamma * tl.exp((gamma - 1.0) * lb), 0.0)
+        return val, dval * dr_tp, dval * dr_p
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _whole_kernel(
+        tp_ptr: Any,
+        p_ptr: Any,
+        g_ptr: Any,
+        pix_ptr: Any,
+        kept_ptr: Any,
+        w_ptr: Any,
+        loss_ptr: Any,
+        ctp_ptr: Any,
+        cp_ptr: Any,
+        cpix_ptr: Any,
+        N: Any,
+        C: Any,
+        lam_r: Any,
+        lam_p: Any,
+        a: Any,
+        e: Any,
+        c1: Any,
+        c2: Any,
+        smooth: Any,
+        gamma: Any,
+        TERM: tl.constexpr,
+        SMOOTH_ZERO: tl.constexpr,
+        PER_IMAGE: tl.constexpr,
+        MEAN: tl.constexpr,
+        HAS_W: tl.constexpr,
+        SKIP_FIRST: tl.constexpr,
+        HAS_REGION: tl.constexpr,
+        HAS_PIXEL: tl.constexpr,
+        ACC: tl.constexpr,
+        BLOCK_C: tl.constexpr,
+    ) -> None:
+        """The loss and its coefficients from the ``(N, C)`` statistics and ``(N,)`` pixel sums (one program)."""
+        offs = tl.arange(0, BLOCK_C)
+        mc = offs < C
+        loss = tl.sum(tl.where(mc, 0.0, 0.0).to(ACC), axis=0)
+        if HAS_REGION:
+            if HAS_W:
+                w = tl.load(w_ptr + offs, mask=mc, other=0.0).to(ACC)
+            else:
+                w = tl.where(mc, 1.0, 0.0).to(ACC)
+            if SKIP_FIRST:  # the background class left out
+                w = tl.where(offs == 0, 0.0, w)
+            norm = tl.sum(w, axis=0) if MEAN else 1.0
+            if PER_IMAGE:
+                if MEAN:
+                    norm = norm * N
+                w = w * lam_r / norm
+                total = tl.sum(w * 0.0, axis=0)
+                for n in range(N):
+                    row = n * C + offs
+                    tp = tl.load(tp_ptr + row, mask=mc, other=0.0).to(ACC)
+                    p = tl.load(p_ptr + row, mask=mc, other=0.0).to(ACC)
+                    g = tl.load(g_ptr + row, mask=mc, other=0.0).to(ACC)
+                    val, dtp, dp = _ratio_terms(tp, p, g, a, e, c1, c2, smooth, gamma, TERM, SMOOTH_ZERO)
+                    total += tl.sum(tl.where(mc, w * val, 0.0), axis=0)
+                    tl.store(ctp_ptr + row, w * dtp, mask=mc)
+                    tl.store(cp_ptr + row, w * dp, mask=mc)
+                loss += total
+            else:
+                w = w * lam_r / norm
+                tp = w * 0.0
+                p = w * 0.0
+                g = w * 0.0
+                for n in range(N):  # the batch statistics: the images added in order (deterministic)
+                    row = n * C + offs
+                    tp += tl.load(tp_ptr + row, mask=mc, other=0.0).to(ACC)
+                    p += tl.load(p_ptr + row, mask=mc, other=0.0).to(ACC)
+                    g += tl.load(g_ptr + row, mask=mc, other=0.0).to(ACC)
+                val, dtp, dp = _ratio_terms(tp, p, g, a, e, c1, c2, smooth, gamma, TERM, SMOOTH_ZERO)
+                loss += tl.sum(tl.where(mc, w * val, 0.0), axis=0)
+                for n in range(N):
+                    tl.store(ctp_ptr + n * C + offs, w * dtp, mask=mc)
+                    tl.store(cp_ptr + n * C + offs, w * dp, mask=mc)
+        if HAS_PIXEL:
+            fsum = loss * 0.0
+            kept = loss * 0.0
+            for n in range(N):
+                fsum += tl.load(pix_ptr + n).to(ACC)
+                kept += tl.load(kept_ptr + n).to(ACC)
+            if MEAN:
+                den = tl.where(kept > 0.0, kept, 1.0)
+                coef = tl.where(kept > 0.0, lam_p / den, 0.0)
+            else:
+                coef = lam_p + loss * 0.0
+            loss += tl.where(coef != 0.0, fsum * coef, 0.0)
+            for n in range(N):
+                tl.store(cpix_ptr + n, coef)
+        tl.store(loss_ptr, loss)
+
+
+def whole_loss(
+    tp: Tensor,
+    psum: Tensor,
+    gsum: Tensor,
+    pix: Tensor,
+    kept: Tensor,
+    weights: Tensor | None,
+    region: tuple[float, float, float, float, float, float, float],
+    term: int,
+    lam_p: float,
+    *,
+    skip_first: bool,
+    per_image: bool,
+    mean: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Launch the formula program: ``(loss (), dL/dTP (N, C), dL/dP (N, C), dL/dF (N,))`` (``(0,)`` if absent).
+
+    ``region`` ``(lambda_r, a, e, c1, c2, smooth, gamma)`` (``lambda_r = 0``: no region part), ``term`` one of
+    :data:`TERMS`, ``weights`` ``(C,)`` class weights on the device or None, ``skip_first``: class 0 left out;
+    ``lam_p`` the weight of the pixel part (0: none); ``pix`` and ``kept`` ``(N,)`` from finalize.
+    """
+    n, c = tp.shape
+    acc = _acc(tp.dtype)
+    loss = torch.empty((), dtype=acc, device=tp.device)
+    lam_r, a, e, c1, c2, smooth, gamma = (float(v) for v in region)
+    has_region = lam_r != 0.0
+    # the coefficients of an absent part are empty tensors (the gradient pass skips that part; nothing to fill)
+    ctp = torch.empty((n, c) if has_region else (0,), dtype=acc, device=tp.device)
+    cp = torch.empty((n, c) if has_region else (0,), dtype=acc, device=tp.device)
+    cpix = torch.empty((n,) if lam_p != 0.0 else (0,), dtype=acc, device=tp.device)
+    _whole_kernel[(1,)](
+        tp, psum, gsum, pix, kept, tp if weights is None else weights, loss, ctp, cp, cpix, n, c, lam_r, float(lam_p),
+        a, e, c1, c2, smooth, gamma,
+        TERM=term, SMOOTH_ZERO=smooth == 0.0, PER_IMAGE=per_image, MEAN=mean, HAS_W=weights is not None,
+        SKIP_FIRST=skip_first, HAS_REGION=has_region, HAS_PIXEL=lam_p != 0.0, ACC=_tl_acc(acc),
+        BLOCK_C=_next_pow2(c),
+    )  # fmt: skip
+    return loss, ctp, cp, cpix

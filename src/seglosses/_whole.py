@@ -1,0 +1,131 @@
+r"""A fused loss computed whole by the ``seglosses::whole_loss_fwd`` operator (the GPU's short path).
+
+On CUDA with Triton the ratio losses (Dice, Jaccard, Tversky, focal Tversky), cross entropy, focal and Dice + CE run
+as three launches forward (statistics, finalize, the formula of :mod:`seglosses._triton_whole`) and one backward,
+instead of the statistics operators followed by two dozen small PyTorch operations. :func:`whole` is the one entry
+point the losses call; it returns None wherever the usual path runs (the CPU unless
+:func:`seglosses._dispatch.use` forces ``ops=True``, ``reduction="none"``, ``sync_stats``, the squared Dice, inputs
+without a fused statistics pass). The numbers are the same: the tests run the losses through both.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from seglosses import _dispatch, _ops
+from seglosses._checks import check_class_weights_length, check_classes_left
+from seglosses._prepare import Prepared
+
+
+class Region(NamedTuple):
+    r"""The ratio part: ``weight * reduce_c l(r_c)``, :math:`r = (a TP + s) / (e TP + c_1 P + c_2 G + s)`.
+
+    ``term`` 0: ``1 - r``, 1: ``-log r``, 2: ``(1 - r)^gamma``.
+    """
+
+    weight: float
+    a: float
+    e: float
+    c1: float
+    c2: float
+    smooth: float
+    gamma: float
+    term: int
+
+
+class Pixel(NamedTuple):
+    """The pixel part: ``weight *`` the mean (or sum) over kept pixels of the cross entropy / focal term."""
+
+    weight: float
+    gamma: float = 0.0
+    alpha: float | None = None
+
+
+def tversky_region(weight: float, alpha: float, beta: float, smooth: float, gamma: float = 1.0) -> Region:
+    """The Tversky index ``(TP + s) / (TP + alpha FP + beta FN + s)`` (focal with ``gamma != 1``)."""
+    return Region(weight, 1.0, 1.0 - alpha - beta, alpha, beta, smooth, gamma, 0 if gamma == 1.0 else 2)
+
+
+def dice_region(weight: float, smooth: float, log_loss: bool = False) -> Region:
+    """The Dice score ``(2 TP + s) / (P + G + s)``; ``-log`` of it with ``log_loss``."""
+    return Region(weight, 2.0, 0.0, 1.0, 1.0, smooth, 1.0, 1 if log_loss else 0)
+
+
+def jaccard_region(weight: float, smooth: float) -> Region:
+    """The Jaccard index ``(TP + s) / (P + G - TP + s)``."""
+    return Region(weight, 1.0, -1.0, 1.0, 1.0, smooth, 1.0, 0)
+
+
+def applies(prep: Prepared, reduction: str) -> bool:
+    """Whether the operator computes this call whole (CUDA with Triton or forced operators, a fused pass, ...)."""
+    x = prep.logits
+    if prep.sync is not None or reduction not in ("mean", "sum") or x.numel() == 0:
+        return False
+    if not (_ops.triton_runs(x.device) or _dispatch.settings().ops is True):
+        return False
+    return _dispatch.stats_path(prep) != "generic"
+
+
+def whole(
+    prep: Prepared,
+    *,
+    fn: str,
+    reduction: str,
+    region: Region | None = None,
+    pixel: Pixel | None = None,
+    class_weights: Tensor | None = None,
+    include_background: bool = True,
+    per_image: bool = False,
+    wpix: Tensor | None = None,
+) -> Tensor | None:
+    """The loss by the operator, or None where :func:`applies` says no.
+
+    ``class_weights`` weigh the region part's classes (all C, or the kept ones); ``wpix`` ``(N, M)`` weighs the
+    softmax pixel term (already times the kept mask); ``per_image`` and ``include_background`` apply to the region
+    part.
+    """
+    if not applies(prep, reduction):
+        return None
+    x = prep.logits
+    n, c, _m = x.shape
+    skip_first = region is not None and prep.mode != "binary" and not include_background
+    if skip_first:
+        check_classes_left(fn, c, include_background)
+    w = None
+    if region is not None and class_weights is not None:
+        check_class_weights_length(fn, class_weights, c, c - int(skip_first))
+        w = class_weights.to(device=x.device, dtype=x.dtype)
+        if w.numel() != c:  # given for the kept classes only
+            w = torch.cat([w.new_zeros(1), w])
+    reg = region if region is not None else Region(0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0)
+    pix = pixel if pixel is not None else Pixel(0.0)
+    region_args = [reg.weight, reg.a, reg.e, reg.c1, reg.c2, reg.smooth, reg.gamma]
+    pixel_args = [pix.weight, pix.gamma, float("nan") if pix.alpha is None else float(pix.alpha)]
+    mean = reduction == "mean"
+    if prep.mode == "multiclass":
+        t = prep.target
+        valid = prep.valid_pixels()
+        bad = None
+        if not _ops.triton_runs(x.device):  # the Triton kernels count bad indices themselves
+            t, bad = _dispatch.guard_indices(t, c, valid)
+        if wpix is None:  # the pixel term counts the kept pixels only (the statistics operators' convention)
+            wpix = valid
+        _dispatch._note("whole:softmax_index:ops")
+        out: tuple[Tensor, Tensor, Tensor, Tensor] = _ops.whole_loss_fwd(
+            x, t, None, valid, wpix, w, region_args, reg.term, pixel_args, skip_first, per_image, mean
+        )
+        loss = out[0]
+        if bad is not None:
+            loss = loss + torch.where(bad.sum() > 0, float("nan"), 0.0).to(loss.dtype)
+        return loss
+    valid_d = prep.valid
+    if valid_d is not None and valid_d.shape != x.shape:
+        valid_d = valid_d.expand_as(x).contiguous()
+    _dispatch._note("whole:sigmoid_dense:ops")
+    dense: tuple[Tensor, Tensor, Tensor, Tensor] = _ops.whole_loss_fwd(
+        x, None, prep.target, valid_d, None, w, region_args, reg.term, pixel_args, skip_first, per_image, mean
+    )
+    return dense[0]
