@@ -162,8 +162,9 @@ def record() -> Iterator[list[str]]:
     ``family`` is ``stats`` or ``pixel``; ``kind`` is ``softmax_index``, ``sigmoid_dense`` or ``generic``;
     ``backend`` is ``ops``, ``autograd`` or ``-`` (generic). The Lovász losses add ``lovasz:softmax_index:ops`` or
     ``lovasz:dense:ops`` when their rows go through the ``seglosses::lovasz_fwd`` operator (nothing for their
-    readable PyTorch path); the ratio losses (Dice, Jaccard, Tversky, focal Tversky) add ``ratio:<kind>:ops`` when
-    the ``seglosses::ratio_loss_fwd`` operator computes them whole (CUDA with Triton, or ``use(ops=True)``).
+    readable PyTorch path); Dice, Jaccard, Tversky, focal Tversky, cross entropy, focal and Dice + CE add
+    ``whole:<kind>:ops`` when the ``seglosses::whole_loss_fwd`` operator computes them whole (CUDA with Triton, or
+    ``use(ops=True)``; :mod:`seglosses._whole`).
     Under ``torch.compile`` entries are appended while tracing (once per compilation, not per call).
     """
     taken: list[str] = []

@@ -12,6 +12,8 @@ operator                          CPU                                        CUD
 ``seglosses::lovasz_fwd``         C++ (``sl_lovasz_fwd``: keys, radix sort,  Triton (:mod:`seglosses._triton_lovasz`):
 ``seglosses::lovasz_bwd``         weights; ``sl_lovasz_softmax_bwd``)        keys, ``torch.sort``, counts, weights;
                                                                              gradient
+``seglosses::whole_loss_fwd``     the statistics operators' kernels, the     Triton statistics + finalize + one
+``seglosses::whole_loss_bwd``     formula in PyTorch (forced ``ops=True``)   formula program; gradient pass
 ``seglosses::distance_maps``      exact EDT of each mask (``sl_edt``, else   copied to the CPU and back
 (:mod:`seglosses._ops_distance`)  scipy), signed or unsigned; no autograd    (synchronises; pass the maps instead)
 ================================  =========================================  ======================================
