@@ -172,6 +172,8 @@ WHOLE_CASES = [
     ("sigmoid", True, False, [1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0], 0, [1.5, 0.0, NAN], False, True, True),
     ("softmax", True, False, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0], 0, [1.0, 2.0, NAN], False, False, True),
     ("sigmoid", True, False, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0], 0, [1.0, 1.5, 0.25], False, False, False),
+    ("softmax", True, False, [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0], 3, [0.0, 0.0, NAN], True, True, True),
+    ("sigmoid", False, False, [1.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0], 3, [0.0, 0.0, NAN], False, False, False),
 ]
 
 

@@ -823,7 +823,9 @@ def _whole_formula_twin(
     n, c = tp.shape
     loss = torch.zeros((), dtype=tp.dtype, device=tp.device)
     ctp, cp = tp.new_empty((0,)), tp.new_empty((0,))  # two tensors: outputs may not alias
-    if lam_r != 0:
+    if lam_r != 0 and term >= 3:
+        loss, ctp, cp = _gdl_twin(tp, psum, gsum, kept, smooth, term == 4, skip_first, per_image, mean, lam_r)
+    elif lam_r != 0:
         big_t, big_p, big_g = (tp, psum, gsum) if per_image else (tp.sum(0), psum.sum(0), gsum.sum(0))
         num = a * big_t + smooth
         den = e * big_t + c1 * big_p + c2 * big_g + smooth
@@ -860,6 +862,53 @@ def _whole_formula_twin(
         loss = loss + torch.where(coef != 0, pix.sum() * coef, torch.zeros_like(coef))
         cpix = coef.expand(n).contiguous()
     return loss, ctp, cp, cpix
+
+
+def _gdl_twin(
+    tp: Tensor,
+    psum: Tensor,
+    gsum: Tensor,
+    kept: Tensor,
+    smooth: float,
+    two_class: bool,
+    skip_first: bool,
+    per_image: bool,
+    mean: bool,
+    lam_r: float,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Generalized Dice and its coefficients (weights ``1 / G_c^2`` held constant), as the Triton kernel."""
+    n = tp.shape[0]
+    if per_image:
+        big_t, big_p, big_g, big_k = tp, psum, gsum, kept
+    else:
+        big_t, big_p, big_g = tp.sum(0, keepdim=True), psum.sum(0, keepdim=True), gsum.sum(0, keepdim=True)
+        big_k = kept.sum(0, keepdim=True)
+    if two_class:  # the pair [background, foreground] from one channel
+        k = big_k.unsqueeze(-1)
+        big_t = torch.cat([k - big_p - big_g + big_t, big_t], -1)
+        big_p, big_g = torch.cat([k - big_p, big_p], -1), torch.cat([k - big_g, big_g], -1)
+    sel = torch.ones(big_t.shape[-1], dtype=torch.bool, device=tp.device)
+    if skip_first:
+        sel[0] = False
+    present = (big_g > 0) & sel
+    inv = torch.where(present, 1.0 / torch.where(present, big_g * big_g, torch.ones_like(big_g)), 0.0)
+    largest = inv.amax(-1, keepdim=True)
+    inv = torch.where(present, inv, largest)
+    inv = torch.where(largest > 0, inv, torch.ones_like(inv))
+    inv = torch.where(sel, inv, torch.zeros_like(inv))
+    w = inv / inv.sum(-1, keepdim=True)
+    num = 2 * (w * big_t).sum(-1, keepdim=True) + smooth
+    den = (w * (big_p + big_g)).sum(-1, keepdim=True) + smooth
+    zero = den == 0 if smooth == 0 else torch.zeros_like(den, dtype=torch.bool)
+    den_s = torch.where(zero, torch.ones_like(den), den)
+    score = torch.where(zero, torch.ones_like(num), num / den_s)
+    dtp = torch.where(zero, torch.zeros_like(w), -2 * w / den_s)
+    dp = torch.where(zero, torch.zeros_like(w), num * w / (den_s * den_s))
+    if two_class:
+        dtp, dp = (dtp[..., 1] + dtp[..., 0]).unsqueeze(-1), (dp[..., 1] - dtp[..., 0] - dp[..., 0]).unsqueeze(-1)
+    scale = lam_r / n if (per_image and mean) else lam_r
+    loss = (1 - score).sum() * scale
+    return loss, (dtp * scale).expand_as(tp).contiguous(), (dp * scale).expand_as(tp).contiguous()
 
 
 def _kept_per_image(x: Tensor, t: Tensor | None, valid: Tensor | None) -> Tensor:

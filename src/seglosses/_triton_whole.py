@@ -39,8 +39,9 @@ except ImportError:  # pragma: no cover - exercised where triton is missing
     triton = None
     tl = None
 
-#: The per-class terms: ``1 - r``, ``-log r``, ``(1 - r)^gamma``.
-TERMS = {"one_minus": 0, "neg_log": 1, "power": 2}
+#: The region part's kinds: the ratio's per-class term ``1 - r``, ``-log r``, ``(1 - r)^gamma``; or the generalized
+#: Dice (Sudre et al., weights ``1 / G_c^2``), with binary input as the pair [background, foreground].
+TERMS = {"one_minus": 0, "neg_log": 1, "power": 2, "generalized_dice": 3, "generalized_dice_two_class": 4}
 
 
 if triton is not None:
@@ -178,6 +179,133 @@ if triton is not None:
         tl.store(loss_ptr, loss)
 
 
+if triton is not None:
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _gdl_row(tp: Any, p: Any, g: Any, sel: Any, smooth: Any, SMOOTH_ZERO: tl.constexpr) -> Any:
+        """Generalized Dice of one row of classes: ``(1 - score, dl/dTP, dl/dP)``, the weights held constant."""
+        present = (g > 0.0) & sel
+        inv = tl.where(present, 1.0 / tl.where(present, g * g, 1.0), 0.0)
+        largest = tl.max(inv, axis=0)
+        inv = tl.where(present, inv, largest)
+        inv = tl.where(largest > 0.0, inv, 1.0)  # no class present: equal weights
+        inv = tl.where(sel, inv, 0.0)
+        w = inv / tl.sum(inv, axis=0)
+        num = 2.0 * tl.sum(w * tp, axis=0) + smooth
+        den = tl.sum(w * (p + g), axis=0) + smooth
+        if SMOOTH_ZERO:
+            zero = den == 0.0
+            den_s = tl.where(zero, 1.0, den)
+            score = tl.where(zero, 1.0, num / den_s)
+            dtp = tl.where(zero, 0.0, -2.0 * w / den_s)
+            dp = tl.where(zero, 0.0, num * w / (den_s * den_s))
+        else:
+            score = num / den
+            dtp = -2.0 * w / den
+            dp = num * w / (den * den)
+        return 1.0 - score, dtp, dp
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _gdl_kernel(
+        tp_ptr: Any,
+        p_ptr: Any,
+        g_ptr: Any,
+        kept_ptr: Any,
+        loss_ptr: Any,
+        ctp_ptr: Any,
+        cp_ptr: Any,
+        N: Any,
+        C: Any,
+        lam_r: Any,
+        smooth: Any,
+        SMOOTH_ZERO: tl.constexpr,
+        PER_IMAGE: tl.constexpr,
+        MEAN: tl.constexpr,
+        SKIP_FIRST: tl.constexpr,
+        TWO_CLASS: tl.constexpr,
+        ACC: tl.constexpr,
+        BLOCK_C: tl.constexpr,
+    ) -> None:
+        """Generalized Dice (Sudre et al.): per image or of the batch; binary as the pair [background, foreground].
+
+        With ``TWO_CLASS`` (one channel) the background's statistics are ``TP_0 = K - P - G + TP``,
+        ``P_0 = K - P``, ``G_0 = K - G`` (``K`` the kept elements) and its coefficients flow back to the foreground's
+        ``TP`` (``+1``) and ``P`` (``-1`` through ``TP_0`` and ``P_0``).
+        """
+        offs = tl.arange(0, BLOCK_C)
+        mc = offs < (2 if TWO_CLASS else C)
+        sel = mc
+        if SKIP_FIRST:
+            sel = sel & (offs != 0)
+        scale = lam_r / N if (PER_IMAGE and MEAN) else lam_r
+        if PER_IMAGE:
+            total = tl.sum(tl.where(mc, 0.0, 0.0).to(ACC), axis=0)
+            for n in range(N):
+                if TWO_CLASS:
+                    t1 = tl.load(tp_ptr + n).to(ACC)
+                    p1 = tl.load(p_ptr + n).to(ACC)
+                    g1 = tl.load(g_ptr + n).to(ACC)
+                    k = tl.load(kept_ptr + n).to(ACC)
+                    tp = tl.where(offs == 0, k - p1 - g1 + t1, t1)
+                    p = tl.where(offs == 0, k - p1, p1)
+                    g = tl.where(offs == 0, k - g1, g1)
+                else:
+                    row = n * C + offs
+                    tp = tl.load(tp_ptr + row, mask=mc, other=0.0).to(ACC)
+                    p = tl.load(p_ptr + row, mask=mc, other=0.0).to(ACC)
+                    g = tl.load(g_ptr + row, mask=mc, other=0.0).to(ACC)
+                val, dtp, dp = _gdl_row(tp, p, g, sel, smooth, SMOOTH_ZERO)
+                total += val
+                if TWO_CLASS:
+                    d0 = tl.sum(tl.where(offs == 0, dtp, 0.0), axis=0)
+                    e0 = tl.sum(tl.where(offs == 0, dp, 0.0), axis=0)
+                    d1 = tl.sum(tl.where(offs == 1, dtp, 0.0), axis=0)
+                    e1 = tl.sum(tl.where(offs == 1, dp, 0.0), axis=0)
+                    tl.store(ctp_ptr + n, (d1 + d0) * scale)
+                    tl.store(cp_ptr + n, (e1 - d0 - e0) * scale)
+                else:
+                    tl.store(ctp_ptr + n * C + offs, dtp * scale, mask=mc)
+                    tl.store(cp_ptr + n * C + offs, dp * scale, mask=mc)
+            tl.store(loss_ptr, total * scale)
+        else:
+            if TWO_CLASS:
+                t1 = tl.sum(tl.where(offs == 0, 0.0, 0.0).to(ACC), axis=0)
+                p1 = t1
+                g1 = t1
+                k = t1
+                for n in range(N):
+                    t1 += tl.load(tp_ptr + n).to(ACC)
+                    p1 += tl.load(p_ptr + n).to(ACC)
+                    g1 += tl.load(g_ptr + n).to(ACC)
+                    k += tl.load(kept_ptr + n).to(ACC)
+                tp = tl.where(offs == 0, k - p1 - g1 + t1, t1)
+                p = tl.where(offs == 0, k - p1, p1)
+                g = tl.where(offs == 0, k - g1, g1)
+            else:
+                tp = tl.where(mc, 0.0, 0.0).to(ACC)
+                p = tp
+                g = tp
+                for n in range(N):
+                    row = n * C + offs
+                    tp += tl.load(tp_ptr + row, mask=mc, other=0.0).to(ACC)
+                    p += tl.load(p_ptr + row, mask=mc, other=0.0).to(ACC)
+                    g += tl.load(g_ptr + row, mask=mc, other=0.0).to(ACC)
+            val, dtp, dp = _gdl_row(tp, p, g, sel, smooth, SMOOTH_ZERO)
+            tl.store(loss_ptr, val * scale)
+            if TWO_CLASS:
+                d0 = tl.sum(tl.where(offs == 0, dtp, 0.0), axis=0)
+                e0 = tl.sum(tl.where(offs == 0, dp, 0.0), axis=0)
+                d1 = tl.sum(tl.where(offs == 1, dtp, 0.0), axis=0)
+                e1 = tl.sum(tl.where(offs == 1, dp, 0.0), axis=0)
+                for n in range(N):
+                    tl.store(ctp_ptr + n, (d1 + d0) * scale)
+                    tl.store(cp_ptr + n, (e1 - d0 - e0) * scale)
+            else:
+                for n in range(N):
+                    tl.store(ctp_ptr + n * C + offs, dtp * scale, mask=mc)
+                    tl.store(cp_ptr + n * C + offs, dp * scale, mask=mc)
+
+
 def whole_loss(
     tp: Tensor,
     psum: Tensor,
@@ -208,6 +336,13 @@ def whole_loss(
     ctp = torch.empty((n, c) if has_region else (0,), dtype=acc, device=tp.device)
     cp = torch.empty((n, c) if has_region else (0,), dtype=acc, device=tp.device)
     cpix = torch.empty((n,) if lam_p != 0.0 else (0,), dtype=acc, device=tp.device)
+    if term >= 3:  # generalized Dice (4: binary as two classes); no pixel part
+        _gdl_kernel[(1,)](
+            tp, psum, gsum, kept, loss, ctp, cp, n, c, lam_r, smooth,
+            SMOOTH_ZERO=smooth == 0.0, PER_IMAGE=per_image, MEAN=mean, SKIP_FIRST=skip_first, TWO_CLASS=term == 4,
+            ACC=_tl_acc(acc), BLOCK_C=2 if term == 4 else _next_pow2(c),
+        )  # fmt: skip
+        return loss, ctp, cp, cpix
     _whole_kernel[(1,)](
         tp, psum, gsum, pix, kept, tp if weights is None else weights, loss, ctp, cp, cpix, n, c, lam_r, float(lam_p),
         a, e, c1, c2, smooth, gamma,

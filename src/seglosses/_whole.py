@@ -23,7 +23,8 @@ from seglosses._prepare import Prepared
 class Region(NamedTuple):
     r"""The ratio part: ``weight * reduce_c l(r_c)``, :math:`r = (a TP + s) / (e TP + c_1 P + c_2 G + s)`.
 
-    ``term`` 0: ``1 - r``, 1: ``-log r``, 2: ``(1 - r)^gamma``.
+    ``term`` 0: ``1 - r``, 1: ``-log r``, 2: ``(1 - r)^gamma``; 3 and 4: the generalized Dice instead (its own
+    weights; 4: one channel as the pair [background, foreground]).
     """
 
     weight: float
@@ -59,6 +60,11 @@ def jaccard_region(weight: float, smooth: float) -> Region:
     return Region(weight, 1.0, -1.0, 1.0, 1.0, smooth, 1.0, 0)
 
 
+def generalized_dice_region(weight: float, smooth: float, two_class: bool) -> Region:
+    """Generalized Dice (weights ``1 / G_c^2``); ``two_class``: one channel as the pair [background, foreground]."""
+    return Region(weight, 0.0, 0.0, 0.0, 0.0, smooth, 1.0, 4 if two_class else 3)
+
+
 def applies(prep: Prepared, reduction: str) -> bool:
     """Whether the operator computes this call whole (CUDA with Triton or forced operators, a fused pass, ...)."""
     x = prep.logits
@@ -91,9 +97,10 @@ def whole(
         return None
     x = prep.logits
     n, c, _m = x.shape
-    skip_first = region is not None and prep.mode != "binary" and not include_background
+    two_class = region is not None and region.term == 4
+    skip_first = region is not None and (prep.mode != "binary" or two_class) and not include_background
     if skip_first:
-        check_classes_left(fn, c, include_background)
+        check_classes_left(fn, 2 if two_class else c, include_background)
     w = None
     if region is not None and class_weights is not None:
         check_class_weights_length(fn, class_weights, c, c - int(skip_first))

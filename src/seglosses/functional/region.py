@@ -682,7 +682,7 @@ def generalized_dice_loss(
     """
     fn = "generalized_dice_loss"
     check_hparams(fn, smooth=smooth, include_background=include_background)
-    stats, _ = region_stats(
+    prep, _ = region_prepare(
         fn,
         input,
         target,
@@ -695,6 +695,17 @@ def generalized_dice_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
+    whole = _whole.whole(
+        prep,
+        fn=fn,
+        reduction=reduction,
+        region=_whole.generalized_dice_region(1.0, smooth, two_class=mode == "binary"),
+        include_background=include_background,
+        per_image=per_image,
+    )
+    if whole is not None:
+        return whole
+    stats = soft_stats(prep, per_image=per_image)
     if mode == "binary":
         stats = two_class_stats(stats)
         mode_for_classes = "multiclass"
