@@ -71,8 +71,10 @@ if triton is not None:
     def _row_address(nc: Any, c: Any, n: Any, m: Any, C: Any, M: Any, L: Any, PER_IMAGE: tl.constexpr) -> Any:
         """Where element ``(n, c, m)`` sits in the row layout: ``(n C + c) M + m`` or ``c (N M) + n M + m``."""
         if PER_IMAGE:
-            return nc.to(tl.int64) * M + m
-        return c.to(tl.int64) * L + n.to(tl.int64) * M + m
+            addr = nc.to(tl.int64) * M + m
+        else:
+            addr = c.to(tl.int64) * L + n.to(tl.int64) * M + m
+        return addr
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _keys_softmax_kernel(

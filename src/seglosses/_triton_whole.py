@@ -131,7 +131,9 @@ if triton is not None:
                 w = tl.where(mc, 1.0, 0.0).to(ACC)
             if SKIP_FIRST:  # the background class left out
                 w = tl.where(offs == 0, 0.0, w)
-            norm = tl.sum(w, axis=0) if MEAN else 1.0
+            norm = tl.sum(w, axis=0)
+            if not MEAN:
+                norm = norm * 0.0 + 1.0
             if PER_IMAGE:
                 if MEAN:
                     norm = norm * N
@@ -233,11 +235,17 @@ if triton is not None:
         ``TP`` (``+1``) and ``P`` (``-1`` through ``TP_0`` and ``P_0``).
         """
         offs = tl.arange(0, BLOCK_C)
-        mc = offs < (2 if TWO_CLASS else C)
+        if TWO_CLASS:
+            mc = offs < 2
+        else:
+            mc = offs < C
         sel = mc
         if SKIP_FIRST:
             sel = sel & (offs != 0)
-        scale = lam_r / N if (PER_IMAGE and MEAN) else lam_r
+        scale = lam_r
+        if PER_IMAGE:
+            if MEAN:
+                scale = lam_r / N
         if PER_IMAGE:
             total = tl.sum(tl.where(mc, 0.0, 0.0).to(ACC), axis=0)
             for n in range(N):
