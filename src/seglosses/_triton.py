@@ -76,14 +76,21 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
 if triton is not None:
 
     @triton.jit  # type: ignore[untyped-decorator]
-    def _log1p_small(u: Any) -> Any:
+    def _log1p_small(u: tl.tensor) -> Any:
         """``log(1 + u)`` accurate for tiny ``u`` (Goldberg's trick: no libdevice, so the interpreter runs it)."""
         w = 1.0 + u
         return tl.where(w == 1.0, u, tl.log(w) * (u / (w - 1.0)))
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _softmax_tile(
-        x_ptr: Any, t_ptr: Any, n: Any, offs_m: Any, offs_c: Any, C: Any, M: Any, ACC: tl.constexpr
+        x_ptr: tl.tensor,
+        t_ptr: tl.tensor,
+        n: tl.tensor,
+        offs_m: tl.tensor,
+        offs_c: tl.tensor,
+        C: tl.tensor,
+        M: tl.tensor,
+        ACC: tl.constexpr,
     ) -> Any:
         """Load one (classes x pixels) tile; return the softmax, log p_t, 1 - p_t, the one-hot and the bad flags."""
         mm = offs_m < M
@@ -112,7 +119,7 @@ if triton is not None:
         return p, logp_t, q, onehot, bad, isnan
 
     @triton.jit  # type: ignore[untyped-decorator]
-    def _focal(logp_t: Any, q: Any, gam: Any, GAMMA_ZERO: tl.constexpr) -> Any:
+    def _focal(logp_t: tl.tensor, q: tl.tensor, gam: tl.tensor, GAMMA_ZERO: tl.constexpr) -> Any:
         r"""``f(l) = -(1 - e^l)^\gamma l`` and ``f'(l) = -q^\gamma + \gamma q^\gamma e^l (l / q)``, ``q = 1 - e^l``.
 
         ``q^gamma = exp(gamma log q)`` (0 at q = 0 for gamma > 0, 1 for gamma = 0); ``l / q -> -1`` as ``q -> 0``
@@ -128,16 +135,16 @@ if triton is not None:
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _softmax_index_stats_kernel(
-        x_ptr: Any,
-        t_ptr: Any,
-        v_ptr: Any,
-        w_ptr: Any,
-        gp_ptr: Any,
-        part_ptr: Any,
-        C: Any,
-        M: Any,
-        T: Any,
-        gamma: Any,
+        x_ptr: tl.tensor,
+        t_ptr: tl.tensor,
+        v_ptr: tl.tensor,
+        w_ptr: tl.tensor,
+        gp_ptr: tl.tensor,
+        part_ptr: tl.tensor,
+        C: tl.tensor,
+        M: tl.tensor,
+        T: tl.tensor,
+        gamma: tl.tensor,
         HAS_VALID: tl.constexpr,
         HAS_W: tl.constexpr,
         HAS_GPIX: tl.constexpr,
@@ -200,15 +207,15 @@ if triton is not None:
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _finalize_kernel(
-        part_ptr: Any,
-        tp_ptr: Any,
-        p_ptr: Any,
-        g_ptr: Any,
-        p2_ptr: Any,
-        pix_ptr: Any,
-        kept_ptr: Any,
-        C: Any,
-        T: Any,
+        part_ptr: tl.tensor,
+        tp_ptr: tl.tensor,
+        p_ptr: tl.tensor,
+        g_ptr: tl.tensor,
+        p2_ptr: tl.tensor,
+        pix_ptr: tl.tensor,
+        kept_ptr: tl.tensor,
+        C: tl.tensor,
+        T: tl.tensor,
         POISON: tl.constexpr,
         BLOCK_T: tl.constexpr,
         BLOCK_CK: tl.constexpr,
@@ -254,19 +261,19 @@ if triton is not None:
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _softmax_index_grad_kernel(
-        x_ptr: Any,
-        t_ptr: Any,
-        v_ptr: Any,
-        w_ptr: Any,
-        gp_ptr: Any,
-        gtp_ptr: Any,
-        gps_ptr: Any,
-        gpix_ptr: Any,
-        scale_ptr: Any,
-        out_ptr: Any,
-        C: Any,
-        M: Any,
-        gamma: Any,
+        x_ptr: tl.tensor,
+        t_ptr: tl.tensor,
+        v_ptr: tl.tensor,
+        w_ptr: tl.tensor,
+        gp_ptr: tl.tensor,
+        gtp_ptr: tl.tensor,
+        gps_ptr: tl.tensor,
+        gpix_ptr: tl.tensor,
+        scale_ptr: tl.tensor,
+        out_ptr: tl.tensor,
+        C: tl.tensor,
+        M: tl.tensor,
+        gamma: tl.tensor,
         HAS_VALID: tl.constexpr,
         HAS_W: tl.constexpr,
         HAS_GPIX: tl.constexpr,
@@ -328,7 +335,15 @@ if triton is not None:
         )
 
     @triton.jit  # type: ignore[untyped-decorator]
-    def _sigmoid_terms(x: Any, g: Any, w1: Any, w0: Any, gamma: Any, gamma_pos: Any, NEED_GRAD: tl.constexpr) -> Any:
+    def _sigmoid_terms(
+        x: tl.tensor,
+        g: tl.tensor,
+        w1: tl.tensor,
+        w0: tl.tensor,
+        gamma: tl.tensor,
+        gamma_pos: tl.tensor,
+        NEED_GRAD: tl.constexpr,
+    ) -> Any:
         """The sigmoid focal term and its derivative in log space (``a = log p``, ``b = log(1 - p) = a - x``).
 
         ``L = -[w1 g e^{gamma_pos b} a + w0 (1 - g) e^{gamma a} b]``,
@@ -348,17 +363,17 @@ if triton is not None:
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _sigmoid_stats_kernel(
-        x_ptr: Any,
-        g_ptr: Any,
-        v_ptr: Any,
-        part_ptr: Any,
-        C: Any,
-        M: Any,
-        T: Any,
-        w1: Any,
-        w0: Any,
-        gamma: Any,
-        gamma_pos: Any,
+        x_ptr: tl.tensor,
+        g_ptr: tl.tensor,
+        v_ptr: tl.tensor,
+        part_ptr: tl.tensor,
+        C: tl.tensor,
+        M: tl.tensor,
+        T: tl.tensor,
+        w1: tl.tensor,
+        w0: tl.tensor,
+        gamma: tl.tensor,
+        gamma_pos: tl.tensor,
         HAS_VALID: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
         ACC: tl.constexpr,
@@ -408,20 +423,20 @@ if triton is not None:
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _sigmoid_grad_kernel(
-        x_ptr: Any,
-        g_ptr: Any,
-        v_ptr: Any,
-        gtp_ptr: Any,
-        gps_ptr: Any,
-        gpix_ptr: Any,
-        scale_ptr: Any,
-        out_ptr: Any,
-        C: Any,
-        M: Any,
-        w1: Any,
-        w0: Any,
-        gamma: Any,
-        gamma_pos: Any,
+        x_ptr: tl.tensor,
+        g_ptr: tl.tensor,
+        v_ptr: tl.tensor,
+        gtp_ptr: tl.tensor,
+        gps_ptr: tl.tensor,
+        gpix_ptr: tl.tensor,
+        scale_ptr: tl.tensor,
+        out_ptr: tl.tensor,
+        C: tl.tensor,
+        M: tl.tensor,
+        w1: tl.tensor,
+        w0: tl.tensor,
+        gamma: tl.tensor,
+        gamma_pos: tl.tensor,
         HAS_VALID: tl.constexpr,
         NEED_STATS: tl.constexpr,
         HAS_SCALE: tl.constexpr,

@@ -48,15 +48,15 @@ if triton is not None:
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _ratio_terms(
-        tp: Any,
-        p: Any,
-        g: Any,
-        a: Any,
-        e: Any,
-        c1: Any,
-        c2: Any,
-        smooth: Any,
-        gamma: Any,
+        tp: tl.tensor,
+        p: tl.tensor,
+        g: tl.tensor,
+        a: tl.tensor,
+        e: tl.tensor,
+        c1: tl.tensor,
+        c2: tl.tensor,
+        smooth: tl.tensor,
+        gamma: tl.tensor,
         TERM: tl.constexpr,
         SMOOTH_ZERO: tl.constexpr,
     ) -> Any:
@@ -89,26 +89,26 @@ if triton is not None:
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _whole_kernel(
-        tp_ptr: Any,
-        p_ptr: Any,
-        g_ptr: Any,
-        pix_ptr: Any,
-        kept_ptr: Any,
-        w_ptr: Any,
-        loss_ptr: Any,
-        ctp_ptr: Any,
-        cp_ptr: Any,
-        cpix_ptr: Any,
-        N: Any,
-        C: Any,
-        lam_r: Any,
-        lam_p: Any,
-        a: Any,
-        e: Any,
-        c1: Any,
-        c2: Any,
-        smooth: Any,
-        gamma: Any,
+        tp_ptr: tl.tensor,
+        p_ptr: tl.tensor,
+        g_ptr: tl.tensor,
+        pix_ptr: tl.tensor,
+        kept_ptr: tl.tensor,
+        w_ptr: tl.tensor,
+        loss_ptr: tl.tensor,
+        ctp_ptr: tl.tensor,
+        cp_ptr: tl.tensor,
+        cpix_ptr: tl.tensor,
+        N: tl.tensor,
+        C: tl.tensor,
+        lam_r: tl.tensor,
+        lam_p: tl.tensor,
+        a: tl.tensor,
+        e: tl.tensor,
+        c1: tl.tensor,
+        c2: tl.tensor,
+        smooth: tl.tensor,
+        gamma: tl.tensor,
         TERM: tl.constexpr,
         SMOOTH_ZERO: tl.constexpr,
         PER_IMAGE: tl.constexpr,
@@ -184,7 +184,9 @@ if triton is not None:
 if triton is not None:
 
     @triton.jit  # type: ignore[untyped-decorator]
-    def _gdl_row(tp: Any, p: Any, g: Any, sel: Any, smooth: Any, SMOOTH_ZERO: tl.constexpr) -> Any:
+    def _gdl_row(
+        tp: tl.tensor, p: tl.tensor, g: tl.tensor, sel: tl.tensor, smooth: tl.tensor, SMOOTH_ZERO: tl.constexpr
+    ) -> Any:
         """Generalized Dice of one row of classes: ``(1 - score, dl/dTP, dl/dP)``, the weights held constant."""
         present = (g > 0.0) & sel
         inv = tl.where(present, 1.0 / tl.where(present, g * g, 1.0), 0.0)
@@ -209,17 +211,17 @@ if triton is not None:
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _gdl_kernel(
-        tp_ptr: Any,
-        p_ptr: Any,
-        g_ptr: Any,
-        kept_ptr: Any,
-        loss_ptr: Any,
-        ctp_ptr: Any,
-        cp_ptr: Any,
-        N: Any,
-        C: Any,
-        lam_r: Any,
-        smooth: Any,
+        tp_ptr: tl.tensor,
+        p_ptr: tl.tensor,
+        g_ptr: tl.tensor,
+        kept_ptr: tl.tensor,
+        loss_ptr: tl.tensor,
+        ctp_ptr: tl.tensor,
+        cp_ptr: tl.tensor,
+        N: tl.tensor,
+        C: tl.tensor,
+        lam_r: tl.tensor,
+        smooth: tl.tensor,
         SMOOTH_ZERO: tl.constexpr,
         PER_IMAGE: tl.constexpr,
         MEAN: tl.constexpr,
