@@ -115,4 +115,5 @@ def _compile(fn: Any, values: dict[str, Any]) -> Any:
 @pytest.mark.parametrize(("name", "values"), CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
 def test_kernel_compiles_for_sm90(name: str, values: dict[str, Any]) -> None:
     kernel = _compile(KERNELS[name], values)
-    assert "ptx" in kernel.asm and ".entry" in kernel.asm["ptx"], name
+    assert "ptx" in kernel.asm, name
+    assert ".entry" in kernel.asm["ptx"], name
