@@ -149,31 +149,40 @@ def _whole_args(kind: str, masked: bool, weights: bool, dtype):
     n, c, m = 2, 3, 11
     x = torch.randn(n, c, m, generator=g, dtype=dtype, requires_grad=True)
     w = torch.tensor([0.5, 1.0, 2.0], dtype=dtype) if weights else None
+    if kind == "uf":  # the unified focal loss: per-pixel weight and exponent by background / rare class
+        t = torch.randint(0, c, (n, m), generator=g)
+        valid = (torch.rand(n, m, generator=g) > 0.3).to(dtype) if masked else None
+        background = (t == 0).to(dtype)
+        wpix = 0.4 * background + 0.6 * (1 - background)
+        wpix = wpix if valid is None else wpix * valid
+        return x, t, None, valid, wpix, background * 0.5, None
     if kind == "softmax":
         t = torch.randint(0, c, (n, m), generator=g)
         valid = (torch.rand(n, m, generator=g) > 0.3).to(dtype) if masked else None
         wpix = None
         if weights:  # a per-pixel weight of the pixel term (the focal loss's alpha of each pixel's class)
             wpix = w[t] if valid is None else w[t] * valid
-        return x, t, None, valid, wpix, w
+        return x, t, None, valid, wpix, None, w
     tgt = (torch.rand(n, c, m, generator=g) > 0.5).to(dtype)
     valid = (torch.rand(n, c, m, generator=g) > 0.3).to(dtype) if masked else None
-    return x, None, tgt, valid, None, w
+    return x, None, tgt, valid, None, None, w
 
 
 NAN = float("nan")
-#: (kind, masked, weights, region [lambda_r, a, e, c1, c2, s, gamma], term, pixel [lambda_p, gamma, alpha], skip,
-#: per_image, mean): Dice, Jaccard with smooth 0, log Dice + focal, focal Tversky, focal alone, BCE alone
+#: (kind, masked, weights, region [lambda_r, a, e, c1, c2, s, gamma, gamma_0], term, pixel [lambda_p, gamma, alpha],
+#: skip, per_image, mean): Dice, Jaccard with smooth 0, log Dice + focal, focal Tversky, focal alone, BCE alone,
+#: generalized Dice, the unified focal loss (class 0's own exponent, a per-pixel focal exponent)
 WHOLE_CASES = [
-    ("softmax", False, False, [1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0], 0, [0.0, 0.0, NAN], False, False, True),
-    ("softmax", True, True, [1.0, 1.0, -1.0, 1.0, 1.0, 0.0, 1.0], 0, [0.0, 0.0, NAN], True, True, True),
-    ("softmax", True, True, [0.7, 2.0, 0.0, 1.0, 1.0, 0.5, 1.0], 1, [0.4, 2.0, NAN], False, False, False),
-    ("sigmoid", False, True, [1.0, 1.0, 0.0, 0.3, 0.7, 1.0, 0.75], 2, [0.0, 0.0, NAN], True, False, True),
-    ("sigmoid", True, False, [1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0], 0, [1.5, 0.0, NAN], False, True, True),
-    ("softmax", True, False, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0], 0, [1.0, 2.0, NAN], False, False, True),
-    ("sigmoid", True, False, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0], 0, [1.0, 1.5, 0.25], False, False, False),
-    ("softmax", True, False, [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0], 3, [0.0, 0.0, NAN], True, True, True),
-    ("sigmoid", False, False, [1.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0], 3, [0.0, 0.0, NAN], False, False, False),
+    ("softmax", False, False, [1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0], 0, [0.0, 0.0, NAN], False, False, True),
+    ("softmax", True, True, [1.0, 1.0, -1.0, 1.0, 1.0, 0.0, 1.0, 1.0], 0, [0.0, 0.0, NAN], True, True, True),
+    ("softmax", True, True, [0.7, 2.0, 0.0, 1.0, 1.0, 0.5, 1.0, 1.0], 1, [0.4, 2.0, NAN], False, False, False),
+    ("sigmoid", False, True, [1.0, 1.0, 0.0, 0.3, 0.7, 1.0, 0.75, 0.75], 2, [0.0, 0.0, NAN], True, False, True),
+    ("sigmoid", True, False, [1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0], 0, [1.5, 0.0, NAN], False, True, True),
+    ("softmax", True, False, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0], 0, [1.0, 2.0, NAN], False, False, True),
+    ("sigmoid", True, False, [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0], 0, [1.0, 1.5, 0.25], False, False, False),
+    ("softmax", True, False, [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0], 3, [0.0, 0.0, NAN], True, True, True),
+    ("sigmoid", False, False, [1.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 1.0], 3, [0.0, 0.0, NAN], False, False, False),
+    ("uf", True, True, [0.4, 1.0, 0.0, 0.4, 0.6, 1e-7, 0.5, 1.0], 2, [0.6, 0.5, NAN], False, True, True),
 ]
 
 
@@ -183,12 +192,12 @@ WHOLE_CASES = [
 )
 def test_opcheck_whole_loss(kind, masked, weights, region, term, pixel, skip, per_image, mean, dtype):
     """``seglosses::whole_loss_fwd`` / ``whole_loss_bwd``: schema, fake tensors, autograd registration."""
-    x, t, tgt, valid, wpix, w = _whole_args(kind, masked, weights, dtype)
-    args = (x, t, tgt, valid, wpix, w, region, term, pixel, skip, per_image, mean)
+    x, t, tgt, valid, wpix, gpix, w = _whole_args(kind, masked, weights, dtype)
+    args = (x, t, tgt, valid, wpix, gpix, w, region, term, pixel, skip, per_image, mean)
     torch.library.opcheck(torch.ops.seglosses.whole_loss_fwd.default, args)
     _loss, ctp, cp, cpix = _ops.whole_loss_fwd(*args)
     scale = torch.tensor(0.7, dtype=dtype)
-    bwd_args = (x.detach(), t, tgt, valid, wpix, ctp.detach(), cp.detach(), cpix.detach(), pixel, scale)
+    bwd_args = (x.detach(), t, tgt, valid, wpix, gpix, ctp.detach(), cp.detach(), cpix.detach(), pixel, scale)
     torch.library.opcheck(torch.ops.seglosses.whole_loss_bwd.default, bwd_args)
 
 
@@ -197,9 +206,10 @@ def test_opcheck_whole_loss(kind, masked, weights, region, term, pixel, skip, pe
 )
 def test_whole_loss_op_gradcheck_float64(kind, masked, weights, region, term, pixel, skip, per_image, mean):
     """The coefficients written out in the formula (and the Triton kernel) against finite differences."""
-    x, t, tgt, valid, wpix, w = _whole_args(kind, masked, weights, torch.float64)
+    x, t, tgt, valid, wpix, gpix, w = _whole_args(kind, masked, weights, torch.float64)
     assert torch.autograd.gradcheck(
-        lambda a: _ops.whole_loss_fwd(a, t, tgt, valid, wpix, w, region, term, pixel, skip, per_image, mean)[0], (x,)
+        lambda a: _ops.whole_loss_fwd(a, t, tgt, valid, wpix, gpix, w, region, term, pixel, skip, per_image, mean)[0],
+        (x,),
     )
 
 

@@ -133,7 +133,7 @@ FUSED = {
     ("focal_loss", "multilabel", "hard"): ("pixel:sigmoid_dense", "whole:sigmoid_dense"),
     ("dice_ce_loss", "multiclass", "index"): ("stats:softmax_index", "whole:softmax_index"),
     ("dice_ce_loss", "multilabel", "soft"): ("stats:sigmoid_dense", "whole:sigmoid_dense"),
-    ("unified_focal_loss", "multiclass", "index"): "stats:softmax_index",
+    ("unified_focal_loss", "multiclass", "index"): ("stats:softmax_index", "whole:softmax_index"),
     ("hybrid_focal_loss", "binary", "soft"): "stats:sigmoid_dense",
 }
 

@@ -26,6 +26,7 @@ SOFTMAX_CASES = {
     "weighted_ce": ((2, 3, 37), {"masked": True, "weighted": True, "pixel": True}),
     "focal": ((2, 3, 37), {"masked": True, "gamma": 2.0, "pixel": True}),
     "pixel_gamma": ((2, 5, 33), {"gamma_pix": True, "pixel": True}),
+    "gamma_not_fp32": ((2, 3, 37), {"gamma": 0.4, "pixel": True}),
     "int32_target": ((2, 3, 37), {"int32": True, "pixel": True}),
 }
 SIGMOID_CASES = {
@@ -35,6 +36,7 @@ SIGMOID_CASES = {
     "focal_alpha": ((2, 2, 37), {"pixel": True, "alpha": 0.25, "gamma": 2.0, "masked": True}),
     "asymmetric": ((2, 1, 37), {"pixel": True, "alpha": 0.6, "gamma": 0.5, "pos0": True}),
     "soft_target": ((1, 2, 23), {"soft": True, "pixel": True}),
+    "alpha_gamma_not_fp32": ((2, 2, 37), {"pixel": True, "alpha": 0.3, "gamma": 0.7}),
 }
 BLOCK = 16
 #: Losses run whole through the Triton operators (each mode with index / hard targets, with and without ignored
@@ -61,6 +63,8 @@ RATIO_OPTIONS = (
     ("focal_loss", "multiclass", {"gamma": 1.5, "alpha": [0.2, 0.5, 0.3]}),
     ("focal_loss", "binary", {"gamma": 2.0, "alpha": 0.25, "reduction": "sum"}),
     ("cross_entropy_loss", "multilabel", {"reduction": "sum"}),
+    ("unified_focal_loss", "multiclass", {"weight": 0.3, "delta": 0.7, "gamma": 0.4}),
+    ("unified_focal_loss", "multiclass", {"asymmetric": False, "gamma": 0.0, "delta": 0.5}),
     ("generalized_dice_loss", "multiclass", {"per_image": True, "include_background": False}),
     ("generalized_dice_loss", "binary", {"smooth": 0.0}),
     ("generalized_dice_loss", "binary", {"per_image": True, "reduction": "sum", "include_background": False}),
@@ -87,6 +91,7 @@ LAUNCH_LOSSES = {
     "dice_ce": 6,
     "focal": 6,
     "cross_entropy": 6,
+    "unified_focal": 6,
 }
 #: ATen operators that launch no kernel on CUDA.
 NO_KERNEL = ("empty", "view", "reshape", "as_strided", "expand", "unsqueeze", "squeeze", "select", "slice",

@@ -104,6 +104,8 @@ def _compile(fn: Any, values: dict[str, Any]) -> Any:
                 constexprs[(i,)] = values[p.name]
         elif p.name.endswith("_ptr"):
             signature[p.name] = POINTERS.get(p.name, f"*{acc}")
+        elif p.annotation_type:  # float hyperparameters are typed float64 in the kernels
+            signature[p.name] = p.annotation_type
         elif p.name in INTS:
             signature[p.name] = "i32"
         else:

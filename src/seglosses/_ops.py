@@ -819,7 +819,7 @@ def _whole_formula_twin(
     and ``den = e TP + c1 P + c2 G + s``, ``dr/dTP = (a den - e num) / den^2``, ``dr/dP = -c1 num / den^2`` (0 where
     ``0 / 0`` is read as 1); ``dl/dr`` is -1, ``-1/r`` or ``-gamma (1 - r)^(gamma - 1)`` (0 at ``r = 1``).
     """
-    lam_r, a, e, c1, c2, smooth, gamma = region
+    lam_r, a, e, c1, c2, smooth, gamma, gamma0 = region
     n, c = tp.shape
     loss = torch.zeros((), dtype=tp.dtype, device=tp.device)
     ctp, cp = tp.new_empty((0,)), tp.new_empty((0,))  # two tensors: outputs may not alias
@@ -838,12 +838,16 @@ def _whole_formula_twin(
             val, dval = 1 - ratio, -torch.ones_like(ratio)
         elif term == 1:
             val, dval = -torch.log(ratio), -1 / ratio
-        else:
+        else:  # class 0 with its own exponent; an exponent of 1 is the plain 1 - r
             base = 1 - ratio
+            gam = torch.full((c,), gamma, dtype=tp.dtype, device=tp.device)
+            gam[0] = gamma0
             pos = base > 0
             log_base = torch.log(torch.where(pos, base, torch.ones_like(base)))
-            val = torch.where(pos, torch.exp(gamma * log_base), torch.zeros_like(base))
-            dval = torch.where(pos, -gamma * torch.exp((gamma - 1) * log_base), torch.zeros_like(base))
+            val = torch.where(pos, torch.exp(gam * log_base), torch.zeros_like(base))
+            dval = torch.where(pos, -gam * torch.exp((gam - 1) * log_base), torch.zeros_like(base))
+            val = torch.where(gam == 1, base, val)
+            dval = torch.where(gam == 1, -torch.ones_like(dval), dval)
         w = torch.ones(c, dtype=tp.dtype, device=tp.device) if weights is None else weights.to(tp.dtype).clone()
         if skip_first:
             w[0] = 0.0
@@ -930,6 +934,7 @@ def _whole_fwd_twin(
     g: Tensor | None,
     valid: Tensor | None,
     wpix: Tensor | None,
+    gamma_pix: Tensor | None,
     weights: Tensor | None,
     region: list[float],
     term: int,
@@ -942,7 +947,9 @@ def _whole_fwd_twin(
     lam_p, gamma_p, alpha = pixel
     need_pixel = lam_p != 0
     if t is not None:
-        tp, psum, pix, gsum, _lse, _deriv = _softmax_index_fwd_twin(x, t, valid, wpix, gamma_p, None, True, need_pixel)
+        tp, psum, pix, gsum, _lse, _deriv = _softmax_index_fwd_twin(
+            x, t, valid, wpix, gamma_p, gamma_pix, True, need_pixel
+        )
     else:
         assert g is not None
         tp, psum, gsum, pix = _sigmoid_dense_fwd_twin(x, g, valid, _alpha_arg(alpha), gamma_p, True, need_pixel, False)
@@ -957,6 +964,7 @@ def whole_loss_fwd(
     g: Tensor | None,
     valid: Tensor | None,
     wpix: Tensor | None,
+    gamma_pix: Tensor | None,
     weights: Tensor | None,
     region: list[float],
     term: int,
@@ -969,8 +977,9 @@ def whole_loss_fwd(
 
     ``x`` ``(N, C, M)`` logits with class indices ``t`` ``(N, M)`` (softmax) or the dense target ``g``
     ``(N, C, M)`` (sigmoid); ``valid`` as for the statistics operators; ``wpix`` ``(N, M)`` the softmax pixel term's
-    per-pixel weight (or None). ``L = lambda_r R + lambda_p F``: the region part ``region = [lambda_r, a, e, c1, c2,
-    smooth, gamma]`` with ``term`` (0: ``1 - r``, 1: ``-log r``, 2: ``(1 - r)^gamma``),
+    per-pixel weight and ``gamma_pix`` ``(N, M)`` its per-pixel focal exponent (or None).
+    ``L = lambda_r R + lambda_p F``: the region part ``region = [lambda_r, a, e, c1, c2, smooth, gamma, gamma_0]``
+    (``gamma_0`` the exponent of class 0) with ``term`` (0: ``1 - r``, 1: ``-log r``, 2: ``(1 - r)^gamma``),
     :math:`r = (a TP + s) / (e TP + c_1 P + c_2 G + s)` per class (and image with ``per_image``), class ``weights``
     ``(C,)`` or None, ``skip_first`` leaving class 0 out; the pixel part ``pixel = [lambda_p, gamma, alpha]`` (the
     focal exponent, 0 for cross entropy; the sigmoid's alpha, NaN for none), its sums over the kept pixels.
@@ -978,7 +987,7 @@ def whole_loss_fwd(
     with weight 0 is left out and its coefficients are ``(0,)``. CPU: the statistics operators' kernels and the
     formula in PyTorch; CUDA: three Triton launches (statistics, finalize, :mod:`seglosses._triton_whole`).
     """
-    return _whole_fwd_twin(x, t, g, valid, wpix, weights, region, term, pixel, skip_first, per_image, mean)
+    return _whole_fwd_twin(x, t, g, valid, wpix, gamma_pix, weights, region, term, pixel, skip_first, per_image, mean)
 
 
 @whole_loss_fwd.register_kernel("cuda")
@@ -988,6 +997,7 @@ def _whole_loss_fwd_cuda(
     g: Tensor | None,
     valid: Tensor | None,
     wpix: Tensor | None,
+    gamma_pix: Tensor | None,
     weights: Tensor | None,
     region: list[float],
     term: int,
@@ -997,7 +1007,9 @@ def _whole_loss_fwd_cuda(
     mean: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     if not triton_runs(x.device):
-        return _whole_fwd_twin(x, t, g, valid, wpix, weights, region, term, pixel, skip_first, per_image, mean)
+        return _whole_fwd_twin(
+            x, t, g, valid, wpix, gamma_pix, weights, region, term, pixel, skip_first, per_image, mean
+        )
     from seglosses import _triton_whole
 
     lam_p, gamma_p, alpha = pixel
@@ -1005,17 +1017,17 @@ def _whole_loss_fwd_cuda(
     valid_c = None if valid is None else valid.contiguous()
     if t is not None:
         tp, psum, gsum, _, pix, kept = _triton.softmax_index_forward(
-            x, t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p, None,
-            need_pixel=lam_p != 0,
+            x, t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p,
+            None if gamma_pix is None else gamma_pix.contiguous(), need_pixel=lam_p != 0,
         )  # fmt: skip
     else:
         assert g is not None
         tp, psum, gsum, _, pix, kept = _triton.sigmoid_forward(
             x, g.contiguous(), valid_c, _alpha_arg(alpha), gamma_p, need_pixel=lam_p != 0
         )
-    lam_r, a, e, c1, c2, smooth, gamma = region
+    lam_r, a, e, c1, c2, smooth, gamma, gamma0 = region
     return _triton_whole.whole_loss(
-        tp, psum, gsum, pix, kept, weights, (lam_r, a, e, c1, c2, smooth, gamma), term, lam_p,
+        tp, psum, gsum, pix, kept, weights, (lam_r, a, e, c1, c2, smooth, gamma, gamma0), term, lam_p,
         skip_first=skip_first, per_image=per_image, mean=mean,
     )  # fmt: skip
 
@@ -1027,6 +1039,7 @@ def _whole_loss_fwd_fake(
     g: Tensor | None,
     valid: Tensor | None,
     wpix: Tensor | None,
+    gamma_pix: Tensor | None,
     weights: Tensor | None,
     region: list[float],
     term: int,
@@ -1052,6 +1065,7 @@ def _whole_bwd_twin(
     g: Tensor | None,
     valid: Tensor | None,
     wpix: Tensor | None,
+    gamma_pix: Tensor | None,
     ctp: Tensor,
     cp: Tensor,
     cpix: Tensor,
@@ -1069,7 +1083,7 @@ def _whole_bwd_twin(
     if t is not None:
         empty = x.new_empty((n, 0), dtype=acc)
         return _softmax_index_bwd_twin(
-            x, t, valid, wpix, gamma_p, None, empty, empty, g_tp, g_ps, g_pix, need_stats, lam_p != 0
+            x, t, valid, wpix, gamma_p, gamma_pix, empty, empty, g_tp, g_ps, g_pix, need_stats, lam_p != 0
         )
     assert g is not None
     return _sigmoid_dense_bwd_twin(
@@ -1084,6 +1098,7 @@ def whole_loss_bwd(
     g: Tensor | None,
     valid: Tensor | None,
     wpix: Tensor | None,
+    gamma_pix: Tensor | None,
     ctp: Tensor,
     cp: Tensor,
     cpix: Tensor,
@@ -1091,7 +1106,7 @@ def whole_loss_bwd(
     scale: Tensor,
 ) -> Tensor:
     """``dL/dx`` of :func:`whole_loss_fwd`: the gradient pass with the coefficients times ``scale``."""
-    return _whole_bwd_twin(x, t, g, valid, wpix, ctp, cp, cpix, pixel, scale)
+    return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, ctp, cp, cpix, pixel, scale)
 
 
 @whole_loss_bwd.register_kernel("cuda")
@@ -1101,6 +1116,7 @@ def _whole_loss_bwd_cuda(
     g: Tensor | None,
     valid: Tensor | None,
     wpix: Tensor | None,
+    gamma_pix: Tensor | None,
     ctp: Tensor,
     cp: Tensor,
     cpix: Tensor,
@@ -1108,7 +1124,7 @@ def _whole_loss_bwd_cuda(
     scale: Tensor,
 ) -> Tensor:
     if not triton_runs(x.device):
-        return _whole_bwd_twin(x, t, g, valid, wpix, ctp, cp, cpix, pixel, scale)
+        return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, ctp, cp, cpix, pixel, scale)
     lam_p, gamma_p, alpha = pixel
     valid_c = None if valid is None else valid.contiguous()
     g_tp = ctp if ctp.numel() > 0 else None
@@ -1116,8 +1132,8 @@ def _whole_loss_bwd_cuda(
     g_pix = cpix if lam_p != 0 else None
     if t is not None:
         return _triton.softmax_index_backward(
-            x.contiguous(), t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p, None,
-            g_tp, g_ps, g_pix, scale=scale,
+            x.contiguous(), t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p,
+            None if gamma_pix is None else gamma_pix.contiguous(), g_tp, g_ps, g_pix, scale=scale,
         )  # fmt: skip
     assert g is not None
     return _triton.sigmoid_backward(
@@ -1132,6 +1148,7 @@ def _whole_loss_bwd_fake(
     g: Tensor | None,
     valid: Tensor | None,
     wpix: Tensor | None,
+    gamma_pix: Tensor | None,
     ctp: Tensor,
     cp: Tensor,
     cpix: Tensor,
@@ -1142,19 +1159,19 @@ def _whole_loss_bwd_fake(
 
 
 def _whole_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-    x, t, g, valid, wpix, _weights, _region, _term, pixel, *_ = inputs
+    x, t, g, valid, wpix, gamma_pix, _weights, _region, _term, pixel, *_ = inputs
     _loss, ctp, cp, cpix = output
-    ctx.save_for_backward(x, t, g, valid, wpix, ctp, cp, cpix)
+    ctx.save_for_backward(x, t, g, valid, wpix, gamma_pix, ctp, cp, cpix)
     ctx.pixel = pixel
     ctx.set_materialize_grads(False)  # the coefficients' gradients stay None (no zero tensors, no launches)
 
 
 def _whole_backward(ctx: Any, g_loss: Tensor | None, *_: Tensor | None) -> tuple[Tensor | None, ...]:
-    x, t, g, valid, wpix, ctp, cp, cpix = ctx.saved_tensors
+    x, t, g, valid, wpix, gamma_pix, ctp, cp, cpix = ctx.saved_tensors
     if g_loss is None:
-        return (None,) * 12
-    grad = whole_loss_bwd(x, t, g, valid, wpix, ctp, cp, cpix, ctx.pixel, g_loss)
-    return (grad,) + (None,) * 11
+        return (None,) * 13
+    grad = whole_loss_bwd(x, t, g, valid, wpix, gamma_pix, ctp, cp, cpix, ctx.pixel, g_loss)
+    return (grad,) + (None,) * 12
 
 
 whole_loss_fwd.register_autograd(_whole_backward, setup_context=_whole_setup)

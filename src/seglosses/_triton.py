@@ -30,6 +30,7 @@ The sigmoid gradient: ``dx = v [p (1 - p) (dP + g dTP) + dF L'(x)]``.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -74,6 +75,22 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
 
 
 if triton is not None:
+    #: Whether the kernels run in Triton's interpreter (read when this module is imported, as triton does).
+    _INTERPRETED = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") == "1")
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _as_acc(x: tl.tensor, ACC: tl.constexpr) -> Any:
+        """A float scalar argument (typed float64: exact hyperparameters for float64 logits) in the accumulation dtype.
+
+        Compiled, the float64 scalar is cast once, so float32 kernels do not compute in float64. The interpreter gets
+        a Python float, which its operations would round to float32 when they make it a tensor: it is made a tensor of
+        the accumulation dtype directly (exact for float64 logits).
+        """
+        if _INTERPRETED:
+            y = tl.full([], x, ACC)
+        else:
+            y = tl.cast(x, ACC)
+        return y
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _log1p_small(u: tl.tensor) -> Any:
@@ -144,7 +161,7 @@ if triton is not None:
         C: tl.tensor,
         M: tl.tensor,
         T: tl.tensor,
-        gamma: tl.tensor,
+        gamma: tl.float64,
         HAS_VALID: tl.constexpr,
         HAS_W: tl.constexpr,
         HAS_GPIX: tl.constexpr,
@@ -155,6 +172,8 @@ if triton is not None:
         BLOCK_C: tl.constexpr,
     ) -> None:
         """Partials ``part[n, tile, c, :] = (TP, P, G, P2, F, kept, bad, nan)``; F, kept and the counters at c = 0."""
+        # float scalars arrive as float64 (exact hyperparameters for float64 logits), used in ACC
+        gamma = _as_acc(gamma, ACC)
         n = tl.program_id(0)
         tile = tl.program_id(1)
         offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -273,7 +292,7 @@ if triton is not None:
         out_ptr: tl.tensor,
         C: tl.tensor,
         M: tl.tensor,
-        gamma: tl.tensor,
+        gamma: tl.float64,
         HAS_VALID: tl.constexpr,
         HAS_W: tl.constexpr,
         HAS_GPIX: tl.constexpr,
@@ -286,6 +305,8 @@ if triton is not None:
         BLOCK_C: tl.constexpr,
     ) -> None:
         """``dx_c = A_c - p_c (sum_k A_k + K) + [c = t] K``, ``A_c = v p_c (dP_c + [c = t] dTP_c)``."""
+        # float scalars arrive as float64 (exact hyperparameters for float64 logits), used in ACC
+        gamma = _as_acc(gamma, ACC)
         n = tl.program_id(0)
         tile = tl.program_id(1)
         offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -370,16 +391,21 @@ if triton is not None:
         C: tl.tensor,
         M: tl.tensor,
         T: tl.tensor,
-        w1: tl.tensor,
-        w0: tl.tensor,
-        gamma: tl.tensor,
-        gamma_pos: tl.tensor,
+        w1: tl.float64,
+        w0: tl.float64,
+        gamma: tl.float64,
+        gamma_pos: tl.float64,
         HAS_VALID: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK_M: tl.constexpr,
     ) -> None:
         """Partials ``part[n, tile, c, :] = (TP, P, G, P2, F, kept, 0, nan)`` of one channel row and tile."""
+        # float scalars arrive as float64 (exact hyperparameters for float64 logits), used in ACC
+        w1 = _as_acc(w1, ACC)
+        w0 = _as_acc(w0, ACC)
+        gamma = _as_acc(gamma, ACC)
+        gamma_pos = _as_acc(gamma_pos, ACC)
         r = tl.program_id(0)  # row = n * C + c
         tile = tl.program_id(1)
         n = r // C
@@ -433,10 +459,10 @@ if triton is not None:
         out_ptr: tl.tensor,
         C: tl.tensor,
         M: tl.tensor,
-        w1: tl.tensor,
-        w0: tl.tensor,
-        gamma: tl.tensor,
-        gamma_pos: tl.tensor,
+        w1: tl.float64,
+        w0: tl.float64,
+        gamma: tl.float64,
+        gamma_pos: tl.float64,
         HAS_VALID: tl.constexpr,
         NEED_STATS: tl.constexpr,
         HAS_SCALE: tl.constexpr,
@@ -445,6 +471,11 @@ if triton is not None:
         BLOCK_M: tl.constexpr,
     ) -> None:
         """``dx = v [p (1 - p) (dP + g dTP) + dF L'(x)]`` for one channel row and tile."""
+        # float scalars arrive as float64 (exact hyperparameters for float64 logits), used in ACC
+        w1 = _as_acc(w1, ACC)
+        w0 = _as_acc(w0, ACC)
+        gamma = _as_acc(gamma, ACC)
+        gamma_pos = _as_acc(gamma_pos, ACC)
         r = tl.program_id(0)
         tile = tl.program_id(1)
         n = r // C

@@ -15,7 +15,8 @@ the statistics ``TP``, ``P = sum p`` and ``G = sum g``:
 
 (Dice: ``a = 2, e = 0, c1 = c2 = 1``; Jaccard: ``a = 1, e = -1, c1 = c2 = 1``; Tversky:
 ``a = 1, e = 1 - alpha - beta, c1 = alpha, c2 = beta``), ``0 / 0 = 1`` when ``s = 0`` (with a zero gradient),
-``(1 - r)^\gamma`` with the subgradient 0 at ``r = 1`` (as :func:`seglosses._numerics.safe_pow`);
+``(1 - r)^\gamma`` with the subgradient 0 at ``r = 1`` (as :func:`seglosses._numerics.safe_pow`; class 0 may have
+its own exponent, and an exponent of 1 is the plain ``1 - r``);
 ``R = sum w_c l_c / norm`` with ``w`` the class weights (1 without; 0 for a class left out), ``norm = sum w``
 (times the number of images with ``per_image``) for the mean, 1 for the sum. The pixel part: the per-image pixel
 sums ``F_n`` of the statistics pass (cross entropy or focal terms) give ``F = sum F_n / sum kept_n`` (0 when nothing
@@ -45,6 +46,7 @@ TERMS = {"one_minus": 0, "neg_log": 1, "power": 2, "generalized_dice": 3, "gener
 
 
 if triton is not None:
+    from seglosses._triton import _as_acc
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _ratio_terms(
@@ -79,12 +81,12 @@ if triton is not None:
         elif TERM == 1:
             val = -tl.log(r)
             dval = -1.0 / r
-        else:
+        else:  # gamma may differ per class (a vector): an exponent of 1 is the plain 1 - r
             base = 1.0 - r
             pos = base > 0.0
             lb = tl.log(tl.where(pos, base, 1.0))
-            val = tl.where(pos, tl.exp(gamma * lb), 0.0)
-            dval = tl.where(pos, -gamma * tl.exp((gamma - 1.0) * lb), 0.0)
+            val = tl.where(gamma == 1.0, base, tl.where(pos, tl.exp(gamma * lb), 0.0))
+            dval = tl.where(gamma == 1.0, -1.0, tl.where(pos, -gamma * tl.exp((gamma - 1.0) * lb), 0.0))
         return val, dval * dr_tp, dval * dr_p
 
     @triton.jit  # type: ignore[untyped-decorator]
@@ -101,14 +103,15 @@ if triton is not None:
         cpix_ptr: tl.tensor,
         N: tl.tensor,
         C: tl.tensor,
-        lam_r: tl.tensor,
-        lam_p: tl.tensor,
-        a: tl.tensor,
-        e: tl.tensor,
-        c1: tl.tensor,
-        c2: tl.tensor,
-        smooth: tl.tensor,
-        gamma: tl.tensor,
+        lam_r: tl.float64,
+        lam_p: tl.float64,
+        a: tl.float64,
+        e: tl.float64,
+        c1: tl.float64,
+        c2: tl.float64,
+        smooth: tl.float64,
+        gamma: tl.float64,
+        gamma0: tl.float64,
         TERM: tl.constexpr,
         SMOOTH_ZERO: tl.constexpr,
         PER_IMAGE: tl.constexpr,
@@ -121,9 +124,20 @@ if triton is not None:
         BLOCK_C: tl.constexpr,
     ) -> None:
         """The loss and its coefficients from the ``(N, C)`` statistics and ``(N,)`` pixel sums (one program)."""
+        # float scalars arrive as float64 (exact hyperparameters for float64 logits), used in ACC
+        lam_r = _as_acc(lam_r, ACC)
+        lam_p = _as_acc(lam_p, ACC)
+        a = _as_acc(a, ACC)
+        e = _as_acc(e, ACC)
+        c1 = _as_acc(c1, ACC)
+        c2 = _as_acc(c2, ACC)
+        smooth = _as_acc(smooth, ACC)
+        gamma = _as_acc(gamma, ACC)
+        gamma0 = _as_acc(gamma0, ACC)
         offs = tl.arange(0, BLOCK_C)
         mc = offs < C
         loss = tl.sum(tl.where(mc, 0.0, 0.0).to(ACC), axis=0)
+        gam = tl.where(offs == 0, gamma0, gamma).to(ACC)  # class 0 may have its own exponent
         if HAS_REGION:
             if HAS_W:
                 w = tl.load(w_ptr + offs, mask=mc, other=0.0).to(ACC)
@@ -144,7 +158,7 @@ if triton is not None:
                     tp = tl.load(tp_ptr + row, mask=mc, other=0.0).to(ACC)
                     p = tl.load(p_ptr + row, mask=mc, other=0.0).to(ACC)
                     g = tl.load(g_ptr + row, mask=mc, other=0.0).to(ACC)
-                    val, dtp, dp = _ratio_terms(tp, p, g, a, e, c1, c2, smooth, gamma, TERM, SMOOTH_ZERO)
+                    val, dtp, dp = _ratio_terms(tp, p, g, a, e, c1, c2, smooth, gam, TERM, SMOOTH_ZERO)
                     total += tl.sum(tl.where(mc, w * val, 0.0), axis=0)
                     tl.store(ctp_ptr + row, w * dtp, mask=mc)
                     tl.store(cp_ptr + row, w * dp, mask=mc)
@@ -159,7 +173,7 @@ if triton is not None:
                     tp += tl.load(tp_ptr + row, mask=mc, other=0.0).to(ACC)
                     p += tl.load(p_ptr + row, mask=mc, other=0.0).to(ACC)
                     g += tl.load(g_ptr + row, mask=mc, other=0.0).to(ACC)
-                val, dtp, dp = _ratio_terms(tp, p, g, a, e, c1, c2, smooth, gamma, TERM, SMOOTH_ZERO)
+                val, dtp, dp = _ratio_terms(tp, p, g, a, e, c1, c2, smooth, gam, TERM, SMOOTH_ZERO)
                 loss += tl.sum(tl.where(mc, w * val, 0.0), axis=0)
                 for n in range(N):
                     tl.store(ctp_ptr + n * C + offs, w * dtp, mask=mc)
@@ -220,8 +234,8 @@ if triton is not None:
         cp_ptr: tl.tensor,
         N: tl.tensor,
         C: tl.tensor,
-        lam_r: tl.tensor,
-        smooth: tl.tensor,
+        lam_r: tl.float64,
+        smooth: tl.float64,
         SMOOTH_ZERO: tl.constexpr,
         PER_IMAGE: tl.constexpr,
         MEAN: tl.constexpr,
@@ -236,6 +250,9 @@ if triton is not None:
         ``P_0 = K - P``, ``G_0 = K - G`` (``K`` the kept elements) and its coefficients flow back to the foreground's
         ``TP`` (``+1``) and ``P`` (``-1`` through ``TP_0`` and ``P_0``).
         """
+        # float scalars arrive as float64 (exact hyperparameters for float64 logits), used in ACC
+        lam_r = _as_acc(lam_r, ACC)
+        smooth = _as_acc(smooth, ACC)
         offs = tl.arange(0, BLOCK_C)
         if TWO_CLASS:
             mc = offs < 2
@@ -323,7 +340,7 @@ def whole_loss(
     pix: Tensor,
     kept: Tensor,
     weights: Tensor | None,
-    region: tuple[float, float, float, float, float, float, float],
+    region: tuple[float, float, float, float, float, float, float, float],
     term: int,
     lam_p: float,
     *,
@@ -333,14 +350,15 @@ def whole_loss(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Launch the formula program: ``(loss (), dL/dTP (N, C), dL/dP (N, C), dL/dF (N,))`` (``(0,)`` if absent).
 
-    ``region`` ``(lambda_r, a, e, c1, c2, smooth, gamma)`` (``lambda_r = 0``: no region part), ``term`` one of
+    ``region`` ``(lambda_r, a, e, c1, c2, smooth, gamma, gamma_0)`` (``lambda_r = 0``: no region part; ``gamma_0``
+    the exponent of class 0), ``term`` one of
     :data:`TERMS`, ``weights`` ``(C,)`` class weights on the device or None, ``skip_first``: class 0 left out;
     ``lam_p`` the weight of the pixel part (0: none); ``pix`` and ``kept`` ``(N,)`` from finalize.
     """
     n, c = tp.shape
     acc = _acc(tp.dtype)
     loss = torch.empty((), dtype=acc, device=tp.device)
-    lam_r, a, e, c1, c2, smooth, gamma = (float(v) for v in region)
+    lam_r, a, e, c1, c2, smooth, gamma, gamma0 = (float(v) for v in region)
     has_region = lam_r != 0.0
     # the coefficients of an absent part are empty tensors (the gradient pass skips that part; nothing to fill)
     ctp = torch.empty((n, c) if has_region else (0,), dtype=acc, device=tp.device)
@@ -355,7 +373,7 @@ def whole_loss(
         return loss, ctp, cp, cpix
     _whole_kernel[(1,)](
         tp, psum, gsum, pix, kept, tp if weights is None else weights, loss, ctp, cp, cpix, n, c, lam_r, float(lam_p),
-        a, e, c1, c2, smooth, gamma,
+        a, e, c1, c2, smooth, gamma, gamma0,
         TERM=term, SMOOTH_ZERO=smooth == 0.0, PER_IMAGE=per_image, MEAN=mean, HAS_W=weights is not None,
         SKIP_FIRST=skip_first, HAS_REGION=has_region, HAS_PIXEL=lam_p != 0.0, ACC=_tl_acc(acc),
         BLOCK_C=_next_pow2(c),

@@ -23,8 +23,9 @@ from seglosses._prepare import Prepared
 class Region(NamedTuple):
     r"""The ratio part: ``weight * reduce_c l(r_c)``, :math:`r = (a TP + s) / (e TP + c_1 P + c_2 G + s)`.
 
-    ``term`` 0: ``1 - r``, 1: ``-log r``, 2: ``(1 - r)^gamma``; 3 and 4: the generalized Dice instead (its own
-    weights; 4: one channel as the pair [background, foreground]).
+    ``term`` 0: ``1 - r``, 1: ``-log r``, 2: ``(1 - r)^gamma`` (class 0 with the exponent ``gamma0`` when given; 1
+    is the plain ``1 - r``); 3 and 4: the generalized Dice instead (its own weights; 4: one channel as the pair
+    [background, foreground]).
     """
 
     weight: float
@@ -35,6 +36,7 @@ class Region(NamedTuple):
     smooth: float
     gamma: float
     term: int
+    gamma0: float | None = None
 
 
 class Pixel(NamedTuple):
@@ -86,12 +88,13 @@ def whole(
     include_background: bool = True,
     per_image: bool = False,
     wpix: Tensor | None = None,
+    gamma_pix: Tensor | None = None,
 ) -> Tensor | None:
     """The loss by the operator, or None where :func:`applies` says no.
 
     ``class_weights`` weigh the region part's classes (all C, or the kept ones); ``wpix`` ``(N, M)`` weighs the
-    softmax pixel term (already times the kept mask); ``per_image`` and ``include_background`` apply to the region
-    part.
+    softmax pixel term (already times the kept mask) and ``gamma_pix`` ``(N, M)`` its per-pixel focal exponent;
+    ``per_image`` and ``include_background`` apply to the region part.
     """
     if not applies(prep, reduction):
         return None
@@ -108,8 +111,11 @@ def whole(
         if w.numel() != c:  # given for the kept classes only
             w = torch.cat([w.new_zeros(1), w])
     reg = region if region is not None else Region(0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0)
+    if gamma_pix is not None and prep.mode != "multiclass":
+        raise ValueError("whole: a per-pixel focal exponent applies to the softmax pixel term only")
     pix = pixel if pixel is not None else Pixel(0.0)
-    region_args = [reg.weight, reg.a, reg.e, reg.c1, reg.c2, reg.smooth, reg.gamma]
+    gamma0 = reg.gamma if reg.gamma0 is None else reg.gamma0
+    region_args = [reg.weight, reg.a, reg.e, reg.c1, reg.c2, reg.smooth, reg.gamma, gamma0]
     pixel_args = [pix.weight, pix.gamma, float("nan") if pix.alpha is None else float(pix.alpha)]
     mean = reduction == "mean"
     if prep.mode == "multiclass":
@@ -122,7 +128,7 @@ def whole(
             wpix = valid
         _dispatch._note("whole:softmax_index:ops")
         out: tuple[Tensor, Tensor, Tensor, Tensor] = _ops.whole_loss_fwd(
-            x, t, None, valid, wpix, w, region_args, reg.term, pixel_args, skip_first, per_image, mean
+            x, t, None, valid, wpix, gamma_pix, w, region_args, reg.term, pixel_args, skip_first, per_image, mean
         )
         loss = out[0]
         if bad is not None:
@@ -133,6 +139,6 @@ def whole(
         valid_d = valid_d.expand_as(x).contiguous()
     _dispatch._note("whole:sigmoid_dense:ops")
     dense: tuple[Tensor, Tensor, Tensor, Tensor] = _ops.whole_loss_fwd(
-        x, None, prep.target, valid_d, None, w, region_args, reg.term, pixel_args, skip_first, per_image, mean
+        x, None, prep.target, valid_d, None, None, w, region_args, reg.term, pixel_args, skip_first, per_image, mean
     )
     return dense[0]
