@@ -183,6 +183,17 @@ WHOLE_CASES = [
     ("softmax", True, False, [1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0], 3, [0.0, 0.0, NAN], True, True, True),
     ("sigmoid", False, False, [1.0, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 1.0], 3, [0.0, 0.0, NAN], False, False, False),
     ("uf", True, True, [0.4, 1.0, 0.0, 0.4, 0.6, 1e-7, 0.5, 1.0], 2, [0.6, 0.5, NAN], False, True, True),
+    (
+        "softmax",
+        True,
+        False,
+        [0.4, 1.0, 0.0, 0.4, 0.6, 1e-7, 0.5, 1.0],
+        2,
+        [0.6, 0.5, NAN, 0.4, 0.6, 0.5, 0.0],
+        False,
+        True,
+        True,
+    ),
 ]
 
 

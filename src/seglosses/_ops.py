@@ -928,6 +928,23 @@ def _alpha_arg(alpha: float) -> float | None:
     return None if math.isnan(alpha) else alpha
 
 
+def _split_arg(pixel: list[float]) -> tuple[float, float, float, float] | None:
+    """``(w_0, w_other, gamma_0, gamma_other)`` of ``pixel[3:7]``, or None (NaN: no background split)."""
+    if len(pixel) < 7 or math.isnan(pixel[3]):
+        return None
+    return pixel[3], pixel[4], pixel[5], pixel[6]
+
+
+def _split_maps(
+    t: Tensor, valid: Tensor | None, split: tuple[float, float, float, float], dtype: torch.dtype
+) -> tuple[Tensor, Tensor]:
+    """The per-pixel weight (times the kept mask) and exponent maps of a background split, ``(N, M)`` each."""
+    background = t == 0  # the maps built in the accumulation dtype (a Python float in torch.where would be float32)
+    w = torch.full(t.shape, split[1], dtype=dtype, device=t.device).masked_fill_(background, split[0])
+    gam = torch.full(t.shape, split[3], dtype=dtype, device=t.device).masked_fill_(background, split[2])
+    return (w if valid is None else w * valid.to(dtype)), gam
+
+
 def _whole_fwd_twin(
     x: Tensor,
     t: Tensor | None,
@@ -944,8 +961,11 @@ def _whole_fwd_twin(
     mean: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The statistics by the operators' CPU implementations (C++ where it applies), the formula in PyTorch."""
-    lam_p, gamma_p, alpha = pixel
+    lam_p, gamma_p, alpha = pixel[:3]
     need_pixel = lam_p != 0
+    split = _split_arg(pixel)
+    if split is not None and t is not None:
+        wpix, gamma_pix = _split_maps(t, valid, split, _acc(x.dtype))
     if t is not None:
         tp, psum, pix, gsum, _lse, _deriv = _softmax_index_fwd_twin(
             x, t, valid, wpix, gamma_p, gamma_pix, True, need_pixel
@@ -982,7 +1002,9 @@ def whole_loss_fwd(
     (``gamma_0`` the exponent of class 0) with ``term`` (0: ``1 - r``, 1: ``-log r``, 2: ``(1 - r)^gamma``),
     :math:`r = (a TP + s) / (e TP + c_1 P + c_2 G + s)` per class (and image with ``per_image``), class ``weights``
     ``(C,)`` or None, ``skip_first`` leaving class 0 out; the pixel part ``pixel = [lambda_p, gamma, alpha]`` (the
-    focal exponent, 0 for cross entropy; the sigmoid's alpha, NaN for none), its sums over the kept pixels.
+    focal exponent, 0 for cross entropy; the sigmoid's alpha, NaN for none; optionally ``w_0, w_other, gamma_0,
+    gamma_other``, the softmax term's weight and exponent by background / other class, taken from the target in the
+    kernels), its sums over the kept pixels.
     ``mean``: means (``sum w l / sum w`` and the mean over images; ``F`` over the kept pixels), else sums. A part
     with weight 0 is left out and its coefficients are ``(0,)``. CPU: the statistics operators' kernels and the
     formula in PyTorch; CUDA: three Triton launches (statistics, finalize, :mod:`seglosses._triton_whole`).
@@ -1012,13 +1034,13 @@ def _whole_loss_fwd_cuda(
         )
     from seglosses import _triton_whole
 
-    lam_p, gamma_p, alpha = pixel
+    lam_p, gamma_p, alpha = pixel[:3]
     x = x.contiguous()
     valid_c = None if valid is None else valid.contiguous()
     if t is not None:
         tp, psum, gsum, _, pix, kept = _triton.softmax_index_forward(
             x, t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p,
-            None if gamma_pix is None else gamma_pix.contiguous(), need_pixel=lam_p != 0,
+            None if gamma_pix is None else gamma_pix.contiguous(), need_pixel=lam_p != 0, bg_split=_split_arg(pixel),
         )  # fmt: skip
     else:
         assert g is not None
@@ -1075,7 +1097,10 @@ def _whole_bwd_twin(
     n, c, _m = x.shape
     acc = _acc(x.dtype)
     s = scale.to(acc)
-    lam_p, gamma_p, alpha = pixel
+    lam_p, gamma_p, alpha = pixel[:3]
+    split = _split_arg(pixel)
+    if split is not None and t is not None:
+        wpix, gamma_pix = _split_maps(t, valid, split, _acc(x.dtype))
     need_stats = ctp.numel() > 0
     g_tp = ctp * s if need_stats else x.new_zeros((n, c), dtype=acc)
     g_ps = cp * s if need_stats else x.new_zeros((n, c), dtype=acc)
@@ -1125,7 +1150,7 @@ def _whole_loss_bwd_cuda(
 ) -> Tensor:
     if not triton_runs(x.device):
         return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, ctp, cp, cpix, pixel, scale)
-    lam_p, gamma_p, alpha = pixel
+    lam_p, gamma_p, alpha = pixel[:3]
     valid_c = None if valid is None else valid.contiguous()
     g_tp = ctp if ctp.numel() > 0 else None
     g_ps = cp if cp.numel() > 0 else None
@@ -1134,6 +1159,7 @@ def _whole_loss_bwd_cuda(
         return _triton.softmax_index_backward(
             x.contiguous(), t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p,
             None if gamma_pix is None else gamma_pix.contiguous(), g_tp, g_ps, g_pix, scale=scale,
+            bg_split=_split_arg(pixel),
         )  # fmt: skip
     assert g is not None
     return _triton.sigmoid_backward(

@@ -162,9 +162,14 @@ if triton is not None:
         M: tl.tensor,
         T: tl.tensor,
         gamma: tl.float64,
+        w_bg: tl.float64,
+        w_fg: tl.float64,
+        g_bg: tl.float64,
+        g_fg: tl.float64,
         HAS_VALID: tl.constexpr,
         HAS_W: tl.constexpr,
         HAS_GPIX: tl.constexpr,
+        BG_SPLIT: tl.constexpr,
         GAMMA_ZERO: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
         ACC: tl.constexpr,
@@ -174,6 +179,10 @@ if triton is not None:
         """Partials ``part[n, tile, c, :] = (TP, P, G, P2, F, kept, bad, nan)``; F, kept and the counters at c = 0."""
         # float scalars arrive as float64 (exact hyperparameters for float64 logits), used in ACC
         gamma = _as_acc(gamma, ACC)
+        w_bg = _as_acc(w_bg, ACC)
+        w_fg = _as_acc(w_fg, ACC)
+        g_bg = _as_acc(g_bg, ACC)
+        g_fg = _as_acc(g_fg, ACC)
         n = tl.program_id(0)
         tile = tl.program_id(1)
         offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -194,14 +203,20 @@ if triton is not None:
         p2 = tl.sum(pv * p, axis=1)  # sum v p_c^2
         fsum = tl.sum(v, axis=0) * 0.0
         if NEED_PIXEL:
-            if HAS_W:
-                w = tl.load(w_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+            if BG_SPLIT:  # weight and exponent by background / other class, from the target (unified focal loss)
+                tt = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=1)
+                bgm = tt == 0
+                w = tl.where(bgm, w_bg, w_fg) * v
+                gam = tl.where(bgm, g_bg, g_fg)
             else:
-                w = v
-            if HAS_GPIX:
-                gam = tl.load(gp_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
-            else:
-                gam = gamma
+                if HAS_W:
+                    w = tl.load(w_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+                else:
+                    w = v
+                if HAS_GPIX:
+                    gam = tl.load(gp_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+                else:
+                    gam = gamma
             value, _ = _focal(logp_t, q, gam, GAMMA_ZERO)
             fsum = tl.sum(tl.where(mm & (w != 0.0), w * value, 0.0), axis=0)  # sum w f(log p_t)
         nkept = tl.sum(v, axis=0)
@@ -293,9 +308,14 @@ if triton is not None:
         C: tl.tensor,
         M: tl.tensor,
         gamma: tl.float64,
+        w_bg: tl.float64,
+        w_fg: tl.float64,
+        g_bg: tl.float64,
+        g_fg: tl.float64,
         HAS_VALID: tl.constexpr,
         HAS_W: tl.constexpr,
         HAS_GPIX: tl.constexpr,
+        BG_SPLIT: tl.constexpr,
         GAMMA_ZERO: tl.constexpr,
         NEED_STATS: tl.constexpr,
         HAS_SCALE: tl.constexpr,
@@ -307,6 +327,10 @@ if triton is not None:
         """``dx_c = A_c - p_c (sum_k A_k + K) + [c = t] K``, ``A_c = v p_c (dP_c + [c = t] dTP_c)``."""
         # float scalars arrive as float64 (exact hyperparameters for float64 logits), used in ACC
         gamma = _as_acc(gamma, ACC)
+        w_bg = _as_acc(w_bg, ACC)
+        w_fg = _as_acc(w_fg, ACC)
+        g_bg = _as_acc(g_bg, ACC)
+        g_fg = _as_acc(g_fg, ACC)
         n = tl.program_id(0)
         tile = tl.program_id(1)
         offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -322,14 +346,20 @@ if triton is not None:
         grad = p * 0.0
         kk = v * 0.0
         if NEED_PIXEL:
-            if HAS_W:
-                w = tl.load(w_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+            if BG_SPLIT:  # weight and exponent by background / other class, from the target (unified focal loss)
+                tt = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=1)
+                bgm = tt == 0
+                w = tl.where(bgm, w_bg, w_fg) * v
+                gam = tl.where(bgm, g_bg, g_fg)
             else:
-                w = v
-            if HAS_GPIX:
-                gam = tl.load(gp_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
-            else:
-                gam = gamma
+                if HAS_W:
+                    w = tl.load(w_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+                else:
+                    w = v
+                if HAS_GPIX:
+                    gam = tl.load(gp_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+                else:
+                    gam = gamma
             _, deriv = _focal(logp_t, q, gam, GAMMA_ZERO)
             g_pix = tl.load(gpix_ptr + n).to(ACC)  # the incoming gradient of the pixel sum, read on the device
             if HAS_SCALE:
@@ -535,6 +565,7 @@ def softmax_index_forward(
     *,
     need_pixel: bool,
     poison: bool = True,
+    bg_split: tuple[float, float, float, float] | None = None,
     block_m: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Statistics pass + finalize for softmax logits ``x`` ``(N, C, M)`` and class indices ``t`` ``(N, M)``.
@@ -542,18 +573,22 @@ def softmax_index_forward(
     Returns ``(TP, P, G, P2, F, kept)``: ``(N, C)`` x 4 and ``(N,)`` x 2, in the accumulation dtype (float32, or
     float64 for float64 logits). ``F`` is ``sum_m w_m f(log p_{t_m})`` (cross entropy for ``gamma = 0``, else the
     focal term; ``w`` = ``wpix`` or the kept mask; ``gamma_pix`` a per-pixel exponent overriding ``gamma``).
-    ``block_m`` overrides the tile width (tests use small tiles so that every mask edge is hit).
+    ``bg_split`` ``(w_0, w_other, gamma_0, gamma_other)``: the pixel term's weight (times the kept mask) and exponent
+    by background / other class, from the target (instead of ``wpix``/``gamma_pix``). ``block_m`` overrides the
+    tile width (tests use small tiles so that every mask edge is hit).
     """
     n, c, m = x.shape
     bm = block_m or softmax_block_m(c)
     tiles = max(1, triton.cdiv(m, bm))
     acc = _acc(x.dtype)
     part = torch.empty((n, tiles, c, STATS), dtype=acc, device=x.device)
-    gz = gamma_pix is None and float(gamma) == 0.0
+    gz = gamma_pix is None and bg_split is None and float(gamma) == 0.0
+    split = bg_split if bg_split is not None else (0.0, 0.0, 0.0, 0.0)
     _softmax_index_stats_kernel[(n, tiles)](
         x, t, x if valid is None else valid, x if wpix is None else wpix, x if gamma_pix is None else gamma_pix,
-        part, c, m, tiles, float(gamma),
-        HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None, GAMMA_ZERO=gz,
+        part, c, m, tiles, float(gamma), *(float(v) for v in split),
+        HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
+        BG_SPLIT=bg_split is not None, GAMMA_ZERO=gz,
         NEED_PIXEL=need_pixel, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip
     tp, psum, gsum, p2, pix, kept = _finalize(part, n, c, tiles, poison)
@@ -572,6 +607,7 @@ def softmax_index_backward(
     g_pix: Tensor | None,
     *,
     scale: Tensor | None = None,
+    bg_split: tuple[float, float, float, float] | None = None,
     block_m: int | None = None,
 ) -> Tensor:
     """The gradient pass: ``dL/dx`` ``(N, C, M)`` in ``x``'s dtype from the incoming gradients (device pointers).
@@ -585,13 +621,15 @@ def softmax_index_backward(
     tiles = max(1, triton.cdiv(m, bm))
     acc = _acc(x.dtype)
     grad = torch.empty_like(x, memory_format=torch.contiguous_format)
-    gz = gamma_pix is None and float(gamma) == 0.0
+    gz = gamma_pix is None and bg_split is None and float(gamma) == 0.0
     need_stats = g_tp is not None and g_psum is not None
+    split = bg_split if bg_split is not None else (0.0, 0.0, 0.0, 0.0)
     _softmax_index_grad_kernel[(n, tiles)](
         x, t, x if valid is None else valid, x if wpix is None else wpix, x if gamma_pix is None else gamma_pix,
         g_tp if g_tp is not None else x, g_psum if g_psum is not None else x, g_pix if g_pix is not None else x,
-        scale if scale is not None else x, grad, c, m, float(gamma),
-        HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None, GAMMA_ZERO=gz,
+        scale if scale is not None else x, grad, c, m, float(gamma), *(float(v) for v in split),
+        HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
+        BG_SPLIT=bg_split is not None, GAMMA_ZERO=gz,
         NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None, ACC=_tl_acc(acc),
         BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip

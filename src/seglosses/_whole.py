@@ -40,11 +40,16 @@ class Region(NamedTuple):
 
 
 class Pixel(NamedTuple):
-    """The pixel part: ``weight *`` the mean (or sum) over kept pixels of the cross entropy / focal term."""
+    """The pixel part: ``weight *`` the mean (or sum) over kept pixels of the cross entropy / focal term.
+
+    ``split`` ``(w_0, w_other, gamma_0, gamma_other)``: the softmax term's weight and exponent by background / other
+    class (the unified focal loss), read from the target in the kernels (no per-pixel maps built).
+    """
 
     weight: float
     gamma: float = 0.0
     alpha: float | None = None
+    split: tuple[float, float, float, float] | None = None
 
 
 def tversky_region(weight: float, alpha: float, beta: float, smooth: float, gamma: float = 1.0) -> Region:
@@ -117,6 +122,7 @@ def whole(
     gamma0 = reg.gamma if reg.gamma0 is None else reg.gamma0
     region_args = [reg.weight, reg.a, reg.e, reg.c1, reg.c2, reg.smooth, reg.gamma, gamma0]
     pixel_args = [pix.weight, pix.gamma, float("nan") if pix.alpha is None else float(pix.alpha)]
+    pixel_args += [float(v) for v in pix.split] if pix.split is not None else [float("nan")] * 4
     mean = reduction == "mean"
     if prep.mode == "multiclass":
         t = prep.target

@@ -489,18 +489,15 @@ def unified_focal_loss(
     check_reduction(fn, reduction, ("mean", "sum"))
     prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index, sync_stats, process_group)
     if prep.mode == "multiclass" and _whole.applies(prep, reduction):  # the GPU's short path: one operator
-        _valid_px, wpix_u, g_pix = _fused_focal_weights(prep, delta, gamma, asymmetric)
         # L_FT: mTI = (TP + s) / (TP + delta FN + (1 - delta) FP + s), i.e. c1 = 1 - delta on P, c2 = delta on G and
         # no TP term left in the denominator; (1 - mTI)^(1 - gamma), the background linear when asymmetric
         region = _whole.Region(
             1 - weight, 1.0, 0.0, 1 - delta, delta, smooth, 1 - gamma, 2, gamma0=1.0 if asymmetric else 1 - gamma
         )
-        per_pixel = g_pix if isinstance(g_pix, Tensor) else None
-        pixel = _whole.Pixel(weight, 0.0 if per_pixel is not None else float(g_pix))
-        whole = _whole.whole(
-            prep, fn=fn, reduction=reduction, region=region, pixel=pixel, per_image=True, wpix=wpix_u,
-            gamma_pix=per_pixel,
-        )  # fmt: skip
+        # L_F: weight 1 - delta and exponent gamma on background pixels, delta and (asymmetric) 0 on the others
+        split = (1 - delta, delta, gamma, 0.0 if asymmetric else gamma)
+        pixel = _whole.Pixel(weight, gamma, split=split)
+        whole = _whole.whole(prep, fn=fn, reduction=reduction, region=region, pixel=pixel, per_image=True)
         if whole is not None:
             return whole
     fused = None
