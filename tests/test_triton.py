@@ -65,6 +65,8 @@ RATIO_OPTIONS = (
     ("cross_entropy_loss", "multilabel", {"reduction": "sum"}),
     ("unified_focal_loss", "multiclass", {"weight": 0.3, "delta": 0.7, "gamma": 0.4}),
     ("unified_focal_loss", "multiclass", {"asymmetric": False, "gamma": 0.0, "delta": 0.5}),
+    ("asymmetric_focal_loss", "multiclass", {"delta": 0.6, "gamma": 1.5}),
+    ("symmetric_focal_tversky_loss", "multiclass", {"delta": 0.6, "gamma": 0.3}),
     ("generalized_dice_loss", "multiclass", {"per_image": True, "include_background": False}),
     ("generalized_dice_loss", "binary", {"smooth": 0.0}),
     ("generalized_dice_loss", "binary", {"per_image": True, "reduction": "sum", "include_background": False}),

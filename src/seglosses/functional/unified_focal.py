@@ -70,8 +70,34 @@ def _binary_valid(prep: Prepared) -> Tensor | None:
     return valid
 
 
+def _uf_region(weight: float, delta: float, gamma: float, asymmetric: bool, smooth: float) -> _whole.Region:
+    """``L_FT`` as the whole-loss operator's ratio part (multiclass).
+
+    mTI = (TP + s) / (TP + delta FN + (1 - delta) FP + s): ``c1 = 1 - delta`` on P, ``c2 = delta`` on G and no TP
+    term left in the denominator; ``(1 - mTI)^(1 - gamma)``, the background's linear when asymmetric.
+    """
+    return _whole.Region(
+        weight, 1.0, 0.0, 1 - delta, delta, smooth, 1 - gamma, 2, gamma0=1.0 if asymmetric else 1 - gamma
+    )
+
+
+def _uf_pixel(weight: float, delta: float, gamma: float, asymmetric: bool) -> _whole.Pixel:
+    """``L_F`` as the whole-loss operator's pixel part (multiclass).
+
+    Weight ``1 - delta`` and exponent ``gamma`` on background pixels, ``delta`` and (asymmetric) 0 on the others,
+    read from the target in the kernels.
+    """
+    return _whole.Pixel(weight, gamma, split=(1 - delta, delta, gamma, 0.0 if asymmetric else gamma))
+
+
 def _focal_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, reduction: str) -> Tensor:
     """``L_F``: per pixel, the sum over classes of the modified focal terms, then the mean over kept pixels."""
+    if prep.mode == "multiclass":  # the GPU's short path: the whole loss in one operator
+        whole = _whole.whole(
+            prep, fn="focal", reduction=reduction, pixel=_uf_pixel(1.0, delta, gamma, asymmetric), per_image=True
+        )
+        if whole is not None:
+            return whole
     path = _dispatch.pixel_path(prep, reduction=reduction)
     if prep.mode == "binary" and path == "sigmoid_dense":
         # L_F of the pair [1 - p, p] is the sigmoid focal term with alpha = delta and, when asymmetric, no
@@ -123,6 +149,11 @@ def _tversky_part(
 
     The per-image statistics need no sync; with ``prep.sync`` the mean runs over the images of every rank.
     """
+    if prep.mode == "multiclass":  # the GPU's short path: the whole loss in one operator
+        region = _uf_region(1.0, delta, gamma, asymmetric, smooth)
+        whole = _whole.whole(prep, fn="focal_tversky", reduction=reduction, region=region, per_image=True)
+        if whole is not None:
+            return whole
     return _tversky_from_stats(soft_stats(prep, per_image=True), prep, delta, gamma, asymmetric, smooth, reduction)
 
 
@@ -489,14 +520,8 @@ def unified_focal_loss(
     check_reduction(fn, reduction, ("mean", "sum"))
     prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index, sync_stats, process_group)
     if prep.mode == "multiclass" and _whole.applies(prep, reduction):  # the GPU's short path: one operator
-        # L_FT: mTI = (TP + s) / (TP + delta FN + (1 - delta) FP + s), i.e. c1 = 1 - delta on P, c2 = delta on G and
-        # no TP term left in the denominator; (1 - mTI)^(1 - gamma), the background linear when asymmetric
-        region = _whole.Region(
-            1 - weight, 1.0, 0.0, 1 - delta, delta, smooth, 1 - gamma, 2, gamma0=1.0 if asymmetric else 1 - gamma
-        )
-        # L_F: weight 1 - delta and exponent gamma on background pixels, delta and (asymmetric) 0 on the others
-        split = (1 - delta, delta, gamma, 0.0 if asymmetric else gamma)
-        pixel = _whole.Pixel(weight, gamma, split=split)
+        region = _uf_region(1 - weight, delta, gamma, asymmetric, smooth)
+        pixel = _uf_pixel(weight, delta, gamma, asymmetric)
         whole = _whole.whole(prep, fn=fn, reduction=reduction, region=region, pixel=pixel, per_image=True)
         if whole is not None:
             return whole
