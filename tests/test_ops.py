@@ -194,6 +194,17 @@ WHOLE_CASES = [
         True,
         True,
     ),
+    (
+        "softmax",
+        True,
+        False,
+        [0.5, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+        0,
+        [1.0, 0.0, NAN, NAN, NAN, NAN, NAN, 1.0],
+        False,
+        False,
+        True,
+    ),
 ]
 
 
@@ -204,11 +215,14 @@ WHOLE_CASES = [
 def test_opcheck_whole_loss(kind, masked, weights, region, term, pixel, skip, per_image, mean, dtype):
     """``seglosses::whole_loss_fwd`` / ``whole_loss_bwd``: schema, fake tensors, autograd registration."""
     x, t, tgt, valid, wpix, gpix, w = _whole_args(kind, masked, weights, dtype)
-    args = (x, t, tgt, valid, wpix, gpix, w, region, term, pixel, skip, per_image, mean)
+    cw = None
+    if kind == "softmax" and len(pixel) > 7:  # a weight per class read at each pixel's class
+        cw, wpix = torch.tensor([0.3, 1.0, 2.0], dtype=dtype), None
+    args = (x, t, tgt, valid, wpix, gpix, cw, w, region, term, pixel, skip, per_image, mean)
     torch.library.opcheck(torch.ops.seglosses.whole_loss_fwd.default, args)
     _loss, ctp, cp, cpix = _ops.whole_loss_fwd(*args)
     scale = torch.tensor(0.7, dtype=dtype)
-    bwd_args = (x.detach(), t, tgt, valid, wpix, gpix, ctp.detach(), cp.detach(), cpix.detach(), pixel, scale)
+    bwd_args = (x.detach(), t, tgt, valid, wpix, gpix, cw, ctp.detach(), cp.detach(), cpix.detach(), pixel, scale)
     torch.library.opcheck(torch.ops.seglosses.whole_loss_bwd.default, bwd_args)
 
 
@@ -218,10 +232,14 @@ def test_opcheck_whole_loss(kind, masked, weights, region, term, pixel, skip, pe
 def test_whole_loss_op_gradcheck_float64(kind, masked, weights, region, term, pixel, skip, per_image, mean):
     """The coefficients written out in the formula (and the Triton kernel) against finite differences."""
     x, t, tgt, valid, wpix, gpix, w = _whole_args(kind, masked, weights, torch.float64)
-    assert torch.autograd.gradcheck(
-        lambda a: _ops.whole_loss_fwd(a, t, tgt, valid, wpix, gpix, w, region, term, pixel, skip, per_image, mean)[0],
-        (x,),
-    )
+    cw = None
+    if kind == "softmax" and len(pixel) > 7:
+        cw, wpix = torch.tensor([0.3, 1.0, 2.0], dtype=torch.float64), None
+
+    def f(a: torch.Tensor) -> torch.Tensor:
+        return _ops.whole_loss_fwd(a, t, tgt, valid, wpix, gpix, cw, w, region, term, pixel, skip, per_image, mean)[0]
+
+    assert torch.autograd.gradcheck(f, (x,))
 
 
 def test_softmax_index_op_gradcheck_float64():

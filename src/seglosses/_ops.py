@@ -935,6 +935,17 @@ def _split_arg(pixel: list[float]) -> tuple[float, float, float, float] | None:
     return pixel[3], pixel[4], pixel[5], pixel[6]
 
 
+def _kept_weighted(pixel: list[float]) -> bool:
+    """Whether the pixel mean divides by the summed pixel weight (``pixel[7]``), not the kept count."""
+    return len(pixel) > 7 and pixel[7] != 0
+
+
+def _class_map(t: Tensor, valid: Tensor | None, class_w: Tensor, dtype: torch.dtype) -> Tensor:
+    """The per-pixel weight ``w[t]`` (times the kept mask) of a weight per class, ``(N, M)``."""
+    w = class_w.to(dtype)[t.clamp(0, class_w.numel() - 1)]
+    return w if valid is None else w * valid.to(dtype)
+
+
 def _split_maps(
     t: Tensor, valid: Tensor | None, split: tuple[float, float, float, float], dtype: torch.dtype
 ) -> tuple[Tensor, Tensor]:
@@ -952,6 +963,7 @@ def _whole_fwd_twin(
     valid: Tensor | None,
     wpix: Tensor | None,
     gamma_pix: Tensor | None,
+    class_w: Tensor | None,
     weights: Tensor | None,
     region: list[float],
     term: int,
@@ -966,6 +978,8 @@ def _whole_fwd_twin(
     split = _split_arg(pixel)
     if split is not None and t is not None:
         wpix, gamma_pix = _split_maps(t, valid, split, _acc(x.dtype))
+    if class_w is not None and t is not None:
+        wpix = _class_map(t, valid, class_w, _acc(x.dtype))
     if t is not None:
         tp, psum, pix, gsum, _lse, _deriv = _softmax_index_fwd_twin(
             x, t, valid, wpix, gamma_p, gamma_pix, True, need_pixel
@@ -974,6 +988,8 @@ def _whole_fwd_twin(
         assert g is not None
         tp, psum, gsum, pix = _sigmoid_dense_fwd_twin(x, g, valid, _alpha_arg(alpha), gamma_p, True, need_pixel, False)
     kept = _kept_per_image(x, t, valid)
+    if _kept_weighted(pixel) and wpix is not None:
+        kept = wpix.to(kept.dtype).sum(-1)
     return _whole_formula_twin(tp, psum, gsum, pix, kept, weights, region, term, lam_p, skip_first, per_image, mean)
 
 
@@ -985,6 +1001,7 @@ def whole_loss_fwd(
     valid: Tensor | None,
     wpix: Tensor | None,
     gamma_pix: Tensor | None,
+    class_w: Tensor | None,
     weights: Tensor | None,
     region: list[float],
     term: int,
@@ -1004,12 +1021,15 @@ def whole_loss_fwd(
     ``(C,)`` or None, ``skip_first`` leaving class 0 out; the pixel part ``pixel = [lambda_p, gamma, alpha]`` (the
     focal exponent, 0 for cross entropy; the sigmoid's alpha, NaN for none; optionally ``w_0, w_other, gamma_0,
     gamma_other``, the softmax term's weight and exponent by background / other class, taken from the target in the
-    kernels), its sums over the kept pixels.
+    kernels; and ``kept_w``, 1 to divide by the summed pixel weight), its sums over the kept pixels. ``class_w``
+    ``(C,)``: the softmax pixel term's weight per class (read at each pixel's class in the kernels).
     ``mean``: means (``sum w l / sum w`` and the mean over images; ``F`` over the kept pixels), else sums. A part
     with weight 0 is left out and its coefficients are ``(0,)``. CPU: the statistics operators' kernels and the
     formula in PyTorch; CUDA: three Triton launches (statistics, finalize, :mod:`seglosses._triton_whole`).
     """
-    return _whole_fwd_twin(x, t, g, valid, wpix, gamma_pix, weights, region, term, pixel, skip_first, per_image, mean)
+    return _whole_fwd_twin(
+        x, t, g, valid, wpix, gamma_pix, class_w, weights, region, term, pixel, skip_first, per_image, mean
+    )
 
 
 @whole_loss_fwd.register_kernel("cuda")
@@ -1020,6 +1040,7 @@ def _whole_loss_fwd_cuda(
     valid: Tensor | None,
     wpix: Tensor | None,
     gamma_pix: Tensor | None,
+    class_w: Tensor | None,
     weights: Tensor | None,
     region: list[float],
     term: int,
@@ -1030,7 +1051,7 @@ def _whole_loss_fwd_cuda(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     if not triton_runs(x.device):
         return _whole_fwd_twin(
-            x, t, g, valid, wpix, gamma_pix, weights, region, term, pixel, skip_first, per_image, mean
+            x, t, g, valid, wpix, gamma_pix, class_w, weights, region, term, pixel, skip_first, per_image, mean
         )
     from seglosses import _triton_whole
 
@@ -1041,6 +1062,7 @@ def _whole_loss_fwd_cuda(
         tp, psum, gsum, _, pix, kept = _triton.softmax_index_forward(
             x, t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p,
             None if gamma_pix is None else gamma_pix.contiguous(), need_pixel=lam_p != 0, bg_split=_split_arg(pixel),
+            class_w=None if class_w is None else class_w.contiguous(), kept_w=_kept_weighted(pixel),
         )  # fmt: skip
     else:
         assert g is not None
@@ -1062,6 +1084,7 @@ def _whole_loss_fwd_fake(
     valid: Tensor | None,
     wpix: Tensor | None,
     gamma_pix: Tensor | None,
+    class_w: Tensor | None,
     weights: Tensor | None,
     region: list[float],
     term: int,
@@ -1088,6 +1111,7 @@ def _whole_bwd_twin(
     valid: Tensor | None,
     wpix: Tensor | None,
     gamma_pix: Tensor | None,
+    class_w: Tensor | None,
     ctp: Tensor,
     cp: Tensor,
     cpix: Tensor,
@@ -1101,6 +1125,8 @@ def _whole_bwd_twin(
     split = _split_arg(pixel)
     if split is not None and t is not None:
         wpix, gamma_pix = _split_maps(t, valid, split, _acc(x.dtype))
+    if class_w is not None and t is not None:
+        wpix = _class_map(t, valid, class_w, _acc(x.dtype))
     need_stats = ctp.numel() > 0
     g_tp = ctp * s if need_stats else x.new_zeros((n, c), dtype=acc)
     g_ps = cp * s if need_stats else x.new_zeros((n, c), dtype=acc)
@@ -1124,6 +1150,7 @@ def whole_loss_bwd(
     valid: Tensor | None,
     wpix: Tensor | None,
     gamma_pix: Tensor | None,
+    class_w: Tensor | None,
     ctp: Tensor,
     cp: Tensor,
     cpix: Tensor,
@@ -1131,7 +1158,7 @@ def whole_loss_bwd(
     scale: Tensor,
 ) -> Tensor:
     """``dL/dx`` of :func:`whole_loss_fwd`: the gradient pass with the coefficients times ``scale``."""
-    return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, ctp, cp, cpix, pixel, scale)
+    return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale)
 
 
 @whole_loss_bwd.register_kernel("cuda")
@@ -1142,6 +1169,7 @@ def _whole_loss_bwd_cuda(
     valid: Tensor | None,
     wpix: Tensor | None,
     gamma_pix: Tensor | None,
+    class_w: Tensor | None,
     ctp: Tensor,
     cp: Tensor,
     cpix: Tensor,
@@ -1149,7 +1177,7 @@ def _whole_loss_bwd_cuda(
     scale: Tensor,
 ) -> Tensor:
     if not triton_runs(x.device):
-        return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, ctp, cp, cpix, pixel, scale)
+        return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale)
     lam_p, gamma_p, alpha = pixel[:3]
     valid_c = None if valid is None else valid.contiguous()
     g_tp = ctp if ctp.numel() > 0 else None
@@ -1159,7 +1187,7 @@ def _whole_loss_bwd_cuda(
         return _triton.softmax_index_backward(
             x.contiguous(), t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p,
             None if gamma_pix is None else gamma_pix.contiguous(), g_tp, g_ps, g_pix, scale=scale,
-            bg_split=_split_arg(pixel),
+            bg_split=_split_arg(pixel), class_w=None if class_w is None else class_w.contiguous(),
         )  # fmt: skip
     assert g is not None
     return _triton.sigmoid_backward(
@@ -1175,6 +1203,7 @@ def _whole_loss_bwd_fake(
     valid: Tensor | None,
     wpix: Tensor | None,
     gamma_pix: Tensor | None,
+    class_w: Tensor | None,
     ctp: Tensor,
     cp: Tensor,
     cpix: Tensor,
@@ -1185,19 +1214,19 @@ def _whole_loss_bwd_fake(
 
 
 def _whole_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
-    x, t, g, valid, wpix, gamma_pix, _weights, _region, _term, pixel, *_ = inputs
+    x, t, g, valid, wpix, gamma_pix, class_w, _weights, _region, _term, pixel, *_ = inputs
     _loss, ctp, cp, cpix = output
-    ctx.save_for_backward(x, t, g, valid, wpix, gamma_pix, ctp, cp, cpix)
+    ctx.save_for_backward(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix)
     ctx.pixel = pixel
     ctx.set_materialize_grads(False)  # the coefficients' gradients stay None (no zero tensors, no launches)
 
 
 def _whole_backward(ctx: Any, g_loss: Tensor | None, *_: Tensor | None) -> tuple[Tensor | None, ...]:
-    x, t, g, valid, wpix, gamma_pix, ctp, cp, cpix = ctx.saved_tensors
+    x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix = ctx.saved_tensors
     if g_loss is None:
-        return (None,) * 13
-    grad = whole_loss_bwd(x, t, g, valid, wpix, gamma_pix, ctp, cp, cpix, ctx.pixel, g_loss)
-    return (grad,) + (None,) * 12
+        return (None,) * 14
+    grad = whole_loss_bwd(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, ctx.pixel, g_loss)
+    return (grad,) + (None,) * 13
 
 
 whole_loss_fwd.register_autograd(_whole_backward, setup_context=_whole_setup)

@@ -157,6 +157,7 @@ if triton is not None:
         v_ptr: tl.tensor,
         w_ptr: tl.tensor,
         gp_ptr: tl.tensor,
+        cw_ptr: tl.tensor,
         part_ptr: tl.tensor,
         C: tl.tensor,
         M: tl.tensor,
@@ -170,6 +171,8 @@ if triton is not None:
         HAS_W: tl.constexpr,
         HAS_GPIX: tl.constexpr,
         BG_SPLIT: tl.constexpr,
+        HAS_CW: tl.constexpr,
+        KEPT_W: tl.constexpr,
         GAMMA_ZERO: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
         ACC: tl.constexpr,
@@ -209,7 +212,11 @@ if triton is not None:
                 w = tl.where(bgm, w_bg, w_fg) * v
                 gam = tl.where(bgm, g_bg, g_fg)
             else:
-                if HAS_W:
+                if HAS_CW:  # a weight per class, read at each pixel's class (index 0 where it is out of range)
+                    tc = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0)
+                    tc = tl.where((tc >= 0) & (tc < C), tc, 0)
+                    w = tl.load(cw_ptr + tc, mask=mm, other=0.0).to(ACC) * v
+                elif HAS_W:
                     w = tl.load(w_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
                 else:
                     w = v
@@ -220,6 +227,9 @@ if triton is not None:
             value, _ = _focal(logp_t, q, gam, GAMMA_ZERO)
             fsum = tl.sum(tl.where(mm & (w != 0.0), w * value, 0.0), axis=0)  # sum w f(log p_t)
         nkept = tl.sum(v, axis=0)
+        if KEPT_W:  # the pixel term's weight summed instead (the weighted mean's denominator)
+            if NEED_PIXEL:
+                nkept = tl.sum(tl.where(mm, w, 0.0), axis=0)
         nbad = tl.sum((bad & kept).to(ACC), axis=0)
         nnan = tl.sum(tl.where(mm, isnan, 0).to(ACC), axis=0)
         k = tl.arange(0, 8)
@@ -300,6 +310,7 @@ if triton is not None:
         v_ptr: tl.tensor,
         w_ptr: tl.tensor,
         gp_ptr: tl.tensor,
+        cw_ptr: tl.tensor,
         gtp_ptr: tl.tensor,
         gps_ptr: tl.tensor,
         gpix_ptr: tl.tensor,
@@ -316,6 +327,7 @@ if triton is not None:
         HAS_W: tl.constexpr,
         HAS_GPIX: tl.constexpr,
         BG_SPLIT: tl.constexpr,
+        HAS_CW: tl.constexpr,
         GAMMA_ZERO: tl.constexpr,
         NEED_STATS: tl.constexpr,
         HAS_SCALE: tl.constexpr,
@@ -352,7 +364,11 @@ if triton is not None:
                 w = tl.where(bgm, w_bg, w_fg) * v
                 gam = tl.where(bgm, g_bg, g_fg)
             else:
-                if HAS_W:
+                if HAS_CW:  # a weight per class, read at each pixel's class (index 0 where it is out of range)
+                    tc = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0)
+                    tc = tl.where((tc >= 0) & (tc < C), tc, 0)
+                    w = tl.load(cw_ptr + tc, mask=mm, other=0.0).to(ACC) * v
+                elif HAS_W:
                     w = tl.load(w_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
                 else:
                     w = v
@@ -566,6 +582,8 @@ def softmax_index_forward(
     need_pixel: bool,
     poison: bool = True,
     bg_split: tuple[float, float, float, float] | None = None,
+    class_w: Tensor | None = None,
+    kept_w: bool = False,
     block_m: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Statistics pass + finalize for softmax logits ``x`` ``(N, C, M)`` and class indices ``t`` ``(N, M)``.
@@ -574,8 +592,10 @@ def softmax_index_forward(
     float64 for float64 logits). ``F`` is ``sum_m w_m f(log p_{t_m})`` (cross entropy for ``gamma = 0``, else the
     focal term; ``w`` = ``wpix`` or the kept mask; ``gamma_pix`` a per-pixel exponent overriding ``gamma``).
     ``bg_split`` ``(w_0, w_other, gamma_0, gamma_other)``: the pixel term's weight (times the kept mask) and exponent
-    by background / other class, from the target (instead of ``wpix``/``gamma_pix``). ``block_m`` overrides the
-    tile width (tests use small tiles so that every mask edge is hit).
+    by background / other class, from the target (instead of ``wpix``/``gamma_pix``); ``class_w`` ``(C,)``: the
+    pixel term's weight per class, read at each pixel's class (instead of ``wpix``), and with ``kept_w`` the kept
+    count becomes the sum of that weight. ``block_m`` overrides the tile width (tests use small tiles so that every
+    mask edge is hit).
     """
     n, c, m = x.shape
     bm = block_m or softmax_block_m(c)
@@ -586,9 +606,9 @@ def softmax_index_forward(
     split = bg_split if bg_split is not None else (0.0, 0.0, 0.0, 0.0)
     _softmax_index_stats_kernel[(n, tiles)](
         x, t, x if valid is None else valid, x if wpix is None else wpix, x if gamma_pix is None else gamma_pix,
-        part, c, m, tiles, float(gamma), *(float(v) for v in split),
+        x if class_w is None else class_w, part, c, m, tiles, float(gamma), *(float(v) for v in split),
         HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
-        BG_SPLIT=bg_split is not None, GAMMA_ZERO=gz,
+        BG_SPLIT=bg_split is not None, HAS_CW=class_w is not None, KEPT_W=kept_w, GAMMA_ZERO=gz,
         NEED_PIXEL=need_pixel, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip
     tp, psum, gsum, p2, pix, kept = _finalize(part, n, c, tiles, poison)
@@ -608,6 +628,7 @@ def softmax_index_backward(
     *,
     scale: Tensor | None = None,
     bg_split: tuple[float, float, float, float] | None = None,
+    class_w: Tensor | None = None,
     block_m: int | None = None,
 ) -> Tensor:
     """The gradient pass: ``dL/dx`` ``(N, C, M)`` in ``x``'s dtype from the incoming gradients (device pointers).
@@ -626,10 +647,11 @@ def softmax_index_backward(
     split = bg_split if bg_split is not None else (0.0, 0.0, 0.0, 0.0)
     _softmax_index_grad_kernel[(n, tiles)](
         x, t, x if valid is None else valid, x if wpix is None else wpix, x if gamma_pix is None else gamma_pix,
+        x if class_w is None else class_w,
         g_tp if g_tp is not None else x, g_psum if g_psum is not None else x, g_pix if g_pix is not None else x,
         scale if scale is not None else x, grad, c, m, float(gamma), *(float(v) for v in split),
         HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
-        BG_SPLIT=bg_split is not None, GAMMA_ZERO=gz,
+        BG_SPLIT=bg_split is not None, HAS_CW=class_w is not None, GAMMA_ZERO=gz,
         NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None, ACC=_tl_acc(acc),
         BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip

@@ -94,12 +94,16 @@ def whole(
     per_image: bool = False,
     wpix: Tensor | None = None,
     gamma_pix: Tensor | None = None,
+    class_w: Tensor | None = None,
+    kept_weighted: bool = False,
 ) -> Tensor | None:
     """The loss by the operator, or None where :func:`applies` says no.
 
     ``class_weights`` weigh the region part's classes (all C, or the kept ones); ``wpix`` ``(N, M)`` weighs the
     softmax pixel term (already times the kept mask) and ``gamma_pix`` ``(N, M)`` its per-pixel focal exponent;
-    ``per_image`` and ``include_background`` apply to the region part.
+    ``class_w`` ``(C,)`` weighs it by each pixel's class instead (read in the kernels), and ``kept_weighted`` makes
+    its mean divide by the summed weight (the weighted cross entropy) instead of the kept pixels. ``per_image`` and
+    ``include_background`` apply to the region part.
     """
     if not applies(prep, reduction):
         return None
@@ -116,13 +120,14 @@ def whole(
         if w.numel() != c:  # given for the kept classes only
             w = torch.cat([w.new_zeros(1), w])
     reg = region if region is not None else Region(0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0)
-    if gamma_pix is not None and prep.mode != "multiclass":
-        raise ValueError("whole: a per-pixel focal exponent applies to the softmax pixel term only")
+    if (gamma_pix is not None or class_w is not None) and prep.mode != "multiclass":
+        raise ValueError("whole: per-pixel exponents and class weights of the pixel term apply to the softmax only")
     pix = pixel if pixel is not None else Pixel(0.0)
     gamma0 = reg.gamma if reg.gamma0 is None else reg.gamma0
     region_args = [reg.weight, reg.a, reg.e, reg.c1, reg.c2, reg.smooth, reg.gamma, gamma0]
     pixel_args = [pix.weight, pix.gamma, float("nan") if pix.alpha is None else float(pix.alpha)]
     pixel_args += [float(v) for v in pix.split] if pix.split is not None else [float("nan")] * 4
+    pixel_args.append(1.0 if kept_weighted else 0.0)
     mean = reduction == "mean"
     if prep.mode == "multiclass":
         t = prep.target
@@ -130,11 +135,24 @@ def whole(
         bad = None
         if not _ops.triton_runs(x.device):  # the Triton kernels count bad indices themselves
             t, bad = _dispatch.guard_indices(t, c, valid)
-        if wpix is None:  # the pixel term counts the kept pixels only (the statistics operators' convention)
+        if wpix is None and class_w is None:  # the pixel term counts the kept pixels only (the operators' convention)
             wpix = valid
         _dispatch._note("whole:softmax_index:ops")
         out: tuple[Tensor, Tensor, Tensor, Tensor] = _ops.whole_loss_fwd(
-            x, t, None, valid, wpix, gamma_pix, w, region_args, reg.term, pixel_args, skip_first, per_image, mean
+            x,
+            t,
+            None,
+            valid,
+            wpix,
+            gamma_pix,
+            class_w,
+            w,
+            region_args,
+            reg.term,
+            pixel_args,
+            skip_first,
+            per_image,
+            mean,
         )
         loss = out[0]
         if bad is not None:
@@ -145,6 +163,19 @@ def whole(
         valid_d = valid_d.expand_as(x).contiguous()
     _dispatch._note("whole:sigmoid_dense:ops")
     dense: tuple[Tensor, Tensor, Tensor, Tensor] = _ops.whole_loss_fwd(
-        x, None, prep.target, valid_d, None, None, w, region_args, reg.term, pixel_args, skip_first, per_image, mean
+        x,
+        None,
+        prep.target,
+        valid_d,
+        None,
+        None,
+        None,
+        w,
+        region_args,
+        reg.term,
+        pixel_args,
+        skip_first,
+        per_image,
+        mean,
     )
     return dense[0]

@@ -155,15 +155,22 @@ def dice_ce_loss(
         process_group=process_group,
     )
     c = prep.num_classes
-    if label_smoothing == 0 and not squared and weights is None:
+    c_all = weights is not None and weights.numel() == prep.num_classes
+    if label_smoothing == 0 and not squared and (weights is None or (mode == "multiclass" and c_all)):
+        # the class weights weigh both terms: Dice's classes, and the cross entropy of each pixel by its class (a
+        # mean over the summed weight)
+        w_dev = None if weights is None else weights.to(device=prep.logits.device, dtype=prep.logits.dtype)
         whole = _whole.whole(
             prep,
             fn=fn,
             reduction=reduction,
             region=_whole.dice_region(dice_weight, smooth, log_loss),
             pixel=_whole.Pixel(ce_weight),
+            class_weights=w_dev,
             include_background=include_background,
             per_image=per_image,
+            class_w=w_dev,
+            kept_weighted=w_dev is not None,
         )
         if whole is not None:  # the GPU's short path: the whole loss in one operator
             return whole

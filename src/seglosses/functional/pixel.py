@@ -185,9 +185,12 @@ def cross_entropy_values(
         check_class_weights_length(fn, weights, c, c)
         w = weights.to(device=prep.logits.device, dtype=prep.logits.dtype)
     eps = label_smoothing
-    if eps == 0 and w is None:
-        whole = _whole.whole(prep, fn=fn, reduction=reduction, pixel=_whole.Pixel(1.0))
-        if whole is not None:  # the GPU's short path: the whole loss in one operator
+    if eps == 0 and (w is None or mode == "multiclass"):
+        # the GPU's short path: the whole loss in one operator (class weights read at each pixel's class there)
+        whole = _whole.whole(
+            prep, fn=fn, reduction=reduction, pixel=_whole.Pixel(1.0), class_w=w, kept_weighted=w is not None
+        )
+        if whole is not None:
             return whole
     path = _dispatch.pixel_path(prep, reduction=reduction) if eps == 0 else "generic"
     if path == "softmax_index":
@@ -360,9 +363,8 @@ def focal_values(prep: Prepared, alpha: object, gamma: float, reduction: str) ->
             a_w = (
                 None if alpha is None else torch.as_tensor(alpha).to(device=prep.logits.device, dtype=prep.logits.dtype)
             )
-            wpix_w = None if a_w is None else pixel_weights(prep, a_w)
             whole = _whole.whole(
-                prep, fn="focal_loss", reduction=reduction, pixel=_whole.Pixel(1.0, gamma), wpix=wpix_w
+                prep, fn="focal_loss", reduction=reduction, pixel=_whole.Pixel(1.0, gamma), class_w=a_w
             )
         else:
             a_s = None if alpha is None else float(alpha)  # type: ignore[arg-type]
