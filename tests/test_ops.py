@@ -163,6 +163,9 @@ def _whole_args(kind: str, masked: bool, weights: bool, dtype):
         if weights:  # a per-pixel weight of the pixel term (the focal loss's alpha of each pixel's class)
             wpix = w[t] if valid is None else w[t] * valid
         return x, t, None, valid, wpix, None, w
+    if kind == "binary":  # one channel (the unified focal loss reads it as the pair [background, foreground])
+        x = torch.randn(n, 1, m, generator=g, dtype=dtype, requires_grad=True)
+        c = 1
     tgt = (torch.rand(n, c, m, generator=g) > 0.5).to(dtype)
     valid = (torch.rand(n, c, m, generator=g) > 0.3).to(dtype) if masked else None
     return x, None, tgt, valid, None, None, w
@@ -203,6 +206,17 @@ WHOLE_CASES = [
         [1.0, 0.0, NAN, NAN, NAN, NAN, NAN, 1.0],
         False,
         False,
+        True,
+    ),
+    (
+        "binary",
+        True,
+        False,
+        [0.4, 1.0, 0.0, 0.4, 0.6, 1e-7, 0.5, 1.0, 1.0],
+        2,
+        [0.6, 0.5, 0.6, NAN, NAN, NAN, NAN, 0.0, 1.0],
+        False,
+        True,
         True,
     ),
 ]

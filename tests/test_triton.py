@@ -72,6 +72,9 @@ RATIO_OPTIONS = (
     ("unified_focal_loss", "multiclass", {"weight": 0.3, "delta": 0.7, "gamma": 0.4}),
     ("unified_focal_loss", "multiclass", {"asymmetric": False, "gamma": 0.0, "delta": 0.5}),
     ("asymmetric_focal_loss", "multiclass", {"delta": 0.6, "gamma": 1.5}),
+    ("unified_focal_loss", "binary", {"weight": 0.4, "delta": 0.6, "gamma": 0.3}),
+    ("unified_focal_loss", "binary", {"asymmetric": False, "delta": 0.7, "gamma": 0.5}),
+    ("asymmetric_focal_tversky_loss", "binary", {"delta": 0.6, "gamma": 0.25}),
     ("symmetric_focal_tversky_loss", "multiclass", {"delta": 0.6, "gamma": 0.3}),
     ("generalized_dice_loss", "multiclass", {"per_image": True, "include_background": False}),
     ("generalized_dice_loss", "binary", {"smooth": 0.0}),
@@ -312,8 +315,8 @@ def _sweep_cases() -> list[tuple[str, str, object, object, dict[str, object]]]: 
     for i in range(SWEEP):
         name = rng.choice(sorted(options))
         mode = rng.choice(["binary", "multiclass", "multilabel"])
-        if name == "unified_focal_loss":
-            mode = "multiclass"
+        if name == "unified_focal_loss" and mode == "multilabel":
+            mode = rng.choice(["binary", "multiclass"])
         kw = options[name]()
         if mode == "binary":
             kw.pop("include_background", None)

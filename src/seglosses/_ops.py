@@ -819,13 +819,23 @@ def _whole_formula_twin(
     and ``den = e TP + c1 P + c2 G + s``, ``dr/dTP = (a den - e num) / den^2``, ``dr/dP = -c1 num / den^2`` (0 where
     ``0 / 0`` is read as 1); ``dl/dr`` is -1, ``-1/r`` or ``-gamma (1 - r)^(gamma - 1)`` (0 at ``r = 1``).
     """
-    lam_r, a, e, c1, c2, smooth, gamma, gamma0 = region
+    lam_r, a, e, c1, c2, smooth, gamma, gamma0 = region[:8]
+    two_class = _two_class(region)
     n, c = tp.shape
     loss = torch.zeros((), dtype=tp.dtype, device=tp.device)
     ctp, cp = tp.new_empty((0,)), tp.new_empty((0,))  # two tensors: outputs may not alias
     if lam_r != 0 and term >= 3:
         loss, ctp, cp = _gdl_twin(tp, psum, gsum, kept, smooth, term == 4, skip_first, per_image, mean, lam_r)
     elif lam_r != 0:
+        n_out, c_out = n, c
+        if two_class:  # one channel as the pair [background, foreground]
+            k = kept.unsqueeze(-1)
+            tp, psum, gsum = (
+                torch.cat([k - psum - gsum + tp, tp], -1),
+                torch.cat([k - psum, psum], -1),
+                torch.cat([k - gsum, gsum], -1),
+            )
+            c = 2
         big_t, big_p, big_g = (tp, psum, gsum) if per_image else (tp.sum(0), psum.sum(0), gsum.sum(0))
         num = a * big_t + smooth
         den = e * big_t + c1 * big_p + c2 * big_g + smooth
@@ -854,8 +864,12 @@ def _whole_formula_twin(
         norm = (w.sum() * (n if per_image else 1)) if mean else torch.ones((), dtype=tp.dtype, device=tp.device)
         w = w * lam_r / norm
         loss = loss + (val * w).sum()
-        ctp = (w * dval * dr_tp).expand(n, c).contiguous()
-        cp = (w * dval * dr_p).expand(n, c).contiguous()
+        dtp = (w * dval * dr_tp).expand(n, c)
+        dp = (w * dval * dr_p).expand(n, c)
+        if two_class:  # the background's coefficients flow back to the foreground's TP (+1) and P (-1, -1)
+            dtp, dp = dtp[:, 1:] + dtp[:, :1], dp[:, 1:] - dtp[:, :1] - dp[:, :1]
+        ctp = dtp.reshape(n_out, c_out).contiguous()
+        cp = dp.reshape(n_out, c_out).contiguous()
     cpix = tp.new_empty((0,))
     if lam_p != 0:
         total = kept.sum()
@@ -935,6 +949,16 @@ def _split_arg(pixel: list[float]) -> tuple[float, float, float, float] | None:
     return pixel[3], pixel[4], pixel[5], pixel[6]
 
 
+def _two_class(region: list[float]) -> bool:
+    """Whether the ratio part reads one channel as the pair [background, foreground] (``region[8]``)."""
+    return len(region) > 8 and region[8] != 0
+
+
+def _pos0(pixel: list[float]) -> bool:
+    """Whether the sigmoid pixel term's positive part has no focal modulation (``pixel[8]``, asymmetric)."""
+    return len(pixel) > 8 and pixel[8] != 0
+
+
 def _kept_weighted(pixel: list[float]) -> bool:
     """Whether the pixel mean divides by the summed pixel weight (``pixel[7]``), not the kept count."""
     return len(pixel) > 7 and pixel[7] != 0
@@ -986,7 +1010,9 @@ def _whole_fwd_twin(
         )
     else:
         assert g is not None
-        tp, psum, gsum, pix = _sigmoid_dense_fwd_twin(x, g, valid, _alpha_arg(alpha), gamma_p, True, need_pixel, False)
+        tp, psum, gsum, pix = _sigmoid_dense_fwd_twin(
+            x, g, valid, _alpha_arg(alpha), gamma_p, True, need_pixel, _pos0(pixel)
+        )
     kept = _kept_per_image(x, t, valid)
     if _kept_weighted(pixel) and wpix is not None:
         kept = wpix.to(kept.dtype).sum(-1)
@@ -1067,12 +1093,12 @@ def _whole_loss_fwd_cuda(
     else:
         assert g is not None
         tp, psum, gsum, _, pix, kept = _triton.sigmoid_forward(
-            x, g.contiguous(), valid_c, _alpha_arg(alpha), gamma_p, need_pixel=lam_p != 0
+            x, g.contiguous(), valid_c, _alpha_arg(alpha), gamma_p, need_pixel=lam_p != 0, pos0=_pos0(pixel)
         )
-    lam_r, a, e, c1, c2, smooth, gamma, gamma0 = region
+    lam_r, a, e, c1, c2, smooth, gamma, gamma0 = region[:8]
     return _triton_whole.whole_loss(
         tp, psum, gsum, pix, kept, weights, (lam_r, a, e, c1, c2, smooth, gamma, gamma0), term, lam_p,
-        skip_first=skip_first, per_image=per_image, mean=mean,
+        skip_first=skip_first, per_image=per_image, mean=mean, two_class=_two_class(region),
     )  # fmt: skip
 
 
@@ -1138,7 +1164,7 @@ def _whole_bwd_twin(
         )
     assert g is not None
     return _sigmoid_dense_bwd_twin(
-        x, g, valid, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, need_stats, lam_p != 0, False
+        x, g, valid, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, need_stats, lam_p != 0, _pos0(pixel)
     )
 
 
@@ -1191,8 +1217,9 @@ def _whole_loss_bwd_cuda(
         )  # fmt: skip
     assert g is not None
     return _triton.sigmoid_backward(
-        x.contiguous(), g.contiguous(), valid_c, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, scale=scale
-    )
+        x.contiguous(), g.contiguous(), valid_c, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, scale=scale,
+        pos0=_pos0(pixel),
+    )  # fmt: skip
 
 
 @whole_loss_bwd.register_fake

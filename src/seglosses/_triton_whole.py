@@ -90,6 +90,67 @@ if triton is not None:
         return val, dval * dr_tp, dval * dr_p
 
     @triton.jit  # type: ignore[untyped-decorator]
+    def _row_stats(
+        tp_ptr: tl.tensor,
+        p_ptr: tl.tensor,
+        g_ptr: tl.tensor,
+        kept_ptr: tl.tensor,
+        n: tl.tensor,
+        C: tl.tensor,
+        offs: tl.tensor,
+        mc: tl.tensor,
+        TWO_CLASS: tl.constexpr,
+        ACC: tl.constexpr,
+    ) -> Any:
+        """``(TP, P, G)`` of image ``n`` over the classes.
+
+        ``TWO_CLASS``: the pair [background, foreground] of one channel, the background's ``TP_0 = K - P - G + TP``,
+        ``P_0 = K - P``, ``G_0 = K - G`` (``K`` the kept elements).
+        """
+        if TWO_CLASS:
+            t1 = tl.load(tp_ptr + n).to(ACC)
+            p1 = tl.load(p_ptr + n).to(ACC)
+            g1 = tl.load(g_ptr + n).to(ACC)
+            k = tl.load(kept_ptr + n).to(ACC)
+            tp = tl.where(offs == 0, k - p1 - g1 + t1, t1)
+            p = tl.where(offs == 0, k - p1, p1)
+            g = tl.where(offs == 0, k - g1, g1)
+        else:
+            row = n * C + offs
+            tp = tl.load(tp_ptr + row, mask=mc, other=0.0).to(ACC)
+            p = tl.load(p_ptr + row, mask=mc, other=0.0).to(ACC)
+            g = tl.load(g_ptr + row, mask=mc, other=0.0).to(ACC)
+        return tp, p, g
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _store_coefs(
+        ctp_ptr: tl.tensor,
+        cp_ptr: tl.tensor,
+        n: tl.tensor,
+        C: tl.tensor,
+        offs: tl.tensor,
+        mc: tl.tensor,
+        dtp: tl.tensor,
+        dp: tl.tensor,
+        TWO_CLASS: tl.constexpr,
+    ) -> None:
+        """Write image ``n``'s coefficients.
+
+        ``TWO_CLASS``: the background's flow back to the foreground's ``TP`` (``+1``) and ``P`` (``-1`` through
+        ``TP_0`` and ``P_0``).
+        """
+        if TWO_CLASS:
+            d0 = tl.sum(tl.where(offs == 0, dtp, 0.0), axis=0)
+            e0 = tl.sum(tl.where(offs == 0, dp, 0.0), axis=0)
+            d1 = tl.sum(tl.where(offs == 1, dtp, 0.0), axis=0)
+            e1 = tl.sum(tl.where(offs == 1, dp, 0.0), axis=0)
+            tl.store(ctp_ptr + n, d1 + d0)
+            tl.store(cp_ptr + n, e1 - d0 - e0)
+        else:
+            tl.store(ctp_ptr + n * C + offs, dtp, mask=mc)
+            tl.store(cp_ptr + n * C + offs, dp, mask=mc)
+
+    @triton.jit  # type: ignore[untyped-decorator]
     def _whole_kernel(
         tp_ptr: tl.tensor,
         p_ptr: tl.tensor,
@@ -120,6 +181,7 @@ if triton is not None:
         SKIP_FIRST: tl.constexpr,
         HAS_REGION: tl.constexpr,
         HAS_PIXEL: tl.constexpr,
+        TWO_CLASS: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK_C: tl.constexpr,
     ) -> None:
@@ -135,7 +197,10 @@ if triton is not None:
         gamma = _as_acc(gamma, ACC)
         gamma0 = _as_acc(gamma0, ACC)
         offs = tl.arange(0, BLOCK_C)
-        mc = offs < C
+        if TWO_CLASS:  # one channel as the pair [background, foreground]
+            mc = offs < 2
+        else:
+            mc = offs < C
         loss = tl.sum(tl.where(mc, 0.0, 0.0).to(ACC), axis=0)
         gam = tl.where(offs == 0, gamma0, gamma).to(ACC)  # class 0 may have its own exponent
         if HAS_REGION:
@@ -154,14 +219,10 @@ if triton is not None:
                 w = w * lam_r / norm
                 total = tl.sum(w * 0.0, axis=0)
                 for n in range(N):
-                    row = n * C + offs
-                    tp = tl.load(tp_ptr + row, mask=mc, other=0.0).to(ACC)
-                    p = tl.load(p_ptr + row, mask=mc, other=0.0).to(ACC)
-                    g = tl.load(g_ptr + row, mask=mc, other=0.0).to(ACC)
+                    tp, p, g = _row_stats(tp_ptr, p_ptr, g_ptr, kept_ptr, n, C, offs, mc, TWO_CLASS, ACC)
                     val, dtp, dp = _ratio_terms(tp, p, g, a, e, c1, c2, smooth, gam, TERM, SMOOTH_ZERO)
                     total += tl.sum(tl.where(mc, w * val, 0.0), axis=0)
-                    tl.store(ctp_ptr + row, w * dtp, mask=mc)
-                    tl.store(cp_ptr + row, w * dp, mask=mc)
+                    _store_coefs(ctp_ptr, cp_ptr, n, C, offs, mc, w * dtp, w * dp, TWO_CLASS)
                 loss += total
             else:
                 w = w * lam_r / norm
@@ -169,15 +230,14 @@ if triton is not None:
                 p = w * 0.0
                 g = w * 0.0
                 for n in range(N):  # the batch statistics: the images added in order (deterministic)
-                    row = n * C + offs
-                    tp += tl.load(tp_ptr + row, mask=mc, other=0.0).to(ACC)
-                    p += tl.load(p_ptr + row, mask=mc, other=0.0).to(ACC)
-                    g += tl.load(g_ptr + row, mask=mc, other=0.0).to(ACC)
+                    tpn, pn, gn = _row_stats(tp_ptr, p_ptr, g_ptr, kept_ptr, n, C, offs, mc, TWO_CLASS, ACC)
+                    tp += tpn
+                    p += pn
+                    g += gn
                 val, dtp, dp = _ratio_terms(tp, p, g, a, e, c1, c2, smooth, gam, TERM, SMOOTH_ZERO)
                 loss += tl.sum(tl.where(mc, w * val, 0.0), axis=0)
                 for n in range(N):
-                    tl.store(ctp_ptr + n * C + offs, w * dtp, mask=mc)
-                    tl.store(cp_ptr + n * C + offs, w * dp, mask=mc)
+                    _store_coefs(ctp_ptr, cp_ptr, n, C, offs, mc, w * dtp, w * dp, TWO_CLASS)
         if HAS_PIXEL:
             fsum = loss * 0.0
             kept = loss * 0.0
@@ -347,13 +407,15 @@ def whole_loss(
     skip_first: bool,
     per_image: bool,
     mean: bool,
+    two_class: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Launch the formula program: ``(loss (), dL/dTP (N, C), dL/dP (N, C), dL/dF (N,))`` (``(0,)`` if absent).
 
     ``region`` ``(lambda_r, a, e, c1, c2, smooth, gamma, gamma_0)`` (``lambda_r = 0``: no region part; ``gamma_0``
     the exponent of class 0), ``term`` one of
     :data:`TERMS`, ``weights`` ``(C,)`` class weights on the device or None, ``skip_first``: class 0 left out;
-    ``lam_p`` the weight of the pixel part (0: none); ``pix`` and ``kept`` ``(N,)`` from finalize.
+    ``lam_p`` the weight of the pixel part (0: none); ``pix`` and ``kept`` ``(N,)`` from finalize; ``two_class``: the
+    one channel's ratio part as the pair [background, foreground].
     """
     n, c = tp.shape
     acc = _acc(tp.dtype)
@@ -375,7 +437,7 @@ def whole_loss(
         tp, psum, gsum, pix, kept, tp if weights is None else weights, loss, ctp, cp, cpix, n, c, lam_r, float(lam_p),
         a, e, c1, c2, smooth, gamma, gamma0,
         TERM=term, SMOOTH_ZERO=smooth == 0.0, PER_IMAGE=per_image, MEAN=mean, HAS_W=weights is not None,
-        SKIP_FIRST=skip_first, HAS_REGION=has_region, HAS_PIXEL=lam_p != 0.0, ACC=_tl_acc(acc),
-        BLOCK_C=_next_pow2(c),
+        SKIP_FIRST=skip_first, HAS_REGION=has_region, HAS_PIXEL=lam_p != 0.0, TWO_CLASS=two_class, ACC=_tl_acc(acc),
+        BLOCK_C=2 if two_class else _next_pow2(c),
     )  # fmt: skip
     return loss, ctp, cp, cpix

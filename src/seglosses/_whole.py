@@ -25,7 +25,7 @@ class Region(NamedTuple):
 
     ``term`` 0: ``1 - r``, 1: ``-log r``, 2: ``(1 - r)^gamma`` (class 0 with the exponent ``gamma0`` when given; 1
     is the plain ``1 - r``); 3 and 4: the generalized Dice instead (its own weights; 4: one channel as the pair
-    [background, foreground]).
+    [background, foreground]). ``two_class``: the ratio part of one channel as that pair too.
     """
 
     weight: float
@@ -37,19 +37,22 @@ class Region(NamedTuple):
     gamma: float
     term: int
     gamma0: float | None = None
+    two_class: bool = False
 
 
 class Pixel(NamedTuple):
     """The pixel part: ``weight *`` the mean (or sum) over kept pixels of the cross entropy / focal term.
 
     ``split`` ``(w_0, w_other, gamma_0, gamma_other)``: the softmax term's weight and exponent by background / other
-    class (the unified focal loss), read from the target in the kernels (no per-pixel maps built).
+    class (the unified focal loss), read from the target in the kernels (no per-pixel maps built); ``pos0``: the
+    sigmoid term's positive part without focal modulation (the asymmetric variant).
     """
 
     weight: float
     gamma: float = 0.0
     alpha: float | None = None
     split: tuple[float, float, float, float] | None = None
+    pos0: bool = False
 
 
 def tversky_region(weight: float, alpha: float, beta: float, smooth: float, gamma: float = 1.0) -> Region:
@@ -109,7 +112,7 @@ def whole(
         return None
     x = prep.logits
     n, c, _m = x.shape
-    two_class = region is not None and region.term == 4
+    two_class = region is not None and (region.term == 4 or region.two_class)
     skip_first = region is not None and (prep.mode != "binary" or two_class) and not include_background
     if skip_first:
         check_classes_left(fn, 2 if two_class else c, include_background)
@@ -124,10 +127,10 @@ def whole(
         raise ValueError("whole: per-pixel exponents and class weights of the pixel term apply to the softmax only")
     pix = pixel if pixel is not None else Pixel(0.0)
     gamma0 = reg.gamma if reg.gamma0 is None else reg.gamma0
-    region_args = [reg.weight, reg.a, reg.e, reg.c1, reg.c2, reg.smooth, reg.gamma, gamma0]
+    region_args = [reg.weight, reg.a, reg.e, reg.c1, reg.c2, reg.smooth, reg.gamma, gamma0, float(reg.two_class)]
     pixel_args = [pix.weight, pix.gamma, float("nan") if pix.alpha is None else float(pix.alpha)]
     pixel_args += [float(v) for v in pix.split] if pix.split is not None else [float("nan")] * 4
-    pixel_args.append(1.0 if kept_weighted else 0.0)
+    pixel_args += [1.0 if kept_weighted else 0.0, 1.0 if pix.pos0 else 0.0]
     mean = reduction == "mean"
     if prep.mode == "multiclass":
         t = prep.target

@@ -70,32 +70,37 @@ def _binary_valid(prep: Prepared) -> Tensor | None:
     return valid
 
 
-def _uf_region(weight: float, delta: float, gamma: float, asymmetric: bool, smooth: float) -> _whole.Region:
-    """``L_FT`` as the whole-loss operator's ratio part (multiclass).
+def _uf_region(
+    weight: float, delta: float, gamma: float, asymmetric: bool, smooth: float, binary: bool = False
+) -> _whole.Region:
+    """``L_FT`` as the whole-loss operator's ratio part (binary: the pair [1 - p, p] from the one channel).
 
     mTI = (TP + s) / (TP + delta FN + (1 - delta) FP + s): ``c1 = 1 - delta`` on P, ``c2 = delta`` on G and no TP
     term left in the denominator; ``(1 - mTI)^(1 - gamma)``, the background's linear when asymmetric.
     """
     return _whole.Region(
-        weight, 1.0, 0.0, 1 - delta, delta, smooth, 1 - gamma, 2, gamma0=1.0 if asymmetric else 1 - gamma
-    )
+        weight, 1.0, 0.0, 1 - delta, delta, smooth, 1 - gamma, 2, gamma0=1.0 if asymmetric else 1 - gamma,
+        two_class=binary,
+    )  # fmt: skip
 
 
-def _uf_pixel(weight: float, delta: float, gamma: float, asymmetric: bool) -> _whole.Pixel:
-    """``L_F`` as the whole-loss operator's pixel part (multiclass).
+def _uf_pixel(weight: float, delta: float, gamma: float, asymmetric: bool, binary: bool = False) -> _whole.Pixel:
+    """``L_F`` as the whole-loss operator's pixel part.
 
-    Weight ``1 - delta`` and exponent ``gamma`` on background pixels, ``delta`` and (asymmetric) 0 on the others,
-    read from the target in the kernels.
+    Multiclass: weight ``1 - delta`` and exponent ``gamma`` on background pixels, ``delta`` and (asymmetric) 0 on
+    the others, read from the target in the kernels. Binary: the sigmoid focal term with ``alpha = delta`` and, when
+    asymmetric, no modulation of the foreground term (see :func:`_focal_part`).
     """
+    if binary:
+        return _whole.Pixel(weight, gamma, alpha=delta, pos0=asymmetric)
     return _whole.Pixel(weight, gamma, split=(1 - delta, delta, gamma, 0.0 if asymmetric else gamma))
 
 
 def _focal_part(prep: Prepared, delta: float, gamma: float, asymmetric: bool, reduction: str) -> Tensor:
     """``L_F``: per pixel, the sum over classes of the modified focal terms, then the mean over kept pixels."""
-    if prep.mode == "multiclass":  # the GPU's short path: the whole loss in one operator
-        whole = _whole.whole(
-            prep, fn="focal", reduction=reduction, pixel=_uf_pixel(1.0, delta, gamma, asymmetric), per_image=True
-        )
+    if prep.mode in ("multiclass", "binary"):  # the GPU's short path: the whole loss in one operator
+        pixel = _uf_pixel(1.0, delta, gamma, asymmetric, binary=prep.mode == "binary")
+        whole = _whole.whole(prep, fn="focal", reduction=reduction, pixel=pixel, per_image=True)
         if whole is not None:
             return whole
     path = _dispatch.pixel_path(prep, reduction=reduction)
@@ -149,8 +154,8 @@ def _tversky_part(
 
     The per-image statistics need no sync; with ``prep.sync`` the mean runs over the images of every rank.
     """
-    if prep.mode == "multiclass":  # the GPU's short path: the whole loss in one operator
-        region = _uf_region(1.0, delta, gamma, asymmetric, smooth)
+    if prep.mode in ("multiclass", "binary"):  # the GPU's short path: the whole loss in one operator
+        region = _uf_region(1.0, delta, gamma, asymmetric, smooth, binary=prep.mode == "binary")
         whole = _whole.whole(prep, fn="focal_tversky", reduction=reduction, region=region, per_image=True)
         if whole is not None:
             return whole
@@ -519,9 +524,10 @@ def unified_focal_loss(
     check_hparams(fn, weight=weight, delta=delta, gamma=gamma, asymmetric=asymmetric, smooth=smooth)
     check_reduction(fn, reduction, ("mean", "sum"))
     prep = _prepare_uf(fn, input, target, mode, from_logits, ignore_index, sync_stats, process_group)
-    if prep.mode == "multiclass" and _whole.applies(prep, reduction):  # the GPU's short path: one operator
-        region = _uf_region(1 - weight, delta, gamma, asymmetric, smooth)
-        pixel = _uf_pixel(weight, delta, gamma, asymmetric)
+    if _whole.applies(prep, reduction):  # the GPU's short path: one operator (binary or multiclass)
+        binary = prep.mode == "binary"
+        region = _uf_region(1 - weight, delta, gamma, asymmetric, smooth, binary=binary)
+        pixel = _uf_pixel(weight, delta, gamma, asymmetric, binary=binary)
         whole = _whole.whole(prep, fn=fn, reduction=reduction, region=region, pixel=pixel, per_image=True)
         if whole is not None:
             return whole
