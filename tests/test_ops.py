@@ -219,6 +219,17 @@ WHOLE_CASES = [
         True,
         True,
     ),
+    (
+        "sigmoid",
+        True,
+        False,
+        [0.5, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0],
+        0,
+        [1.0, 0.5, 0.25, NAN, NAN, NAN, NAN, 0.0],
+        False,
+        True,
+        True,
+    ),
 ]
 
 
@@ -230,7 +241,7 @@ def test_opcheck_whole_loss(kind, masked, weights, region, term, pixel, skip, pe
     """``seglosses::whole_loss_fwd`` / ``whole_loss_bwd``: schema, fake tensors, autograd registration."""
     x, t, tgt, valid, wpix, gpix, w = _whole_args(kind, masked, weights, dtype)
     cw = None
-    if kind == "softmax" and len(pixel) > 7:  # a weight per class read at each pixel's class
+    if kind in ("softmax", "sigmoid") and len(pixel) > 7:  # a weight per class (softmax) or channel (sigmoid)
         cw, wpix = torch.tensor([0.3, 1.0, 2.0], dtype=dtype), None
     args = (x, t, tgt, valid, wpix, gpix, cw, w, region, term, pixel, skip, per_image, mean)
     torch.library.opcheck(torch.ops.seglosses.whole_loss_fwd.default, args)
@@ -247,7 +258,7 @@ def test_whole_loss_op_gradcheck_float64(kind, masked, weights, region, term, pi
     """The coefficients written out in the formula (and the Triton kernel) against finite differences."""
     x, t, tgt, valid, wpix, gpix, w = _whole_args(kind, masked, weights, torch.float64)
     cw = None
-    if kind == "softmax" and len(pixel) > 7:
+    if kind in ("softmax", "sigmoid") and len(pixel) > 7:
         cw, wpix = torch.tensor([0.3, 1.0, 2.0], dtype=torch.float64), None
 
     def f(a: torch.Tensor) -> torch.Tensor:

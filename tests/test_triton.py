@@ -69,6 +69,8 @@ RATIO_OPTIONS = (
     ("cross_entropy_loss", "multiclass", {"class_weights": [0.2, 1.0, 3.0]}),
     ("cross_entropy_loss", "multiclass", {"class_weights": [0.5, 2.0, 1.0], "reduction": "sum"}),
     ("dice_ce_loss", "multiclass", {"class_weights": [0.3, 1.0, 2.0], "include_background": False}),
+    ("cross_entropy_loss", "multilabel", {"class_weights": [0.2, 1.0, 3.0]}),
+    ("dice_ce_loss", "multilabel", {"class_weights": [0.5, 1.0, 2.0], "per_image": True}),
     ("unified_focal_loss", "multiclass", {"weight": 0.3, "delta": 0.7, "gamma": 0.4}),
     ("unified_focal_loss", "multiclass", {"asymmetric": False, "gamma": 0.0, "delta": 0.5}),
     ("asymmetric_focal_loss", "multiclass", {"delta": 0.6, "gamma": 1.5}),

@@ -964,6 +964,13 @@ def _kept_weighted(pixel: list[float]) -> bool:
     return len(pixel) > 7 and pixel[7] != 0
 
 
+def _channel_mask(x: Tensor, valid: Tensor | None, class_w: Tensor) -> Tensor:
+    """``(N, C, M)``: the kept mask (or ones) times each channel's weight."""
+    w = class_w.to(_acc(x.dtype)).view(1, -1, 1)
+    base = torch.ones_like(x, dtype=w.dtype) if valid is None else valid.to(w.dtype).expand_as(x)
+    return (base * w).contiguous()
+
+
 def _class_map(t: Tensor, valid: Tensor | None, class_w: Tensor, dtype: torch.dtype) -> Tensor:
     """The per-pixel weight ``w[t]`` (times the kept mask) of a weight per class, ``(N, M)``."""
     w = class_w.to(dtype)[t.clamp(0, class_w.numel() - 1)]
@@ -1011,8 +1018,12 @@ def _whole_fwd_twin(
     else:
         assert g is not None
         tp, psum, gsum, pix = _sigmoid_dense_fwd_twin(
-            x, g, valid, _alpha_arg(alpha), gamma_p, True, need_pixel, _pos0(pixel)
+            x, g, valid, _alpha_arg(alpha), gamma_p, True, need_pixel and class_w is None, _pos0(pixel)
         )
+        if need_pixel and class_w is not None:  # the pixel term weighted per channel: its kept mask times the weight
+            _, _, _, pix = _sigmoid_dense_fwd_twin(
+                x, g, _channel_mask(x, valid, class_w), _alpha_arg(alpha), gamma_p, False, True, _pos0(pixel)
+            )
     kept = _kept_per_image(x, t, valid)
     if _kept_weighted(pixel) and wpix is not None:
         kept = wpix.to(kept.dtype).sum(-1)
@@ -1093,7 +1104,14 @@ def _whole_loss_fwd_cuda(
     else:
         assert g is not None
         tp, psum, gsum, _, pix, kept = _triton.sigmoid_forward(
-            x, g.contiguous(), valid_c, _alpha_arg(alpha), gamma_p, need_pixel=lam_p != 0, pos0=_pos0(pixel)
+            x,
+            g.contiguous(),
+            valid_c,
+            _alpha_arg(alpha),
+            gamma_p,
+            need_pixel=lam_p != 0,
+            pos0=_pos0(pixel),
+            class_w=None if class_w is None else class_w.contiguous(),
         )
     lam_r, a, e, c1, c2, smooth, gamma, gamma0 = region[:8]
     return _triton_whole.whole_loss(
@@ -1163,9 +1181,20 @@ def _whole_bwd_twin(
             x, t, valid, wpix, gamma_p, gamma_pix, empty, empty, g_tp, g_ps, g_pix, need_stats, lam_p != 0
         )
     assert g is not None
-    return _sigmoid_dense_bwd_twin(
-        x, g, valid, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, need_stats, lam_p != 0, _pos0(pixel)
-    )
+    if class_w is None or lam_p == 0:
+        return _sigmoid_dense_bwd_twin(
+            x, g, valid, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, need_stats, lam_p != 0, _pos0(pixel)
+        )
+    # the pixel term weighted per channel: its gradient with the weighted mask, the statistics' with the plain one
+    grad = _sigmoid_dense_bwd_twin(
+        x, g, _channel_mask(x, valid, class_w), _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, False, True,
+        _pos0(pixel),
+    )  # fmt: skip
+    if need_stats:
+        grad = grad + _sigmoid_dense_bwd_twin(
+            x, g, valid, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, True, False, _pos0(pixel)
+        )
+    return grad
 
 
 @torch.library.custom_op("seglosses::whole_loss_bwd", mutates_args=())
@@ -1218,7 +1247,7 @@ def _whole_loss_bwd_cuda(
     assert g is not None
     return _triton.sigmoid_backward(
         x.contiguous(), g.contiguous(), valid_c, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, scale=scale,
-        pos0=_pos0(pixel),
+        pos0=_pos0(pixel), class_w=None if class_w is None else class_w.contiguous(),
     )  # fmt: skip
 
 

@@ -433,6 +433,7 @@ if triton is not None:
         x_ptr: tl.tensor,
         g_ptr: tl.tensor,
         v_ptr: tl.tensor,
+        cw_ptr: tl.tensor,
         part_ptr: tl.tensor,
         C: tl.tensor,
         M: tl.tensor,
@@ -442,6 +443,7 @@ if triton is not None:
         gamma: tl.float64,
         gamma_pos: tl.float64,
         HAS_VALID: tl.constexpr,
+        HAS_CW: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK_M: tl.constexpr,
@@ -475,6 +477,8 @@ if triton is not None:
         fsum = ps * 0.0
         if NEED_PIXEL:
             value, _ = _sigmoid_terms(x, g, w1, w0, gamma, gamma_pos, False)
+            if HAS_CW:  # the channel's weight of the pixel term
+                value = value * tl.load(cw_ptr + c).to(ACC)
             fsum = tl.sum(tl.where(v != 0.0, value * v, 0.0), axis=0)
         nkept = tl.sum(v, axis=0)
         k = tl.arange(0, 8)
@@ -502,6 +506,7 @@ if triton is not None:
         gps_ptr: tl.tensor,
         gpix_ptr: tl.tensor,
         scale_ptr: tl.tensor,
+        cw_ptr: tl.tensor,
         out_ptr: tl.tensor,
         C: tl.tensor,
         M: tl.tensor,
@@ -510,6 +515,7 @@ if triton is not None:
         gamma: tl.float64,
         gamma_pos: tl.float64,
         HAS_VALID: tl.constexpr,
+        HAS_CW: tl.constexpr,
         NEED_STATS: tl.constexpr,
         HAS_SCALE: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
@@ -546,6 +552,8 @@ if triton is not None:
             grad = p * (1.0 - p) * (gps + g * gtp)
         if NEED_PIXEL:
             _, deriv = _sigmoid_terms(x, g, w1, w0, gamma, gamma_pos, True)
+            if HAS_CW:  # the channel's weight of the pixel term
+                deriv = deriv * tl.load(cw_ptr + r % C).to(ACC)
             g_pix = tl.load(gpix_ptr + n).to(ACC)
             if HAS_SCALE:
                 g_pix = g_pix * tl.load(scale_ptr).to(ACC)
@@ -673,12 +681,14 @@ def sigmoid_forward(
     need_pixel: bool,
     pos0: bool = False,
     poison: bool = True,
+    class_w: Tensor | None = None,
     block_m: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Statistics pass + finalize for sigmoid logits ``x`` and a dense target ``g``, both ``(N, C, M)``.
 
     Returns ``(TP, P, G, P2, F, kept)`` as :func:`softmax_index_forward` (``F`` summed over the channels of each
-    image; ``kept`` counts kept elements). ``valid`` is ``(N, C, M)`` or None.
+    image; ``kept`` counts kept elements). ``valid`` is ``(N, C, M)`` or None; ``class_w`` ``(C,)`` weighs the pixel
+    term per channel.
     """
     n, c, m = x.shape
     bm = block_m or _SIGMOID_BLOCK
@@ -687,8 +697,9 @@ def sigmoid_forward(
     part = torch.empty((n, tiles, c, STATS), dtype=acc, device=x.device)
     w1, w0, gam, gam_pos = _sigmoid_weights(alpha, gamma, pos0)
     _sigmoid_stats_kernel[(n * c, tiles)](
-        x, g, x if valid is None else valid, part, c, m, tiles, w1, w0, gam, gam_pos,
-        HAS_VALID=valid is not None, NEED_PIXEL=need_pixel, ACC=_tl_acc(acc), BLOCK_M=bm,
+        x, g, x if valid is None else valid, x if class_w is None else class_w, part, c, m, tiles, w1, w0, gam,
+        gam_pos, HAS_VALID=valid is not None, HAS_CW=class_w is not None, NEED_PIXEL=need_pixel, ACC=_tl_acc(acc),
+        BLOCK_M=bm,
     )  # fmt: skip
     tp, psum, gsum, p2, pix, kept = _finalize(part, n, c, tiles, poison)
     return tp, psum, gsum, p2, pix, kept
@@ -706,6 +717,7 @@ def sigmoid_backward(
     *,
     pos0: bool = False,
     scale: Tensor | None = None,
+    class_w: Tensor | None = None,
     block_m: int | None = None,
 ) -> Tensor:
     """The sigmoid gradient pass (see :func:`softmax_index_backward` for the incoming gradients and ``scale``)."""
@@ -717,8 +729,9 @@ def sigmoid_backward(
     need_stats = g_tp is not None and g_psum is not None
     _sigmoid_grad_kernel[(n * c, tiles)](
         x, g, x if valid is None else valid, g_tp if g_tp is not None else x, g_psum if g_psum is not None else x,
-        g_pix if g_pix is not None else x, scale if scale is not None else x, grad, c, m, w1, w0, gam, gam_pos,
-        HAS_VALID=valid is not None, NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None,
+        g_pix if g_pix is not None else x, scale if scale is not None else x, x if class_w is None else class_w,
+        grad, c, m, w1, w0, gam, gam_pos, HAS_VALID=valid is not None, HAS_CW=class_w is not None,
+        NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None,
         ACC=_tl_acc(_acc(x.dtype)), BLOCK_M=bm,
     )  # fmt: skip
     return grad

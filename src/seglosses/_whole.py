@@ -104,8 +104,9 @@ def whole(
 
     ``class_weights`` weigh the region part's classes (all C, or the kept ones); ``wpix`` ``(N, M)`` weighs the
     softmax pixel term (already times the kept mask) and ``gamma_pix`` ``(N, M)`` its per-pixel focal exponent;
-    ``class_w`` ``(C,)`` weighs it by each pixel's class instead (read in the kernels), and ``kept_weighted`` makes
-    its mean divide by the summed weight (the weighted cross entropy) instead of the kept pixels. ``per_image`` and
+    ``class_w`` ``(C,)`` weighs it by each pixel's class instead (read in the kernels; the sigmoid term: by
+    channel), and ``kept_weighted`` makes its mean divide by the summed weight (the softmax's weighted cross entropy)
+    instead of the kept pixels. ``per_image`` and
     ``include_background`` apply to the region part.
     """
     if not applies(prep, reduction):
@@ -123,8 +124,8 @@ def whole(
         if w.numel() != c:  # given for the kept classes only
             w = torch.cat([w.new_zeros(1), w])
     reg = region if region is not None else Region(0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0)
-    if (gamma_pix is not None or class_w is not None) and prep.mode != "multiclass":
-        raise ValueError("whole: per-pixel exponents and class weights of the pixel term apply to the softmax only")
+    if gamma_pix is not None and prep.mode != "multiclass":
+        raise ValueError("whole: per-pixel exponents of the pixel term apply to the softmax only")
     pix = pixel if pixel is not None else Pixel(0.0)
     gamma0 = reg.gamma if reg.gamma0 is None else reg.gamma0
     region_args = [reg.weight, reg.a, reg.e, reg.c1, reg.c2, reg.smooth, reg.gamma, gamma0, float(reg.two_class)]
@@ -172,7 +173,7 @@ def whole(
         valid_d,
         None,
         None,
-        None,
+        class_w,
         w,
         region_args,
         reg.term,

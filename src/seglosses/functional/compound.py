@@ -156,7 +156,7 @@ def dice_ce_loss(
     )
     c = prep.num_classes
     c_all = weights is not None and weights.numel() == prep.num_classes
-    if label_smoothing == 0 and not squared and (weights is None or (mode == "multiclass" and c_all)):
+    if label_smoothing == 0 and not squared and (weights is None or c_all):
         # the class weights weigh both terms: Dice's classes, and the cross entropy of each pixel by its class (a
         # mean over the summed weight)
         w_dev = None if weights is None else weights.to(device=prep.logits.device, dtype=prep.logits.dtype)
@@ -170,7 +170,7 @@ def dice_ce_loss(
             include_background=include_background,
             per_image=per_image,
             class_w=w_dev,
-            kept_weighted=w_dev is not None,
+            kept_weighted=w_dev is not None and mode == "multiclass",
         )
         if whole is not None:  # the GPU's short path: the whole loss in one operator
             return whole
