@@ -41,3 +41,24 @@ def check_reference(name: str, case: Any, *, grad: bool = True, **kw: Any) -> to
         num = numeric_grad(lambda a: ref(a, case.t_np, **args), case.x_np, probabilities=not case.from_logits)
         np.testing.assert_allclose(to_np(x.grad), num, rtol=GRAD_RTOL, atol=GRAD_ATOL)
     return out
+
+
+def run_interpreted(script: str) -> dict[str, float]:
+    """Run ``script --worker`` in a subprocess under ``TRITON_INTERPRET=1``; the dict of its ``RESULTS`` JSON line.
+
+    ``TRITON_INTERPRET`` is read when a kernel is decorated, long after the test process imported seglosses, so the
+    Triton tests evaluate their cases in a fresh process (tests/test_triton.py, tests/test_triton_lovasz.py).
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run(
+        [sys.executable, script, "--worker"], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULTS ")]
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert lines, proc.stdout[-4000:]
+    return dict(json.loads(lines[-1][len("RESULTS ") :]))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -396,19 +395,9 @@ def _launch_counts() -> dict[str, float]:  # pragma: no cover - runs in the subp
 @pytest.fixture(scope="module")
 def interpreted() -> dict[str, float]:
     pytest.importorskip("triton")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--worker"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULTS ")]
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert lines, proc.stdout[-4000:]
-    return dict(json.loads(lines[-1][len("RESULTS ") :]))
+    from helpers import run_interpreted
+
+    return run_interpreted(str(Path(__file__).resolve()))
 
 
 def _keys(prefix: str, cases: dict[str, object]) -> list[str]:

@@ -151,6 +151,55 @@ if triton is not None:
         return value, deriv
 
     @triton.jit  # type: ignore[untyped-decorator]
+    def _pixel_weight(
+        t_ptr: tl.tensor,
+        w_ptr: tl.tensor,
+        gp_ptr: tl.tensor,
+        cw_ptr: tl.tensor,
+        n: tl.tensor,
+        offs_m: tl.tensor,
+        mm: tl.tensor,
+        v: tl.tensor,
+        C: tl.tensor,
+        M: tl.tensor,
+        gamma: tl.tensor,
+        w_bg: tl.tensor,
+        w_fg: tl.tensor,
+        g_bg: tl.tensor,
+        g_fg: tl.tensor,
+        HAS_W: tl.constexpr,
+        HAS_GPIX: tl.constexpr,
+        BG_SPLIT: tl.constexpr,
+        HAS_CW: tl.constexpr,
+        ACC: tl.constexpr,
+    ) -> Any:
+        """The softmax pixel term's weight and focal exponent at the pixels of a tile (statistics and gradient).
+
+        ``BG_SPLIT``: by background / other class, from the target (the unified focal loss); else the weight per
+        class read at each pixel's class (``HAS_CW``, index 0 where it is out of range), the per-pixel map
+        (``HAS_W``) or the kept mask, and the per-pixel exponent (``HAS_GPIX``) or ``gamma``.
+        """
+        if BG_SPLIT:
+            tt = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=1)
+            bgm = tt == 0
+            w = tl.where(bgm, w_bg, w_fg) * v
+            gam = tl.where(bgm, g_bg, g_fg)
+        else:
+            if HAS_CW:
+                tc = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0)
+                tc = tl.where((tc >= 0) & (tc < C), tc, 0)
+                w = tl.load(cw_ptr + tc, mask=mm, other=0.0).to(ACC) * v
+            elif HAS_W:
+                w = tl.load(w_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+            else:
+                w = v
+            if HAS_GPIX:
+                gam = tl.load(gp_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+            else:
+                gam = gamma
+        return w, gam
+
+    @triton.jit  # type: ignore[untyped-decorator]
     def _softmax_index_stats_kernel(
         x_ptr: tl.tensor,
         t_ptr: tl.tensor,
@@ -206,24 +255,10 @@ if triton is not None:
         p2 = tl.sum(pv * p, axis=1)  # sum v p_c^2
         fsum = tl.sum(v, axis=0) * 0.0
         if NEED_PIXEL:
-            if BG_SPLIT:  # weight and exponent by background / other class, from the target (unified focal loss)
-                tt = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=1)
-                bgm = tt == 0
-                w = tl.where(bgm, w_bg, w_fg) * v
-                gam = tl.where(bgm, g_bg, g_fg)
-            else:
-                if HAS_CW:  # a weight per class, read at each pixel's class (index 0 where it is out of range)
-                    tc = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0)
-                    tc = tl.where((tc >= 0) & (tc < C), tc, 0)
-                    w = tl.load(cw_ptr + tc, mask=mm, other=0.0).to(ACC) * v
-                elif HAS_W:
-                    w = tl.load(w_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
-                else:
-                    w = v
-                if HAS_GPIX:
-                    gam = tl.load(gp_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
-                else:
-                    gam = gamma
+            w, gam = _pixel_weight(
+                t_ptr, w_ptr, gp_ptr, cw_ptr, n, offs_m, mm, v, C, M, gamma, w_bg, w_fg, g_bg, g_fg,
+                HAS_W, HAS_GPIX, BG_SPLIT, HAS_CW, ACC,
+            )  # fmt: skip
             value, _ = _focal(logp_t, q, gam, GAMMA_ZERO)
             fsum = tl.sum(tl.where(mm & (w != 0.0), w * value, 0.0), axis=0)  # sum w f(log p_t)
         nkept = tl.sum(v, axis=0)
@@ -358,24 +393,10 @@ if triton is not None:
         grad = p * 0.0
         kk = v * 0.0
         if NEED_PIXEL:
-            if BG_SPLIT:  # weight and exponent by background / other class, from the target (unified focal loss)
-                tt = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=1)
-                bgm = tt == 0
-                w = tl.where(bgm, w_bg, w_fg) * v
-                gam = tl.where(bgm, g_bg, g_fg)
-            else:
-                if HAS_CW:  # a weight per class, read at each pixel's class (index 0 where it is out of range)
-                    tc = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0)
-                    tc = tl.where((tc >= 0) & (tc < C), tc, 0)
-                    w = tl.load(cw_ptr + tc, mask=mm, other=0.0).to(ACC) * v
-                elif HAS_W:
-                    w = tl.load(w_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
-                else:
-                    w = v
-                if HAS_GPIX:
-                    gam = tl.load(gp_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
-                else:
-                    gam = gamma
+            w, gam = _pixel_weight(
+                t_ptr, w_ptr, gp_ptr, cw_ptr, n, offs_m, mm, v, C, M, gamma, w_bg, w_fg, g_bg, g_fg,
+                HAS_W, HAS_GPIX, BG_SPLIT, HAS_CW, ACC,
+            )  # fmt: skip
             _, deriv = _focal(logp_t, q, gam, GAMMA_ZERO)
             g_pix = tl.load(gpix_ptr + n).to(ACC)  # the incoming gradient of the pixel sum, read on the device
             if HAS_SCALE:

@@ -29,8 +29,9 @@ from seglosses._distributed import sync_sums
 from seglosses._numerics import safe_divide
 from seglosses._prepare import Prepared, prepare
 from seglosses._reduce import reduce_classes, reduce_images
-from seglosses._stats import SoftStats, soft_stats
+from seglosses._stats import SoftStats
 from seglosses._types import Mode, Reduction
+from seglosses.functional.region import region_stats
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
@@ -53,22 +54,21 @@ def _stats(
     sync_stats: bool,
     process_group: ProcessGroup | None,
 ) -> tuple[SoftStats, Tensor | None]:
-    """Check the shared arguments, then the soft statistics of :mod:`seglosses._stats` (synced with ``sync``)."""
-    check_hparams(fn, per_image=per_image, class_weights=class_weights)
-    check_reduction(fn, reduction)
-    check_no_class_weights_binary(fn, class_weights, mode)
-    weights = check_weights_vector(fn, "class_weights", class_weights)
-    prep = prepare(
+    """Check the shared arguments, then the soft statistics (:func:`seglosses.functional.region.region_stats`)."""
+    return region_stats(
         fn,
         input,
         target,
         mode=mode,
         from_logits=from_logits,
+        class_weights=class_weights,
         ignore_index=ignore_index,
+        per_image=per_image,
+        reduction=reduction,
+        squared=squared,
         sync_stats=sync_stats,
         process_group=process_group,
     )
-    return soft_stats(prep, per_image=per_image, squared=squared), weights
 
 
 @hyperparameters(smooth=NONNEGATIVE, squared=FLAG)
