@@ -133,7 +133,8 @@ def test_two_tune_workers_share_one_sqlite_study(tmp_path: Path) -> None:
 
 
 def _tune_worker(url: str, out: Path, trials: int, *extra: str) -> subprocess.Popen[str]:
-    args = ["--loss", "tversky", "--data", "synthetic:binary", "--quick", "--epochs", "1", "--trials", str(trials)]
+    # two epochs per trial: a window of a few seconds in which the killing test sees the trial running
+    args = ["--loss", "tversky", "--data", "synthetic:binary", "--quick", "--epochs", "2", "--trials", str(trials)]
     args += ["--storage", url, "--study-name", "killed", "--device", "cpu", "--no-progress", "--threads", "1"]
     args += ["--confirm-seeds", "0", "--heartbeat", "1", "--out", str(out), *extra]
     return subprocess.Popen(
@@ -151,19 +152,22 @@ def test_tune_worker_killed_mid_trial_is_retried_and_the_study_completes(tmp_pat
     victim = _tune_worker(url, tmp_path / "a", 3)
     # kill worker A (SIGKILL: no cleanup at all) once it trains its second trial (its parameters are drawn)
     killed = None
+    study = None
     deadline = time.monotonic() + 600
     while killed is None and time.monotonic() < deadline and victim.poll() is None:
-        time.sleep(0.1)
-        try:
-            trials = optuna.load_study(study_name="killed", storage=url).get_trials(deepcopy=False)
-        except Exception:  # noqa: BLE001 - the study or its tables may not exist yet
+        time.sleep(0.05)
+        try:  # the study is loaded once (a fresh load per poll was slow on a busy machine: windows were missed)
+            if study is None:
+                study = optuna.load_study(study_name="killed", storage=url)
+            trials = study.get_trials(deepcopy=False)
+        except Exception:  # noqa: BLE001 - the study or its tables may not exist yet, or the database is locked
             continue
         running = [t for t in trials if t.state == TrialState.RUNNING and t.number >= 1 and t.params]
         if running:
             victim.send_signal(signal.SIGKILL)
             killed = running[0]
-    victim.communicate(timeout=30)
-    assert killed is not None, "worker A finished or failed before it could be killed mid-trial"
+    victim_output = victim.communicate(timeout=30)[0]
+    assert killed is not None, f"worker A finished or failed before it could be killed mid-trial:\n{victim_output}"
     assert victim.returncode == -signal.SIGKILL
     stuck = optuna.load_study(study_name="killed", storage=url).trials[killed.number]
     assert stuck.state == TrialState.RUNNING  # what SIGKILL leaves behind
