@@ -104,6 +104,8 @@ LAUNCH_LOSSES = {
     "focal": 6,
     "cross_entropy": 6,
     "unified_focal": 6,
+    "dice@float16": 6,  # half-precision logits: no extra launch (no float32 copy)
+    "dice_ce@bfloat16": 6,
 }
 #: ATen operators that launch no kernel on CUDA.
 NO_KERNEL = ("empty", "view", "reshape", "as_strided", "expand", "unsqueeze", "squeeze", "select", "slice",
@@ -111,6 +113,18 @@ NO_KERNEL = ("empty", "view", "reshape", "as_strided", "expand", "unsqueeze", "s
              "split", "narrow", "new_empty", "is_same_size", "sym_", "size", "stride")  # fmt: skip
 LOSS_MODES = (("binary", "hard", False), ("multiclass", "index", False), ("multiclass", "index", True),
               ("multilabel", "hard", True))  # fmt: skip
+#: float16/bfloat16 logits read by the Triton kernels as they are (no float32 copy of the input), reduced in float32.
+HALF_CASES = (
+    ("dice_loss", "multiclass", True),
+    ("dice_ce_loss", "multilabel", True),
+    ("focal_loss", "binary", False),
+    ("unified_focal_loss", "multiclass", False),
+    ("generalized_dice_loss", "binary", True),
+    ("cross_entropy_loss", "multiclass", True),
+)
+HALF_DTYPES = ("float16", "bfloat16")
+#: Relative rounding of the gradient stored in the input's dtype (its machine epsilon).
+HALF_EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7}
 
 
 def _worker() -> None:  # pragma: no cover - runs in the subprocess
@@ -257,6 +271,15 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
         xr = case.x.clone().requires_grad_(True)
         getattr(SF, name)(xr, case.t, **args).backward()  # the CPU path (C++ kernels or PyTorch)
         references.append(xr.grad)
+    halves = []  # (key, name, mode, x in its dtype, target, args, value and gradient of the float32 CPU path)
+    for dt_name in HALF_DTYPES:
+        for name, mode, ignore in HALF_CASES:
+            case = make_case_fn(mode, target="index" if mode == "multiclass" else "hard", ignore=ignore, seed=7)
+            xh = case.x.to(getattr(torch, dt_name))
+            xr = xh.float().requires_grad_(True)  # the same values, upcast: the float32 reference
+            ref = getattr(SF, name)(xr, case.t, **case.args())
+            ref.backward()
+            halves.append((f"half/{dt_name}/{name}/{mode}", name, xh, case.t, case.args(), float(ref), xr.grad))
     sweep = _sweep_cases()
     sweep_refs = []
     from seglosses import _dispatch
@@ -285,8 +308,53 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
         both_nan = math.isnan(ref_v) and math.isnan(float(out))
         results[f"sweep/{i}/value"] = 0.0 if both_nan else abs(float(out) - ref_v) / max(abs(ref_v), 1e-12)
         results[f"sweep/{i}/grad"] = float((xg.grad - ref_g).abs().max()) / max(float(ref_g.abs().max()), 1e-12)
+    for key, name, xh, t, args, ref_v, ref_g in halves:
+        xg = xh.clone().requires_grad_(True)
+        upcasts = _upcasts_of(xg)
+        with upcasts, torch.autocast("cpu", dtype=torch.bfloat16):  # autocast does not change the operators' dtypes
+            out = getattr(SF, name)(xg, t, **args)
+        with upcasts:
+            out.backward()
+        results[f"{key}/value"] = abs(float(out) - ref_v) / max(abs(ref_v), 1e-12)
+        results[f"{key}/float32_result"] = float(out.dtype != torch.float32)
+        results[f"{key}/grad_dtype"] = float(xg.grad.dtype != xh.dtype)
+        results[f"{key}/grad"] = float((xg.grad.float() - ref_g).abs().max()) / max(float(ref_g.abs().max()), 1e-30)
+        results[f"{key}/upcasts"] = float(upcasts.count)
+        if name == "dice_loss":  # the detector's own check: the per-element path (not whole) does upcast the input
+            detector = _upcasts_of(xg)
+            with detector:
+                getattr(SF, name)(xg, t, **args, reduction="none").sum().backward()
+            results[f"{key}/upcasts_not_whole"] = float(detector.count)
     results.update(_launch_counts())
     print("RESULTS " + json.dumps(results))
+
+
+def _upcasts_of(x: object) -> object:  # pragma: no cover - runs in the subprocess
+    """A dispatch mode counting the ATen operators that copy ``x`` (float16/bfloat16) into a wider float dtype.
+
+    Outside the Triton launches only (the interpreter's own tensor handling is not the GPU's).
+    """
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Upcasts(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            out = func(*args, **(kwargs or {}))
+            sources = [a for a in args if isinstance(a, torch.Tensor) and a.dtype == x.dtype]
+            results = out if isinstance(out, (tuple, list)) else (out,)
+            for r in results:
+                if (
+                    isinstance(r, torch.Tensor)
+                    and r.dtype in (torch.float32, torch.float64)
+                    and r.numel() == x.numel()
+                    and any(a.numel() == x.numel() for a in sources)
+                ):
+                    self.count += 1
+            return out
+
+    return Upcasts()
 
 
 def _sweep_cases() -> list[tuple[str, str, object, object, dict[str, object]]]:  # pragma: no cover - subprocess
@@ -381,12 +449,14 @@ def _launch_counts() -> dict[str, float]:  # pragma: no cover - runs in the subp
     x = torch.randn(2, 4, 32, 32, generator=g).requires_grad_(True)
     t = torch.randint(0, 4, (2, 32, 32), generator=g)
     for name in LAUNCH_LOSSES:
-        fn = getattr(SF, f"{name}_loss")
-        fn(x, t, mode="multiclass").backward()  # warm-up
-        x.grad = None
+        loss, _, dtype = name.partition("@")
+        fn = getattr(SF, f"{loss}_loss")
+        xd = x if not dtype else x.detach().to(getattr(torch, dtype)).requires_grad_(True)
+        fn(xd, t, mode="multiclass").backward()  # warm-up
+        xd.grad = None
         counts.clear()
         with Count():
-            fn(x, t, mode="multiclass").backward()
+            fn(xd, t, mode="multiclass").backward()
         out[f"launches/{name}"] = float(sum(counts.values()))
         print(f"launches {name}: {dict(counts)}", file=sys.stderr)
     return out
@@ -436,6 +506,24 @@ def test_edge_cases_through_the_triton_operators_match_the_readable_formulas(int
 def test_launches_of_one_forward_and_backward_on_the_gpu_path(interpreted, name):
     """Issue 17: at most 6 kernel launches for dice (and every loss computed whole on the GPU) forward + backward."""
     assert interpreted[f"launches/{name}"] <= LAUNCH_LOSSES[name], interpreted[f"launches/{name}"]
+
+
+HALF_KEYS = [f"half/{dt}/{name}/{mode}" for dt in HALF_DTYPES for name, mode, _ in HALF_CASES]
+
+
+@pytest.mark.parametrize("key", HALF_KEYS)
+def test_half_precision_logits_reach_the_triton_kernels_without_a_float32_copy(interpreted, key):
+    """Issue 17: float16/bfloat16 logits (also under autocast) give a float32 result equal to the float32 path on the
+    same values, the gradient in the input's dtype within its rounding, and no float32 copy of the input (the
+    whole-loss operators read it as it is)."""
+    eps = HALF_EPS[key.split("/")[1]]
+    assert interpreted[f"{key}/float32_result"] == 0.0
+    assert interpreted[f"{key}/grad_dtype"] == 0.0
+    assert interpreted[f"{key}/value"] < 1e-5, interpreted[f"{key}/value"]
+    assert interpreted[f"{key}/grad"] <= eps, interpreted[f"{key}/grad"]
+    assert interpreted[f"{key}/upcasts"] == 0.0, interpreted[f"{key}/upcasts"]
+    if f"{key}/upcasts_not_whole" in interpreted:  # the detector sees the copy where one is made
+        assert interpreted[f"{key}/upcasts_not_whole"] >= 1.0
 
 
 @pytest.mark.parametrize("key", LOSS_KEYS)

@@ -1003,7 +1003,11 @@ def _whole_fwd_twin(
     per_image: bool,
     mean: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The statistics by the operators' CPU implementations (C++ where it applies), the formula in PyTorch."""
+    """The statistics by the operators' CPU implementations (C++ where it applies), the formula in PyTorch.
+
+    float16/bfloat16 logits are upcast here (the Triton kernels read them as they are).
+    """
+    x = x.to(_acc(x.dtype))
     lam_p, gamma_p, alpha = pixel[:3]
     need_pixel = lam_p != 0
     split = _split_arg(pixel)
@@ -1162,6 +1166,9 @@ def _whole_bwd_twin(
     pixel: list[float],
     scale: Tensor,
 ) -> Tensor:
+    if x.dtype != _acc(x.dtype):  # float16/bfloat16 logits: computed in float32, the gradient in their dtype
+        grad = _whole_bwd_twin(x.float(), t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale)
+        return grad.to(x.dtype)
     n, c, _m = x.shape
     acc = _acc(x.dtype)
     s = scale.to(acc)

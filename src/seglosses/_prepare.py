@@ -28,7 +28,11 @@ class Prepared:
     Attributes:
         mode: ``"binary" | "multiclass" | "multilabel"``.
         from_logits: whether ``logits`` holds the raw input.
-        logits: ``(N, C, M)`` raw input (``C = 1`` in binary mode), float32 or float64.
+        raw: ``(N, C, M)`` view of the input in its own dtype (``C = 1`` in binary mode): float16/bfloat16 stay as
+            they are here, for the operators that read them directly (the GPU's whole-loss kernels reduce them in
+            float32 without a float32 copy of the input).
+        logits: ``(N, C, M)`` the input in the computation dtype :attr:`dtype` (float32 or float64): ``raw`` itself,
+            or its float32 copy made on first use for float16/bfloat16 inputs.
         prob: ``(N, C, M)`` probabilities (sigmoid, softmax over C, or the input itself), computed on first use
             (the fused paths of :mod:`seglosses._fused` never need it).
         target: ``(N, M)`` int64 class indices when ``form == "index"`` (ignored pixels set to 0), else ``(N, C, M)``
@@ -44,7 +48,7 @@ class Prepared:
 
     mode: str
     from_logits: bool
-    logits: Tensor
+    raw: Tensor
     target: Tensor
     form: str
     valid: Tensor | None
@@ -52,6 +56,26 @@ class Prepared:
     sync: Sync | None = None
 
     _cache: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The computation dtype: float64 for float64 inputs, else float32 (every reduction runs in it)."""
+        return torch.float64 if self.raw.dtype == torch.float64 else torch.float32
+
+    @property
+    def device(self) -> torch.device:
+        """The input's device."""
+        return self.raw.device
+
+    @property
+    def logits(self) -> Tensor:
+        """``(N, C, M)`` the input in :attr:`dtype`: float16/bfloat16 inputs upcast on first use (and kept)."""
+        x = self.raw
+        if x.dtype == self.dtype:
+            return x
+        if "logits" not in self._cache:
+            self._cache["logits"] = x.to(self.dtype)
+        return self._cache["logits"]
 
     @property
     def prob(self) -> Tensor:
@@ -70,7 +94,7 @@ class Prepared:
     @property
     def num_classes(self) -> int:
         """Number of channels ``C`` (1 in binary mode)."""
-        return int(self.logits.shape[1])
+        return int(self.raw.shape[1])
 
     def fused(self) -> bool:
         """Whether the fused softmax path applies: multiclass logits with class-index targets."""
@@ -89,9 +113,9 @@ class Prepared:
 
     def count(self) -> Tensor:
         """Number of kept elements per image and class, ``(N, C)``."""
-        n, c, m = self.logits.shape
+        n, c, m = self.raw.shape
         if self.valid is None:
-            return torch.full((n, c), float(m), dtype=self.logits.dtype, device=self.logits.device)
+            return torch.full((n, c), float(m), dtype=self.dtype, device=self.device)
         return self.valid.sum(-1).expand(n, c)
 
 
@@ -109,7 +133,8 @@ def prepare(
 ) -> Prepared:
     """Validate and flatten one call.
 
-    float16/bfloat16 inputs are upcast to float32 so that every reduction runs in float32 (also under autocast).
+    Every reduction runs in float32 (float64 for float64 inputs), also under autocast: float16/bfloat16 inputs are
+    upcast on first use of :attr:`Prepared.logits`; the whole-loss operators read them as they are (no copy).
     ``sync_stats``/``process_group`` are checked here and kept as ``Prepared.sync``.
     """
     check_mode(fn, mode)
@@ -120,7 +145,8 @@ def prepare(
         fn, input, target, mode=mode, ignore_index=ignore_index, allow_soft=allow_soft, index_values=False
     )
     shape = tuple(input.shape)
-    x = input if input.dtype in (torch.float32, torch.float64) else input.float()
+    x = input
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     n = x.shape[0]
     c = 1 if mode == "binary" else x.shape[1]
     x = x.reshape(n, c, -1)
@@ -132,7 +158,7 @@ def prepare(
         if ignore_index is not None:
             keep = t != ignore_index
             t = torch.where(keep, t, torch.zeros_like(t))
-            valid = keep.unsqueeze(1).to(x.dtype)
+            valid = keep.unsqueeze(1).to(dtype)
         check_index_range(fn, t, target, c=x.shape[1], ignore_index=ignore_index)
         t = t.long()
     else:
@@ -140,11 +166,9 @@ def prepare(
         if ignore_index is not None:
             keep = t != ignore_index
             t = torch.where(keep, t, torch.zeros_like(t))
-            valid = keep.to(x.dtype)
-        t = t.to(x.dtype)
-    return Prepared(
-        mode=mode, from_logits=from_logits, logits=x, target=t, form=form, valid=valid, shape=shape, sync=sync
-    )
+            valid = keep.to(dtype)
+        t = t.to(dtype)
+    return Prepared(mode=mode, from_logits=from_logits, raw=x, target=t, form=form, valid=valid, shape=shape, sync=sync)
 
 
 def log_probs(prep: Prepared, g: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -77,7 +77,7 @@ def generalized_dice_region(weight: float, smooth: float, two_class: bool) -> Re
 
 def applies(prep: Prepared, reduction: str) -> bool:
     """Whether the operator computes this call whole (CUDA with Triton or forced operators, a fused pass, ...)."""
-    x = prep.logits
+    x = prep.raw
     if prep.sync is not None or reduction not in ("mean", "sum") or x.numel() == 0:
         return False
     if not (_ops.triton_runs(x.device) or _dispatch.settings().ops is True):
@@ -111,7 +111,7 @@ def whole(
     """
     if not applies(prep, reduction):
         return None
-    x = prep.logits
+    x = prep.raw  # float16/bfloat16 as they are: the kernels reduce them in float32 (no float32 copy)
     n, c, _m = x.shape
     two_class = region is not None and (region.term == 4 or region.two_class)
     skip_first = region is not None and (prep.mode != "binary" or two_class) and not include_background
@@ -120,7 +120,7 @@ def whole(
     w = None
     if region is not None and class_weights is not None:
         check_class_weights_length(fn, class_weights, c, c - int(skip_first))
-        w = class_weights.to(device=x.device, dtype=x.dtype)
+        w = class_weights.to(device=x.device, dtype=prep.dtype)
         if w.numel() != c:  # given for the kept classes only
             w = torch.cat([w.new_zeros(1), w])
     reg = region if region is not None else Region(0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0)

@@ -159,7 +159,7 @@ def dice_ce_loss(
     if label_smoothing == 0 and not squared and (weights is None or c_all):
         # the class weights weigh both terms: Dice's classes, and the cross entropy of each pixel by its class (a
         # mean over the summed weight)
-        w_dev = None if weights is None else weights.to(device=prep.logits.device, dtype=prep.logits.dtype)
+        w_dev = None if weights is None else weights.to(device=prep.device, dtype=prep.dtype)
         whole = _whole.whole(
             prep,
             fn=fn,
@@ -181,7 +181,7 @@ def dice_ce_loss(
     if path == "softmax_index" and (weights is None or weights.numel() == c):
         # one softmax pass: the statistics and the (class-weighted) cross entropy sums together (weights of the
         # kept classes only take the generic path, whose cross entropy term raises: it needs all C)
-        w = None if weights is None else weights.to(device=prep.logits.device, dtype=prep.logits.dtype)
+        w = None if weights is None else weights.to(device=prep.device, dtype=prep.dtype)
         pixel_valid = pixel_weights(prep, w)
         fused = fused_stats_and_pixel(prep, per_image=per_image, wpix=pixel_valid)
     elif path == "sigmoid_dense" and weights is None:
@@ -467,7 +467,7 @@ def hybrid_focal_loss(
     fused = None
     path = _dispatch.stats_path(prep)
     if path == "softmax_index":
-        a_t = None if a is None else torch.as_tensor(a).to(device=prep.logits.device, dtype=prep.logits.dtype)
+        a_t = None if a is None else torch.as_tensor(a).to(device=prep.device, dtype=prep.dtype)
         wpix = pixel_weights(prep, a_t)
         fused = fused_stats_and_pixel(prep, per_image=per_image, wpix=wpix, gamma=focal_gamma)
         pixel_valid = prep.valid_pixels()

@@ -183,7 +183,7 @@ def cross_entropy_values(
     w = None
     if weights is not None:
         check_class_weights_length(fn, weights, c, c)
-        w = weights.to(device=prep.logits.device, dtype=prep.logits.dtype)
+        w = weights.to(device=prep.device, dtype=prep.dtype)
     eps = label_smoothing
     if eps == 0:
         # the GPU's short path: the whole loss in one operator (class weights read there at each pixel's class, or
@@ -362,9 +362,7 @@ def focal_values(prep: Prepared, alpha: object, gamma: float, reduction: str) ->
     c = prep.num_classes
     if _whole.applies(prep, reduction):  # the GPU's short path: the whole loss in one operator
         if prep.mode == "multiclass":
-            a_w = (
-                None if alpha is None else torch.as_tensor(alpha).to(device=prep.logits.device, dtype=prep.logits.dtype)
-            )
+            a_w = None if alpha is None else torch.as_tensor(alpha).to(device=prep.device, dtype=prep.dtype)
             whole = _whole.whole(
                 prep, fn="focal_loss", reduction=reduction, pixel=_whole.Pixel(1.0, gamma), class_w=a_w
             )
@@ -374,7 +372,7 @@ def focal_values(prep: Prepared, alpha: object, gamma: float, reduction: str) ->
         if whole is not None:
             return whole
     if prep.mode == "multiclass":
-        a = None if alpha is None else torch.as_tensor(alpha).to(device=prep.logits.device, dtype=prep.logits.dtype)
+        a = None if alpha is None else torch.as_tensor(alpha).to(device=prep.device, dtype=prep.dtype)
         if _dispatch.pixel_path(prep, reduction=reduction) == "softmax_index":
             wpix = pixel_weights(prep, a)
             pix = _dispatch.softmax_index_sums(
