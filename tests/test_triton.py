@@ -123,6 +123,16 @@ HALF_CASES = (
     ("cross_entropy_loss", "multiclass", True),
 )
 HALF_DTYPES = ("float16", "bfloat16")
+#: Targets in their own dtype read by the Triton kernels as they are (no int64 / float copy): (loss, mode, target
+#: dtype, ignored pixels).
+TARGET_DTYPE_CASES = (
+    ("dice_ce_loss", "multiclass", "uint8", True),
+    ("focal_loss", "multiclass", "int32", False),
+    ("dice_loss", "binary", "bool", False),
+    ("tversky_loss", "multilabel", "uint8", True),
+    ("cross_entropy_loss", "binary", "float16", False),
+    ("jaccard_loss", "multiclass", "int16", False),
+)
 #: Relative rounding of the gradient stored in the input's dtype (its machine epsilon).
 HALF_EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7}
 
@@ -280,6 +290,14 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
             ref = getattr(SF, name)(xr, case.t, **case.args())
             ref.backward()
             halves.append((f"half/{dt_name}/{name}/{mode}", name, xh, case.t, case.args(), float(ref), xr.grad))
+    targets = []  # (key, name, x, target in its dtype, args, value and gradient with the int64/float target)
+    for name, mode, dt_name, ignore in TARGET_DTYPE_CASES:
+        case = make_case_fn(mode, target="index" if mode == "multiclass" else "hard", ignore=ignore, seed=11)
+        t_raw = case.t.to(getattr(torch, dt_name))
+        xr = case.x.clone().requires_grad_(True)
+        ref = getattr(SF, name)(xr, case.t, **case.args())
+        ref.backward()
+        targets.append((f"target/{dt_name}/{name}/{mode}", name, case.x, t_raw, case.args(), float(ref), xr.grad))
     sweep = _sweep_cases()
     sweep_refs = []
     from seglosses import _dispatch
@@ -310,7 +328,7 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
         results[f"sweep/{i}/grad"] = float((xg.grad - ref_g).abs().max()) / max(float(ref_g.abs().max()), 1e-12)
     for key, name, xh, t, args, ref_v, ref_g in halves:
         xg = xh.clone().requires_grad_(True)
-        upcasts = _upcasts_of(xg)
+        upcasts = _copies_of(xg)
         with upcasts, torch.autocast("cpu", dtype=torch.bfloat16):  # autocast does not change the operators' dtypes
             out = getattr(SF, name)(xg, t, **args)
         with upcasts:
@@ -321,40 +339,55 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
         results[f"{key}/grad"] = float((xg.grad.float() - ref_g).abs().max()) / max(float(ref_g.abs().max()), 1e-30)
         results[f"{key}/upcasts"] = float(upcasts.count)
         if name == "dice_loss":  # the detector's own check: the per-element path (not whole) does upcast the input
-            detector = _upcasts_of(xg)
+            detector = _copies_of(xg)
             with detector:
                 getattr(SF, name)(xg, t, **args, reduction="none").sum().backward()
             results[f"{key}/upcasts_not_whole"] = float(detector.count)
+    for key, name, x, t_raw, args, ref_v, ref_g in targets:
+        xg = x.clone().requires_grad_(True)
+        copies = _copies_of(t_raw)
+        with copies:
+            out = getattr(SF, name)(xg, t_raw, **args)
+            out.backward()
+        results[f"{key}/value"] = abs(float(out) - ref_v) / max(abs(ref_v), 1e-12)
+        results[f"{key}/grad"] = err(xg.grad, ref_g)
+        results[f"{key}/copies"] = float(copies.count)
+        detector = _copies_of(t_raw)  # the detector's own check: the per-element path converts the target
+        with detector:
+            SF.cross_entropy_loss(xg, t_raw, **args, reduction="none").sum().backward()
+        results[f"{key}/copies_not_whole"] = float(detector.count)
     results.update(_launch_counts())
     print("RESULTS " + json.dumps(results))
 
 
-def _upcasts_of(x: object) -> object:  # pragma: no cover - runs in the subprocess
-    """A dispatch mode counting the ATen operators that copy ``x`` (float16/bfloat16) into a wider float dtype.
-
-    Outside the Triton launches only (the interpreter's own tensor handling is not the GPU's).
+def _copies_of(x: object) -> object:  # pragma: no cover - runs in the subprocess
+    """A dispatch mode counting the ATen operators that convert ``x`` (a tensor of ``x``'s dtype and size in, one of
+    the same size and another dtype out, bool masks and views aside): float16 logits upcast, uint8 targets made int64
+    or float.
     """
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    class Upcasts(TorchDispatchMode):
+    class Copies(TorchDispatchMode):
         count = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
             out = func(*args, **(kwargs or {}))
+            if func.namespace != "aten" or func.is_view:  # the operators' own outputs; views copy nothing
+                return out
             sources = [a for a in args if isinstance(a, torch.Tensor) and a.dtype == x.dtype]
             results = out if isinstance(out, (tuple, list)) else (out,)
             for r in results:
                 if (
                     isinstance(r, torch.Tensor)
-                    and r.dtype in (torch.float32, torch.float64)
+                    and r.dtype not in (x.dtype, torch.bool)
                     and r.numel() == x.numel()
                     and any(a.numel() == x.numel() for a in sources)
                 ):
                     self.count += 1
             return out
 
-    return Upcasts()
+    return Copies()
 
 
 def _sweep_cases() -> list[tuple[str, str, object, object, dict[str, object]]]:  # pragma: no cover - subprocess
@@ -524,6 +557,16 @@ def test_half_precision_logits_reach_the_triton_kernels_without_a_float32_copy(i
     assert interpreted[f"{key}/upcasts"] == 0.0, interpreted[f"{key}/upcasts"]
     if f"{key}/upcasts_not_whole" in interpreted:  # the detector sees the copy where one is made
         assert interpreted[f"{key}/upcasts_not_whole"] >= 1.0
+
+
+@pytest.mark.parametrize("key", [f"target/{dt}/{name}/{mode}" for name, mode, dt, _ in TARGET_DTYPE_CASES])
+def test_targets_reach_the_triton_kernels_in_their_own_dtype(interpreted, key):
+    """uint8/int16/int32 class indices and bool/uint8/float16 dense targets: the same loss and gradient as with int64
+    / float targets, and no converted copy of the target on the GPU path (the kernels read any dtype)."""
+    assert interpreted[f"{key}/value"] < 1e-9, interpreted[f"{key}/value"]
+    assert interpreted[f"{key}/grad"] < 1e-10, interpreted[f"{key}/grad"]
+    assert interpreted[f"{key}/copies"] == 0.0, interpreted[f"{key}/copies"]
+    assert interpreted[f"{key}/copies_not_whole"] >= 1.0  # the detector sees the copy where one is made
 
 
 @pytest.mark.parametrize("key", LOSS_KEYS)

@@ -86,7 +86,25 @@ def _variants(name: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+#: The statistics and gradient kernels also read float16/bfloat16 logits (the gradient stored in their dtype) and
+#: targets in their own dtype (class indices of any integer width; dense targets uint8 for bool masks, or float16):
+#: (logits and gradient pointer type, target pointer type), compiled with every flag set.
+DTYPES = {
+    "_softmax_index_stats_kernel": (("fp16", "u8"), ("bf16", "i16"), ("bf16", "i32"), ("fp16", "i8")),
+    "_softmax_index_grad_kernel": (("fp16", "u8"), ("bf16", "i16"), ("bf16", "i32"), ("fp16", "i8")),
+    "_sigmoid_stats_kernel": (("fp16", "u8"), ("bf16", "fp16"), ("bf16", "u8")),
+    "_sigmoid_grad_kernel": (("fp16", "u8"), ("bf16", "fp16"), ("bf16", "u8")),
+}
+#: Pointers that carry the logits' dtype and the target's.
+X_POINTERS = ("x_ptr", "out_ptr")
+T_POINTERS = ("t_ptr", "g_ptr")
+
 CASES = [case for name in KERNELS for case in _variants(name)]
+CASES += [
+    (name, {**dict.fromkeys(_flags(KERNELS[name]), True), "ACC": "fp32", "X": x, "T": t})
+    for name, pairs in DTYPES.items()
+    for x, t in pairs
+]
 
 
 def _compile(fn: Any, values: dict[str, Any]) -> Any:
@@ -102,6 +120,10 @@ def _compile(fn: Any, values: dict[str, Any]) -> Any:
                 constexprs[(i,)] = BLOCKS[p.name]
             else:
                 constexprs[(i,)] = values[p.name]
+        elif p.name in X_POINTERS and "X" in values:
+            signature[p.name] = f"*{values['X']}"
+        elif p.name in T_POINTERS and "T" in values:
+            signature[p.name] = f"*{values['T']}"
         elif p.name.endswith("_ptr"):
             signature[p.name] = POINTERS.get(p.name, f"*{acc}")
         elif p.annotation_type:  # float hyperparameters are typed float64 in the kernels

@@ -1005,9 +1005,12 @@ def _whole_fwd_twin(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The statistics by the operators' CPU implementations (C++ where it applies), the formula in PyTorch.
 
-    float16/bfloat16 logits are upcast here (the Triton kernels read them as they are).
+    float16/bfloat16 logits are upcast here, class indices made int64 and dense targets the logits' dtype (the Triton
+    kernels read all of them as they are).
     """
     x = x.to(_acc(x.dtype))
+    t = None if t is None else t.long()
+    g = None if g is None else g.to(x.dtype)
     lam_p, gamma_p, alpha = pixel[:3]
     need_pixel = lam_p != 0
     split = _split_arg(pixel)
@@ -1169,6 +1172,8 @@ def _whole_bwd_twin(
     if x.dtype != _acc(x.dtype):  # float16/bfloat16 logits: computed in float32, the gradient in their dtype
         grad = _whole_bwd_twin(x.float(), t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale)
         return grad.to(x.dtype)
+    t = None if t is None else t.long()
+    g = None if g is None else g.to(x.dtype)
     n, c, _m = x.shape
     acc = _acc(x.dtype)
     s = scale.to(acc)

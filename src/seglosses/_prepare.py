@@ -35,8 +35,12 @@ class Prepared:
             or its float32 copy made on first use for float16/bfloat16 inputs.
         prob: ``(N, C, M)`` probabilities (sigmoid, softmax over C, or the input itself), computed on first use
             (the fused paths of :mod:`seglosses._fused` never need it).
+        target_raw: the target in its own dtype (any integer dtype for class indices, bool/integer/floating for dense
+            targets; ignored elements set to 0), ``(N, M)`` or ``(N, C, M)``: what the GPU's whole-loss kernels read
+            (no converted copy).
         target: ``(N, M)`` int64 class indices when ``form == "index"`` (ignored pixels set to 0), else ``(N, C, M)``
-            float target in [0, 1] (ignored elements set to 0).
+            float target in [0, 1] in :attr:`dtype` (ignored elements set to 0): ``target_raw`` itself or its
+            converted copy, made on first use.
         form: ``"index"`` or ``"dense"``.
         valid: ``None`` when nothing is ignored, else a float 0/1 mask, ``(N, 1, M)`` for index targets and
             ``(N, C, M)`` for dense binary/multilabel targets.
@@ -49,7 +53,7 @@ class Prepared:
     mode: str
     from_logits: bool
     raw: Tensor
-    target: Tensor
+    target_raw: Tensor
     form: str
     valid: Tensor | None
     shape: tuple[int, ...]
@@ -76,6 +80,17 @@ class Prepared:
         if "logits" not in self._cache:
             self._cache["logits"] = x.to(self.dtype)
         return self._cache["logits"]
+
+    @property
+    def target(self) -> Tensor:
+        """The target as the PyTorch paths use it: int64 class indices, or the dense target in :attr:`dtype`."""
+        t = self.target_raw
+        want = torch.int64 if self.form == "index" else self.dtype
+        if t.dtype == want:
+            return t
+        if "target" not in self._cache:
+            self._cache["target"] = t.to(want)
+        return self._cache["target"]
 
     @property
     def prob(self) -> Tensor:
@@ -160,15 +175,15 @@ def prepare(
             t = torch.where(keep, t, torch.zeros_like(t))
             valid = keep.unsqueeze(1).to(dtype)
         check_index_range(fn, t, target, c=x.shape[1], ignore_index=ignore_index)
-        t = t.long()
     else:
         t = target.reshape(n, c, -1)
         if ignore_index is not None:
             keep = t != ignore_index
             t = torch.where(keep, t, torch.zeros_like(t))
             valid = keep.to(dtype)
-        t = t.to(dtype)
-    return Prepared(mode=mode, from_logits=from_logits, raw=x, target=t, form=form, valid=valid, shape=shape, sync=sync)
+    return Prepared(
+        mode=mode, from_logits=from_logits, raw=x, target_raw=t, form=form, valid=valid, shape=shape, sync=sync
+    )
 
 
 def log_probs(prep: Prepared, g: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -134,7 +134,7 @@ def whole(
     pixel_args += [1.0 if kept_weighted else 0.0, 1.0 if pix.pos0 else 0.0]
     mean = reduction == "mean"
     if prep.mode == "multiclass":
-        t = prep.target
+        t = prep.target_raw  # any integer dtype: the kernels read it as it is (no int64 copy)
         valid = prep.valid_pixels()
         bad = None
         if not _ops.triton_runs(x.device):  # the Triton kernels count bad indices themselves
@@ -165,11 +165,14 @@ def whole(
     valid_d = prep.valid
     if valid_d is not None and valid_d.shape != x.shape:
         valid_d = valid_d.expand_as(x).contiguous()
+    g = prep.target_raw  # any dtype (bool seen as uint8): the kernels read it as it is (no float copy)
+    if g.dtype == torch.bool:
+        g = g.view(torch.uint8)
     _dispatch._note("whole:sigmoid_dense:ops")
     dense: tuple[Tensor, Tensor, Tensor, Tensor] = _ops.whole_loss_fwd(
         x,
         None,
-        prep.target,
+        g,
         valid_d,
         None,
         None,
