@@ -167,6 +167,8 @@ def _whole_args(kind: str, masked: bool, weights: bool, dtype):
         x = torch.randn(n, 1, m, generator=g, dtype=dtype, requires_grad=True)
         c = 1
     tgt = (torch.rand(n, c, m, generator=g) > 0.5).to(dtype)
+    if kind == "soft":  # a soft dense target (the squared Dice's sum g^2 differs from sum g)
+        tgt = torch.rand(n, c, m, generator=g, dtype=dtype)
     valid = (torch.rand(n, c, m, generator=g) > 0.3).to(dtype) if masked else None
     return x, None, tgt, valid, None, None, w
 
@@ -174,8 +176,11 @@ def _whole_args(kind: str, masked: bool, weights: bool, dtype):
 NAN = float("nan")
 #: (kind, masked, weights, region [lambda_r, a, e, c1, c2, s, gamma, gamma_0], term, pixel [lambda_p, gamma, alpha],
 #: skip, per_image, mean): Dice, Jaccard with smooth 0, log Dice + focal, focal Tversky, focal alone, BCE alone,
-#: generalized Dice, the unified focal loss (class 0's own exponent, a per-pixel focal exponent)
+#: generalized Dice, the unified focal loss (class 0's own exponent, a per-pixel focal exponent); ``region[9] = 1``:
+#: the squared Dice (sums of p^2 and g^2) with a cross entropy part, and on a soft target
 WHOLE_CASES = [
+    ("softmax", True, True, [1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0], 1, [0.5, 0.0, NAN], True, True, True),
+    ("soft", True, False, [0.7, 2.0, 0.0, 1.0, 1.0, 0.5, 1.0, 1.0, 0.0, 1.0], 0, [0.3, 0.0, NAN], False, False, True),
     ("softmax", False, False, [1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0], 0, [0.0, 0.0, NAN], False, False, True),
     ("softmax", True, True, [1.0, 1.0, -1.0, 1.0, 1.0, 0.0, 1.0, 1.0], 0, [0.0, 0.0, NAN], True, True, True),
     ("softmax", True, True, [0.7, 2.0, 0.0, 1.0, 1.0, 0.5, 1.0, 1.0], 1, [0.4, 2.0, NAN], False, False, False),
@@ -247,7 +252,22 @@ def test_opcheck_whole_loss(kind, masked, weights, region, term, pixel, skip, pe
     torch.library.opcheck(torch.ops.seglosses.whole_loss_fwd.default, args)
     _loss, ctp, cp, cpix = _ops.whole_loss_fwd(*args)
     scale = torch.tensor(0.7, dtype=dtype)
-    bwd_args = (x.detach(), t, tgt, valid, wpix, gpix, cw, ctp.detach(), cp.detach(), cpix.detach(), pixel, scale)
+    squared = _ops._squared(region)
+    bwd_args = (
+        x.detach(),
+        t,
+        tgt,
+        valid,
+        wpix,
+        gpix,
+        cw,
+        ctp.detach(),
+        cp.detach(),
+        cpix.detach(),
+        pixel,
+        scale,
+        squared,
+    )
     torch.library.opcheck(torch.ops.seglosses.whole_loss_bwd.default, bwd_args)
 
 

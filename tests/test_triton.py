@@ -89,6 +89,12 @@ RATIO_OPTIONS = (
     ("tversky_loss", "multilabel", {"alpha": 0.7, "beta": 0.3, "include_background": False}),
     ("focal_tversky_loss", "multiclass", {"gamma": 0.5, "per_image": True, "reduction": "sum"}),
     ("focal_tversky_loss", "binary", {"gamma": 2.0, "smooth": 0.0}),
+    # the squared Dice (sums of p^2 and g^2; "_target": a soft target, where sum g^2 differs from sum g)
+    ("dice_loss", "multiclass", {"squared": True, "per_image": True}),
+    ("dice_loss", "binary", {"squared": True, "smooth": 0.0}),
+    ("dice_loss", "multilabel", {"squared": True, "include_background": False, "_target": "soft"}),
+    ("dice_ce_loss", "multiclass", {"squared": True, "class_weights": [0.3, 1.0, 2.0]}),
+    ("dice_ce_loss", "multilabel", {"squared": True, "log_loss": True, "_target": "soft"}),
 )
 #: The operators whose CUDA implementation runs the Triton kernels.
 CUDA_OPS = ("softmax_index_fwd", "softmax_index_bwd", "sigmoid_dense_fwd", "sigmoid_dense_bwd", "whole_loss_fwd",
@@ -105,6 +111,7 @@ LAUNCH_LOSSES = {
     "cross_entropy": 6,
     "unified_focal": 6,
     "dice@float16": 6,  # half-precision logits: no extra launch (no float32 copy)
+    "dice:squared": 6,
     "dice_ce@bfloat16": 6,
 }
 #: ATen operators that launch no kernel on CUDA.
@@ -149,8 +156,8 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
     def err(a: torch.Tensor, b: torch.Tensor) -> float:
         if a.shape != b.shape:
             return float("inf")
-        both_nan = torch.isnan(a) & torch.isnan(b)
-        diff = torch.where(both_nan, torch.zeros_like(a), (a - b).abs())
+        same = (a == b) | (torch.isnan(a) & torch.isnan(b))  # equal infinities and NaN on both sides agree
+        diff = torch.where(same, torch.zeros_like(a), (a - b).abs())
         return float(torch.nan_to_num(diff, nan=float("inf")).max()) if diff.numel() else 0.0
 
     for name, ((n, c, m), opt) in SOFTMAX_CASES.items():
@@ -273,8 +280,10 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
             key = f"loss/{name}/{mode}-{target}{'-ignore' if ignore else ''}"
             case = make_case_fn(mode, target=target, ignore=ignore, seed=zlib.crc32(name.encode()) % 1000)
             cases.append((key, name, case, case.args()))
-    for i, (name, mode, kw) in enumerate(RATIO_OPTIONS):
-        case = make_case_fn(mode, target="index" if mode == "multiclass" else "hard", ignore=True, seed=50 + i)
+    for i, (name, mode, options) in enumerate(RATIO_OPTIONS):
+        kw = {k: v for k, v in options.items() if k != "_target"}
+        target = str(options.get("_target", "index" if mode == "multiclass" else "hard"))
+        case = make_case_fn(mode, target=target, ignore=True, seed=50 + i)
         cases.append((f"options/{i}/{name}", name, case, {**case.args(), **kw}))
     references = []
     for _key, name, case, args in cases:
@@ -323,9 +332,12 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
         xg = x.clone().requires_grad_(True)
         out = getattr(SF, name)(xg, t, mode=mode, **kw)
         out.backward()
-        both_nan = math.isnan(ref_v) and math.isnan(float(out))
-        results[f"sweep/{i}/value"] = 0.0 if both_nan else abs(float(out) - ref_v) / max(abs(ref_v), 1e-12)
-        results[f"sweep/{i}/grad"] = float((xg.grad - ref_g).abs().max()) / max(float(ref_g.abs().max()), 1e-12)
+        # equal values (the same infinity: -log 0 with smooth 0) and NaN on both sides count as agreement
+        same = float(out) == ref_v or (math.isnan(ref_v) and math.isnan(float(out)))
+        results[f"sweep/{i}/value"] = 0.0 if same else abs(float(out) - ref_v) / max(abs(ref_v), 1e-12)
+        finite = ref_g[torch.isfinite(ref_g)]
+        scale = max(float(finite.abs().max()) if finite.numel() else 0.0, 1e-12)
+        results[f"sweep/{i}/grad"] = err(xg.grad, ref_g) / scale
     for key, name, xh, t, args, ref_v, ref_g in halves:
         xg = xh.clone().requires_grad_(True)
         upcasts = _copies_of(xg)
@@ -401,7 +413,7 @@ def _sweep_cases() -> list[tuple[str, str, object, object, dict[str, object]]]: 
     options = {
         "dice_loss": lambda: {"smooth": rng.choice([0.0, 1.0, 1e-5]), "log_loss": rng.random() < 0.3,
                               "include_background": rng.random() < 0.7, "per_image": rng.random() < 0.5,
-                              "reduction": rng.choice(["mean", "sum"])},
+                              "reduction": rng.choice(["mean", "sum"]), "squared": rng.random() < 0.3},
         "jaccard_loss": lambda: {"smooth": rng.choice([0.0, 1.0]), "per_image": rng.random() < 0.5},
         "tversky_loss": lambda: {"alpha": rng.random(), "beta": rng.random(), "smooth": rng.choice([0.0, 1.0])},
         "focal_tversky_loss": lambda: {"gamma": rng.choice([0.5, 1.0, 2.0]), "smooth": rng.choice([0.0, 1.0])},
@@ -449,6 +461,7 @@ def _launch_counts() -> dict[str, float]:  # pragma: no cover - runs in the subp
     (``ones_like``). Runs after the operators' CUDA implementations were registered for the CPU.
     """
     import collections
+    import functools
 
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -483,7 +496,8 @@ def _launch_counts() -> dict[str, float]:  # pragma: no cover - runs in the subp
     t = torch.randint(0, 4, (2, 32, 32), generator=g)
     for name in LAUNCH_LOSSES:
         loss, _, dtype = name.partition("@")
-        fn = getattr(SF, f"{loss}_loss")
+        loss, _, flag = loss.partition(":")  # "dice:squared": dice_loss(..., squared=True)
+        fn = functools.partial(getattr(SF, f"{loss}_loss"), **({flag: True} if flag else {}))
         xd = x if not dtype else x.detach().to(getattr(torch, dtype)).requires_grad_(True)
         fn(xd, t, mode="multiclass").backward()  # warm-up
         xd.grad = None

@@ -954,6 +954,36 @@ def _two_class(region: list[float]) -> bool:
     return len(region) > 8 and region[8] != 0
 
 
+def _squared(region: list[float]) -> bool:
+    """Whether ``P`` and ``G`` are the squared sums ``sum v p^2``, ``sum v g^2`` (``region[9]``, Milletari's Dice)."""
+    return len(region) > 9 and region[9] != 0
+
+
+def _squares(x: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``(sum v p^2, sum v g^2)`` per image and class, ``(N, C)`` each (the squared Dice's ``P`` and ``G``; CPU)."""
+    if t is not None:
+        p = torch.softmax(x, 1)
+        v = torch.ones_like(p[:, :1]) if valid is None else valid.to(x.dtype).unsqueeze(1)
+        g2 = torch.zeros_like(p[:, :, 0]).scatter_add_(1, t, v.squeeze(1).expand_as(t).contiguous())
+        return (p * p * v).sum(-1), g2
+    assert g is not None
+    p = torch.sigmoid(x)
+    v = torch.ones_like(p) if valid is None else valid.to(x.dtype).expand_as(p)
+    return (p * p * v).sum(-1), (g * g * v).sum(-1)
+
+
+def _squared_grad(x: Tensor, t: Tensor | None, valid: Tensor | None, g_p2: Tensor) -> Tensor:
+    """``dL/dx`` through ``sum v p^2`` alone, from its incoming gradient ``g_p2`` ``(N, C)`` (CPU)."""
+    if t is not None:
+        p = torch.softmax(x, 1)
+        v = torch.ones_like(p[:, :1]) if valid is None else valid.to(x.dtype).unsqueeze(1)
+        a = 2.0 * g_p2.unsqueeze(-1) * p * p * v  # dL/dp_c p_c
+        return a - p * a.sum(1, keepdim=True)
+    p = torch.sigmoid(x)
+    v = torch.ones_like(p) if valid is None else valid.to(x.dtype).expand_as(p)
+    return 2.0 * g_p2.unsqueeze(-1) * p * p * (1.0 - p) * v
+
+
 def _pos0(pixel: list[float]) -> bool:
     """Whether the sigmoid pixel term's positive part has no focal modulation (``pixel[8]``, asymmetric)."""
     return len(pixel) > 8 and pixel[8] != 0
@@ -1031,6 +1061,8 @@ def _whole_fwd_twin(
             _, _, _, pix = _sigmoid_dense_fwd_twin(
                 x, g, _channel_mask(x, valid, class_w), _alpha_arg(alpha), gamma_p, False, True, _pos0(pixel)
             )
+    if _squared(region):
+        psum, gsum = _squares(x, t, g, valid)
     kept = _kept_per_image(x, t, valid)
     if _kept_weighted(pixel) and wpix is not None:
         kept = wpix.to(kept.dtype).sum(-1)
@@ -1107,6 +1139,7 @@ def _whole_loss_fwd_cuda(
             x, t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p,
             None if gamma_pix is None else gamma_pix.contiguous(), need_pixel=lam_p != 0, bg_split=_split_arg(pixel),
             class_w=None if class_w is None else class_w.contiguous(), kept_w=_kept_weighted(pixel),
+            squared=_squared(region),
         )  # fmt: skip
     else:
         assert g is not None
@@ -1119,6 +1152,7 @@ def _whole_loss_fwd_cuda(
             need_pixel=lam_p != 0,
             pos0=_pos0(pixel),
             class_w=None if class_w is None else class_w.contiguous(),
+            squared=_squared(region),
         )
     lam_r, a, e, c1, c2, smooth, gamma, gamma0 = region[:8]
     return _triton_whole.whole_loss(
@@ -1168,12 +1202,18 @@ def _whole_bwd_twin(
     cpix: Tensor,
     pixel: list[float],
     scale: Tensor,
+    squared: bool,
 ) -> Tensor:
     if x.dtype != _acc(x.dtype):  # float16/bfloat16 logits: computed in float32, the gradient in their dtype
-        grad = _whole_bwd_twin(x.float(), t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale)
+        grad = _whole_bwd_twin(x.float(), t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale, squared)
         return grad.to(x.dtype)
     t = None if t is None else t.long()
     g = None if g is None else g.to(x.dtype)
+    if squared and ctp.numel() > 0:  # the P coefficient is that of sum v p^2: its own gradient, the rest as usual
+        rest = _whole_bwd_twin(
+            x, t, g, valid, wpix, gamma_pix, class_w, ctp, torch.zeros_like(cp), cpix, pixel, scale, False
+        )
+        return rest + _squared_grad(x, t, valid, cp * scale.to(cp.dtype))
     n, c, _m = x.shape
     acc = _acc(x.dtype)
     s = scale.to(acc)
@@ -1223,9 +1263,13 @@ def whole_loss_bwd(
     cpix: Tensor,
     pixel: list[float],
     scale: Tensor,
+    squared: bool,
 ) -> Tensor:
-    """``dL/dx`` of :func:`whole_loss_fwd`: the gradient pass with the coefficients times ``scale``."""
-    return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale)
+    """``dL/dx`` of :func:`whole_loss_fwd`: the gradient pass with the coefficients times ``scale``.
+
+    ``squared``: the P coefficient is that of ``sum v p^2``.
+    """
+    return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale, squared)
 
 
 @whole_loss_bwd.register_kernel("cuda")
@@ -1242,9 +1286,10 @@ def _whole_loss_bwd_cuda(
     cpix: Tensor,
     pixel: list[float],
     scale: Tensor,
+    squared: bool,
 ) -> Tensor:
     if not triton_runs(x.device):
-        return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale)
+        return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale, squared)
     lam_p, gamma_p, alpha = pixel[:3]
     valid_c = None if valid is None else valid.contiguous()
     g_tp = ctp if ctp.numel() > 0 else None
@@ -1254,12 +1299,12 @@ def _whole_loss_bwd_cuda(
         return _triton.softmax_index_backward(
             x.contiguous(), t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p,
             None if gamma_pix is None else gamma_pix.contiguous(), g_tp, g_ps, g_pix, scale=scale,
-            bg_split=_split_arg(pixel), class_w=None if class_w is None else class_w.contiguous(),
+            bg_split=_split_arg(pixel), class_w=None if class_w is None else class_w.contiguous(), squared=squared,
         )  # fmt: skip
     assert g is not None
     return _triton.sigmoid_backward(
         x.contiguous(), g.contiguous(), valid_c, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, scale=scale,
-        pos0=_pos0(pixel), class_w=None if class_w is None else class_w.contiguous(),
+        pos0=_pos0(pixel), class_w=None if class_w is None else class_w.contiguous(), squared=squared,
     )  # fmt: skip
 
 
@@ -1277,6 +1322,7 @@ def _whole_loss_bwd_fake(
     cpix: Tensor,
     pixel: list[float],
     scale: Tensor,
+    squared: bool,
 ) -> Tensor:
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
@@ -1286,6 +1332,7 @@ def _whole_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) 
     _loss, ctp, cp, cpix = output
     ctx.save_for_backward(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix)
     ctx.pixel = pixel
+    ctx.squared = _squared(inputs[8])
     ctx.set_materialize_grads(False)  # the coefficients' gradients stay None (no zero tensors, no launches)
 
 
@@ -1293,7 +1340,7 @@ def _whole_backward(ctx: Any, g_loss: Tensor | None, *_: Tensor | None) -> tuple
     x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix = ctx.saved_tensors
     if g_loss is None:
         return (None,) * 14
-    grad = whole_loss_bwd(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, ctx.pixel, g_loss)
+    grad = whole_loss_bwd(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, ctx.pixel, g_loss, ctx.squared)
     return (grad,) + (None,) * 13
 
 

@@ -224,11 +224,15 @@ if triton is not None:
         KEPT_W: tl.constexpr,
         GAMMA_ZERO: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
+        SQUARED: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK_M: tl.constexpr,
         BLOCK_C: tl.constexpr,
     ) -> None:
-        """Partials ``part[n, tile, c, :] = (TP, P, G, P2, F, kept, bad, nan)``; F, kept and the counters at c = 0."""
+        """Partials ``part[n, tile, c, :] = (TP, P, G, P2, F, kept, bad, nan)``; F, kept and the counters at c = 0.
+
+        ``SQUARED``: ``P`` is ``sum v p_c^2`` (the squared Dice's denominator; ``G`` is its own square here).
+        """
         # float scalars arrive as float64 (exact hyperparameters for float64 logits), used in ACC
         gamma = _as_acc(gamma, ACC)
         w_bg = _as_acc(w_bg, ACC)
@@ -253,6 +257,8 @@ if triton is not None:
         ps = tl.sum(pv, axis=1)  # P_c = sum v p_c
         gs = tl.sum(ohv, axis=1)  # G_c = sum v [t = c]
         p2 = tl.sum(pv * p, axis=1)  # sum v p_c^2
+        if SQUARED:
+            ps = p2
         fsum = tl.sum(v, axis=0) * 0.0
         if NEED_PIXEL:
             w, gam = _pixel_weight(
@@ -367,11 +373,15 @@ if triton is not None:
         NEED_STATS: tl.constexpr,
         HAS_SCALE: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
+        SQUARED: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK_M: tl.constexpr,
         BLOCK_C: tl.constexpr,
     ) -> None:
-        """``dx_c = A_c - p_c (sum_k A_k + K) + [c = t] K``, ``A_c = v p_c (dP_c + [c = t] dTP_c)``."""
+        """``dx_c = A_c - p_c (sum_k A_k + K) + [c = t] K``, ``A_c = v p_c (dP_c + [c = t] dTP_c)``.
+
+        ``SQUARED``: ``dP`` is the gradient of ``sum v p_c^2``, so ``A_c = v p_c (2 p_c dP_c + [c = t] dTP_c)``.
+        """
         # float scalars arrive as float64 (exact hyperparameters for float64 logits), used in ACC
         gamma = _as_acc(gamma, ACC)
         w_bg = _as_acc(w_bg, ACC)
@@ -409,7 +419,10 @@ if triton is not None:
                 sc = tl.load(scale_ptr).to(ACC)
                 gtp = gtp * sc
                 gps = gps * sc
-            a = (ohf * gtp[:, None] + gps[:, None]) * p * v[None, :]
+            if SQUARED:
+                a = (ohf * gtp[:, None] + 2.0 * p * gps[:, None]) * p * v[None, :]
+            else:
+                a = (ohf * gtp[:, None] + gps[:, None]) * p * v[None, :]
             b = tl.sum(a, axis=0) + kk
             grad = a - p * b[None, :]
         else:
@@ -466,10 +479,14 @@ if triton is not None:
         HAS_VALID: tl.constexpr,
         HAS_CW: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
+        SQUARED: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK_M: tl.constexpr,
     ) -> None:
-        """Partials ``part[n, tile, c, :] = (TP, P, G, P2, F, kept, 0, nan)`` of one channel row and tile."""
+        """Partials ``part[n, tile, c, :] = (TP, P, G, P2, F, kept, 0, nan)`` of one channel row and tile.
+
+        ``SQUARED``: ``P`` and ``G`` are ``sum v p^2`` and ``sum v g^2`` (the squared Dice's denominators).
+        """
         # float scalars arrive as float64 (exact hyperparameters for float64 logits), used in ACC
         w1 = _as_acc(w1, ACC)
         w0 = _as_acc(w0, ACC)
@@ -495,6 +512,9 @@ if triton is not None:
         ps = tl.sum(pv, axis=0)  # P = sum v p
         gs = tl.sum(g * v, axis=0)  # G = sum v g
         p2 = tl.sum(pv * p, axis=0)  # sum v p^2
+        if SQUARED:
+            ps = p2
+            gs = tl.sum(g * g * v, axis=0)  # sum v g^2
         fsum = ps * 0.0
         if NEED_PIXEL:
             value, _ = _sigmoid_terms(x, g, w1, w0, gamma, gamma_pos, False)
@@ -540,10 +560,14 @@ if triton is not None:
         NEED_STATS: tl.constexpr,
         HAS_SCALE: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
+        SQUARED: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK_M: tl.constexpr,
     ) -> None:
-        """``dx = v [p (1 - p) (dP + g dTP) + dF L'(x)]`` for one channel row and tile."""
+        """``dx = v [p (1 - p) (dP + g dTP) + dF L'(x)]`` for one channel row and tile.
+
+        ``SQUARED``: ``2 p dP`` instead of ``dP`` (the gradient of ``sum v p^2``).
+        """
         # float scalars arrive as float64 (exact hyperparameters for float64 logits), used in ACC
         w1 = _as_acc(w1, ACC)
         w0 = _as_acc(w0, ACC)
@@ -570,7 +594,10 @@ if triton is not None:
                 sc = tl.load(scale_ptr).to(ACC)
                 gtp = gtp * sc
                 gps = gps * sc
-            grad = p * (1.0 - p) * (gps + g * gtp)
+            if SQUARED:
+                grad = p * (1.0 - p) * (2.0 * p * gps + g * gtp)
+            else:
+                grad = p * (1.0 - p) * (gps + g * gtp)
         if NEED_PIXEL:
             _, deriv = _sigmoid_terms(x, g, w1, w0, gamma, gamma_pos, True)
             if HAS_CW:  # the channel's weight of the pixel term
@@ -613,6 +640,7 @@ def softmax_index_forward(
     bg_split: tuple[float, float, float, float] | None = None,
     class_w: Tensor | None = None,
     kept_w: bool = False,
+    squared: bool = False,
     block_m: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Statistics pass + finalize for softmax logits ``x`` ``(N, C, M)`` and class indices ``t`` ``(N, M)``.
@@ -623,7 +651,8 @@ def softmax_index_forward(
     ``bg_split`` ``(w_0, w_other, gamma_0, gamma_other)``: the pixel term's weight (times the kept mask) and exponent
     by background / other class, from the target (instead of ``wpix``/``gamma_pix``); ``class_w`` ``(C,)``: the
     pixel term's weight per class, read at each pixel's class (instead of ``wpix``), and with ``kept_w`` the kept
-    count becomes the sum of that weight. ``block_m`` overrides the tile width (tests use small tiles so that every
+    count becomes the sum of that weight. ``squared``: ``P`` is ``sum v p^2`` (the squared Dice's denominator; ``G``
+    needs no square for one-hot targets). ``block_m`` overrides the tile width (tests use small tiles so that every
     mask edge is hit).
     """
     n, c, m = x.shape
@@ -638,7 +667,7 @@ def softmax_index_forward(
         x if class_w is None else class_w, part, c, m, tiles, float(gamma), *(float(v) for v in split),
         HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
         BG_SPLIT=bg_split is not None, HAS_CW=class_w is not None, KEPT_W=kept_w, GAMMA_ZERO=gz,
-        NEED_PIXEL=need_pixel, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
+        NEED_PIXEL=need_pixel, SQUARED=squared, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip
     tp, psum, gsum, p2, pix, kept = _finalize(part, n, c, tiles, poison)
     return tp, psum, gsum, p2, pix, kept
@@ -658,13 +687,14 @@ def softmax_index_backward(
     scale: Tensor | None = None,
     bg_split: tuple[float, float, float, float] | None = None,
     class_w: Tensor | None = None,
+    squared: bool = False,
     block_m: int | None = None,
 ) -> Tensor:
     """The gradient pass: ``dL/dx`` ``(N, C, M)`` in ``x``'s dtype from the incoming gradients (device pointers).
 
     ``g_tp``/``g_psum`` ``(N, C)`` (None: the statistics are not used), ``g_pix`` ``(N,)`` (None: no pixel term);
     ``scale`` (one element, or None) multiplies ``g_tp``, ``g_psum`` and ``g_pix`` in the kernel (no launch of its
-    own).
+    own). ``squared``: ``g_psum`` is the gradient of ``sum v p^2`` (as :func:`softmax_index_forward`'s).
     """
     n, c, m = x.shape
     bm = block_m or softmax_block_m(c)
@@ -681,8 +711,8 @@ def softmax_index_backward(
         scale if scale is not None else x, grad, c, m, float(gamma), *(float(v) for v in split),
         HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
         BG_SPLIT=bg_split is not None, HAS_CW=class_w is not None, GAMMA_ZERO=gz,
-        NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None, ACC=_tl_acc(acc),
-        BLOCK_M=bm, BLOCK_C=_next_pow2(c),
+        NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None, SQUARED=squared,
+        ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip
     return grad
 
@@ -703,13 +733,14 @@ def sigmoid_forward(
     pos0: bool = False,
     poison: bool = True,
     class_w: Tensor | None = None,
+    squared: bool = False,
     block_m: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Statistics pass + finalize for sigmoid logits ``x`` and a dense target ``g``, both ``(N, C, M)``.
 
     Returns ``(TP, P, G, P2, F, kept)`` as :func:`softmax_index_forward` (``F`` summed over the channels of each
     image; ``kept`` counts kept elements). ``valid`` is ``(N, C, M)`` or None; ``class_w`` ``(C,)`` weighs the pixel
-    term per channel.
+    term per channel; ``squared``: ``P`` and ``G`` are ``sum v p^2`` and ``sum v g^2``.
     """
     n, c, m = x.shape
     bm = block_m or _SIGMOID_BLOCK
@@ -719,8 +750,8 @@ def sigmoid_forward(
     w1, w0, gam, gam_pos = _sigmoid_weights(alpha, gamma, pos0)
     _sigmoid_stats_kernel[(n * c, tiles)](
         x, g, x if valid is None else valid, x if class_w is None else class_w, part, c, m, tiles, w1, w0, gam,
-        gam_pos, HAS_VALID=valid is not None, HAS_CW=class_w is not None, NEED_PIXEL=need_pixel, ACC=_tl_acc(acc),
-        BLOCK_M=bm,
+        gam_pos, HAS_VALID=valid is not None, HAS_CW=class_w is not None, NEED_PIXEL=need_pixel, SQUARED=squared,
+        ACC=_tl_acc(acc), BLOCK_M=bm,
     )  # fmt: skip
     tp, psum, gsum, p2, pix, kept = _finalize(part, n, c, tiles, poison)
     return tp, psum, gsum, p2, pix, kept
@@ -739,9 +770,10 @@ def sigmoid_backward(
     pos0: bool = False,
     scale: Tensor | None = None,
     class_w: Tensor | None = None,
+    squared: bool = False,
     block_m: int | None = None,
 ) -> Tensor:
-    """The sigmoid gradient pass (see :func:`softmax_index_backward` for the incoming gradients and ``scale``)."""
+    """The sigmoid gradient pass (:func:`softmax_index_backward` has the incoming gradients, scale and squared)."""
     n, c, m = x.shape
     bm = block_m or _SIGMOID_BLOCK
     tiles = max(1, triton.cdiv(m, bm))
@@ -752,7 +784,7 @@ def sigmoid_backward(
         x, g, x if valid is None else valid, g_tp if g_tp is not None else x, g_psum if g_psum is not None else x,
         g_pix if g_pix is not None else x, scale if scale is not None else x, x if class_w is None else class_w,
         grad, c, m, w1, w0, gam, gam_pos, HAS_VALID=valid is not None, HAS_CW=class_w is not None,
-        NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None,
+        NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None, SQUARED=squared,
         ACC=_tl_acc(_acc(x.dtype)), BLOCK_M=bm,
     )  # fmt: skip
     return grad

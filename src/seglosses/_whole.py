@@ -4,8 +4,8 @@ On CUDA with Triton the ratio losses (Dice, Jaccard, Tversky, focal Tversky), cr
 as three launches forward (statistics, finalize, the formula of :mod:`seglosses._triton_whole`) and one backward,
 instead of the statistics operators followed by two dozen small PyTorch operations. :func:`whole` is the one entry
 point the losses call; it returns None wherever the usual path runs (the CPU unless
-:func:`seglosses._dispatch.use` forces ``ops=True``, ``reduction="none"``, ``sync_stats``, the squared Dice, inputs
-without a fused statistics pass). The numbers are the same: the tests run the losses through both.
+:func:`seglosses._dispatch.use` forces ``ops=True``, ``reduction="none"``, ``sync_stats``, inputs without a fused
+statistics pass). The numbers are the same: the tests run the losses through both.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ class Region(NamedTuple):
 
     ``term`` 0: ``1 - r``, 1: ``-log r``, 2: ``(1 - r)^gamma`` (class 0 with the exponent ``gamma0`` when given; 1
     is the plain ``1 - r``); 3 and 4: the generalized Dice instead (its own weights; 4: one channel as the pair
-    [background, foreground]). ``two_class``: the ratio part of one channel as that pair too.
+    [background, foreground]). ``two_class``: the ratio part of one channel as that pair too. ``squared``: ``P`` and
+    ``G`` are ``sum p^2`` and ``sum g^2`` (Milletari's Dice).
     """
 
     weight: float
@@ -38,6 +39,7 @@ class Region(NamedTuple):
     term: int
     gamma0: float | None = None
     two_class: bool = False
+    squared: bool = False
 
 
 class Pixel(NamedTuple):
@@ -60,9 +62,9 @@ def tversky_region(weight: float, alpha: float, beta: float, smooth: float, gamm
     return Region(weight, 1.0, 1.0 - alpha - beta, alpha, beta, smooth, gamma, 0 if gamma == 1.0 else 2)
 
 
-def dice_region(weight: float, smooth: float, log_loss: bool = False) -> Region:
-    """The Dice score ``(2 TP + s) / (P + G + s)``; ``-log`` of it with ``log_loss``."""
-    return Region(weight, 2.0, 0.0, 1.0, 1.0, smooth, 1.0, 1 if log_loss else 0)
+def dice_region(weight: float, smooth: float, log_loss: bool = False, squared: bool = False) -> Region:
+    """The Dice score ``(2 TP + s) / (P + G + s)``; ``-log`` of it with ``log_loss``; ``squared``: P, G of squares."""
+    return Region(weight, 2.0, 0.0, 1.0, 1.0, smooth, 1.0, 1 if log_loss else 0, squared=squared)
 
 
 def jaccard_region(weight: float, smooth: float) -> Region:
@@ -129,6 +131,7 @@ def whole(
     pix = pixel if pixel is not None else Pixel(0.0)
     gamma0 = reg.gamma if reg.gamma0 is None else reg.gamma0
     region_args = [reg.weight, reg.a, reg.e, reg.c1, reg.c2, reg.smooth, reg.gamma, gamma0, float(reg.two_class)]
+    region_args.append(float(reg.squared))
     pixel_args = [pix.weight, pix.gamma, float("nan") if pix.alpha is None else float(pix.alpha)]
     pixel_args += [float(v) for v in pix.split] if pix.split is not None else [float("nan")] * 4
     pixel_args += [1.0 if kept_weighted else 0.0, 1.0 if pix.pos0 else 0.0]

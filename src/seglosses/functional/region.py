@@ -230,18 +230,14 @@ def dice_loss(
         sync_stats=sync_stats,
         process_group=process_group,
     )
-    whole = (
-        None
-        if squared
-        else _whole.whole(
-            prep,
-            fn=fn,
-            reduction=reduction,
-            region=_whole.dice_region(1.0, smooth, log_loss),
-            class_weights=weights,
-            include_background=include_background,
-            per_image=per_image,
-        )
+    whole = _whole.whole(
+        prep,
+        fn=fn,
+        reduction=reduction,
+        region=_whole.dice_region(1.0, smooth, log_loss, squared),
+        class_weights=weights,
+        include_background=include_background,
+        per_image=per_image,
     )
     if whole is not None:
         return whole
