@@ -22,7 +22,7 @@ pytest.importorskip("triton.backends.nvidia")
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from seglosses import _triton, _triton_lovasz, _triton_whole  # noqa: E402
+from seglosses import _edt_device, _triton, _triton_lovasz, _triton_whole  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore:TRITON_DEFAULT_FP_FUSION:UserWarning")
 
@@ -34,11 +34,14 @@ POINTERS = {
     "cnt_ptr": "*i32",
     "before_ptr": "*i64",
     "total_ptr": "*i64",
+    "src_ptr": "*fp64",
+    "dst_ptr": "*fp64",
 }
 #: Integer scalars (others: float32).
 INTS = {"C", "M", "L", "T", "N", "R0"}
 #: Block sizes (constexpr) by name.
-BLOCKS = {"BLOCK_M": 64, "BLOCK_C": 4, "BLOCK": 128, "BLOCK_T": 64, "BLOCK_CK": 32, "BLOCK_L": 128}
+BLOCKS = {"BLOCK_M": 64, "BLOCK_C": 4, "BLOCK": 128, "BLOCK_T": 64, "BLOCK_CK": 32, "BLOCK_L": 128, "BLOCK_I": 64,
+          "BLOCK_J": 64}  # fmt: skip
 #: Constexpr values that are not flags.
 FIXED: dict[str, dict[str, Any]] = {
     "_whole_kernel": {"TERM": (0, 1, 2)},
@@ -57,6 +60,7 @@ KERNELS = {
     "_softmax_grad_kernel": _triton_lovasz._softmax_grad_kernel,
     "_whole_kernel": _triton_whole._whole_kernel,
     "_gdl_kernel": _triton_whole._gdl_kernel,
+    "_min_plus_kernel": _edt_device._min_plus_kernel,
 }
 
 

@@ -14,8 +14,8 @@ operator                          CPU                                        CUD
                                                                              gradient
 ``seglosses::whole_loss_fwd``     the statistics operators' kernels, the     Triton statistics + finalize + one
 ``seglosses::whole_loss_bwd``     formula in PyTorch (forced ``ops=True``)   formula program; gradient pass
-``seglosses::distance_maps``      exact EDT of each mask (``sl_edt``, else   copied to the CPU and back
-(:mod:`seglosses._ops_distance`)  scipy), signed or unsigned; no autograd    (synchronises; pass the maps instead)
+``seglosses::distance_maps``      exact EDT of each mask (``sl_edt``, else   on the device: Triton min-plus passes
+(:mod:`seglosses._ops_distance`)  scipy), signed or unsigned; no autograd    (:mod:`seglosses._edt_device`)
 ================================  =========================================  ======================================
 
 Where a kernel does not take the tensors (no compiler, ``SEGLOSSES_NATIVE=0``, no triton, another device or dtype)

@@ -17,10 +17,12 @@ separable transform, its lines spread over the threads), without them scipy's ``
 The operator makes the maps one opaque call for ``torch.compile`` (no graph break, ``fullgraph=True`` works) and
 ``torch.export``: its fake-tensor registration gives the shape of the masks and the requested dtype, and its kernel
 runs eagerly on the real data (the empty/full-mask early outs are inside it). The maps are constants of the losses
-that use them: the operator has no autograd formula (its input is bool). Masks on another device (CUDA) are copied
-to the CPU, transformed and copied back: a host-device synchronisation in every call, which also keeps the call out
-of a CUDA graph; a loss given precomputed maps (``dist_map``, from
-:class:`seglosses.distance.DistanceMapTransform` in the data loader) does not call the operator for them.
+that use them: the operator has no autograd formula (its input is bool). CUDA masks are transformed on the device
+(:mod:`seglosses._edt_device`: the same exact separable transform as min-plus passes, a Triton kernel per axis): no
+host-device synchronisation, and a loss computing its maps inside can be captured in a CUDA graph. Masks on another
+device are copied to the CPU, transformed and copied back (a synchronisation). A loss given precomputed maps
+(``dist_map``, from :class:`seglosses.distance.DistanceMapTransform` in the data loader) does not call the operator
+for them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
-from seglosses import _native
+from seglosses import _edt_device, _native
 
 __all__ = ["distance_maps", "maps_from_masks"]
 
@@ -162,6 +164,15 @@ def _distance_maps_op(masks: Tensor, spacing: Sequence[float], kind: str, dtype:
     return torch.from_numpy(dist).to(masks.device)
 
 
+@_distance_maps_op.register_kernel("cuda")
+def _distance_maps_cuda(masks: Tensor, spacing: Sequence[float], kind: str, dtype: torch.dtype) -> Tensor:
+    """On the device: :func:`seglosses._edt_device.maps_on_device` (Triton passes; no host round trip)."""
+    _check(masks, spacing, kind, dtype)
+    if masks.numel() == 0:
+        return torch.zeros(masks.shape, dtype=dtype, device=masks.device)
+    return _edt_device.maps_on_device(masks, [float(s) for s in spacing], kind, dtype)
+
+
 @_distance_maps_op.register_fake
 def _distance_maps_fake(masks: Tensor, spacing: Sequence[float], kind: str, dtype: torch.dtype) -> Tensor:
     _check(masks, spacing, kind, dtype)
@@ -186,7 +197,8 @@ def distance_maps(masks: Tensor, spacing: Sequence[float], kind: str, dtype: tor
         TypeError: non-bool masks, another dtype.
         ValueError: fewer than 2 dimensions, a spacing of the wrong length or not finite and > 0, another kind.
 
-    Masks not on the CPU are transformed on the CPU (a synchronising copy there and back).
+    CUDA masks are transformed on the device (no synchronisation); masks on another device not the CPU go through
+    the CPU (a synchronising copy there and back).
 
     Examples:
         >>> import torch

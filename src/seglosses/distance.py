@@ -274,7 +274,7 @@ class DistanceMapTransform:
     The sample is one image (no batch dim): a dict (the map is stored under ``key``, the mask read from
     ``mask_key``) or a tuple/list ``(image, mask, ...)`` (the map is appended). The map has shape ``(C, *S)``
     (``(1, *S)`` in binary mode), so the default collation gives the ``(N, C, *S)`` maps the losses take as
-    ``dist_map``: equal to the maps a loss computes itself, without the per-call host round trip.
+    ``dist_map``: equal to the maps a loss computes itself, without computing them in every step.
 
     Args:
         mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.

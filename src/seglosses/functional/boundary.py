@@ -2,14 +2,16 @@ r"""Distance-map losses: the boundary loss (Kervadec et al.) and the Hausdorff-D
 
 Both are per-pixel losses weighted by constant distance maps (:mod:`seglosses.distance`): per class, the mean over
 the class's kept pixels (over the batch, or per image with ``per_image``), then the class reduction of every
-region loss. A map not given is computed from the target on the CPU (the exact EDT of :mod:`seglosses.distance`,
-one native call over the batch): one host round trip per call, so precompute the target's map in the data loader
-(:class:`seglosses.distance.DistanceMapTransform`) for speed. The Hausdorff-DT loss always computes the map of its
-thresholded prediction this way. The maps are computed by one call of the operator ``seglosses::distance_maps``
+region loss. A map not given is computed from the target where it lies (the exact EDT of
+:mod:`seglosses.distance`: on the CPU one native call over the batch, on CUDA on the device without a host round
+trip); precomputing the target's map in the data loader (:class:`seglosses.distance.DistanceMapTransform`) still
+saves that work in every step. The Hausdorff-DT loss always computes the map of its thresholded prediction this
+way. The maps are computed by one call of the operator ``seglosses::distance_maps``
 (:mod:`seglosses._ops_distance`) on masks made with tensor operations (class comparison, thresholding), so both
-losses compile into one graph (``torch.compile(fullgraph=True)``) and export (``torch.export``); while
-``torch.compile`` traces, the check that a dense target is hard (0/1) is skipped, the eager call makes it. On CUDA
-the operator copies the masks to the host and the maps back (a synchronisation in every call).
+losses compile into one graph (``torch.compile(fullgraph=True)``) and export (``torch.export``). The check that a
+dense target is hard (0/1) is a value check (:func:`seglosses.set_value_checks`: CPU targets by default, never while
+``torch.compile`` traces); where it does not run, values other than 1 count as background. On CUDA nothing
+synchronises with the host.
 
 Cost of the maps computed inside (fwd+bwd, float32, multiclass, 4 classes, the idle 2-core VM, ``seglosses bench``,
 ``benchmarks/RESULTS_catalogue.md``): a boundary-loss step took 68 ms against 12 ms with the map given on
@@ -37,6 +39,7 @@ from seglosses._checks import (
     check_spacing,
     check_weights_vector,
     hyperparameters,
+    values_checked,
 )
 from seglosses._distributed import sync_sums
 from seglosses._ops_distance import distance_maps
@@ -68,10 +71,10 @@ def masks_to_maps(masks: Tensor, prep: Prepared, kind: str, spacing: tuple[float
     """Distance maps ``(N, K, M)`` (dtype and device of the input) of bool masks ``(N, K, M)`` on any device.
 
     One call of the operator ``seglosses::distance_maps`` (float64 maps for float64 input, else float32), opaque to
-    ``torch.compile`` and ``torch.export``: the transform runs on the CPU (a copy there and back for CUDA masks).
+    ``torch.compile`` and ``torch.export``: the transform runs where the masks are (CPU or CUDA).
     """
     n, k, _ = masks.shape
-    dtype = torch.float64 if prep.logits.dtype == torch.float64 else torch.float32
+    dtype = prep.dtype
     dist = distance_maps(masks.detach().reshape(n * k, *spatial_shape(prep)), spacing, kind, dtype)
     return dist.reshape(n, k, -1).to(device=prep.logits.device, dtype=prep.logits.dtype)
 
@@ -90,8 +93,9 @@ def target_masks(fn: str, prep: Prepared, start: int) -> Tensor:
         return masks
     g = prep.target[:, start:]
     soft = (g != 0) & (g != 1)
-    # a check of the values: skipped while torch.compile traces (a data-dependent branch); the eager call checks
-    if not torch.compiler.is_compiling() and bool(soft.any()):
+    # a check of the values, where value checks apply (the CPU by default; never while torch.compile traces): on a
+    # GPU it would synchronise, and soft values then count as background (only 1 is foreground)
+    if values_checked(g) and bool(soft.any()):
         raise ValueError(
             f"{fn}: `target` must be hard (values 0 or 1) to compute its distance map; got {int(soft.sum())} soft "
             "values (pass `dist_map` computed from a hard mask)"
@@ -214,7 +218,7 @@ def boundary_loss(
         from_logits: apply sigmoid/softmax inside (default True).
         dist_map: the signed maps of the target (constants; no gradient), e.g. from
             :class:`seglosses.distance.DistanceMapTransform` in the data loader. Default None: computed from the
-            target on the CPU in every call (one host round trip; ignored pixels count as background).
+            target in every call, on its device (ignored pixels count as background).
         spacing: the pixel size per spatial axis for the computed map (default None: 1). Unused with ``dist_map``.
         include_background: keep channel 0 (default False, as the paper: the background's map is the negative of
             the foreground's and only doubles its weight; binary mode's one channel is always kept).
@@ -339,8 +343,8 @@ def hausdorff_dt_loss(
         from_logits: apply sigmoid/softmax inside (default True).
         dist_map: the unsigned maps of the target (constants), e.g. from
             :class:`seglosses.distance.DistanceMapTransform` (``kind="unsigned"``). Default None: computed from the
-            target on the CPU in every call. The prediction's map is always computed in the call (a host round
-            trip: it changes with every step).
+            target in every call, on its device. The prediction's map is always computed in the call (it changes
+            with every step).
         alpha: the exponent of the distances, >= 0 (default 2.0, the paper's best and MONAI's default).
         spacing: the pixel size per spatial axis (default None: 1), for the maps computed in the call.
         log_loss: return :math:`\log(1 + L)` of the reduced value (elementwise for ``"none"``), as MONAI's
