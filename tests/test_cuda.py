@@ -322,3 +322,87 @@ def test_cuda_graph_capture_replays_forward_and_backward(name, mode):
     eager_out, eager_grad = _value_and_grad(fn, x_new.float().cuda(), static_t, mode=mode)
     torch.testing.assert_close(static_out, eager_out, rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(static_grad, eager_grad, rtol=1e-6, atol=1e-9)
+
+
+def _sync_free(fn, *args, **kw) -> torch.Tensor:
+    """One forward + backward of ``fn`` after a warm-up, under sync debug mode "error"; the loss."""
+    fn(*args, **kw).backward()  # warm-up: lazy initialisation may synchronise once
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        out = fn(*args, **kw)
+        out.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    return out.detach()
+
+
+@pytest.mark.parametrize(
+    ("name", "kw"),
+    [
+        ("boundary", {"mode": "binary"}),
+        ("boundary", {"mode": "multiclass"}),
+        ("hausdorff_dt", {"mode": "multilabel"}),
+        ("dice", {"mode": "multiclass", "class_weights": [0.5, 1.0, 2.0, 1.0]}),
+        ("dice_ce", {"mode": "multiclass", "class_weights": [0.5, 1.0, 2.0, 1.0]}),
+        ("focal", {"mode": "multiclass", "alpha": [0.1, 0.2, 0.3, 0.4]}),
+        ("generalized_wasserstein_dice", {"mode": "multiclass", "dist_matrix": 1 - torch.eye(4)}),
+    ],
+)
+def test_catalogue_modules_on_cuda_never_synchronise(name, kw):
+    """Maps computed on the device, per-class vectors kept as buffers (checked once when the Module was built)."""
+    mode = kw["mode"]
+    x64, t = _big_inputs(mode, seed=4)
+    if mode == "multiclass":  # 4 classes
+        x = x64.float().cuda().requires_grad_(True)
+    else:
+        x = x64[:, :1].float().cuda().requires_grad_(True) if mode == "binary" else x64.float().cuda()
+        x.requires_grad_(True)
+        t = t[:, : x.shape[1]]
+    tc = t.float().cuda() if t.is_floating_point() else t.cuda()
+    loss = seglosses.get_loss(name, **kw).cuda()
+    out = _sync_free(loss, x, tc)
+    expected = seglosses.get_loss(name, **kw)(x.detach().double().cpu(), t)
+    assert_close(out, to_np(expected), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["signed", "unsigned"])
+@pytest.mark.parametrize("shape", [(3, 64, 48), (2, 24, 20, 16)])
+def test_distance_maps_on_cuda_equal_cpu(shape, kind):
+    from seglosses._ops_distance import distance_maps
+
+    g = torch.Generator().manual_seed(len(shape))
+    masks = torch.rand(shape, generator=g) > 0.7
+    masks[0] = False  # an empty mask: 0
+    spacing = [1.0 + 0.5 * i for i in range(len(shape) - 1)]
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        got = distance_maps(masks.cuda(), spacing, kind, torch.float64)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert got.device.type == "cuda"
+    expected = distance_maps(masks, spacing, kind, torch.float64)
+    torch.testing.assert_close(got.cpu(), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_boundary_loss_with_maps_inside_is_captured_in_a_cuda_graph():
+    x64, t = _big_inputs("multiclass", seed=9)
+    static_x = x64.float().cuda().requires_grad_(True)
+    static_t = t.cuda()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            torch.autograd.grad(SF.boundary_loss(static_x, static_t, mode="multiclass"), static_x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = SF.boundary_loss(static_x, static_t, mode="multiclass")
+        (static_grad,) = torch.autograd.grad(static_out, static_x)
+    _, t_new = _big_inputs("multiclass", seed=10)
+    static_t.copy_(t_new.cuda())  # new targets: the maps are recomputed inside the replay
+    graph.replay()
+    torch.cuda.synchronize()
+    eager_out, eager_grad = _value_and_grad(SF.boundary_loss, static_x.detach(), static_t, mode="multiclass")
+    torch.testing.assert_close(static_out, eager_out, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(static_grad, eager_grad, rtol=1e-6, atol=1e-9)

@@ -88,7 +88,13 @@ def check_ignore_index(fn: str, ignore_index: object) -> None:
 
 
 def check_weights_vector(fn: str, name: str, value: object, *, allow_zero_sum: bool = False) -> torch.Tensor | None:
-    """Turn a sequence or 1-D tensor of non-negative finite weights into a float64 CPU-agnostic tensor."""
+    """Turn a sequence or 1-D tensor of non-negative finite weights into a tensor (float64 for a sequence).
+
+    A tensor keeps its device. The values (finite, >= 0, a positive sum) of a sequence are always checked; those of
+    a tensor where value checks apply (:func:`values_checked`: a CPU tensor by default, every device with
+    ``set_value_checks("always")``). A loss Module's buffer moved to the GPU, checked when the Module was built, is
+    so not read on the host in every call, which would synchronise.
+    """
     if value is None:
         return None
     if isinstance(value, torch.Tensor):
@@ -104,6 +110,8 @@ def check_weights_vector(fn: str, name: str, value: object, *, allow_zero_sum: b
         raise ValueError(f"{fn}: `{name}` must be 1-D and non-empty; got shape {_fmt_shape(w.shape)}")
     if not torch.is_floating_point(w):
         w = w.to(torch.float64)
+    if isinstance(value, torch.Tensor) and not values_checked(w):
+        return w
     if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
         raise ValueError(f"{fn}: `{name}` must hold finite values >= 0; got {w.tolist()}")
     if not allow_zero_sum and float(w.sum()) <= 0:
@@ -865,11 +873,13 @@ def check_dist_matrix(fn: str, dist_matrix: object, num_classes: int | None = No
     """``dist_matrix``: a ``(C, C)`` real matrix, symmetric, zero diagonal, finite entries >= 0 with a positive maximum.
 
     The class-to-class distances of the generalized Wasserstein Dice loss. ``num_classes`` (the input's C, when
-    known) fixes C. Returns the matrix as float64 on the CPU, divided by its maximum. Under ``torch.compile``
-    tracing only the shape is checked.
+    known) fixes C. Returns the matrix divided by its maximum, float64, on its own device (a sequence: the CPU).
+    The values of a sequence are checked; those of a tensor where value checks apply (:func:`values_checked`: a CPU
+    tensor by default; the Module's buffer moved to the GPU was checked when the Module was built), and none while
+    ``torch.compile`` traces: there only the shape is checked, so that no call synchronises.
     """
     if isinstance(dist_matrix, torch.Tensor):
-        m = dist_matrix.detach().to("cpu", torch.float64)
+        m = dist_matrix.detach().to(torch.float64)
     else:
         try:
             m = torch.as_tensor(dist_matrix, dtype=torch.float64)
@@ -885,9 +895,9 @@ def check_dist_matrix(fn: str, dist_matrix: object, num_classes: int | None = No
             f"{fn}: `dist_matrix` must have shape (C, C)=({num_classes}, {num_classes}) for the input's C; "
             f"got {tuple(m.shape)}"
         )
-    if torch.compiler.is_compiling():
-        # while torch.compile traces, the matrix's values are not read on the host (a data-dependent guard would
-        # break the graph); the eager call of the same loss checks them
+    if torch.compiler.is_compiling() or (isinstance(dist_matrix, torch.Tensor) and not values_checked(m)):
+        # not read on the host: torch.compile tracing (a data-dependent guard would break the graph) or a matrix on
+        # a GPU (a device synchronisation)
         return m / m.amax()
     if not bool(torch.isfinite(m).all()) or bool((m < 0).any()):
         raise ValueError(f"{fn}: `dist_matrix` must hold finite values >= 0; got {m.tolist()}")

@@ -50,7 +50,9 @@ class _SegLoss(nn.Module):
         fn = type(self)._function.__name__
         checked = dict(kwargs)
         for name, value in kwargs.items():
-            # the function's own declaration (@hyperparameters beside it) and the shared arguments' rules
+            # the function's own declaration (@hyperparameters beside it) and the shared arguments' rules; a tensor's
+            # values are checked here once, on a CPU copy (the calls then do not read them on the host)
+            value = value.detach().cpu() if isinstance(value, Tensor) else value
             if name == "mode":
                 check_mode(fn, value, type(self)._modes)
             elif name == "reduction":
@@ -64,8 +66,15 @@ class _SegLoss(nn.Module):
         self._arg_names = tuple(checked)
         for name, value in checked.items():
             if name == "class_weights":
-                w = check_weights_vector(fn, "class_weights", value)
+                w = check_weights_vector(fn, "class_weights", value)  # a tensor keeps its device
                 self.register_buffer("class_weights", None if w is None else w.to(torch.get_default_dtype()))
+            elif name == "alpha" and isinstance(value, Sequence) and not isinstance(value, str):
+                # per-class focal weights: a buffer (it moves with the Module; no host-to-device copy in a call)
+                a = torch.tensor([float(v) for v in value], dtype=torch.get_default_dtype())
+                self.register_buffer("alpha", a)
+            elif name == "dist_matrix":  # a buffer too, in float64 (normalised in the call, on its device)
+                m = value.detach() if isinstance(value, Tensor) else torch.tensor(value, dtype=torch.float64)
+                self.register_buffer("dist_matrix", m.to(torch.float64).clone())
             elif isinstance(value, Tensor):
                 self.register_buffer(name, value.detach().clone())
             else:
@@ -617,7 +626,7 @@ class _DistanceMapLoss(_SegLoss):
     """A loss weighted by distance maps of the target: ``forward`` also takes a precomputed ``dist_map``."""
 
     def forward(self, input: Tensor, target: Tensor, dist_map: Tensor | None = None) -> Tensor:
-        """Compute the loss; ``dist_map`` None computes the target's maps on the CPU (one host round trip)."""
+        """Compute the loss; ``dist_map`` None computes the target's maps in the call (on the target's device)."""
         kwargs = {name: getattr(self, name) for name in self._arg_names}
         return type(self)._function(input, target, dist_map=dist_map, **kwargs)
 
@@ -930,8 +939,8 @@ class FBetaLoss(_SegLoss):
 class GeneralizedWassersteinDiceLoss(_SegLoss):
     """Generalised Wasserstein Dice loss Module. See :func:`seglosses.functional.generalized_wasserstein_dice_loss`.
 
-    ``dist_matrix`` is stored as a nested list of floats (not a buffer): the loss reads it on the host in every call,
-    so keeping it off the GPU avoids a device-to-host copy.
+    ``dist_matrix`` is a float64 buffer (checked here): it moves with the Module, and on a GPU a call neither copies
+    it from the host nor reads it there.
 
     Examples:
         >>> from seglosses import get_loss
@@ -955,11 +964,9 @@ class GeneralizedWassersteinDiceLoss(_SegLoss):
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
-        check_dist_matrix("generalized_wasserstein_dice_loss", dist_matrix)  # before the conversion below
-        rows = dist_matrix.detach().cpu().tolist() if isinstance(dist_matrix, Tensor) else dist_matrix
         super().__init__(
             mode=mode,
-            dist_matrix=[[float(v) for v in row] for row in rows],
+            dist_matrix=dist_matrix,
             from_logits=from_logits,
             smooth=smooth,
             ignore_index=ignore_index,
