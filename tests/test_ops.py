@@ -156,6 +156,10 @@ def _whole_args(kind: str, masked: bool, weights: bool, dtype):
         wpix = 0.4 * background + 0.6 * (1 - background)
         wpix = wpix if valid is None else wpix * valid
         return x, t, None, valid, wpix, background * 0.5, None
+    if kind == "ignore":  # raw class indices with ignored pixels (255), no mask: the operators compare themselves
+        t = torch.randint(0, c, (n, m), generator=g)
+        t[torch.rand(n, m, generator=g) < 0.3] = 255
+        return x, t, None, None, None, None, w
     if kind == "softmax":
         t = torch.randint(0, c, (n, m), generator=g)
         valid = (torch.rand(n, m, generator=g) > 0.3).to(dtype) if masked else None
@@ -177,8 +181,21 @@ NAN = float("nan")
 #: (kind, masked, weights, region [lambda_r, a, e, c1, c2, s, gamma, gamma_0], term, pixel [lambda_p, gamma, alpha],
 #: skip, per_image, mean): Dice, Jaccard with smooth 0, log Dice + focal, focal Tversky, focal alone, BCE alone,
 #: generalized Dice, the unified focal loss (class 0's own exponent, a per-pixel focal exponent); ``region[9] = 1``:
-#: the squared Dice (sums of p^2 and g^2) with a cross entropy part, and on a soft target
+#: the squared Dice (sums of p^2 and g^2) with a cross entropy part, and on a soft target; "ignore": raw indices with
+#: ignored pixels (Dice + CE; weighted CE with the weighted mean)
 WHOLE_CASES = [
+    ("ignore", False, True, [1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0], 0, [0.5, 0.0, NAN], False, True, True),
+    (
+        "ignore",
+        False,
+        False,
+        [0.0] * 5 + [1.0, 1.0, 1.0],
+        0,
+        [1.0, 0.0, NAN, NAN, NAN, NAN, NAN, 1.0],
+        False,
+        False,
+        True,
+    ),
     ("softmax", True, True, [1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0], 1, [0.5, 0.0, NAN], True, True, True),
     ("soft", True, False, [0.7, 2.0, 0.0, 1.0, 1.0, 0.5, 1.0, 1.0, 0.0, 1.0], 0, [0.3, 0.0, NAN], False, False, True),
     ("softmax", False, False, [1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0], 0, [0.0, 0.0, NAN], False, False, True),
@@ -246,9 +263,10 @@ def test_opcheck_whole_loss(kind, masked, weights, region, term, pixel, skip, pe
     """``seglosses::whole_loss_fwd`` / ``whole_loss_bwd``: schema, fake tensors, autograd registration."""
     x, t, tgt, valid, wpix, gpix, w = _whole_args(kind, masked, weights, dtype)
     cw = None
-    if kind in ("softmax", "sigmoid") and len(pixel) > 7:  # a weight per class (softmax) or channel (sigmoid)
+    if kind in ("softmax", "sigmoid", "ignore") and len(pixel) > 7:  # a weight per class (softmax) or channel
         cw, wpix = torch.tensor([0.3, 1.0, 2.0], dtype=dtype), None
-    args = (x, t, tgt, valid, wpix, gpix, cw, w, region, term, pixel, skip, per_image, mean)
+    ignore = 255 if kind == "ignore" else None
+    args = (x, t, tgt, valid, wpix, gpix, cw, w, region, term, pixel, skip, per_image, mean, ignore)
     torch.library.opcheck(torch.ops.seglosses.whole_loss_fwd.default, args)
     _loss, ctp, cp, cpix = _ops.whole_loss_fwd(*args)
     scale = torch.tensor(0.7, dtype=dtype)
@@ -267,6 +285,7 @@ def test_opcheck_whole_loss(kind, masked, weights, region, term, pixel, skip, pe
         pixel,
         scale,
         squared,
+        ignore,
     )
     torch.library.opcheck(torch.ops.seglosses.whole_loss_bwd.default, bwd_args)
 
@@ -278,11 +297,13 @@ def test_whole_loss_op_gradcheck_float64(kind, masked, weights, region, term, pi
     """The coefficients written out in the formula (and the Triton kernel) against finite differences."""
     x, t, tgt, valid, wpix, gpix, w = _whole_args(kind, masked, weights, torch.float64)
     cw = None
-    if kind in ("softmax", "sigmoid") and len(pixel) > 7:
+    if kind in ("softmax", "sigmoid", "ignore") and len(pixel) > 7:
         cw, wpix = torch.tensor([0.3, 1.0, 2.0], dtype=torch.float64), None
+    ign = 255 if kind == "ignore" else None
 
     def f(a: torch.Tensor) -> torch.Tensor:
-        return _ops.whole_loss_fwd(a, t, tgt, valid, wpix, gpix, cw, w, region, term, pixel, skip, per_image, mean)[0]
+        args = (a, t, tgt, valid, wpix, gpix, cw, w, region, term, pixel, skip, per_image, mean, ign)
+        return _ops.whole_loss_fwd(*args)[0]
 
     assert torch.autograd.gradcheck(f, (x,))
 

@@ -130,6 +130,15 @@ HALF_CASES = (
     ("cross_entropy_loss", "multiclass", True),
 )
 HALF_DTYPES = ("float16", "bfloat16")
+#: Losses with ignored pixels (255, uint8 targets) on the GPU path: no per-pixel temporary (mask, cleaned target, map).
+IGNORE_TEMPORARIES = (
+    ("dice_loss", "multiclass", {}),
+    ("dice_ce_loss", "multiclass", {"class_weights": [0.5, 1.0, 2.0]}),
+    ("focal_loss", "multiclass", {"alpha": [0.2, 0.3, 0.5]}),
+    ("unified_focal_loss", "multiclass", {}),
+    ("dice_loss", "multilabel", {}),
+    ("cross_entropy_loss", "binary", {}),
+)
 #: Targets in their own dtype read by the Triton kernels as they are (no int64 / float copy): (loss, mode, target
 #: dtype, ignored pixels).
 TARGET_DTYPE_CASES = (
@@ -368,8 +377,81 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
         with detector:
             SF.cross_entropy_loss(xg, t_raw, **args, reduction="none").sum().backward()
         results[f"{key}/copies_not_whole"] = float(detector.count)
+    results.update(_ignored_temporaries())
     results.update(_launch_counts())
     print("RESULTS " + json.dumps(results))
+
+
+def _ignored_temporaries() -> dict[str, float]:  # pragma: no cover - runs in the subprocess
+    """Per-pixel temporaries made outside the Triton launches for losses with ignored pixels on the GPU path.
+
+    The kernels compare the raw target with ``ignore_index`` themselves, so no mask, cleaned target or weight map of
+    a pixel per element is made: every ATen operator (views and uninitialised ``empty`` allocations aside, which
+    include the gradient the kernels write) whose output has at least N x M elements is counted. Cross entropy with
+    ``reduction="none"`` (the per-element path, which builds them) is counted too, as the detector's own check.
+    """
+    import functools
+
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from triton.runtime import interpreter
+
+    import seglosses.functional as SF
+
+    depth = [0]
+    run = interpreter.InterpretedFunction.run
+
+    def counted(self: object, *args: object, **kwargs: object) -> object:
+        depth[0] += 1
+        try:
+            return run(self, *args, **kwargs)
+        finally:
+            depth[0] -= 1
+
+    class Temporaries(TorchDispatchMode):
+        def __init__(self, threshold: int) -> None:
+            super().__init__()
+            self.threshold, self.count, self.names = threshold, 0, set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            out = func(*args, **(kwargs or {}))
+            name = func.overloadpacket.__name__
+            if depth[0] or func.namespace != "aten" or func.is_view or name.startswith(("empty", "new_empty")):
+                return out
+            for r in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(r, torch.Tensor) and r.numel() >= self.threshold:
+                    self.count += 1
+                    self.names.add(name)
+            return out
+
+    interpreter.InterpretedFunction.run = counted  # type: ignore[method-assign]
+    results: dict[str, float] = {}
+    g = torch.Generator().manual_seed(21)
+    try:
+        for name, mode, kw in IGNORE_TEMPORARIES:
+            c = 1 if mode == "binary" else 3
+            x = torch.randn(2, c, 12, 10, generator=g, dtype=torch.float64).requires_grad_(True)
+            if mode == "multiclass":
+                t = torch.randint(0, c, (2, 12, 10), generator=g, dtype=torch.uint8)
+            else:
+                t = (torch.rand(2, c, 12, 10, generator=g) > 0.5).to(torch.uint8)
+            t[..., :3] = 255
+            fn = getattr(SF, name)
+            fn(x, t, mode=mode, ignore_index=255, **kw).backward()  # warm-up
+            calls = {
+                "whole": functools.partial(fn, mode=mode, ignore_index=255, **kw),
+                "not_whole": functools.partial(SF.cross_entropy_loss, mode=mode, ignore_index=255, reduction="none"),
+            }
+            for path, call in calls.items():
+                x.grad = None  # (an accumulated gradient would add one more tensor of the input's size)
+                mode_ = Temporaries(threshold=2 * 12 * 10)
+                with mode_:
+                    call(x, t).sum().backward()
+                results[f"temporaries/{name}/{mode}/{path}"] = float(mode_.count)
+                print(f"temporaries {name} {mode} {path}: {sorted(mode_.names)}", file=sys.stderr)
+    finally:
+        interpreter.InterpretedFunction.run = run  # type: ignore[method-assign]
+    return results
 
 
 def _copies_of(x: object) -> object:  # pragma: no cover - runs in the subprocess
@@ -581,6 +663,13 @@ def test_targets_reach_the_triton_kernels_in_their_own_dtype(interpreted, key):
     assert interpreted[f"{key}/grad"] < 1e-10, interpreted[f"{key}/grad"]
     assert interpreted[f"{key}/copies"] == 0.0, interpreted[f"{key}/copies"]
     assert interpreted[f"{key}/copies_not_whole"] >= 1.0  # the detector sees the copy where one is made
+
+
+@pytest.mark.parametrize(("name", "mode"), [(name, mode) for name, mode, _ in IGNORE_TEMPORARIES])
+def test_ignored_pixels_make_no_per_pixel_temporary_on_the_gpu_path(interpreted, name, mode):
+    """The kernels compare the raw target with ignore_index: no mask, cleaned target or weight map per pixel."""
+    assert interpreted[f"temporaries/{name}/{mode}/whole"] == 0.0, interpreted[f"temporaries/{name}/{mode}/whole"]
+    assert interpreted[f"temporaries/{name}/{mode}/not_whole"] >= 1.0  # the detector sees them where they are made
 
 
 @pytest.mark.parametrize("key", LOSS_KEYS)

@@ -1017,6 +1017,20 @@ def _split_maps(
     return (w if valid is None else w * valid.to(dtype)), gam
 
 
+def _ignored(
+    t: Tensor, ignore_index: int, wpix: Tensor | None, class_w: Tensor | None, pixel: list[float], dtype: torch.dtype
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Raw class indices with ``ignore_index``: ``(indices with ignored pixels 0, kept mask (N, M), pixel weight)``.
+
+    The pixel weight becomes the kept mask where none is given (the kernels' rule: the kept pixels count).
+    """
+    keep = t != ignore_index
+    valid = keep.to(dtype)
+    if wpix is None and class_w is None and _split_arg(pixel) is None:
+        wpix = valid
+    return torch.where(keep, t, torch.zeros_like(t)), valid, wpix
+
+
 def _whole_fwd_twin(
     x: Tensor,
     t: Tensor | None,
@@ -1032,6 +1046,7 @@ def _whole_fwd_twin(
     skip_first: bool,
     per_image: bool,
     mean: bool,
+    ignore_index: int | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The statistics by the operators' CPU implementations (C++ where it applies), the formula in PyTorch.
 
@@ -1041,6 +1056,11 @@ def _whole_fwd_twin(
     x = x.to(_acc(x.dtype))
     t = None if t is None else t.long()
     g = None if g is None else g.to(x.dtype)
+    if ignore_index is not None and t is not None:
+        t, valid, wpix = _ignored(t, ignore_index, wpix, class_w, pixel, x.dtype)
+    if ignore_index is not None and g is not None:
+        keep = g != ignore_index
+        g, valid = torch.where(keep, g, torch.zeros_like(g)), keep.to(x.dtype)
     lam_p, gamma_p, alpha = pixel[:3]
     need_pixel = lam_p != 0
     split = _split_arg(pixel)
@@ -1085,6 +1105,7 @@ def whole_loss_fwd(
     skip_first: bool,
     per_image: bool,
     mean: bool,
+    ignore_index: int | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     r"""A fused loss whole: ``(loss, dL/dTP, dL/dP, dL/dF)``, the coefficients saved for the backward.
 
@@ -1104,8 +1125,9 @@ def whole_loss_fwd(
     formula in PyTorch; CUDA: three Triton launches (statistics, finalize, :mod:`seglosses._triton_whole`).
     """
     return _whole_fwd_twin(
-        x, t, g, valid, wpix, gamma_pix, class_w, weights, region, term, pixel, skip_first, per_image, mean
-    )
+        x, t, g, valid, wpix, gamma_pix, class_w, weights, region, term, pixel, skip_first, per_image, mean,
+        ignore_index,
+    )  # fmt: skip
 
 
 @whole_loss_fwd.register_kernel("cuda")
@@ -1124,11 +1146,13 @@ def _whole_loss_fwd_cuda(
     skip_first: bool,
     per_image: bool,
     mean: bool,
+    ignore_index: int | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     if not triton_runs(x.device):
         return _whole_fwd_twin(
-            x, t, g, valid, wpix, gamma_pix, class_w, weights, region, term, pixel, skip_first, per_image, mean
-        )
+            x, t, g, valid, wpix, gamma_pix, class_w, weights, region, term, pixel, skip_first, per_image, mean,
+            ignore_index,
+        )  # fmt: skip
     from seglosses import _triton_whole
 
     lam_p, gamma_p, alpha = pixel[:3]
@@ -1139,7 +1163,7 @@ def _whole_loss_fwd_cuda(
             x, t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p,
             None if gamma_pix is None else gamma_pix.contiguous(), need_pixel=lam_p != 0, bg_split=_split_arg(pixel),
             class_w=None if class_w is None else class_w.contiguous(), kept_w=_kept_weighted(pixel),
-            squared=_squared(region),
+            squared=_squared(region), ignore=ignore_index,
         )  # fmt: skip
     else:
         assert g is not None
@@ -1153,6 +1177,7 @@ def _whole_loss_fwd_cuda(
             pos0=_pos0(pixel),
             class_w=None if class_w is None else class_w.contiguous(),
             squared=_squared(region),
+            ignore=ignore_index,
         )
     lam_r, a, e, c1, c2, smooth, gamma, gamma0 = region[:8]
     return _triton_whole.whole_loss(
@@ -1177,6 +1202,7 @@ def _whole_loss_fwd_fake(
     skip_first: bool,
     per_image: bool,
     mean: bool,
+    ignore_index: int | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     n, c, _m = x.shape
     acc = _acc(x.dtype)
@@ -1203,15 +1229,23 @@ def _whole_bwd_twin(
     pixel: list[float],
     scale: Tensor,
     squared: bool,
+    ignore_index: int | None,
 ) -> Tensor:
     if x.dtype != _acc(x.dtype):  # float16/bfloat16 logits: computed in float32, the gradient in their dtype
-        grad = _whole_bwd_twin(x.float(), t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale, squared)
+        grad = _whole_bwd_twin(
+            x.float(), t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale, squared, ignore_index
+        )
         return grad.to(x.dtype)
     t = None if t is None else t.long()
     g = None if g is None else g.to(x.dtype)
+    if ignore_index is not None and t is not None:
+        t, valid, wpix = _ignored(t, ignore_index, wpix, class_w, pixel, x.dtype)
+    if ignore_index is not None and g is not None:
+        keep = g != ignore_index
+        g, valid = torch.where(keep, g, torch.zeros_like(g)), keep.to(x.dtype)
     if squared and ctp.numel() > 0:  # the P coefficient is that of sum v p^2: its own gradient, the rest as usual
         rest = _whole_bwd_twin(
-            x, t, g, valid, wpix, gamma_pix, class_w, ctp, torch.zeros_like(cp), cpix, pixel, scale, False
+            x, t, g, valid, wpix, gamma_pix, class_w, ctp, torch.zeros_like(cp), cpix, pixel, scale, False, None
         )
         return rest + _squared_grad(x, t, valid, cp * scale.to(cp.dtype))
     n, c, _m = x.shape
@@ -1264,12 +1298,13 @@ def whole_loss_bwd(
     pixel: list[float],
     scale: Tensor,
     squared: bool,
+    ignore_index: int | None,
 ) -> Tensor:
     """``dL/dx`` of :func:`whole_loss_fwd`: the gradient pass with the coefficients times ``scale``.
 
     ``squared``: the P coefficient is that of ``sum v p^2``.
     """
-    return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale, squared)
+    return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale, squared, ignore_index)
 
 
 @whole_loss_bwd.register_kernel("cuda")
@@ -1287,9 +1322,12 @@ def _whole_loss_bwd_cuda(
     pixel: list[float],
     scale: Tensor,
     squared: bool,
+    ignore_index: int | None,
 ) -> Tensor:
     if not triton_runs(x.device):
-        return _whole_bwd_twin(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale, squared)
+        return _whole_bwd_twin(
+            x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, pixel, scale, squared, ignore_index
+        )
     lam_p, gamma_p, alpha = pixel[:3]
     valid_c = None if valid is None else valid.contiguous()
     g_tp = ctp if ctp.numel() > 0 else None
@@ -1300,11 +1338,13 @@ def _whole_loss_bwd_cuda(
             x.contiguous(), t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p,
             None if gamma_pix is None else gamma_pix.contiguous(), g_tp, g_ps, g_pix, scale=scale,
             bg_split=_split_arg(pixel), class_w=None if class_w is None else class_w.contiguous(), squared=squared,
+            ignore=ignore_index,
         )  # fmt: skip
     assert g is not None
     return _triton.sigmoid_backward(
         x.contiguous(), g.contiguous(), valid_c, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, scale=scale,
         pos0=_pos0(pixel), class_w=None if class_w is None else class_w.contiguous(), squared=squared,
+        ignore=ignore_index,
     )  # fmt: skip
 
 
@@ -1323,6 +1363,7 @@ def _whole_loss_bwd_fake(
     pixel: list[float],
     scale: Tensor,
     squared: bool,
+    ignore_index: int | None,
 ) -> Tensor:
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
@@ -1333,15 +1374,18 @@ def _whole_setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) 
     ctx.save_for_backward(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix)
     ctx.pixel = pixel
     ctx.squared = _squared(inputs[8])
+    ctx.ignore_index = inputs[14]
     ctx.set_materialize_grads(False)  # the coefficients' gradients stay None (no zero tensors, no launches)
 
 
 def _whole_backward(ctx: Any, g_loss: Tensor | None, *_: Tensor | None) -> tuple[Tensor | None, ...]:
     x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix = ctx.saved_tensors
     if g_loss is None:
-        return (None,) * 14
-    grad = whole_loss_bwd(x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, ctx.pixel, g_loss, ctx.squared)
-    return (grad,) + (None,) * 13
+        return (None,) * 15
+    grad = whole_loss_bwd(
+        x, t, g, valid, wpix, gamma_pix, class_w, ctp, cp, cpix, ctx.pixel, g_loss, ctx.squared, ctx.ignore_index
+    )
+    return (grad,) + (None,) * 14
 
 
 whole_loss_fwd.register_autograd(_whole_backward, setup_context=_whole_setup)

@@ -16,6 +16,7 @@ from seglosses._checks import (
     check_mode,
     check_probabilities,
     check_sync,
+    values_checked,
 )
 from seglosses._distributed import Sync, sync_sums
 from seglosses._numerics import log1m_softmax, pow_from_log, safe_pow
@@ -35,18 +36,19 @@ class Prepared:
             or its float32 copy made on first use for float16/bfloat16 inputs.
         prob: ``(N, C, M)`` probabilities (sigmoid, softmax over C, or the input itself), computed on first use
             (the fused paths of :mod:`seglosses._fused` never need it).
-        target_raw: the target in its own dtype (any integer dtype for class indices, bool/integer/floating for dense
-            targets; ignored elements set to 0), ``(N, M)`` or ``(N, C, M)``: what the GPU's whole-loss kernels read
-            (no converted copy).
+        target_raw: the target as given, in its own dtype and with its ignored values (any integer dtype for class
+            indices, bool/integer/floating for dense targets), ``(N, M)`` or ``(N, C, M)``: what the GPU's
+            whole-loss kernels read (no converted copy, no mask: they compare with ``ignore_index`` themselves).
         target: ``(N, M)`` int64 class indices when ``form == "index"`` (ignored pixels set to 0), else ``(N, C, M)``
             float target in [0, 1] in :attr:`dtype` (ignored elements set to 0): ``target_raw`` itself or its
-            converted copy, made on first use.
+            cleaned, converted copy, made on first use.
         form: ``"index"`` or ``"dense"``.
         valid: ``None`` when nothing is ignored, else a float 0/1 mask, ``(N, 1, M)`` for index targets and
-            ``(N, C, M)`` for dense binary/multilabel targets.
+            ``(N, C, M)`` for dense binary/multilabel targets (made on first use).
         shape: the input's original shape (binary inputs without a channel dim keep theirs).
         sync: where to sum the statistics over ranks (``sync_stats=True``), or None (the default:
             nothing is synchronised).
+        ignore_index: the target value that marks ignored elements, or None.
 
     """
 
@@ -55,9 +57,9 @@ class Prepared:
     raw: Tensor
     target_raw: Tensor
     form: str
-    valid: Tensor | None
     shape: tuple[int, ...]
     sync: Sync | None = None
+    ignore_index: int | None = None
 
     _cache: dict[str, Tensor] = field(default_factory=dict, repr=False, compare=False)
 
@@ -81,14 +83,33 @@ class Prepared:
             self._cache["logits"] = x.to(self.dtype)
         return self._cache["logits"]
 
+    def _keep(self) -> Tensor:
+        """Bool mask of the elements not ignored, the target's shape (only with ``ignore_index``; kept)."""
+        if "keep" not in self._cache:
+            assert self.ignore_index is not None
+            self._cache["keep"] = torch.ne(self.target_raw, self.ignore_index)
+        return self._cache["keep"]
+
+    @property
+    def valid(self) -> Tensor | None:
+        """``None`` when nothing is ignored, else the float 0/1 kept mask (``(N, 1, M)`` for index targets)."""
+        if self.ignore_index is None:
+            return None
+        if "valid" not in self._cache:
+            keep = self._keep()
+            self._cache["valid"] = (keep.unsqueeze(1) if self.form == "index" else keep).to(self.dtype)
+        return self._cache["valid"]
+
     @property
     def target(self) -> Tensor:
-        """The target as the PyTorch paths use it: int64 class indices, or the dense target in :attr:`dtype`."""
+        """The target as the PyTorch paths use it (ignored elements 0): int64 indices, or dense in :attr:`dtype`."""
         t = self.target_raw
         want = torch.int64 if self.form == "index" else self.dtype
-        if t.dtype == want:
+        if t.dtype == want and self.ignore_index is None:
             return t
         if "target" not in self._cache:
+            if self.ignore_index is not None:
+                t = torch.where(self._keep(), t, torch.zeros_like(t))
             self._cache["target"] = t.to(want)
         return self._cache["target"]
 
@@ -161,29 +182,19 @@ def prepare(
     )
     shape = tuple(input.shape)
     x = input
-    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     n = x.shape[0]
     c = 1 if mode == "binary" else x.shape[1]
     x = x.reshape(n, c, -1)
     if not from_logits:
         check_probabilities(fn, x)
-    valid: Tensor | None = None
-    if form == "index":
-        t = target.reshape(n, -1)
-        if ignore_index is not None:
-            keep = t != ignore_index
-            t = torch.where(keep, t, torch.zeros_like(t))
-            valid = keep.unsqueeze(1).to(dtype)
-        check_index_range(fn, t, target, c=x.shape[1], ignore_index=ignore_index)
-    else:
-        t = target.reshape(n, c, -1)
-        if ignore_index is not None:
-            keep = t != ignore_index
-            t = torch.where(keep, t, torch.zeros_like(t))
-            valid = keep.to(dtype)
-    return Prepared(
-        mode=mode, from_logits=from_logits, raw=x, target_raw=t, form=form, valid=valid, shape=shape, sync=sync
-    )
+    t = target.reshape(n, -1) if form == "index" else target.reshape(n, c, -1)
+    prep = Prepared(
+        mode=mode, from_logits=from_logits, raw=x, target_raw=t, form=form, shape=shape, sync=sync,
+        ignore_index=ignore_index,
+    )  # fmt: skip
+    if form == "index" and values_checked(t):  # the range check reads the cleaned indices (made here, on the CPU)
+        check_index_range(fn, prep.target, target, c=x.shape[1], ignore_index=ignore_index)
+    return prep
 
 
 def log_probs(prep: Prepared, g: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -216,7 +216,9 @@ if triton is not None:
         w_fg: tl.float64,
         g_bg: tl.float64,
         g_fg: tl.float64,
+        ignore: tl.int64,
         HAS_VALID: tl.constexpr,
+        HAS_IGNORE: tl.constexpr,
         HAS_W: tl.constexpr,
         HAS_GPIX: tl.constexpr,
         BG_SPLIT: tl.constexpr,
@@ -247,6 +249,9 @@ if triton is not None:
         p, logp_t, q, onehot, bad, isnan = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
         if HAS_VALID:
             v = tl.load(v_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+        elif HAS_IGNORE:  # the raw target: a pixel is kept where it is not ignore_index (no mask in memory)
+            t_raw = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0)
+            v = ((t_raw.to(tl.int64) != ignore) & mm).to(ACC)
         else:
             v = mm.to(ACC)
         v = tl.where(mm, v, 0.0)
@@ -364,7 +369,9 @@ if triton is not None:
         w_fg: tl.float64,
         g_bg: tl.float64,
         g_fg: tl.float64,
+        ignore: tl.int64,
         HAS_VALID: tl.constexpr,
+        HAS_IGNORE: tl.constexpr,
         HAS_W: tl.constexpr,
         HAS_GPIX: tl.constexpr,
         BG_SPLIT: tl.constexpr,
@@ -397,6 +404,9 @@ if triton is not None:
         p, logp_t, q, onehot, bad, isnan = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
         if HAS_VALID:
             v = tl.load(v_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+        elif HAS_IGNORE:  # the raw target: a pixel is kept where it is not ignore_index (no mask in memory)
+            t_raw = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0)
+            v = ((t_raw.to(tl.int64) != ignore) & mm).to(ACC)
         else:
             v = mm.to(ACC)
         ohf = onehot.to(ACC)
@@ -476,7 +486,9 @@ if triton is not None:
         w0: tl.float64,
         gamma: tl.float64,
         gamma_pos: tl.float64,
+        ignore: tl.int64,
         HAS_VALID: tl.constexpr,
+        HAS_IGNORE: tl.constexpr,
         HAS_CW: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
         SQUARED: tl.constexpr,
@@ -503,6 +515,10 @@ if triton is not None:
         g = tl.load(g_ptr + base + offs, mask=mm, other=0.0).to(ACC)
         if HAS_VALID:
             v = tl.load(v_ptr + base + offs, mask=mm, other=0.0).to(ACC)
+        elif HAS_IGNORE:  # the raw target: an element is kept where it is not ignore_index (then read as 0)
+            keep = g != ignore.to(ACC)
+            g = tl.where(keep, g, 0.0)
+            v = (keep & mm).to(ACC)
         else:
             v = mm.to(ACC)
         nnan = tl.sum(((x != x) | (g != g)).to(ACC), axis=0)
@@ -555,7 +571,9 @@ if triton is not None:
         w0: tl.float64,
         gamma: tl.float64,
         gamma_pos: tl.float64,
+        ignore: tl.int64,
         HAS_VALID: tl.constexpr,
+        HAS_IGNORE: tl.constexpr,
         HAS_CW: tl.constexpr,
         NEED_STATS: tl.constexpr,
         HAS_SCALE: tl.constexpr,
@@ -583,6 +601,10 @@ if triton is not None:
         g = tl.load(g_ptr + base + offs, mask=mm, other=0.0).to(ACC)
         if HAS_VALID:
             v = tl.load(v_ptr + base + offs, mask=mm, other=0.0).to(ACC)
+        elif HAS_IGNORE:  # the raw target: an element is kept where it is not ignore_index (then read as 0)
+            keep = g != ignore.to(ACC)
+            g = tl.where(keep, g, 0.0)
+            v = (keep & mm).to(ACC)
         else:
             v = mm.to(ACC)
         grad = x * 0.0
@@ -641,6 +663,7 @@ def softmax_index_forward(
     class_w: Tensor | None = None,
     kept_w: bool = False,
     squared: bool = False,
+    ignore: int | None = None,
     block_m: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Statistics pass + finalize for softmax logits ``x`` ``(N, C, M)`` and class indices ``t`` ``(N, M)``.
@@ -652,8 +675,9 @@ def softmax_index_forward(
     by background / other class, from the target (instead of ``wpix``/``gamma_pix``); ``class_w`` ``(C,)``: the
     pixel term's weight per class, read at each pixel's class (instead of ``wpix``), and with ``kept_w`` the kept
     count becomes the sum of that weight. ``squared``: ``P`` is ``sum v p^2`` (the squared Dice's denominator; ``G``
-    needs no square for one-hot targets). ``block_m`` overrides the tile width (tests use small tiles so that every
-    mask edge is hit).
+    needs no square for one-hot targets). ``ignore``: ``t`` holds the raw target and a pixel is kept where it is not
+    this value (instead of a ``valid`` mask; its class index is then not read). ``block_m`` overrides the tile width
+    (tests use small tiles so that every mask edge is hit).
     """
     n, c, m = x.shape
     bm = block_m or softmax_block_m(c)
@@ -665,7 +689,8 @@ def softmax_index_forward(
     _softmax_index_stats_kernel[(n, tiles)](
         x, t, x if valid is None else valid, x if wpix is None else wpix, x if gamma_pix is None else gamma_pix,
         x if class_w is None else class_w, part, c, m, tiles, float(gamma), *(float(v) for v in split),
-        HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
+        0 if ignore is None else int(ignore), HAS_VALID=valid is not None, HAS_IGNORE=ignore is not None,
+        HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
         BG_SPLIT=bg_split is not None, HAS_CW=class_w is not None, KEPT_W=kept_w, GAMMA_ZERO=gz,
         NEED_PIXEL=need_pixel, SQUARED=squared, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip
@@ -688,13 +713,14 @@ def softmax_index_backward(
     bg_split: tuple[float, float, float, float] | None = None,
     class_w: Tensor | None = None,
     squared: bool = False,
+    ignore: int | None = None,
     block_m: int | None = None,
 ) -> Tensor:
     """The gradient pass: ``dL/dx`` ``(N, C, M)`` in ``x``'s dtype from the incoming gradients (device pointers).
 
     ``g_tp``/``g_psum`` ``(N, C)`` (None: the statistics are not used), ``g_pix`` ``(N,)`` (None: no pixel term);
     ``scale`` (one element, or None) multiplies ``g_tp``, ``g_psum`` and ``g_pix`` in the kernel (no launch of its
-    own). ``squared``: ``g_psum`` is the gradient of ``sum v p^2`` (as :func:`softmax_index_forward`'s).
+    own). ``squared``: ``g_psum`` is the gradient of ``sum v p^2``; ``ignore`` as :func:`softmax_index_forward`'s.
     """
     n, c, m = x.shape
     bm = block_m or softmax_block_m(c)
@@ -709,7 +735,8 @@ def softmax_index_backward(
         x if class_w is None else class_w,
         g_tp if g_tp is not None else x, g_psum if g_psum is not None else x, g_pix if g_pix is not None else x,
         scale if scale is not None else x, grad, c, m, float(gamma), *(float(v) for v in split),
-        HAS_VALID=valid is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
+        0 if ignore is None else int(ignore), HAS_VALID=valid is not None, HAS_IGNORE=ignore is not None,
+        HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
         BG_SPLIT=bg_split is not None, HAS_CW=class_w is not None, GAMMA_ZERO=gz,
         NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None, SQUARED=squared,
         ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
@@ -734,13 +761,15 @@ def sigmoid_forward(
     poison: bool = True,
     class_w: Tensor | None = None,
     squared: bool = False,
+    ignore: int | None = None,
     block_m: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Statistics pass + finalize for sigmoid logits ``x`` and a dense target ``g``, both ``(N, C, M)``.
 
     Returns ``(TP, P, G, P2, F, kept)`` as :func:`softmax_index_forward` (``F`` summed over the channels of each
     image; ``kept`` counts kept elements). ``valid`` is ``(N, C, M)`` or None; ``class_w`` ``(C,)`` weighs the pixel
-    term per channel; ``squared``: ``P`` and ``G`` are ``sum v p^2`` and ``sum v g^2``.
+    term per channel; ``squared``: ``P`` and ``G`` are ``sum v p^2`` and ``sum v g^2``; ``ignore``: ``g`` is the raw
+    target and an element is kept where it is not this value (instead of ``valid``).
     """
     n, c, m = x.shape
     bm = block_m or _SIGMOID_BLOCK
@@ -750,7 +779,8 @@ def sigmoid_forward(
     w1, w0, gam, gam_pos = _sigmoid_weights(alpha, gamma, pos0)
     _sigmoid_stats_kernel[(n * c, tiles)](
         x, g, x if valid is None else valid, x if class_w is None else class_w, part, c, m, tiles, w1, w0, gam,
-        gam_pos, HAS_VALID=valid is not None, HAS_CW=class_w is not None, NEED_PIXEL=need_pixel, SQUARED=squared,
+        gam_pos, 0 if ignore is None else int(ignore), HAS_VALID=valid is not None, HAS_IGNORE=ignore is not None,
+        HAS_CW=class_w is not None, NEED_PIXEL=need_pixel, SQUARED=squared,
         ACC=_tl_acc(acc), BLOCK_M=bm,
     )  # fmt: skip
     tp, psum, gsum, p2, pix, kept = _finalize(part, n, c, tiles, poison)
@@ -771,6 +801,7 @@ def sigmoid_backward(
     scale: Tensor | None = None,
     class_w: Tensor | None = None,
     squared: bool = False,
+    ignore: int | None = None,
     block_m: int | None = None,
 ) -> Tensor:
     """The sigmoid gradient pass (:func:`softmax_index_backward` has the incoming gradients, scale and squared)."""
@@ -783,7 +814,8 @@ def sigmoid_backward(
     _sigmoid_grad_kernel[(n * c, tiles)](
         x, g, x if valid is None else valid, g_tp if g_tp is not None else x, g_psum if g_psum is not None else x,
         g_pix if g_pix is not None else x, scale if scale is not None else x, x if class_w is None else class_w,
-        grad, c, m, w1, w0, gam, gam_pos, HAS_VALID=valid is not None, HAS_CW=class_w is not None,
+        grad, c, m, w1, w0, gam, gam_pos, 0 if ignore is None else int(ignore), HAS_VALID=valid is not None,
+        HAS_IGNORE=ignore is not None, HAS_CW=class_w is not None,
         NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None, SQUARED=squared,
         ACC=_tl_acc(_acc(x.dtype)), BLOCK_M=bm,
     )  # fmt: skip

@@ -137,13 +137,19 @@ def whole(
     pixel_args += [1.0 if kept_weighted else 0.0, 1.0 if pix.pos0 else 0.0]
     mean = reduction == "mean"
     if prep.mode == "multiclass":
-        t = prep.target_raw  # any integer dtype: the kernels read it as it is (no int64 copy)
-        valid = prep.valid_pixels()
+        valid: Tensor | None = None
+        ignore = None
         bad = None
-        if not _ops.triton_runs(x.device):  # the Triton kernels count bad indices themselves
+        if _ops.triton_runs(x.device):
+            # any integer dtype, ignored values and all: the kernels read it as it is (no int64 copy, no cleaned copy,
+            # no mask; they compare with ignore_index) and count bad indices themselves
+            t = prep.target_raw
+            ignore = prep.ignore_index
+        else:
+            t, valid = prep.target, prep.valid_pixels()
             t, bad = _dispatch.guard_indices(t, c, valid)
-        if wpix is None and class_w is None:  # the pixel term counts the kept pixels only (the operators' convention)
-            wpix = valid
+            if wpix is None and class_w is None:  # the pixel term counts the kept pixels only (the operators' rule)
+                wpix = valid
         _dispatch._note("whole:softmax_index:ops")
         out: tuple[Tensor, Tensor, Tensor, Tensor] = _ops.whole_loss_fwd(
             x,
@@ -160,15 +166,20 @@ def whole(
             skip_first,
             per_image,
             mean,
+            ignore,
         )
         loss = out[0]
         if bad is not None:
             loss = loss + torch.where(bad.sum() > 0, float("nan"), 0.0).to(loss.dtype)
         return loss
-    valid_d = prep.valid
-    if valid_d is not None and valid_d.shape != x.shape:
-        valid_d = valid_d.expand_as(x).contiguous()
-    g = prep.target_raw  # any dtype (bool seen as uint8): the kernels read it as it is (no float copy)
+    # any dtype (bool seen as uint8), ignored values and all: the kernels read it as it is (no float copy, no mask)
+    g = prep.target_raw
+    valid_d = None
+    ignore_d = prep.ignore_index
+    if prep.ignore_index is not None and not _ops.triton_runs(x.device):
+        g, valid_d, ignore_d = prep.target, prep.valid, None
+        if valid_d is not None and valid_d.shape != x.shape:
+            valid_d = valid_d.expand_as(x).contiguous()
     if g.dtype == torch.bool:
         g = g.view(torch.uint8)
     _dispatch._note("whole:sigmoid_dense:ops")
@@ -187,5 +198,6 @@ def whole(
         skip_first,
         per_image,
         mean,
+        ignore_d,
     )
     return dense[0]
