@@ -95,6 +95,12 @@ RATIO_OPTIONS = (
     ("dice_loss", "multilabel", {"squared": True, "include_background": False, "_target": "soft"}),
     ("dice_ce_loss", "multiclass", {"squared": True, "class_weights": [0.3, 1.0, 2.0]}),
     ("dice_ce_loss", "multilabel", {"squared": True, "log_loss": True, "_target": "soft"}),
+    # label smoothing of the cross entropy (torch's definition; with class weights, the weighted mean)
+    ("cross_entropy_loss", "multiclass", {"label_smoothing": 0.1}),
+    ("cross_entropy_loss", "multiclass", {"label_smoothing": 0.2, "class_weights": [0.5, 2.0, 1.0]}),
+    ("cross_entropy_loss", "binary", {"label_smoothing": 0.3, "reduction": "sum"}),
+    ("dice_ce_loss", "multilabel", {"label_smoothing": 0.15, "class_weights": [0.5, 1.0, 2.0]}),
+    ("dice_ce_loss", "multiclass", {"label_smoothing": 0.1, "include_background": False}),
 )
 #: The operators whose CUDA implementation runs the Triton kernels.
 CUDA_OPS = ("softmax_index_fwd", "softmax_index_bwd", "sigmoid_dense_fwd", "sigmoid_dense_bwd", "whole_loss_fwd",
@@ -501,7 +507,8 @@ def _sweep_cases() -> list[tuple[str, str, object, object, dict[str, object]]]: 
         "focal_tversky_loss": lambda: {"gamma": rng.choice([0.5, 1.0, 2.0]), "smooth": rng.choice([0.0, 1.0])},
         "generalized_dice_loss": lambda: {"smooth": rng.choice([0.0, 1e-5]), "per_image": rng.random() < 0.5,
                                           "include_background": rng.random() < 0.7},
-        "cross_entropy_loss": lambda: {"reduction": rng.choice(["mean", "sum"])},
+        "cross_entropy_loss": lambda: {"reduction": rng.choice(["mean", "sum"]),
+                                       "label_smoothing": rng.choice([0.0, 0.0, 0.1, 1.0])},
         "focal_loss": lambda: {"gamma": rng.choice([0.0, 0.5, 2.0])},
         "dice_ce_loss": lambda: {"per_image": rng.random() < 0.5, "ce_weight": rng.choice([0.5, 1.0])},
         "unified_focal_loss": lambda: {"weight": rng.random(), "delta": rng.random(), "gamma": rng.random(),

@@ -954,6 +954,28 @@ def _two_class(region: list[float]) -> bool:
     return len(region) > 8 and region[8] != 0
 
 
+def _smoothing(pixel: list[float]) -> float:
+    """The pixel term's label smoothing ``eps`` (``pixel[9]``; 0: none)."""
+    return float(pixel[9]) if len(pixel) > 9 else 0.0
+
+
+def _smooth_sum(x: Tensor, valid: Tensor | None, class_w: Tensor | None) -> Tensor:
+    """``sum_m v_m sum_c u_c (-log p_mc)`` per image, ``(N,)`` (softmax; ``u``: ``class_w`` or 1; CPU)."""
+    logp = torch.log_softmax(x, 1)
+    u = torch.ones(x.shape[1], dtype=x.dtype, device=x.device) if class_w is None else class_w.to(x.dtype)
+    per_pixel = -(logp * u.view(1, -1, 1)).sum(1)
+    return (per_pixel if valid is None else per_pixel * valid.to(x.dtype)).sum(-1)
+
+
+def _smooth_grad(x: Tensor, valid: Tensor | None, class_w: Tensor | None, g_pix: Tensor, eps: float) -> Tensor:
+    """``dL/dx`` of ``g_pix eps / C`` times :func:`_smooth_sum`: ``g_pix v eps / C (U p_c - u_c)``, ``U = sum u``."""
+    c = x.shape[1]
+    p = torch.softmax(x, 1)
+    u = torch.ones(c, dtype=x.dtype, device=x.device) if class_w is None else class_w.to(x.dtype)
+    v = torch.ones_like(p[:, :1]) if valid is None else valid.to(x.dtype).unsqueeze(1)
+    return (g_pix * eps / c).view(-1, 1, 1) * v * (u.sum() * p - u.view(1, -1, 1))
+
+
 def _squared(region: list[float]) -> bool:
     """Whether ``P`` and ``G`` are the squared sums ``sum v p^2``, ``sum v g^2`` (``region[9]``, Milletari's Dice)."""
     return len(region) > 9 and region[9] != 0
@@ -1068,18 +1090,24 @@ def _whole_fwd_twin(
         wpix, gamma_pix = _split_maps(t, valid, split, _acc(x.dtype))
     if class_w is not None and t is not None:
         wpix = _class_map(t, valid, class_w, _acc(x.dtype))
+    eps = _smoothing(pixel)
     if t is not None:
         tp, psum, pix, gsum, _lse, _deriv = _softmax_index_fwd_twin(
             x, t, valid, wpix, gamma_p, gamma_pix, True, need_pixel
         )
+        if need_pixel and eps != 0:  # label smoothing: (1 - eps) of the term plus eps / C sum_c u_c (-log p_c)
+            pix = (1 - eps) * pix + eps / x.shape[1] * _smooth_sum(x, valid, class_w)
     else:
         assert g is not None
+        alone = class_w is not None or eps != 0  # the pixel term on its own mask / target
         tp, psum, gsum, pix = _sigmoid_dense_fwd_twin(
-            x, g, valid, _alpha_arg(alpha), gamma_p, True, need_pixel and class_w is None, _pos0(pixel)
+            x, g, valid, _alpha_arg(alpha), gamma_p, True, need_pixel and not alone, _pos0(pixel)
         )
-        if need_pixel and class_w is not None:  # the pixel term weighted per channel: its kept mask times the weight
+        if need_pixel and alone:  # per channel: its kept mask times the weight; smoothed: (1 - eps) g + eps / 2
+            mask = valid if class_w is None else _channel_mask(x, valid, class_w)
+            g_pix = g if eps == 0 else g * (1 - eps) + 0.5 * eps
             _, _, _, pix = _sigmoid_dense_fwd_twin(
-                x, g, _channel_mask(x, valid, class_w), _alpha_arg(alpha), gamma_p, False, True, _pos0(pixel)
+                x, g_pix, mask, _alpha_arg(alpha), gamma_p, False, True, _pos0(pixel)
             )
     if _squared(region):
         psum, gsum = _squares(x, t, g, valid)
@@ -1163,7 +1191,7 @@ def _whole_loss_fwd_cuda(
             x, t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p,
             None if gamma_pix is None else gamma_pix.contiguous(), need_pixel=lam_p != 0, bg_split=_split_arg(pixel),
             class_w=None if class_w is None else class_w.contiguous(), kept_w=_kept_weighted(pixel),
-            squared=_squared(region), ignore=ignore_index,
+            squared=_squared(region), ignore=ignore_index, label_smoothing=_smoothing(pixel),
         )  # fmt: skip
     else:
         assert g is not None
@@ -1178,6 +1206,7 @@ def _whole_loss_fwd_cuda(
             class_w=None if class_w is None else class_w.contiguous(),
             squared=_squared(region),
             ignore=ignore_index,
+            label_smoothing=_smoothing(pixel),
         )
     lam_r, a, e, c1, c2, smooth, gamma, gamma0 = region[:8]
     return _triton_whole.whole_loss(
@@ -1261,21 +1290,26 @@ def _whole_bwd_twin(
     g_tp = ctp * s if need_stats else x.new_zeros((n, c), dtype=acc)
     g_ps = cp * s if need_stats else x.new_zeros((n, c), dtype=acc)
     g_pix = cpix * s if lam_p != 0 else x.new_zeros((n,), dtype=acc)
+    eps = _smoothing(pixel)
     if t is not None:
         empty = x.new_empty((n, 0), dtype=acc)
-        return _softmax_index_bwd_twin(
-            x, t, valid, wpix, gamma_p, gamma_pix, empty, empty, g_tp, g_ps, g_pix, need_stats, lam_p != 0
+        grad = _softmax_index_bwd_twin(
+            x, t, valid, wpix, gamma_p, gamma_pix, empty, empty, g_tp, g_ps, (1 - eps) * g_pix, need_stats, lam_p != 0
         )
+        if lam_p != 0 and eps != 0:  # the smoothing term's own gradient
+            grad = grad + _smooth_grad(x, valid, class_w, g_pix, eps)
+        return grad
     assert g is not None
-    if class_w is None or lam_p == 0:
+    if (class_w is None and eps == 0) or lam_p == 0:
         return _sigmoid_dense_bwd_twin(
             x, g, valid, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, need_stats, lam_p != 0, _pos0(pixel)
         )
-    # the pixel term weighted per channel: its gradient with the weighted mask, the statistics' with the plain one
+    # the pixel term on its own mask (weighted per channel) and target (smoothed), the statistics' on the plain ones
+    mask = valid if class_w is None else _channel_mask(x, valid, class_w)
+    g_smooth = g if eps == 0 else g * (1 - eps) + 0.5 * eps
     grad = _sigmoid_dense_bwd_twin(
-        x, g, _channel_mask(x, valid, class_w), _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, False, True,
-        _pos0(pixel),
-    )  # fmt: skip
+        x, g_smooth, mask, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, False, True, _pos0(pixel)
+    )
     if need_stats:
         grad = grad + _sigmoid_dense_bwd_twin(
             x, g, valid, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, True, False, _pos0(pixel)
@@ -1338,13 +1372,13 @@ def _whole_loss_bwd_cuda(
             x.contiguous(), t.contiguous(), valid_c, None if wpix is None else wpix.contiguous(), gamma_p,
             None if gamma_pix is None else gamma_pix.contiguous(), g_tp, g_ps, g_pix, scale=scale,
             bg_split=_split_arg(pixel), class_w=None if class_w is None else class_w.contiguous(), squared=squared,
-            ignore=ignore_index,
+            ignore=ignore_index, label_smoothing=_smoothing(pixel),
         )  # fmt: skip
     assert g is not None
     return _triton.sigmoid_backward(
         x.contiguous(), g.contiguous(), valid_c, _alpha_arg(alpha), gamma_p, g_tp, g_ps, g_pix, scale=scale,
         pos0=_pos0(pixel), class_w=None if class_w is None else class_w.contiguous(), squared=squared,
-        ignore=ignore_index,
+        ignore=ignore_index, label_smoothing=_smoothing(pixel),
     )  # fmt: skip
 
 

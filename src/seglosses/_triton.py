@@ -109,7 +109,10 @@ if triton is not None:
         M: tl.tensor,
         ACC: tl.constexpr,
     ) -> Any:
-        """Load one (classes x pixels) tile; return the softmax, log p_t, 1 - p_t, the one-hot and the bad flags."""
+        """Load a (classes x pixels) tile: softmax, log p_t, 1 - p_t, one-hot, bad flags, NaNs, logits, logsumexp.
+
+        The logits are ``-inf`` in the padded classes.
+        """
         mm = offs_m < M
         mc = offs_c < C
         base = n.to(tl.int64) * C * M
@@ -133,7 +136,19 @@ if triton is not None:
         x_t = tl.sum(tl.where(onehot, xt, 0.0), axis=0)
         logp_t = x_t - lse
         q = tl.sum(tl.where(onehot, 0.0, p), axis=0)
-        return p, logp_t, q, onehot, bad, isnan
+        return p, logp_t, q, onehot, bad, isnan, xt, lse
+
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _smoothing_weights(
+        cw_ptr: tl.tensor, offs_c: tl.tensor, C: tl.tensor, HAS_CW: tl.constexpr, ACC: tl.constexpr
+    ) -> Any:
+        """The label-smoothing term's class weights ``u_c`` (the class weights, or 1; 0 in padded classes)."""
+        mc = offs_c < C
+        if HAS_CW:
+            u = tl.load(cw_ptr + offs_c, mask=mc, other=0.0).to(ACC)
+        else:
+            u = mc.to(ACC)
+        return u
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _focal(logp_t: tl.tensor, q: tl.tensor, gam: tl.tensor, GAMMA_ZERO: tl.constexpr) -> Any:
@@ -217,12 +232,14 @@ if triton is not None:
         g_bg: tl.float64,
         g_fg: tl.float64,
         ignore: tl.int64,
+        ls: tl.float64,
         HAS_VALID: tl.constexpr,
         HAS_IGNORE: tl.constexpr,
         HAS_W: tl.constexpr,
         HAS_GPIX: tl.constexpr,
         BG_SPLIT: tl.constexpr,
         HAS_CW: tl.constexpr,
+        LS: tl.constexpr,
         KEPT_W: tl.constexpr,
         GAMMA_ZERO: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
@@ -246,7 +263,7 @@ if triton is not None:
         offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
-        p, logp_t, q, onehot, bad, isnan = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
+        p, logp_t, q, onehot, bad, isnan, xt, lse = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
         if HAS_VALID:
             v = tl.load(v_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
         elif HAS_IGNORE:  # the raw target: a pixel is kept where it is not ignore_index (no mask in memory)
@@ -271,7 +288,15 @@ if triton is not None:
                 HAS_W, HAS_GPIX, BG_SPLIT, HAS_CW, ACC,
             )  # fmt: skip
             value, _ = _focal(logp_t, q, gam, GAMMA_ZERO)
+            if LS:  # label smoothing: (1 - eps) of the term, plus eps / C sum_c u_c (lse - x_c) at each kept pixel
+                eps = _as_acc(ls, ACC)
+                value = value * (1.0 - eps)
             fsum = tl.sum(tl.where(mm & (w != 0.0), w * value, 0.0), axis=0)  # sum w f(log p_t)
+            if LS:
+                u = _smoothing_weights(cw_ptr, offs_c, C, HAS_CW, ACC)
+                mc = offs_c < C
+                smooth = tl.sum(tl.where(mc[:, None], u[:, None] * (lse[None, :] - xt), 0.0), axis=0)
+                fsum += tl.sum(tl.where(mm & (v != 0.0), v * smooth, 0.0), axis=0) * eps / C.to(ACC)
         nkept = tl.sum(v, axis=0)
         if KEPT_W:  # the pixel term's weight summed instead (the weighted mean's denominator)
             if NEED_PIXEL:
@@ -370,12 +395,14 @@ if triton is not None:
         g_bg: tl.float64,
         g_fg: tl.float64,
         ignore: tl.int64,
+        ls: tl.float64,
         HAS_VALID: tl.constexpr,
         HAS_IGNORE: tl.constexpr,
         HAS_W: tl.constexpr,
         HAS_GPIX: tl.constexpr,
         BG_SPLIT: tl.constexpr,
         HAS_CW: tl.constexpr,
+        LS: tl.constexpr,
         GAMMA_ZERO: tl.constexpr,
         NEED_STATS: tl.constexpr,
         HAS_SCALE: tl.constexpr,
@@ -401,7 +428,7 @@ if triton is not None:
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
         mc = offs_c < C
-        p, logp_t, q, onehot, bad, isnan = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
+        p, logp_t, q, onehot, bad, isnan, xt, lse = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
         if HAS_VALID:
             v = tl.load(v_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
         elif HAS_IGNORE:  # the raw target: a pixel is kept where it is not ignore_index (no mask in memory)
@@ -412,6 +439,7 @@ if triton is not None:
         ohf = onehot.to(ACC)
         grad = p * 0.0
         kk = v * 0.0
+        smooth_grad = p * 0.0
         if NEED_PIXEL:
             w, gam = _pixel_weight(
                 t_ptr, w_ptr, gp_ptr, cw_ptr, n, offs_m, mm, v, C, M, gamma, w_bg, w_fg, g_bg, g_fg,
@@ -422,6 +450,12 @@ if triton is not None:
             if HAS_SCALE:
                 g_pix = g_pix * tl.load(scale_ptr).to(ACC)
             kk = tl.where(w != 0.0, w * deriv, 0.0) * g_pix  # K = dF w f'(log p_t)
+            if LS:  # (1 - eps) of that, and the smoothing term's dF v eps / C (U p_c - u_c), U = sum_c u_c
+                eps = _as_acc(ls, ACC)
+                kk = kk * (1.0 - eps)
+                u = _smoothing_weights(cw_ptr, offs_c, C, HAS_CW, ACC)
+                su = g_pix * v * eps / C.to(ACC)
+                smooth_grad = su[None, :] * (tl.sum(u, axis=0) * p - u[:, None])
         if NEED_STATS:
             gtp = tl.load(gtp_ptr + n.to(tl.int64) * C + offs_c, mask=mc, other=0.0).to(ACC)
             gps = tl.load(gps_ptr + n.to(tl.int64) * C + offs_c, mask=mc, other=0.0).to(ACC)
@@ -437,7 +471,7 @@ if triton is not None:
             grad = a - p * b[None, :]
         else:
             grad = -p * kk[None, :]
-        grad += ohf * kk[None, :]
+        grad += ohf * kk[None, :] + smooth_grad
         base = n.to(tl.int64) * C * M
         tl.store(
             out_ptr + base + offs_c[:, None].to(tl.int64) * M + offs_m[None, :],
@@ -487,8 +521,10 @@ if triton is not None:
         gamma: tl.float64,
         gamma_pos: tl.float64,
         ignore: tl.int64,
+        ls: tl.float64,
         HAS_VALID: tl.constexpr,
         HAS_IGNORE: tl.constexpr,
+        LS: tl.constexpr,
         HAS_CW: tl.constexpr,
         NEED_PIXEL: tl.constexpr,
         SQUARED: tl.constexpr,
@@ -533,7 +569,11 @@ if triton is not None:
             gs = tl.sum(g * g * v, axis=0)  # sum v g^2
         fsum = ps * 0.0
         if NEED_PIXEL:
-            value, _ = _sigmoid_terms(x, g, w1, w0, gamma, gamma_pos, False)
+            g_pix = g
+            if LS:  # label smoothing of the pixel term's target: (1 - eps) g + eps / 2
+                eps = _as_acc(ls, ACC)
+                g_pix = g * (1.0 - eps) + 0.5 * eps
+            value, _ = _sigmoid_terms(x, g_pix, w1, w0, gamma, gamma_pos, False)
             if HAS_CW:  # the channel's weight of the pixel term
                 value = value * tl.load(cw_ptr + c).to(ACC)
             fsum = tl.sum(tl.where(v != 0.0, value * v, 0.0), axis=0)
@@ -572,8 +612,10 @@ if triton is not None:
         gamma: tl.float64,
         gamma_pos: tl.float64,
         ignore: tl.int64,
+        ls: tl.float64,
         HAS_VALID: tl.constexpr,
         HAS_IGNORE: tl.constexpr,
+        LS: tl.constexpr,
         HAS_CW: tl.constexpr,
         NEED_STATS: tl.constexpr,
         HAS_SCALE: tl.constexpr,
@@ -621,7 +663,11 @@ if triton is not None:
             else:
                 grad = p * (1.0 - p) * (gps + g * gtp)
         if NEED_PIXEL:
-            _, deriv = _sigmoid_terms(x, g, w1, w0, gamma, gamma_pos, True)
+            g_ls = g
+            if LS:  # label smoothing of the pixel term's target: (1 - eps) g + eps / 2
+                eps = _as_acc(ls, ACC)
+                g_ls = g * (1.0 - eps) + 0.5 * eps
+            _, deriv = _sigmoid_terms(x, g_ls, w1, w0, gamma, gamma_pos, True)
             if HAS_CW:  # the channel's weight of the pixel term
                 deriv = deriv * tl.load(cw_ptr + r % C).to(ACC)
             g_pix = tl.load(gpix_ptr + n).to(ACC)
@@ -664,6 +710,7 @@ def softmax_index_forward(
     kept_w: bool = False,
     squared: bool = False,
     ignore: int | None = None,
+    label_smoothing: float = 0.0,
     block_m: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Statistics pass + finalize for softmax logits ``x`` ``(N, C, M)`` and class indices ``t`` ``(N, M)``.
@@ -676,8 +723,10 @@ def softmax_index_forward(
     pixel term's weight per class, read at each pixel's class (instead of ``wpix``), and with ``kept_w`` the kept
     count becomes the sum of that weight. ``squared``: ``P`` is ``sum v p^2`` (the squared Dice's denominator; ``G``
     needs no square for one-hot targets). ``ignore``: ``t`` holds the raw target and a pixel is kept where it is not
-    this value (instead of a ``valid`` mask; its class index is then not read). ``block_m`` overrides the tile width
-    (tests use small tiles so that every mask edge is hit).
+    this value (instead of a ``valid`` mask; its class index is then not read). ``label_smoothing`` ``eps``: the
+    pixel term is ``(1 - eps) w f(log p_t) + eps / C sum_c u_c (-log p_c)`` at each kept pixel (``u``: ``class_w`` or
+    1; with ``gamma = 0`` this is torch's smoothed cross entropy). ``block_m`` overrides the tile width (tests use
+    small tiles so that every mask edge is hit).
     """
     n, c, m = x.shape
     bm = block_m or softmax_block_m(c)
@@ -689,10 +738,10 @@ def softmax_index_forward(
     _softmax_index_stats_kernel[(n, tiles)](
         x, t, x if valid is None else valid, x if wpix is None else wpix, x if gamma_pix is None else gamma_pix,
         x if class_w is None else class_w, part, c, m, tiles, float(gamma), *(float(v) for v in split),
-        0 if ignore is None else int(ignore), HAS_VALID=valid is not None, HAS_IGNORE=ignore is not None,
-        HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
-        BG_SPLIT=bg_split is not None, HAS_CW=class_w is not None, KEPT_W=kept_w, GAMMA_ZERO=gz,
-        NEED_PIXEL=need_pixel, SQUARED=squared, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
+        0 if ignore is None else int(ignore), float(label_smoothing), HAS_VALID=valid is not None,
+        HAS_IGNORE=ignore is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
+        BG_SPLIT=bg_split is not None, HAS_CW=class_w is not None, LS=label_smoothing != 0, KEPT_W=kept_w,
+        GAMMA_ZERO=gz, NEED_PIXEL=need_pixel, SQUARED=squared, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip
     tp, psum, gsum, p2, pix, kept = _finalize(part, n, c, tiles, poison)
     return tp, psum, gsum, p2, pix, kept
@@ -714,13 +763,15 @@ def softmax_index_backward(
     class_w: Tensor | None = None,
     squared: bool = False,
     ignore: int | None = None,
+    label_smoothing: float = 0.0,
     block_m: int | None = None,
 ) -> Tensor:
     """The gradient pass: ``dL/dx`` ``(N, C, M)`` in ``x``'s dtype from the incoming gradients (device pointers).
 
     ``g_tp``/``g_psum`` ``(N, C)`` (None: the statistics are not used), ``g_pix`` ``(N,)`` (None: no pixel term);
     ``scale`` (one element, or None) multiplies ``g_tp``, ``g_psum`` and ``g_pix`` in the kernel (no launch of its
-    own). ``squared``: ``g_psum`` is the gradient of ``sum v p^2``; ``ignore`` as :func:`softmax_index_forward`'s.
+    own). ``squared``: ``g_psum`` is the gradient of ``sum v p^2``; ``ignore`` and ``label_smoothing`` as
+    :func:`softmax_index_forward`'s.
     """
     n, c, m = x.shape
     bm = block_m or softmax_block_m(c)
@@ -735,9 +786,9 @@ def softmax_index_backward(
         x if class_w is None else class_w,
         g_tp if g_tp is not None else x, g_psum if g_psum is not None else x, g_pix if g_pix is not None else x,
         scale if scale is not None else x, grad, c, m, float(gamma), *(float(v) for v in split),
-        0 if ignore is None else int(ignore), HAS_VALID=valid is not None, HAS_IGNORE=ignore is not None,
-        HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
-        BG_SPLIT=bg_split is not None, HAS_CW=class_w is not None, GAMMA_ZERO=gz,
+        0 if ignore is None else int(ignore), float(label_smoothing), HAS_VALID=valid is not None,
+        HAS_IGNORE=ignore is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
+        BG_SPLIT=bg_split is not None, HAS_CW=class_w is not None, LS=label_smoothing != 0, GAMMA_ZERO=gz,
         NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None, SQUARED=squared,
         ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip
@@ -762,6 +813,7 @@ def sigmoid_forward(
     class_w: Tensor | None = None,
     squared: bool = False,
     ignore: int | None = None,
+    label_smoothing: float = 0.0,
     block_m: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Statistics pass + finalize for sigmoid logits ``x`` and a dense target ``g``, both ``(N, C, M)``.
@@ -769,7 +821,8 @@ def sigmoid_forward(
     Returns ``(TP, P, G, P2, F, kept)`` as :func:`softmax_index_forward` (``F`` summed over the channels of each
     image; ``kept`` counts kept elements). ``valid`` is ``(N, C, M)`` or None; ``class_w`` ``(C,)`` weighs the pixel
     term per channel; ``squared``: ``P`` and ``G`` are ``sum v p^2`` and ``sum v g^2``; ``ignore``: ``g`` is the raw
-    target and an element is kept where it is not this value (instead of ``valid``).
+    target and an element is kept where it is not this value (instead of ``valid``); ``label_smoothing`` ``eps``: the
+    pixel term's target is ``(1 - eps) g + eps / 2`` (the statistics keep ``g``).
     """
     n, c, m = x.shape
     bm = block_m or _SIGMOID_BLOCK
@@ -779,8 +832,9 @@ def sigmoid_forward(
     w1, w0, gam, gam_pos = _sigmoid_weights(alpha, gamma, pos0)
     _sigmoid_stats_kernel[(n * c, tiles)](
         x, g, x if valid is None else valid, x if class_w is None else class_w, part, c, m, tiles, w1, w0, gam,
-        gam_pos, 0 if ignore is None else int(ignore), HAS_VALID=valid is not None, HAS_IGNORE=ignore is not None,
-        HAS_CW=class_w is not None, NEED_PIXEL=need_pixel, SQUARED=squared,
+        gam_pos, 0 if ignore is None else int(ignore), float(label_smoothing), HAS_VALID=valid is not None,
+        HAS_IGNORE=ignore is not None, LS=label_smoothing != 0, HAS_CW=class_w is not None, NEED_PIXEL=need_pixel,
+        SQUARED=squared,
         ACC=_tl_acc(acc), BLOCK_M=bm,
     )  # fmt: skip
     tp, psum, gsum, p2, pix, kept = _finalize(part, n, c, tiles, poison)
@@ -802,6 +856,7 @@ def sigmoid_backward(
     class_w: Tensor | None = None,
     squared: bool = False,
     ignore: int | None = None,
+    label_smoothing: float = 0.0,
     block_m: int | None = None,
 ) -> Tensor:
     """The sigmoid gradient pass (:func:`softmax_index_backward` has the incoming gradients, scale and squared)."""
@@ -814,8 +869,8 @@ def sigmoid_backward(
     _sigmoid_grad_kernel[(n * c, tiles)](
         x, g, x if valid is None else valid, g_tp if g_tp is not None else x, g_psum if g_psum is not None else x,
         g_pix if g_pix is not None else x, scale if scale is not None else x, x if class_w is None else class_w,
-        grad, c, m, w1, w0, gam, gam_pos, 0 if ignore is None else int(ignore), HAS_VALID=valid is not None,
-        HAS_IGNORE=ignore is not None, HAS_CW=class_w is not None,
+        grad, c, m, w1, w0, gam, gam_pos, 0 if ignore is None else int(ignore), float(label_smoothing),
+        HAS_VALID=valid is not None, HAS_IGNORE=ignore is not None, LS=label_smoothing != 0, HAS_CW=class_w is not None,
         NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None, SQUARED=squared,
         ACC=_tl_acc(_acc(x.dtype)), BLOCK_M=bm,
     )  # fmt: skip

@@ -109,7 +109,7 @@ if triton is not None:
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
         mc = offs_c < C
-        p, logp_t, q, onehot, bad, isnan = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
+        p, logp_t, q, onehot, bad, isnan, _, _ = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
         kept = mm
         if HAS_VALID:
             v = tl.load(v_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0)
@@ -299,7 +299,7 @@ if triton is not None:
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
         mc = offs_c < C
-        p, logp_t, q, onehot, bad, isnan = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
+        p, logp_t, q, onehot, bad, isnan, _, _ = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
         if PER_IMAGE:
             s = tl.load(s_ptr + n * C + offs_c, mask=mc, other=0.0).to(ACC)
         else:

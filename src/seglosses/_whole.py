@@ -47,7 +47,9 @@ class Pixel(NamedTuple):
 
     ``split`` ``(w_0, w_other, gamma_0, gamma_other)``: the softmax term's weight and exponent by background / other
     class (the unified focal loss), read from the target in the kernels (no per-pixel maps built); ``pos0``: the
-    sigmoid term's positive part without focal modulation (the asymmetric variant).
+    sigmoid term's positive part without focal modulation (the asymmetric variant); ``smoothing``: label smoothing
+    ``eps`` of the cross entropy (softmax: ``(1 - eps)`` of the term plus ``eps / C sum_c u_c (-log p_c)``; sigmoid:
+    the target ``(1 - eps) g + eps / 2``).
     """
 
     weight: float
@@ -55,6 +57,7 @@ class Pixel(NamedTuple):
     alpha: float | None = None
     split: tuple[float, float, float, float] | None = None
     pos0: bool = False
+    smoothing: float = 0.0
 
 
 def tversky_region(weight: float, alpha: float, beta: float, smooth: float, gamma: float = 1.0) -> Region:
@@ -134,7 +137,7 @@ def whole(
     region_args.append(float(reg.squared))
     pixel_args = [pix.weight, pix.gamma, float("nan") if pix.alpha is None else float(pix.alpha)]
     pixel_args += [float(v) for v in pix.split] if pix.split is not None else [float("nan")] * 4
-    pixel_args += [1.0 if kept_weighted else 0.0, 1.0 if pix.pos0 else 0.0]
+    pixel_args += [1.0 if kept_weighted else 0.0, 1.0 if pix.pos0 else 0.0, float(pix.smoothing)]
     mean = reduction == "mean"
     if prep.mode == "multiclass":
         valid: Tensor | None = None

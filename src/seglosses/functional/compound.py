@@ -156,7 +156,7 @@ def dice_ce_loss(
     )
     c = prep.num_classes
     c_all = weights is not None and weights.numel() == prep.num_classes
-    if label_smoothing == 0 and (weights is None or c_all):
+    if weights is None or c_all:
         # the class weights weigh both terms: Dice's classes, and the cross entropy of each pixel by its class (a
         # mean over the summed weight)
         w_dev = None if weights is None else weights.to(device=prep.device, dtype=prep.dtype)
@@ -165,7 +165,7 @@ def dice_ce_loss(
             fn=fn,
             reduction=reduction,
             region=_whole.dice_region(dice_weight, smooth, log_loss, squared),
-            pixel=_whole.Pixel(ce_weight),
+            pixel=_whole.Pixel(ce_weight, smoothing=label_smoothing),
             class_weights=w_dev,
             include_background=include_background,
             per_image=per_image,

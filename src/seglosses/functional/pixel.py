@@ -185,15 +185,15 @@ def cross_entropy_values(
         check_class_weights_length(fn, weights, c, c)
         w = weights.to(device=prep.device, dtype=prep.dtype)
     eps = label_smoothing
-    if eps == 0:
-        # the GPU's short path: the whole loss in one operator (class weights read there at each pixel's class, or
-        # channel; the softmax's weighted mean divides by the summed weight, the sigmoid's by the kept elements)
-        whole = _whole.whole(
-            prep, fn=fn, reduction=reduction, pixel=_whole.Pixel(1.0), class_w=w,
-            kept_weighted=w is not None and mode == "multiclass",
-        )  # fmt: skip
-        if whole is not None:
-            return whole
+    # the GPU's short path: the whole loss in one operator (class weights read there at each pixel's class, or
+    # channel; the softmax's weighted mean divides by the summed weight, the sigmoid's by the kept elements; label
+    # smoothing in the kernels too)
+    whole = _whole.whole(
+        prep, fn=fn, reduction=reduction, pixel=_whole.Pixel(1.0, smoothing=eps), class_w=w,
+        kept_weighted=w is not None and mode == "multiclass",
+    )  # fmt: skip
+    if whole is not None:
+        return whole
     path = _dispatch.pixel_path(prep, reduction=reduction) if eps == 0 else "generic"
     if path == "softmax_index":
         # one pass of logsumexp; the gradient written in one expression (seglosses._dispatch)
