@@ -62,3 +62,37 @@ def run_interpreted(script: str) -> dict[str, float]:
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert lines, proc.stdout[-4000:]
     return dict(json.loads(lines[-1][len("RESULTS ") :]))
+
+
+class TritonLaunches:
+    """Counts the Triton kernel launches the interpreter runs from :meth:`install` on, and whether one runs now.
+
+    The Triton tests' workers watch ATen operators with a dispatch mode; those seen ``inside`` a launch are the
+    interpreter's own handling of the tensors, not operators the GPU would run.
+    """
+
+    def __init__(self) -> None:
+        self.launches = 0
+        self.depth = 0
+
+    @property
+    def inside(self) -> bool:
+        """Whether a Triton launch is running now."""
+        return self.depth > 0
+
+    def install(self) -> TritonLaunches:
+        """Wrap the interpreter's launch (for the rest of the process: the workers are one-shot)."""
+        from triton.runtime import interpreter
+
+        run = interpreter.InterpretedFunction.run
+
+        def counted(fn: object, *args: object, **kwargs: object) -> object:
+            self.launches += 1
+            self.depth += 1
+            try:
+                return run(fn, *args, **kwargs)
+            finally:
+                self.depth -= 1
+
+        interpreter.InterpretedFunction.run = counted  # type: ignore[method-assign]
+        return self

@@ -39,9 +39,9 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
 
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
-    from triton.runtime import interpreter
 
     import seglosses
+    from helpers import TritonLaunches
     from seglosses import _edt_device, _ops, _ops_distance, registry
 
     _ops.triton_runs = lambda device: True  # type: ignore[assignment]
@@ -50,17 +50,7 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
     torch.library.register_kernel("seglosses::distance_maps", "cpu", _ops_distance._distance_maps_cuda)
     _edt_device.kernel_runs = lambda device: True  # type: ignore[assignment]
 
-    depth = [0]
-    run = interpreter.InterpretedFunction.run
-
-    def counted(self: object, *args: object, **kwargs: object) -> object:
-        depth[0] += 1
-        try:
-            return run(self, *args, **kwargs)
-        finally:
-            depth[0] -= 1
-
-    interpreter.InterpretedFunction.run = counted  # type: ignore[method-assign]
+    triton_launches = TritonLaunches().install()
 
     class Syncs(TorchDispatchMode):
         def __init__(self) -> None:
@@ -69,7 +59,7 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
             kwargs = kwargs or {}
-            if not depth[0] and func.namespace == "aten":
+            if not triton_launches.inside and func.namespace == "aten":
                 name = func.overloadpacket.__name__
                 if name == "lift_fresh":
                     self.hits["tensor from host data"] += 1

@@ -400,19 +400,11 @@ def _ignored_temporaries() -> dict[str, float]:  # pragma: no cover - runs in th
 
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
-    from triton.runtime import interpreter
 
     import seglosses.functional as SF
+    from helpers import TritonLaunches
 
-    depth = [0]
-    run = interpreter.InterpretedFunction.run
-
-    def counted(self: object, *args: object, **kwargs: object) -> object:
-        depth[0] += 1
-        try:
-            return run(self, *args, **kwargs)
-        finally:
-            depth[0] -= 1
+    triton_launches = TritonLaunches().install()
 
     class Temporaries(TorchDispatchMode):
         def __init__(self, threshold: int) -> None:
@@ -422,7 +414,8 @@ def _ignored_temporaries() -> dict[str, float]:  # pragma: no cover - runs in th
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
             out = func(*args, **(kwargs or {}))
             name = func.overloadpacket.__name__
-            if depth[0] or func.namespace != "aten" or func.is_view or name.startswith(("empty", "new_empty")):
+            uninitialised = name.startswith(("empty", "new_empty"))
+            if triton_launches.inside or func.namespace != "aten" or func.is_view or uninitialised:
                 return out
             for r in out if isinstance(out, (tuple, list)) else (out,):
                 if isinstance(r, torch.Tensor) and r.numel() >= self.threshold:
@@ -430,33 +423,29 @@ def _ignored_temporaries() -> dict[str, float]:  # pragma: no cover - runs in th
                     self.names.add(name)
             return out
 
-    interpreter.InterpretedFunction.run = counted  # type: ignore[method-assign]
     results: dict[str, float] = {}
     g = torch.Generator().manual_seed(21)
-    try:
-        for name, mode, kw in IGNORE_TEMPORARIES:
-            c = 1 if mode == "binary" else 3
-            x = torch.randn(2, c, 12, 10, generator=g, dtype=torch.float64).requires_grad_(True)
-            if mode == "multiclass":
-                t = torch.randint(0, c, (2, 12, 10), generator=g, dtype=torch.uint8)
-            else:
-                t = (torch.rand(2, c, 12, 10, generator=g) > 0.5).to(torch.uint8)
-            t[..., :3] = 255
-            fn = getattr(SF, name)
-            fn(x, t, mode=mode, ignore_index=255, **kw).backward()  # warm-up
-            calls = {
-                "whole": functools.partial(fn, mode=mode, ignore_index=255, **kw),
-                "not_whole": functools.partial(SF.cross_entropy_loss, mode=mode, ignore_index=255, reduction="none"),
-            }
-            for path, call in calls.items():
-                x.grad = None  # (an accumulated gradient would add one more tensor of the input's size)
-                mode_ = Temporaries(threshold=2 * 12 * 10)
-                with mode_:
-                    call(x, t).sum().backward()
-                results[f"temporaries/{name}/{mode}/{path}"] = float(mode_.count)
-                print(f"temporaries {name} {mode} {path}: {sorted(mode_.names)}", file=sys.stderr)
-    finally:
-        interpreter.InterpretedFunction.run = run  # type: ignore[method-assign]
+    for name, mode, kw in IGNORE_TEMPORARIES:
+        c = 1 if mode == "binary" else 3
+        x = torch.randn(2, c, 12, 10, generator=g, dtype=torch.float64).requires_grad_(True)
+        if mode == "multiclass":
+            t = torch.randint(0, c, (2, 12, 10), generator=g, dtype=torch.uint8)
+        else:
+            t = (torch.rand(2, c, 12, 10, generator=g) > 0.5).to(torch.uint8)
+        t[..., :3] = 255
+        fn = getattr(SF, name)
+        fn(x, t, mode=mode, ignore_index=255, **kw).backward()  # warm-up
+        calls = {
+            "whole": functools.partial(fn, mode=mode, ignore_index=255, **kw),
+            "not_whole": functools.partial(SF.cross_entropy_loss, mode=mode, ignore_index=255, reduction="none"),
+        }
+        for path, call in calls.items():
+            x.grad = None  # (an accumulated gradient would add one more tensor of the input's size)
+            mode_ = Temporaries(threshold=2 * 12 * 10)
+            with mode_:
+                call(x, t).sum().backward()
+            results[f"temporaries/{name}/{mode}/{path}"] = float(mode_.count)
+            print(f"temporaries {name} {mode} {path}: {sorted(mode_.names)}", file=sys.stderr)
     return results
 
 
@@ -554,28 +543,17 @@ def _launch_counts() -> dict[str, float]:  # pragma: no cover - runs in the subp
 
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
-    from triton.runtime import interpreter
 
     import seglosses.functional as SF
+    from helpers import TritonLaunches
 
     counts: collections.Counter[str] = collections.Counter()
-    depth = [0]
-    run = interpreter.InterpretedFunction.run
-
-    def counted(self: object, *args: object, **kwargs: object) -> object:
-        counts["triton"] += 1
-        depth[0] += 1
-        try:
-            return run(self, *args, **kwargs)
-        finally:
-            depth[0] -= 1
-
-    interpreter.InterpretedFunction.run = counted  # type: ignore[method-assign]
+    triton_launches = TritonLaunches().install()
 
     class Count(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
             name = func.overloadpacket.__name__
-            if not depth[0] and not name.startswith(NO_KERNEL) and func.namespace == "aten":
+            if not triton_launches.inside and not name.startswith(NO_KERNEL) and func.namespace == "aten":
                 counts[name] += 1
             return func(*args, **(kwargs or {}))
 
@@ -591,8 +569,10 @@ def _launch_counts() -> dict[str, float]:  # pragma: no cover - runs in the subp
         fn(xd, t, mode="multiclass").backward()  # warm-up
         xd.grad = None
         counts.clear()
+        before = triton_launches.launches
         with Count():
             fn(xd, t, mode="multiclass").backward()
+        counts["triton"] = triton_launches.launches - before
         out[f"launches/{name}"] = float(sum(counts.values()))
         print(f"launches {name}: {dict(counts)}", file=sys.stderr)
     return out

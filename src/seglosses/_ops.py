@@ -1040,17 +1040,29 @@ def _split_maps(
 
 
 def _ignored(
-    t: Tensor, ignore_index: int, wpix: Tensor | None, class_w: Tensor | None, pixel: list[float], dtype: torch.dtype
-) -> tuple[Tensor, Tensor, Tensor | None]:
-    """Raw class indices with ``ignore_index``: ``(indices with ignored pixels 0, kept mask (N, M), pixel weight)``.
+    t: Tensor | None,
+    g: Tensor | None,
+    ignore_index: int,
+    wpix: Tensor | None,
+    class_w: Tensor | None,
+    pixel: list[float],
+    dtype: torch.dtype,
+) -> tuple[Tensor | None, Tensor | None, Tensor, Tensor | None]:
+    """A raw target with ``ignore_index`` (class indices ``t`` or dense ``g``): ``(t, g, kept mask, pixel weight)``.
 
-    The pixel weight becomes the kept mask where none is given (the kernels' rule: the kept pixels count).
+    Ignored elements of the target become 0; the kept mask is ``(N, M)`` for indices, ``g``'s shape otherwise. For
+    indices the pixel weight becomes the kept mask where none is given (the kernels' rule: the kept pixels count).
     """
-    keep = t != ignore_index
+    raw = t if t is not None else g
+    assert raw is not None
+    keep = raw != ignore_index
     valid = keep.to(dtype)
+    clean = torch.where(keep, raw, torch.zeros_like(raw))
+    if t is None:
+        return None, clean, valid, wpix
     if wpix is None and class_w is None and _split_arg(pixel) is None:
         wpix = valid
-    return torch.where(keep, t, torch.zeros_like(t)), valid, wpix
+    return clean, g, valid, wpix
 
 
 def _whole_fwd_twin(
@@ -1078,11 +1090,8 @@ def _whole_fwd_twin(
     x = x.to(_acc(x.dtype))
     t = None if t is None else t.long()
     g = None if g is None else g.to(x.dtype)
-    if ignore_index is not None and t is not None:
-        t, valid, wpix = _ignored(t, ignore_index, wpix, class_w, pixel, x.dtype)
-    if ignore_index is not None and g is not None:
-        keep = g != ignore_index
-        g, valid = torch.where(keep, g, torch.zeros_like(g)), keep.to(x.dtype)
+    if ignore_index is not None:
+        t, g, valid, wpix = _ignored(t, g, ignore_index, wpix, class_w, pixel, x.dtype)
     lam_p, gamma_p, alpha = pixel[:3]
     need_pixel = lam_p != 0
     split = _split_arg(pixel)
@@ -1267,11 +1276,8 @@ def _whole_bwd_twin(
         return grad.to(x.dtype)
     t = None if t is None else t.long()
     g = None if g is None else g.to(x.dtype)
-    if ignore_index is not None and t is not None:
-        t, valid, wpix = _ignored(t, ignore_index, wpix, class_w, pixel, x.dtype)
-    if ignore_index is not None and g is not None:
-        keep = g != ignore_index
-        g, valid = torch.where(keep, g, torch.zeros_like(g)), keep.to(x.dtype)
+    if ignore_index is not None:
+        t, g, valid, wpix = _ignored(t, g, ignore_index, wpix, class_w, pixel, x.dtype)
     if squared and ctp.numel() > 0:  # the P coefficient is that of sum v p^2: its own gradient, the rest as usual
         rest = _whole_bwd_twin(
             x, t, g, valid, wpix, gamma_pix, class_w, ctp, torch.zeros_like(cp), cpix, pixel, scale, False, None
