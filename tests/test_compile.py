@@ -81,3 +81,27 @@ def test_set_value_checks_never_skips_the_range_check_and_restores():
         seglosses.set_value_checks("cpu")
     with pytest.raises(ValueError, match=r"set_value_checks: `when` must be one of 'cpu', 'always', 'never'"):
         seglosses.set_value_checks("sometimes")
+
+
+def test_every_loss_class_compiles_in_one_process_with_fullgraph():
+    """Each loss class has its own ``forward`` code object, so compiling all of them in one process stays under
+    Dynamo's recompile limit (8 per code object; with one shared ``forward`` the ninth class failed under
+    ``fullgraph=True``), and a second Module of one class with another float hyperparameter compiles too (Dynamo
+    makes that float symbolic; it is not range-checked while tracing)."""
+    from seglosses import available_losses, get_loss, registry
+
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 8, 8), generator=g)
+    modules = []
+    for name in available_losses():
+        kw = registry.default_arguments(name, mode="multiclass", num_classes=3) or {}
+        modules.append((name, get_loss(name, mode="multiclass", **kw)))
+    modules += [("dice smooth=1e-3", get_loss("dice", mode="multiclass", smooth=1e-3))]
+    modules += [("focal gamma=0.5", get_loss("focal", mode="multiclass", gamma=0.5))]
+    assert len({id(type(m).forward.__code__) for _, m in modules[:-2]}) == len(modules) - 2  # (equal, not shared)
+    for name, module in modules:
+        compiled = torch.compile(module, backend="aot_eager", fullgraph=True)
+        torch.testing.assert_close(compiled(x, t), module(x, t), rtol=1e-9, atol=1e-12, msg=name)
+    torch._dynamo.reset()

@@ -72,6 +72,10 @@ def check_number(
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{fn}: `{name}` must be a real number; got {type(value).__name__} {value!r}")
     v = float(value)
+    if torch.compiler.is_compiling():
+        # while torch.compile traces, a hyperparameter may be symbolic (dynamo makes a float dynamic when a second
+        # Module with another value compiles the same code): its value is not known here, the eager call checks it
+        return v
     if not math.isfinite(v):
         raise ValueError(f"{fn}: `{name}` must be finite; got {v}")
     if low is not None and (v < low or (low_open and v == low)):

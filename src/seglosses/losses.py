@@ -12,6 +12,7 @@ and ``forward(input, target)`` is one call of its function; it never mutates ``s
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -79,6 +80,24 @@ class _SegLoss(nn.Module):
                 self.register_buffer(name, value.detach().clone())
             else:
                 setattr(self, name, value)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give every loss class its own ``forward`` code object (a copy of the one it inherits).
+
+        ``torch.compile`` caches compiled frames per code object, with a limit of recompiles each (8 by default): with
+        one shared ``forward`` every further loss class compiled in a process is a recompile of the same frame, and the
+        ninth fails under ``fullgraph=True`` (silently runs eagerly otherwise). A copy per class keeps each class's
+        compilations apart.
+        """
+        super().__init_subclass__(**kwargs)
+        if "forward" not in cls.__dict__:
+            base = cls.forward
+            own = types.FunctionType(
+                base.__code__.replace(), base.__globals__, base.__name__, base.__defaults__, base.__closure__
+            )
+            own.__doc__, own.__qualname__ = base.__doc__, f"{cls.__qualname__}.forward"
+            own.__annotations__ = dict(base.__annotations__)
+            cls.forward = own  # type: ignore[method-assign]
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """Compute the loss; see the function named in the class docstring."""
