@@ -354,7 +354,7 @@ def _shift_and(out: Tensor, src: Tensor, axis: int, op: str) -> None:
 
 
 def _erode_bool(m: Tensor) -> Tensor:
-    """Erosion of bool masks ``(B, K, *S)`` with the face-connected cross, in-image neighbours only."""
+    """Erosion of 0/1 masks ``(B, K, *S)`` (bool or uint8) with the face-connected cross, in-image neighbours only."""
     out = m.clone()
     for axis in range(2, m.ndim):
         _shift_and(out, m, axis, "and")
@@ -362,7 +362,7 @@ def _erode_bool(m: Tensor) -> Tensor:
 
 
 def _dilate_bool(m: Tensor) -> Tensor:
-    """Dilation of bool masks ``(B, K, *S)`` with the 3^d box (separable: one 3-wide OR per axis), in-image."""
+    """Dilation of 0/1 masks ``(B, K, *S)`` (bool or uint8) with the 3^d box (one 3-wide OR per axis), in-image."""
     cur = m
     for axis in range(2, m.ndim):
         nxt = cur.clone()
@@ -378,13 +378,16 @@ def hard_skeleton(m: Tensor, iterations: int) -> Tensor:
     ``x AND NOT open(x)`` and ``S + relu(delta - S delta)`` is ``S OR delta``; the result equals the soft skeleton
     of the mask as floats, exactly.
     """
-    eroded = _erode_bool(m)
-    skel = m & ~_dilate_bool(eroded)
+    # in uint8 0/1 (one byte too): Inductor's CPU code for bool masks loaded at the image edge does not compile
+    # (VecMask<int> against VecMask<float>, torch 2.13), so torch.compile of clDice failed there
+    m8 = m.to(torch.uint8)
+    eroded = _erode_bool(m8)
+    skel = m8 & (_dilate_bool(eroded) ^ 1)
     for _ in range(iterations):
         x = eroded
         eroded = _erode_bool(x)
-        skel |= x & ~_dilate_bool(eroded)
-    return skel
+        skel |= x & (_dilate_bool(eroded) ^ 1)
+    return skel.bool()
 
 
 def _cldice_sums(fn: str, prep: Prepared, start: int, iterations: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
