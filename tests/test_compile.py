@@ -87,7 +87,8 @@ def test_every_loss_class_compiles_in_one_process_with_fullgraph():
     """Each loss class has its own ``forward`` code object, so compiling all of them in one process stays under
     Dynamo's recompile limit (8 per code object; with one shared ``forward`` the ninth class failed under
     ``fullgraph=True``), and a second Module of one class with another float hyperparameter compiles too (Dynamo
-    makes that float symbolic; it is not range-checked while tracing)."""
+    makes that float symbolic; it is not range-checked while tracing), and so do Modules with class weights and
+    per-class alphas (buffers: a call does not read them on the host)."""
     from seglosses import available_losses, get_loss, registry
 
     torch._dynamo.reset()
@@ -98,9 +99,12 @@ def test_every_loss_class_compiles_in_one_process_with_fullgraph():
     for name in available_losses():
         kw = registry.default_arguments(name, mode="multiclass", num_classes=3) or {}
         modules.append((name, get_loss(name, mode="multiclass", **kw)))
+    assert len({id(type(m).forward.__code__) for _, m in modules}) == len(modules)  # (equal, not shared)
     modules += [("dice smooth=1e-3", get_loss("dice", mode="multiclass", smooth=1e-3))]
     modules += [("focal gamma=0.5", get_loss("focal", mode="multiclass", gamma=0.5))]
-    assert len({id(type(m).forward.__code__) for _, m in modules[:-2]}) == len(modules) - 2  # (equal, not shared)
+    # per-class vectors are buffers, not read on the host in a call (a traced call could not)
+    modules += [("dice class_weights", get_loss("dice", mode="multiclass", class_weights=[0.5, 1.0, 2.0]))]
+    modules += [("focal alpha", get_loss("focal", mode="multiclass", alpha=[0.2, 0.3, 0.5]))]
     for name, module in modules:
         compiled = torch.compile(module, backend="aot_eager", fullgraph=True)
         torch.testing.assert_close(compiled(x, t), module(x, t), rtol=1e-9, atol=1e-12, msg=name)
