@@ -139,6 +139,32 @@ if triton is not None:
         return p, logp_t, q, onehot, bad, isnan, xt, lse
 
     @triton.jit  # type: ignore[untyped-decorator]
+    def _kept_pixels(
+        v_ptr: tl.tensor,
+        t_ptr: tl.tensor,
+        n: tl.tensor,
+        offs_m: tl.tensor,
+        mm: tl.tensor,
+        M: tl.tensor,
+        ignore: tl.tensor,
+        HAS_VALID: tl.constexpr,
+        HAS_IGNORE: tl.constexpr,
+        ACC: tl.constexpr,
+    ) -> Any:
+        """The kept-pixel weights of a tile of image ``n`` (0 outside the image).
+
+        The ``valid`` mask, or the raw target compared with ``ignore_index`` (no mask in memory), or every pixel.
+        """
+        if HAS_VALID:
+            v = tl.load(v_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
+        elif HAS_IGNORE:
+            t_raw = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0)
+            v = ((t_raw.to(tl.int64) != ignore) & mm).to(ACC)
+        else:
+            v = mm.to(ACC)
+        return v
+
+    @triton.jit  # type: ignore[untyped-decorator]
     def _smoothing_weights(
         cw_ptr: tl.tensor, offs_c: tl.tensor, C: tl.tensor, HAS_CW: tl.constexpr, ACC: tl.constexpr
     ) -> Any:
@@ -264,13 +290,7 @@ if triton is not None:
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
         p, logp_t, q, onehot, bad, isnan, xt, lse = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
-        if HAS_VALID:
-            v = tl.load(v_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
-        elif HAS_IGNORE:  # the raw target: a pixel is kept where it is not ignore_index (no mask in memory)
-            t_raw = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0)
-            v = ((t_raw.to(tl.int64) != ignore) & mm).to(ACC)
-        else:
-            v = mm.to(ACC)
+        v = _kept_pixels(v_ptr, t_ptr, n, offs_m, mm, M, ignore, HAS_VALID, HAS_IGNORE, ACC)
         v = tl.where(mm, v, 0.0)
         kept = v > 0
         ohv = onehot.to(ACC) * v[None, :]
@@ -429,13 +449,7 @@ if triton is not None:
         mm = offs_m < M
         mc = offs_c < C
         p, logp_t, q, onehot, bad, isnan, xt, lse = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
-        if HAS_VALID:
-            v = tl.load(v_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0.0).to(ACC)
-        elif HAS_IGNORE:  # the raw target: a pixel is kept where it is not ignore_index (no mask in memory)
-            t_raw = tl.load(t_ptr + n.to(tl.int64) * M + offs_m, mask=mm, other=0)
-            v = ((t_raw.to(tl.int64) != ignore) & mm).to(ACC)
-        else:
-            v = mm.to(ACC)
+        v = _kept_pixels(v_ptr, t_ptr, n, offs_m, mm, M, ignore, HAS_VALID, HAS_IGNORE, ACC)
         ohf = onehot.to(ACC)
         grad = p * 0.0
         kk = v * 0.0

@@ -328,69 +328,24 @@ if triton is not None:
         if PER_IMAGE:
             total = tl.sum(tl.where(mc, 0.0, 0.0).to(ACC), axis=0)
             for n in range(N):
-                if TWO_CLASS:
-                    t1 = tl.load(tp_ptr + n).to(ACC)
-                    p1 = tl.load(p_ptr + n).to(ACC)
-                    g1 = tl.load(g_ptr + n).to(ACC)
-                    k = tl.load(kept_ptr + n).to(ACC)
-                    tp = tl.where(offs == 0, k - p1 - g1 + t1, t1)
-                    p = tl.where(offs == 0, k - p1, p1)
-                    g = tl.where(offs == 0, k - g1, g1)
-                else:
-                    row = n * C + offs
-                    tp = tl.load(tp_ptr + row, mask=mc, other=0.0).to(ACC)
-                    p = tl.load(p_ptr + row, mask=mc, other=0.0).to(ACC)
-                    g = tl.load(g_ptr + row, mask=mc, other=0.0).to(ACC)
+                tp, p, g = _row_stats(tp_ptr, p_ptr, g_ptr, kept_ptr, n, C, offs, mc, TWO_CLASS, ACC)
                 val, dtp, dp = _gdl_row(tp, p, g, sel, smooth, SMOOTH_ZERO)
                 total += val
-                if TWO_CLASS:
-                    d0 = tl.sum(tl.where(offs == 0, dtp, 0.0), axis=0)
-                    e0 = tl.sum(tl.where(offs == 0, dp, 0.0), axis=0)
-                    d1 = tl.sum(tl.where(offs == 1, dtp, 0.0), axis=0)
-                    e1 = tl.sum(tl.where(offs == 1, dp, 0.0), axis=0)
-                    tl.store(ctp_ptr + n, (d1 + d0) * scale)
-                    tl.store(cp_ptr + n, (e1 - d0 - e0) * scale)
-                else:
-                    tl.store(ctp_ptr + n * C + offs, dtp * scale, mask=mc)
-                    tl.store(cp_ptr + n * C + offs, dp * scale, mask=mc)
+                _store_coefs(ctp_ptr, cp_ptr, n, C, offs, mc, dtp * scale, dp * scale, TWO_CLASS)
             tl.store(loss_ptr, total * scale)
         else:
-            if TWO_CLASS:
-                t1 = tl.sum(tl.where(offs == 0, 0.0, 0.0).to(ACC), axis=0)
-                p1 = t1
-                g1 = t1
-                k = t1
-                for n in range(N):
-                    t1 += tl.load(tp_ptr + n).to(ACC)
-                    p1 += tl.load(p_ptr + n).to(ACC)
-                    g1 += tl.load(g_ptr + n).to(ACC)
-                    k += tl.load(kept_ptr + n).to(ACC)
-                tp = tl.where(offs == 0, k - p1 - g1 + t1, t1)
-                p = tl.where(offs == 0, k - p1, p1)
-                g = tl.where(offs == 0, k - g1, g1)
-            else:
-                tp = tl.where(mc, 0.0, 0.0).to(ACC)
-                p = tp
-                g = tp
-                for n in range(N):
-                    row = n * C + offs
-                    tp += tl.load(tp_ptr + row, mask=mc, other=0.0).to(ACC)
-                    p += tl.load(p_ptr + row, mask=mc, other=0.0).to(ACC)
-                    g += tl.load(g_ptr + row, mask=mc, other=0.0).to(ACC)
+            tp = tl.where(mc, 0.0, 0.0).to(ACC)
+            p = tp
+            g = tp
+            for n in range(N):  # the batch statistics: the images added in order (deterministic)
+                tpn, pn, gn = _row_stats(tp_ptr, p_ptr, g_ptr, kept_ptr, n, C, offs, mc, TWO_CLASS, ACC)
+                tp += tpn
+                p += pn
+                g += gn
             val, dtp, dp = _gdl_row(tp, p, g, sel, smooth, SMOOTH_ZERO)
             tl.store(loss_ptr, val * scale)
-            if TWO_CLASS:
-                d0 = tl.sum(tl.where(offs == 0, dtp, 0.0), axis=0)
-                e0 = tl.sum(tl.where(offs == 0, dp, 0.0), axis=0)
-                d1 = tl.sum(tl.where(offs == 1, dtp, 0.0), axis=0)
-                e1 = tl.sum(tl.where(offs == 1, dp, 0.0), axis=0)
-                for n in range(N):
-                    tl.store(ctp_ptr + n, (d1 + d0) * scale)
-                    tl.store(cp_ptr + n, (e1 - d0 - e0) * scale)
-            else:
-                for n in range(N):
-                    tl.store(ctp_ptr + n * C + offs, dtp * scale, mask=mc)
-                    tl.store(cp_ptr + n * C + offs, dp * scale, mask=mc)
+            for n in range(N):
+                _store_coefs(ctp_ptr, cp_ptr, n, C, offs, mc, dtp * scale, dp * scale, TWO_CLASS)
 
 
 def whole_loss(

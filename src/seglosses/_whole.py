@@ -129,8 +129,8 @@ def whole(
         if w.numel() != c:  # given for the kept classes only
             w = torch.cat([w.new_zeros(1), w])
     reg = region if region is not None else Region(0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0)
-    if gamma_pix is not None and prep.mode != "multiclass":
-        raise ValueError("whole: per-pixel exponents of the pixel term apply to the softmax only")
+    if (gamma_pix is not None or wpix is not None) and prep.mode != "multiclass":
+        raise ValueError("whole: per-pixel weights and exponents of the pixel term apply to the softmax only")
     pix = pixel if pixel is not None else Pixel(0.0)
     gamma0 = reg.gamma if reg.gamma0 is None else reg.gamma0
     region_args = [reg.weight, reg.a, reg.e, reg.c1, reg.c2, reg.smooth, reg.gamma, gamma0, float(reg.two_class)]
@@ -139,68 +139,34 @@ def whole(
     pixel_args += [float(v) for v in pix.split] if pix.split is not None else [float("nan")] * 4
     pixel_args += [1.0 if kept_weighted else 0.0, 1.0 if pix.pos0 else 0.0, float(pix.smoothing)]
     mean = reduction == "mean"
+    # the target as given (any dtype; bool seen as uint8), ignored values and all: the kernels read it as it is (no
+    # converted or cleaned copy, no mask; they compare with ignore_index and count bad class indices themselves);
+    # without them (forced operators on the CPU) the cleaned target, its kept mask and the bad-index guard
+    raw = prep.target_raw
+    valid: Tensor | None = None
+    ignore = prep.ignore_index
+    bad = None
+    triton = _ops.triton_runs(x.device)
     if prep.mode == "multiclass":
-        valid: Tensor | None = None
-        ignore = None
-        bad = None
-        if _ops.triton_runs(x.device):
-            # any integer dtype, ignored values and all: the kernels read it as it is (no int64 copy, no cleaned copy,
-            # no mask; they compare with ignore_index) and count bad indices themselves
-            t = prep.target_raw
-            ignore = prep.ignore_index
-        else:
-            t, valid = prep.target, prep.valid_pixels()
+        t, g = raw, None
+        if not triton:
+            t, valid, ignore = prep.target, prep.valid_pixels(), None
             t, bad = _dispatch.guard_indices(t, c, valid)
             if wpix is None and class_w is None:  # the pixel term counts the kept pixels only (the operators' rule)
                 wpix = valid
         _dispatch._note("whole:softmax_index:ops")
-        out: tuple[Tensor, Tensor, Tensor, Tensor] = _ops.whole_loss_fwd(
-            x,
-            t,
-            None,
-            valid,
-            wpix,
-            gamma_pix,
-            class_w,
-            w,
-            region_args,
-            reg.term,
-            pixel_args,
-            skip_first,
-            per_image,
-            mean,
-            ignore,
-        )
-        loss = out[0]
-        if bad is not None:
-            loss = loss + torch.where(bad.sum() > 0, float("nan"), 0.0).to(loss.dtype)
-        return loss
-    # any dtype (bool seen as uint8), ignored values and all: the kernels read it as it is (no float copy, no mask)
-    g = prep.target_raw
-    valid_d = None
-    ignore_d = prep.ignore_index
-    if prep.ignore_index is not None and not _ops.triton_runs(x.device):
-        g, valid_d, ignore_d = prep.target, prep.valid, None
-        if valid_d is not None and valid_d.shape != x.shape:
-            valid_d = valid_d.expand_as(x).contiguous()
-    if g.dtype == torch.bool:
-        g = g.view(torch.uint8)
-    _dispatch._note("whole:sigmoid_dense:ops")
-    dense: tuple[Tensor, Tensor, Tensor, Tensor] = _ops.whole_loss_fwd(
-        x,
-        None,
-        g,
-        valid_d,
-        None,
-        None,
-        class_w,
-        w,
-        region_args,
-        reg.term,
-        pixel_args,
-        skip_first,
-        per_image,
-        mean,
-        ignore_d,
-    )
-    return dense[0]
+    else:
+        t, g = None, raw.view(torch.uint8) if raw.dtype == torch.bool else raw
+        if ignore is not None and not triton:
+            g, valid, ignore = prep.target, prep.valid, None
+            if valid is not None and valid.shape != x.shape:
+                valid = valid.expand_as(x).contiguous()
+        _dispatch._note("whole:sigmoid_dense:ops")
+    out: tuple[Tensor, Tensor, Tensor, Tensor] = _ops.whole_loss_fwd(
+        x, t, g, valid, wpix, gamma_pix, class_w, w, region_args, reg.term, pixel_args, skip_first, per_image, mean,
+        ignore,
+    )  # fmt: skip
+    loss = out[0]
+    if bad is not None:  # the host check did not run: NaN where a class index is out of range, without a sync
+        loss = loss + torch.where(bad.sum() > 0, float("nan"), 0.0).to(loss.dtype)
+    return loss
