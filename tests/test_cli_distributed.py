@@ -35,6 +35,7 @@ from typer.testing import CliRunner  # noqa: E402
 from seglosses.cli.app import app  # noqa: E402
 from seglosses.cli.compare import TrainConfig, compare  # noqa: E402
 from seglosses.cli.data import load_data  # noqa: E402
+from seglosses.registry import search_space  # noqa: E402
 
 TINY = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=4, base=4, depth=2)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -153,6 +154,7 @@ def test_tune_worker_killed_mid_trial_is_retried_and_the_study_completes(tmp_pat
     # kill worker A (SIGKILL: no cleanup at all) once it trains its second trial (its parameters are drawn)
     killed = None
     study = None
+    drawn = set(search_space("tversky", "binary"))
     deadline = time.monotonic() + 600
     while killed is None and time.monotonic() < deadline and victim.poll() is None:
         time.sleep(0.05)
@@ -162,7 +164,8 @@ def test_tune_worker_killed_mid_trial_is_retried_and_the_study_completes(tmp_pat
             trials = study.get_trials(deepcopy=False)
         except Exception:  # noqa: BLE001 - the study or its tables may not exist yet, or the database is locked
             continue
-        running = [t for t in trials if t.state == TrialState.RUNNING and t.number >= 1 and t.params]
+        # every parameter drawn (they are drawn one at a time: a snapshot after the first lacks the others)
+        running = [t for t in trials if t.state == TrialState.RUNNING and t.number >= 1 and set(t.params) >= drawn]
         if running:
             victim.send_signal(signal.SIGKILL)
             killed = running[0]
@@ -171,6 +174,7 @@ def test_tune_worker_killed_mid_trial_is_retried_and_the_study_completes(tmp_pat
     assert victim.returncode == -signal.SIGKILL
     stuck = optuna.load_study(study_name="killed", storage=url).trials[killed.number]
     assert stuck.state == TrialState.RUNNING  # what SIGKILL leaves behind
+    assert stuck.params == killed.params
     # worker B, same study: it fails the stale trial (no heartbeat for 2 s), re-runs its parameters, completes 3
     survivor = _tune_worker(url, tmp_path / "b", 3)
     output = survivor.communicate(timeout=900)[0]
