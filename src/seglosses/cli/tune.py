@@ -151,9 +151,9 @@ def tune(
     ``confirm_seeds`` fresh seeds (``seed + 1``, ``seed + 2``, ...), and the paired per-image difference
     ``gain = mean over (validation image, seed) of sign * (metric(best) - metric(defaults))`` (``sign`` = -1 for
     HD95, so that a positive gain is always an improvement) is reported with a 95 % percentile bootstrap interval
-    over those pairs (:func:`seglosses.cli.results.paired_bootstrap`); an interval containing 0 reads "no clear
-    improvement over the defaults". The confirmation is stored in the study and not re-run for the same best
-    arguments. It is skipped when the best trial is the defaults' own trial.
+    over those pairs (:func:`seglosses.cli.results.paired_bootstrap`); an interval containing 0 reads "no gain
+    over the defaults", one above 0 "a gain over the defaults". The confirmation is stored in the study and not
+    re-run for the same best arguments. It is skipped when the best trial is the defaults' own trial.
 
     Args:
         loss: a registry name with a search space (``"tversky"``, ``"unified_focal"``, ...).
@@ -490,7 +490,7 @@ def _confirm(
             "ci_high": math.nan,
             "pairs": 0,
             "clear": False,
-            "text": "the best trial is the loss's defaults: no improvement over the defaults to confirm",
+            "text": "the best trial is the loss's defaults: no gain over the defaults (nothing to confirm)",
         }
     key = (
         "confirm:"
@@ -501,6 +501,8 @@ def _confirm(
     cached = _retry(lambda: study.user_attrs).get(key)
     if isinstance(cached, str):  # stored by an earlier run (or another worker) for the same best arguments
         stored: dict[str, Any] = json.loads(cached)
+        # the numbers are kept; the sentence is written again (a study stored by an older version has other words)
+        stored["text"] = _confirmation_text(result.metric, stored)
         return stored
     say(f"confirming: the best arguments and the defaults on seeds {', '.join(map(str, seeds))}")
     sign = -1.0 if result.direction == "minimize" else 1.0
@@ -518,14 +520,7 @@ def _confirm(
         gain, low, high = paired_bootstrap(diffs)
     else:
         gain = low = high = math.nan
-    clear = bool(low > 0)  # False for NaN
-    verdict = "an improvement over the defaults" if clear else "no clear improvement over the defaults"
-    text = (
-        f"confirmation on {n} fresh seed(s) ({len(diffs)} image-seed pairs): {result.metric} "
-        f"{_mean(best_vals):.4f} with the best arguments vs {_mean(default_vals):.4f} with the defaults, gain "
-        f"{gain:+.4f} (95% CI [{low:+.4f}, {high:+.4f}]): {verdict}"
-    )
-    confirmation = {
+    confirmation: dict[str, Any] = {
         "seeds": seeds,
         "best_mean": _mean(best_vals),
         "default_mean": _mean(default_vals),
@@ -533,11 +528,26 @@ def _confirm(
         "ci_low": low,
         "ci_high": high,
         "pairs": len(diffs),
-        "clear": clear,
-        "text": text,
+        "clear": bool(low > 0),  # False for NaN
     }
+    confirmation["text"] = _confirmation_text(result.metric, confirmation)
     _retry(lambda: study.set_user_attr(key, json.dumps(confirmation)))
     return confirmation
+
+
+def _confirmation_text(metric: str, c: Mapping[str, Any]) -> str:
+    """The confirmation's sentence: "a gain over the defaults" when the interval is above 0, else "no gain ..."."""
+    low, high = (math.nan if c[k] is None else float(c[k]) for k in ("ci_low", "ci_high"))
+    gain = math.nan if c["gain"] is None else float(c["gain"])
+    best, default = (math.nan if c[k] is None else float(c[k]) for k in ("best_mean", "default_mean"))
+    verdict = "a gain over the defaults" if c["clear"] else "no gain over the defaults (the interval includes 0)"
+    if math.isnan(low):
+        verdict = "no gain over the defaults (too few image-seed pairs for an interval)"
+    return (
+        f"confirmation on {len(c['seeds'])} fresh seed(s) ({c['pairs']} image-seed pairs): {metric} "
+        f"{best:.4f} with the best arguments vs {default:.4f} with the defaults, gain "
+        f"{gain:+.4f} (95% CI [{low:+.4f}, {high:+.4f}]): {verdict}"
+    )
 
 
 def _mean(values: list[float]) -> float:
