@@ -179,6 +179,23 @@ def test_recommendation_with_one_loss():
     assert rec.clear is False
 
 
+def test_recommendation_difference_is_never_negative_for_tied_losses():
+    # The same per-image values in another order: equal means, so a tie; NumPy's float mean of the paired
+    # differences is a rounding below 0 here (-1.1e-17), but best - runner-up is >= 0 by definition (exactly 0).
+    a, b = [0.1, 0.2, 0.3, 0.7, 0.6], [0.2, 0.7, 0.1, 0.3, 0.6]
+    d = np.array(a) - np.array(b)
+    assert d.mean() < 0  # the rounding this test is about
+    runs = [_run("a", 0, a, dict.fromkeys(("dice", "iou", "precision", "recall"), 0.5))]
+    runs.append(_run("b", 0, b, dict.fromkeys(("dice", "iou", "precision", "recall"), 0.5)))
+    rec = ResultsTable(runs=runs, class_names=["blob"], mode="binary", data="tie", val_images=5).recommendation()
+    assert (rec.best, rec.runner_up) == ("a", "b")  # first in the given order on a tie
+    assert rec.difference == 0.0
+    assert rec.ci_low <= rec.difference <= rec.ci_high
+    _, low, high = reference_bootstrap(d)
+    assert (rec.ci_low, rec.ci_high) == pytest.approx((low, high), abs=1e-12)
+    assert rec.clear is False
+
+
 def test_failed_run_counts_zero_per_image():
     table = _table(("a", "b"))
     table.runs[0] = RunResult("a", 0, {}, [], "error: RuntimeError: boom", 0.0)

@@ -341,6 +341,12 @@ class ResultsTable:
         for s in ranked[1:]:
             d = best - self.image_matrix(s.loss).ravel()
             mean, low, high = paired_bootstrap(d)
+            # The ranking puts `best` first by its mean, so the exact mean difference is >= 0; with tied means the
+            # float mean of the differences can come out a rounding below 0 (-1e-17): it is 0 then.
+            if mean < 0:
+                mean = 0.0
+                if not math.isnan(low):
+                    low, high = min(low, 0.0), max(high, 0.0)
             out.append(PairedComparison(s.loss, mean, low, high, int(d.size)))
         return out
 
