@@ -6,6 +6,7 @@ under ``torch.manual_seed``, a pointwise model's logits), never from compare's o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -23,7 +24,7 @@ pytest.importorskip("rich")
 
 import seglosses  # noqa: E402
 from seglosses.cli import compare as compare_module  # noqa: E402
-from seglosses.cli.train import TrainConfig, predict_logits  # noqa: E402
+from seglosses.cli.train import RunSetup, TrainConfig, new_model, predict_logits  # noqa: E402
 
 TINY = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=2, base=4, depth=2)
 
@@ -209,6 +210,62 @@ def test_binary_task_gets_one_output_channel_and_a_bare_factory_is_called_bare()
 
     seglosses.compare(["dice"], data=(train, val), num_classes=2, model=keywords, seeds=1, config=TINY, **_quiet())
     assert seen[0] == {"in_channels": 1, "out_channels": 1}
+
+
+def _positional_only(in_channels: int, out_channels: int, /) -> nn.Module:
+    return SmallNet(in_channels, out_channels)
+
+
+def _with_width(in_channels: int, out_channels: int, width: int) -> nn.Module:
+    assert width == 6
+    return SmallNet(in_channels, out_channels)
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [_positional_only, SmallNet, functools.partial(_with_width, width=6)],
+    ids=["positional-only", "module-class", "partial"],
+)
+def test_factory_signatures_that_name_both_channels_get_them(factory):
+    # a positional-only signature has both parameters (called f(C, K')); a class and a partial are inspected too
+    train, val = _lazy_pair(classes=3)
+    table = seglosses.compare(["dice"], data=(train, val), num_classes=3, model=factory, seeds=1, config=TINY,
+                              crop=(24, 24), **_quiet())  # fmt: skip
+    assert table.runs[0].status == "ok"
+    torch.manual_seed(0)
+    reference = SmallNet(1, 3)  # the weights of the run's model: built under the seed with C=1, K'=3
+    data = compare_module.resolve_data((train, val), num_classes=3, crop=None, caller="test")
+    model = new_model(data, RunSetup(model=factory), TINY, seed=0)
+    assert _weights_hash(model) == _weights_hash(reference)
+
+
+def test_factory_naming_one_channel_is_called_bare_and_the_error_says_why():
+    def out_only(out_channels: int) -> nn.Module:
+        return SmallNet(1, out_channels)
+
+    train, val = _lazy_pair()
+    message = r"raised TypeError: .*'out_channels' \(its signature names `out_channels` but not both"
+    with pytest.raises(ValueError, match=message):
+        seglosses.compare(["dice"], data=(train, val), num_classes=2, model=out_only, seeds=1, config=TINY, **_quiet())
+
+
+def test_factory_raising_in_a_later_run_stops_without_recording_it(tmp_path):
+    calls = []
+
+    def flaky(in_channels: int, out_channels: int) -> nn.Module:
+        calls.append(1)
+        if len(calls) == 3:  # the check, the run (dice, 0), then (focal, 0) fails
+            raise RuntimeError("out of memory while building")
+        return SmallNet(in_channels, out_channels)
+
+    train, val = _lazy_pair()
+    out = tmp_path / "out"
+    message = r"compare: the model factory raised RuntimeError: out of memory while building \(run 'focal', seed 0\)"
+    with pytest.raises(ValueError, match=message):
+        seglosses.compare(["dice", "focal"], data=(train, val), num_classes=2, model=flaky, seeds=1, config=TINY,
+                          out=out, progress=False, log=lambda _: None)  # fmt: skip
+    # the finished run is kept; the failed one is not recorded as a run (no "error: ..." status on disk)
+    assert sorted(p.name for p in (out / "runs").glob("*.json")) == ["dice__seed0.json"]
 
 
 def _wrong_channels(in_channels: int, out_channels: int) -> nn.Module:

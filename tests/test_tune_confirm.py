@@ -265,3 +265,31 @@ def test_tune_takes_datasets_and_a_model_factory(tmp_path: Path, monkeypatch) ->
     assert not (tmp_path / "w" / "study.db").exists()  # nothing stored before the check
     with pytest.raises(ValueError, match="needs `num_classes`"):
         tune("tversky", trials=1, **{**kw, "num_classes": None})
+
+
+def test_tune_stops_when_the_factory_raises_in_a_trial(tmp_path: Path) -> None:
+    # a factory that fails after the up-front check is the model's fault, not the trial's arguments': tune stops
+    # with one error instead of failing every trial of the search
+    import optuna
+    import torch
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(4, 1, 16, 16, generator=g)
+    masks = (images[:, 0] > 0.3).long()
+    calls = []
+
+    def flaky(in_channels, out_channels):
+        calls.append(1)
+        if len(calls) > 1:  # the check passes, the first trial's model fails
+            raise RuntimeError("cannot reach the weights server")
+        return torch.nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    data = (TensorDataset(images[:2], masks[:2]), TensorDataset(images[2:], masks[2:]))
+    config = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=2)
+    message = "tune: the model factory raised RuntimeError: cannot reach the weights server"
+    with pytest.raises(ValueError, match=message):
+        tune("tversky", trials=3, model=flaky, data=data, num_classes=2, out=tmp_path, config=config, progress=False)
+    assert len(calls) == 2  # no further trial was tried
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["FAIL"]

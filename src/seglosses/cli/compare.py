@@ -48,6 +48,7 @@ from seglosses.cli.results import (
 from seglosses.cli.train import (
     PREVIEWS,
     Evaluation,
+    FactoryError,
     LossFactory,
     ModelFactory,
     RunSetup,
@@ -188,9 +189,11 @@ def compare(
             ``data=(train, val)``, else taken from the data.
         model: a factory returning a fresh ``nn.Module`` that maps ``(N, C, *S)`` to ``(N, K', *S)`` logits, with
             ``K' = 1`` for a binary task and ``K`` otherwise. It is called as
-            ``model(in_channels=C, out_channels=K')`` when its signature has both parameters (or ``**kwargs``),
-            else ``model()``, once per run with torch's RNG seeded from the run's seed, and once more before the
-            first run to check its output. Default ``None``: the built-in U-Net (:class:`seglosses.cli.model.UNet`).
+            ``model(in_channels=C, out_channels=K')`` when its signature has both parameters (or ``**kwargs``;
+            positional-only ones get them by position), else ``model()``, once per run with torch's RNG seeded from
+            the run's seed, and once more before the first run to check its output. A factory that raises stops the
+            comparison with a ``ValueError`` (never recorded as a run; the runs finished before it are kept).
+            Default ``None``: the built-in U-Net (:class:`seglosses.cli.model.UNet`).
         seeds: the number of seeds (0..n-1) or the seeds themselves; at least 2 give a spread.
         epochs: overrides the preset's number of epochs (12; ``quick``: 4).
         steps_per_epoch: overrides the preset's optimiser steps per epoch (20; ``quick``: 10).
@@ -535,6 +538,11 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
                     evaluation=evaluation,
                     times=times,
                 )
+            except FactoryError as exc:  # the model, not the loss: stop here, record nothing for this run
+                raise ValueError(
+                    f"compare: {exc} (run {name!r}, seed {seed}); the runs finished before it are kept"
+                    + (f" in {out}" if out is not None else "")
+                ) from exc.__cause__
             except (RuntimeError, ValueError, TypeError) as exc:
                 history, status, evaluation = [], f"error: {type(exc).__name__}: {exc}", []
             final = evaluation[-1] if evaluation else Evaluation({})

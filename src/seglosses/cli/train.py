@@ -40,6 +40,7 @@ __all__ = [
     "NSD_TOLERANCE",
     "PREVIEWS",
     "Evaluation",
+    "FactoryError",
     "RunSetup",
     "StepTimes",
     "TrainConfig",
@@ -244,13 +245,89 @@ def target_for_loss(mask: Tensor, mode: str) -> Tensor:
     return mask.unsqueeze(1).float() if mode == "binary" else mask
 
 
+class FactoryError(Exception):
+    """The user's model factory raised (or returned no ``nn.Module``): the whole comparison or search stops.
+
+    Not a ``ValueError``/``RuntimeError``, so that a run never records it as its status (and Optuna never counts it
+    as one failed trial); :func:`check_model` and the callers of :func:`train_run` turn it into a ``ValueError``.
+    """
+
+
+_CHANNELS = ("in_channels", "out_channels")
+
+
+def _positional_channels(factory: ModelFactory) -> list[str] | None:
+    """The channel names to pass by position when the factory's signature has them positional-only, else ``None``.
+
+    ``def f(in_channels, out_channels, /)`` has both parameters but takes no keyword: it is called
+    ``f(C, K')``. Any other positional-only parameter before them (a value we cannot know) gives ``None``.
+    """
+    import inspect
+
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    kinds = {p.name: p.kind for p in params}
+    if not set(_CHANNELS) <= kinds.keys() or all(kinds[n] is not inspect.Parameter.POSITIONAL_ONLY for n in _CHANNELS):
+        return None
+    order: list[str] = []
+    for p in params:
+        if p.kind is not inspect.Parameter.POSITIONAL_ONLY:
+            break
+        if p.name not in _CHANNELS:
+            return None
+        order.append(p.name)
+    return order
+
+
+def _bind_channels(factory: ModelFactory, in_channels: int, out_channels: int) -> ModelFactory:
+    """``factory`` as :func:`~seglosses.cli.model.call_factory` calls it; positional-only channels bound by position."""
+    order = _positional_channels(factory)
+    if order is None:
+        return factory
+    values = {"in_channels": in_channels, "out_channels": out_channels}
+    args = [values.pop(name) for name in order]
+    return lambda: factory(*args, **values)
+
+
+def _one_channel_name(factory: ModelFactory) -> str | None:
+    """The one of ``in_channels``/``out_channels`` that the signature names when it names only one (else ``None``)."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    named = [n for n in _CHANNELS if n in params]
+    return named[0] if len(named) == 1 else None
+
+
 def new_model(data: SegData, setup: RunSetup, config: TrainConfig, seed: int) -> nn.Module:
-    """A fresh model whose initial weights depend only on ``seed`` (and the factory)."""
+    """A fresh model whose initial weights depend only on ``seed`` (and the factory).
+
+    Raises:
+        FactoryError: the factory raised, or returned something other than an ``nn.Module``.
+
+    """
     if setup.model is None:
         return build_model(
             data.in_channels, data.out_channels, ndim=data.ndim, seed=seed, base=config.base, depth=config.depth
         )
-    return call_factory(setup.model, in_channels=data.in_channels, out_channels=data.out_channels, seed=seed)
+    factory = _bind_channels(setup.model, data.in_channels, data.out_channels)
+    try:
+        return call_factory(factory, in_channels=data.in_channels, out_channels=data.out_channels, seed=seed)
+    except Exception as exc:
+        hint = ""
+        one = _one_channel_name(setup.model)
+        if one is not None:
+            hint = (
+                f" (its signature names `{one}` but not both `in_channels` and `out_channels`, so it is called with "
+                "no argument: give it both parameters, **kwargs, or neither)"
+            )
+        raise FactoryError(f"the model factory raised {type(exc).__name__}: {exc}{hint}") from exc
 
 
 def _forward(model: nn.Module, x: Tensor) -> Tensor:
@@ -269,9 +346,10 @@ def check_model(data: SegData, setup: RunSetup, config: TrainConfig, *, seed: in
 
     """
     try:
-        model = new_model(data, setup, config, seed).to(device)
-    except Exception as exc:
-        raise ValueError(f"{caller}: the model factory raised {type(exc).__name__}: {exc}") from exc
+        model = new_model(data, setup, config, seed)
+    except FactoryError as exc:
+        raise ValueError(f"{caller}: {exc}") from exc.__cause__
+    model = model.to(device)
     image, _ = data.val[0]
     x = pad_to_multiple(image[None].to(device), setup.multiple(config), ndim=data.ndim)
     model.eval()

@@ -36,7 +36,7 @@ from typing import Any
 
 from seglosses.cli.data import SegData, load_data
 from seglosses.cli.results import METRICS, atomic_write, nan_to_none, paired_bootstrap
-from seglosses.cli.train import ModelFactory, RunSetup, TrainConfig, build_loss, fingerprint
+from seglosses.cli.train import FactoryError, ModelFactory, RunSetup, TrainConfig, build_loss, fingerprint
 
 __all__ = ["DEFAULT_HEARTBEAT", "MAX_RETRY", "TUNE_FILES", "TUNE_METRICS", "TuneResult", "tune"]
 
@@ -287,13 +287,16 @@ def tune(
         trial.set_user_attr("status", status)
         return values.pooled
 
-    if todo:
-        with _TrialProgress(progress, todo) as bar, _quiet_surplus():
-            _optimize(study, objective, trials, todo, [bar.callback])
-    result = _result(study, loss, metric, direction, study_name, storage_url)
-    if confirm_seeds and result.best_params is not None and not math.isnan(result.best_value):
-        result.confirmation = _confirm(study, result, objective_of, seed, confirm_seeds, say)
-        say(result.confirmation["text"])
+    try:
+        if todo:
+            with _TrialProgress(progress, todo) as bar, _quiet_surplus():
+                _optimize(study, objective, trials, todo, [bar.callback])
+        result = _result(study, loss, metric, direction, study_name, storage_url)
+        if confirm_seeds and result.best_params is not None and not math.isnan(result.best_value):
+            result.confirmation = _confirm(study, result, objective_of, seed, confirm_seeds, say)
+            say(result.confirmation["text"])
+    except FactoryError as exc:  # the model, not the loss's arguments: stop (no trial value, no confirmation)
+        raise ValueError(f"tune: {exc}; the finished trials are kept in the study") from exc.__cause__
     result.files = {k: str(v) for k, v in write_tune_outputs(result, study, out_dir).items()}
     if storage is None:
         result.files["study.db"] = str(out_dir / "study.db")
