@@ -354,7 +354,32 @@ def _bad_declared_classes(root: Path) -> str:
     return "img3.png: mask value 2 out of range [0, 2) (classes=2)"
 
 
+def _bad_duplicate_name(root: Path) -> str:
+    import tifffile
+
+    tifffile.imwrite(root / "images" / "img2.tif", np.zeros((24, 24), np.uint8))
+    return "img2.tif: two files named 'img2' in"
+
+
+def _bad_truncated_png(root: Path) -> str:
+    whole = (root / "images" / "img1.png").read_bytes()
+    (root / "images" / "img1.png").write_bytes(whole[: len(whole) // 2])  # a valid header, half the pixels
+    return "img1.png: unreadable"
+
+
+def _bad_mixed_dims(root: Path) -> str:
+    import tifffile
+
+    for sub in ("images", "masks"):
+        (root / sub / "img3.png").unlink()
+        tifffile.imwrite(root / sub / "img3.tif", np.zeros((5, 24, 24), np.uint8))
+    return "img3.tif: 3D with 1 channel(s), unlike the first pair (2D, 1)"
+
+
 BAD_DATA = [
+    ("duplicate-name", _bad_duplicate_name, ""),
+    ("truncated-png", _bad_truncated_png, ""),
+    ("mixed-2d-3d", _bad_mixed_dims, ""),
     ("unpaired", _bad_unpaired, ""),
     ("mismatched-size", _bad_sizes, ""),
     ("mask-255", _bad_values, ""),

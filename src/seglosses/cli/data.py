@@ -599,7 +599,10 @@ def _list_files(folder: Path) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES) and not p.name.startswith("."):
-            files[_stem(p)] = p
+            stem = _stem(p)
+            if stem in files:  # a.png and a.tif: which one pairs with masks/a.* would be a guess
+                raise DataError(f"{p}: two files named {stem!r} in {folder} ({files[stem].name}, {p.name}); keep one")
+            files[stem] = p
     return files
 
 
