@@ -439,6 +439,33 @@ def test_deepmind_vectors_3d() -> None:
     assert round(ours("nsd", p, g, spacing=sp, tolerance=1.0), 3) == 0.836
 
 
+def test_deepmind_percentile_at_a_tie() -> None:
+    # A two-pixel bar in the corner of a full 2x13 image: the target's boundary is symmetric, so the sorted weights
+    # reach exactly half of their sum at the 15th element (distance 7.15...) and HD50 is a tie at 50 %. DeepMind
+    # divides the running sum by the sum of the sorted weights; summing the unsorted ones (pairwise, another
+    # order) moved that fraction by one ulp and took the other neighbour (7.15 instead of DeepMind's 8.86).
+    g = np.ones((2, 13), bool)
+    p = np.zeros((2, 13), bool)
+    p[1, 11:] = True
+    sp = (0.959, 1.772)
+    dists = surface_distance.compute_surface_distances(g, p, sp)
+    for q in (50, 25, 75, 95):
+        assert ours("hausdorff", p, g, spacing=sp, percentile=q) == surface_distance.compute_robust_hausdorff(dists, q)
+    assert ours("hausdorff", p, g, spacing=sp, percentile=50) == 8.86  # 5 steps of 1.772 along axis 1
+
+
+@pytest.mark.parametrize("nd", [2, 3])
+def test_deepmind_percentiles_to_the_bit(nd: int) -> None:
+    # every 5th percentile of random pairs, the same float64 number as DeepMind's (ties included)
+    for seed in range(10):
+        p, g, sp = rand_pair(300 + seed, nd)
+        dists = surface_distance.compute_surface_distances(g, p, sp)
+        for q in range(0, 101, 5):
+            assert ours("hausdorff", p, g, spacing=sp, percentile=q) == surface_distance.compute_robust_hausdorff(
+                dists, q
+            ), (seed, q)
+
+
 @pytest.mark.parametrize("nd", [2, 3])
 def test_deepmind_empty_vectors(nd: int) -> None:
     # their expected values: one empty -> HD inf, surface Dice 0; both empty -> HD inf, surface Dice NaN

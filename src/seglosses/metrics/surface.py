@@ -431,8 +431,12 @@ def _weighted_quantile(d: F64, w: F64 | None, q: float, method: str) -> float:
         n = d.size
         k = max(1, math.ceil(q * n / 100.0))  # the smallest k with k / n >= q / 100
         return float(np.partition(d, k - 1)[k - 1])
+    # DeepMind's arithmetic: the weights sorted by (distance, weight), their running sum over the sum of the sorted
+    # weights (not of the unsorted ones: a pairwise sum in another order may differ in the last bit, which decides
+    # a cumulative fraction equal to q / 100), compared with q / 100.0
     order = np.lexsort((w, d))
-    cum = np.cumsum(w[order]) / np.sum(w)
+    ws = w[order]
+    cum = np.cumsum(ws) / np.sum(ws)
     i = min(int(np.searchsorted(cum, q / 100.0, side="left")), d.size - 1)
     return float(d[order[i]])
 
@@ -839,7 +843,10 @@ def hausdorff(
     Empty masks (checked per image and class, never a silent NaN): both empty gives ``empty_both`` (default 0),
     exactly one empty ``empty_one`` (default ``inf``). A mean over classes or images containing ``inf`` is ``inf``.
     Ties: with unit weights the comparison with p/100 is exact; with areas, a cumulative fraction equal to p/100
-    within float64 rounding may resolve to either neighbour.
+    within float64 rounding may resolve to either neighbour. The fractions are computed with DeepMind's arithmetic
+    (the running sum of the weights sorted by distance, over the sum of the sorted weights, against ``p / 100``), so
+    where the weights and distances are DeepMind's to the bit (checked: every 5th percentile of random 2D and 3D
+    pairs) the neighbour taken at a tie is DeepMind's too.
 
     Shapes:
         - input: ``(N, C, *S)``, ``(N, 1, *S)``/``(N, *S)`` (binary) or ``(N, *S)`` class indices (multiclass), with
