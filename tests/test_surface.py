@@ -243,6 +243,18 @@ def test_boundary_iou_matches_official_erosion(nd: int, seed: int) -> None:
         assert close(ours("boundary_iou", p, g, dilation=d), ref_boundary_iou(p, g, d))
 
 
+def test_boundary_iou_large_dilation_costs_nothing_more() -> None:
+    # d beyond the box of P | G gives the same bands (every pixel is then in its band: the IoU of the masks); the
+    # box was padded by d + 1 pixels and filtered with a (2d + 1)^3 window, so d = 10**4 wanted a 2 * 10**4 cube
+    p = np.zeros((12, 12, 12), bool)
+    p[2:8, 2:8, 2:8] = True
+    g = np.zeros((12, 12, 12), bool)
+    g[3:9, 2:8, 2:8] = True
+    for d in (3, 5, 6, 10_000):
+        assert close(ours("boundary_iou", p, g, dilation=d), ref_boundary_iou(p, g, d)), d
+    assert ours("boundary_iou", p, g, dilation=10_000) == np.count_nonzero(p & g) / np.count_nonzero(p | g)
+
+
 def test_boundary_iou_default_dilation_rounds_half_to_even() -> None:
     # 0.02 * diagonal: a 125 x 0 ... use a 2D image whose diagonal is 125 pixels: 2.5 -> 2 (Python's round)
     p = np.zeros((75, 100), dtype=bool)

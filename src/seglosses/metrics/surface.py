@@ -10,8 +10,8 @@ centre to the nearest element of the other mask (the exact distance transform of
 ``boundary="voxel"`` uses the mask minus its erosion instead, each voxel weighted 1 (MONAI, medpy, Metrics
 Reloaded). The image outside counts as background, so an object cut by the image border has a surface there.
 
-Where the work runs: on the CPU in NumPy/SciPy, on the bounding box of ``P | G`` plus a margin of one voxel (of
-``d + 1`` pixels for boundary IoU), never on the whole volume. CUDA (or other device) tensors are accepted: the hard
+Where the work runs: on the CPU in NumPy/SciPy, on the bounding box of ``P | G`` plus a margin of one voxel, never
+on the whole volume. CUDA (or other device) tensors are accepted: the hard
 masks are made on the input's device, copied to the host once, and the values come back on the input's device.
 Elements of P that are also elements of G are at distance 0. The others look for the nearest element of G first
 among the integer offsets up to twice the largest voxel side, tried in increasing physical length on the boolean
@@ -498,8 +498,11 @@ def _default_dilation(shape: Sequence[int]) -> int:
 
 def _boundary_iou_pair(p: NDArray[np.bool_], g: NDArray[np.bool_], d: int) -> float:
     """``|B(G) & B(P)| / |B(G) | B(P)|``, B(X) = pixels of X within chessboard distance d of X's complement."""
-    pc, gc = _crop(p, g, d + 1)  # the padding is background: the image outside counts as complement
-    size = 2 * d + 1
+    # Outside the box of P | G both masks are background, and the filter reads beyond the array as background
+    # (cval=False), so a margin of one pixel is enough for any d; and every pixel of the box is within chessboard
+    # distance max(box) of that margin, so a larger d gives the same bands (its filter and padding would cost d^n).
+    pc, gc = _crop(p, g, 1)
+    size = 2 * min(d, max(pc.shape)) + 1
     bp = pc & ~ndimage.minimum_filter(pc, size=size, mode="constant", cval=False)
     bg = gc & ~ndimage.minimum_filter(gc, size=size, mode="constant", cval=False)
     return float(np.count_nonzero(bp & bg)) / float(np.count_nonzero(bp | bg))
