@@ -268,6 +268,41 @@ def test_factory_raising_in_a_later_run_stops_without_recording_it(tmp_path):
     assert sorted(p.name for p in (out / "runs").glob("*.json")) == ["dice__seed0.json"]
 
 
+class Stride32Net(SmallNet):
+    """Like an encoder with five poolings: refuses inputs whose sizes are not multiples of 32; records the shapes."""
+
+    shapes: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if any(s % 32 for s in x.shape[2:]):
+            raise RuntimeError(f"input size {tuple(x.shape[2:])} is not divisible by 32")
+        Stride32Net.shapes.append(tuple(x.shape))
+        return super().forward(x)
+
+
+def test_folder_crops_fit_a_user_model_with_stride_32(tmp_path):
+    # a folder of 40 x 40 images gets the crop 40 (a multiple of 8); a model needing multiples of 32 trains on
+    # crops of 64 (the 40 x 40 items padded), validates on whole images padded to 64
+    from PIL import Image
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        mask = np.zeros((40, 40), np.uint8)
+        mask[5 + i : 20 + i, 8:24] = 1
+        Image.fromarray((mask * 150 + rng.integers(0, 60, (40, 40))).astype(np.uint8)).save(
+            tmp_path / "images" / f"{i}.png"
+        )
+        Image.fromarray(mask).save(tmp_path / "masks" / f"{i}.png")
+    Stride32Net.shapes = []
+    table = seglosses.compare(["dice"], data=str(tmp_path), model=Stride32Net, seeds=1, config=TINY, **_quiet())
+    assert table.runs[0].status == "ok", table.runs[0].status
+    batch = (TINY.batch_size, 1, 64, 64)
+    assert batch in Stride32Net.shapes
+    assert set(Stride32Net.shapes) <= {batch, (1, 1, 64, 64)}
+
+
 def _wrong_channels(in_channels: int, out_channels: int) -> nn.Module:
     return SmallNet(in_channels, 3)
 

@@ -57,6 +57,7 @@ from seglosses.cli.train import (
     build_loss,
     check_amp,
     check_model,
+    crop_for_model,
     evaluate,
     fingerprint,
     predict_logits,
@@ -209,7 +210,9 @@ def compare(
         window: predict validation images larger than this spatial size by a sliding window (half overlap, logits
             averaged); default ``None``: every validation image whole.
         size_multiple: validation inputs are padded at the end to a multiple of this (then cropped back); default:
-            ``2**depth`` for the built-in U-Net, 32 for a ``model`` factory (the stride of most encoders).
+            ``2**depth`` for the built-in U-Net, 32 for a ``model`` factory (the stride of most encoders). With a
+            ``model`` factory the training crop of a named dataset or folder is rounded up to a multiple of it too
+            (items smaller than the crop are padded); a ``crop`` you give is used as it is.
         spacing: the pixel/voxel size per spatial axis for the HD95 and NSD columns (physical units); default
             ``None``: each validation image's NIfTI header for a NIfTI folder, else 1.
         nsd_tolerance: the NSD tolerance in the units of ``spacing`` (default 1.0:
@@ -323,6 +326,8 @@ def compare(
         spacing=None if spacing is None else tuple(float(v) for v in spacing),
         nsd_tolerance=None if nsd_tolerance is None else float(nsd_tolerance),
     )
+    if isinstance(data, str | os.PathLike):  # a crop chosen by load_data: one the model accepts
+        dataset = crop_for_model(dataset, setup, config)
     # The arguments without a default that a registry loss needs for this task (the generalised Wasserstein Dice
     # loss's dist_matrix = 1 - eye(K)); the user's own arguments take precedence. A loss that does not support the
     # task's mode is an error when named, and skipped (with a message) among the defaults or "all".

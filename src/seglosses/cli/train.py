@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +48,7 @@ __all__ = [
     "check_amp",
     "optimiser_step",
     "check_model",
+    "crop_for_model",
     "evaluate",
     "predict_logits",
     "surface_values",
@@ -243,6 +244,21 @@ def build_loss(name: str, mode: str, loss_args: Mapping[str, Any], extra: Mappin
 def target_for_loss(mask: Tensor, mode: str) -> Tensor:
     """The target of the losses and metrics: ``(N, 1, *S)`` float for binary, ``(N, *S)`` indices otherwise."""
     return mask.unsqueeze(1).float() if mode == "binary" else mask
+
+
+def crop_for_model(data: SegData, setup: RunSetup, config: TrainConfig) -> SegData:
+    """``data`` with its training crop rounded up to the model's size multiple, for a user's model factory.
+
+    The crop of a named dataset or a folder is chosen by :func:`~seglosses.cli.data.load_data` (a multiple of 8, at
+    most 96 in 2D); a model whose encoder needs sizes divisible by 32 (``setup.multiple``) would fail on a 48-pixel
+    crop at the first training step. The crop is padded where an item is smaller, as before. Nothing changes for the
+    built-in U-Net (its crops are already multiples of ``2**depth``) or for a crop given by the user (``crop=``).
+    """
+    if setup.model is None or data.crop is None:
+        return data
+    multiple = setup.multiple(config)
+    crop = tuple(-(-c // multiple) * multiple for c in data.crop)
+    return data if crop == data.crop else replace(data, crop=crop)
 
 
 class FactoryError(Exception):

@@ -36,7 +36,15 @@ from typing import Any
 
 from seglosses.cli.data import SegData, load_data
 from seglosses.cli.results import METRICS, atomic_write, nan_to_none, paired_bootstrap
-from seglosses.cli.train import FactoryError, ModelFactory, RunSetup, TrainConfig, build_loss, fingerprint
+from seglosses.cli.train import (
+    FactoryError,
+    ModelFactory,
+    RunSetup,
+    TrainConfig,
+    build_loss,
+    crop_for_model,
+    fingerprint,
+)
 
 __all__ = ["DEFAULT_HEARTBEAT", "MAX_RETRY", "TUNE_FILES", "TUNE_METRICS", "TuneResult", "tune"]
 
@@ -243,6 +251,8 @@ def tune(
         config = TrainConfig.preset(quick=True, ndim=dataset.ndim, epochs=epochs)
     direction = "minimize" if metric == "hd95" else "maximize"
     setup = RunSetup(model=model)
+    if isinstance(data, str | os.PathLike):  # a crop chosen by load_data: one the model accepts
+        dataset = crop_for_model(dataset, setup, config)
     if model is not None:
         from seglosses.cli.train import check_model
 
