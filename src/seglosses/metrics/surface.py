@@ -909,14 +909,16 @@ def hausdorff(
           ``include_background=False`` drops channel 0, as our None in multiclass mode). Defect: with exactly one
           empty mask MONAI returns NaN for a percentile (its distances are ``inf`` and the interpolation gives
           ``inf - inf``; ``empty_one="nan"`` reproduces it) and ``inf`` without one; its distances are float32
-          (about 1e-7 relative from these).
+          (about 1e-7 relative from these). MONAI reads ``percentile=0`` as no percentile (``if not percentile``:
+          the maximum), which is our ``percentile=100``; other values in [0, 100] map as they are.
         - medpy ``hd95``/``hd``: ``boundary="voxel", directions="pooled", quantile="linear", empty_both="raise",
           empty_one="raise"`` for ``hd95`` (``connectivity`` as medpy's); ``hd`` is ``percentile=100`` (directions
           do not matter then). medpy raises on empty masks.
         - Metrics Reloaded ``BinaryPairwiseMeasures`` ``hd`` / ``hd_perc`` (``dict_args={"hd_perc": p}``):
           ``boundary="voxel", quantile="linear"`` (a linear percentile per direction, the larger one), both empty
-          0 (our default). Defect: one empty mask is not handled (the distance transform of a mask with no
-          background is read), so its value there is meaningless; use ``empty_one``.
+          0 (our default); exactly one empty gives NaN with a warning to score it as the worst case
+          (``empty_one="nan"``; releases before April 2025 read the distance transform of an empty border there,
+          a meaningless value).
         - seg-metrics ``hd95``: close to ``boundary="voxel", directions="pooled", quantile="linear"``, but its
           distances are read from SimpleITK's signed Maurer map of the other mask (distance to the object, not to
           its contour pixels), and a missed structure scores 0 (a perfect score): not reproducible, not reproduced.
@@ -1060,10 +1062,11 @@ def assd(
     Note:
         MONAI ``SurfaceDistanceMetric(symmetric=True)`` / ``compute_average_surface_distance(symmetric=True)``:
         ``boundary="voxel", empty_both="nan"`` (MONAI gives ``inf`` for one empty mask). Metrics Reloaded
-        ``assd``: ``boundary="voxel"`` (both empty 0; one empty not handled there). seg-metrics ``msd`` is close to the
-        voxel ASSD (distances from SimpleITK's Maurer map; 0 for a missed structure). medpy >= 0.5
-        ``assd(result, reference, voxelspacing, connectivity)`` pools both directions: ``boundary="voxel",
-        empty_both="raise", empty_one="raise"`` (medpy 0.4 averaged the two directed means: :func:`masd`).
+        ``assd``: ``boundary="voxel"`` (both empty 0; one empty NaN: ``empty_one="nan"``, see :func:`hausdorff`).
+        seg-metrics ``msd`` is close to the voxel ASSD (distances from SimpleITK's Maurer map; 0 for a missed
+        structure). medpy >= 0.5 ``assd(result, reference, voxelspacing, connectivity)`` pools both directions:
+        ``boundary="voxel", empty_both="raise", empty_one="raise"`` (medpy 0.4 averaged the two directed means:
+        :func:`masd`).
         DeepMind's ``compute_average_surface_distance`` returns the two directed means (see :func:`asd`).
 
     Examples:
@@ -1142,8 +1145,8 @@ def masd(
     Note:
         medpy 0.4's ``assd`` is this with ``boundary="voxel", empty_both="raise", empty_one="raise"`` (medpy raises
         on an empty mask; medpy >= 0.5 pools the directions: :func:`assd`). Metrics Reloaded
-        ``masd``: ``boundary="voxel"`` (both empty 0; one empty not handled there). DeepMind: the mean of the pair
-        returned by ``compute_average_surface_distance`` (canonical surfel mode).
+        ``masd``: ``boundary="voxel"`` (both empty 0; one empty NaN: ``empty_one="nan"``). DeepMind: the mean of
+        the pair returned by ``compute_average_surface_distance`` (canonical surfel mode).
 
     Examples:
         The bar and dot of :func:`hausdorff` (voxel boundary): (mean(0, 1, 2) + mean(0)) / 2 = 0.5.
@@ -1220,7 +1223,8 @@ def asd(
         TypeError: as :func:`hausdorff`.
 
     Note:
-        DeepMind ``compute_average_surface_distance`` returns ``(gt_to_pred, pred_to_gt)``, canonical surfel mode.
+        DeepMind ``compute_average_surface_distance`` returns ``(gt_to_pred, pred_to_gt)``, canonical surfel mode
+        (NaN for both empty masks, and from an empty mask's side when one is empty, where ours is ``inf``).
         MONAI ``compute_average_surface_distance(symmetric=False)`` is ``direction="pred_to_gt",
         boundary="voxel", empty_both="nan"``. medpy ``asd(result, reference)`` is ``direction="pred_to_gt",
         boundary="voxel"`` (it raises on empty masks).
@@ -1308,8 +1312,12 @@ def nsd(
         default (its two-empty value is NaN from 0/0: ``empty_both="nan"``). MONAI
         ``SurfaceDiceMetric(class_thresholds, use_subvoxels=True)`` / ``compute_surface_dice``: the default with
         ``empty_both="nan"``; with ``use_subvoxels=False`` (its default): ``boundary="voxel", empty_both="nan"``.
-        Metrics Reloaded ``nsd`` (``dict_args={"nsd": tau}``, default 1): ``boundary="voxel"``, inclusive; its
-        both-empty value is 0/0 (NaN: ``empty_both="nan"``). medpy has no NSD.
+        MONAI's distances are float32: an element at exactly the tolerance (``tolerance`` equal to a distance on
+        the grid, such as ``hypot(s0, s1)``) may count on either side there. Metrics Reloaded ``nsd``
+        (``dict_args={"nsd": tau}``, default 1): ``boundary="voxel"``, inclusive; both empty 1 (our default; 0/0,
+        NaN, before June 2025). Defect: exactly one empty mask is not handled there (the distance transform of a
+        mask with no border is read, and scipy's transform of an array without background is not a distance), so
+        its value is meaningless and often above 0; ours is ``empty_one`` (0). medpy has no NSD.
 
     Examples:
         The bar and dot of :func:`hausdorff` (voxel boundary), tolerance 1: the bar's elements at 0 and 1 and the
@@ -1387,7 +1395,7 @@ def boundary_iou(
         The official ``boundary_iou`` API (``mask_to_boundary`` with ``dilation_ratio=0.02``: a 3x3 erosion
         ``d`` times of the mask padded by one zero pixel) is the default in 2D. Metrics Reloaded's boundary IoU
         keeps the pixels of X whose Euclidean distance to X's cross-eroded border is ``< d`` (``boundary_dist``,
-        default 1: the border itself): a different band, not reproduced.
+        default 1: the border itself): a different band, not reproduced (both empty: 1 there since June 2025).
 
     Examples:
         A 3x3 square against the same square shifted by one column, in a 4x5 image, d = 1: each band is the
