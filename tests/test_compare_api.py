@@ -268,6 +268,39 @@ def test_factory_raising_in_a_later_run_stops_without_recording_it(tmp_path):
     assert sorted(p.name for p in (out / "runs").glob("*.json")) == ["dice__seed0.json"]
 
 
+class _Wide(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, width: int) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(in_channels, width, 3, padding=1)
+        self.b = nn.Conv2d(width, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_resuming_tells_models_of_the_same_name_apart(tmp_path):
+    # two partials of one function have the same name ("functools:partial"): a changed width is a new run, not a
+    # finished one; the same partial again is resumed (the factory is then called only for the up-front check)
+    calls = []
+
+    def wide(in_channels: int, out_channels: int, width: int) -> nn.Module:
+        calls.append(width)
+        return _Wide(in_channels, out_channels, width)
+
+    train, val = _lazy_pair()
+    kw = {"data": (train, val), "num_classes": 2, "seeds": 1, "config": TINY, "out": tmp_path, "progress": False}
+    first = seglosses.compare(["dice"], model=functools.partial(wide, width=4), log=lambda _: None, **kw)
+    assert calls == [4, 4]
+    messages: list[str] = []
+    second = seglosses.compare(["dice"], model=functools.partial(wide, width=8), log=messages.append, **kw)
+    assert calls == [4, 4, 8, 8]  # trained again
+    assert not any("resuming" in m for m in messages)
+    assert first.runs[0].fingerprint != second.runs[0].fingerprint
+    third = seglosses.compare(["dice"], model=functools.partial(wide, width=8), log=messages.append, **kw)
+    assert calls == [4, 4, 8, 8, 8]  # the check only: the run was resumed
+    assert third.runs[0].per_image == second.runs[0].per_image
+
+
 class Stride32Net(SmallNet):
     """Like an encoder with five poolings: refuses inputs whose sizes are not multiples of 32; records the shapes."""
 

@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -366,7 +366,8 @@ def compare(
             f"{torch.cuda.device_count()} visible"
         )
     if model is not None:  # the output channels, before any run and any file
-        check_model(dataset, setup, config, seed=seed_list[0], device=device, caller="compare")
+        architecture = check_model(dataset, setup, config, seed=seed_list[0], device=device, caller="compare")
+        setup = replace(setup, architecture=architecture)
     setting = _Setting(names, seed_list, all_args, dataset, config, out, device, extra, progress, report, setup)
     if world > 1:  # launched by torchrun: this process is one rank
         from seglosses.cli.ddp import init_from_env

@@ -117,6 +117,9 @@ class RunSetup:
         spacing: the pixel/voxel size per spatial axis for the surface metrics (HD95, NSD); ``None``: each
             validation item's NIfTI header where the data has one, else 1.
         nsd_tolerance: the NSD tolerance in the units of the spacing; ``None``: :data:`NSD_TOLERANCE`.
+        architecture: a hash of the factory's model (its ``repr`` and parameter shapes, from :func:`check_model`),
+            so that a changed model is a changed run even under the same name (a ``functools.partial``, a lambda, a
+            function whose body changed); ``None`` for the built-in U-Net or before the check.
 
     """
 
@@ -127,6 +130,7 @@ class RunSetup:
     window: tuple[int, ...] | None = None
     spacing: tuple[float, ...] | None = None
     nsd_tolerance: float | None = None
+    architecture: str | None = None
 
     def multiple(self, config: TrainConfig) -> int:
         """The padding multiple of validation inputs."""
@@ -135,10 +139,11 @@ class RunSetup:
         return 2**config.depth if self.model is None else DEFAULT_MULTIPLE
 
     def identity(self) -> dict[str, Any]:
-        """What changes results (for the run fingerprint): the model's name, amp, padding and window."""
+        """What changes results (for the run fingerprint): the model's name and architecture, amp, padding, window."""
         name = None if self.model is None else f"{getattr(self.model, '__module__', '')}:{_qualname(self.model)}"
         return {
             "model": name,
+            "architecture": self.architecture,
             "amp": self.amp,
             "size_multiple": self.size_multiple,
             "window": self.window,
@@ -353,8 +358,11 @@ def _forward(model: nn.Module, x: Tensor) -> Tensor:
     return out
 
 
-def check_model(data: SegData, setup: RunSetup, config: TrainConfig, *, seed: int, device: str, caller: str) -> None:
+def check_model(data: SegData, setup: RunSetup, config: TrainConfig, *, seed: int, device: str, caller: str) -> str:
     """Build the model once and run one validation image through it: its output must have the right channels.
+
+    Returns:
+        The model's architecture hash (:attr:`RunSetup.architecture`): its ``repr`` and parameter names and shapes.
 
     Raises:
         ValueError: the factory raised, or returned a model whose output has the wrong number of channels
@@ -365,6 +373,8 @@ def check_model(data: SegData, setup: RunSetup, config: TrainConfig, *, seed: in
         model = new_model(data, setup, config, seed)
     except FactoryError as exc:
         raise ValueError(f"{caller}: {exc}") from exc.__cause__
+    described = repr(model) + repr([(k, tuple(v.shape)) for k, v in model.state_dict().items()])
+    architecture = hashlib.sha256(described.encode()).hexdigest()[:16]
     model = model.to(device)
     image, _ = data.val[0]
     x = pad_to_multiple(image[None].to(device), setup.multiple(config), ndim=data.ndim)
@@ -389,6 +399,7 @@ def check_model(data: SegData, setup: RunSetup, config: TrainConfig, *, seed: in
             f"{caller}: the model's output must keep the input's spatial size {tuple(x.shape[2:])}; got "
             f"{tuple(out.shape[2:])}"
         )
+    return architecture
 
 
 def _lr_lambda(total: int) -> Callable[[int], float]:

@@ -30,7 +30,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +256,8 @@ def tune(
     if model is not None:
         from seglosses.cli.train import check_model
 
-        check_model(dataset, setup, config, seed=seed, device=device, caller="tune")
+        architecture = check_model(dataset, setup, config, seed=seed, device=device, caller="tune")
+        setup = replace(setup, architecture=architecture)
     objective_of = _Objective(dataset, config, metric, float(tolerance), device, setup)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
