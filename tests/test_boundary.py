@@ -441,6 +441,12 @@ def test_distance_losses_bad_input(fn: Any) -> None:  # noqa: ANN401
         fn(d.x, d.t, mode="multiclass", dist_map=torch.zeros(2, 3, 6, 7, dtype=torch.long))
     with pytest.raises(TypeError, match=rf"{name}: `dist_map` must be a torch.Tensor"):
         fn(d.x, d.t, mode="multiclass", dist_map=np.zeros((2, 3, 6, 7)))
+    nan_map = torch.zeros(2, 3, 6, 7, dtype=torch.float64)
+    nan_map[1, 2, 3, 4] = float("nan")
+    with pytest.raises(ValueError, match=rf"{name}: `dist_map` must hold finite values.*got 1 other values"):
+        fn(d.x, d.t, mode="multiclass", dist_map=nan_map)
+    with pytest.raises(ValueError, match=rf"{name}: `dist_map` must hold finite values.*got 1 other values"):
+        fn(d.x, d.t, mode="multiclass", dist_map=nan_map.nan_to_num(nan=float("inf")))
     with pytest.raises(ValueError, match=rf"{name}: `spacing` must have one value per spatial axis \(2"):
         fn(d.x, d.t, mode="multiclass", spacing=(1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match=rf"{name}: `spacing` must hold finite values > 0"):
@@ -455,6 +461,19 @@ def test_distance_losses_bad_input(fn: Any) -> None:  # noqa: ANN401
         fn(d.x, d.t, mode="multiclass", reduction="avg")
     with pytest.raises(ValueError, match=rf"{name}: .*include_background=False"):
         fn(torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 3, 3), mode="multilabel")
+
+
+def test_hausdorff_dt_rejects_a_signed_dist_map() -> None:
+    # the target's map of HD-DT is unsigned (>= 0): a signed map passed by mistake would be squared silently
+    # (alpha = 2) or give NaN (alpha = 0.5); boundary_loss takes the signed map as it is
+    d = make("multiclass", 2)
+    signed = signed_distance(d.t, mode="multiclass", num_classes=3).to(torch.float64)
+    assert bool((signed < 0).any())
+    with pytest.raises(
+        ValueError, match=r"hausdorff_dt_loss: `dist_map` must hold finite values >= 0 \(the target's unsigned"
+    ):
+        SF.hausdorff_dt_loss(d.x, d.t, mode="multiclass", dist_map=signed)
+    assert torch.isfinite(SF.boundary_loss(d.x, d.t, mode="multiclass", dist_map=signed))
 
 
 def test_hausdorff_dt_bad_alpha() -> None:

@@ -103,13 +103,27 @@ def target_masks(fn: str, prep: Prepared, start: int) -> Tensor:
     return g == 1
 
 
-def flat_dist_map(fn: str, dist_map: object, prep: Prepared) -> Tensor:
+def flat_dist_map(fn: str, dist_map: object, prep: Prepared, *, unsigned: bool = False) -> Tensor:
     """A given ``dist_map`` ``(N, C, *S)`` (binary: ``(N, 1, *S)`` or the input's shape), checked, as ``(N, C, M)``.
 
-    Checked by :func:`seglosses._checks.check_dist_map`; returned detached, in the input's dtype.
+    Checked by :func:`seglosses._checks.check_dist_map`; where value checks apply (:func:`values_checked`: CPU maps
+    by default, never while ``torch.compile`` traces) its values must be finite, and >= 0 for an ``unsigned`` map
+    (a signed map passed by mistake would otherwise be raised to ``alpha`` silently, or give NaN). Returned
+    detached, in the input's dtype.
     """
     n, c, m = prep.logits.shape
     checked = check_dist_map(fn, dist_map, (n, c, *spatial_shape(prep)), prep.logits.device, also=prep.shape)
+    if checked.numel() and values_checked(checked):
+        bad = ~torch.isfinite(checked)
+        if unsigned:
+            bad |= checked < 0
+        if bool(bad.any()):
+            lo, hi = torch.aminmax(checked.detach())
+            need = "finite values >= 0 (the target's unsigned distance map)" if unsigned else "finite values"
+            raise ValueError(
+                f"{fn}: `dist_map` must hold {need}; got {int(bad.sum())} other values (min={lo.item():g}, "
+                f"max={hi.item():g})"
+            )
     return checked.detach().reshape(n, c, m).to(prep.logits.dtype)
 
 
@@ -416,7 +430,7 @@ def hausdorff_dt_loss(
     if dist_map is None:
         d_g = masks_to_maps(target_masks(fn, prep, start), prep, "unsigned", sp)
     else:
-        d_g = flat_dist_map(fn, dist_map, prep)[:, start:]
+        d_g = flat_dist_map(fn, dist_map, prep, unsigned=True)[:, start:]
     q = p.detach() > 0.5
     if prep.valid is not None:
         q &= prep.valid[:, start:] > 0 if prep.valid.shape[1] > 1 else prep.valid > 0
