@@ -822,6 +822,21 @@ def test_cuda_same_numbers(kind: str) -> None:
     torch.testing.assert_close(cuda.cpu(), cpu, rtol=0, atol=0, equal_nan=True)
 
 
+def test_empty_batch_keeps_the_values_device() -> None:
+    # no image (N = 0): the class means are NaN on the values' device (they were made on the CPU); meta stands in
+    # for a CUDA device here
+    from seglosses.metrics.surface import reduce_values
+
+    values = torch.empty((0, 3), dtype=torch.float64, device="meta")
+    for average, per_image, shape in (("none", False, (3,)), ("macro", False, ()), ("none", True, (0, 3))):
+        out = reduce_values(values, average=average, per_image=per_image)
+        assert out.device.type == "meta"
+        assert tuple(out.shape) == shape
+    cpu = reduce_values(torch.empty((0, 3), dtype=torch.float64), average="none", per_image=False)
+    assert torch.isnan(cpu).all()
+    assert cpu.shape == (3,)
+
+
 # ------------------------------------------------------------------------------------------ streaming
 
 

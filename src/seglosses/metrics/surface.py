@@ -676,7 +676,11 @@ def reduce_values(values: Tensor, *, average: str, per_image: bool) -> Tensor:
     """Average per-image, per-class values ``(N, C)``: NaN left out of every mean, inf kept (see the functions)."""
     if per_image:
         return values if average == "none" else values.nanmean(-1).nanmean(0)
-    per_class = values.nanmean(0) if values.shape[0] else torch.full(values.shape[1:], math.nan, dtype=values.dtype)
+    per_class = (
+        values.nanmean(0)
+        if values.shape[0]
+        else torch.full(values.shape[1:], math.nan, dtype=values.dtype, device=values.device)
+    )
     return per_class if average == "none" else per_class.nanmean(-1)
 
 
