@@ -176,7 +176,14 @@ def compare(
     Every (loss, seed) run starts from the same weights for a given seed (the model factory is called with torch's
     RNG seeded from it), sees the same batches (a crop sampler seeded from it), and trains with the same optimiser
     and schedule. The recommendation compares the best loss with each other by paired differences over
-    (validation image, seed) pairs with a 95 % bootstrap interval (:mod:`seglosses.cli.results`).
+    (validation image, seed) pairs with a 95 % percentile bootstrap interval of their mean (10,000 resamples of the
+    pairs, NumPy generator seed 0: :data:`~seglosses.cli.results.BOOTSTRAP_RESAMPLES`, :mod:`seglosses.cli.results`);
+    the best loss is a clear winner only when the interval against the runner-up is above 0.
+
+    Each validation image is scored by the mean over the foreground classes of its own Dice (IoU, precision,
+    recall). A class absent from both the image's mask and the prediction scores 1 (nothing to find, nothing
+    found). So an image with no foreground scores 1 when the prediction has none either; each foreground class
+    predicted there scores Dice, IoU and precision 0 and recall 1 (0/0), and the image is the mean over the classes.
 
     Args:
         losses: registry names (default :data:`~seglosses.cli.compare.DEFAULT_LOSSES`; ``["all"]``: every registry loss
