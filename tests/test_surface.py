@@ -451,6 +451,20 @@ def test_deepmind_vectors_3d() -> None:
     assert round(ours("nsd", p, g, spacing=sp, tolerance=1.0), 3) == 0.836
 
 
+def test_unit_weight_percentile_is_exact_for_integer_percentiles() -> None:
+    # the voxel rule: the k-th smallest of n distances, k the smallest integer with 100 k >= p n (integers only);
+    # NumPy's inverted_cdf is off by one where n * (p / 100) rounds above an integer (p = 7, n = 100 -> 8th)
+    from seglosses.metrics.surface import _weighted_quantile
+
+    rng = np.random.default_rng(5)
+    for n in range(1, 121):
+        d = rng.permutation(np.arange(1, n + 1, dtype=np.float64))
+        for q in range(101):
+            k = max(1, next(k for k in range(n + 1) if 100 * k >= q * n))
+            assert _weighted_quantile(d, None, float(q), "inverted_cdf") == k, (n, q)
+    assert np.percentile(np.arange(1.0, 101.0), 7, method="inverted_cdf") == 8.0  # NumPy's rounding
+
+
 def test_deepmind_percentile_at_a_tie() -> None:
     # A two-pixel bar in the corner of a full 2x13 image: the target's boundary is symmetric, so the sorted weights
     # reach exactly half of their sum at the 15th element (distance 7.15...) and HD50 is a tie at 50 %. DeepMind

@@ -853,7 +853,9 @@ def hausdorff(
     within float64 rounding may resolve to either neighbour. The fractions are computed with DeepMind's arithmetic
     (the running sum of the weights sorted by distance, over the sum of the sorted weights, against ``p / 100``), so
     where the weights and distances are DeepMind's to the bit (checked: every 5th percentile of random 2D and 3D
-    pairs) the neighbour taken at a tie is DeepMind's too.
+    pairs) the neighbour taken at a tie is DeepMind's too. NumPy's ``percentile(method="inverted_cdf")`` is not the
+    unit-weight rule: it rounds ``n * (p / 100)`` in float64 first and takes one element more where that lands just
+    above an integer (p = 7 of 100 distances: the 8th smallest, where ours is the 7th).
 
     Shapes:
         - input: ``(N, C, *S)``, ``(N, 1, *S)``/``(N, *S)`` (binary) or ``(N, *S)`` class indices (multiclass), with
