@@ -166,6 +166,36 @@ def test_data_pairs_need_num_classes_and_well_formed_items():
         seglosses.compare(["dice"], data=(FloatMasks(2, (8, 8)),) * 2, num_classes=2, **_quiet())
     with pytest.raises(ValueError, match="`crop` must hold 2 positive sizes"):
         seglosses.compare(["dice"], data=(train, val), num_classes=2, crop=(8, 8, 8), **_quiet())
+    # LazyBlobs(classes=3) draws class indices 0..2: too many for a binary task, said before any training
+    three = LazyBlobs(2, (16, 16), classes=3)
+    message = r"mask must hold class indices in \[0, 2\) for num_classes=2; val\[0\] holds values in \[0, 2\]"
+    with pytest.raises(ValueError, match=message):
+        seglosses.compare(["dice"], data=(three, three), num_classes=2, **_quiet())
+
+
+def test_float64_and_float16_items_train_like_float32():
+    # "image (C, *S) float": any float dtype is cast to float32 when batched (the model's weights are float32);
+    # the values of these items are float32 numbers, exact in float64, so the numbers are the same to the bit
+
+    class Cast(LazyBlobs):
+        dtype = torch.float32
+
+        def __getitem__(self, index):
+            image, mask = super().__getitem__(index)
+            return image.to(self.dtype), mask
+
+    results = {}
+    for dtype in (torch.float32, torch.float64):
+        train, val = Cast(4, (16, 16)), Cast(2, (16, 16), offset=1)
+        train.dtype = val.dtype = dtype
+        table = seglosses.compare(["dice"], data=(train, val), num_classes=2, seeds=1, config=TINY, **_quiet())
+        assert table.runs[0].status == "ok", table.runs[0].status
+        results[dtype] = json.dumps([table.runs[0].per_image, table.runs[0].history])
+    assert results[torch.float64] == results[torch.float32]
+    train, val = Cast(4, (16, 16)), Cast(2, (16, 16), offset=1)
+    train.dtype = val.dtype = torch.float16
+    table = seglosses.compare(["dice"], data=(train, val), num_classes=2, seeds=1, config=TINY, **_quiet())
+    assert table.runs[0].status == "ok", table.runs[0].status
 
 
 # ------------------------------------------------------------------------------------------------ model factories

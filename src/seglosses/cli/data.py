@@ -188,7 +188,9 @@ def from_datasets(
 
     Raises:
         ValueError: ``num_classes`` < 2, an empty dataset, or an item that is not ``(image (C, *S) float,
-            mask (*S) integer)`` with 2 or 3 spatial dims.
+            mask (*S) integer)`` with 2 or 3 spatial dims, or whose mask values are outside ``[0, num_classes)``
+            (only ``val[0]`` is read here: the Datasets stay lazy). Images of any float dtype are cast to float32
+            when batched.
 
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
@@ -216,6 +218,12 @@ def from_datasets(
         raise ValueError(
             f"{caller}: a Dataset item's image must be (C, *S) for its mask (*S); val[0] has image "
             f"{tuple(image.shape)} and mask {tuple(mask.shape)}"
+        )
+    low, high = int(mask.min()), int(mask.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(
+            f"{caller}: a Dataset item's mask must hold class indices in [0, {num_classes}) for num_classes="
+            f"{num_classes}; val[0] holds values in [{low}, {high}]"
         )
     ndim = mask.dim()
     crop_t = None

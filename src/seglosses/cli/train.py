@@ -377,7 +377,7 @@ def check_model(data: SegData, setup: RunSetup, config: TrainConfig, *, seed: in
     architecture = hashlib.sha256(described.encode()).hexdigest()[:16]
     model = model.to(device)
     image, _ = data.val[0]
-    x = pad_to_multiple(image[None].to(device), setup.multiple(config), ndim=data.ndim)
+    x = pad_to_multiple(image[None].to(device, torch.float32), setup.multiple(config), ndim=data.ndim)
     model.eval()
     try:
         with torch.no_grad(), _autocast(device, setup.amp):
@@ -610,7 +610,7 @@ def validate(
     kept: list[Tensor] = []
     loader = _loader(data.val, device, setup.num_workers, 0, batch_size=1, shuffle=False)
     for index, (image, mask) in enumerate(loader):
-        image = image.to(device, non_blocking=True)
+        image = image.to(device, torch.float32, non_blocking=True)  # float64/float16 items too
         target = target_for_loss(mask.to(device, non_blocking=True), data.mode)
         logits = predict_logits(model, image, multiple=multiple, window=setup.window, amp=setup.amp)
         accumulator.update(logits, target)
@@ -737,7 +737,7 @@ def _train(
                     if "equal size" in str(exc):
                         raise _collate_error(exc) from exc
                     raise
-                images = images.to(device, non_blocking=True)
+                images = images.to(device, torch.float32, non_blocking=True)  # float64/float16 items too
                 masks = masks.to(device, non_blocking=True)
                 waited = time.perf_counter() - began
                 with _autocast(device, setup.amp):

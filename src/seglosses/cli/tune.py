@@ -375,7 +375,8 @@ class _Objective:
             spatial = tuple(int(s) for s in mask.shape)
             spacing = data.spacing or (1.0,) * len(spatial)
             with torch.no_grad():
-                logits = predict_logits(model, image[None].to(self.device), multiple=self.setup.multiple(self.config))
+                x = image[None].to(self.device, torch.float32)
+                logits = predict_logits(model, x, multiple=self.setup.multiple(self.config))
             target = target_for_loss(mask[None].to(self.device), data.mode)
             kw: dict[str, Any] = {"mode": data.mode, "spacing": spacing, "per_image": True}
             if data.mode == "binary":
