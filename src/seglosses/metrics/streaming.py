@@ -76,8 +76,9 @@ class SegmentationMetrics:
         over the ranks in :meth:`compute`, as torchmetrics' ``dist_reduce_fx="sum"``; the surface metrics' per-image
         values are concatenated over the ranks (torchmetrics' ``dist_reduce_fx="cat"``), as MONAI's
         ``HausdorffDistanceMetric`` buffers them. The surface work runs on the CPU (see
-        :mod:`seglosses.metrics.surface`); an empty mask gives the functions' default values (HD inf, NSD 0, ...),
-        and a mean containing ``inf`` is ``inf``.
+        :mod:`seglosses.metrics.surface`); empty masks give the functions' default values (exactly one empty: every
+        distance ``inf``, NSD and boundary IoU 0; both empty: distances 0, NSD and boundary IoU 1), and a mean
+        containing ``inf`` is ``inf``.
 
     Examples:
         Two batches of one 2x2 binary mask give the counts of both together: TP = 1 + 1, FP = 1 + 0, FN = 0 + 1,
