@@ -608,3 +608,14 @@ def test_folder_peak_memory_does_not_grow_with_the_number_of_files(tmp_path):
     (small, val_small), (large, val_large) = json.loads(done.stdout.strip().splitlines()[-1])
     assert (val_small, val_large) == (8, 80)  # the last 20 % of the pairs validate, every one of them read
     assert (large - small) / 1024 < 16, (small, large)
+
+
+def test_seeds_of_numpy_integer_types():
+    # seeds=N of any integer type means 0..N-1; a sequence of NumPy integers is the same as Python ints
+    train, val = _lazy_pair()
+    table = seglosses.compare(["dice"], data=(train, val), num_classes=2, seeds=np.int64(1), config=TINY, **_quiet())
+    assert [(r.seed, type(r.seed), r.status) for r in table.runs] == [(0, int, "ok")]
+    table = seglosses.compare(["dice"], data=(train, val), num_classes=2, seeds=[np.int32(3)], config=TINY, **_quiet())
+    assert [(r.seed, type(r.seed), r.status) for r in table.runs] == [(3, int, "ok")]
+    with pytest.raises(TypeError, match="`seeds` must be a number of seeds or a sequence of integer seeds; got 1.5"):
+        seglosses.compare(["dice"], data=(train, val), num_classes=2, seeds=1.5, **_quiet())

@@ -300,7 +300,7 @@ def compare(
         names = list(losses) if losses else list(DEFAULT_LOSSES)
     if len(set(names)) != len(names):
         raise ValueError(f"compare: `losses` names a loss twice: {names}")
-    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    seed_list = _seed_list(seeds)
     if not seed_list:
         raise ValueError("compare: `seeds` must name at least one seed")
     if len(set(seed_list)) != len(seed_list):
@@ -389,6 +389,24 @@ def compare(
         table: ResultsTable = spawn(nprocs, device, _spawned_compare, payload, folder)
         return table
     return _compare_runs(setting, None, say)
+
+
+def _seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """``seeds`` as Python ints: ``N`` (any integer type, NumPy's too) means ``0..N-1``, else the seeds given."""
+    import operator
+
+    if isinstance(seeds, bool):
+        raise TypeError(f"compare: `seeds` must be a number of seeds or a sequence of seeds; got {seeds!r}")
+    try:
+        return list(range(operator.index(seeds)))  # type: ignore[arg-type]
+    except TypeError:
+        pass
+    try:
+        return [operator.index(s) for s in seeds]  # type: ignore[union-attr]
+    except TypeError:
+        raise TypeError(
+            f"compare: `seeds` must be a number of seeds or a sequence of integer seeds; got {seeds!r}"
+        ) from None
 
 
 def _task_arguments(name: str, dataset: SegData, extra: Mapping[str, LossFactory]) -> dict[str, Any] | None:
