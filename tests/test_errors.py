@@ -224,6 +224,19 @@ def test_loss_class_weights_negative_raises(name):
         getattr(SF, name)(x, t, mode="multiclass", class_weights=[1.0, -1.0, 1.0])
 
 
+@pytest.mark.parametrize("name", [n for n in WEIGHTED if n != "cross_entropy_loss"])  # CE keeps every class
+@pytest.mark.parametrize("tensor", [False, True])
+def test_loss_class_weights_zero_on_kept_classes_raises(name, tensor):
+    # the vector's sum is positive, but include_background=False keeps classes 1 and 2, whose weights are 0:
+    # the weighted mean would be 0/0 (NaN)
+    x, t = _mc()
+    w = torch.tensor([1.0, 0.0, 0.0]) if tensor else [1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match=msg(name, "class_weights", "kept classes")):
+        getattr(SF, name)(x, t, mode="multiclass", include_background=False, class_weights=w)
+    kept = getattr(SF, name)(x, t, mode="multiclass", include_background=False, class_weights=[1.0, 0.0, 2.0])
+    assert torch.isfinite(kept)
+
+
 @pytest.mark.parametrize("name", WEIGHTED)
 def test_loss_class_weights_in_binary_mode_raises(name):
     x = torch.randn(2, 1, 5, 6)

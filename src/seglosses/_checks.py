@@ -124,13 +124,23 @@ def check_weights_vector(fn: str, name: str, value: object, *, allow_zero_sum: b
 
 
 def check_class_weights_length(fn: str, weights: torch.Tensor, num_classes: int, num_kept: int) -> None:
-    """``class_weights`` has one entry per class, or one per kept class."""
+    """``class_weights`` has one entry per class, or one per kept class; the kept classes' weights a positive sum.
+
+    The sum is read where value checks apply (:func:`values_checked`), like the vector's own checks.
+    """
     n = weights.numel()
     if n not in (num_classes, num_kept):
         expected = (
             f"C={num_classes}" if num_kept == num_classes else f"C={num_classes} or {num_kept} (the kept classes)"
         )
         raise ValueError(f"{fn}: `class_weights` must have length {expected}; got {n}")
+    if n == num_classes > num_kept and values_checked(weights):
+        kept = weights.detach()[num_classes - num_kept :]
+        if float(kept.sum()) <= 0:
+            raise ValueError(
+                f"{fn}: `class_weights` of the kept classes (include_background=False drops class 0) must have "
+                f"a positive sum; got {weights.detach().tolist()}"
+            )
 
 
 def check_no_class_weights_binary(fn: str, class_weights: object, mode: str) -> None:
