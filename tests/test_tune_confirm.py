@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("optuna")
 pytest.importorskip("matplotlib")
@@ -110,6 +111,19 @@ def test_confirmation_gain_interval_and_verdict(tmp_path: Path, data, monkeypatc
     assert again.confirmation == conf
 
 
+def test_cli_prints_the_verdict_once(tmp_path: Path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from seglosses.cli.app import app
+
+    _install(monkeypatch, effect=2.0)
+    args = ["tune", "--loss", "tversky", "--trials", "4", "--data", "synthetic:binary", "--quick", "--epochs", "1"]
+    args += ["--device", "cpu", "--no-progress", "--out", str(tmp_path), "--confirm-seeds", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("gain over the defaults") == 1, result.output
+
+
 def test_confirmation_skipped_when_zero_seeds(tmp_path: Path, data, monkeypatch) -> None:
     calls = _install(monkeypatch, effect=2.0)
     result = tune("tversky", trials=2, data=data, out=tmp_path, config=TINY, confirm_seeds=0, progress=False, log=print)
@@ -138,17 +152,26 @@ def test_hd95_is_minimised_and_nsd_maximised(tmp_path: Path, data, monkeypatch) 
 
 
 @pytest.mark.parametrize("metric", ["hd95", "nsd"])
-def test_surface_objective_scores_each_validation_image(data, metric) -> None:
-    # the objective of a trained model (here a fresh U-Net: any weights will do) is the mean over the validation
-    # images of each image's HD95 / NSD, a missed or hallucinated structure scoring the image diagonal for HD95
-    import torch
+def test_surface_objective_scores_each_validation_image(data, metric, monkeypatch) -> None:
+    # the objective of a trained model is the mean over the validation images of each image's HD95 / NSD, scored as
+    # compare scores its columns: a missed or hallucinated structure scores the image diagonal (between the first
+    # and last pixel centres) for HD95 and 0 for NSD; absent from both 0 and 1
 
-    from seglosses.cli.model import build_model
+    from seglosses.cli import train as train_module
     from seglosses.metrics import hausdorff, nsd
 
-    model = build_model(data.in_channels, data.out_channels, ndim=2, seed=3, base=TINY.base, depth=TINY.depth)
-    model.eval()
-    got = tune_module._Objective(data, TINY, metric, 1.5, "cpu").surface(model)
+    trained = []
+    real = train_module.train_run
+
+    def keep(*args, **kwargs):
+        out = real(*args, **kwargs)
+        trained.append(out[0])
+        return out
+
+    monkeypatch.setattr(train_module, "train_run", keep)
+    values, status = tune_module._Objective(data, TINY, metric, 1.5, "cpu").run(get_loss("tversky", mode="binary"), 0)
+    assert status == "ok"
+    model = trained[0].eval()
     want = []
     for k in range(len(data.val)):
         image, mask = data.val[k]
@@ -156,13 +179,49 @@ def test_surface_objective_scores_each_validation_image(data, metric) -> None:
             logits = model(image[None])  # 64 x 64: already a multiple of 2**depth
         target = mask[None, None].float()
         if metric == "hd95":
-            diagonal = math.hypot(*mask.shape)
+            diagonal = math.hypot(*(n - 1 for n in mask.shape))
             kw = {"percentile": 95, "empty_both": 0.0, "empty_one": diagonal}
             want.append(float(hausdorff(logits, target, mode="binary", from_logits=True, **kw)))
         else:
-            want.append(float(nsd(logits, target, mode="binary", from_logits=True, tolerance=1.5)))
-    assert len(got) == len(data.val)
-    assert got == pytest.approx(want, rel=1e-12)
+            kw = {"tolerance": 1.5, "empty_both": 1.0, "empty_one": 0.0}
+            want.append(float(nsd(logits, target, mode="binary", from_logits=True, **kw)))
+    assert len(values.per_image) == len(data.val)
+    assert values.per_image == pytest.approx(want, rel=1e-9)
+    assert values.pooled == pytest.approx(float(np.mean(want)), rel=1e-9)
+
+
+class _Missing(torch.nn.Module):
+    """Predicts background everywhere (logit -10 plus a small trainable slope): every structure is missed."""
+
+    def __init__(self, in_channels: int = 1, out_channels: int = 1) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(out_channels, in_channels))
+        self.b = torch.nn.Parameter(torch.full((out_channels,), -10.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("oc,nc...->no...", self.w, x) + self.b.view(1, -1, *([1] * (x.ndim - 2)))
+
+
+@pytest.mark.parametrize(("metric", "tolerance"), [("hd95", 1.0), ("nsd", 1.5)])
+def test_surface_objective_of_a_missed_structure(data, metric, tolerance) -> None:
+    # nothing predicted: HD95 is the image diagonal between the first and last pixel centres (compare's rule), NSD 0;
+    # an image with an empty mask too scores 0 and 1
+    from seglosses.cli.train import RunSetup
+
+    setup = RunSetup(model=_Missing)
+    values, status = tune_module._Objective(data, TINY, metric, tolerance, "cpu", setup).run(
+        get_loss("tversky", mode="binary"), 0
+    )
+    assert status == "ok"
+    want = []
+    for k in range(len(data.val)):
+        _, mask = data.val[k]
+        empty = not bool(mask.any())
+        if metric == "hd95":
+            want.append(0.0 if empty else math.hypot(*(n - 1 for n in mask.shape)))
+        else:
+            want.append(1.0 if empty else 0.0)
+    assert values.per_image == pytest.approx(want, rel=1e-12)
 
 
 def test_tune_bad_numbers(tmp_path: Path, data) -> None:

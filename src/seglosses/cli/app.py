@@ -335,8 +335,7 @@ def tune(
         + (f" (defaults: {result.default_value:.4f})" if result.default_value == result.default_value else ""),
         highlight=False,
     )
-    if result.confirmation is not None:
-        console.print(result.confirmation["text"], highlight=False, soft_wrap=True)
+    # the confirmation's sentence was printed by tune itself (its log) when the confirmation ended
     console.print(f"files: {', '.join(sorted(result.files))} in {out}", highlight=False, soft_wrap=True)
 
 

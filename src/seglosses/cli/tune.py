@@ -171,7 +171,9 @@ def tune(
             95th-percentile Hausdorff distance of :func:`seglosses.metrics.hausdorff`, surface elements, in the
             data's pixel spacing (1 unless the files give one); mean over images of each image's mean over the
             foreground classes; minimised; a structure missed or hallucinated in an image scores the image's
-            diagonal, the largest distance possible, and a class absent from both scores 0) or ``"nsd"`` (the
+            diagonal between its first and last pixel centres, the largest distance possible, and a class absent
+            from both scores 0; the same per-image values as compare's HD95 column, from the final validation with
+            its window, AMP and per-image spacing) or ``"nsd"`` (the
             normalised surface Dice of :func:`seglosses.metrics.nsd` at ``tolerance``, averaged the same way, absent
             from both 1, from one 0; maximised).
         data: a dataset name or folder, a loaded :class:`~seglosses.cli.data.SegData`, or a ``(train, val)`` pair
@@ -338,6 +340,8 @@ class _Objective:
     ) -> None:
         self.data, self.config, self.metric, self.tolerance, self.device = data, config, metric, tolerance, device
         self.setup = setup or RunSetup()
+        if metric == "nsd":  # the final validation's NSD column at the tuning tolerance
+            self.setup = replace(self.setup, nsd_tolerance=tolerance)
 
     def run(self, loss_fn: Any, seed: int, on_epoch: Callable[..., None] | None = None) -> tuple[_Values, str]:
         from seglosses.cli.train import Evaluation, train_run
@@ -353,41 +357,14 @@ class _Objective:
             setup=self.setup,
             evaluation=evaluation,
         )
+        last = evaluation[-1]
         if self.metric in METRICS:
-            last = evaluation[-1]
             pooled = last.metrics[self.metric]["mean"]
             return _Values(0.0 if math.isnan(pooled) else pooled, list(last.per_image[self.metric])), status
-        per_image = self.surface(model)
+        # HD95 / NSD: the final validation's own per-image values, computed as compare computes its columns
+        # (seglosses.cli.train.surface_values: the same window, AMP, per-image spacing and empty-class rules)
+        per_image = [float(v) for v in last.per_image[self.metric]]
         return _Values(float(sum(per_image) / len(per_image)) if per_image else math.nan, per_image), status
-
-    def surface(self, model: Any) -> list[float]:
-        """HD95 or NSD of each validation image (mean over its foreground classes; see :func:`tune`)."""
-        import torch
-
-        from seglosses.cli.train import predict_logits, target_for_loss
-        from seglosses.metrics import hausdorff, nsd
-
-        data = self.data
-        model.eval()
-        out: list[float] = []
-        for k in range(len(data.val)):  # type: ignore[arg-type]
-            image, mask = data.val[k]
-            spatial = tuple(int(s) for s in mask.shape)
-            spacing = data.spacing or (1.0,) * len(spatial)
-            with torch.no_grad():
-                x = image[None].to(self.device, torch.float32)
-                logits = predict_logits(model, x, multiple=self.setup.multiple(self.config))
-            target = target_for_loss(mask[None].to(self.device), data.mode)
-            kw: dict[str, Any] = {"mode": data.mode, "spacing": spacing, "per_image": True}
-            if data.mode == "binary":
-                kw["from_logits"] = True
-            if self.metric == "hd95":
-                diagonal = math.sqrt(sum((n * h) ** 2 for n, h in zip(spatial, spacing, strict=True)))
-                value = hausdorff(logits, target, percentile=95, empty_both=0.0, empty_one=diagonal, **kw)
-            else:
-                value = nsd(logits, target, tolerance=self.tolerance, **kw)
-            out.append(float(value))
-        return out
 
 
 def _retry(call: Callable[[], Any], attempts: int = 8) -> Any:
