@@ -117,6 +117,19 @@ def test_loss_nan_in_target_raises(name):
         getattr(SF, name)(x, t, mode="binary")
 
 
+@pytest.mark.parametrize("bad", [float("nan"), 1.5, -0.25])
+@pytest.mark.parametrize("name", [*ALL, "lovasz_loss"])
+def test_loss_probabilities_outside_unit_interval_raise(name, bad):
+    # from_logits=False: NaN is not a probability either (it passed the [0, 1] check, as aminmax propagates NaN, and
+    # focal Tversky then returned 0)
+    p = torch.full((2, 1, 5, 6), 0.5)
+    p[1, 0, 2, 3] = bad
+    t = torch.zeros(2, 1, 5, 6)
+    received = "NaN" if bad != bad else str(bad)
+    with pytest.raises(ValueError, match=msg(name, "input", "from_logits=False", "[0, 1]", received)):
+        getattr(SF, name)(p, t, mode="binary", from_logits=False)
+
+
 @pytest.mark.parametrize("mode", ["binary", "multilabel"])
 @pytest.mark.parametrize("name", ALL)
 def test_loss_binary_target_outside_unit_interval_raises(name, mode):

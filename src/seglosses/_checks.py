@@ -345,14 +345,16 @@ def values_checked(t: torch.Tensor) -> bool:
 
 
 def check_probabilities(fn: str, x: torch.Tensor) -> None:
-    """With ``from_logits=False`` the input must hold probabilities in [0, 1]."""
+    """With ``from_logits=False`` the input must hold probabilities in [0, 1]; NaN is refused too."""
     if x.numel() == 0 or not values_checked(x):
         return
     lo, hi = torch.aminmax(x.detach())
-    if bool(lo < 0) or bool(hi > 1):
+    if not (bool(lo >= 0) and bool(hi <= 1)):
+        nan = int(torch.isnan(x.detach()).sum())
+        got = f"{nan} NaN values" if nan else f"min={float(lo):g}, max={float(hi):g}"
         raise ValueError(
             f"{fn}: `input` with from_logits=False must hold probabilities in [0, 1]; "
-            f"got min={float(lo):g}, max={float(hi):g} (pass from_logits=True for logits)"
+            f"got {got} (pass from_logits=True for logits)"
         )
 
 
