@@ -494,3 +494,37 @@ def test_lovasz_bad_index_without_value_checks_gives_nan_not_a_crash(per_image, 
     assert_close(fine, to_np(good), rtol=1e-6, atol=0)
     with pytest.raises(ValueError, match=r"lovasz_loss: .*class ind"):
         SF.lovasz_loss(x, bad, mode="multiclass", ignore_index=IGNORE, per_image=per_image)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("path", [{"native": False}, {"ops": True, "native": False}, {"fused": False}])
+def test_lovasz_loss_ties_keep_position_order(path, per_image):
+    # Equal errors (a perfect or all-0.5 prediction, zero logits) give the same value in any order, but the gradient
+    # is the weight of each rank: the PyTorch paths sort stably, so tied pixels keep their position order (image by
+    # image in batch mode), as Berman et al.'s reference (torch.sort on the CPU). Expected: Alg. 1 with NumPy's stable
+    # argsort, written here. (The float32 C++ kernel orders ties the other way round; see the audit report.)
+    from seglosses import _dispatch
+
+    g = np.array([[0, 1, 0, 1, 1, 0, 0, 1], [1, 0, 0, 1, 0, 1, 1, 0]], dtype=np.float64)
+
+    def weights(gt):  # Berman et al. Alg. 1 on rows already in sorted order
+        inter = gt.sum() - np.cumsum(gt)
+        union = gt.sum() + np.cumsum(1 - gt)
+        jac = 1 - inter / union
+        return np.diff(jac, prepend=0.0)
+
+    rows = [g[0], g[1]] if per_image else [g.reshape(-1)]
+    grad = []
+    for row in rows:
+        order = np.argsort(-np.full(row.shape, 0.5), kind="stable")  # all errors equal: position order
+        w = np.empty_like(row)
+        w[order] = weights(row[order])
+        grad.append(w * (1 - 2 * row) / len(rows))  # d|g - p|/dp = 1 - 2g; mean over images
+    expected = np.concatenate(grad).reshape(2, 1, 8)
+    for p0 in (0.5, None):  # all-0.5 probabilities, and the perfect prediction (every error 0)
+        p = torch.tensor(g.reshape(2, 1, 8) if p0 is None else np.full((2, 1, 8), p0), requires_grad=True)
+        with _dispatch.use(**path):
+            SF.lovasz_loss(
+                p, torch.tensor(g.reshape(2, 1, 8)), mode="binary", from_logits=False, per_image=per_image
+            ).backward()
+        assert_close(p.grad, expected, rtol=1e-12, atol=1e-14)

@@ -226,3 +226,74 @@ def test_loss_gradcheck_float64_with_ignored_pixels(name, mode):
     t = torch.where(drop, 255, t) if mode == "multiclass" else torch.where(drop, 255.0, t)
     fn = getattr(SF, name)
     assert torch.autograd.gradcheck(lambda a: fn(a, t, mode=mode, ignore_index=255), (x,), eps=1e-6, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# NaN and bad class indices reach the loss (no silent 0, no crash) on the PyTorch paths
+# --------------------------------------------------------------------------------------------------------------
+
+# every path but the whole-loss operator (use(ops=True)), whose focal Tversky power is in seglosses._ops
+NAN_PATHS = [{}, {"native": False, "chunk_elements": 48}, {"traced": True, "ops": False}, {"fused": False}]
+
+
+@pytest.mark.parametrize("path", NAN_PATHS, ids=lambda p: ",".join(p) or "default")
+@pytest.mark.parametrize("gamma", [0.75, 2.0])
+@pytest.mark.parametrize("mode", ["binary", "multiclass", "multilabel"])
+def test_focal_tversky_loss_nan_logits_give_nan(mode, gamma, path):
+    # (1 - T)^gamma was computed by a power that reads a NaN base as 0: NaN logits gave the loss 0 (and a zero
+    # gradient), where every other region loss gives NaN
+    from seglosses import _dispatch
+
+    c = 1 if mode == "binary" else 3
+    x = torch.randn(2, c, 4, 5, generator=torch.Generator().manual_seed(3))
+    x[1, 0, 2, 2] = float("nan")
+    t = torch.randint(0, 3, (2, 4, 5)) if mode == "multiclass" else (torch.rand(2, c, 4, 5) > 0.5).float()
+    with _dispatch.use(**path):
+        assert torch.isnan(SF.focal_tversky_loss(x, t, mode=mode, gamma=gamma))
+        per_class = SF.focal_tversky_loss(x, t, mode=mode, gamma=gamma, per_image=True, reduction="none")
+    assert torch.isfinite(per_class[0]).all()  # image 0 is finite: only the NaN image's terms are NaN
+    assert torch.isnan(per_class[1]).any()
+
+
+BAD_INDEX_CASES = [
+    ("cross_entropy_loss", {"from_logits": False}),
+    ("cross_entropy_loss", {"label_smoothing": 0.1}),
+    ("cross_entropy_loss", {"class_weights": [1.0, 2.0, 0.5]}),
+    ("cross_entropy_loss", {"from_logits": False, "ignore_index": 255}),
+    ("focal_loss", {"from_logits": False}),
+    ("focal_loss", {"alpha": [0.2, 0.3, 0.5]}),
+    ("dice_ce_loss", {"from_logits": False}),
+    ("dice_ce_loss", {"class_weights": [1.0, 2.0, 0.5]}),
+    ("lovasz_loss", {}),
+    ("lovasz_loss", {"from_logits": False, "per_image": True}),
+]
+
+
+@pytest.mark.parametrize("path", [{}, {"native": False}, {"fused": False}], ids=["default", "native-off", "generic"])
+@pytest.mark.parametrize(
+    ("name", "kw"), BAD_INDEX_CASES, ids=[f"{n}-{'-'.join(k) or 'logits'}" for n, k in BAD_INDEX_CASES]
+)
+def test_loss_bad_class_index_without_host_check_gives_nan(name, kw, path):
+    # with the value check off (a GPU's default) the PyTorch paths indexed with the raw target: an index >= C raised
+    # an IndexError/RuntimeError on the CPU (a device-side assert on CUDA), and Lovasz's own path ignored it
+    # (a finite loss); the contract is the fused passes': the loss is NaN, no synchronisation
+    import seglosses
+    from seglosses import _dispatch
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64)
+    if kw.get("from_logits") is False:
+        x = x.softmax(1)
+    t = torch.randint(0, 3, (2, 4, 5), generator=g)
+    t[1, 1, 1] = 3
+    seglosses.set_value_checks("never")
+    try:
+        with _dispatch.use(**path):
+            xg = x.clone().requires_grad_(True)
+            out = getattr(SF, name)(xg, t, mode="multiclass", **kw)
+            assert torch.isnan(out)
+            out.backward()
+            t[1, 1, 1] = 2
+            assert torch.isfinite(getattr(SF, name)(x, t, mode="multiclass", **kw))
+    finally:
+        seglosses.set_value_checks("cpu")

@@ -136,6 +136,24 @@ class Prepared:
         """Whether the fused softmax path applies: multiclass logits with class-index targets."""
         return self.from_logits and self.mode == "multiclass" and self.form == "index"
 
+    def safe_index(self) -> tuple[Tensor, Tensor | None]:
+        """Class indices ``(N, M)`` safe to index with, and the per-image count ``(N,)`` of bad ones, or None.
+
+        Where the host value check ran (the CPU by default) a bad index has already raised: ``(target, None)``.
+        Elsewhere (a GPU by default, ``set_value_checks("never")``, ``torch.compile``) every kept index outside
+        ``[0, C)`` is replaced by 0 (:func:`seglosses._dispatch.guard_indices`) and counted, so that the PyTorch
+        paths that gather or index with the target neither read out of bounds nor hide the bad index: their caller
+        makes the image's loss NaN from the count (as the fused passes do). Kept after first use.
+        """
+        if "safe_index" not in self._cache:
+            from seglosses import _dispatch
+
+            t, bad = _dispatch.guard_indices(self.target, self.num_classes, self.valid_pixels())
+            self._cache["safe_index"] = t
+            if bad is not None:
+                self._cache["bad_index"] = bad
+        return self._cache["safe_index"], self._cache.get("bad_index")
+
     def valid_pixels(self) -> Tensor | None:
         """``(N, M)`` kept-pixel mask for index targets (``valid`` without its class dim), or None."""
         return None if self.valid is None else self.valid.squeeze(1)
@@ -270,9 +288,11 @@ def index_log_probs(prep: Prepared, *, need_log1m: bool) -> tuple[Tensor, Tensor
     """For index targets: ``(log p_t, log(1 - p_t) or None, p_t)``, each ``(N, M)``, of each pixel's own class t.
 
     From logits ``log(1 - p_t) = logsumexp_{c != t} x_c - logsumexp_c x_c`` (exact, no one-hot); from probabilities
-    the logs are masked at ignored pixels (their value is 0 there, and so is their gradient).
+    the logs are masked at ignored pixels (their value is 0 there, and so is their gradient). Where the host value
+    check did not run, an image holding an index outside ``[0, C)`` gets NaN values (:meth:`Prepared.safe_index`).
     """
-    t = prep.target.unsqueeze(1)
+    target, bad = prep.safe_index()
+    t = target.unsqueeze(1)
     p_t = prep.prob.gather(1, t).squeeze(1)
     if prep.from_logits:
         x = prep.logits
@@ -282,10 +302,14 @@ def index_log_probs(prep: Prepared, *, need_log1m: bool) -> tuple[Tensor, Tensor
         if need_log1m:
             others = x.scatter(1, t, float("-inf"))
             log1m_t = torch.logsumexp(others, dim=1) - lse
-        return logp_t, log1m_t, p_t
-    kept = torch.ones_like(p_t, dtype=torch.bool) if prep.valid is None else prep.valid.squeeze(1) > 0
-    logp_t = torch.log(torch.where(kept, p_t, torch.ones_like(p_t)))
-    log1m_t = torch.log1p(-torch.where(kept, p_t, torch.zeros_like(p_t))) if need_log1m else None
+    else:
+        kept = torch.ones_like(p_t, dtype=torch.bool) if prep.valid is None else prep.valid.squeeze(1) > 0
+        logp_t = torch.log(torch.where(kept, p_t, torch.ones_like(p_t)))
+        log1m_t = torch.log1p(-torch.where(kept, p_t, torch.zeros_like(p_t))) if need_log1m else None
+    if bad is not None:  # a bad index (counted on the device, no host check): every value of its image NaN
+        nan = torch.where(bad > 0, float("nan"), 0.0).to(logp_t.dtype).unsqueeze(1)
+        logp_t, p_t = logp_t + nan, p_t + nan
+        log1m_t = None if log1m_t is None else log1m_t + nan
     return logp_t, log1m_t, p_t
 
 

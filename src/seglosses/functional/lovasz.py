@@ -106,7 +106,7 @@ def lovasz_rows_twin(
         g_r = _rows(gb, per_image)
         active_r = None if active is None else _rows(active, per_image)
         del key, gb, active
-        order = torch.sort(key_r, dim=-1, descending=True).indices
+        order = torch.sort(key_r, dim=-1, descending=True, stable=True).indices  # ties: position order
         del key_r
         weights, positives = _lovasz_weights(order, g_r, z.dtype)
         del order
@@ -198,9 +198,11 @@ def _lovasz_terms(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tens
     z = prep.logits if hinge else prep.prob
     shape = (int(z.shape[0]), int(z.shape[1]), int(z.shape[2]))
     n, c, m = shape
+    bad = None
     if prep.form == "index":
         classes = torch.arange(c, device=z.device).view(1, c, 1)
-        g = prep.target.unsqueeze(1) == classes  # (N, C, M) bool: no float one-hot
+        target, bad = prep.safe_index()  # where the host check did not run, a bad index makes its rows NaN below
+        g = target.unsqueeze(1) == classes  # (N, C, M) bool: no float one-hot
     else:
         g = prep.target > 0.5
     kept = None if prep.valid is None else (prep.valid > 0).expand(n, c, m)
@@ -216,7 +218,9 @@ def _lovasz_terms(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tens
         g_r = _rows(g, per_image)
         active_r = None if active is None else _rows(active, per_image)
         del key, g, active  # the row copies (batch mode) are the ones kept
-        order = torch.sort(key_r, dim=-1, descending=True).indices
+        # stable: equal errors keep their position order, as Berman et al.'s torch.sort on the CPU (the value is the
+        # same in any order; the weights of tied elements, i.e. the gradient, follow this order)
+        order = torch.sort(key_r, dim=-1, descending=True, stable=True).indices
         del key_r  # freed before the weights' buffers are allocated
         weights, positives = _lovasz_weights(order, g_r, z.dtype)
         del order
@@ -227,6 +231,8 @@ def _lovasz_terms(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tens
             slope.mul_(active_r)
     errors = (z * _unrows(slope, shape, per_image)).add_(_unrows(offset, shape, per_image))
     dot = (errors * _unrows(weights, shape, per_image)).sum(-1)  # (N, C)
+    if bad is not None:  # the guarded bad index reads as class 0 (present in its rows): they are kept, and NaN
+        dot = dot + torch.where(bad > 0, float("nan"), 0.0).to(dot.dtype).unsqueeze(1)
     count = prep.count()
     if per_image:
         return dot, positives.view(n, c), count

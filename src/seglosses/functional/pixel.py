@@ -72,7 +72,7 @@ def pixel_weights(prep: Prepared, w: Tensor | None) -> Tensor | None:
     valid = prep.valid_pixels()
     if w is None:
         return valid
-    w_t = w[prep.target]
+    w_t = w[prep.safe_index()[0]]  # a bad index (no host check) reads class 0: the pass makes its image NaN
     return w_t if valid is None else w_t * valid
 
 
@@ -204,7 +204,7 @@ def cross_entropy_values(
         return fused_pixel_mean(pix, prep, wpix, reduction)
     if mode == "multiclass" and prep.form == "index":
         logp_t, _, _ = index_log_probs(prep, need_log1m=False)
-        w_t = None if w is None else w[prep.target]  # (N, M)
+        w_t = None if w is None else w[prep.safe_index()[0]]  # (N, M)
         values = -(1 - eps) * logp_t if w_t is None else -(1 - eps) * w_t * logp_t
         if eps > 0:
             if prep.from_logits:
@@ -387,7 +387,7 @@ def focal_values(prep: Prepared, alpha: object, gamma: float, reduction: str) ->
                 mod = safe_pow(1 - p_t, gamma)
             values = -mod * logp_t
             if a is not None:
-                values = values * a[prep.target]
+                values = values * a[prep.safe_index()[0]]
             valid = None if prep.valid is None else prep.valid.squeeze(1)
             return _finish(values, prep, reduction, valid)
         logp, log1mp = log_probs(prep)

@@ -481,8 +481,13 @@ def tversky_loss(
 
 
 def focal_tversky_from_stats(stats: SoftStats, alpha: float, beta: float, gamma: float, smooth: float) -> Tensor:
-    """Per-class focal Tversky loss ``(1 - TI_c)^gamma`` from the statistics (see :func:`focal_tversky_loss`)."""
-    return safe_pow(1 - _tversky_index(stats, alpha, beta, smooth), gamma)
+    """Per-class focal Tversky loss ``(1 - TI_c)^gamma`` from the statistics (see :func:`focal_tversky_loss`).
+
+    A NaN statistic (NaN logits, or a bad class index counted on the device) gives a NaN loss, as in every other
+    region loss: :func:`safe_pow` alone reads a NaN base as 0 (``NaN > 0`` is False) and returned a loss of 0.
+    """
+    base = 1 - _tversky_index(stats, alpha, beta, smooth)
+    return torch.where(torch.isnan(base), base, safe_pow(base, gamma))
 
 
 @hyperparameters(alpha=NONNEGATIVE, beta=NONNEGATIVE, gamma=POSITIVE, smooth=NONNEGATIVE)
