@@ -474,7 +474,7 @@ def test_streaming_state_reset_and_reduce_hook():
     p = SegmentationMetrics(mode="multiclass", num_classes=4, per_image=True, include_background=False)
     p.update(tt(x), tt(t))
     assert all(v.shape == (3,) and v.dtype == torch.int64 for v in p._state.values())
-    assert len(p._state) == 2 * len(METRICS)
+    assert len(p._state) == 3 * len(METRICS)  # integer parts, fractions and image counts
 
 
 def test_streaming_default_average_is_none_and_keeps_options():
@@ -781,3 +781,104 @@ def test_streaming_bad_options_and_input_messages():
     x, t = _mc()
     with pytest.raises(ValueError, match=msg("SegmentationMetrics.update", "input", "C=num_classes=4", "(2, 3, 4, 4)")):
         m.update(x, t)
+
+
+# ----------------------------------------------------------------------------------------------- audit regressions
+
+
+@pytest.mark.parametrize(
+    ("mode", "dtype", "ignore_index", "stored"),
+    [
+        ("multiclass", torch.uint8, -1, 255),  # -1 compared as 255 in uint8
+        ("multiclass", torch.int8, 255, -1),  # 255 compared as -1 in int8
+        ("binary", torch.uint8, -1, 255),
+        ("binary", torch.int8, 255, -1),
+    ],
+)
+def test_metrics_ignore_index_outside_the_target_dtype_is_not_wrapped(mode, dtype, ignore_index, stored):
+    # a value the target's dtype stores is not ignore_index when that dtype cannot hold ignore_index: it is an
+    # out-of-range target value and must be refused (it was compared after wrapping and silently ignored)
+    if mode == "multiclass":
+        x, t = torch.randn(1, 3, 4), torch.tensor([[0, 1, 2, stored]], dtype=dtype)
+        pieces = ("target", "[0, 3)", f"ignore_index={ignore_index}", f"got {stored}")
+    else:
+        x, t = torch.rand(1, 1, 4), torch.tensor([[[0, 1, 1, stored]]], dtype=dtype)
+        pieces = ("target", "[0, 1]", f"ignore_index={ignore_index}")
+    for name in ["confusion", "dice"]:
+        with pytest.raises(ValueError, match=msg(name, *pieces)):
+            getattr(M, name)(x, t, mode=mode, ignore_index=ignore_index)
+    m = SegmentationMetrics(mode=mode, num_classes=3 if mode == "multiclass" else 1, ignore_index=ignore_index)
+    with pytest.raises(ValueError, match=msg("SegmentationMetrics.update", *pieces)):
+        m.update(x, t)
+
+
+def test_metrics_ignore_index_outside_the_target_dtype_counts_every_pixel():
+    # int8 target, ignore_index=255: no int8 value equals 255, so every pixel counts (NumPy reference on int64)
+    x, t = make_case("multiclass", n=2, c=3, seed=5)
+    expected = ref_confusion(x, t, mode="multiclass")
+    got = confusion(tt(x), tt(t).to(torch.int8), mode="multiclass", ignore_index=255, per_image=True)
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(g.numpy(), e)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("threshold", [0.05, 0.3, 0.45, 0.7, 0.9, 0.999])  # not 0.5: steps near 0 are tiny
+def test_confusion_from_logits_is_exactly_sigmoid_above_threshold(dtype, threshold):
+    # every value of the dtype within 40 steps of logit(t): positive exactly when sigmoid(x) > t, decided in NumPy
+    # float64 (the steps of these dtypes move sigmoid by far more than float64 rounding). logit(0.3) rounds up to a
+    # float32 whose sigmoid is above 0.3: it was compared with that rounded value and counted negative.
+    centre = torch.tensor(math.log(threshold / (1 - threshold)), dtype=dtype)
+    values, up, down = [centre], centre, centre
+    for _ in range(40):
+        up = torch.nextafter(up, torch.tensor(math.inf, dtype=dtype))
+        down = torch.nextafter(down, torch.tensor(-math.inf, dtype=dtype))
+        values += [up, down]
+    x = torch.stack(values).view(1, 1, -1)
+    expected = _sigmoid(x.double().numpy()) > threshold
+    tp, fp, fn, tn = confusion(
+        x, torch.ones_like(x, dtype=torch.long), mode="binary", from_logits=True, threshold=threshold
+    )
+    assert (tp.item(), fn.item()) == (int(expected.sum()), int((~expected).sum()))
+
+
+def test_confusion_probability_equal_to_threshold_in_its_dtype_is_negative():
+    # documented rule (as torchmetrics and NumPy with a Python float): p is compared with the threshold in p's
+    # dtype, so float32 0.3 (0.30000001192...) is not above threshold=0.3
+    p = torch.tensor([[[0.3, 0.3001]]], dtype=torch.float32)
+    tp, fp, fn, tn = confusion(p, torch.ones(1, 1, 2, dtype=torch.long), mode="binary", threshold=0.3)
+    assert (tp.item(), fn.item()) == (1, 1)
+
+
+@pytest.mark.parametrize("value", [2.0**31, -3e9, math.inf, -math.inf])
+def test_metrics_zero_division_not_finite_or_too_large_raises(value):
+    x, t = _mc()
+    for name in METRICS:
+        with pytest.raises(ValueError, match=msg(name, "zero_division", "finite", "2**31", f"got {value:g}")):
+            getattr(M, name)(x, t, mode="multiclass", zero_division=value)
+    with pytest.raises(ValueError, match=msg("SegmentationMetrics", "zero_division", "finite", f"got {value:g}")):
+        SegmentationMetrics(mode="multiclass", num_classes=3, zero_division=value)
+
+
+@pytest.mark.parametrize("z", [-1, 0, 1, -1.5, 2.25, 1e6, 2e9])
+@pytest.mark.parametrize("average", ["none", "macro"])
+def test_metrics_zero_division_numbers_per_image_exact(z, average):
+    # one image with Dice 2/3 and two empty images (0/0 -> z): the per-image mean is (2/3 + 2 z) / 3 (NumPy
+    # float64). The fixed-point sum overflowed for |z| >= 2**31 (2e9 was within it: 3e9 gave 1/3) and for 1e6 after
+    # about 2,000 images (checked with 2,500 streamed images of z alone).
+    x = torch.tensor([[[0.9, 0.9]], [[0.1, 0.1]], [[0.2, 0.2]]])
+    t = torch.tensor([[[1, 0]], [[0, 0]], [[0, 0]]])
+    expected = (np.float64(2) / 3 + 2 * np.float64(z)) / 3
+    got = M.dice(x, t, mode="binary", per_image=True, average=average, zero_division=z)
+    assert abs(float(got.reshape(())) - expected) <= 1e-9 * max(1.0, abs(expected))
+    m = SegmentationMetrics(mode="binary", num_classes=1, metrics=("dice",), per_image=True, zero_division=z)
+    m.update(x, t)
+    empty = torch.zeros(2500, 1, 2)
+    m.update(empty, empty.long())
+    expected = (np.float64(2) / 3 + 2502 * np.float64(z)) / 2503
+    assert abs(m.compute()["dice"].item() - expected) <= 1e-9 * max(1.0, abs(expected))
+    assert M.dice(x, t, mode="binary", per_image=True, zero_division=math.nan).item() == pytest.approx(2 / 3, abs=1e-9)
+
+
+def test_streaming_process_group_must_be_a_process_group():
+    with pytest.raises(TypeError, match=msg("SegmentationMetrics", "process_group", "ProcessGroup or None", "str")):
+        SegmentationMetrics(mode="multiclass", num_classes=3, sync=True, process_group="gloo")

@@ -42,11 +42,15 @@ FORMULAS: dict[str, Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Ten
     "accuracy": lambda tp, fp, fn, tn: (tp + tn, tp + fp + fn + tn),
 }
 
-# Per-image values are averaged over images in fixed point (multiples of 2**-32, summed in int64): integer sums do
-# not depend on the order of summation, so the mean over images is the same number whether the images come in one
-# call or in many streaming updates. The rounding (< 1.2e-10 per image) is far below any reported digit; int64 holds
-# the sum of 2**31 images.
+# Per-image values are averaged over images in fixed point, summed in int64: each value is split into its integer
+# part (floor) and its fraction in [0, 1) as a multiple of 2**-32. Integer sums do not depend on the order of
+# summation, so the mean over images is the same number whether the images come in one call or in many streaming
+# updates. The rounding (< 1.2e-10 per image) is far below any reported digit; int64 holds the fractions of 2**31
+# images and the integer parts of 2**32 images of magnitude below ZERO_DIVISION_BOUND (a metric value is in [0, 1],
+# only a zero_division number can be larger). A single fixed-point number overflowed for a value of 2**31 or more
+# and its sum for 1e6 after about 2,000 images.
 _FIXED = 2.0**32
+ZERO_DIVISION_BOUND = 2.0**31
 
 
 def value_dtype(device: torch.device) -> torch.dtype:
@@ -54,13 +58,43 @@ def value_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-def logit(threshold: float) -> float:
-    """``log(t / (1 - t))`` in float64, with the limits ``-inf`` at 0 and ``inf`` at 1."""
+def logit(threshold: float, dtype: torch.dtype | None = None) -> float:
+    """``log(t / (1 - t))`` in float64, with the limits ``-inf`` at 0 and ``inf`` at 1.
+
+    With ``dtype`` (a floating dtype): the largest value of that dtype not above the logit, so that ``x > logit(t,
+    x.dtype)`` compared in ``x``'s dtype is exactly ``sigmoid(x) > t`` for every ``x`` of that dtype. The logit
+    rounded to nearest can land above the true value (``t = 0.3`` in float32): ``x`` equal to that rounded value has
+    ``sigmoid(x) > t``, but ``x > round(logit)`` is False.
+    """
     if threshold <= 0.0:
         return -math.inf
     if threshold >= 1.0:
         return math.inf
-    return math.log(threshold) - math.log1p(-threshold)
+    value = math.log(threshold) - math.log1p(-threshold)
+    if dtype is None:
+        return value
+    rounded = torch.tensor(value, dtype=dtype)
+    if float(rounded) > value:
+        rounded = torch.nextafter(rounded, torch.tensor(-math.inf, dtype=dtype))
+    return float(rounded)
+
+
+def exact_ignore_target(target: Tensor, ignore_index: int | None) -> Tensor:
+    """``target``, widened (int64 or float64) when its dtype cannot hold ``ignore_index``.
+
+    ``target != ignore_index`` converts ``ignore_index`` to the target's dtype: a uint8 target with
+    ``ignore_index=-1`` compares with 255, an int8 one with ``ignore_index=255`` compares with -1, so those values
+    were silently ignored instead of being refused as out of range. No value of the widened target equals an
+    ``ignore_index`` its own dtype cannot hold, as it should be.
+    """
+    if ignore_index is None or target.dtype == torch.bool or target.dtype == torch.int64:
+        return target
+    if torch.is_floating_point(target):
+        if float(torch.tensor(ignore_index, dtype=target.dtype)) == ignore_index:
+            return target
+        return target.to(torch.float64)
+    info = torch.iinfo(target.dtype)
+    return target if info.min <= ignore_index <= info.max else target.long()
 
 
 def check_options(
@@ -85,10 +119,21 @@ def check_options(
 
 
 def check_average_options(fn: str, *, average: str, include_background: bool, zero_division: float | str) -> float:
-    """Check ``average``, ``include_background`` and ``zero_division``; returns the zero-division value."""
+    """Check ``average``, ``include_background`` and ``zero_division``; returns the zero-division value.
+
+    A number for ``zero_division`` must be finite with magnitude below 2**31 (:data:`ZERO_DIVISION_BOUND`): per-image
+    values are summed exactly in int64 (:func:`image_sums`), which holds such values over 2**32 images; inf gave a
+    meaningless per-image mean.
+    """
     check_option(fn, "average", average, AVERAGES)
     check_bool(fn, "include_background", include_background)
-    return check_zero_division(fn, zero_division)
+    zd = check_zero_division(fn, zero_division)
+    if not math.isnan(zd) and not -ZERO_DIVISION_BOUND < zd < ZERO_DIVISION_BOUND:
+        raise ValueError(
+            f"{fn}: `zero_division` must be 'nan' or a finite number of magnitude below 2**31 (0 or 1 as the value, "
+            f"-1 as a marker); got {zd:g}"
+        )
+    return zd
 
 
 def counts(
@@ -105,6 +150,7 @@ def counts(
     include_background: bool = True,
 ) -> Counts:
     """Validate one call, make the hard predictions and count ``(tp, fp, fn, tn)`` with :func:`hard_stats`."""
+    target = exact_ignore_target(target, ignore_index)
     c, hard, form = check_metric_input_target(
         fn, input, target, mode=mode, ignore_index=ignore_index, num_classes=num_classes
     )
@@ -126,7 +172,7 @@ def counts(
     if hard:
         pred = x.bool()
     elif from_logits:
-        pred = x > logit(threshold)  # sigmoid(x) > t without the sigmoid (compared in the input's dtype)
+        pred = x > logit(threshold, x.dtype)  # exactly sigmoid(x) > t, without the sigmoid, in the input's dtype
     else:
         pred = x > threshold  # as torchmetrics: positive when p > threshold
     t = target.reshape(n, c, m)
@@ -166,15 +212,21 @@ def values(
     return value.nanmean(-1) if average == "macro" else value
 
 
-def image_sums(per_image_values: Tensor) -> tuple[Tensor, Tensor]:
-    """Fixed-point int64 sums over images (dim 0) of the non-NaN values, and how many there were."""
+def image_sums(per_image_values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Exact int64 sums over images (dim 0) of the non-NaN values: ``(whole, fraction, count)``.
+
+    ``whole`` sums the integer parts (floor), ``fraction`` the rest in multiples of 2**-32, ``count`` the images
+    that had a value.
+    """
     kept = ~per_image_values.isnan()
-    fixed = torch.round(torch.where(kept, per_image_values, 0.0) * _FIXED).to(torch.int64)
-    return fixed.sum(0), kept.sum(0)
+    values = torch.where(kept, per_image_values, 0.0)
+    whole = torch.floor(values)
+    fraction = torch.round((values - whole) * _FIXED).to(torch.int64)
+    return whole.to(torch.int64).sum(0), fraction.sum(0), kept.sum(0)
 
 
-def image_mean(sums: Tensor, count: Tensor) -> Tensor:
+def image_mean(whole: Tensor, fraction: Tensor, count: Tensor) -> Tensor:
     """The mean over images from :func:`image_sums` (NaN where no image had a value)."""
-    dtype = value_dtype(sums.device)
-    value = sums.to(dtype) / _FIXED / count.to(dtype)
+    dtype = value_dtype(whole.device)
+    value = (whole.to(dtype) + fraction.to(dtype) / _FIXED) / count.to(dtype)
     return torch.where(count > 0, value, torch.full_like(value, math.nan))

@@ -54,10 +54,14 @@ def confusion(
         target: class indices ``(N, *S)`` or a one-hot ``(N, C, *S)`` (multiclass); 0/1 of the input's shape
             (binary, multilabel). Elements equal to ``ignore_index`` are left out.
         mode: ``"binary" | "multiclass" | "multilabel"`` (required: the shapes alone are ambiguous).
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
+        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
+            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
+            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
-            The comparison is ``x > log(t / (1 - t))``, the same as ``sigmoid(x) > t`` without the sigmoid.
+            The comparison is ``x > log(t / (1 - t))``, the same as ``sigmoid(x) > t`` without the sigmoid (the
+            logit taken to the largest value of the input's dtype not above it, so no rounding moves a boundary
+            value across: torchmetrics' float32 sigmoid can).
         ignore_index: target value whose elements count nowhere (pixels for class indices, elements for 0/1
             targets). Default None.
         per_image: keep the batch dimension (default False: counts summed over the batch).
@@ -76,8 +80,11 @@ def confusion(
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
-        MONAI: ``compute_confusion_matrix(include_background=False)`` (one-hot inputs, counts per image) matches
-        ``per_image=True, include_background=False``; its last axis holds ``[tp, fp, tn, fn]``.
+        MONAI: ``monai.metrics.get_confusion_matrix(y_pred, y, include_background)`` (one-hot inputs, counts per
+        image) matches ``per_image=True`` with the same ``include_background``; its last axis holds
+        ``[tp, fp, tn, fn]``. MONAI's ``ignore_index`` differs: inside [0, C) it zeroes that channel (its pixels stay,
+        counted for the other classes), outside it drops the pixels whose one-hot label is all zero; ours is reached
+        with a one-hot ``y`` that is all zero on the ignored pixels and ``ignore_index`` outside [0, C).
         torchmetrics: ``classification.multiclass_stat_scores(preds, target, num_classes, average=None)`` returns
         ``[tp, fp, tn, fn, support]`` per class (note the order), ``multidim_average="samplewise"`` being
         ``per_image=True``; ``binary_stat_scores``/``multilabel_stat_scores`` likewise. torchmetrics guesses
@@ -226,11 +233,13 @@ def dice(
         include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
             foreground, which is always kept (as in the losses). Default True.
         zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or any number, which takes its place (``0``, ``1``, or a marker such as torchmetrics' ``-1``
-            for an absent class). A number is averaged like any other value: a negative placeholder makes a macro
-            (or per-image) mean meaningless unless the classes that got it are excluded, so average with
-            ``"nan"`` and use a marker only with ``average="none"``.
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
+            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
+            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
+            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
+            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
+        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
+            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
+            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
         num_classes: C; required for multiclass class-index input, else optional and checked against the input.
@@ -241,16 +250,21 @@ def dice(
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
             ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
-            neither ``"nan"`` nor a number.
+            neither ``"nan"`` nor a finite number.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
         torchmetrics: ``classification.multiclass_f1_score`` / ``binary_f1_score`` / ``multilabel_f1_score``
         give the same values per class (``average=None``), and ``segmentation.dice_score`` too
         (``aggregation_level="global"`` is ``per_image=False``; ``"samplewise"`` returns the per-image values,
-        whose nanmean over images is ``per_image=True``). torchmetrics' classification ``average="macro"`` leaves
-        out classes absent from both prediction and target (like ``zero_division="nan"`` here) but keeps a
-        class whose denominator alone is zero with the value ``zero_division`` (default 0).
+        whose nanmean over images is ``per_image=True``). torchmetrics' multiclass ``average="macro"`` leaves
+        out classes absent from both prediction and target (like ``zero_division="nan"`` here); its multilabel
+        ``"macro"`` keeps them with its ``zero_division`` (default 0).
+        MONAI: ``DiceMetric(ignore_empty=False)`` on one-hot inputs is ``per_image=True, zero_division=1``
+        (``reduction="mean_batch"``: ``average="none"``; ``"mean"``: ``average="macro"``, except that MONAI gives 0
+        where every value is NaN). Its default ``ignore_empty=True`` gives NaN for every class absent from the
+        target, even where it is predicted (a false positive on an empty image scores nothing); here that class
+        scores 0.
 
     References:
         Dice 1945; Sorensen 1948.
@@ -339,11 +353,13 @@ def iou(
         include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
             foreground, which is always kept (as in the losses). Default True.
         zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or any number, which takes its place (``0``, ``1``, or a marker such as torchmetrics' ``-1``
-            for an absent class). A number is averaged like any other value: a negative placeholder makes a macro
-            (or per-image) mean meaningless unless the classes that got it are excluded, so average with
-            ``"nan"`` and use a marker only with ``average="none"``.
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
+            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
+            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
+            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
+            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
+        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
+            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
+            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
         num_classes: C; required for multiclass class-index input, else optional and checked against the input.
@@ -354,7 +370,7 @@ def iou(
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
             ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
-            neither ``"nan"`` nor a number.
+            neither ``"nan"`` nor a finite number.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
@@ -363,6 +379,8 @@ def iou(
         the class stays (its predictions on kept pixels are false positives). Its multiclass ``"macro"`` leaves
         out classes absent from both (as ``zero_division="nan"`` here), its multilabel ``"macro"`` keeps them as
         ``zero_division``. ``segmentation.mean_iou`` is per image and gives -1 (not NaN) for a class absent from both.
+        MONAI: ``MeanIoU(ignore_empty=False)`` on one-hot inputs is ``per_image=True, zero_division=1``, as
+        ``DiceMetric`` (see :func:`dice`).
 
     References:
         Jaccard 1912.
@@ -451,11 +469,13 @@ def precision(
         include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
             foreground, which is always kept (as in the losses). Default True.
         zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or any number, which takes its place (``0``, ``1``, or a marker such as torchmetrics' ``-1``
-            for an absent class). A number is averaged like any other value: a negative placeholder makes a macro
-            (or per-image) mean meaningless unless the classes that got it are excluded, so average with
-            ``"nan"`` and use a marker only with ``average="none"``.
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
+            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
+            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
+            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
+            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
+        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
+            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
+            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
         num_classes: C; required for multiclass class-index input, else optional and checked against the input.
@@ -466,7 +486,7 @@ def precision(
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
             ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
-            neither ``"nan"`` nor a number.
+            neither ``"nan"`` nor a finite number.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
@@ -558,11 +578,13 @@ def recall(
         include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
             foreground, which is always kept (as in the losses). Default True.
         zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or any number, which takes its place (``0``, ``1``, or a marker such as torchmetrics' ``-1``
-            for an absent class). A number is averaged like any other value: a negative placeholder makes a macro
-            (or per-image) mean meaningless unless the classes that got it are excluded, so average with
-            ``"nan"`` and use a marker only with ``average="none"``.
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
+            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
+            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
+            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
+            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
+        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
+            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
+            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
         num_classes: C; required for multiclass class-index input, else optional and checked against the input.
@@ -573,7 +595,7 @@ def recall(
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
             ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
-            neither ``"nan"`` nor a number.
+            neither ``"nan"`` nor a finite number.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
@@ -664,11 +686,13 @@ def specificity(
         include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
             foreground, which is always kept (as in the losses). Default True.
         zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or any number, which takes its place (``0``, ``1``, or a marker such as torchmetrics' ``-1``
-            for an absent class). A number is averaged like any other value: a negative placeholder makes a macro
-            (or per-image) mean meaningless unless the classes that got it are excluded, so average with
-            ``"nan"`` and use a marker only with ``average="none"``.
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
+            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
+            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
+            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
+            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
+        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
+            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
+            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
         num_classes: C; required for multiclass class-index input, else optional and checked against the input.
@@ -679,12 +703,16 @@ def specificity(
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
             ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
-            neither ``"nan"`` nor a number.
+            neither ``"nan"`` nor a finite number.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:
         torchmetrics: ``classification.{binary,multiclass,multilabel}_specificity`` with
-        ``average=None`` agree (zero division there gives 0).
+        ``average=None`` agree (zero division there gives 0); their multiclass ``"macro"`` leaves out a class absent
+        from both prediction and target, whose specificity (no false positive) is counted here.
+        MONAI: ``compute_confusion_matrix_metric("specificity", get_confusion_matrix(...))`` gives the per-image
+        values of ``average="none"`` (NaN for 0/0, as ``zero_division="nan"``); likewise ``"precision"``,
+        ``"sensitivity"`` (recall), ``"accuracy"`` and ``"f1 score"`` (Dice).
 
     Examples:
         A 2x2 binary mask: probabilities ``[[0.9, 0.2], [0.7, 0.1]]`` give the prediction ``[[1, 0], [1, 0]]``;
@@ -771,11 +799,13 @@ def accuracy(
         include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
             foreground, which is always kept (as in the losses). Default True.
         zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or any number, which takes its place (``0``, ``1``, or a marker such as torchmetrics' ``-1``
-            for an absent class). A number is averaged like any other value: a negative placeholder makes a macro
-            (or per-image) mean meaningless unless the classes that got it are excluded, so average with
-            ``"nan"`` and use a marker only with ``average="none"``.
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics).
+            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
+            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
+            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
+            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
+        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
+            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
+            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
         from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
             values outside [0, 1] then raise instead of being guessed to be logits).
         num_classes: C; required for multiclass class-index input, else optional and checked against the input.
@@ -786,7 +816,7 @@ def accuracy(
     Raises:
         ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
             ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
-            neither ``"nan"`` nor a number.
+            neither ``"nan"`` nor a finite number.
         TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
 
     Note:

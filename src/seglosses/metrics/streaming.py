@@ -17,6 +17,10 @@ from seglosses.metrics import surface as _surface
 
 __all__ = ["SegmentationMetrics"]
 
+# the per-image state of each metric: the exact int64 sums of _core.image_sums (integer parts, fractions in
+# multiples of 2**-32, images with a value)
+_IMAGE_SUMS = ("whole", "sum", "count")
+
 
 class SegmentationMetrics:
     r"""Accumulate hard-prediction metrics over batches, for validation loops.
@@ -45,7 +49,7 @@ class SegmentationMetrics:
         per_image: average each image's value over images (default False).
         ignore_index: target value left out (default None).
         include_background: False drops class 0 (multiclass, multilabel; binary keeps its one class). Default True.
-        zero_division: ``"nan"`` (default) or a number in [0, 1] for zero denominators.
+        zero_division: ``"nan"`` (default) or a finite number for zero denominators (as the functions).
         threshold: probability threshold for binary/multilabel (default 0.5, positive when ``p > threshold``).
         from_logits: binary/multilabel inputs are logits (default False).
         sync: under ``torch.distributed``, sum the O(C) int64 state over the ranks of ``process_group`` in
@@ -53,7 +57,8 @@ class SegmentationMetrics:
             ranks' batches; the per-image surface values are gathered from every rank (in rank order). The local
             state is left unchanged. Default False. Ignored while no process group is initialised (a single
             process computes its own numbers).
-        process_group: the group to sum over (default None: the default group).
+        process_group: the group to sum over, a ``torch.distributed.ProcessGroup`` (default None: the default
+            group).
         surface: surface metrics to add, names among ``"hd"``, ``"hd95"``, ``"assd"``, ``"masd"``, ``"nsd"``,
             ``"boundary_iou"`` (default none): the canonical definitions of :mod:`seglosses.metrics.surface`
             (``boundary="surfel"``, their default empty-mask rules), with this object's ``average`` (``"micro"``
@@ -153,6 +158,12 @@ class SegmentationMetrics:
         self.zero_division = zero_division
         self.from_logits = from_logits
         check_bool(fn, "sync", sync)
+        if process_group is not None and not (dist.is_available() and isinstance(process_group, dist.ProcessGroup)):
+            # a wrong object was accepted here and failed only in compute(), inside the collective
+            raise TypeError(
+                f"{fn}: `process_group` must be a torch.distributed.ProcessGroup or None; "
+                f"got {type(process_group).__name__}"
+            )
         self.sync = sync
         self.process_group = process_group
         self.surface = _surface.check_surface_names(fn, surface, average=average, tolerance=tolerance)
@@ -181,8 +192,8 @@ class SegmentationMetrics:
         shape = (kept,) if self.average == "none" else ()
         self._state = {}
         for name in self.metrics:
-            self._state[f"{name}_sum"] = torch.zeros(shape, dtype=torch.int64)
-            self._state[f"{name}_count"] = torch.zeros(shape, dtype=torch.int64)
+            for part in _IMAGE_SUMS:
+                self._state[f"{name}_{part}"] = torch.zeros(shape, dtype=torch.int64)
 
     def update(self, input: Tensor, target: Tensor) -> None:
         """Add one batch (shapes as in :func:`seglosses.metrics.functional.confusion`); returns nothing."""
@@ -204,9 +215,8 @@ class SegmentationMetrics:
                 state[key] = state[key] + count
         else:
             for name in self.metrics:
-                sums, count = _core.image_sums(self._values(name, stats))
-                state[f"{name}_sum"] = state[f"{name}_sum"] + sums
-                state[f"{name}_count"] = state[f"{name}_count"] + count
+                for part, value in zip(_IMAGE_SUMS, _core.image_sums(self._values(name, stats)), strict=True):
+                    state[f"{name}_{part}"] = state[f"{name}_{part}"] + value
         if self.surface:
             self._surface_values.append(self._surface_update(input, target))
         self._state = state
@@ -232,7 +242,7 @@ class SegmentationMetrics:
         """The metrics of every batch since the last :meth:`reset`, ``{name: value}``: ``metrics``, then ``surface``."""
         state = self._reduce_state()
         if self.per_image:
-            out = {name: _core.image_mean(state[f"{name}_sum"], state[f"{name}_count"]) for name in self.metrics}
+            out = {name: _core.image_mean(*(state[f"{name}_{p}"] for p in _IMAGE_SUMS)) for name in self.metrics}
         else:
             stats = (state["tp"], state["fp"], state["fn"], state["tn"])
             out = {name: self._values(name, stats) for name in self.metrics}
