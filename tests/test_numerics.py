@@ -297,3 +297,27 @@ def test_loss_bad_class_index_without_host_check_gives_nan(name, kw, path):
             assert torch.isfinite(getattr(SF, name)(x, t, mode="multiclass", **kw))
     finally:
         seglosses.set_value_checks("cpu")
+
+
+EMPTY_LOSSES = ["dice_loss", "jaccard_loss", "tversky_loss", "focal_tversky_loss", "generalized_dice_loss"]
+EMPTY_LOSSES += ["cross_entropy_loss", "focal_loss", "dice_ce_loss", "lovasz_loss"]
+
+
+@pytest.mark.parametrize("mode", ["binary", "multiclass", "multilabel"])
+@pytest.mark.parametrize("shape", [(0, 4, 4), (2, 0)], ids=["no-image", "no-pixel"])
+@pytest.mark.parametrize("name", EMPTY_LOSSES)
+def test_loss_input_without_pixels_gives_zero(name, shape, mode):
+    # an empty batch (N = 0) raised reshape's "cannot reshape tensor of 0 elements"; an input with no pixel gave NaN
+    # for the pixel losses (a mean over 0 elements) and so did per_image region losses with N = 0. Now 0 with a zero
+    # gradient, the rule for a batch whose pixels are all ignored.
+    n, *s = shape
+    c = 1 if mode == "binary" else 3
+    x = torch.randn(n, c, *s, requires_grad=True)
+    t = torch.zeros(n, *s, dtype=torch.long) if mode == "multiclass" else torch.zeros(n, c, *s)
+    options = [{}] if name in ("cross_entropy_loss", "focal_loss") else [{}, {"per_image": True}]
+    for kw in options:
+        out = getattr(SF, name)(x, t, mode=mode, **kw)
+        out.backward()
+        assert out.item() == 0.0
+        assert x.grad is not None
+        assert (x.grad == 0).all()

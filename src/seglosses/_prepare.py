@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -202,10 +203,11 @@ def prepare(
     x = input
     n = x.shape[0]
     c = 1 if mode == "binary" else x.shape[1]
-    x = x.reshape(n, c, -1)
+    m = math.prod(x.shape[1:]) // c if c else 0  # not -1: reshape cannot infer it for an empty batch (N = 0)
+    x = x.reshape(n, c, m)
     if not from_logits:
         check_probabilities(fn, x)
-    t = target.reshape(n, -1) if form == "index" else target.reshape(n, c, -1)
+    t = target.reshape(n, m) if form == "index" else target.reshape(n, c, m)
     prep = Prepared(
         mode=mode, from_logits=from_logits, raw=x, target_raw=t, form=form, shape=shape, sync=sync,
         ignore_index=ignore_index,
@@ -266,8 +268,8 @@ def masked_mean(values: Tensor, valid: Tensor | None, reduction: str, sync: Sync
         return sync_ratio(total, count, reduction, sync)
     if reduction == "sum":
         return values.sum()
-    if valid is None:
-        return values.mean()
+    if valid is None:  # no element at all (N = 0 or no pixel): 0, as when every pixel is ignored
+        return values.mean() if values.numel() else values.sum()
     count = valid.expand_as(values).sum()
     return values.sum() / count.clamp_min(1)
 

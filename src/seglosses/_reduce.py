@@ -9,6 +9,11 @@ from seglosses._distributed import Sync
 from seglosses._prepare import sync_ratio
 
 
+def _mean(values: Tensor) -> Tensor:
+    """The mean, or 0 (with a zero gradient) over no element: an empty batch (N = 0) with ``per_image``."""
+    return values.mean() if values.numel() else values.sum()
+
+
 def select_classes(values: Tensor, *, mode: str, include_background: bool, fn: str) -> Tensor:
     """Drop channel 0 (the last dim) when ``include_background=False``; binary mode's only channel is foreground."""
     if mode == "binary" or include_background:
@@ -39,7 +44,7 @@ def reduce_classes(
         if sync is not None and reduction != "none":
             return reduce_images(kept, reduction, sync)
         if reduction == "mean":
-            return kept.mean()
+            return _mean(kept)
         return kept.sum() if reduction == "sum" else kept
     check_class_weights_length(fn, class_weights, num_classes, int(kept.shape[-1]))
     w = class_weights.to(device=kept.device, dtype=kept.dtype)
@@ -49,7 +54,7 @@ def reduce_classes(
     if sync is not None and reduction != "none":
         return reduce_images(weighted.sum(-1) / w.sum() if reduction == "mean" else weighted, reduction, sync)
     if reduction == "mean":
-        return (weighted.sum(-1) / w.sum()).mean()
+        return _mean(weighted.sum(-1) / w.sum())
     return weighted.sum() if reduction == "sum" else weighted
 
 
@@ -62,7 +67,7 @@ def reduce_images(values: Tensor, reduction: str, sync: Sync | None) -> Tensor:
     if reduction == "none":
         return values
     if sync is None:
-        return values.mean() if reduction == "mean" else values.sum()
+        return _mean(values) if reduction == "mean" else values.sum()
     per_row = values[0].numel() if values.ndim > 1 else 1
     images = values.new_tensor(float(values.shape[0] * per_row) if values.ndim else 1.0)
     return sync_ratio(values.sum(), images, reduction, sync)

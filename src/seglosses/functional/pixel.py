@@ -61,8 +61,8 @@ def fused_pixel_mean(pix: Tensor, prep: Prepared, wpix: Tensor | None, reduction
         return sync_ratio(total, den, reduction, prep.sync)
     if reduction == "sum":
         return total
-    if wpix is None:
-        return total / prep.target.numel()
+    if wpix is None:  # max(., 1): an input without pixels gives 0, as when every pixel is ignored
+        return total / max(prep.target.numel(), 1)
     den = wpix.sum()
     return torch.where(den > 0, total / torch.where(den > 0, den, torch.ones_like(den)), torch.zeros_like(total))
 
@@ -248,7 +248,7 @@ def cross_entropy_values(
             return sync_ratio(total, kept, reduction, prep.sync)
         if reduction == "sum":
             return total
-        count = prep.logits.numel() if prep.valid is None else prep.valid.sum().clamp_min(1)
+        count = max(prep.logits.numel(), 1) if prep.valid is None else prep.valid.sum().clamp_min(1)
         return total / count
     logp, log1mp = log_probs(prep, g)
     bce = -(g * logp + (1 - g) * log1mp)
