@@ -502,7 +502,7 @@ def test_lovasz_loss_ties_keep_position_order(path, per_image):
     # Equal errors (a perfect or all-0.5 prediction, zero logits) give the same value in any order, but the gradient
     # is the weight of each rank: the PyTorch paths sort stably, so tied pixels keep their position order (image by
     # image in batch mode), as Berman et al.'s reference (torch.sort on the CPU). Expected: Alg. 1 with NumPy's stable
-    # argsort, written here. (The float32 C++ kernel orders ties the other way round; see the audit report.)
+    # argsort, written here; the float32 C++ kernel too (its bucket words hold the reversed local index).
     from seglosses import _dispatch
 
     g = np.array([[0, 1, 0, 1, 1, 0, 0, 1], [1, 0, 0, 1, 0, 1, 1, 0]], dtype=np.float64)
@@ -521,10 +521,14 @@ def test_lovasz_loss_ties_keep_position_order(path, per_image):
         w[order] = weights(row[order])
         grad.append(w * (1 - 2 * row) / len(rows))  # d|g - p|/dp = 1 - 2g; mean over images
     expected = np.concatenate(grad).reshape(2, 1, 8)
-    for p0 in (0.5, None):  # all-0.5 probabilities, and the perfect prediction (every error 0)
-        p = torch.tensor(g.reshape(2, 1, 8) if p0 is None else np.full((2, 1, 8), p0), requires_grad=True)
-        with _dispatch.use(**path):
-            SF.lovasz_loss(
-                p, torch.tensor(g.reshape(2, 1, 8)), mode="binary", from_logits=False, per_image=per_image
-            ).backward()
-        assert_close(p.grad, expected, rtol=1e-12, atol=1e-14)
+    for dtype in (torch.float64, torch.float32):  # float32 on the default path: the C++ kernel where it builds
+        for p0 in (0.5, None):  # all-0.5 probabilities, and the perfect prediction (every error 0)
+            p = torch.tensor(g.reshape(2, 1, 8) if p0 is None else np.full((2, 1, 8), p0), dtype=dtype)
+            p.requires_grad_(True)
+            with _dispatch.use(**(path if dtype == torch.float64 else {})):
+                SF.lovasz_loss(
+                    p, torch.tensor(g.reshape(2, 1, 8), dtype=dtype), mode="binary", from_logits=False,
+                    per_image=per_image,
+                ).backward()  # fmt: skip
+            tol = 1e-12 if dtype == torch.float64 else 1e-6
+            assert_close(p.grad, expected, rtol=tol, atol=tol)

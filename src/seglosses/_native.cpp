@@ -832,7 +832,7 @@ void sigmoid_dense_bwd(const T* __restrict x, const T* __restrict g, const T* __
 // Every element first gets a 32-bit key word at its own position of W, (n C + c) M + m: the float bits of its
 // error (>= 0, so they order like the floats) with the target bit on top, or LV_EXCL outside the sort. The sort:
 // radix sort of the key words, the top digit first, then each bucket in the cache (see lovasz_row). Equal errors
-// give the same value in any order; their weights (the gradient) are then one valid choice among the orders.
+// give the same value in any order; their weights (the gradient) follow the position order (a stable sort).
 
 constexpr uint32_t LV_EXCL = 0xFFFFFFFFu;  // the key word of an element outside the sort
 
@@ -1119,7 +1119,9 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
         }, L);
     }
     const int64_t K = bstart[NB];
-    // D: per bucket, its sort (stable) on words made of the low key bits above a local index, then the walk over
+    // D: per bucket, its sort (stable) on words made of the low key bits above the reversed local index n - 1 - j (so
+    // that the walk from the largest word, the largest error first, meets equal errors in position order, as a
+    // stable sort in decreasing order does: the PyTorch paths and Berman et al.'s reference), then the walk over
     // its ranks, which leaves each element's weight in its entry. Up to 2^(32 - top_shift) elements the words are
     // 32-bit and sit in two small per-thread arrays (in the L1/L2 cache), beyond that 64-bit (the low key bits in
     // the high half) in a per-thread vector.
@@ -1182,7 +1184,7 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
             const int64_t k0 = K - s - hi;
             for (int64_t q = 0; q < len; ++q) {  // the counts: a scalar prefix
                 const uint64_t word = w[hi - 1 - q];
-                const uint32_t j = static_cast<uint32_t>(word & lmask);
+                const uint32_t j = static_cast<uint32_t>((e - s - 1) - static_cast<int64_t>(word & lmask));
                 const uint32_t gbit = Pb[j] & 1u;
                 cum += gbit;
                 gv[q] = gbit;
@@ -1227,12 +1229,14 @@ void lovasz_row(const LovaszInput& in, const LovaszRow& row, float* W, uint32_t*
                 const uint32_t* Pb = P + s;
                 if (n <= (int64_t(1) << local_bits)) {
                     uint32_t* wa = small.data();
-                    for (int64_t j = 0; j < n; ++j) wa[j] = ((Pb[j] >> 1) << local_bits) | static_cast<uint32_t>(j);
+                    for (int64_t j = 0; j < n; ++j)
+                        wa[j] = ((Pb[j] >> 1) << local_bits) | static_cast<uint32_t>(n - 1 - j);
                     acc += walk_bucket(d, sort_words(wa, wa + (size_t(1) << local_bits), n, local_bits), local_bits);
                 } else {
                     if (big.size() < static_cast<size_t>(2 * n)) big.resize(static_cast<size_t>(2 * n));
                     uint64_t* wa = big.data();
-                    for (int64_t j = 0; j < n; ++j) wa[j] = (static_cast<uint64_t>(Pb[j] >> 1) << 32) | static_cast<uint64_t>(j);
+                    for (int64_t j = 0; j < n; ++j)
+                        wa[j] = (static_cast<uint64_t>(Pb[j] >> 1) << 32) | static_cast<uint64_t>(n - 1 - j);
                     acc += walk_bucket(d, sort_words(wa, wa + n, n, 32), 32);
                 }
             }
