@@ -1020,3 +1020,48 @@ def test_one_hot_target_and_hard_label_input_equal_index_forms() -> None:
     logits = torch.log(probs / (1 - probs))
     got = nsd(logits, t.long(), tolerance=1.0, threshold=0.3, from_logits=True, **b)
     torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------------------ thresholds and ignore values
+
+
+@pytest.mark.parametrize(
+    ("fn", "kw"),
+    [
+        (hausdorff, {"spacing": (1.0, 0.7)}),
+        (assd, {"spacing": (1.0, 0.7)}),
+        (nsd, {"tolerance": 0.5}),
+        (boundary_iou, {}),
+    ],
+)
+def test_logit_at_the_rounded_threshold_counts_as_foreground(fn, kw) -> None:
+    # logit(0.3) rounds up in float32: a logit equal to that float32 value has sigmoid > 0.3 (exactly, in float64),
+    # so its pixels are predicted foreground, as the overlap metrics count them. The expected masks come from the
+    # sigmoid in float64 and go in as hard (bool) predictions.
+    v = torch.tensor(math.log(0.3) - math.log1p(-0.3), dtype=torch.float32)
+    assert float(v) > math.log(0.3) - math.log1p(-0.3)
+    g = torch.zeros(2, 1, 12, 12)
+    g[:, 0, 3:8, 3:8] = 1
+    x = torch.full((2, 1, 12, 12), -10.0)
+    x[:, 0, 3:8, 3:9] = v
+    hard = torch.sigmoid(x.double()) > 0.3
+    assert int(hard.sum()) == 2 * 30
+    got = fn(x, g, mode="binary", from_logits=True, threshold=0.3, **kw)
+    want = fn(hard, g.bool(), mode="binary", **kw)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize(("dtype", "ignore", "value"), [(torch.uint8, -1, 255), (torch.int8, 255, -1)])
+def test_ignore_index_outside_the_target_dtype_does_not_wrap(dtype, ignore, value) -> None:
+    # ignore_index=-1 compared with a uint8 target becomes 255 (int8 with 255: -1); such a value is a class index
+    # out of range, refused, not silently ignored
+    t = torch.zeros(1, 12, 12, dtype=dtype)
+    t[0, 3:8, 3:8] = 1
+    t[0, 0, 0] = value
+    p = torch.randn(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=rf"hausdorff: `target` class indices must be in \[0, 3\).*got {value}"):
+        hausdorff(p, t, mode="multiclass", ignore_index=ignore)
+    t[0, 0, 0] = 0
+    assert torch.equal(
+        hausdorff(p, t, mode="multiclass", ignore_index=ignore), hausdorff(p, t.long(), mode="multiclass")
+    )

@@ -570,6 +570,7 @@ def _masks(
     )
     if include_background is not None:
         check_bool(fn, "include_background", include_background)
+    target = _core.exact_ignore_target(target, ignore_index)  # no uint8 255 read as ignore_index=-1
     c, hard, form = check_metric_input_target(fn, input, target, mode=mode, ignore_index=ignore_index, num_classes=nc)
     if mode == "multiclass":
         keep_bg = False if include_background is None else include_background
@@ -601,7 +602,7 @@ def _masks(
         if hard:
             pm = x.bool()
         elif from_logits:
-            pm = x > _core.logit(t)
+            pm = x > _core.logit(t, x.dtype)  # exactly sigmoid(x) > t in x's dtype, as the overlap metrics
         else:
             pm = x > t
         gm = tg if tg.dtype == torch.bool else tg == 1  # (a bool == 1 comparison promotes to int64: slow)
