@@ -41,6 +41,20 @@ SIGMOID_CASES = {
 BLOCK = 16
 #: Random edge cases run whole through the Triton operators against the readable formulas.
 SWEEP = 40
+#: Cases found by fuzzing the GPU path against the readable formulas (each failed before its fix): "ref" ones must
+#: equal the readable formulas, "nan" ones (a bad class index or a NaN logit, no host check) must give NaN.
+#: ``(1 - r)^0`` is 1 also at ``r = 1`` (the unified focal family with gamma = 1: every pixel ignored, or a perfect
+#: prediction), and poisoned (NaN) statistics stay NaN through the focal power ``(1 - r)^gamma``.
+FOUND_CASES = {
+    "unified_gamma1_all_ignored": ("unified_focal_loss", "multiclass", "ref",
+                                   {"gamma": 1.0, "delta": 0.4, "weight": 0.85, "ignore_index": 3}),
+    "unified_gamma1_binary_all_ignored": ("unified_focal_loss", "binary", "ref",
+                                          {"gamma": 1.0, "asymmetric": False, "ignore_index": -100,
+                                           "reduction": "sum"}),
+    "asym_focal_tversky_gamma1_perfect": ("asymmetric_focal_tversky_loss", "multiclass", "ref", {"gamma": 1.0}),
+    "focal_tversky_bad_index": ("focal_tversky_loss", "multiclass", "nan", {"gamma": 0.5}),
+    "sym_focal_tversky_nan_logit": ("symmetric_focal_tversky_loss", "multiclass", "nan", {"gamma": 0.3}),
+}  # fmt: skip
 #: Losses run whole through the Triton operators (each mode with index / hard targets, with and without ignored
 #: pixels); the unified focal family has no multilabel mode.
 LOSS_NAMES = (
@@ -332,6 +346,15 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
             out = getattr(SF, name)(xr, t, mode=mode, **kw)
         out.backward()
         sweep_refs.append((float(out), xr.grad))
+    found = _found_cases()
+    found_refs = {}
+    for key, (name, mode, x, t, kw) in found.items():
+        if FOUND_CASES[key][2] == "ref":
+            xr = x.clone().requires_grad_(True)
+            with _dispatch.use(fused=False):
+                out = getattr(SF, name)(xr, t, mode=mode, **kw)
+            out.backward()
+            found_refs[key] = (float(out), xr.grad)
     _ops.triton_runs = lambda device: True  # type: ignore[assignment]
     for op in CUDA_OPS:
         torch.library.register_kernel(f"seglosses::{op}", "cpu", getattr(_ops, f"_{op}_cuda"))
@@ -353,6 +376,16 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
         finite = ref_g[torch.isfinite(ref_g)]
         scale = max(float(finite.abs().max()) if finite.numel() else 0.0, 1e-12)
         results[f"sweep/{i}/grad"] = err(xg.grad, ref_g) / scale
+    for key, (name, mode, x, t, kw) in found.items():
+        xg = x.clone().requires_grad_(True)
+        out = getattr(SF, name)(xg, t, mode=mode, **kw)
+        if key not in found_refs:
+            results[f"found/{key}/nan"] = float(not bool(torch.isnan(out)))
+            continue
+        out.backward()
+        ref_v, ref_g = found_refs[key]
+        results[f"found/{key}/value"] = abs(float(out) - ref_v) / max(abs(ref_v), 1e-12)
+        results[f"found/{key}/grad"] = err(xg.grad, ref_g)
     for key, name, xh, t, args, ref_v, ref_g in halves:
         xg = xh.clone().requires_grad_(True)
         upcasts = _copies_of(xg)
@@ -531,6 +564,32 @@ def _sweep_cases() -> list[tuple[str, str, object, object, dict[str, object]]]: 
     return cases
 
 
+def _found_cases() -> dict[str, tuple[str, str, object, object, dict[str, object]]]:  # pragma: no cover
+    """The inputs of :data:`FOUND_CASES` (float64, 2 images of 3 x 7 pixels; 4 classes for multiclass)."""
+    import torch
+
+    out = {}
+    for i, (key, (name, mode, _expect, kw)) in enumerate(FOUND_CASES.items()):
+        g = torch.Generator().manual_seed(100 + i)
+        c = 4 if mode == "multiclass" else 1
+        x = torch.randn(2, c, 3, 7, generator=g, dtype=torch.float64) * 3
+        if mode == "multiclass":
+            t = torch.randint(0, c, (2, 3, 7), generator=g)
+        else:
+            t = (torch.rand(2, 1, 3, 7, generator=g) > 0.5).double()
+        if "perfect" in key:  # saturated logits: probabilities exactly 0 and 1, every ratio exactly 1
+            x = torch.nn.functional.one_hot(t, c).movedim(-1, 1).double() * 200.0 - 100.0
+        if "ignore_index" in kw:
+            t = torch.full_like(t, kw["ignore_index"])  # every pixel ignored
+            t = t.int() if mode == "multiclass" else t
+        if "bad_index" in key:
+            t[1, 2, 5] = c
+        if "nan_logit" in key:
+            x[0, 0, 1, 1] = float("nan")
+        out[key] = (name, mode, x, t, dict(kw))
+    return out
+
+
 def _launch_counts() -> dict[str, float]:  # pragma: no cover - runs in the subprocess
     """Kernel launches of one forward + backward on the GPU path, counted on the CPU (issue 17: at most 6 for dice).
 
@@ -616,6 +675,17 @@ def test_edge_cases_through_the_triton_operators_match_the_readable_formulas(int
     largest entry (cancellation near p = 0 or 1 leaves the fused passes and autograd a few ulps of that apart)."""
     assert interpreted[f"sweep/{i}/value"] < 1e-9, interpreted[f"sweep/{i}/value"]
     assert interpreted[f"sweep/{i}/grad"] < 1e-6, interpreted[f"sweep/{i}/grad"]
+
+
+@pytest.mark.parametrize("key", sorted(FOUND_CASES))
+def test_fuzz_found_cases_through_the_triton_operators(interpreted, key):
+    """Found by fuzzing: the exponent 0 of the focal power at ``r = 1`` (1, as the readable formulas), and NaN
+    statistics kept NaN by the power (a bad class index or a NaN logit made the whole-loss formula finite)."""
+    if FOUND_CASES[key][2] == "nan":
+        assert interpreted[f"found/{key}/nan"] == 0.0, "the loss is not NaN"
+        return
+    assert interpreted[f"found/{key}/value"] < 1e-12, interpreted[f"found/{key}/value"]
+    assert interpreted[f"found/{key}/grad"] < 1e-12, interpreted[f"found/{key}/grad"]
 
 
 @pytest.mark.parametrize("name", sorted(LAUNCH_LOSSES))

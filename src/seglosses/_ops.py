@@ -817,7 +817,8 @@ def _whole_formula_twin(
 
     The derivatives are written out (an operator's implementation runs below autograd): with ``num = a TP + s``
     and ``den = e TP + c1 P + c2 G + s``, ``dr/dTP = (a den - e num) / den^2``, ``dr/dP = -c1 num / den^2`` (0 where
-    ``0 / 0`` is read as 1); ``dl/dr`` is -1, ``-1/r`` or ``-gamma (1 - r)^(gamma - 1)`` (0 at ``r = 1``).
+    ``0 / 0`` is read as 1); ``dl/dr`` is -1, ``-1/r`` or ``-gamma (1 - r)^(gamma - 1)`` (0 at ``r = 1``; the exponent
+    0 gives the constant 1 and 0); NaN statistics (poisoned by a value-check counter) stay NaN.
     """
     lam_r, a, e, c1, c2, smooth, gamma, gamma0 = region[:8]
     two_class = _two_class(region)
@@ -854,8 +855,11 @@ def _whole_formula_twin(
             gam[0] = gamma0
             pos = base > 0
             log_base = torch.log(torch.where(pos, base, torch.ones_like(base)))
-            val = torch.where(pos, torch.exp(gam * log_base), torch.zeros_like(base))
-            dval = torch.where(pos, -gam * torch.exp((gam - 1) * log_base), torch.zeros_like(base))
+            keep_nan = torch.where(torch.isnan(base), base, torch.zeros_like(base))  # poisoned statistics stay NaN
+            val = torch.where(pos, torch.exp(gam * log_base), keep_nan)
+            dval = torch.where(pos, -gam * torch.exp((gam - 1) * log_base), keep_nan)
+            val = torch.where(gam == 0, 1 + keep_nan, val)  # 0^0 = 1 (safe_pow's exponent 0), no gradient
+            dval = torch.where(gam == 0, keep_nan, dval)
             val = torch.where(gam == 1, base, val)
             dval = torch.where(gam == 1, -torch.ones_like(dval), dval)
         w = torch.ones(c, dtype=tp.dtype, device=tp.device) if weights is None else weights.to(tp.dtype).clone()

@@ -16,7 +16,8 @@ the statistics ``TP``, ``P = sum p`` and ``G = sum g``:
 (Dice: ``a = 2, e = 0, c1 = c2 = 1``; Jaccard: ``a = 1, e = -1, c1 = c2 = 1``; Tversky:
 ``a = 1, e = 1 - alpha - beta, c1 = alpha, c2 = beta``), ``0 / 0 = 1`` when ``s = 0`` (with a zero gradient),
 ``(1 - r)^\gamma`` with the subgradient 0 at ``r = 1`` (as :func:`seglosses._numerics.safe_pow`; class 0 may have
-its own exponent, and an exponent of 1 is the plain ``1 - r``);
+its own exponent, an exponent of 1 is the plain ``1 - r`` and one of 0 the constant 1, also at ``r = 1``; NaN
+statistics, poisoned by a value-check counter, give NaN);
 ``R = sum w_c l_c / norm`` with ``w`` the class weights (1 without; 0 for a class left out), ``norm = sum w``
 (times the number of images with ``per_image``) for the mean, 1 for the sum. The pixel part: the per-image pixel
 sums ``F_n`` of the statistics pass (cross entropy or focal terms) give ``F = sum F_n / sum kept_n`` (0 when nothing
@@ -81,12 +82,17 @@ if triton is not None:
         elif TERM == 1:
             val = -tl.log(r)
             dval = -1.0 / r
-        else:  # gamma may differ per class (a vector): an exponent of 1 is the plain 1 - r
+        else:  # gamma may differ per class (a vector): an exponent of 1 is the plain 1 - r, of 0 the constant 1
             base = 1.0 - r
             pos = base > 0.0
             lb = tl.log(tl.where(pos, base, 1.0))
-            val = tl.where(gamma == 1.0, base, tl.where(pos, tl.exp(gamma * lb), 0.0))
-            dval = tl.where(gamma == 1.0, -1.0, tl.where(pos, -gamma * tl.exp((gamma - 1.0) * lb), 0.0))
+            keep_nan = tl.where(base != base, base, 0.0)  # poisoned (NaN) statistics stay NaN, not the 0 of base <= 0
+            val = tl.where(pos, tl.exp(gamma * lb), keep_nan)
+            dval = tl.where(pos, -gamma * tl.exp((gamma - 1.0) * lb), keep_nan)
+            val = tl.where(gamma == 0.0, 1.0 + keep_nan, val)  # 0^0 = 1 (safe_pow's exponent 0), no gradient
+            dval = tl.where(gamma == 0.0, keep_nan, dval)
+            val = tl.where(gamma == 1.0, base, val)
+            dval = tl.where(gamma == 1.0, -1.0, dval)
         return val, dval * dr_tp, dval * dr_p
 
     @triton.jit  # type: ignore[untyped-decorator]
