@@ -750,6 +750,77 @@ def test_triton_value_check_counters_poison_only_the_bad_image(interpreted, key)
     assert interpreted[key] == 0.0, key
 
 
+#: Launches whose grids must fit CUDA's limits (x up to 2^31 - 1 programs, y and z up to 65535; the interpreter
+#: enforces neither): the issue's workloads and two larger ones, where the tiles of one image or Lovász row pass 65535
+#: (a 256^3 volume at C = 14: 65536 softmax tiles; 64 binary 1024^2 images: one Lovász row of 65536 tiles).
+GRID_SHAPES = (
+    (8, 1, 512, 512),
+    (8, 4, 256, 256),
+    (2, 4, 96, 96, 96),
+    (1, 8, 128, 128, 128),
+    (2, 14, 128, 128, 128),
+    (2, 14, 256, 256, 256),
+    (64, 1, 1024, 1024),
+)
+
+
+@pytest.mark.parametrize("shape", GRID_SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_every_triton_launch_grid_fits_cuda_limits(monkeypatch, shape):
+    """Every kernel launched for a forward + backward (statistics, finalize, formula, gradient; Lovász keys, counts,
+    weights, gradient; the distance maps' min-plus passes) on meta tensors of the workload's shape (nothing is
+    allocated; the kernels are replaced by recorders of their grids)."""
+    pytest.importorskip("triton")
+    import torch
+
+    from seglosses import _edt_device, _triton, _triton_lovasz, _triton_whole
+
+    grids: list[tuple[str, tuple[int, ...]]] = []
+
+    class Recorder:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __getitem__(self, grid: tuple[int, ...]) -> object:
+            grids.append((self.name, tuple(int(g) for g in grid)))
+            return lambda *args, **kwargs: None
+
+    for module in (_triton, _triton_whole, _triton_lovasz, _edt_device):
+        for name in dir(module):
+            if name.endswith("_kernel"):
+                monkeypatch.setattr(module, name, Recorder(f"{module.__name__}.{name}"))
+    monkeypatch.setattr(_edt_device, "kernel_runs", lambda device: True)
+    n, c, *spatial = shape
+    m = math.prod(spatial)
+    x = torch.empty((n, c, m), device="meta")
+    t = torch.empty((n, m), dtype=torch.int64, device="meta")
+    g = torch.empty((n, c, m), device="meta")
+    stats = torch.empty((n, c), device="meta")
+    pix = torch.empty((n,), device="meta")
+    scale = torch.empty((1,), device="meta")
+    _triton.softmax_index_forward(x, t, None, None, 0.0, None, need_pixel=True, ignore=255)
+    _triton.softmax_index_backward(x, t, None, None, 0.0, None, stats, stats, pix, scale=scale, ignore=255)
+    _triton.sigmoid_forward(x, g, None, None, 0.0, need_pixel=True)
+    _triton.sigmoid_backward(x, g, None, None, 0.0, stats, stats, pix, scale=scale)
+    _triton_whole.whole_loss(stats, stats, stats, pix, pix, None, (1.0, 2.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0), 0, 1.0,
+                             skip_first=False, per_image=False, mean=True)  # fmt: skip
+    _triton_whole.whole_loss(stats, stats, stats, pix, pix, None, (1.0, 0, 0, 0, 0, 1.0, 1.0, 1.0), 3, 0.0,
+                             skip_first=False, per_image=True, mean=True)  # fmt: skip
+    for per_image in (False, True):
+        rows = torch.empty((n * c,) if per_image else (c,), device="meta")
+        _, _, w = _triton_lovasz.lovasz_forward(x, t, None, None, hinge=False, per_image=per_image)
+        _triton_lovasz.lovasz_backward(x, t, w, rows, per_image=per_image)
+        _triton_lovasz.lovasz_forward(x, None, g, None, hinge=True, per_image=per_image)
+    masks = torch.empty((n * c, *spatial), dtype=torch.bool, device="meta")
+    _edt_device.maps_on_device(masks, [1.0] * len(spatial), "signed", torch.float32)
+    launched = {name for name, _ in grids}
+    assert len(launched) == 13, sorted(launched)  # every kernel of the four modules was launched
+    for name, grid in grids:
+        assert 1 <= len(grid) <= 3, (name, grid)
+        assert min(grid) >= 1, (name, grid)
+        assert grid[0] <= 2**31 - 1, (name, grid)
+        assert all(v <= 65535 for v in grid[1:]), (name, grid)
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--worker"]:
         _worker()

@@ -64,6 +64,15 @@ def _next_pow2(v: int) -> int:
     return 1 << max(0, (int(v) - 1).bit_length())
 
 
+def launch_grid(rows: int, tiles: int) -> tuple[int]:
+    """The grid of ``rows x tiles`` programs, on one axis: program ``pid`` is ``(pid // tiles, pid % tiles)``.
+
+    CUDA allows 2^31 - 1 programs along x but only 65535 along y and z, which the tiles of one large volume pass
+    (a 256^3 image at C = 14 has 65536 softmax tiles, a (64, 1, 1024, 1024) batch 65536 rows of Lovász tiles).
+    """
+    return (rows * tiles,)
+
+
 def softmax_block_m(c: int) -> int:
     """Pixels per softmax tile for ``C`` classes: ``_SOFTMAX_TILE / next_pow2(C)``, at least 16, at most 1024."""
     return max(16, min(1024, _SOFTMAX_TILE // _next_pow2(c)))
@@ -284,8 +293,9 @@ if triton is not None:
         w_fg = _as_acc(w_fg, ACC)
         g_bg = _as_acc(g_bg, ACC)
         g_fg = _as_acc(g_fg, ACC)
-        n = tl.program_id(0)
-        tile = tl.program_id(1)
+        pid = tl.program_id(0)  # one grid axis (see launch_grid)
+        n = pid // T
+        tile = pid % T
         offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
@@ -409,6 +419,7 @@ if triton is not None:
         out_ptr: tl.tensor,
         C: tl.tensor,
         M: tl.tensor,
+        T: tl.tensor,
         gamma: tl.float64,
         w_bg: tl.float64,
         w_fg: tl.float64,
@@ -442,8 +453,9 @@ if triton is not None:
         w_fg = _as_acc(w_fg, ACC)
         g_bg = _as_acc(g_bg, ACC)
         g_fg = _as_acc(g_fg, ACC)
-        n = tl.program_id(0)
-        tile = tl.program_id(1)
+        pid = tl.program_id(0)  # one grid axis (see launch_grid)
+        n = pid // T
+        tile = pid % T
         offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
@@ -554,8 +566,9 @@ if triton is not None:
         w0 = _as_acc(w0, ACC)
         gamma = _as_acc(gamma, ACC)
         gamma_pos = _as_acc(gamma_pos, ACC)
-        r = tl.program_id(0)  # row = n * C + c
-        tile = tl.program_id(1)
+        pid = tl.program_id(0)  # one grid axis (see launch_grid): row = n * C + c, then tile
+        r = pid // T
+        tile = pid % T
         n = r // C
         c = r % C
         offs = tile * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -621,6 +634,7 @@ if triton is not None:
         out_ptr: tl.tensor,
         C: tl.tensor,
         M: tl.tensor,
+        T: tl.tensor,
         w1: tl.float64,
         w0: tl.float64,
         gamma: tl.float64,
@@ -647,8 +661,9 @@ if triton is not None:
         w0 = _as_acc(w0, ACC)
         gamma = _as_acc(gamma, ACC)
         gamma_pos = _as_acc(gamma_pos, ACC)
-        r = tl.program_id(0)
-        tile = tl.program_id(1)
+        pid = tl.program_id(0)  # one grid axis (see launch_grid): row = n * C + c, then tile
+        r = pid // T
+        tile = pid % T
         n = r // C
         offs = tile * BLOCK_M + tl.arange(0, BLOCK_M)
         mm = offs < M
@@ -749,7 +764,7 @@ def softmax_index_forward(
     part = torch.empty((n, tiles, c, STATS), dtype=acc, device=x.device)
     gz = gamma_pix is None and bg_split is None and float(gamma) == 0.0
     split = bg_split if bg_split is not None else (0.0, 0.0, 0.0, 0.0)
-    _softmax_index_stats_kernel[(n, tiles)](
+    _softmax_index_stats_kernel[launch_grid(n, tiles)](
         x, t, x if valid is None else valid, x if wpix is None else wpix, x if gamma_pix is None else gamma_pix,
         x if class_w is None else class_w, part, c, m, tiles, float(gamma), *(float(v) for v in split),
         0 if ignore is None else int(ignore), float(label_smoothing), HAS_VALID=valid is not None,
@@ -795,11 +810,11 @@ def softmax_index_backward(
     gz = gamma_pix is None and bg_split is None and float(gamma) == 0.0
     need_stats = g_tp is not None and g_psum is not None
     split = bg_split if bg_split is not None else (0.0, 0.0, 0.0, 0.0)
-    _softmax_index_grad_kernel[(n, tiles)](
+    _softmax_index_grad_kernel[launch_grid(n, tiles)](
         x, t, x if valid is None else valid, x if wpix is None else wpix, x if gamma_pix is None else gamma_pix,
         x if class_w is None else class_w,
         g_tp if g_tp is not None else x, g_psum if g_psum is not None else x, g_pix if g_pix is not None else x,
-        scale if scale is not None else x, grad, c, m, float(gamma), *(float(v) for v in split),
+        scale if scale is not None else x, grad, c, m, tiles, float(gamma), *(float(v) for v in split),
         0 if ignore is None else int(ignore), float(label_smoothing), HAS_VALID=valid is not None,
         HAS_IGNORE=ignore is not None, HAS_W=wpix is not None, HAS_GPIX=gamma_pix is not None,
         BG_SPLIT=bg_split is not None, HAS_CW=class_w is not None, LS=label_smoothing != 0, GAMMA_ZERO=gz,
@@ -844,7 +859,7 @@ def sigmoid_forward(
     acc = _acc(x.dtype)
     part = torch.empty((n, tiles, c, STATS), dtype=acc, device=x.device)
     w1, w0, gam, gam_pos = _sigmoid_weights(alpha, gamma, pos0)
-    _sigmoid_stats_kernel[(n * c, tiles)](
+    _sigmoid_stats_kernel[launch_grid(n * c, tiles)](
         x, g, x if valid is None else valid, x if class_w is None else class_w, part, c, m, tiles, w1, w0, gam,
         gam_pos, 0 if ignore is None else int(ignore), float(label_smoothing), HAS_VALID=valid is not None,
         HAS_IGNORE=ignore is not None, LS=label_smoothing != 0, HAS_CW=class_w is not None, NEED_PIXEL=need_pixel,
@@ -880,10 +895,10 @@ def sigmoid_backward(
     grad = torch.empty_like(x, memory_format=torch.contiguous_format)
     w1, w0, gam, gam_pos = _sigmoid_weights(alpha, gamma, pos0)
     need_stats = g_tp is not None and g_psum is not None
-    _sigmoid_grad_kernel[(n * c, tiles)](
+    _sigmoid_grad_kernel[launch_grid(n * c, tiles)](
         x, g, x if valid is None else valid, g_tp if g_tp is not None else x, g_psum if g_psum is not None else x,
         g_pix if g_pix is not None else x, scale if scale is not None else x, x if class_w is None else class_w,
-        grad, c, m, w1, w0, gam, gam_pos, 0 if ignore is None else int(ignore), float(label_smoothing),
+        grad, c, m, tiles, w1, w0, gam, gam_pos, 0 if ignore is None else int(ignore), float(label_smoothing),
         HAS_VALID=valid is not None, HAS_IGNORE=ignore is not None, LS=label_smoothing != 0, HAS_CW=class_w is not None,
         NEED_STATS=need_stats, HAS_SCALE=scale is not None, NEED_PIXEL=g_pix is not None, SQUARED=squared,
         ACC=_tl_acc(_acc(x.dtype)), BLOCK_M=bm,

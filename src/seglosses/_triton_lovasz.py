@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from seglosses._triton import _acc, _next_pow2, _tl_acc, softmax_block_m
+from seglosses._triton import _acc, _next_pow2, _tl_acc, launch_grid, softmax_block_m
 
 try:
     import triton
@@ -103,8 +103,9 @@ if triton is not None:
         BLOCK_C: tl.constexpr,
     ) -> None:
         """Errors ``|[t = c] - p_c|`` of one (image, pixel tile), all classes; ``-inf`` at ignored pixels."""
-        n = tl.program_id(0)
-        tile = tl.program_id(1)
+        pid = tl.program_id(0)  # one grid axis (see launch_grid)
+        n = pid // T
+        tile = pid % T
         offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
@@ -140,8 +141,9 @@ if triton is not None:
         BLOCK_M: tl.constexpr,
     ) -> None:
         """Errors of one (image x channel, tile): ``1 - z (2g - 1)`` (hinge) or ``|g - z|``; ``-inf`` if ignored."""
-        nc = tl.program_id(0)
-        tile = tl.program_id(1)
+        pid = tl.program_id(0)  # one grid axis (see launch_grid)
+        nc = pid // T
+        tile = pid % T
         offs = tile * BLOCK_M + tl.arange(0, BLOCK_M)
         mm = offs < M
         base = nc.to(tl.int64) * M
@@ -217,9 +219,10 @@ if triton is not None:
         BLOCK: tl.constexpr,
     ) -> None:
         """The number of positives in one tile of one sorted row (row ``R0 + program`` of the whole set)."""
-        r = tl.program_id(0)
-        tile = tl.program_id(1)
-        offs = tile * BLOCK + tl.arange(0, BLOCK)
+        pid = tl.program_id(0)  # one grid axis (see launch_grid)
+        r = pid // T
+        tile = pid % T
+        offs = tile.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # int64: a row of N M elements may pass 2^31
         mask = offs < L
         idx = tl.load(idx_ptr + r.to(tl.int64) * L + offs, mask=mask, other=0)
         pos = _sorted_target(idx, R0 + r, t_ptr, g_ptr, v_ptr, C, M, mask, SOFTMAX, HAS_VALID, PER_IMAGE)
@@ -252,9 +255,10 @@ if triton is not None:
 
         ``W`` is written in the row layout of the whole set (row ``R0 + program``, the element's position).
         """
-        r = tl.program_id(0)
-        tile = tl.program_id(1)
-        offs = tile * BLOCK + tl.arange(0, BLOCK)
+        pid = tl.program_id(0)  # one grid axis (see launch_grid)
+        r = pid // T
+        tile = pid % T
+        offs = tile.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)  # int64: a row of N M elements may pass 2^31
         mask = offs < L
         row = r.to(tl.int64) * L
         idx = tl.load(idx_ptr + row + offs, mask=mask, other=0)
@@ -287,14 +291,16 @@ if triton is not None:
         C: tl.tensor,
         M: tl.tensor,
         L: tl.tensor,
+        T: tl.tensor,
         PER_IMAGE: tl.constexpr,
         ACC: tl.constexpr,
         BLOCK_M: tl.constexpr,
         BLOCK_C: tl.constexpr,
     ) -> None:
         """``dL/dx_c = p_c (a_c - sum_k p_k a_k)`` with ``a = s W`` for one (image, pixel tile)."""
-        n = tl.program_id(0)
-        tile = tl.program_id(1)
+        pid = tl.program_id(0)  # one grid axis (see launch_grid)
+        n = pid // T
+        tile = pid % T
         offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
@@ -347,7 +353,7 @@ def lovasz_forward(
         bm = block_m or softmax_block_m(c)
         tiles = max(1, triton.cdiv(m, bm))
         flags = torch.empty((n, tiles), dtype=torch.int32, device=z.device)
-        _keys_softmax_kernel[(n, tiles)](
+        _keys_softmax_kernel[launch_grid(n, tiles)](
             z, t, z if valid is None else valid, keys, flags, c, m, n * m, tiles,
             HAS_VALID=valid is not None, PER_IMAGE=per_image, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
         )  # fmt: skip
@@ -355,7 +361,7 @@ def lovasz_forward(
         bm = block_m or _DENSE_BLOCK
         tiles = max(1, triton.cdiv(m, bm))
         flags = torch.empty((n * c, tiles), dtype=torch.int32, device=z.device)
-        _keys_dense_kernel[(n * c, tiles)](
+        _keys_dense_kernel[launch_grid(n * c, tiles)](
             z, g, z if valid is None else valid, keys, flags, c, m, n * m, tiles,
             HAS_VALID=valid is not None, HINGE=hinge, PER_IMAGE=per_image, ACC=_tl_acc(acc), BLOCK_M=bm,
         )  # fmt: skip
@@ -374,12 +380,12 @@ def lovasz_forward(
         r1 = min(rows, r0 + step)
         vals, idx = torch.sort(keys[r0:r1], dim=-1, descending=True)
         cnt = torch.empty((r1 - r0, ltiles), dtype=torch.int32, device=z.device)
-        _count_kernel[(r1 - r0, ltiles)](idx, tt, gg, vv, cnt, r0, c, m, length, ltiles, **common)
+        _count_kernel[launch_grid(r1 - r0, ltiles)](idx, tt, gg, vv, cnt, r0, c, m, length, ltiles, **common)
         before = torch.cumsum(cnt, 1)  # int64
         total[r0:r1] = before[:, -1]
         before.sub_(cnt)  # positives in the earlier tiles of the row
         part = torch.empty((r1 - r0, ltiles), dtype=acc, device=z.device)
-        _weights_kernel[(r1 - r0, ltiles)](
+        _weights_kernel[launch_grid(r1 - r0, ltiles)](
             vals, idx, tt, gg, vv, before, total[r0:r1], keys, part, r0, c, m, length, ltiles,
             HINGE=hinge and not softmax, ACC=_tl_acc(acc), **common,
         )  # fmt: skip
@@ -419,8 +425,8 @@ def lovasz_backward(
     bm = block_m or softmax_block_m(c)
     tiles = max(1, triton.cdiv(m, bm))
     grad = torch.empty_like(z, memory_format=torch.contiguous_format)
-    _softmax_grad_kernel[(n, tiles)](
-        z, t, weights, scale.contiguous(), grad, c, m, n * m,
+    _softmax_grad_kernel[launch_grid(n, tiles)](
+        z, t, weights, scale.contiguous(), grad, c, m, n * m, tiles,
         PER_IMAGE=per_image, ACC=_tl_acc(acc), BLOCK_M=bm, BLOCK_C=_next_pow2(c),
     )  # fmt: skip
     return grad
