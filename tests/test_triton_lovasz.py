@@ -143,6 +143,19 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
                 slopes.append(abs(float((xg.grad.numpy() * v).sum()) - fd))
             results[f"{key}/value"] = abs(float(out) - expected) / max(abs(expected), 1e-12)
             results[f"{key}/grad"] = max(slopes)
+    # found by fuzzing: a bad class index at the only kept pixel (no class present otherwise) left the loss finite,
+    # its NaN rows dropped as absent classes; it reads as class 0 (present), as the guarded indices of the other paths
+    import seglosses
+
+    seglosses.set_value_checks("never")  # as on a GPU: the kernels' counters, no host check
+    for per_image in (False, True):
+        for bad_value in (3, 200):
+            t = torch.zeros(2, 5, 7, dtype=torch.uint8)  # every pixel ignored (ignore_index=0, a class index)...
+            t[1, 2, 3] = bad_value  # ...but this one, outside [0, C)
+            out = SF.lovasz_loss(x.new_zeros(2, 3, 5, 7).normal_(), t, mode="multiclass", ignore_index=0,
+                                 per_image=per_image)  # fmt: skip
+            results[f"counter/bad_only_kept/{per_image}/{bad_value}"] = float(not bool(torch.isnan(out)))
+    seglosses.set_value_checks("cpu")
     print("RESULTS " + json.dumps(results))
 
 
@@ -188,6 +201,7 @@ def test_lovasz_loss_through_the_triton_operator_matches_reference(interpreted, 
         "counter/bad_index/batch",
         "counter/bad_index_ignored",
         "counter/nan_logit",
+        *[f"counter/bad_only_kept/{p}/{b}" for p in (False, True) for b in (3, 200)],
     ],
 )
 def test_triton_lovasz_value_check_counters(interpreted, key):
