@@ -329,3 +329,32 @@ def test_loss_multiclass_single_channel_raises():
     t = torch.zeros(2, 5, 6, dtype=torch.long)
     with pytest.raises(ValueError, match=msg("dice_loss", "input", "(2, 1, 5, 6)")):
         SF.dice_loss(x, t, mode="multiclass")
+
+
+@pytest.mark.parametrize("name", ["dice_loss", "cross_entropy_loss", "focal_loss", "lovasz_loss", "dice_ce_loss"])
+@pytest.mark.parametrize(("dtype", "ignore", "value"), [(torch.uint8, -1, 255), (torch.int8, 255, -1)])
+def test_ignore_index_outside_the_target_dtype_does_not_wrap(name, dtype, ignore, value):
+    # torch compares a uint8 target with -1 as with 255 (int8 with 255: -1): such a value is a class index out of
+    # range, to be refused, not an ignored pixel
+    x, t = _mc()
+    t = t.to(dtype)
+    t[0, 0, 0] = value
+    with pytest.raises(ValueError, match=msg(name, "target", "[0, 3)", f"ignore_index={ignore}", f"got {value}")):
+        getattr(SF, name)(x, t, mode="multiclass", ignore_index=ignore)
+    t[0, 0, 0] = 0
+    got = getattr(SF, name)(x, t, mode="multiclass", ignore_index=ignore)
+    assert torch.equal(got, getattr(SF, name)(x, t.long(), mode="multiclass"))
+
+
+def test_binary_ignore_index_outside_the_target_dtype_does_not_wrap():
+    x = torch.randn(2, 1, 5, 6, dtype=torch.float64)
+    t = torch.zeros(2, 1, 5, 6, dtype=torch.uint8)
+    t[0, 0, 0, 0] = 255
+    with pytest.raises(ValueError, match=msg("dice_loss", "target", "[0, 1]", "max=255")):
+        SF.dice_loss(x, t, mode="binary", ignore_index=-1)
+
+
+def test_ignore_index_beyond_int64_raises():
+    x, t = _mc()
+    with pytest.raises(ValueError, match=msg("dice_loss", "ignore_index", "int64", str(2**70))):
+        SF.dice_loss(x, t, mode="multiclass", ignore_index=2**70)

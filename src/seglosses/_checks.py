@@ -89,6 +89,8 @@ def check_ignore_index(fn: str, ignore_index: object) -> None:
     """``ignore_index`` is ``None`` or an int."""
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise TypeError(f"{fn}: `ignore_index` must be an int or None; got {type(ignore_index).__name__}")
+    if ignore_index is not None and not -(2**63) <= ignore_index < 2**63:
+        raise ValueError(f"{fn}: `ignore_index` must fit in int64; got {ignore_index}")
 
 
 def check_weights_vector(fn: str, name: str, value: object, *, allow_zero_sum: bool = False) -> torch.Tensor | None:
@@ -121,6 +123,24 @@ def check_weights_vector(fn: str, name: str, value: object, *, allow_zero_sum: b
     if not allow_zero_sum and float(w.sum()) <= 0:
         raise ValueError(f"{fn}: `{name}` must have a positive sum; got {w.tolist()}")
     return w
+
+
+def exact_ignore_target(target: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+    """``target``, widened (int64 or float64) when its dtype cannot hold ``ignore_index``.
+
+    ``target != ignore_index`` converts ``ignore_index`` to the target's dtype: a uint8 target with
+    ``ignore_index=-1`` compares with 255, an int8 one with ``ignore_index=255`` compares with -1, so those values
+    were silently ignored instead of being refused as out of range. No value of the widened target equals an
+    ``ignore_index`` its own dtype cannot hold, as it should be.
+    """
+    if ignore_index is None or target.dtype == torch.bool or target.dtype == torch.int64:
+        return target
+    if torch.is_floating_point(target):
+        if float(torch.tensor(ignore_index, dtype=target.dtype)) == ignore_index:
+            return target
+        return target.to(torch.float64)
+    info = torch.iinfo(target.dtype)
+    return target if info.min <= ignore_index <= info.max else target.long()
 
 
 def check_class_weights_length(fn: str, weights: torch.Tensor, num_classes: int, num_kept: int) -> None:

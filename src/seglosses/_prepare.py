@@ -17,6 +17,7 @@ from seglosses._checks import (
     check_mode,
     check_probabilities,
     check_sync,
+    exact_ignore_target,
     values_checked,
 )
 from seglosses._distributed import Sync, sync_sums
@@ -196,6 +197,8 @@ def prepare(
     sync = check_sync(fn, sync_stats, process_group)
     check_bool(fn, "from_logits", from_logits)
     check_ignore_index(fn, ignore_index)
+    if isinstance(target, torch.Tensor):  # a uint8 target's 255 is not ignore_index=-1 (torch would compare so)
+        target = exact_ignore_target(target, ignore_index)
     form = check_input_target(
         fn, input, target, mode=mode, ignore_index=ignore_index, allow_soft=allow_soft, index_values=False
     )

@@ -23,6 +23,7 @@ from seglosses._checks import (
     check_option,
     check_probabilities,
     check_zero_division,
+    exact_ignore_target,
 )
 from seglosses._reduce import select_classes
 from seglosses._stats import hard_stats
@@ -77,24 +78,6 @@ def logit(threshold: float, dtype: torch.dtype | None = None) -> float:
     if float(rounded) > value:
         rounded = torch.nextafter(rounded, torch.tensor(-math.inf, dtype=dtype))
     return float(rounded)
-
-
-def exact_ignore_target(target: Tensor, ignore_index: int | None) -> Tensor:
-    """``target``, widened (int64 or float64) when its dtype cannot hold ``ignore_index``.
-
-    ``target != ignore_index`` converts ``ignore_index`` to the target's dtype: a uint8 target with
-    ``ignore_index=-1`` compares with 255, an int8 one with ``ignore_index=255`` compares with -1, so those values
-    were silently ignored instead of being refused as out of range. No value of the widened target equals an
-    ``ignore_index`` its own dtype cannot hold, as it should be.
-    """
-    if ignore_index is None or target.dtype == torch.bool or target.dtype == torch.int64:
-        return target
-    if torch.is_floating_point(target):
-        if float(torch.tensor(ignore_index, dtype=target.dtype)) == ignore_index:
-            return target
-        return target.to(torch.float64)
-    info = torch.iinfo(target.dtype)
-    return target if info.min <= ignore_index <= info.max else target.long()
 
 
 def check_options(

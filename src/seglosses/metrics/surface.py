@@ -52,6 +52,7 @@ from seglosses._checks import (
     check_option,
     check_probabilities,
     check_spacing,
+    exact_ignore_target,
 )
 from seglosses._types import Mode
 from seglosses.metrics import _core
@@ -570,7 +571,7 @@ def _masks(
     )
     if include_background is not None:
         check_bool(fn, "include_background", include_background)
-    target = _core.exact_ignore_target(target, ignore_index)  # no uint8 255 read as ignore_index=-1
+    target = exact_ignore_target(target, ignore_index)  # no uint8 255 read as ignore_index=-1
     c, hard, form = check_metric_input_target(fn, input, target, mode=mode, ignore_index=ignore_index, num_classes=nc)
     if mode == "multiclass":
         keep_bg = False if include_background is None else include_background
