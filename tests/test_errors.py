@@ -358,3 +358,27 @@ def test_ignore_index_beyond_int64_raises():
     x, t = _mc()
     with pytest.raises(ValueError, match=msg("dice_loss", "ignore_index", "int64", str(2**70))):
         SF.dice_loss(x, t, mode="multiclass", ignore_index=2**70)
+
+
+def test_numpy_scalars_are_numbers():
+    # hyperparameters read from a config or a NumPy computation (np.float32(0.3), np.int64(2)) are the numbers
+    # they hold; a NumPy bool is not a number
+    import numpy as np
+
+    from seglosses import metrics as SM
+
+    x, t = _mc()
+    pairs = [
+        (SF.tversky_loss, {"alpha": 0.25, "beta": 0.75}),
+        (SF.focal_loss, {"gamma": 3}),
+        (SF.cldice_loss, {"iterations": 2}),
+        (SM.dice, {"zero_division": 0, "num_classes": 3}),
+        (SM.hausdorff, {"percentile": 90}),
+    ]
+    for fn, kw in pairs:
+        as_numpy = {k: (np.float32(v) if isinstance(v, float) else np.int64(v)) for k, v in kw.items()}
+        assert torch.equal(fn(x, t, mode="multiclass", **as_numpy), fn(x, t, mode="multiclass", **kw)), fn.__name__
+    module = seglosses.TverskyLoss(mode="multiclass", alpha=np.float32(0.25))
+    assert type(module.alpha) is float and module.alpha == 0.25
+    with pytest.raises(TypeError, match=msg("tversky_loss", "alpha", "bool")):
+        SF.tversky_loss(x, t, mode="multiclass", alpha=np.bool_(True))

@@ -15,7 +15,7 @@ import math
 import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeGuard, TypeVar
 
 import numpy as np
 import torch
@@ -58,6 +58,16 @@ def check_bool(fn: str, name: str, value: object) -> None:
         raise TypeError(f"{fn}: `{name}` must be a bool; got {type(value).__name__} {value!r}")
 
 
+def is_real(value: object) -> TypeGuard[numbers.Real]:
+    """A real number: a Python or NumPy int/float (any ``numbers.Real``), not a bool (nor NumPy's, not Real)."""
+    return not isinstance(value, bool) and (isinstance(value, (int, float)) or isinstance(value, numbers.Real))
+
+
+def is_whole(value: object) -> TypeGuard[numbers.Integral]:
+    """A whole number: a Python or NumPy int (any ``numbers.Integral``), not a bool."""
+    return not isinstance(value, bool) and (isinstance(value, int) or isinstance(value, numbers.Integral))
+
+
 def check_number(
     fn: str,
     name: str,
@@ -68,8 +78,11 @@ def check_number(
     low_open: bool = False,
     high_open: bool = False,
 ) -> float:
-    """Check that ``value`` is a finite real number inside the given interval and return it as float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """Check that ``value`` is a finite real number inside the given interval and return it as float.
+
+    A real number: a Python or NumPy int or float (``np.float32(0.3)`` from a config file too), not a bool.
+    """
+    if not is_real(value):
         raise TypeError(f"{fn}: `{name}` must be a real number; got {type(value).__name__} {value!r}")
     v = float(value)
     if torch.compiler.is_compiling():
@@ -610,7 +623,7 @@ def check_focal_alpha(
     if alpha is None:
         return None
     if mode == "multiclass":
-        if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        if is_real(alpha):
             raise ValueError(
                 f"{fn}: `{name}` for mode='multiclass' must be a sequence of C per-class floats or None; got {alpha!r}"
             )
@@ -651,7 +664,7 @@ def check_zero_division(fn: str, zero_division: object) -> float:
         return math.nan
     if isinstance(zero_division, str):
         raise ValueError(f"{fn}: `zero_division` must be 'nan' or a number; got {zero_division!r}")
-    if isinstance(zero_division, bool) or not isinstance(zero_division, (int, float)):
+    if not is_real(zero_division):
         raise TypeError(
             f"{fn}: `zero_division` must be 'nan' or a number; got {type(zero_division).__name__} {zero_division!r}"
         )
@@ -662,17 +675,18 @@ def check_num_classes(fn: str, num_classes: object, mode: str, *, required: bool
     """``num_classes`` is None (unless ``required``) or an int: 1 in binary mode, >= 2 multiclass, >= 1 multilabel."""
     if num_classes is None and not required:
         return None
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+    if not is_whole(num_classes):
         raise TypeError(f"{fn}: `num_classes` must be an int; got {type(num_classes).__name__} {num_classes!r}")
-    if mode == "binary" and num_classes != 1:
+    k = int(num_classes)  # a NumPy integer too
+    if mode == "binary" and k != 1:
         raise ValueError(
-            f"{fn}: `num_classes` for mode='binary' must be 1 (the foreground channel); got {num_classes} "
+            f"{fn}: `num_classes` for mode='binary' must be 1 (the foreground channel); got {k} "
             "(use mode='multiclass' for background + foreground as two classes)"
         )
     low = 2 if mode == "multiclass" else 1
-    if num_classes < low:
-        raise ValueError(f"{fn}: `num_classes` for mode={mode!r} must be >= {low}; got {num_classes}")
-    return num_classes
+    if k < low:
+        raise ValueError(f"{fn}: `num_classes` for mode={mode!r} must be >= {low}; got {k}")
+    return k
 
 
 def check_metric_names(fn: str, metrics: object, choices: Sequence[str]) -> tuple[str, ...]:
@@ -780,11 +794,6 @@ def check_one_hot(fn: str, target: torch.Tensor) -> None:
 # ------------------------------------------------------------------------------ pixel sizes and distance maps
 
 
-def _is_real(value: object) -> bool:
-    """A real number: a Python or NumPy int/float (any ``numbers.Real``), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _to_float(value: numbers.Real) -> float:
     try:
         return float(value)
@@ -804,7 +813,7 @@ def _spacing(fn: str, spacing: object, ndim: int | None) -> tuple[tuple[float, .
                 f"{type(spacing).__name__} of shape {_fmt_shape(spacing.shape)}"
             )
         spacing = spacing.tolist()  # a 0-d tensor gives a Python number, a 1-D one a list
-    if _is_real(spacing):
+    if is_real(spacing):
         items: list[object] = [spacing]
         scalar = True
     elif isinstance(spacing, Sequence) and not isinstance(spacing, (str, bytes, bytearray)):

@@ -16,6 +16,7 @@ import types
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -78,8 +79,8 @@ class _SegLoss(nn.Module):
                 self.register_buffer("dist_matrix", m.to(torch.float64).clone())
             elif isinstance(value, Tensor):
                 self.register_buffer(name, value.detach().clone())
-            else:
-                setattr(self, name, value)
+            else:  # a NumPy scalar (np.float32 from a config file) is kept as the Python number it holds
+                setattr(self, name, value.item() if isinstance(value, np.generic) else value)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Give every loss class its own ``forward`` code object (a copy of the one it inherits).

@@ -21,6 +21,7 @@ from seglosses._checks import (
     check_reduction,
     check_weights_vector,
     hyperparameters,
+    is_whole,
 )
 from seglosses._distributed import sync_sums
 from seglosses._numerics import safe_divide
@@ -41,9 +42,9 @@ class _WholeInterval(Interval):
 
     def check(self, fn: str, name: str, value: object, mode: str | None = None) -> float:
         """Return ``value`` as a float, or raise ``TypeError`` (not an int) / ``ValueError`` (outside)."""
-        if isinstance(value, bool) or not isinstance(value, int):
+        if not is_whole(value):
             raise TypeError(f"{fn}: `{name}` must be an int; got {type(value).__name__} {value!r}")
-        return super().check(fn, name, value, mode)
+        return super().check(fn, name, int(value), mode)  # a NumPy integer too
 
 
 #: ``iterations``: a whole number of skeleton steps, >= 0 (the Module checks it at construction as well).

@@ -53,6 +53,8 @@ from seglosses._checks import (
     check_probabilities,
     check_spacing,
     exact_ignore_target,
+    is_real,
+    is_whole,
 )
 from seglosses._types import Mode
 from seglosses.metrics import _core
@@ -521,13 +523,13 @@ def _check_empty_rule(fn: str, name: str, value: object) -> float | str:
         if value in ("nan", "raise"):
             return value
         raise _fail(f"{fn}: `{name}` must be a number, 'nan' or 'raise'; got {value!r}")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_real(value):
         raise TypeError(f"{fn}: `{name}` must be a number, 'nan' or 'raise'; got {type(value).__name__}")
     return float(value)
 
 
 def _check_nonneg(fn: str, name: str, value: object, *, integer: bool = False, minimum: float = 0.0) -> float:
-    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    ok_type = is_whole(value) if integer else is_real(value)
     if isinstance(value, bool) or not ok_type:
         kind = "an int" if integer else "a number"
         raise TypeError(f"{fn}: `{name}` must be {kind}; got {type(value).__name__}")
