@@ -379,6 +379,16 @@ def test_numpy_scalars_are_numbers():
         as_numpy = {k: (np.float32(v) if isinstance(v, float) else np.int64(v)) for k, v in kw.items()}
         assert torch.equal(fn(x, t, mode="multiclass", **as_numpy), fn(x, t, mode="multiclass", **kw)), fn.__name__
     module = seglosses.TverskyLoss(mode="multiclass", alpha=np.float32(0.25))
-    assert type(module.alpha) is float and module.alpha == 0.25
+    assert type(module.alpha) is float
+    assert module.alpha == 0.25
     with pytest.raises(TypeError, match=msg("tversky_loss", "alpha", "bool")):
         SF.tversky_loss(x, t, mode="multiclass", alpha=np.bool_(True))
+
+
+@pytest.mark.parametrize("mode", ["multiclass", "multilabel"])
+def test_dice_ce_kept_class_weights_say_why(mode):
+    x, t = _mc()
+    if mode == "multilabel":
+        t = (torch.rand(x.shape, generator=torch.Generator().manual_seed(0)) > 0.5).double()
+    with pytest.raises(ValueError, match=msg("dice_ce_loss", "class_weights", "C=3", "every class", "got 2")):
+        SF.dice_ce_loss(x, t, mode=mode, include_background=False, class_weights=[1.0, 2.0])

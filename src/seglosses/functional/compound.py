@@ -92,7 +92,9 @@ def dice_ce_loss(
         log_loss: ``-log D`` for the Dice term (default False).
         label_smoothing: CE label smoothing (default 0).
         include_background: keep channel 0 in the Dice term (default True).
-        class_weights: per-class weights for both terms (default None; not in binary mode).
+        class_weights: per-class weights for both terms, one per class (C, background included, also with
+            ``include_background=False``: the cross-entropy term weighs every pixel by its class) (default None;
+            not in binary mode).
         ignore_index: target value to ignore (default None).
         per_image: per-image Dice (default False).
         reduction: ``"mean"`` (default) or ``"sum"`` (each term with that reduction); ``"none"`` raises.
@@ -155,6 +157,11 @@ def dice_ce_loss(
         process_group=process_group,
     )
     c = prep.num_classes
+    if weights is not None and weights.numel() != c:  # not the kept classes only: the CE term weighs every class
+        raise ValueError(
+            f"{fn}: `class_weights` must have length C={c} (the cross-entropy term weighs every class, background "
+            f"included, also with include_background=False); got {weights.numel()}"
+        )
     c_all = weights is not None and weights.numel() == prep.num_classes
     if weights is None or c_all:
         # the class weights weigh both terms: Dice's classes, and the cross entropy of each pixel by its class (a
