@@ -138,6 +138,18 @@ def check_weights_vector(fn: str, name: str, value: object, *, allow_zero_sum: b
     return w
 
 
+def _float_holds(dtype: torch.dtype, value: int) -> bool:
+    """Whether the floating ``dtype`` holds the integer ``value`` exactly (worked out on the host, no tensor made)."""
+    info = torch.finfo(dtype)
+    magnitude = abs(value)
+    if magnitude > info.max:
+        return False
+    if magnitude == 0:
+        return True
+    significant = magnitude.bit_length() - ((magnitude & -magnitude).bit_length() - 1)
+    return significant <= round(-math.log2(info.eps)) + 1
+
+
 def exact_ignore_target(target: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
     """``target``, widened (int64 or float64) when its dtype cannot hold ``ignore_index``.
 
@@ -149,9 +161,7 @@ def exact_ignore_target(target: torch.Tensor, ignore_index: int | None) -> torch
     if ignore_index is None or target.dtype == torch.bool or target.dtype == torch.int64:
         return target
     if torch.is_floating_point(target):
-        if float(torch.tensor(ignore_index, dtype=target.dtype)) == ignore_index:
-            return target
-        return target.to(torch.float64)
+        return target if _float_holds(target.dtype, ignore_index) else target.to(torch.float64)
     info = torch.iinfo(target.dtype)
     return target if info.min <= ignore_index <= info.max else target.long()
 
