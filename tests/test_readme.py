@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,24 @@ class _Pairs(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return self.items[i]
 
 
+def _smp_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the block builds a segmentation_models_pytorch U-Net (not a dependency, and its encoders are large): where smp
+    # is not installed, a stand-in module whose Unet takes the same arguments and returns a small convolutional net
+    _tiny_compare(monkeypatch)
+    try:
+        import segmentation_models_pytorch  # noqa: F401
+    except ImportError:
+        import types
+
+        def unet(encoder_name: str, *, encoder_weights: Any, in_channels: int, classes: int) -> torch.nn.Module:
+            assert encoder_weights is None  # nothing may be downloaded
+            return torch.nn.Sequential(
+                torch.nn.Conv2d(in_channels, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, classes, 1)
+            )
+
+        monkeypatch.setitem(sys.modules, "segmentation_models_pytorch", types.SimpleNamespace(Unet=unet))
+
+
 def _own_model_data(ns: dict[str, Any]) -> None:
     # "## `seglosses compare`", second block: the user's own Datasets
     ns["train_ds"] = _Pairs(6, seed=3)
@@ -137,7 +156,7 @@ SETUPS: dict[str, tuple[Callable[[dict[str, Any]], None] | None, Callable[[pytes
     "quick_start": (None, None),  # self-contained
     "metrics": (_metrics_data, None),
     "seglosses_compare_which_loss_for_my_data": (None, _tiny_compare),
-    "seglosses_compare_which_loss_for_my_data_2": (_own_model_data, _tiny_compare),
+    "seglosses_compare_which_loss_for_my_data_2": (_own_model_data, _smp_stand_in),
     "exact_global_losses_under_ddp": (_ddp_training, _single_process_env),
     "metrics_across_ranks": (_ddp_metrics, _single_process_env),
 }
