@@ -141,3 +141,36 @@ def test_unified_focal_loss_default_hyperparameters(make_case):
     ]:
         fn = getattr(SF, name)
         assert_close(fn(x, t, **kw), fn(x, t, **defaults, **kw).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name", ["symmetric_focal_tversky_loss", "asymmetric_focal_tversky_loss", "unified_focal_loss"]
+)
+@pytest.mark.parametrize("path", [{}, {"fused": False}, {"ops": False, "native": False}])
+def test_bad_class_index_without_value_checks_gives_nan(name, path):
+    # with value checks off (a GPU's default) a class index >= C poisons the statistics: the loss is NaN, not the
+    # finite number that reading the NaN base of (1 - mTI)^(1 - gamma) as 0 gave
+    import seglosses
+    from seglosses import _dispatch
+
+    g = torch.Generator().manual_seed(41)
+    x = torch.randn(2, 3, 5, 6, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 5, 6), generator=g)
+    t[1, 2, 3] = 3
+    seglosses.set_value_checks("never")
+    try:
+        with _dispatch.use(**path):
+            assert torch.isnan(getattr(SF, name)(x, t, mode="multiclass"))
+    finally:
+        seglosses.set_value_checks("cpu")
+
+
+def test_symmetric_focal_tversky_gamma_one_is_a_constant_with_a_zero_gradient():
+    # gamma = 1: every class term is (1 - mTI)^0 = 1; the loss is the constant 1, still a function of the input
+    # (backward runs and gives 0), as on the whole-loss path
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 3, (2, 5, 6))
+    loss = SF.symmetric_focal_tversky_loss(x, t, mode="multiclass", gamma=1.0)
+    assert loss.item() == 1.0
+    loss.backward()
+    assert torch.equal(x.grad, torch.zeros_like(x))

@@ -12,13 +12,22 @@ def safe_pow(base: Tensor, exponent: float) -> Tensor:
     For ``0 < exponent < 1`` the true derivative at 0 is infinite; every use in seglosses multiplies the power by a
     factor that vanishes there (or sits at the loss minimum), so the subgradient 0 is used instead of ``inf * 0 = NaN``.
     """
-    if exponent == 0.0:
-        return torch.ones_like(base)
+    if exponent == 0.0:  # the constant 1 (0^0 = 1), still a function of base: a zero gradient, not a detached 1
+        return base * 0 + 1
     if exponent == 1.0:
         return base
     positive = base > 0
     safe = torch.where(positive, base, torch.ones_like(base))
     return torch.where(positive, torch.exp(exponent * torch.log(safe)), torch.zeros_like(base))
+
+
+def stats_pow(base: Tensor, exponent: float) -> Tensor:
+    """:func:`safe_pow` of per-class statistics, where a NaN base stays NaN.
+
+    A NaN statistic comes from NaN logits or a bad class index counted on the device; ``safe_pow`` reads it as 0
+    (``NaN > 0`` is False) and would turn a poisoned loss into 0.
+    """
+    return torch.where(torch.isnan(base), base, safe_pow(base, exponent))
 
 
 def pow_from_log(log_base: Tensor, exponent: float) -> Tensor:

@@ -19,7 +19,7 @@ from seglosses._checks import (
     check_weights_vector,
     hyperparameters,
 )
-from seglosses._numerics import safe_divide, safe_pow
+from seglosses._numerics import safe_divide, stats_pow
 from seglosses._prepare import Prepared, prepare
 from seglosses._reduce import reduce_classes, reduce_images, select_classes
 from seglosses._stats import SoftStats, soft_stats, two_class_stats
@@ -484,10 +484,9 @@ def focal_tversky_from_stats(stats: SoftStats, alpha: float, beta: float, gamma:
     """Per-class focal Tversky loss ``(1 - TI_c)^gamma`` from the statistics (see :func:`focal_tversky_loss`).
 
     A NaN statistic (NaN logits, or a bad class index counted on the device) gives a NaN loss, as in every other
-    region loss: :func:`safe_pow` alone reads a NaN base as 0 (``NaN > 0`` is False) and returned a loss of 0.
+    region loss (:func:`stats_pow`).
     """
-    base = 1 - _tversky_index(stats, alpha, beta, smooth)
-    return torch.where(torch.isnan(base), base, safe_pow(base, gamma))
+    return stats_pow(1 - _tversky_index(stats, alpha, beta, smooth), gamma)
 
 
 @hyperparameters(alpha=NONNEGATIVE, beta=NONNEGATIVE, gamma=POSITIVE, smooth=NONNEGATIVE)

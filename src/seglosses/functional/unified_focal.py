@@ -9,7 +9,7 @@ from torch import Tensor
 
 from seglosses import _dispatch, _whole
 from seglosses._checks import FLAG, NONNEGATIVE, UNIT, check_hparams, check_mode, check_reduction, hyperparameters
-from seglosses._numerics import safe_divide, safe_pow
+from seglosses._numerics import safe_divide, safe_pow, stats_pow
 from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, masked_mean, prepare, unflatten
 from seglosses._reduce import reduce_images
 from seglosses._stats import SoftStats, fused_stats_and_pixel, soft_stats, two_class_stats
@@ -169,7 +169,7 @@ def _tversky_from_stats(
     if prep.mode == "binary":
         stats = two_class_stats(stats)
     mti = safe_divide(stats.tp + smooth, stats.tp + delta * stats.fn + (1 - delta) * stats.fp + smooth, smooth)
-    rare = safe_pow(1 - mti, 1 - gamma)
+    rare = stats_pow(1 - mti, 1 - gamma)  # NaN statistics stay NaN
     back = (1 - mti[:, :1]) if asymmetric else rare[:, :1]
     values = torch.cat([back, rare[:, 1:]], dim=1)  # (N, C)
     return reduce_images(values, reduction, stats.sync)
