@@ -524,3 +524,31 @@ def test_distance_losses_sync_stats_one_rank(name: str, tmp_path: Any) -> None: 
             torch.testing.assert_close(xb.grad, xa.grad, rtol=1e-12, atol=1e-14)
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name", ["boundary_loss", "hausdorff_dt_loss"])
+@pytest.mark.parametrize("value", [3, -1])
+def test_bad_class_index_without_value_checks_poisons_its_image(name, value):
+    # with value checks off (a GPU's default) a class index outside [0, C) makes its image NaN, the others keep
+    # their values (equal to the same call on the good target), and nothing is read out of bounds (it raised
+    # IndexError for 3 and gave a finite loss for -1)
+    import seglosses
+
+    g = torch.Generator().manual_seed(41)
+    x = torch.randn(2, 3, 5, 6, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 5, 6), generator=g)
+    bad = t.clone()
+    bad[1, 2, 3] = value
+    fn = getattr(SF, name)
+    good = fn(x, t, mode="multiclass", per_image=True, reduction="none")
+    seglosses.set_value_checks("never")
+    try:
+        got = fn(x, bad, mode="multiclass", per_image=True, reduction="none")
+        xg = x.clone().requires_grad_(True)
+        loss = fn(xg, bad, mode="multiclass")
+        loss.backward()
+    finally:
+        seglosses.set_value_checks("cpu")
+    assert torch.isnan(got[1]).all()
+    assert torch.equal(got[0], good[0])
+    assert torch.isnan(loss)

@@ -154,3 +154,24 @@ def test_hybrid_focal_loss_equals_weighted_sum_of_parts(make_case, mode, target,
         case.x, case.t, alpha=0.4, beta=0.6, gamma=1.2, smooth=0.5, per_image=per_image, **cw, **kw
     )
     assert_close(out, (0.3 * fl + 0.7 * ftl).numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("value", [3, -1])
+def test_combo_bad_class_index_without_value_checks_gives_nan(value):
+    # with value checks off (a GPU's default) a class index outside [0, C) makes the loss NaN; it raised 'index out
+    # of bounds' from the scatter of the class terms (a device assert on a GPU)
+    import torch
+
+    import seglosses
+
+    g = torch.Generator().manual_seed(41)
+    x = torch.randn(2, 3, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 3, (2, 5, 6), generator=g)
+    t[1, 2, 3] = value
+    seglosses.set_value_checks("never")
+    try:
+        loss = SF.combo_loss(x, t, mode="multiclass")
+        loss.backward()
+    finally:
+        seglosses.set_value_checks("cpu")
+    assert torch.isnan(loss)

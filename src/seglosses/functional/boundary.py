@@ -86,8 +86,9 @@ def target_masks(fn: str, prep: Prepared, start: int) -> Tensor:
     """
     c = prep.num_classes
     if prep.form == "index":
-        classes = torch.arange(start, c, device=prep.target.device).view(1, -1, 1)
-        masks = prep.target.unsqueeze(1) == classes
+        target, _ = prep.safe_index()  # a bad index (not checked on the host) is class 0 here, its image NaN
+        classes = torch.arange(start, c, device=target.device).view(1, -1, 1)
+        masks = target.unsqueeze(1) == classes
         if prep.valid is not None:
             masks &= prep.valid > 0
         return masks
@@ -150,6 +151,21 @@ def class_pixel_mean(values: Tensor, prep: Prepared, start: int, per_image: bool
     if start:
         mean = torch.cat([torch.zeros_like(mean[..., :start]), mean], -1)
     return mean
+
+
+def poison_bad_images(values: Tensor, prep: Prepared) -> Tensor:
+    """``values`` ``(N, C', M)`` with NaN in every image that holds a class index outside ``[0, C)``.
+
+    Only where the host value check did not run (a GPU by default, ``set_value_checks("never")``, compile): the
+    indices were counted on the device (:meth:`Prepared.safe_index`), so the loss is NaN as on every other path,
+    never a finite number computed from a replaced index, and nothing is read out of bounds.
+    """
+    if prep.form != "index":
+        return values
+    _, bad = prep.safe_index()
+    if bad is None:
+        return values
+    return values + torch.where(bad > 0, float("nan"), 0.0).to(values.dtype).view(-1, 1, 1)
 
 
 def _prepare_distance_loss(
@@ -302,7 +318,7 @@ def boundary_loss(
         phi = masks_to_maps(target_masks(fn, prep, start), prep, "signed", sp)
     else:
         phi = flat_dist_map(fn, dist_map, prep)[:, start:]
-    values = prep.prob[:, start:] * phi
+    values = poison_bad_images(prep.prob[:, start:] * phi, prep)
     per_class = class_pixel_mean(values, prep, start, per_image)
     return reduce_classes(
         per_class,
@@ -436,12 +452,12 @@ def hausdorff_dt_loss(
         q &= prep.valid[:, start:] > 0 if prep.valid.shape[1] > 1 else prep.valid > 0
     d_q = masks_to_maps(q, prep, "unsigned", sp)
     if prep.form == "index":  # p - g without a one-hot: subtract 1 at each pixel's own class (if kept)
-        t = prep.target.unsqueeze(1) - start
+        t = prep.safe_index()[0].unsqueeze(1) - start
         own = t >= 0
         diff = p.scatter_add(1, t.clamp_min(0), -own.to(p.dtype))
     else:
         diff = p - prep.target[:, start:]
-    values = diff.square() * (d_g.pow(alpha) + d_q.pow(alpha))
+    values = poison_bad_images(diff.square() * (d_g.pow(alpha) + d_q.pow(alpha)), prep)
     per_class = class_pixel_mean(values, prep, start, per_image)
     loss = reduce_classes(
         per_class,

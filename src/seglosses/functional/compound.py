@@ -334,8 +334,8 @@ def combo_loss(
     if prep.sync is not None and prep.valid is not None:  # a pixel kept on any rank
         any_kept = (sync_sums([prep.valid.sum()], prep.sync)[0] > 0).to(prep.valid.dtype)
     if prep.form == "index":
-        logp_t, _, _ = index_log_probs(prep, need_log1m=False)
-        t = prep.target.unsqueeze(1)
+        logp_t, _, _ = index_log_probs(prep, need_log1m=False)  # NaN in an image with a bad index (device count)
+        t = prep.safe_index()[0].unsqueeze(1)  # indices safe to scatter with
         # sum over the classes other than the pixel's own: its own entry is zeroed (no one-hot is built)
         if prep.from_logits:
             others = log1m_softmax(prep.logits, dim=1).scatter(1, t, 0.0).sum(1)
