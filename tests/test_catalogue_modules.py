@@ -366,3 +366,29 @@ def test_catalogue_default_arguments_build_every_loss_that_supports_the_mode(mod
     else:  # multilabel: the unified focal family and GWD
         assert "generalized_wasserstein_dice" in skipped
         assert "unified_focal" in skipped
+
+
+@pytest.mark.parametrize("options", [{}, {"per_image": True}, {"ignore_index": 255}], ids=["batch", "image", "ignore"])
+@pytest.mark.parametrize("value", [3, -1])
+@pytest.mark.parametrize("name", available_losses())
+def test_every_loss_is_nan_for_a_bad_class_index_without_value_checks(name, value, options):
+    # with value checks off (a GPU's default) a class index outside [0, C) at a kept pixel makes the loss NaN on
+    # every loss, never an exception (a device assert on a GPU) nor a finite number computed around it
+    g = torch.Generator().manual_seed(41)
+    x = torch.randn(2, 3, 6, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 3, (2, 6, 6), generator=g)
+    t[1, 2, 3] = value
+    if "ignore_index" in options:
+        t[0, 0, 0] = 255
+    extra = {"dist_matrix": 1 - torch.eye(3)} if name == "generalized_wasserstein_dice" else {}
+    try:
+        loss = get_loss(name, mode="multiclass", **extra, **options)
+    except (TypeError, ValueError):
+        pytest.skip(f"{name} has no {options} in mode='multiclass'")
+    seglosses.set_value_checks("never")
+    try:
+        out = loss(x, t)
+        out.backward()
+    finally:
+        seglosses.set_value_checks("cpu")
+    assert torch.isnan(out)

@@ -156,6 +156,18 @@ class Prepared:
                 self._cache["bad_index"] = bad
         return self._cache["safe_index"], self._cache.get("bad_index")
 
+    def index_poison(self, dtype: torch.dtype) -> Tensor | None:
+        """``(N,)`` NaN for each image holding a class index outside ``[0, C)`` (counted on the device), else 0.
+
+        None for dense targets and where the host value check ran (a bad index has raised there). Added to an
+        image's values it makes them NaN, as the fused passes' counters do, for the PyTorch paths that build
+        masks or gather with :meth:`safe_index`'s guarded indices.
+        """
+        if self.form != "index":
+            return None
+        _, bad = self.safe_index()
+        return None if bad is None else torch.where(bad > 0, float("nan"), 0.0).to(dtype)
+
     def valid_pixels(self) -> Tensor | None:
         """``(N, M)`` kept-pixel mask for index targets (``valid`` without its class dim), or None."""
         return None if self.valid is None else self.valid.squeeze(1)

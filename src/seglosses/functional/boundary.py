@@ -160,12 +160,8 @@ def poison_bad_images(values: Tensor, prep: Prepared) -> Tensor:
     indices were counted on the device (:meth:`Prepared.safe_index`), so the loss is NaN as on every other path,
     never a finite number computed from a replaced index, and nothing is read out of bounds.
     """
-    if prep.form != "index":
-        return values
-    _, bad = prep.safe_index()
-    if bad is None:
-        return values
-    return values + torch.where(bad > 0, float("nan"), 0.0).to(values.dtype).view(-1, 1, 1)
+    poison = prep.index_poison(values.dtype)
+    return values if poison is None else values + poison.view(-1, 1, 1)
 
 
 def _prepare_distance_loss(

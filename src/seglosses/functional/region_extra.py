@@ -189,7 +189,7 @@ def _sensitivity_sums(prep: Prepared, per_image: bool) -> tuple[Tensor, Tensor, 
     n, c, m = p.shape
     valid = prep.valid
     if prep.form == "index":
-        t = prep.target
+        t = prep.safe_index()[0]  # indices safe to gather with; an image with a bad one is made NaN below
         p_t = p.gather(1, t.unsqueeze(1)).squeeze(1)
         ones = torch.ones_like(p_t) if valid is None else valid[:, 0]
         zeros = torch.zeros((n, c), dtype=p.dtype, device=p.device)
@@ -199,6 +199,9 @@ def _sensitivity_sums(prep: Prepared, per_image: bool) -> tuple[Tensor, Tensor, 
         neg = p_sq - own_sq
         g_sum = zeros.scatter_add(1, t, ones)
         kept = prep.count()
+        poison = prep.index_poison(pos.dtype)
+        if poison is not None:
+            pos = pos + poison.unsqueeze(1)
     else:
         g = prep.target
         err = (g - p).square()
@@ -539,7 +542,7 @@ def generalized_wasserstein_dice_loss(
     cost = torch.einsum("kl,nlm->nkm", m, p)  # cost[n, k, i] = sum_l M[k, l] p_il: W_i for a label k
     alpha = m[:, 0]
     if prep.form == "index":
-        t = prep.target
+        t = prep.safe_index()[0]  # indices safe to gather with; an image with a bad one is made NaN below
         w = cost.gather(1, t.unsqueeze(1)).squeeze(1)
         a = alpha[t]
         if prep.valid is not None:
@@ -554,4 +557,5 @@ def generalized_wasserstein_dice_loss(
     tp = (a * (a - w)).sum(-1)
     w_sum = w.sum(-1)
     loss = 1 - safe_divide(2 * tp + smooth, 2 * tp + w_sum + smooth, smooth)
-    return reduce_images(loss, reduction, prep.sync)
+    poison = prep.index_poison(loss.dtype)
+    return reduce_images(loss if poison is None else loss + poison, reduction, prep.sync)

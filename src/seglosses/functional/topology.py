@@ -410,7 +410,7 @@ def _cldice_sums(fn: str, prep: Prepared, start: int, iterations: int) -> tuple[
     sp_kept = skel_p if valid is None else skel_p * (valid if valid.shape[1] == 1 else valid[:, start:])
     sum_sp = sp_kept.sum(-1)
     if prep.form == "index":
-        t = prep.target  # (N, M), ignored pixels are 0 and masked by `valid`
+        t = prep.safe_index()[0]  # (N, M), ignored pixels are 0 and masked by `valid`; bad indices 0 (see below)
         with torch.no_grad():
             masks = t.unsqueeze(1) == torch.arange(start, c, device=t.device).view(1, k, 1)
             if valid is not None:
@@ -419,6 +419,9 @@ def _cldice_sums(fn: str, prep: Prepared, start: int, iterations: int) -> tuple[
         zero = torch.zeros((), dtype=p.dtype, device=p.device)
         sum_sp_g = torch.where(masks, sp_kept, zero).sum(-1)  # keeps the bool masks for backward, not S(p)
         sum_sg_p = torch.where(skel_g, p, zero).sum(-1)
+        poison = prep.index_poison(p.dtype)  # an image with a class index outside [0, C): NaN
+        if poison is not None:
+            sum_sp_g = sum_sp_g + poison.unsqueeze(1)
         return sum_sp_g, sum_sp, sum_sg_p, skel_g.sum(-1).to(p.dtype)
     g = prep.target[:, start:]  # 0 at ignored elements
     with torch.no_grad():
@@ -429,9 +432,9 @@ def _cldice_sums(fn: str, prep: Prepared, start: int, iterations: int) -> tuple[
 
 
 def _harmonic(tprec: Tensor, tsens: Tensor) -> Tensor:
-    """``2 a b / (a + b)``, 0 where both are 0."""
+    """``2 a b / (a + b)``, 0 where both are 0, NaN where either is NaN."""
     den = tprec + tsens
-    ok = den > 0
+    ok = ~(den <= 0)  # NaN (a poisoned image) stays NaN
     return torch.where(ok, 2 * tprec * tsens / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
 
 
