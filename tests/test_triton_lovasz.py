@@ -86,6 +86,17 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
                 results[f"{key}/{out}"] = err(a, b)
                 results[f"{key}/{out}/dtype"] = float(a.dtype != b.dtype)
 
+    # ties (every error equal: all-0.5 probabilities): the weights follow the position order, as the twin's stable
+    # sort and Berman et al.'s reference
+    zt = torch.full((2, 1, 8), 0.5, dtype=torch.float64)
+    gt = torch.tensor([[0, 1, 0, 1, 1, 0, 0, 1], [1, 0, 0, 1, 0, 1, 1, 0]], dtype=torch.float64).view(2, 1, 8)
+    for per_image in (False, True):
+        _, _, w_t = _triton_lovasz.lovasz_forward(
+            zt, None, gt, None, hinge=False, per_image=per_image, block_m=BLOCK, block_l=BLOCK
+        )
+        _, _, w_r, _ = lovasz_rows_twin(zt, None, gt, None, hinge=False, per_image=per_image)
+        results[f"ties/{per_image}"] = err(w_t, w_r.reshape(-1) if per_image else w_r.transpose(0, 1).reshape(-1))
+
     # value-check counters: a NaN logit or a bad class index at a kept pixel poisons the rows that hold it only
     g = torch.Generator().manual_seed(7)
     x = torch.randn(2, 3, 37, generator=g, dtype=torch.float64)
@@ -206,6 +217,11 @@ def test_lovasz_loss_through_the_triton_operator_matches_reference(interpreted, 
 )
 def test_triton_lovasz_value_check_counters(interpreted, key):
     assert interpreted[key] == 0.0, key
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_triton_lovasz_ties_follow_position_order(interpreted, per_image):
+    assert interpreted[f"ties/{per_image}"] < 1e-12
 
 
 if __name__ == "__main__":

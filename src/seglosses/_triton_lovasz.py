@@ -380,7 +380,7 @@ def lovasz_forward(
     step = max(1, min(rows, (chunk_elements or _sort_chunk(rows * length)) // max(1, length)))
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
-        vals, idx = torch.sort(keys[r0:r1], dim=-1, descending=True)
+        vals, idx = torch.sort(keys[r0:r1], dim=-1, descending=True, stable=True)  # ties: position order
         cnt = torch.empty((r1 - r0, ltiles), dtype=torch.int32, device=z.device)
         _count_kernel[launch_grid(r1 - r0, ltiles)](idx, tt, gg, vv, cnt, r0, c, m, length, ltiles, **common)
         before = torch.cumsum(cnt, 1)  # int64
