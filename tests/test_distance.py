@@ -114,6 +114,24 @@ def test_distance_ignored_pixels_are_background() -> None:
         np.testing.assert_allclose(got[n, 0].numpy(), unsigned_ref(m, (1.0, 1.0)), rtol=1e-6, atol=1e-6)
 
 
+def test_distance_ignore_index_outside_the_target_dtype_matches_no_value() -> None:
+    """torch compares a uint8 tensor with -1 as with 255 and an int8 one with 257 as with 1: ignore_index must be
+    compared as the integer it is (as the losses do), so 255 is refused and class 1 stays a class."""
+    # binary uint8 [0, 1, 1, 0]: 257 matches nothing, the mask stays {1, 2}; by hand phi = [1, 0, 0, 1]
+    g = torch.tensor([[[0, 1, 1, 0]]], dtype=torch.uint8)
+    assert signed_distance(g, mode="binary", ignore_index=257).tolist() == [[[1.0, 0.0, 0.0, 1.0]]]
+    # multiclass int8 [0, 1, 1, 2]: class 1's mask is {1, 2}; d = edt(m) + edt(~m) = [1, 1, 1, 1] by hand
+    t = torch.tensor([[0, 1, 1, 2]], dtype=torch.int8)
+    assert unsigned_distance(t, mode="multiclass", num_classes=3, ignore_index=257)[0, 1].tolist() == [1.0] * 4
+    u = torch.tensor([[0, 1, 255]], dtype=torch.uint8)
+    with pytest.raises(ValueError, match=r"class indices must be in \[0, 3\) or equal ignore_index=-1; got 255"):
+        signed_distance(u, mode="multiclass", num_classes=3, ignore_index=-1)
+    with pytest.raises(ValueError, match=r"must be hard .* e\.g\. 255"):
+        signed_distance(u, mode="binary", ignore_index=-1)
+    with pytest.raises(ValueError, match=r"must be hard .* e\.g\. 255"):
+        DistanceMapTransform(mode="binary", ignore_index=-1).map(u)
+
+
 def test_distance_index_equals_one_hot_and_bool() -> None:
     t = torch.from_numpy(blobs(2, 4, (7, 8), seed=5))
     one_hot = torch.nn.functional.one_hot(t, 4).movedim(-1, 1)

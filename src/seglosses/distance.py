@@ -38,6 +38,7 @@ from seglosses._checks import (
     check_option,
     check_spacing,
     check_spacing_form,
+    exact_ignore_target,
 )
 from seglosses._ops_distance import distance_maps
 
@@ -63,7 +64,9 @@ def class_masks(
     check_ignore_index(fn, ignore_index)
     if not isinstance(target, Tensor):
         raise TypeError(f"{fn}: `target` must be a torch.Tensor; got {type(target).__name__}")
-    t = target.detach().cpu()
+    # widened when its dtype cannot hold ignore_index: torch compares a uint8 target's 255 equal to -1 and an int8
+    # target's 1 equal to 257, so those pixels were taken as ignored (the losses refuse them or keep them)
+    t = exact_ignore_target(target.detach().cpu(), ignore_index)
     integer = not (torch.is_floating_point(t) or t.dtype == torch.bool)
     if mode == "multiclass" and integer:
         c = int(check_num_classes(fn, num_classes, mode, required=True) or 0)
