@@ -18,7 +18,11 @@ understood by :func:`load_data`:
   The last 20 % of the pairs (sorted by name, at least one) validate. A folder is read lazily: every pair is
   checked once up front (readable, paired, shapes, channel count, finite pixels, integer class indices in range),
   keeping only its shape and class counts, then read again from disk whenever a batch needs it, so memory does
-  not grow with the number of files.
+  not grow with the number of files. Channels are where the file says they are (:func:`_read_array`): PNG
+  bands (RGB, RGBA, grey + alpha; an alpha channel is dropped; a palette PNG holds class indices), a TIFF's
+  ``S`` axis (a ``minisblack`` stack whose last axis is 3 long is a volume), a NIfTI file's 4th axis
+  (modalities; trailing singleton axes are dropped). A mask with channels must have them all equal (else "a
+  colour mask"). Images follow their EXIF orientation, as a viewer shows them.
 
 The built-in datasets are small and held in memory (:class:`TensorPairs`). Training batches are random crops
 (:class:`CropSpec`, drawn by :func:`draw_specs` from one generator per run and cut by :class:`CropDataset`), so
@@ -568,23 +572,44 @@ def _is_nifti(path: Path) -> bool:
     return path.name.lower().endswith((".nii", ".nii.gz"))
 
 
-def _read_array(path: Path) -> np.ndarray:
-    """Read a PNG, TIFF or NIfTI file into a NumPy array; any failure names the file."""
+def _read_array(path: Path) -> tuple[np.ndarray, bool]:
+    """Read a PNG, TIFF or NIfTI file; returns the array and whether its last axis holds channels (samples).
+
+    The file says where its channels are, so the shape need not be guessed: a Pillow image with more than one
+    band (RGB, RGBA, LA, PA) has them last; a TIFF has them where its series axes put ``S`` (the photometric
+    tag: a stack of 3 or 4 grey slices stored as ``minisblack`` stays a stack), moved last here; a NIfTI file's
+    4th axis (modalities, as in the Medical Segmentation Decathlon) holds them, after trailing singleton axes
+    beyond the 3rd are dropped (``(X, Y, Z, 1)`` is a volume). Any failure names the file.
+    """
     try:
         if _is_nifti(path):
             if importlib.util.find_spec("nibabel") is None:
                 raise DataError(f"{path}: reading NIfTI needs nibabel; install it with: pip install nibabel")
             import nibabel
 
-            return np.asarray(nibabel.load(str(path)).get_fdata(), dtype=np.float64)  # type: ignore[attr-defined,unused-ignore]
+            data = np.asarray(nibabel.load(str(path)).get_fdata(), dtype=np.float64)  # type: ignore[attr-defined,unused-ignore]
+            while data.ndim > 3 and data.shape[-1] == 1:
+                data = data[..., 0]
+            if data.ndim > 3 and 1 in data.shape[3:]:
+                data = data.reshape(data.shape[:3] + tuple(s for s in data.shape[3:] if s != 1))
+            return data, data.ndim == 4
         if path.name.lower().endswith((".tif", ".tiff")):
             import tifffile
 
-            return np.asarray(tifffile.imread(path))
-        from PIL import Image
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                data = np.asarray(series.asarray())
+                axes = str(series.axes)
+            if "S" in axes and len(axes) == data.ndim:
+                return np.moveaxis(data, axes.index("S"), -1), True
+            return data, False
+        from PIL import Image, ImageOps
 
-        with Image.open(path) as im:
-            return np.asarray(im)
+        with Image.open(path) as opened:
+            im = ImageOps.exif_transpose(opened)  # as an image viewer (and annotation tools) show it
+            if im.mode == "CMYK":
+                im = im.convert("RGB")
+            return np.asarray(im), len(im.getbands()) > 1
     except DataError:
         raise
     except Exception as exc:  # the error names the file whatever the reader raised
@@ -614,17 +639,38 @@ def _list_files(folder: Path) -> dict[str, Path]:
     return files
 
 
+def _drop_alpha(array: np.ndarray) -> np.ndarray:
+    """Channels last: grey + alpha (2) or RGB + alpha (4) lose the alpha channel; other counts are kept."""
+    return array[..., :-1] if array.shape[-1] in (2, 4) else array
+
+
 def _read_pair(ipath: Path, mpath: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one pair as ``image (C, *S)`` and ``mask (*S)``; raises :class:`DataError` naming the file."""
-    image, mask = _read_array(ipath), _read_array(mpath)
-    if mask.ndim == 3 and mask.shape[-1] in (3, 4) and not _is_nifti(ipath):
-        if not (mask[..., :3] == mask[..., :1]).all():
-            raise DataError(f"{mpath}: a colour mask; masks must hold one class index per pixel")
-        mask = mask[..., 0]
+    (image, image_channels), (mask, mask_channels) = _read_array(ipath), _read_array(mpath)
+    if mask_channels and _is_nifti(mpath):
+        raise DataError(
+            f"{mpath}: masks must be 2D or 3D volumes of class indices; got shape {mask.shape} (a 4th axis)"
+        )
+    if mask_channels:
+        colour = _drop_alpha(mask)
+        if not (colour == colour[..., :1]).all():
+            raise DataError(
+                f"{mpath}: a colour mask ({colour.shape[-1]} channels that differ, shape {mask.shape}); masks must "
+                "hold one class index per pixel: map each colour to its class index 0..C-1 and save one channel "
+                "(a greyscale or palette PNG)"
+            )
+        mask = colour[..., 0]
     spatial = mask.ndim
     if spatial not in (2, 3):
         raise DataError(f"{mpath}: masks must be 2D or 3D; got shape {mask.shape}")
-    if image.shape == mask.shape:
+    if image_channels:
+        channels = image if _is_nifti(ipath) else _drop_alpha(image)
+        if channels.shape[:-1] != mask.shape:
+            raise DataError(
+                f"{ipath}: image shape {image.shape} (channels last) does not match its mask {mpath} {mask.shape}"
+            )
+        image = np.moveaxis(channels, -1, 0)
+    elif image.shape == mask.shape:
         image = image[None]
     elif image.ndim == spatial + 1 and image.shape[:-1] == mask.shape and image.shape[-1] in (3, 4):
         image = np.moveaxis(image[..., :3], -1, 0)  # RGB(A) -> (3, *S)

@@ -1,0 +1,142 @@
+"""Real-world layouts of ``--data FOLDER``: how each file is read, or the error that names it.
+
+Expected arrays come from the arrays the test wrote (NumPy), never from the loader.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seglosses.cli.data import DataError, load_data
+
+
+def _folder(root: Path) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    return root
+
+
+def _mask(i: int, shape: tuple[int, ...] = (24, 24)) -> np.ndarray:
+    mask = np.zeros(shape, np.uint8)
+    mask[3 + i : 10 + i, 4:14] = 1
+    return mask
+
+
+def _normalised(channel: np.ndarray) -> np.ndarray:
+    """The documented per-channel scaling: 1st and 99.8th percentiles of the float32 pixels to 0 and 1."""
+    x = channel.astype(np.float32)
+    lo, hi = np.percentile(x, [1.0, 99.8])
+    return (x - lo) / max(float(hi - lo), 1e-6)
+
+
+def _items(data):
+    return [data.train[i] for i in range(data.num_train)] + [data.val[i] for i in range(data.num_val)]
+
+
+def test_data_nifti_modalities_on_the_4th_axis_are_all_channels(tmp_path):
+    # Medical Segmentation Decathlon layout: image (X, Y, Z, 4 modalities), mask (X, Y, Z). The 4th modality
+    # used to be dropped as if it were an alpha channel.
+    nibabel = pytest.importorskip("nibabel")
+    root = _folder(tmp_path / "msd")
+    rng = np.random.default_rng(0)
+    written = []
+    for i in range(3):
+        image = rng.normal(size=(12, 10, 6, 4)).astype(np.float32)
+        mask = np.zeros((12, 10, 6), np.uint8)
+        mask[2:6, 3:7, 1 + i : 4 + i] = 1
+        nibabel.save(nibabel.Nifti1Image(image, np.eye(4)), root / "images" / f"c{i}.nii.gz")
+        nibabel.save(nibabel.Nifti1Image(mask, np.eye(4)), root / "masks" / f"c{i}.nii.gz")
+        written.append((image, mask))
+    data = load_data(str(root))
+    assert (data.in_channels, data.ndim, data.mode) == (4, 3, "binary")
+    for (image, mask), (got_image, got_mask) in zip(written, _items(data), strict=True):
+        expected = np.stack([_normalised(image[..., c]) for c in range(4)])
+        np.testing.assert_allclose(got_image.numpy(), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(got_mask.numpy(), mask)
+
+
+def test_data_nifti_trailing_singleton_axis_is_a_volume(tmp_path):
+    # (X, Y, Z, 1), as some converters write: a volume, for the image and for the mask.
+    nibabel = pytest.importorskip("nibabel")
+    root = _folder(tmp_path / "nii4")
+    rng = np.random.default_rng(1)
+    written = []
+    for i in range(3):
+        image = rng.normal(size=(12, 10, 6, 1)).astype(np.float32)
+        mask = np.zeros((12, 10, 6, 1), np.uint8)
+        mask[2:6, 3:7, 1 + i : 4 + i] = 2
+        nibabel.save(nibabel.Nifti1Image(image, np.eye(4)), root / "images" / f"c{i}.nii.gz")
+        nibabel.save(nibabel.Nifti1Image(mask, np.eye(4)), root / "masks" / f"c{i}.nii.gz")
+        written.append((image, mask))
+    data = load_data(str(root))
+    assert (data.in_channels, data.ndim, data.num_classes) == (1, 3, 3)
+    for (image, mask), (got_image, got_mask) in zip(written, _items(data), strict=True):
+        np.testing.assert_allclose(got_image.numpy(), _normalised(image[..., 0])[None], rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(got_mask.numpy(), mask[..., 0])
+
+
+def test_data_nifti_4d_mask_is_refused(tmp_path):
+    nibabel = pytest.importorskip("nibabel")
+    root = _folder(tmp_path / "onehot")
+    for i in range(2):
+        nibabel.save(nibabel.Nifti1Image(np.zeros((8, 8, 4), np.float32), np.eye(4)), root / "images" / f"c{i}.nii")
+        nibabel.save(nibabel.Nifti1Image(np.zeros((8, 8, 4, 3), np.uint8), np.eye(4)), root / "masks" / f"c{i}.nii")
+    with pytest.raises(DataError, match=r"c0\.nii: masks must be 2D or 3D volumes of class indices; got shape"):
+        load_data(str(root))
+
+
+def test_data_grey_alpha_png_loses_its_alpha(tmp_path):
+    # 'LA' PNGs (grey + alpha) as image and as mask: one channel, the alpha ignored (as for RGBA).
+    from PIL import Image
+
+    root = _folder(tmp_path / "la")
+    rng = np.random.default_rng(2)
+    written = []
+    for i in range(3):
+        grey = rng.integers(0, 256, (24, 24), dtype=np.uint8)
+        alpha = rng.integers(0, 256, (24, 24), dtype=np.uint8)
+        Image.fromarray(np.stack([grey, alpha], -1), "LA").save(root / "images" / f"a{i}.png")
+        mask = _mask(i)
+        Image.fromarray(np.stack([mask, np.full_like(mask, 255)], -1), "LA").save(root / "masks" / f"a{i}.png")
+        written.append((grey, mask))
+    data = load_data(str(root))
+    assert (data.in_channels, data.num_classes, data.mode) == (1, 2, "binary")
+    for (grey, mask), (got_image, got_mask) in zip(written, _items(data), strict=True):
+        np.testing.assert_allclose(got_image.numpy(), _normalised(grey)[None], rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(got_mask.numpy(), mask)
+
+
+def test_data_tiff_stack_of_three_slices_is_3d_not_rgb(tmp_path):
+    # A grey (minisblack) stack whose last axis is 3 long is a volume; only an RGB-tagged TIFF has colours.
+    tifffile = pytest.importorskip("tifffile")
+    root = _folder(tmp_path / "stack")
+    rng = np.random.default_rng(3)
+    written = []
+    for i in range(3):
+        image = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+        mask = np.zeros((10, 12, 3), np.uint8)
+        mask[2:6, 3 + i : 8 + i, 0] = 1
+        mask[2:6, 3:5, 2] = 2  # differs along the last axis: it was refused as "a colour mask"
+        tifffile.imwrite(root / "images" / f"s{i}.tif", image, photometric="minisblack")
+        tifffile.imwrite(root / "masks" / f"s{i}.tif", mask, photometric="minisblack")
+        written.append((image, mask))
+    data = load_data(str(root))
+    assert (data.ndim, data.in_channels, data.num_classes) == (3, 1, 3)
+    for (image, mask), (got_image, got_mask) in zip(written, _items(data), strict=True):
+        np.testing.assert_allclose(got_image.numpy(), _normalised(image)[None], rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(got_mask.numpy(), mask)
+
+
+def test_data_rgb_tagged_tiff_colour_mask_is_refused(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    root = _folder(tmp_path / "rgbtif")
+    for i in range(2):
+        tifffile.imwrite(root / "images" / f"s{i}.tif", np.zeros((10, 12, 3), np.uint8), photometric="rgb")
+        colour = np.zeros((10, 12, 3), np.uint8)
+        colour[2:5, 2:5] = (255, 0, 0)
+        tifffile.imwrite(root / "masks" / f"s{i}.tif", colour, photometric="rgb")
+    with pytest.raises(DataError, match=r"s0\.tif: a colour mask \(3 channels that differ, shape \(10, 12, 3\)\)"):
+        load_data(str(root))
