@@ -140,3 +140,54 @@ def test_data_rgb_tagged_tiff_colour_mask_is_refused(tmp_path):
         tifffile.imwrite(root / "masks" / f"s{i}.tif", colour, photometric="rgb")
     with pytest.raises(DataError, match=r"s0\.tif: a colour mask \(3 channels that differ, shape \(10, 12, 3\)\)"):
         load_data(str(root))
+
+
+def _png_pairs(root: Path, masks: list[np.ndarray]) -> Path:
+    from PIL import Image
+
+    _folder(root)
+    rng = np.random.default_rng(4)
+    for i, mask in enumerate(masks):
+        Image.fromarray(rng.integers(0, 256, mask.shape, dtype=np.uint8)).save(root / "images" / f"p{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"p{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("white", [255, 65535])
+def test_data_binary_mask_saved_as_black_white_says_divide(tmp_path, white):
+    dtype = np.uint8 if white == 255 else np.uint16
+    root = _png_pairs(tmp_path / "bw", [_mask(i).astype(dtype) * dtype(white) for i in range(3)])
+    with pytest.raises(
+        DataError, match=rf"p0\.png: mask value {white} out of range: .*\(a 0/{white} mask\? divide it by"
+    ):
+        load_data(str(root))
+
+
+def test_data_voc_void_border_is_not_called_a_0_255_mask(tmp_path):
+    # Pascal VOC: classes 0..2 plus 255 on the object borders; dividing by 255 would be wrong advice.
+    masks = []
+    for i in range(3):
+        mask = _mask(i) * 2
+        mask[3 + i, 4:14] = 255
+        masks.append(mask)
+    root = _png_pairs(tmp_path / "voc", masks)
+    with pytest.raises(DataError) as info:
+        load_data(str(root))
+    message = str(info.value)
+    assert "p0.png: mask value 255 out of range" in message
+    assert "divide" not in message
+    assert "compare has no ignore label: set those pixels to a class" in message
+
+
+def test_data_class_fractions_count_only_training_masks_with_many_declared_classes(tmp_path):
+    # classes=200 and a training mask holding 150: its counts used to be skipped (values > 128), which shifted
+    # the validation mask's counts into the training fractions.
+    masks = [_mask(i) for i in range(5)]
+    masks[0][0, :6] = 150
+    masks[4][:, :] = 7  # the validation pair (the last 20 %)
+    root = _png_pairs(tmp_path / "many", masks)
+    data = load_data(str(root) + ":classes=200")
+    assert (data.num_train, data.num_val, data.num_classes) == (4, 1, 200)
+    train = np.concatenate([m.ravel() for m in masks[:4]]).astype(np.int64)
+    expected = np.bincount(train, minlength=200) / train.size
+    np.testing.assert_allclose(data.class_fractions(), expected, rtol=0, atol=1e-15)

@@ -723,6 +723,18 @@ def _check_pair(ipath: Path, mpath: Path) -> tuple[np.ndarray, np.ndarray]:
     return image, mask
 
 
+def _large_value_hint(mask: np.ndarray, top: int) -> str:
+    """The likely cause of a mask value too large for an inferred class count, for the error message."""
+    if top > 1 and np.isin(mask, (0, top)).all():
+        return f" (a 0/{top} mask? divide it by {top})"  # a binary mask saved as black/white
+    if top == 255:
+        return (
+            " (255 as the 'void'/unlabelled border of Pascal VOC-style masks? compare has no ignore label: "
+            "set those pixels to a class, e.g. 0)"
+        )
+    return ""
+
+
 def _folder(spec: str) -> SegData:
     path_text, _, option = spec.partition(":classes=")
     declared: int | None = None
@@ -760,6 +772,7 @@ def _folder(spec: str) -> SegData:
     channels: int | None = None
     max_value = 0
     max_file = ""
+    max_hint = ""
     for name in sorted(images):
         ipath, mpath = images[name], masks[name]
         image, mask = _check_pair(ipath, mpath)
@@ -773,9 +786,11 @@ def _folder(spec: str) -> SegData:
         top = int(mask.max())
         if top > max_value:
             max_value, max_file = top, str(mpath)
+            if declared is None and top >= MAX_INFERRED_CLASSES:
+                max_hint = _large_value_hint(mask, top)
         if declared is not None and max_value >= declared:
             raise DataError(f"{mpath}: mask value {top} out of range [0, {declared}) (classes={declared})")
-        if top <= 4 * MAX_INFERRED_CLASSES:
+        if declared is not None or top <= 4 * MAX_INFERRED_CLASSES:  # the counts stay aligned with the pairs
             counts.append(np.bincount(mask.astype(np.int64).ravel(), minlength=1))
         pairs.append((ipath, mpath))
         shapes.append(tuple(int(s) for s in mask.shape))
@@ -783,9 +798,8 @@ def _folder(spec: str) -> SegData:
         del image, mask
     num_classes = declared if declared is not None else max(2, max_value + 1)
     if declared is None and num_classes > MAX_INFERRED_CLASSES:
-        hint = " (a 0/255 mask? divide it by 255)" if max_value == 255 else ""
         raise DataError(
-            f"{max_file}: mask value {max_value} out of range: masks hold class indices 0..C-1{hint}; "
+            f"{max_file}: mask value {max_value} out of range: masks hold class indices 0..C-1{max_hint}; "
             f"declare the class count with the data spec '{path_text}:classes=N' if it really has "
             f"{max_value + 1} classes"
         )
