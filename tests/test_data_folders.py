@@ -191,3 +191,48 @@ def test_data_class_fractions_count_only_training_masks_with_many_declared_class
     train = np.concatenate([m.ravel() for m in masks[:4]]).astype(np.int64)
     expected = np.bincount(train, minlength=200) / train.size
     np.testing.assert_allclose(data.class_fractions(), expected, rtol=0, atol=1e-15)
+
+
+def test_data_jpeg_images_follow_exif_orientation(tmp_path):
+    # Photos stored 24 x 32 with EXIF orientation 6 (rotate 90 degrees clockwise to display), masks drawn on the
+    # displayed 32 x 24 picture, as annotation tools show it.
+    from PIL import Image
+
+    root = _folder(tmp_path / "jpeg")
+    rng = np.random.default_rng(5)
+    for i in range(3):
+        photo = Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+        exif = photo.getexif()
+        exif[0x0112] = 6
+        photo.save(root / "images" / f"j{i}.jpg", exif=exif)
+        Image.fromarray(_mask(i, (32, 24))).save(root / "masks" / f"j{i}.png")
+    data = load_data(str(root))
+    assert (data.in_channels, data.num_classes) == (3, 2)
+    for i, (got_image, got_mask) in enumerate(_items(data)):
+        with Image.open(root / "images" / f"j{i}.jpg") as im:
+            stored = np.asarray(im.convert("RGB"))  # the decoded pixels, not rotated
+        displayed = np.rot90(stored, k=-1)  # clockwise
+        expected = np.stack([_normalised(displayed[..., c]) for c in range(3)])
+        np.testing.assert_allclose(got_image.numpy(), expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(got_mask.numpy(), _mask(i, (32, 24)))
+
+
+def test_data_jpeg_mask_is_refused(tmp_path):
+    from PIL import Image
+
+    root = _png_pairs(tmp_path / "jpegmask", [_mask(i) for i in range(2)])
+    Image.fromarray(_mask(0) * 255).save(root / "masks" / "p2.jpg")
+    with pytest.raises(DataError, match=r"p2\.jpg: a JPEG mask; JPEG is lossy.*save masks losslessly \(PNG or TIFF\)"):
+        load_data(str(root))
+
+
+def test_data_files_in_subfolders_are_named_in_the_error(tmp_path):
+    from PIL import Image
+
+    root = _folder(tmp_path / "nested")
+    for sub in ("images", "masks"):
+        (root / sub / "train").mkdir()
+        for i in range(2):
+            Image.fromarray(_mask(i)).save(root / sub / "train" / f"n{i}.png")
+    with pytest.raises(DataError, match=r"images: no image files .*subfolders are not read \(found train\)"):
+        load_data(str(root))

@@ -13,8 +13,10 @@ understood by :func:`load_data`:
   3D; x < 96 (of 128) trains, x >= 96 validates.
 - ``synthetic`` / ``synthetic:binary`` / ``synthetic:3d`` / ``synthetic:3d:binary``: generated, deterministic,
   small blobs (class 1) and thin curves (class 2) on textured, noisy background.
-- a folder holding ``images/`` and ``masks/`` (PNG or TIFF, or NIfTI ``.nii``/``.nii.gz``), paired by file
-  name; mask values are class indices. ``PATH:classes=N`` declares the number of classes (else max + 1).
+- a folder holding ``images/`` and ``masks/`` (PNG or TIFF, or NIfTI ``.nii``/``.nii.gz``; images may also be
+  JPEG, masks may not: lossy), paired by file name (files directly in each folder; hidden files and subfolders
+  are not read); mask values are class indices (a 0/255 mask is refused with the hint to divide it by 255).
+  ``PATH:classes=N`` declares the number of classes (else max + 1).
   The last 20 % of the pairs (sorted by name, at least one) validate. A folder is read lazily: every pair is
   checked once up front (readable, paired, shapes, channel count, finite pixels, integer class indices in range),
   keeping only its shape and class counts, then read again from disk whenever a batch needs it, so memory does
@@ -70,6 +72,7 @@ DATASETS: tuple[str, ...] = (
     "synthetic:3d:binary",
 )
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".nii", ".nii.gz")
+JPEG_SUFFIXES = (".jpg", ".jpeg")  # images only: a lossy mask holds values between the class indices
 MAX_INFERRED_CLASSES = 32
 Pair = tuple[Tensor, Tensor]
 
@@ -562,7 +565,7 @@ def _synthetic(spec: str, seed: int) -> SegData:
 
 def _stem(path: Path) -> str:
     name = path.name
-    for suffix in sorted(IMAGE_SUFFIXES, key=len, reverse=True):
+    for suffix in sorted(IMAGE_SUFFIXES + JPEG_SUFFIXES, key=len, reverse=True):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
@@ -628,10 +631,19 @@ def _nifti_spacing(path: Path, ndim: int) -> tuple[float, ...] | None:
         return None
 
 
-def _list_files(folder: Path) -> dict[str, Path]:
+def _list_files(folder: Path, *, masks: bool) -> dict[str, Path]:
+    """The readable files directly in ``folder`` by stem; hidden files and subfolders are not read."""
     files: dict[str, Path] = {}
+    suffixes = IMAGE_SUFFIXES if masks else IMAGE_SUFFIXES + JPEG_SUFFIXES
     for p in sorted(folder.iterdir()):
-        if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES) and not p.name.startswith("."):
+        if p.name.startswith(".") or not p.is_file():
+            continue
+        if masks and p.name.lower().endswith(JPEG_SUFFIXES):
+            raise DataError(
+                f"{p}: a JPEG mask; JPEG is lossy, so pixels near edges hold values between the class indices: "
+                "save masks losslessly (PNG or TIFF)"
+            )
+        if p.name.lower().endswith(suffixes):
             stem = _stem(p)
             if stem in files:  # a.png and a.tif: which one pairs with masks/a.* would be a guess
                 raise DataError(f"{p}: two files named {stem!r} in {folder} ({files[stem].name}, {p.name}); keep one")
@@ -750,11 +762,19 @@ def _folder(spec: str) -> SegData:
                 f"{d}: folder not found; a data folder must hold images/ and masks/ with files paired by name "
                 f"(or use one of: {', '.join(DATASETS)})"
             )
-    images, masks = _list_files(images_dir), _list_files(masks_dir)
-    if not images:
-        raise DataError(f"{images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
-    if not masks:
-        raise DataError(f"{masks_dir}: no mask files ({', '.join(IMAGE_SUFFIXES)})")
+    images, masks = _list_files(images_dir, masks=False), _list_files(masks_dir, masks=True)
+    for d, found, kind, suffixes in (
+        (images_dir, images, "image", IMAGE_SUFFIXES + JPEG_SUFFIXES),
+        (masks_dir, masks, "mask", IMAGE_SUFFIXES),
+    ):
+        if not found:
+            subfolders = sorted(q.name for q in d.iterdir() if q.is_dir() and not q.name.startswith("."))
+            nested = (
+                f"; subfolders are not read (found {', '.join(subfolders[:3])}): put the files directly in {d}"
+                if subfolders
+                else ""
+            )
+            raise DataError(f"{d}: no {kind} files ({', '.join(suffixes)}){nested}")
     for name, p in images.items():
         if name not in masks:
             raise DataError(f"{p}: no mask with the same name in {masks_dir}")
