@@ -132,6 +132,26 @@ def test_distance_ignore_index_outside_the_target_dtype_matches_no_value() -> No
         DistanceMapTransform(mode="binary", ignore_index=-1).map(u)
 
 
+@pytest.mark.parametrize("dtype", [torch.uint16, torch.uint32])
+def test_distance_wide_unsigned_index_targets(dtype: torch.dtype) -> None:
+    """uint16/uint32 class indices (16-bit label images) give the maps of their values (torch has no ``<`` for
+    them: NotImplementedError 'lt_cpu' before)."""
+    idx = blobs(2, 3, (6, 7), seed=12)
+    got = signed_distance(torch.from_numpy(idx).to(dtype), mode="multiclass", num_classes=3, spacing=(1.0, 0.5))
+    for n in range(2):
+        for c in range(3):
+            ref = signed_ref(idx[n] == c, (1.0, 0.5))
+            np.testing.assert_allclose(got[n, c].numpy(), ref, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"in \[0, 3\) or equal ignore_index=None; got 3"):
+        signed_distance(torch.tensor([[0, 3]], dtype=dtype), mode="multiclass", num_classes=3)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint64, torch.complex64])
+def test_distance_target_of_another_dtype_raises(dtype: torch.dtype) -> None:
+    with pytest.raises(TypeError, match=rf"^signed_distance: `target` must be a bool, integer .*got {dtype}$"):
+        signed_distance(torch.tensor([[0, 1, 1]]).to(dtype), mode="binary")
+
+
 def test_distance_index_equals_one_hot_and_bool() -> None:
     t = torch.from_numpy(blobs(2, 4, (7, 8), seed=5))
     one_hot = torch.nn.functional.one_hot(t, 4).movedim(-1, 1)
@@ -343,6 +363,21 @@ def test_distance_transform_dict_tuple_and_collate() -> None:
     assert torch.equal(u({"m": g})["d"], ref)
     assert torch.equal(u({"m": g[None]})["d"], ref)
     assert "kind='unsigned'" in repr(u)
+
+
+def test_distance_transform_numpy_mask_with_negative_strides() -> None:
+    """A flipped NumPy mask (a view with negative strides, as flip augmentations give) is taken as its values
+    (torch.as_tensor refused it before)."""
+    idx = blobs(1, 3, (7, 8), seed=13)[0]
+    flipped = np.flip(idx, (0, 1))
+    assert flipped.strides[0] < 0
+    for kind, ref_fn in (("signed", signed_ref), ("unsigned", unsigned_ref)):
+        t = DistanceMapTransform(mode="multiclass", kind=kind, num_classes=3, spacing=(2.0, 0.5))
+        got = t({"mask": flipped})["dist_map"]
+        assert got.dtype == torch.float32
+        assert got.shape == (3, 7, 8)
+        for c in range(3):
+            np.testing.assert_allclose(got[c].numpy(), ref_fn(flipped == c, (2.0, 0.5)), rtol=1e-6, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------ errors

@@ -44,6 +44,9 @@ from seglosses._ops_distance import distance_maps
 
 Kind = Literal["signed", "unsigned"]
 
+_INTEGERS = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+_WIDENED = (torch.uint16, torch.uint32)  # read as int64
+
 __all__ = ["DistanceMapTransform", "signed_distance", "unsigned_distance"]
 
 
@@ -64,9 +67,17 @@ def class_masks(
     check_ignore_index(fn, ignore_index)
     if not isinstance(target, Tensor):
         raise TypeError(f"{fn}: `target` must be a torch.Tensor; got {type(target).__name__}")
+    t = target.detach().cpu()
+    if t.dtype in _WIDENED:
+        t = t.long()  # exact; torch has no order comparison for these (uint16 label images are common)
+    elif not (t.dtype == torch.bool or torch.is_floating_point(t) or t.dtype in _INTEGERS):
+        raise TypeError(
+            f"{fn}: `target` must be a bool, integer (uint8, int8, int16, int32, int64, uint16, uint32) or "
+            f"floating-point tensor; got {t.dtype}"
+        )
     # widened when its dtype cannot hold ignore_index: torch compares a uint8 target's 255 equal to -1 and an int8
     # target's 1 equal to 257, so those pixels were taken as ignored (the losses refuse them or keep them)
-    t = exact_ignore_target(target.detach().cpu(), ignore_index)
+    t = exact_ignore_target(t, ignore_index)
     integer = not (torch.is_floating_point(t) or t.dtype == torch.bool)
     if mode == "multiclass" and integer:
         c = int(check_num_classes(fn, num_classes, mode, required=True) or 0)
@@ -185,7 +196,7 @@ def signed_distance(
     Raises:
         ValueError: soft target values, class indices out of range, a one-hot target that is not one-hot, a spacing
             of the wrong length or not positive, bad shapes.
-        TypeError: a non-tensor target, a non-numeric spacing.
+        TypeError: a non-tensor target, a target of another dtype (complex, uint64), a non-numeric spacing.
 
     Note:
         LIVIAETS boundary-loss ``one_hot2dist`` computes ``edt(~m) * ~m - (edt(m) - 1) * m`` with scipy's EDT: it
@@ -326,6 +337,8 @@ class DistanceMapTransform:
 
     def map(self, mask: Tensor) -> Tensor:
         """The ``(C, *S)`` map of one mask (``(*S)`` indices, ``(C, *S)`` one-hot/multilabel, binary either form)."""
+        if isinstance(mask, np.ndarray):
+            mask = np.ascontiguousarray(mask)  # a flipped or rotated view has negative strides torch cannot take
         mask = torch.as_tensor(mask)
         batch = mask.unsqueeze(0)
         if self.mode == "binary" and mask.ndim >= 2 and mask.shape[0] == 1:
