@@ -148,6 +148,9 @@ def test_distance_maps_fake_tensor_gives_shape_and_dtype() -> None:
         (torch.zeros(2, 4, dtype=torch.bool), [0.0], "signed", torch.float32, ValueError, "finite values > 0"),
         (torch.zeros(2, 4, dtype=torch.bool), [1.0], "euclid", torch.float32, ValueError, "`kind` must be one of"),
         (torch.zeros(2, 4, dtype=torch.bool), [1.0], "signed", torch.float16, TypeError, "float32 or torch.float64"),
+        # finite but huge: the squared distances overflowed float64 and the maps held NaN and inf
+        (torch.eye(3, dtype=torch.bool)[None], [1e160, 1.0], "signed", torch.float64, ValueError, r"<= 1e\+150"),
+        (torch.eye(3, dtype=torch.bool)[None], [1.0, 1e160], "unsigned", torch.float32, ValueError, "image size"),
     ],
 )
 def test_distance_maps_bad_input(

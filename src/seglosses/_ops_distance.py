@@ -41,6 +41,7 @@ from seglosses import _edt_device, _native
 __all__ = ["distance_maps", "maps_from_masks"]
 
 _KINDS = ("signed", "unsigned")
+_MAX_EXTENT = 1e150  # the image diagonal in spacing units; twice its square is < the float64 maximum (1.8e308)
 _DTYPES: dict[torch.dtype, type[np.floating[Any]]] = {torch.float32: np.float32, torch.float64: np.float64}
 
 
@@ -147,6 +148,15 @@ def _check(masks: Tensor, spacing: Sequence[float], kind: str, dtype: torch.dtyp
         raise ValueError(f"{fn}: `spacing` must hold one value per spatial axis ({masks.ndim - 1}); got {len(spacing)}")
     if not all(math.isfinite(s) and s > 0 for s in spacing):
         raise ValueError(f"{fn}: `spacing` must hold finite values > 0; got {list(spacing)}")
+    sizes = masks.shape[1:]
+    if all(isinstance(n, int) for n in sizes):  # concrete sizes (a symbolic one is left unguarded)
+        # the transform works on squared distances in float64: past ~1e154 they overflow (inf - inf: NaN maps)
+        extent = math.hypot(*(n * s for n, s in zip(sizes, spacing, strict=True)))
+        if extent > _MAX_EXTENT:
+            raise ValueError(
+                f"{fn}: `spacing` times the image size must stay <= {_MAX_EXTENT:g} (the squared distances are "
+                f"float64); got spacing {list(spacing)} for spatial size {tuple(sizes)} (extent {extent:g})"
+            )
     if kind not in _KINDS:
         raise ValueError(f"{fn}: `kind` must be one of {_KINDS}; got {kind!r}")
     if dtype not in _DTYPES:
@@ -195,7 +205,8 @@ def distance_maps(masks: Tensor, spacing: Sequence[float], kind: str, dtype: tor
 
     Raises:
         TypeError: non-bool masks, another dtype.
-        ValueError: fewer than 2 dimensions, a spacing of the wrong length or not finite and > 0, another kind.
+        ValueError: fewer than 2 dimensions, a spacing of the wrong length or not finite and > 0, an image diagonal
+            over 1e150 units (its squared distances would overflow float64), another kind.
 
     CUDA masks are transformed on the device (no synchronisation); masks on another device not the CPU go through
     the CPU (a synchronising copy there and back).
