@@ -436,3 +436,9 @@ def test_distance_public_maps_under_compile_equal_eager() -> None:
         ref = np.stack([[signed_ref(t[n].numpy() == c, (1.0, 2.0)) for c in range(3)] for n in range(2)])
         ref += np.stack([unsigned_ref(t[n].numpy() == 1, (0.5, 0.5)) for n in range(2)])[:, None]
         np.testing.assert_allclose(compiled(t).numpy(), ref, rtol=1e-6, atol=1e-6)
+
+
+def test_num_classes_required_for_index_targets_says_so():
+    t = torch.zeros(1, 4, 4, dtype=torch.long)
+    with pytest.raises(TypeError, match=r"signed_distance: `num_classes` is required here .* got None"):
+        signed_distance(t, mode="multiclass")

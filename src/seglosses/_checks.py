@@ -685,6 +685,10 @@ def check_num_classes(fn: str, num_classes: object, mode: str, *, required: bool
     """``num_classes`` is None (unless ``required``) or an int: 1 in binary mode, >= 2 multiclass, >= 1 multilabel."""
     if num_classes is None and not required:
         return None
+    if num_classes is None:
+        raise TypeError(
+            f"{fn}: `num_classes` is required here (an int: C, the number of classes of mode={mode!r}); got None"
+        )
     if not is_whole(num_classes):
         raise TypeError(f"{fn}: `num_classes` must be an int; got {type(num_classes).__name__} {num_classes!r}")
     k = int(num_classes)  # a NumPy integer too
