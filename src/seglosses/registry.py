@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, NamedTuple
 
 from torch import nn
 
 from seglosses import losses
-from seglosses._checks import ClassBalance, Interval, check_option, declared
+from seglosses._checks import ClassBalance, Interval, _did_you_mean, check_option, declared
 
 _REGISTRY: dict[str, type[nn.Module]] = {
     "dice": losses.DiceLoss,
@@ -68,6 +69,7 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
 
     Raises:
         ValueError: unknown name (with a did-you-mean hint) or bad arguments.
+        TypeError: a keyword the loss does not take (named, with a did-you-mean hint and the keywords it takes).
 
     Examples:
         >>> from seglosses import get_loss
@@ -75,7 +77,15 @@ def get_loss(name: str, **kwargs: Any) -> nn.Module:
         TverskyLoss(mode='binary', alpha=0.2, beta=0.8)
 
     """
-    return loss_class(name)(**kwargs)
+    cls = loss_class(name)
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    for key in kwargs:
+        if key not in accepted:
+            raise TypeError(
+                f"get_loss: {cls.__name__} ({name!r}) takes no argument {key!r}{_did_you_mean(key, accepted)}; "
+                f"it takes {', '.join(accepted)}"
+            )
+    return cls(**kwargs)
 
 
 class Param(NamedTuple):
