@@ -6,7 +6,16 @@ others; ``process_group`` appears in the repr only when set (None is the default
 construction.
 
 Each Module stores its arguments as public attributes (``class_weights`` as a buffer, so it follows ``.to()``),
-and ``forward(input, target)`` is one call of its function; it never mutates ``self``.
+and ``forward(input, target)`` is one call of its function; it never mutates ``self``. Attributes set after
+construction (``loss.alpha = 0.5``) are checked by the next eager call, as the function's arguments are (not while
+``torch.compile`` traces it).
+
+Buffers (``class_weights``, a per-class focal ``alpha``, ``dist_matrix``) are constants of the loss, saved in the
+``state_dict`` (loading one into a Module built without them, or the reverse, is torch's "Unexpected/Missing key"
+error) and converted like any Module's floating buffers: ``.double()`` keeps their values, ``.half()`` and
+``.bfloat16()`` round them to that dtype. The result's dtype follows the input, not the buffers (a float32 input
+gives a float32 loss after ``.half()`` or ``.double()``). ``torch.jit.script`` is not supported (a clear
+``NotImplementedError``); ``torch.compile`` is.
 """
 
 from __future__ import annotations
@@ -37,6 +46,24 @@ if TYPE_CHECKING:
 Weights = Sequence[float] | Tensor | None
 Spacing = float | Sequence[float] | Tensor | None
 FocalAlpha = float | Sequence[float] | Tensor | None | Literal["auto"]
+
+
+def _shortest(a: np.ndarray[Any, Any]) -> Any:
+    """Nested lists of ``a``'s values, each float16/float32 one as the shortest decimal that gives it back."""
+    if a.ndim > 0:
+        return [_shortest(b) for b in a]
+    if a.dtype in (np.float16, np.float32):
+        return float(str(a[()]))  # NumPy prints a float32 0.1 as 0.1 (its .item() is 0.10000000149011612)
+    return a.item()
+
+
+def _tensor_text(t: Tensor) -> str:
+    """A buffer's values for the repr; a tensor without data (device 'meta') shows its dtype and shape."""
+    if t.device.type == "meta":
+        return f"<{t.dtype} {tuple(t.shape)} on meta>"
+    v = t.detach().cpu()
+    v = v.float() if v.dtype == torch.bfloat16 else v  # NumPy has no bfloat16; float32 holds its values exactly
+    return repr(_shortest(v.numpy()))
 
 
 class _SegLoss(nn.Module):
@@ -104,6 +131,14 @@ class _SegLoss(nn.Module):
         """Compute the loss; see the function named in the class docstring."""
         return type(self)._function(input, target, **{name: getattr(self, name) for name in self._arg_names})
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """``torch.jit.script`` is not supported: say so by name (TorchScript fails on the annotations otherwise)."""
+        raise NotImplementedError(
+            f"{type(self).__name__}: torch.jit.script is not supported by the seglosses losses (their checks and "
+            "kernels are Python); call the loss eagerly or under torch.compile, and script or export the model "
+            "without its loss"
+        )
+
     def extra_repr(self) -> str:
         """The mode and every argument that differs from the function's default."""
         defaults = {
@@ -115,7 +150,7 @@ class _SegLoss(nn.Module):
         for name in self._arg_names:
             value = getattr(self, name)
             if isinstance(value, Tensor):
-                parts.append(f"{name}={value.tolist()!r}")
+                parts.append(f"{name}={_tensor_text(value)}")
             elif name not in defaults or value != defaults[name]:
                 parts.append(f"{name}={value!r}")
         return ", ".join(parts)
