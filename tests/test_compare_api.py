@@ -619,3 +619,15 @@ def test_seeds_of_numpy_integer_types():
     assert [(r.seed, type(r.seed), r.status) for r in table.runs] == [(3, int, "ok")]
     with pytest.raises(TypeError, match="`seeds` must be a number of seeds or a sequence of integer seeds; got 1.5"):
         seglosses.compare(["dice"], data=(train, val), num_classes=2, seeds=1.5, **_quiet())
+
+
+def test_run_identity_has_no_architecture_for_the_builtin_unet():
+    # runs finished before architecture hashes existed (40e31fb) keep their fingerprints: the key appears only for a
+    # user's model, whose runs it tells apart
+    from seglosses.cli.train import RunSetup
+
+    assert "architecture" not in RunSetup(amp="bf16").identity()
+    assert RunSetup(amp="bf16").identity() == {
+        "model": None, "amp": "bf16", "size_multiple": None, "window": None, "spacing": None, "nsd_tolerance": None,
+    }  # fmt: skip
+    assert RunSetup(architecture="abc").identity()["architecture"] == "abc"

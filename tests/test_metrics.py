@@ -882,3 +882,16 @@ def test_metrics_zero_division_numbers_per_image_exact(z, average):
 def test_streaming_process_group_must_be_a_process_group():
     with pytest.raises(TypeError, match=msg("SegmentationMetrics", "process_group", "ProcessGroup or None", "str")):
         SegmentationMetrics(mode="multiclass", num_classes=3, sync=True, process_group="gloo")
+
+
+def test_non_tensor_target_with_ignore_index_is_named():
+    import numpy as np
+
+    from seglosses.metrics import dice, hausdorff
+
+    x = torch.randn(1, 3, 6, 6)
+    t = np.zeros((1, 6, 6), dtype=np.int64)
+    for fn in (dice, hausdorff):
+        for bad in (t, t.tolist()):
+            with pytest.raises(TypeError, match=rf"{fn.__name__}: `target` must be a torch.Tensor"):
+                fn(x, bad, mode="multiclass", ignore_index=255)

@@ -141,15 +141,17 @@ class RunSetup:
     def identity(self) -> dict[str, Any]:
         """What changes results (for the run fingerprint): the model's name and architecture, amp, padding, window."""
         name = None if self.model is None else f"{getattr(self.model, '__module__', '')}:{_qualname(self.model)}"
-        return {
+        out = {
             "model": name,
-            "architecture": self.architecture,
             "amp": self.amp,
             "size_multiple": self.size_multiple,
             "window": self.window,
             "spacing": self.spacing,
             "nsd_tolerance": self.nsd_tolerance,
         }
+        if self.architecture is not None:  # only a user's model has one: the built-in U-Net's runs keep their ids
+            out["architecture"] = self.architecture
+        return out
 
 
 @dataclass

@@ -162,34 +162,30 @@ def dice_ce_loss(
             f"{fn}: `class_weights` must have length C={c} (the cross-entropy term weighs every class, background "
             f"included, also with include_background=False); got {weights.numel()}"
         )
-    c_all = weights is not None and weights.numel() == prep.num_classes
-    if weights is None or c_all:
-        # the class weights weigh both terms: Dice's classes, and the cross entropy of each pixel by its class (a
-        # mean over the summed weight)
-        w_dev = None if weights is None else weights.to(device=prep.device, dtype=prep.dtype)
-        whole = _whole.whole(
-            prep,
-            fn=fn,
-            reduction=reduction,
-            region=_whole.dice_region(dice_weight, smooth, log_loss, squared),
-            pixel=_whole.Pixel(ce_weight, smoothing=label_smoothing),
-            class_weights=w_dev,
-            include_background=include_background,
-            per_image=per_image,
-            class_w=w_dev,
-            kept_weighted=w_dev is not None and mode == "multiclass",
-        )
-        if whole is not None:  # the GPU's short path: the whole loss in one operator
-            return whole
+    if weights is not None:  # on the weights as given (a CPU vector is checked on every device): kept sum > 0
+        check_class_weights_length(fn, weights, c, c - (0 if include_background else 1))
+    # the class weights weigh both terms: Dice's classes, and the cross entropy of each pixel by its class (a mean
+    # over the summed weight)
+    w_dev = None if weights is None else weights.to(device=prep.device, dtype=prep.dtype)
+    whole = _whole.whole(
+        prep,
+        fn=fn,
+        reduction=reduction,
+        region=_whole.dice_region(dice_weight, smooth, log_loss, squared),
+        pixel=_whole.Pixel(ce_weight, smoothing=label_smoothing),
+        class_weights=w_dev,
+        include_background=include_background,
+        per_image=per_image,
+        class_w=w_dev,
+        kept_weighted=w_dev is not None and mode == "multiclass",
+    )
+    if whole is not None:  # the GPU's short path: the whole loss in one operator
+        return whole
     path = _dispatch.stats_path(prep, squared=squared) if label_smoothing == 0 else "generic"
     fused = None
-    if path == "softmax_index" and weights is not None:
-        check_class_weights_length(fn, weights, c, c - (0 if include_background else 1))
-    if path == "softmax_index" and (weights is None or weights.numel() == c):
-        # one softmax pass: the statistics and the (class-weighted) cross entropy sums together (weights of the
-        # kept classes only take the generic path, whose cross entropy term raises: it needs all C)
-        w = None if weights is None else weights.to(device=prep.device, dtype=prep.dtype)
-        pixel_valid = pixel_weights(prep, w)
+    if path == "softmax_index":
+        # one softmax pass: the statistics and the (class-weighted) cross entropy sums together
+        pixel_valid = pixel_weights(prep, w_dev)
         fused = fused_stats_and_pixel(prep, per_image=per_image, wpix=pixel_valid)
     elif path == "sigmoid_dense" and weights is None:
         # one sigmoid pass: the statistics and the BCE sums together

@@ -133,7 +133,8 @@ def counts(
     include_background: bool = True,
 ) -> Counts:
     """Validate one call, make the hard predictions and count ``(tp, fp, fn, tn)`` with :func:`hard_stats`."""
-    target = exact_ignore_target(target, ignore_index)
+    if isinstance(target, Tensor):  # else the check below names the argument
+        target = exact_ignore_target(target, ignore_index)
     c, hard, form = check_metric_input_target(
         fn, input, target, mode=mode, ignore_index=ignore_index, num_classes=num_classes
     )

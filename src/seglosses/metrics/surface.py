@@ -573,7 +573,8 @@ def _masks(
     )
     if include_background is not None:
         check_bool(fn, "include_background", include_background)
-    target = exact_ignore_target(target, ignore_index)  # no uint8 255 read as ignore_index=-1
+    if isinstance(target, Tensor):  # no uint8 255 read as ignore_index=-1 (a non-tensor: the check names it)
+        target = exact_ignore_target(target, ignore_index)
     c, hard, form = check_metric_input_target(fn, input, target, mode=mode, ignore_index=ignore_index, num_classes=nc)
     if mode == "multiclass":
         keep_bg = False if include_background is None else include_background
