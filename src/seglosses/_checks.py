@@ -150,6 +150,16 @@ def _float_holds(dtype: torch.dtype, value: int) -> bool:
     return significant <= round(-math.log2(info.eps)) + 1
 
 
+def dtype_holds(dtype: torch.dtype, value: int) -> bool:
+    """Whether a tensor of ``dtype`` can hold the integer ``value`` exactly (bool: 0 and 1)."""
+    if dtype == torch.bool:
+        return value in (0, 1)
+    if dtype.is_floating_point:
+        return _float_holds(dtype, value)
+    info = torch.iinfo(dtype)
+    return info.min <= value <= info.max
+
+
 def exact_ignore_target(target: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
     """``target``, widened (int64 or float64) when its dtype cannot hold ``ignore_index``.
 
@@ -298,7 +308,7 @@ def check_input_target(
         if bool(bad.any()):
             first = int(target[bad].flatten()[0])
             raise ValueError(
-                f"{fn}: `target` class indices must be in [0, {c}) or equal ignore_index={ignore_index}; got {first}"
+                f"{fn}: `target` class indices must be in [0, {c}){_or_ignored(ignore_index)}; got {first}"
             )
         return form
     # dense target
@@ -345,6 +355,11 @@ def _hard_target_native(target: torch.Tensor, ignore_index: int | None) -> bool:
     return int(count(target.data_ptr(), target.numel(), int(has_ignore), float(ignore_index or 0), threads)) == 0
 
 
+def _or_ignored(ignore_index: int | None) -> str:
+    """`` or equal ignore_index=...`` for the range messages, empty without one."""
+    return "" if ignore_index is None else f" or equal ignore_index={ignore_index}"
+
+
 def check_index_range(fn: str, cleaned: torch.Tensor, target: torch.Tensor, c: int, ignore_index: int | None) -> None:
     """Class indices in ``[0, C)``: one ``aminmax`` over ``cleaned`` (the target with ignored pixels set to 0)."""
     if cleaned.numel() == 0 or not values_checked(cleaned):
@@ -355,9 +370,7 @@ def check_index_range(fn: str, cleaned: torch.Tensor, target: torch.Tensor, c: i
         if ignore_index is not None:
             bad &= target != ignore_index
         first = int(target[bad].flatten()[0])
-        raise ValueError(
-            f"{fn}: `target` class indices must be in [0, {c}) or equal ignore_index={ignore_index}; got {first}"
-        )
+        raise ValueError(f"{fn}: `target` class indices must be in [0, {c}){_or_ignored(ignore_index)}; got {first}")
 
 
 #: When value checks (index range, NaN, probabilities in [0, 1]) run: see :func:`set_value_checks`.

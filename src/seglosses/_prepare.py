@@ -17,7 +17,7 @@ from seglosses._checks import (
     check_mode,
     check_probabilities,
     check_sync,
-    exact_ignore_target,
+    dtype_holds,
     values_checked,
 )
 from seglosses._distributed import Sync, sync_sums
@@ -209,8 +209,10 @@ def prepare(
     sync = check_sync(fn, sync_stats, process_group)
     check_bool(fn, "from_logits", from_logits)
     check_ignore_index(fn, ignore_index)
-    if isinstance(target, torch.Tensor):  # a uint8 target's 255 is not ignore_index=-1 (torch would compare so)
-        target = exact_ignore_target(target, ignore_index)
+    if isinstance(target, torch.Tensor) and ignore_index is not None and not dtype_holds(target.dtype, ignore_index):
+        # no element of this dtype can equal ignore_index, so nothing is ignored; torch would compare a uint8
+        # target's 255 equal to -1 (an int8's -1 to 255) and hide those pixels. No widened copy of the target
+        ignore_index = None
     form = check_input_target(
         fn, input, target, mode=mode, ignore_index=ignore_index, allow_soft=allow_soft, index_values=False
     )
