@@ -266,17 +266,19 @@ def guard_indices(t: Tensor, c: int, valid: Tensor | None) -> tuple[Tensor, Tens
     Where :func:`seglosses.set_value_checks` checked the target on the host (the CPU by default, every device with
     ``"always"``) a bad index has already raised, and ``(t, None)`` is returned unchanged. Elsewhere (a GPU by
     default, ``"never"``, while ``torch.compile`` traces) the bad-index counter is computed on the device, without a
-    host synchronisation: returns ``t`` with every index outside ``[0, C)`` at a kept pixel replaced by 0 (so no
-    kernel reads out of bounds) and the per-image count ``(N,)`` of such pixels, for :func:`poison`.
+    host synchronisation: returns ``t`` clamped to ``[0, C)`` (so no kernel reads out of bounds; two passes, the
+    clamp and the comparison) and the per-image count ``(N,)`` of the kept pixels that were outside, for
+    :func:`poison`.
     """
     from seglosses._checks import values_checked
 
     if values_checked(t):
         return t, None
-    bad = (t < 0) | (t >= c)
+    safe = t.clamp(0, c - 1)  # in range everywhere (a bad one's image is poisoned: its value does not matter)
+    bad = safe != t
     if valid is not None:
         bad = bad & (valid > 0)
-    return torch.where(bad, torch.zeros_like(t), t), bad.sum(-1)
+    return safe, bad.sum(-1)
 
 
 def poison(sums: FusedSums, bad: Tensor) -> FusedSums:

@@ -132,7 +132,8 @@ def class_pixel_mean(values: Tensor, prep: Prepared, start: int, per_image: bool
     """Per-class mean over kept pixels of ``values`` ``(N, K, M)`` (classes ``start..``), padded back to C classes.
 
     Returns ``(C,)`` (batch-pooled; with ``prep.sync`` the sums and counts of every rank) or ``(N, C)``; a class
-    with no kept pixel gives 0. Dropped leading classes are 0 columns (``reduce_classes`` drops them again).
+    with no kept pixel gives 0; an image holding a bad class index (not checked on the host) NaN. Dropped leading
+    classes are 0 columns (``reduce_classes`` drops them again).
     """
     n, k, m = values.shape
     if prep.valid is None:
@@ -142,6 +143,9 @@ def class_pixel_mean(values: Tensor, prep: Prepared, start: int, per_image: bool
         valid = prep.valid if prep.valid.shape[1] == 1 else prep.valid[:, start:]
         sums = torch.where(valid > 0, values, torch.zeros_like(values)).sum(-1)
         counts = valid.sum(-1).expand(n, k).to(sums.dtype)
+    poison = prep.index_poison(sums.dtype)  # an image with a class index outside [0, C) (counted on the device): NaN
+    if poison is not None:
+        sums = sums + poison.view(-1, 1)
     if not per_image:
         sums, counts = sums.sum(0), counts.sum(0)
         if prep.sync is not None:
@@ -151,17 +155,6 @@ def class_pixel_mean(values: Tensor, prep: Prepared, start: int, per_image: bool
     if start:
         mean = torch.cat([torch.zeros_like(mean[..., :start]), mean], -1)
     return mean
-
-
-def poison_bad_images(values: Tensor, prep: Prepared) -> Tensor:
-    """``values`` ``(N, C', M)`` with NaN in every image that holds a class index outside ``[0, C)``.
-
-    Only where the host value check did not run (a GPU by default, ``set_value_checks("never")``, compile): the
-    indices were counted on the device (:meth:`Prepared.safe_index`), so the loss is NaN as on every other path,
-    never a finite number computed from a replaced index, and nothing is read out of bounds.
-    """
-    poison = prep.index_poison(values.dtype)
-    return values if poison is None else values + poison.view(-1, 1, 1)
 
 
 def _prepare_distance_loss(
@@ -314,7 +307,7 @@ def boundary_loss(
         phi = masks_to_maps(target_masks(fn, prep, start), prep, "signed", sp)
     else:
         phi = flat_dist_map(fn, dist_map, prep)[:, start:]
-    values = poison_bad_images(prep.prob[:, start:] * phi, prep)
+    values = prep.prob[:, start:] * phi
     per_class = class_pixel_mean(values, prep, start, per_image)
     return reduce_classes(
         per_class,
@@ -453,7 +446,7 @@ def hausdorff_dt_loss(
         diff = p.scatter_add(1, t.clamp_min(0), -own.to(p.dtype))
     else:
         diff = p - prep.target[:, start:]
-    values = poison_bad_images(diff.square() * (d_g.pow(alpha) + d_q.pow(alpha)), prep)
+    values = diff.square() * (d_g.pow(alpha) + d_q.pow(alpha))
     per_class = class_pixel_mean(values, prep, start, per_image)
     loss = reduce_classes(
         per_class,
