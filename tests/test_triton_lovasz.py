@@ -90,12 +90,24 @@ def _worker() -> None:  # pragma: no cover - runs in the subprocess
     # sort and Berman et al.'s reference
     zt = torch.full((2, 1, 8), 0.5, dtype=torch.float64)
     gt = torch.tensor([[0, 1, 0, 1, 1, 0, 0, 1], [1, 0, 0, 1, 0, 1, 1, 0]], dtype=torch.float64).view(2, 1, 8)
+    seen: list[object] = []  # the Triton path asks torch.sort for a stable sort (the CPU's is stable anyway)
+    real_sort = torch.sort
+
+    def recording_sort(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("stable"))
+        return real_sort(*args, **kwargs)  # type: ignore[call-overload]
+
     for per_image in (False, True):
-        _, _, w_t = _triton_lovasz.lovasz_forward(
-            zt, None, gt, None, hinge=False, per_image=per_image, block_m=BLOCK, block_l=BLOCK
-        )
+        torch.sort = recording_sort  # type: ignore[assignment]
+        try:
+            _, _, w_t = _triton_lovasz.lovasz_forward(
+                zt, None, gt, None, hinge=False, per_image=per_image, block_m=BLOCK, block_l=BLOCK
+            )
+        finally:
+            torch.sort = real_sort  # type: ignore[assignment]
         _, _, w_r, _ = lovasz_rows_twin(zt, None, gt, None, hinge=False, per_image=per_image)
         results[f"ties/{per_image}"] = err(w_t, w_r.reshape(-1) if per_image else w_r.transpose(0, 1).reshape(-1))
+    results["ties/stable_flag"] = float(not seen or not all(v is True for v in seen))
 
     # value-check counters: a NaN logit or a bad class index at a kept pixel poisons the rows that hold it only
     g = torch.Generator().manual_seed(7)
@@ -222,6 +234,7 @@ def test_triton_lovasz_value_check_counters(interpreted, key):
 @pytest.mark.parametrize("per_image", [False, True])
 def test_triton_lovasz_ties_follow_position_order(interpreted, per_image):
     assert interpreted[f"ties/{per_image}"] < 1e-12
+    assert interpreted["ties/stable_flag"] == 0.0, "the Triton Lovasz path must ask torch.sort for stable=True"
 
 
 if __name__ == "__main__":
