@@ -11,6 +11,9 @@ def safe_pow(base: Tensor, exponent: float) -> Tensor:
 
     For ``0 < exponent < 1`` the true derivative at 0 is infinite; every use in seglosses multiplies the power by a
     factor that vanishes there (or sits at the loss minimum), so the subgradient 0 is used instead of ``inf * 0 = NaN``.
+    A NaN base gives 0 for a positive exponent (``NaN > 0`` is False; per-class statistics use :func:`stats_pow`,
+    which keeps NaN) and NaN for exponent 0, whose result is ``base * 0 + 1``: the constant 1 with a zero gradient,
+    still attached to the graph.
     """
     if exponent == 0.0:  # the constant 1 (0^0 = 1), still a function of base: a zero gradient, not a detached 1
         return base * 0 + 1
