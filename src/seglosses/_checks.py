@@ -168,12 +168,9 @@ def exact_ignore_target(target: torch.Tensor, ignore_index: int | None) -> torch
     were silently ignored instead of being refused as out of range. No value of the widened target equals an
     ``ignore_index`` its own dtype cannot hold, as it should be.
     """
-    if ignore_index is None or target.dtype == torch.bool or target.dtype == torch.int64:
-        return target
-    if torch.is_floating_point(target):
-        return target if _float_holds(target.dtype, ignore_index) else target.to(torch.float64)
-    info = torch.iinfo(target.dtype)
-    return target if info.min <= ignore_index <= info.max else target.long()
+    if ignore_index is None or target.dtype == torch.bool or dtype_holds(target.dtype, ignore_index):
+        return target  # (a bool target compares by promotion: no wrap-around)
+    return target.to(torch.float64) if torch.is_floating_point(target) else target.long()
 
 
 def check_class_weights_length(fn: str, weights: torch.Tensor, num_classes: int, num_kept: int) -> None:

@@ -143,7 +143,7 @@ class Prepared:
 
         Where the host value check ran (the CPU by default) a bad index has already raised: ``(target, None)``.
         Elsewhere (a GPU by default, ``set_value_checks("never")``, ``torch.compile``) every kept index outside
-        ``[0, C)`` is replaced by 0 (:func:`seglosses._dispatch.guard_indices`) and counted, so that the PyTorch
+        ``[0, C)`` is clamped into it (:func:`seglosses._dispatch.guard_indices`) and counted, so that the PyTorch
         paths that gather or index with the target neither read out of bounds nor hide the bad index: their caller
         makes the image's loss NaN from the count (as the fused passes do). Kept after first use.
         """

@@ -192,8 +192,8 @@ if triton is not None:
         off = (n.to(tl.int64) * C + c) * M + m
         if SOFTMAX:
             t = tl.load(t_ptr + pix, mask=mask, other=-1).to(tl.int64)
-            # a class index outside [0, C) (its rows are NaN by the counter) reads as class 0, as the guarded indices
-            # of the other paths: class 0 is present, so the loss keeps a NaN row even where no class is present
+            # a class index outside [0, C) (its rows are NaN by the counter) reads as class 0: a present class, as
+            # the other paths' clamped indices are, so the loss keeps a NaN row even where no class is present
             pos = (t == c) | ((c == 0) & ((t < 0) | (t >= C)))
             if HAS_VALID:
                 pos = pos & (tl.load(v_ptr + pix, mask=mask, other=0.0) > 0)

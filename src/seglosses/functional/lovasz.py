@@ -231,7 +231,7 @@ def _lovasz_terms(prep: Prepared, *, hinge: bool, per_image: bool) -> tuple[Tens
             slope.mul_(active_r)
     errors = (z * _unrows(slope, shape, per_image)).add_(_unrows(offset, shape, per_image))
     dot = (errors * _unrows(weights, shape, per_image)).sum(-1)  # (N, C)
-    if bad is not None:  # the guarded bad index reads as class 0 (present in its rows): they are kept, and NaN
+    if bad is not None:  # the guarded (clamped) bad index is a present class: its rows are kept, and NaN
         dot = dot + torch.where(bad > 0, float("nan"), 0.0).to(dot.dtype).unsqueeze(1)
     count = prep.count()
     if per_image:

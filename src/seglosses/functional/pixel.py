@@ -72,7 +72,7 @@ def pixel_weights(prep: Prepared, w: Tensor | None) -> Tensor | None:
     valid = prep.valid_pixels()
     if w is None:
         return valid
-    w_t = w[prep.safe_index()[0]]  # a bad index (no host check) reads class 0: the pass makes its image NaN
+    w_t = w[prep.safe_index()[0]]  # a bad index (no host check) is clamped into [0, C): its image is NaN
     return w_t if valid is None else w_t * valid
 
 
