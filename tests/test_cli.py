@@ -288,7 +288,10 @@ def _bad_sizes(root: Path) -> str:
 
 def _bad_values(root: Path) -> str:
     _write_png(root / "masks" / "img1.png", np.full((24, 24), 255, np.uint8))
-    return "img1.png: mask value 255 out of range: masks hold class indices 0..C-1 (a 0/255 mask? divide it by 255)"
+    return (
+        "img1.png: mask value 255 out of range: masks hold class indices 0..C-1 (a 0/255 mask? divide it by 255; or, "
+        "if 255 marks pixels to ignore, --ignore-index 255)"
+    )
 
 
 def _bad_negative(root: Path) -> str:

@@ -176,7 +176,10 @@ def test_data_voc_void_border_is_not_called_a_0_255_mask(tmp_path):
     message = str(info.value)
     assert "p0.png: mask value 255 out of range" in message
     assert "divide" not in message
-    assert "compare has no ignore label: set those pixels to a class" in message
+    assert "give it as the ignore label: --ignore-index 255, or ignore_index=255 in Python" in message
+    data = load_data(str(root), ignore_index=255)  # the advice works
+    assert data.num_classes == 3
+    assert data.ignore_index == 255
 
 
 def test_data_class_fractions_count_only_training_masks_with_many_declared_classes(tmp_path):

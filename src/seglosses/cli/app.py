@@ -32,6 +32,14 @@ DataOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, or auto (cuda when available).")]
+IgnoreOption = Annotated[
+    int | None,
+    typer.Option(
+        "--ignore-index",
+        help="A mask value whose pixels are neither trained on nor scored, e.g. 255 (the void border of Pascal "
+        "VOC masks); it must not be a class index. Default: every mask value is a class.",
+    ),
+]
 ThreadsOption = Annotated[
     int | None,
     typer.Option(
@@ -67,16 +75,20 @@ def _console() -> Any:
 
 def _fail(message: str) -> NoReturn:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escaped: a message such as "values in [nan, nan]" or a path with brackets is text, not rich markup
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
 def _interrupted(out: Path, command: str) -> NoReturn:
     from rich.console import Console
+    from rich.markup import escape
 
     Console(stderr=True).print(
-        f"\n[yellow]interrupted.[/] Finished work is saved in {out}; run the same command again to resume ({command}).",
+        f"\n[yellow]interrupted.[/] Finished work is saved in {escape(str(out))}; run the same command again to "
+        f"resume ({escape(command)}).",
         highlight=False,
     )
     raise typer.Exit(130)
@@ -166,6 +178,7 @@ def compare(
         float | None,
         typer.Option("--nsd-tolerance", min=0.0, help="NSD tolerance in the units of the spacing (default 1)."),
     ] = None,
+    ignore_index: IgnoreOption = None,
 ) -> None:
     """Train the same model with each loss (same data, weights, batches, schedule) and compare them on held-out data.
 
@@ -206,7 +219,7 @@ def compare(
             loss_args=parse_loss_args(loss_arg or []),
             quick=quick,
             progress=not no_progress,
-            log=lambda text: console.print(text, highlight=False, soft_wrap=True),
+            log=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True),
             nproc=nproc,
             model=factory,
             amp=amp,
@@ -217,6 +230,7 @@ def compare(
             size_multiple=size_multiple,
             spacing=steps,
             nsd_tolerance=nsd_tolerance,
+            ignore_index=ignore_index,
         )
     except KeyboardInterrupt:
         _interrupted(out, "seglosses " + " ".join(sys.argv[1:]))
@@ -225,10 +239,11 @@ def compare(
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints
         return
     console.print(rich_table(table))
-    console.print(table.recommendation().text, highlight=False, soft_wrap=True)
+    console.print(table.recommendation().text, highlight=False, markup=False, soft_wrap=True)
     console.print(
         f"report: {out / 'report.html'} (also results.csv, summary.csv, results.json, *.png)",
         highlight=False,
+        markup=False,
         soft_wrap=True,
     )
 
@@ -294,6 +309,7 @@ def tune(
             "belongs to a dead worker: it is marked FAIL and its parameters are run again.",
         ),
     ] = 60.0,
+    ignore_index: IgnoreOption = None,
     device: DeviceOption = "auto",
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
     threads: ThreadsOption = None,
@@ -319,10 +335,11 @@ def tune(
             quick=quick,
             confirm_seeds=confirm_seeds,
             tolerance=tolerance,
+            ignore_index=ignore_index,
             heartbeat=heartbeat,
             device=_device(device, threads),
             progress=not no_progress,
-            log=lambda text: console.print(text, highlight=False, soft_wrap=True),
+            log=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True),
         )
     except KeyboardInterrupt:
         _interrupted(out, "seglosses " + " ".join(sys.argv[1:]))
@@ -336,7 +353,7 @@ def tune(
         highlight=False,
     )
     # the confirmation's sentence was printed by tune itself (its log) when the confirmation ended
-    console.print(f"files: {', '.join(sorted(result.files))} in {out}", highlight=False, soft_wrap=True)
+    console.print(f"files: {', '.join(sorted(result.files))} in {out}", highlight=False, markup=False, soft_wrap=True)
 
 
 try:  # `bench` lives in its own file, written separately; the app works without it.

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from seglosses.cli.data import SegData, from_datasets, load_data
+from seglosses.cli.data import SegData, check_ignore_index, from_datasets, load_data
 from seglosses.cli.results import (
     METRICS,
     LossSummary,
@@ -121,12 +121,26 @@ def parse_loss_args(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 DataArg = str | SegData | tuple[Dataset[Any], Dataset[Any]]
 
 
-def resolve_data(data: DataArg, *, num_classes: int | None, crop: Sequence[int] | None, caller: str) -> SegData:
-    """A :class:`SegData` from a dataset name or folder, a loaded one, or a ``(train, val)`` pair of Datasets."""
+def resolve_data(
+    data: DataArg,
+    *,
+    num_classes: int | None,
+    crop: Sequence[int] | None,
+    caller: str,
+    ignore_index: int | None = None,
+) -> SegData:
+    """A :class:`SegData` from a dataset name or folder, a loaded one, or a ``(train, val)`` pair of Datasets.
+
+    ``ignore_index`` (the mask value of pixels neither trained on nor scored) is checked and set on the result; a
+    loaded :class:`SegData` keeps its own when ``ignore_index`` is ``None``.
+    """
     if isinstance(data, SegData):
-        return data
+        if ignore_index is None or ignore_index == data.ignore_index:
+            return data
+        check_ignore_index(ignore_index, data.num_classes, caller)
+        return replace(data, ignore_index=int(ignore_index))
     if isinstance(data, str | os.PathLike):
-        dataset = load_data(str(data))
+        dataset = load_data(str(data), ignore_index=ignore_index)
         if num_classes is not None and num_classes != dataset.num_classes:
             raise ValueError(
                 f"{caller}: `num_classes`={num_classes} does not match the data {dataset.name!r} "
@@ -136,7 +150,9 @@ def resolve_data(data: DataArg, *, num_classes: int | None, crop: Sequence[int] 
     if isinstance(data, tuple | list) and len(data) == 2:
         if num_classes is None:
             raise ValueError(f"{caller}: data=(train, val) needs `num_classes` (2 for a binary task)")
-        return from_datasets(data[0], data[1], num_classes=num_classes, crop=crop, caller=caller)
+        return from_datasets(
+            data[0], data[1], num_classes=num_classes, crop=crop, caller=caller, ignore_index=ignore_index
+        )
     raise TypeError(
         f"{caller}: `data` must be a dataset name, a folder path or a (train, val) pair of Datasets; "
         f"got {type(data).__name__}"
@@ -161,6 +177,7 @@ def compare(
     size_multiple: int | None = None,
     spacing: Sequence[float] | None = None,
     nsd_tolerance: float | None = None,
+    ignore_index: int | None = None,
     out: str | os.PathLike[str] | None = "seglosses-compare",
     loss_args: Mapping[str, Mapping[str, Any]] | None = None,
     quick: bool = False,
@@ -224,6 +241,12 @@ def compare(
             ``None``: each validation image's NIfTI header for a NIfTI folder, else 1.
         nsd_tolerance: the NSD tolerance in the units of ``spacing`` (default 1.0:
             :data:`seglosses.cli.train.NSD_TOLERANCE`).
+        ignore_index: the mask value of pixels that are neither trained on nor scored, such as the 255 'void'
+            border of Pascal VOC or Cityscapes masks; it must lie outside the class indices ``[0, K)``. Every
+            registry loss gets it as its ``ignore_index``, an ``extra_losses`` factory as
+            ``factory(mode, ignore_index=...)`` (one that takes no such keyword is refused); the validation metrics
+            and surface distances leave those pixels out, training crops are padded with it, and a folder's class
+            count and class fractions leave it out. Default ``None``: every mask value is a class index.
         out: results folder (resumable); ``None`` keeps everything in memory.
         loss_args: keyword arguments per loss, ``{"tversky": {"alpha": 0.2}}``.
         quick: the small schedule (under 2 minutes on 2 CPU cores with the defaults).
@@ -311,7 +334,7 @@ def compare(
         raise ValueError(f"compare: `loss_args` names {unknown}, which are not among the losses compared {names}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("compare: device='cuda' requested but torch.cuda.is_available() is False")
-    dataset = resolve_data(data, num_classes=num_classes, crop=crop, caller="compare")
+    dataset = resolve_data(data, num_classes=num_classes, crop=crop, caller="compare", ignore_index=ignore_index)
     if window is not None and (len(window) != dataset.ndim or min(window) < 1):
         raise ValueError(f"compare: `window` must hold {dataset.ndim} positive sizes; got {tuple(window)}")
     if spacing is not None and (
@@ -350,7 +373,7 @@ def compare(
     # Build every loss once before training so that a bad name or argument fails first, not after an hour.
     for name in list(names):
         try:
-            build_loss(name, dataset.mode, all_args.get(name, {}), extra)
+            build_loss(name, dataset.mode, all_args.get(name, {}), extra, dataset.ignore_index)
         except Exception as exc:
             if (losses and not every) or name in all_args:
                 raise ValueError(f"compare: cannot build the loss {name!r}: {exc}") from exc
@@ -467,12 +490,17 @@ def _spawned_compare(ctx: DistContext, payload: tuple[_Setting, int, Callable[[s
 
 
 def build_run_loss(
-    name: str, mode: str, loss_args: Mapping[str, Any], extra: Mapping[str, LossFactory], ctx: DistContext | None
+    name: str,
+    mode: str,
+    loss_args: Mapping[str, Any],
+    extra: Mapping[str, LossFactory],
+    ctx: DistContext | None,
+    ignore_index: int | None = None,
 ) -> nn.Module:
     """:func:`build_loss`, with ``sync_stats=True`` under DDP where the loss supports it (not lovasz, not extras)."""
     if ctx is not None and name not in extra and _supports_sync(name):
-        return build_loss(name, mode, {**loss_args, "sync_stats": True}, extra)
-    return build_loss(name, mode, loss_args, extra)
+        return build_loss(name, mode, {**loss_args, "sync_stats": True}, extra, ignore_index)
+    return build_loss(name, mode, loss_args, extra, ignore_index)
 
 
 def _supports_sync(name: str) -> bool:
@@ -555,7 +583,7 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
             evaluation: list[Evaluation] = []
             times = StepTimes()
             try:
-                loss_fn = build_run_loss(name, dataset.mode, args, extra, ctx)
+                loss_fn = build_run_loss(name, dataset.mode, args, extra, ctx, dataset.ignore_index)
                 _, history, status = train_run(
                     dataset,
                     loss_fn,
@@ -669,7 +697,7 @@ class _Progress:
     def finish(self, message: str) -> None:
         if self.enabled:
             self.bar.advance(self.overall)
-            self.bar.console.print(message, highlight=False)
+            self.bar.console.print(message, highlight=False, markup=False)
         else:
             self.log(message)
 

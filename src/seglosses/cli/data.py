@@ -16,7 +16,7 @@ understood by :func:`load_data`:
 - a folder holding ``images/`` and ``masks/`` (PNG or TIFF, or NIfTI ``.nii``/``.nii.gz``; images may also be
   JPEG, masks may not: lossy), paired by file name (files directly in each folder; hidden files and subfolders
   are not read); mask values are class indices (a 0/255 mask is refused with the hint to divide it by 255).
-  ``PATH:classes=N`` declares the number of classes (else max + 1).
+  ``PATH:classes=N`` declares the number of classes (else max + 1, leaving out the ignore label).
   The last 20 % of the pairs (sorted by name, at least one) validate. A folder is read lazily: every pair is
   checked once up front (readable, paired, shapes, channel count, finite pixels, integer class indices in range),
   keeping only its shape and class counts, then read again from disk whenever a batch needs it, so memory does
@@ -25,6 +25,12 @@ understood by :func:`load_data`:
   ``S`` axis (a ``minisblack`` stack whose last axis is 3 long is a volume), a NIfTI file's 4th axis
   (modalities; trailing singleton axes are dropped). A mask with channels must have them all equal (else "a
   colour mask"). Images follow their EXIF orientation, as a viewer shows them.
+
+An ignore label (``load_data(spec, ignore_index=255)``, ``from_datasets(..., ignore_index=...)``; ``--ignore-index``
+on the command line), such as the 255 'void' border of Pascal VOC masks, marks mask pixels that are neither
+trained on nor scored: the losses get ``ignore_index`` (their statistics leave those pixels out), the validation
+metrics too, training crops are padded with it where an item is smaller than the crop (instead of background), and
+the class count and class fractions leave it out. It must lie outside the class indices ``[0, K)``.
 
 The built-in datasets are small and held in memory (:class:`TensorPairs`). Training batches are random crops
 (:class:`CropSpec`, drawn by :func:`draw_specs` from one generator per run and cut by :class:`CropDataset`), so
@@ -38,7 +44,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +62,7 @@ __all__ = [
     "FolderPairs",
     "SegData",
     "TensorPairs",
+    "check_ignore_index",
     "draw_specs",
     "from_datasets",
     "load_data",
@@ -113,7 +120,9 @@ class SegData:
         spacing: the physical size of a pixel/voxel along each spatial axis (the first NIfTI header of a NIfTI
             folder), ``None`` if unknown (the surface metrics then use 1).
         val_spacing: the spacing of every validation item (NIfTI headers), ``None`` if unknown.
-        fractions: the fraction of training pixels of each class when known.
+        fractions: the fraction of training pixels of each class when known (ignored pixels left out).
+        ignore_index: the mask value of pixels neither trained on nor scored (outside ``[0, num_classes)``), or
+            ``None``.
 
     """
 
@@ -130,6 +139,7 @@ class SegData:
     spacing: tuple[float, ...] | None = None
     val_spacing: list[tuple[float, ...]] | None = None
     fractions: list[float] | None = field(default=None, repr=False)
+    ignore_index: int | None = None
 
     @classmethod
     def from_tensors(
@@ -189,19 +199,27 @@ class SegData:
 
 
 def from_datasets(
-    train: Dataset[Pair], val: Dataset[Pair], *, num_classes: int, crop: Sequence[int] | None = None, caller: str
+    train: Dataset[Pair],
+    val: Dataset[Pair],
+    *,
+    num_classes: int,
+    crop: Sequence[int] | None = None,
+    caller: str,
+    ignore_index: int | None = None,
 ) -> SegData:
     """Wrap a user's ``(train, val)`` Datasets: reads one validation item to learn the channels and dimensions.
 
     Raises:
         ValueError: ``num_classes`` < 2, an empty dataset, or an item that is not ``(image (C, *S) float,
             mask (*S) integer)`` with 2 or 3 spatial dims, or whose mask values are outside ``[0, num_classes)``
-            (only ``val[0]`` is read here: the Datasets stay lazy). Images of any float dtype are cast to float32
-            when batched.
+            other than ``ignore_index`` (only ``val[0]`` is read here: the Datasets stay lazy), or an
+            ``ignore_index`` inside ``[0, num_classes)``. Images of any float dtype are cast to float32 when
+            batched.
 
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"{caller}: `num_classes` must be an integer >= 2 with data=(train, val); got {num_classes!r}")
+    check_ignore_index(ignore_index, num_classes, caller)
     for label, ds in (("train", train), ("val", val)):
         if not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__"):
             raise TypeError(f"{caller}: `data` must be (train, val) map-style Datasets; {label} is {type(ds).__name__}")
@@ -226,11 +244,13 @@ def from_datasets(
             f"{caller}: a Dataset item's image must be (C, *S) for its mask (*S); val[0] has image "
             f"{tuple(image.shape)} and mask {tuple(mask.shape)}"
         )
-    low, high = int(mask.min()), int(mask.max())
+    labelled = mask.long() if ignore_index is None else mask.long()[mask.long() != ignore_index]
+    low, high = (int(labelled.min()), int(labelled.max())) if labelled.numel() else (0, 0)
     if low < 0 or high >= num_classes:
+        besides = "" if ignore_index is None else f" (besides the ignore label {ignore_index})"
         raise ValueError(
             f"{caller}: a Dataset item's mask must hold class indices in [0, {num_classes}) for num_classes="
-            f"{num_classes}; val[0] holds values in [{low}, {high}]"
+            f"{num_classes}{besides}; val[0] holds values in [{low}, {high}]"
         )
     ndim = mask.dim()
     crop_t = None
@@ -251,9 +271,27 @@ def from_datasets(
         in_channels=int(image.shape[0]),
         description=(
             f"{type(train).__name__} ({n_train} train items) / {type(val).__name__} ({n_val} validation items), "
-            f"{ndim}D, {num_classes} classes"
+            f"{ndim}D, {num_classes} classes" + ("" if ignore_index is None else f", ignore label {ignore_index}")
         ),
+        ignore_index=ignore_index,
     )
+
+
+def check_ignore_index(ignore_index: object, num_classes: int | None, caller: str) -> None:
+    """Raise ``ValueError`` unless ``ignore_index`` is ``None`` or an integer outside ``[0, num_classes)``.
+
+    ``num_classes=None`` (not known yet) checks the type only.
+    """
+    if ignore_index is None:
+        return
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, int | np.integer):
+        raise ValueError(f"{caller}: `ignore_index` must be an integer mask value or None; got {ignore_index!r}")
+    if num_classes is not None and 0 <= int(ignore_index) < num_classes:
+        raise ValueError(
+            f"{caller}: `ignore_index`={int(ignore_index)} is one of the class indices [0, {num_classes}): the ignore "
+            "label must be a value no class uses (e.g. 255); relabel the masks so that the ignored value lies outside "
+            "the classes"
+        )
 
 
 # --------------------------------------------------------------------------------------------------- helpers
@@ -359,16 +397,20 @@ def draw_specs(data: SegData, batch_size: int, generator: torch.Generator) -> li
 
 
 class CropDataset(Dataset[Pair]):
-    """Training samples cut from ``base`` by :class:`CropSpec` (indexed by specs, not integers)."""
+    """Training samples cut from ``base`` by :class:`CropSpec` (indexed by specs, not integers).
 
-    def __init__(self, base: Dataset[Pair], crop: tuple[int, ...] | None) -> None:
-        self.base, self.crop = base, crop
+    An item smaller than the crop is padded at its end: the image with 0, the mask with ``pad_label`` (background,
+    or the ignore label when the data has one, so that the padding is not trained on).
+    """
+
+    def __init__(self, base: Dataset[Pair], crop: tuple[int, ...] | None, pad_label: int = 0) -> None:
+        self.base, self.crop, self.pad_label = base, crop, pad_label
 
     def __getitem__(self, spec: CropSpec) -> Pair:
         img, msk = self.base[spec.index]
         if self.crop is None:
             return img, msk
-        img, msk = _pad_at_least(img, msk, self.crop)
+        img, msk = _pad_at_least(img, msk, self.crop, self.pad_label)
         if spec.starts is not None:
             starts = spec.starts
         else:
@@ -386,13 +428,13 @@ class CropDataset(Dataset[Pair]):
         return img, msk
 
 
-def _pad_at_least(img: Tensor, msk: Tensor, crop: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+def _pad_at_least(img: Tensor, msk: Tensor, crop: tuple[int, ...], label: int = 0) -> tuple[Tensor, Tensor]:
     pad: list[int] = []
     for size, c in zip(reversed(msk.shape), reversed(crop), strict=True):
         pad += [0, max(0, c - size)]
     if any(pad):
         img = torch.nn.functional.pad(img, pad)
-        msk = torch.nn.functional.pad(msk, pad)
+        msk = torch.nn.functional.pad(msk, pad, value=label)
     return img, msk
 
 
@@ -712,8 +754,11 @@ class FolderPairs(Dataset[Pair]):
         return torch.from_numpy(normalise(image)), torch.from_numpy(mask.astype(np.int64))
 
 
-def _check_pair(ipath: Path, mpath: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read and check one pair (values); returns it (the caller keeps only its shape and class counts)."""
+def _check_pair(ipath: Path, mpath: Path, ignore_index: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read and check one pair (values); returns it (the caller keeps only its shape and class counts).
+
+    Pixels labelled ``ignore_index`` are left out of the range check.
+    """
     image, mask = _read_pair(ipath, mpath)
     if not np.issubdtype(mask.dtype, np.integer) and mask.dtype != np.bool_:
         finite = np.isfinite(mask)
@@ -730,30 +775,36 @@ def _check_pair(ipath: Path, mpath: Path) -> tuple[np.ndarray, np.ndarray]:
                 f"{ipath}: {bad} non-finite pixel value(s) (NaN or Inf) of {image.size}; replace or mask them "
                 "before training"
             )
-    if mask.min() < 0:
-        raise DataError(f"{mpath}: mask value {mask.min()} out of range; class indices start at 0")
+    labelled = mask if ignore_index is None else mask[mask != ignore_index]
+    if labelled.size and labelled.min() < 0:
+        raise DataError(f"{mpath}: mask value {labelled.min()} out of range; class indices start at 0")
     return image, mask
 
 
 def _large_value_hint(mask: np.ndarray, top: int) -> str:
     """The likely cause of a mask value too large for an inferred class count, for the error message."""
     if top > 1 and np.isin(mask, (0, top)).all():
-        return f" (a 0/{top} mask? divide it by {top})"  # a binary mask saved as black/white
+        also = "; or, if 255 marks pixels to ignore, --ignore-index 255" if top == 255 else ""
+        return f" (a 0/{top} mask? divide it by {top}{also})"  # a binary mask saved as black/white
     if top == 255:
         return (
-            " (255 as the 'void'/unlabelled border of Pascal VOC-style masks? compare has no ignore label: "
-            "set those pixels to a class, e.g. 0)"
+            " (255 as the 'void'/unlabelled border of Pascal VOC-style masks? give it as the ignore label: "
+            "--ignore-index 255, or ignore_index=255 in Python)"
         )
     return ""
 
 
-def _folder(spec: str) -> SegData:
+def _folder(spec: str, ignore_index: int | None = None) -> SegData:
     path_text, _, option = spec.partition(":classes=")
     declared: int | None = None
     if option:
         if not option.isdigit() or int(option) < 2:
             raise DataError(f"data {spec!r}: `classes` must be an integer >= 2; got {option!r}")
         declared = int(option)
+    try:
+        check_ignore_index(ignore_index, declared, f"data {spec!r}")
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     root = Path(path_text).expanduser()
     images_dir, masks_dir = root / "images", root / "masks"
     for d in (images_dir, masks_dir):
@@ -793,29 +844,33 @@ def _folder(spec: str) -> SegData:
     max_value = 0
     max_file = ""
     max_hint = ""
+    ignored = np.zeros(2, dtype=np.int64)  # ignored and all pixels of the pairs read so far
     for name in sorted(images):
         ipath, mpath = images[name], masks[name]
-        image, mask = _check_pair(ipath, mpath)
-        spatial = mask.ndim
+        image, full = _check_pair(ipath, mpath, ignore_index)
+        mask = full if ignore_index is None else full[full != ignore_index]  # the labelled pixels
+        spatial = full.ndim
         if ndim is None:
             ndim, channels = spatial, image.shape[0]
         elif spatial != ndim or image.shape[0] != channels:
             raise DataError(
                 f"{ipath}: {spatial}D with {image.shape[0]} channel(s), unlike the first pair ({ndim}D, {channels})"
             )
-        top = int(mask.max())
+        top = int(mask.max()) if mask.size else 0
         if top > max_value:
             max_value, max_file = top, str(mpath)
             if declared is None and top >= MAX_INFERRED_CLASSES:
                 max_hint = _large_value_hint(mask, top)
         if declared is not None and max_value >= declared:
-            raise DataError(f"{mpath}: mask value {top} out of range [0, {declared}) (classes={declared})")
+            besides = "" if ignore_index is None else f" besides the ignore label {ignore_index}"
+            raise DataError(f"{mpath}: mask value {top} out of range [0, {declared}) (classes={declared}{besides})")
         if declared is not None or top <= 4 * MAX_INFERRED_CLASSES:  # the counts stay aligned with the pairs
             counts.append(np.bincount(mask.astype(np.int64).ravel(), minlength=1))
+        ignored += (full.size - mask.size, full.size)
         pairs.append((ipath, mpath))
-        shapes.append(tuple(int(s) for s in mask.shape))
+        shapes.append(tuple(int(s) for s in full.shape))
         spacings.append(_nifti_spacing(ipath, spatial) if _is_nifti(ipath) else None)
-        del image, mask
+        del image, mask, full
     num_classes = declared if declared is not None else max(2, max_value + 1)
     if declared is None and num_classes > MAX_INFERRED_CLASSES:
         raise DataError(
@@ -823,6 +878,10 @@ def _folder(spec: str) -> SegData:
             f"declare the class count with the data spec '{path_text}:classes=N' if it really has "
             f"{max_value + 1} classes"
         )
+    try:
+        check_ignore_index(ignore_index, num_classes, f"data {spec!r}")
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     if ndim is None or channels is None:  # unreachable: at least two pairs were read
         raise DataError(f"{images_dir}: no image/mask pairs could be read")
     n_val = max(1, round(0.2 * len(pairs)))
@@ -852,28 +911,49 @@ def _folder(spec: str) -> SegData:
         description=(
             f"folder {root}: {n_train} train / {n_val} validation pairs (read lazily), {num_classes} classes"
             + (f"; train pixels: {balance}" if balance else "")
+            + (
+                ""
+                if ignore_index is None
+                else f"; ignore label {ignore_index}: {ignored[0] / max(1, ignored[1]):.1%} of all pixels"
+            )
         ),
         spacing=spacings[0],
         val_spacing=known,
         fractions=fractions,
+        ignore_index=None if ignore_index is None else int(ignore_index),
     )
 
 
-def load_data(spec: str = "scratch-assay", *, seed: int = 0) -> SegData:
+def load_data(spec: str = "scratch-assay", *, seed: int = 0, ignore_index: int | None = None) -> SegData:
     """Load a dataset by name or folder path (see the module docstring); raises :class:`DataError` on bad data.
 
-    ``seed`` only affects the generated datasets.
+    ``seed`` only affects the generated datasets. ``ignore_index``: the mask value of pixels neither trained on
+    nor scored (e.g. 255, the void border of Pascal VOC masks), outside the class indices; the named datasets have
+    none, so it changes nothing there but is still checked.
     """
+    try:
+        check_ignore_index(ignore_index, None, f"data {spec!r}")
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    named: SegData | None = None
     if spec in ("scratch-assay", "scratch-assay:2class"):
-        return _scratch_assay(three_class=False)
-    if spec == "scratch-assay:3class":
-        return _scratch_assay(three_class=True)
-    if spec == "cells3d":
-        return _cells3d()
-    if spec == "synthetic" or spec.startswith("synthetic:"):
-        return _synthetic(spec, seed)
+        named = _scratch_assay(three_class=False)
+    elif spec == "scratch-assay:3class":
+        named = _scratch_assay(three_class=True)
+    elif spec == "cells3d":
+        named = _cells3d()
+    elif spec == "synthetic" or spec.startswith("synthetic:"):
+        named = _synthetic(spec, seed)
+    if named is not None:
+        if ignore_index is None:
+            return named
+        try:
+            check_ignore_index(ignore_index, named.num_classes, f"data {spec!r}")
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        return replace(named, ignore_index=int(ignore_index))
     if Path(spec.partition(":classes=")[0]).expanduser().exists():
-        return _folder(spec)
+        return _folder(spec, ignore_index)
     import difflib
 
     close = difflib.get_close_matches(spec, DATASETS, n=1)

@@ -75,6 +75,7 @@ def rich_table(table: ResultsTable, *, workers: str = "more loader workers (--nu
     The terminal table of ``seglosses compare``: its caption holds the verdict and the data-loading line
     (:func:`loading_line`, whose hint names ``workers``: by default the command line's option).
     """
+    from rich.markup import escape
     from rich.table import Table
 
     rec = table.recommendation()
@@ -85,12 +86,12 @@ def rich_table(table: ResultsTable, *, workers: str = "more loader workers (--nu
     )
     if rec.runner_up is not None:
         verdict += f" (difference {rec.difference:.3f}, 95% CI [{rec.ci_low:.3f}, {rec.ci_high:.3f}])"
-    caption = f"{verdict}; rank by the per-image {table.metric}"
+    caption = escape(f"{verdict}; rank by the per-image {table.metric}")
     loading = loading_line(table, workers=workers)
     if loading is not None:
-        caption += f"\n{loading}"
+        caption += f"\n{escape(loading)}"
     out = Table(
-        title=f"{table.data}: validation metrics (mean ± std over seeds)",
+        title=escape(f"{table.data}: validation metrics (mean ± std over seeds)"),
         caption=caption,
         show_lines=False,
     )
@@ -262,7 +263,7 @@ def plot_predictions(table: ResultsTable, data: SegData, runs_dir: Path, path: P
     """A grid of validation images (rows): the image, the ground truth, then one column per loss (first seed).
 
     Volumes show their middle slice; large images a 256 x 256 window with the most foreground. Overlay colours:
-    class 1 red, class 2 green, class 3 blue, class 4 yellow.
+    class 1 red, class 2 green, class 3 blue, class 4 yellow; pixels with the data's ignore label white.
     """
     plt = _plt()
     from matplotlib.colors import ListedColormap
@@ -287,8 +288,10 @@ def plot_predictions(table: ResultsTable, data: SegData, runs_dir: Path, path: P
     for r in range(rows):
         image = _middle(shown[r][0][0].numpy())
         truth = _middle(shown[r][1].numpy())
+        void = np.zeros(truth.shape, dtype=bool) if data.ignore_index is None else truth == data.ignore_index
+        truth = np.where(void, 0, truth)
         ys, xs = _window(truth)
-        image, truth = image[ys, xs], truth[ys, xs]
+        image, truth, void = image[ys, xs], truth[ys, xs], void[ys, xs]
         panels: list[tuple[str, np.ndarray | None]] = [("image", None), ("ground truth", truth)]
         for loss in losses:
             pred = previews.get(loss, {}).get(f"pred{r}")
@@ -298,6 +301,9 @@ def plot_predictions(table: ResultsTable, data: SegData, runs_dir: Path, path: P
             ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
             if overlay is not None:
                 ax.imshow(overlay, cmap=cmap, vmin=0, vmax=cmap.N - 1, interpolation="nearest")
+            if title == "ground truth" and void.any():  # the ignore label: white, neither class nor background
+                white = ListedColormap([(1, 1, 1, 0.6)])
+                ax.imshow(np.ma.masked_where(~void, void), cmap=white, interpolation="nearest")
             if r == 0:
                 ax.set_title(title, fontsize=8)
             ax.axis("off")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import itertools
 import json
 import math
@@ -239,13 +240,50 @@ def _autocast(device: str, amp: str | None) -> contextlib.AbstractContextManager
     return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=dtype)
 
 
-def build_loss(name: str, mode: str, loss_args: Mapping[str, Any], extra: Mapping[str, LossFactory]) -> nn.Module:
-    """A candidate loss module: from ``extra`` (test or notebook candidates) or ``seglosses.get_loss``."""
+def build_loss(
+    name: str,
+    mode: str,
+    loss_args: Mapping[str, Any],
+    extra: Mapping[str, LossFactory],
+    ignore_index: int | None = None,
+) -> nn.Module:
+    """A candidate loss module: from ``extra`` (test or notebook candidates) or ``seglosses.get_loss``.
+
+    With an ``ignore_index`` (the data's ignore label) a registry loss gets it as its ``ignore_index`` argument, and
+    an ``extra`` factory is called as ``factory(mode, ignore_index=...)``: one whose signature takes no
+    ``ignore_index`` (or ``**kwargs``) raises ``ValueError``, since it would train on the ignored pixels as a class.
+    """
     if name in extra:
-        return extra[name](mode)
+        if ignore_index is None:
+            return extra[name](mode)
+        if not _accepts(extra[name], "ignore_index"):
+            raise ValueError(
+                f"the extra loss {name!r}: the data has the ignore label {ignore_index}, but its factory takes no "
+                "`ignore_index` keyword: define it as factory(mode, ignore_index) and leave those pixels out"
+            )
+        return extra[name](mode, ignore_index=ignore_index)  # type: ignore[call-arg]
     from seglosses.registry import get_loss
 
+    if ignore_index is not None:
+        if "ignore_index" in loss_args and loss_args["ignore_index"] != ignore_index:
+            raise ValueError(
+                f"the loss {name!r}: its argument ignore_index={loss_args['ignore_index']!r} differs from the data's "
+                f"ignore label {ignore_index}"
+            )
+        loss_args = {**loss_args, "ignore_index": ignore_index}
     return get_loss(name, mode=mode, **dict(loss_args))
+
+
+def _accepts(factory: Callable[..., Any], keyword: str) -> bool:
+    """Whether ``factory`` can be called with ``keyword=`` (a parameter of that name, or ``**kwargs``)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind is p.VAR_KEYWORD or (p.name == keyword and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        for p in params
+    )
 
 
 def target_for_loss(mask: Tensor, mode: str) -> Tensor:
@@ -547,7 +585,13 @@ def per_image_values(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, *, foregrou
 
 
 def surface_values(
-    logits: Tensor, target: Tensor, *, mode: str, spacing: Sequence[float] | None, tolerance: float
+    logits: Tensor,
+    target: Tensor,
+    *,
+    mode: str,
+    spacing: Sequence[float] | None,
+    tolerance: float,
+    ignore_index: int | None = None,
 ) -> dict[str, float]:
     """HD95 and NSD of one image ``(1, C, *S)`` logits against its target: each the mean over the foreground classes.
 
@@ -556,7 +600,8 @@ def surface_values(
     prediction (binary: logit > 0; multiclass: argmax). Per class, so that every image gets a finite number: a class
     absent from both the mask and the prediction scores HD95 0 and NSD 1 (nothing to find, nothing found); a class
     present in only one of them scores NSD 0 and, for HD95, the image's diagonal in physical units (the largest
-    distance the image allows), rather than infinity.
+    distance the image allows), rather than infinity. Pixels labelled ``ignore_index`` in ``target`` are left out
+    of both masks (:func:`seglosses.metrics.hausdorff`'s ``ignore_index``).
     """
     from seglosses.metrics.surface import hausdorff, nsd
 
@@ -569,6 +614,7 @@ def surface_values(
         "from_logits": True,
         "per_image": True,
         "average": "none",
+        "ignore_index": ignore_index,
     }
     if mode != "binary":
         common["num_classes"] = int(logits.shape[1])
@@ -597,14 +643,21 @@ def validate(
     The per-image values are each image's mean over its foreground classes (:func:`per_image_values`).
 
     With ``surface=True`` also each image's HD95 and NSD (:func:`surface_values`), and their means over the images
-    as ``metrics["hd95"]["mean"]`` and ``metrics["nsd"]["mean"]``.
+    as ``metrics["hd95"]["mean"]`` and ``metrics["nsd"]["mean"]``. Pixels labelled with the data's ignore label
+    (``data.ignore_index``) count in none of the metrics.
     """
     from seglosses.metrics import SegmentationMetrics, confusion
 
     setup = setup or RunSetup()
     model.eval()
+    ignore = data.ignore_index
     accumulator = SegmentationMetrics(
-        mode=data.mode, num_classes=data.out_channels, metrics=METRICS, average="none", from_logits=True
+        mode=data.mode,
+        num_classes=data.out_channels,
+        metrics=METRICS,
+        average="none",
+        from_logits=True,
+        ignore_index=ignore,
     )
     foreground = slice(0, None) if data.mode == "binary" else slice(1, None)
     names = METRICS + (SURFACE_METRICS if surface else ())
@@ -616,12 +669,14 @@ def validate(
         target = target_for_loss(mask.to(device, non_blocking=True), data.mode)
         logits = predict_logits(model, image, multiple=multiple, window=setup.window, amp=setup.amp)
         accumulator.update(logits, target)
-        tp, fp, fn, _ = confusion(logits, target, mode=data.mode, from_logits=True, per_image=True)
+        tp, fp, fn, _ = confusion(logits, target, mode=data.mode, from_logits=True, per_image=True, ignore_index=ignore)
         values = per_image_values(tp[0].cpu().numpy(), fp[0].cpu().numpy(), fn[0].cpu().numpy(), foreground=foreground)
         if surface:
             spacing = setup.spacing or (data.val_spacing[index] if data.val_spacing else None) or data.spacing
             tolerance = NSD_TOLERANCE if setup.nsd_tolerance is None else setup.nsd_tolerance
-            values |= surface_values(logits, target, mode=data.mode, spacing=spacing, tolerance=tolerance)
+            values |= surface_values(
+                logits, target, mode=data.mode, spacing=spacing, tolerance=tolerance, ignore_index=ignore
+            )
         for name in names:
             per_image[name].append(values[name])
         if len(kept) < previews:
@@ -720,7 +775,9 @@ def _train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(total))
     scaler = torch.amp.GradScaler("cuda") if setup.amp == "fp16" else None
     batches = _SpecBatches(data, config.batch_size, total, 10_007 * seed + 1, dist_ctx)
-    loader = _loader(CropDataset(data.train, data.crop), device, setup.num_workers, seed, batch_sampler=batches)
+    pad_label = 0 if data.ignore_index is None else data.ignore_index
+    crops = CropDataset(data.train, data.crop, pad_label)
+    loader = _loader(crops, device, setup.num_workers, seed, batch_sampler=batches)
     stream = iter(loader)
     multiple = setup.multiple(config)
     history: list[dict[str, float]] = []
@@ -799,4 +856,6 @@ def fingerprint(
     }
     if setup is not None and any(v is not None for v in setup.identity().values()):
         payload["setup"] = setup.identity()  # absent for the defaults: earlier results stay resumable
+    if data.ignore_index is not None:  # likewise absent without an ignore label
+        payload["ignore_index"] = data.ignore_index
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from seglosses.cli.data import SegData, load_data
+from seglosses.cli.data import SegData
 from seglosses.cli.results import METRICS, atomic_write, nan_to_none, paired_bootstrap
 from seglosses.cli.train import (
     FactoryError,
@@ -147,6 +147,7 @@ def tune(
     seed: int = 0,
     confirm_seeds: int = 3,
     tolerance: float = 1.0,
+    ignore_index: int | None = None,
     heartbeat: float = DEFAULT_HEARTBEAT,
     device: str = "cpu",
     progress: bool = True,
@@ -198,6 +199,9 @@ def tune(
         seed: model-initialisation and batch seed, the same for every trial (and the sampler's seed).
         confirm_seeds: seeds of the confirmation (default 3; 0 skips it).
         tolerance: the NSD tolerance in the units of the spacing (default 1: one pixel); only for ``"nsd"``.
+        ignore_index: the mask value of pixels neither trained on nor scored (e.g. 255, the void border of Pascal
+            VOC masks), outside the class indices, as in :func:`seglosses.compare`: the loss of every trial and of
+            the confirmation gets it, and the validation metrics leave those pixels out.
         heartbeat: seconds between the heartbeats of a running trial (default :data:`DEFAULT_HEARTBEAT`, 60). A
             trial without a heartbeat for twice that long belongs to a dead worker (killed, machine lost): the next
             worker that starts a trial marks it FAIL and queues its parameters again (at most :data:`MAX_RETRY`
@@ -234,14 +238,9 @@ def tune(
         raise ValueError(f"tune: `heartbeat` must be a number of seconds > 0; got {heartbeat!r}")
     if not (isinstance(tolerance, int | float) and math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"tune: `tolerance` must be a number >= 0; got {tolerance!r}")
-    if isinstance(data, SegData):
-        dataset = data
-    elif isinstance(data, str | os.PathLike) and num_classes is None:
-        dataset = load_data(str(data))
-    else:
-        from seglosses.cli.compare import resolve_data
+    from seglosses.cli.compare import resolve_data
 
-        dataset = resolve_data(data, num_classes=num_classes, crop=None, caller="tune")
+    dataset = resolve_data(data, num_classes=num_classes, crop=None, caller="tune", ignore_index=ignore_index)
     space = search_space(loss, dataset.mode)
     if not space:
         raise ValueError(f"tune: the loss {loss!r} has no hyperparameter to search in mode={dataset.mode!r}")
@@ -288,7 +287,7 @@ def tune(
     def objective(trial: Any) -> float:
         _claim(study, trial, trials, poll, 30 * heartbeat)  # raises _Surplus when the study does not need it
         params = {name: _suggest(trial, name, p) for name, p in space.items()}
-        loss_fn = build_loss(loss, dataset.mode, params, {})
+        loss_fn = build_loss(loss, dataset.mode, params, {}, dataset.ignore_index)
 
         def report(epoch: int, metrics: dict[str, dict[str, float]]) -> None:
             value = metrics[metric]["mean"]
@@ -501,8 +500,9 @@ def _confirm(
     best_vals: list[float] = []
     default_vals: list[float] = []
     for s in seeds:
-        b, _ = objective_of.run(build_loss(result.loss, objective_of.data.mode, result.best_params, {}), s)
-        d, _ = objective_of.run(build_loss(result.loss, objective_of.data.mode, {}, {}), s)
+        ignore = objective_of.data.ignore_index
+        b, _ = objective_of.run(build_loss(result.loss, objective_of.data.mode, result.best_params, {}, ignore), s)
+        d, _ = objective_of.run(build_loss(result.loss, objective_of.data.mode, {}, {}, ignore), s)
         for x, y in zip(b.per_image, d.per_image, strict=True):
             if math.isfinite(x) and math.isfinite(y):
                 best_vals.append(x)
