@@ -11,6 +11,10 @@
   FAIL, runs its parameters again, and the study still ends with exactly ``--trials`` finished trials and nothing
   RUNNING.
 - A bad ``--nproc`` (0, or a global batch it does not divide) fails with a clear message before anything trains.
+- ``GlobalBatchNorm`` on 2 gloo ranks under bf16 autocast: the global batch statistics are taken in float32, as
+  ``nn.BatchNorm`` does (NumPy float64 reference on the bf16 values), and the output keeps the input's dtype. A layer
+  with ``track_running_stats=False`` (a user's model) is converted too: global statistics in training, the given
+  batch's own in eval, no running buffers (it was refused, so ``compare --nproc`` failed on such a model).
 """
 
 from __future__ import annotations
@@ -22,10 +26,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 pytest.importorskip("typer")
 optuna = pytest.importorskip("optuna")
@@ -35,6 +43,7 @@ from typer.testing import CliRunner  # noqa: E402
 from seglosses.cli.app import app  # noqa: E402
 from seglosses.cli.compare import TrainConfig, compare  # noqa: E402
 from seglosses.cli.data import load_data  # noqa: E402
+from seglosses.cli.ddp import GlobalBatchNorm  # noqa: E402
 from seglosses.registry import search_space  # noqa: E402
 
 TINY = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=4, base=4, depth=2)
@@ -188,3 +197,70 @@ def test_tune_worker_killed_mid_trial_is_retried_and_the_study_completes(tmp_pat
     assert len(retried) == 1
     assert retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert retried[0].params == killed.params
+
+
+def _bn_input() -> torch.Tensor:
+    """A bf16 activation ``(4, 3, 6, 5)`` whose channel means (about 100.3, -60.2, 0.4) are not bf16 numbers.
+
+    bf16 keeps 8 significant bits: near 100 its spacing is 0.5, so a mean rounded to bf16 is off by up to 0.25, a
+    quarter of the channel's standard deviation (1).
+    """
+    g = torch.Generator().manual_seed(5)
+    offsets = torch.tensor([100.3, -60.2, 0.4]).view(1, 3, 1, 1)
+    return (torch.randn((4, 3, 6, 5), generator=g) + offsets).to(torch.bfloat16)
+
+
+def _bn_worker(rank: int, world: int, root: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{root}/store", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    try:
+        x = _bn_input()
+        per = x.shape[0] // world
+        layer = GlobalBatchNorm(torch.nn.BatchNorm2d(3))
+        with torch.no_grad():
+            layer.weight.copy_(torch.tensor([1.5, 0.5, 2.0]))
+            layer.bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = layer(x[rank * per : (rank + 1) * per])
+        result = {"out": out.detach(), "mean": layer.running_mean, "var": layer.running_var}
+        untracked = GlobalBatchNorm(torch.nn.BatchNorm2d(3, affine=False, track_running_stats=False))
+        shard = x[rank * per : (rank + 1) * per].float()
+        result["untracked_train"] = untracked(shard)
+        result["untracked_eval"] = untracked.eval()(shard)  # this batch's own statistics, no collective
+        result["untracked_keys"] = list(untracked.state_dict())
+        torch.save(result, Path(root) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_global_batchnorm_bf16_statistics_in_float32(tmp_path: Path) -> None:
+    world = 2
+    mp.spawn(_bn_worker, args=(world, str(tmp_path)), nprocs=world, join=True)
+    # NumPy float64 on the bf16 values of the whole batch: biased variance for the output, unbiased for the running
+    # variance, momentum 0.1 from the initial running statistics (0, 1), as nn.BatchNorm documents
+    x = _bn_input().double().numpy()
+    mean = x.mean(axis=(0, 2, 3))
+    var = x.var(axis=(0, 2, 3))
+    n = x.size / x.shape[1]
+    w, b = np.array([1.5, 0.5, 2.0]), np.array([0.1, -0.2, 0.3])
+    expected = (x - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 1e-5)
+    expected = expected * w[None, :, None, None] + b[None, :, None, None]
+    per = x.shape[0] // world
+    for rank in range(world):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got["out"].dtype == torch.bfloat16  # as nn.BatchNorm under autocast: the input's dtype
+        # |expected| < 8 here: bf16 rounds it by at most 2**-6; a mean rounded to bf16 moved it by up to 0.75
+        np.testing.assert_allclose(got["out"].double().numpy(), expected[rank * per : (rank + 1) * per], atol=0.02)
+        np.testing.assert_allclose(got["mean"].numpy(), 0.1 * mean, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got["var"].numpy(), 0.9 + 0.1 * var * n / (n - 1), rtol=1e-5)
+        # no running statistics: the global batch's in training, the shard's own in eval (float32 input)
+        normalised = (x - mean[None, :, None, None]) / np.sqrt(var[None, :, None, None] + 1e-5)
+        np.testing.assert_allclose(got["untracked_train"].numpy(), normalised[rank * per : (rank + 1) * per], atol=1e-4)
+        shard = x[rank * per : (rank + 1) * per]
+        own = (shard - shard.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(
+            shard.var(axis=(0, 2, 3), keepdims=True) + 1e-5
+        )
+        np.testing.assert_allclose(got["untracked_eval"].numpy(), own, atol=1e-4)
+        assert got["untracked_keys"] == []  # as nn.BatchNorm2d(affine=False, track_running_stats=False)

@@ -146,48 +146,58 @@ class GlobalBatchNorm(nn.Module):
     """BatchNorm over the global batch of all ranks (training mode); plain running-statistics BatchNorm in eval.
 
     Two passes (mean, then the mean squared deviation), each one differentiable all-reduce of per-channel sums, so
-    the statistics match one process's on the concatenated batch to float rounding; the running statistics are
-    updated as ``nn.BatchNorm`` does (unbiased variance), identically on every rank.
+    the statistics match one process's on the concatenated batch to float rounding; they are taken in float32 at
+    least (as ``nn.BatchNorm``'s kernels do; a bf16 or fp16 activation under autocast too), and the output has the
+    input's dtype. The running statistics are updated as ``nn.BatchNorm`` does (unbiased variance), identically on
+    every rank. A layer built with ``track_running_stats=False`` keeps none and, as ``nn.BatchNorm``, normalises
+    with the statistics of the batch it is given in eval mode too: that batch's own (validation runs on one rank,
+    so no collective there).
     """
 
-    running_mean: Tensor
-    running_var: Tensor
-    num_batches_tracked: Tensor
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
 
     def __init__(self, bn: nn.modules.batchnorm._BatchNorm) -> None:
         super().__init__()
         self.eps, self.momentum = bn.eps, bn.momentum
         self.weight, self.bias = bn.weight, bn.bias
-        if bn.running_mean is None or bn.running_var is None or bn.num_batches_tracked is None:
-            raise ValueError("GlobalBatchNorm: the BatchNorm layer must track running statistics")
+        # nn.BatchNorm without running statistics holds None buffers (left out of its state_dict): the same here
         self.register_buffer("running_mean", bn.running_mean)
         self.register_buffer("running_var", bn.running_var)
         self.register_buffer("num_batches_tracked", bn.num_batches_tracked)
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalise ``x`` ``(N, C, *S)`` per channel: global batch statistics in training, running ones in eval."""
+        tracked = self.running_mean is not None and self.running_var is not None
         if not self.training:
+            # without running statistics, the batch's own (nn.BatchNorm's rule; local: eval runs on one rank)
             return nn.functional.batch_norm(
-                x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps
+                x, self.running_mean, self.running_var, self.weight, self.bias, not tracked, 0.0, self.eps
             )
         sync = Sync()
+        # the statistics in float32 at least, as nn.BatchNorm's kernels accumulate them: a bf16 activation (autocast)
+        # summed and divided in bf16 kept 8 bits of its mean (near 100 a step of 0.5, a quarter of a unit variance)
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        xs = x.to(dtype)
         dims = [0, *range(2, x.dim())]
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        total, n = sync_sums([x.sum(dims), count], sync)
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=dtype, device=x.device)
+        total, n = sync_sums([xs.sum(dims), count], sync)
         mean = total / n
         shape = [1, -1] + [1] * (x.dim() - 2)
-        centred = x - mean.view(shape)
+        centred = xs - mean.view(shape)
         (squares,) = sync_sums([centred.pow(2).sum(dims)], sync)
         var = squares / n
-        with torch.no_grad():
-            self.num_batches_tracked.add_(1)
-            m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum  # as nn.BatchNorm
-            self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-            self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1).clamp_min(1)), alpha=m)
+        if self.running_mean is not None and self.running_var is not None and self.num_batches_tracked is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum  # as nn.BatchNorm
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(var.detach() * (n / (n - 1).clamp_min(1)), alpha=m)
         out = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.weight is not None and self.bias is not None:
             out = out * self.weight.view(shape) + self.bias.view(shape)
-        return out
+        return out.to(x.dtype)  # the input's dtype, as nn.BatchNorm (bf16 in, bf16 out under autocast)
 
 
 def convert_batchnorm(module: nn.Module) -> nn.Module:
