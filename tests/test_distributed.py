@@ -15,6 +15,9 @@ without ``per_image`` follows its own documented rule, since its selection count
 own ``ceil(k n_rank / 100)`` largest values, then the sums of the selected values and the counts are summed over the
 ranks; that rule is checked against a NumPy float64 reference (value, and rank k's gradient K times the gradient of
 the pooled mean w.r.t. its pixels).
+
+A rank given no image (N = 0, the other rank the whole batch) must still take part and get the same loss; a spawn of
+its own per case, since a rank that raises ends the spawn.
 """
 
 from __future__ import annotations
@@ -453,3 +456,50 @@ def test_sync_stats_module_repr_pickle_and_type(name: str) -> None:
 def test_sync_metrics_option_checked() -> None:
     with pytest.raises(TypeError, match=r"^SegmentationMetrics: `sync` must be a bool; got str 'yes'"):
         SegmentationMetrics(mode="binary", num_classes=1, sync="yes")  # type: ignore[arg-type]
+
+
+#: The per-image mean over the images of every rank (``_reduce.reduce_images``) read ``values[0]`` to count the
+#: elements of a row, an IndexError on a rank with no image, while the other ranks wait in the collective.
+#: Fix (in ``src/seglosses/_reduce.py``): ``per_row = math.prod(values.shape[1:])``; then remove these marks.
+_EMPTY_RANK_BUG = pytest.mark.xfail(
+    raises=mp.ProcessRaisedException, strict=True, reason="reduce_images indexes values[0] (N = 0 on a rank)"
+)
+EMPTY_RANK_CASES = (
+    pytest.param("dice", {}, id="dice"),
+    pytest.param("cross_entropy", {"class_weights": [1.0, 2.0, 0.5]}, id="cross_entropy"),
+    pytest.param("dice", {"per_image": True}, id="dice-per_image", marks=_EMPTY_RANK_BUG),
+    pytest.param("asymmetric_focal_tversky", {}, id="asymmetric_focal_tversky", marks=_EMPTY_RANK_BUG),
+)
+
+
+def _empty_rank_run(name: str, extra: dict[str, Any], hi: int, sync: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Loss and input gradient on images ``0:hi`` (0: none) of a multiclass index batch with ignored pixels."""
+    x, t, kw = _batch("mc_index", 4242, ())
+    xs = x[:hi].clone().requires_grad_(True)
+    value = _loss_fn(name)(xs, t[:hi], **kw, **extra, **({"sync_stats": True} if sync else {}))
+    value.backward()
+    assert xs.grad is not None
+    return value.detach(), xs.grad
+
+
+def _empty_rank_worker(rank: int, world: int, root: str, name: str, extra: dict[str, Any]) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{root}/store", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    try:
+        torch.save(_empty_rank_run(name, extra, 0 if rank == 0 else N, sync=True), Path(root) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(("name", "extra"), EMPTY_RANK_CASES)
+def test_sync_stats_rank_without_images(tmp_path: Path, name: str, extra: dict[str, Any]) -> None:
+    mp.spawn(_empty_rank_worker, args=(2, str(tmp_path), name, extra), nprocs=2, join=True)
+    value, grad = _empty_rank_run(name, extra, N, sync=False)
+    empty_value, empty_grad = torch.load(tmp_path / "rank0.pt")
+    full_value, full_grad = torch.load(tmp_path / "rank1.pt")
+    _close(empty_value, value)
+    _close(full_value, value)
+    assert empty_grad.shape == (0, C, *SPATIAL)
+    _close(full_grad, 2 * grad)  # K = 2 times the single-process gradient, as every rank's
