@@ -401,3 +401,147 @@ def test_bench_catalogue_group_runs_in_workers(tmp_path):
     assert row.status == "ok", row.error
     assert row.ms > 0
     assert math.isfinite(row.value)
+
+
+def _value(case: bm.Case, workload: bm.Workload) -> float:
+    x, t = bm._inputs(workload, case.target, "cpu")
+    return float(case.build(workload.mode)(x, t).detach())
+
+
+def test_bench_exact_peers_give_our_value():
+    # Every peer case marked `exact` for a mode computes our default loss there: same value on the same input
+    # (each installed peer; smp 0.6's Dice needs smooth=0.5 for our smooth=1)
+    checked = []
+    for workload in (bm.WORKLOADS["quick-2d"], bm.WORKLOADS["quick-bin"], bm.WORKLOADS["quick-3d"]):
+        for case in bm.CASES:
+            if workload.mode not in case.exact or not case.applies(workload):
+                continue
+            try:
+                theirs = _value(case, workload)
+            except bm.Unavailable:
+                continue
+            ours = _value(bm._CASES_BY_ID[f"seglosses:{case.quantity}"], workload)
+            assert theirs == pytest.approx(ours, rel=1e-5), (workload.name, case.id)
+            checked.append(case.id)
+    if not checked:
+        pytest.skip("no peer library installed")
+
+
+def test_bench_value_check_lists_a_wrong_mapping():
+    def row(case: str, library: str, value: float) -> bm.Result:
+        return bm.Result("quick-2d", "", case, library, "dice", "c", "n", "ok", ms=1.0, peak_mib=1.0, value=value)
+
+    rows = [row("seglosses:dice", "seglosses", 0.5), row("monai:DiceLoss", "monai", 0.5 * (1 + 5e-5)),
+            row("smp:DiceLoss", "smp", 0.501), row("kornia:dice_loss", "kornia", 0.7)]  # fmt: skip
+    assert bm.value_mismatches(rows) == ["quick-2d smp:DiceLoss: 0.501, ours 0.5"]  # kornia: not marked exact
+    text = bm.to_markdown(rows, {})
+    assert "1 of 2 rows equal ours" in text
+    assert "- quick-2d smp:DiceLoss: 0.501, ours 0.5" in text
+    assert bm.value_mismatches(rows[:2]) == []
+
+
+def test_bench_timed_steps_never_read_the_loss_back(monkeypatch):
+    # only the first step's value is copied to the host: on CUDA a read per timed step adds a device-to-host copy
+    reads = []
+    real_float = torch.Tensor.__float__
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda self: reads.append(1) or real_float(self))
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append(1) or real_float(self))
+    out = bm.measure(TINY, SUM_CASE, repeats=4, warmup=2, device="cpu")
+    assert len(out["ms_all"]) == 4
+    assert len(reads) == 1
+    assert out["value"] == pytest.approx(float(bm._inputs(TINY, "natural", "cpu")[0].detach().double().sum()), rel=1e-5)
+
+
+def test_bench_isolate_library_shares_one_process_per_library(tmp_path, monkeypatch):
+    # --isolate library: the references, ours and MONAI's cases of a workload each in one process; same rows
+    pytest.importorskip("monai")
+    started = []
+    real = bm.subprocess.Popen
+
+    def popen(command, **kwargs):
+        if "--worker" in command:
+            started.append(command[command.index("--worker") + 1 : command.index("--repeats")])
+        return real(command, **kwargs)
+
+    monkeypatch.setattr(bm.subprocess, "Popen", popen)
+    results, paths, meta = bm.run_and_report(workloads="quick-bin", losses="dice,jaccard", repeats=1, device="cpu",
+                                             out=tmp_path, rich=False, isolate="library", only="losses")  # fmt: skip
+    cases = [c for c in bm.select_cases(["dice", "jaccard"]) if c.applies(bm.WORKLOADS["quick-bin"])]
+    assert [r.case for r in results] == [c.id for c in cases]
+    assert started[:3] == [
+        ["quick-bin", "ref:ce", "ref:sum"],
+        ["quick-bin", "seglosses:dice", "seglosses:jaccard"],
+        ["quick-bin", "monai:DiceLoss", "monai:DiceLoss(jaccard)"],
+    ]
+    assert started[3:] == [["quick-bin", "smp:DiceLoss", "smp:JaccardLoss"]]  # (its row: unavailable if absent)
+    ran = [r for r in results if r.library in ("reference", "seglosses", "monai")]
+    assert all(r.status == "ok" and r.ms > 0 and r.peak_mib > 0 for r in ran), [r.error for r in ran]
+    assert meta["isolate"] == "library"
+    text = paths["md"].read_text()
+    assert "the cases of one library on one workload in one fresh subprocess" in text
+    assert "2 of 2 rows equal ours" in text
+    with pytest.raises(ValueError, match="isolate must be one of case, library; got 'all'"):
+        bm.run_benchmark([TINY], cases, isolate="all")
+
+
+def _fake_python(tmp_path: Path, body: str) -> str:
+    script = tmp_path / "python"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_bench_shared_process_that_dies_costs_one_case(tmp_path, monkeypatch):
+    # a worker that reports its first case and then dies (a crash): that case keeps its row, the next one is an
+    # error with the worker's last stderr line, and the cases after it run in a new process
+    fake = _fake_python(tmp_path, (
+        'shift 4\necho "$@" >> ' + str(tmp_path / "calls") + "\n"
+        "echo '" + bm._RESULT_MARK + '{"case": "\'"$1"\'", "status": "ok", "ms": 1.0, "ms_all": [1.0], '
+        '"peak_bytes": 1024, "value": 0.5, "method": "fake"}\'\n'
+        'echo "Segmentation fault in $2" >&2\nexit 139\n'
+    ))  # fmt: skip
+    monkeypatch.setattr(bm.sys, "executable", fake)
+    cases = [bm._CASES_BY_ID[f"seglosses:{q}"] for q in ("dice", "jaccard", "tversky")]
+    rows = bm._run_group(TINY, cases, repeats=1, warmup=1, threads=1, device="cpu", timeout=60)
+    assert [(r.case, r.status) for r in rows] == [
+        ("seglosses:dice", "ok"), ("seglosses:jaccard", "error"), ("seglosses:tversky", "ok")
+    ]  # fmt: skip
+    assert rows[1].error == "Segmentation fault in seglosses:jaccard"
+    assert rows[0].peak_mib == pytest.approx(1024 / 2**20)
+    calls = (tmp_path / "calls").read_text().split("\n")
+    assert calls[0].startswith("seglosses:dice seglosses:jaccard seglosses:tversky --repeats")
+    assert calls[1].startswith("seglosses:tversky --repeats")
+
+
+def test_bench_shared_process_timeout_is_per_case(tmp_path, monkeypatch):
+    # a worker that hangs: each case waits `timeout` seconds from the start (or the previous result), then the
+    # process is killed and the next case gets a new one
+    monkeypatch.setattr(bm.sys, "executable", _fake_python(tmp_path, "exec sleep 60\n"))
+    cases = [bm._CASES_BY_ID[f"seglosses:{q}"] for q in ("dice", "jaccard")]
+    began = time.monotonic()
+    rows = bm._run_group(TINY, cases, repeats=1, warmup=1, threads=1, device="cpu", timeout=0.3)
+    assert [(r.status, r.error) for r in rows] == [("timeout", "over 0 s")] * 2
+    assert time.monotonic() - began < 30
+
+
+def test_bench_cli_rejects_empty_lists_and_suggests_names(tmp_path):
+    # an empty --workloads / --losses ran nothing (or only the references) and exited 0; misspelt names get a hint
+    typer_testing = pytest.importorskip("typer.testing")
+    from seglosses.cli.app import app
+
+    runner = typer_testing.CliRunner()
+    base = ["bench", "--quick", "--no-peers", "--out", str(tmp_path)]
+    for args, message in [
+        (["--workloads", ","], "no workload given; choose from 3d-2x4x96, "),
+        (["--losses", ","], "no loss given; choose from dice, "),
+        (["--losses", "dise"], "unknown loss 'dise' (did you mean 'dice'?); choose from dice, "),
+        (["--workloads", "2d-8x4x255"], "unknown workload '2d-8x4x255' (did you mean '2d-8x4x256'?); choose from "),
+        (["--only", "lossess"], "unknown group 'lossess' (did you mean 'losses'?); choose from losses, "),
+        (["--isolate", "process"], "isolate must be one of case, library; got 'process'"),
+    ]:
+        result = runner.invoke(app, [*base, *args], env={"COLUMNS": "200"})
+        assert result.exit_code == 2, (args, result.output)
+        assert message in result.output, (args, result.output)
+    assert not (tmp_path / "results.json").exists()
+    with pytest.raises(ValueError, match="timeout must be > 0 seconds; got 0"):
+        bm.run_benchmark([TINY], [SUM_CASE], timeout=0)

@@ -81,6 +81,14 @@ def bench(
             "with --quick). Default: all; with --losses: losses and catalogue.",
         ),
     ] = None,
+    isolate: Annotated[
+        str,
+        typer.Option(
+            "--isolate",
+            help="case: a fresh process per case (default); library: one per workload and library, the cases of one "
+            "library one after the other in it (for a GPU machine, where a process takes seconds to start).",
+        ),
+    ] = "case",
 ) -> None:
     """Time forward + backward and measure peak extra memory of each loss, each case in a fresh process."""
     from rich.console import Console
@@ -104,6 +112,7 @@ def bench(
             min_time=min_time,
             busy=busy,
             only=only,
+            isolate=isolate,  # type: ignore[arg-type]  # checked by run_and_report
             log=lambda line: console.print(line, highlight=False, soft_wrap=True),
         )
     except ValueError as err:

@@ -1,12 +1,17 @@
 r"""Speed and peak memory of the losses, side by side with MONAI, segmentation_models_pytorch and kornia.
 
 Each (workload, case) pair runs in a fresh Python subprocess (``python -m seglosses.cli.benchmark --worker ...``) so
-that no case inherits another's allocator state, thread pool or import side effects. A worker sets
+that no case inherits another's allocator state, thread pool or import side effects (``isolate="library"``,
+``--isolate library``: the cases of one library on one workload share a process, one after the other, for a GPU
+machine whose per-process start-up would otherwise take most of its time; see :func:`run_benchmark`). A worker sets
 ``torch.set_num_threads(threads)``, makes float32 logits and the target of the workload, runs ``warmup`` forward +
 backward steps (w.r.t. the logits) and then ``repeats`` timed ones, and reports the median; with ``min_time`` > 0 it
 also warms up for at least ``min_time / 2`` seconds and times steps for at least ``min_time`` seconds (at most 1000),
 so that a short step is timed in the allocator's steady state and a long one is not repeated needlessly. One further
-step measures the peak of extra tensor memory:
+step measures the peak of extra tensor memory. Only the first step's loss value is read back (``value``): the timed
+steps end with ``torch.cuda.synchronize()`` on CUDA and never copy the loss to the host.
+
+Peak of extra tensor memory:
 
 - CPU: the step runs under ``torch.profiler.profile(profile_memory=True)``; every allocation and free that the CPU
   allocator reports to the profiler is collected from the profiler's event tree, sorted by time and integrated; the
@@ -56,6 +61,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import difflib
+import gc
 import importlib
 import importlib.metadata
 import importlib.util
@@ -63,15 +70,17 @@ import json
 import math
 import os
 import platform
+import selectors
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal, cast
 
 import torch
 
@@ -99,6 +108,7 @@ __all__ = [
     "select_cases",
     "select_workloads",
     "to_markdown",
+    "value_mismatches",
     "write_outputs",
 ]
 
@@ -177,6 +187,9 @@ class Case:
     modes: frozenset[str] = frozenset({"binary", "multiclass"})
     dims: frozenset[int] = frozenset({2, 3})
     target: TargetForm = "natural"
+    #: the modes in which the peer computes our default loss's value (to float32 rounding): checked by
+    #: :func:`value_mismatches` on every run
+    exact: frozenset[str] = frozenset()
 
     def applies(self, workload: Workload) -> bool:
         """Whether the case can run on ``workload`` (mode and number of spatial dims)."""
@@ -291,6 +304,7 @@ def _kornia(name: str, **kwargs: Any) -> Callable[[BenchMode], LossFn]:  # noqa:
 
 _MC = frozenset({"multiclass"})
 _BIN = frozenset({"binary"})
+_BOTH = frozenset({"binary", "multiclass"})
 _2D = frozenset({2})
 
 #: Every case. The note says how the peer's arguments map to our default loss (its documented defaults) and what
@@ -318,14 +332,17 @@ CASES: tuple[Case, ...] = (
         "smooth_nr=smooth_dr=1e-5 by default -> pass 1.0: same quantity; batch=True sums the stats over the batch",
         _monai("DiceLoss", batch=True, smooth_nr=1.0, smooth_dr=1.0),
         target="channel",
+        exact=_BOTH,
     ),
     Case(
         "smp:DiceLoss",
         "smp",
         "dice",
-        "DiceLoss(mode, smooth=1.0)",
-        "same sums and smooth; smp zeroes the loss of a class absent from the target (ours keeps its FP term)",
-        _smp("DiceLoss", smooth=1.0),
+        "DiceLoss(mode, smooth=0.5)",
+        "smp 0.6 scores (TP + s) / (TP + (FP + FN) / 2 + s): s = 0.5 gives ours exactly (its smooth=1.0 is our "
+        "smooth=2); smp zeroes the loss of a class absent from the target (ours keeps its FP term)",
+        _smp("DiceLoss", smooth=0.5),
+        exact=_BOTH,
     ),
     Case(
         "kornia:dice_loss",
@@ -347,6 +364,7 @@ CASES: tuple[Case, ...] = (
         "MONAI's jaccard is 1 - (2TP + s) / (2(TP + FP + FN) + s): s = 2 gives ours exactly",
         _monai("DiceLoss", jaccard=True, batch=True, smooth_nr=2.0, smooth_dr=2.0),
         target="channel",
+        exact=_BOTH,
     ),
     Case(
         "smp:JaccardLoss",
@@ -355,6 +373,7 @@ CASES: tuple[Case, ...] = (
         "JaccardLoss(mode, smooth=1.0)",
         "same sums and smooth; absent classes zeroed (as smp Dice)",
         _smp("JaccardLoss", smooth=1.0),
+        exact=_BOTH,
     ),
     # ---- tversky: alpha = 0.3 weights FP, beta = 0.7 weights FN in all three libraries
     Case(
@@ -365,6 +384,7 @@ CASES: tuple[Case, ...] = (
         "MONAI's alpha weights FP, beta FN (as ours); smooth 1.0 in numerator and denominator: same quantity",
         _monai("TverskyLoss", alpha=0.3, beta=0.7, batch=True, smooth_nr=1.0, smooth_dr=1.0),
         target="channel",
+        exact=_BOTH,
     ),
     Case(
         "smp:TverskyLoss",
@@ -373,6 +393,7 @@ CASES: tuple[Case, ...] = (
         "TverskyLoss(mode, alpha=0.3, beta=0.7, smooth=1.0)",
         "alpha FP, beta FN; absent classes zeroed",
         _smp("TverskyLoss", alpha=0.3, beta=0.7, smooth=1.0),
+        exact=_BOTH,
     ),
     Case(
         "kornia:tversky_loss",
@@ -414,6 +435,7 @@ CASES: tuple[Case, ...] = (
         "lambda_dice = lambda_ce = 1 (as ours); binary: BCE-with-logits + Dice",
         _monai("DiceCELoss", batch=True, smooth_nr=1.0, smooth_dr=1.0),
         target="channel",
+        exact=_BOTH,
     ),
     # ---- focal (softmax focal, gamma 2, no alpha for multiclass; binary alpha 0.25)
     Case(
@@ -424,6 +446,7 @@ CASES: tuple[Case, ...] = (
         "multiclass: MONAI averages over N*C*S elements (ours over N*S: a factor C); binary: alpha=0.25 as ours",
         _monai("FocalLoss", gamma=2.0),
         target="channel",
+        exact=_BIN,
     ),
     Case(
         "kornia:focal_loss",
@@ -442,6 +465,7 @@ CASES: tuple[Case, ...] = (
         "same quantity",
         _kornia("binary_focal_loss_with_logits", alpha=0.25, gamma=2.0, reduction="mean"),
         modes=_BIN,
+        exact=_BIN,
     ),
     Case(
         "smp:FocalLoss",
@@ -451,6 +475,7 @@ CASES: tuple[Case, ...] = (
         "binary only: smp's multiclass focal is one-vs-rest sigmoid, another quantity",
         _smp("FocalLoss", alpha=0.25),
         modes=_BIN,
+        exact=_BIN,
     ),
     # ---- lovasz
     Case(
@@ -460,6 +485,7 @@ CASES: tuple[Case, ...] = (
         "LovaszLoss(mode, per_image=False)",
         "multiclass: Lovasz-softmax over present classes of the whole batch; binary: Lovasz hinge of the batch",
         _smp("LovaszLoss", per_image=False),
+        exact=_BOTH,
     ),
     Case(
         "kornia:lovasz_softmax_loss",
@@ -506,6 +532,12 @@ def _case(case_id: str) -> Case:
     return {c.id: c for c in _catalogue()[0]}[case_id]
 
 
+def _hint(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def select_groups(names: Iterable[str] | None = None) -> list[str]:
     """The groups named (default: all of :data:`GROUPS`), in :data:`GROUPS` order.
 
@@ -518,7 +550,7 @@ def select_groups(names: Iterable[str] | None = None) -> list[str]:
     wanted = list(names)
     unknown = [g for g in wanted if g not in GROUPS]
     if unknown or not wanted:
-        what = f"unknown group {unknown[0]!r}" if unknown else "no group given"
+        what = f"unknown group {unknown[0]!r}{_hint(unknown[0], GROUPS)}" if unknown else "no group given"
         raise ValueError(f"{what}; choose from {', '.join(GROUPS)}")
     return [g for g in GROUPS if g in wanted]
 
@@ -541,8 +573,9 @@ def select_cases(
     known = (QUANTITIES if "losses" in chosen else ()) + cat_quantities
     wanted = list(known) if losses is None else list(losses)
     unknown = [q for q in wanted if q not in known and q not in REFERENCES]
-    if unknown:
-        raise ValueError(f"unknown loss {unknown[0]!r}; choose from {', '.join(known + REFERENCES)}")
+    if unknown or (not wanted and losses is not None):
+        what = f"unknown loss {unknown[0]!r}{_hint(unknown[0], known)}" if unknown else "no loss given"
+        raise ValueError(f"{what}; choose from {', '.join(known + REFERENCES)}")
     keep = set(wanted) | set(REFERENCES)
     every = CASES + tuple(c for c in cat_cases if c.id not in _CASES_BY_ID)
     return [c for c in every if c.quantity in keep and (peers or c.library in ("seglosses", "reference"))]
@@ -560,8 +593,10 @@ def select_workloads(names: Iterable[str] | None = None, *, quick: bool = False)
     out = []
     for name in names:
         if name not in WORKLOADS:
-            raise ValueError(f"unknown workload {name!r}; choose from {', '.join(WORKLOADS)}")
+            raise ValueError(f"unknown workload {name!r}{_hint(name, WORKLOADS)}; choose from {', '.join(WORKLOADS)}")
         out.append(WORKLOADS[name])
+    if not out:
+        raise ValueError(f"no workload given; choose from {', '.join(WORKLOADS)}")
     return out
 
 
@@ -599,6 +634,10 @@ def _profiled_cpu_peak(step: Callable[[], object]) -> int:
     return peak
 
 
+#: How the cases share worker processes (see :func:`run_benchmark`).
+Isolate = Literal["case", "library"]
+ISOLATE: tuple[str, ...] = ("case", "library")
+
 #: Most warm-up (and most timed) steps of one case when ``min_time`` asks for more than ``repeats``.
 _MAX_STEPS = 1000
 #: Seconds of timed steps per case by default (plus half as much warm-up): short steps are then timed in the
@@ -625,16 +664,16 @@ def measure(
 
     def sync() -> None:
         if cuda:
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(device)
 
-    def step() -> float:
+    def step() -> torch.Tensor:
         x.grad = None
         loss = fn(x, target)
         torch.autograd.backward(loss)
-        return float(loss.detach())  # a host sync on purpose, once per step, outside the loss
+        return loss.detach()
 
     began = time.perf_counter()
-    value = step()
+    value = float(step())  # the first step's value only: a read in the timed steps would add a device-to-host copy
     done = 1
     while done < warmup or (time.perf_counter() - began < min_time / 2 and done < _MAX_STEPS):
         step()
@@ -644,16 +683,16 @@ def measure(
         sync()
         start = time.perf_counter()
         step()
-        sync()
+        sync()  # on CUDA the step's kernels have finished (on the CPU they run inside the call)
         times.append((time.perf_counter() - start) * 1e3)
     x.grad = None
     if cuda:
         sync()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
         step()
         sync()
-        peak = torch.cuda.max_memory_allocated() - base
+        peak = torch.cuda.max_memory_allocated(device) - base
         method = "cuda.max_memory_allocated"
     else:
         peak = _profiled_cpu_peak(step)
@@ -662,25 +701,31 @@ def measure(
 
 
 def _worker(args: argparse.Namespace) -> int:
-    workload, case = WORKLOADS[args.worker[0]], _case(args.worker[1])
-    try:
-        out: dict[str, Any] = {
-            "status": "ok",
-            **measure(
-                workload,
-                case,
-                repeats=args.repeats,
-                warmup=args.warmup,
-                threads=args.threads,
-                device=args.device,
-                min_time=args.min_time or 0.0,
-            ),
-        }
-    except Unavailable as err:
-        out = {"status": "unavailable", "error": str(err)}
-    except Exception as err:  # reported in the table, never fatal for the run  # noqa: BLE001
-        out = {"status": "error", "error": f"{type(err).__name__}: {err}"[:300]}
-    print(_RESULT_MARK + json.dumps(out), flush=True)
+    """Measure the cases ``args.worker[1:]`` on the workload ``args.worker[0]``, one after the other; one line each."""
+    workload = WORKLOADS[args.worker[0]]
+    for case_id in args.worker[1:]:
+        try:
+            out: dict[str, Any] = {
+                "status": "ok",
+                **measure(
+                    workload,
+                    _case(case_id),
+                    repeats=args.repeats,
+                    warmup=args.warmup,
+                    threads=args.threads,
+                    device=args.device,
+                    min_time=args.min_time or 0.0,
+                ),
+            }
+        except Unavailable as err:
+            out = {"status": "unavailable", "error": str(err)}
+        except Exception as err:  # reported in the table, never fatal for the run  # noqa: BLE001
+            out = {"status": "error", "error": f"{type(err).__name__}: {err}"[:300]}
+        print(_RESULT_MARK + json.dumps({"case": case_id, **out}), flush=True)
+        # the next case of a shared process starts with nothing of this one's: no tensors, no cached CUDA blocks
+        gc.collect()
+        if args.device.startswith("cuda"):
+            torch.cuda.empty_cache()
     return 0
 
 
@@ -720,48 +765,123 @@ def _run_one(
     timeout: float,
     min_time: float = 0.0,
 ) -> Result:
-    row = Result(workload.name, str(workload.shape), case.id, case.library, case.quantity, case.call, case.note, "ok")
-    if not case.applies(workload):
-        row.status, row.error = "n/a", f"{case.id} does not take {workload.dims}D {workload.mode} input"
-        return row
+    """One case in a fresh worker process (see :func:`_run_group`)."""
+    return _run_group(
+        workload,
+        [case],
+        repeats=repeats,
+        warmup=warmup,
+        threads=threads,
+        device=device,
+        timeout=timeout,
+        min_time=min_time,
+    )[0]
+
+
+def _run_group(
+    workload: Workload,
+    cases: Sequence[Case],
+    *,
+    repeats: int,
+    warmup: int,
+    threads: int,
+    device: str,
+    timeout: float,
+    min_time: float = 0.0,
+) -> list[Result]:
+    """Measure ``cases`` on ``workload`` in one fresh worker process, one after the other; one row per case.
+
+    ``timeout`` applies to each case (from the previous case's result, or the start). A case that times out or takes
+    its process down (a crash, an abort) gets a ``timeout`` / ``error`` row, and the cases after it run in a new
+    process.
+    """
+    rows: dict[str, Result] = {}
+    pending: list[Case] = []
+    for case in cases:
+        row = Result(
+            workload.name, str(workload.shape), case.id, case.library, case.quantity, case.call, case.note, "ok"
+        )
+        rows[case.id] = row
+        if case.applies(workload):
+            pending.append(case)
+        else:
+            row.status, row.error = "n/a", f"{case.id} does not take {workload.dims}D {workload.mode} input"
+    while pending:
+        reported, failure = _spawn(
+            workload,
+            [c.id for c in pending],
+            repeats=repeats,
+            warmup=warmup,
+            threads=threads,
+            device=device,
+            timeout=timeout,
+            min_time=min_time,
+        )
+        for data in reported:
+            row = rows[data["case"]]
+            row.status, row.error = data["status"], data.get("error", "")
+            if row.status == "ok":
+                row.ms, row.ms_all, row.value, row.method = data["ms"], data["ms_all"], data["value"], data["method"]
+                row.peak_mib = data["peak_bytes"] / 2**20
+                row.x_logits = data["peak_bytes"] / workload.logits_bytes
+        pending = pending[len(reported) :]
+        if pending:  # the process ended (or was stopped) during the first case still pending
+            rows[pending[0].id].status, rows[pending[0].id].error = failure
+            pending = pending[1:]
+    return [rows[c.id] for c in cases]
+
+
+def _spawn(
+    workload: Workload,
+    case_ids: Sequence[str],
+    *,
+    repeats: int,
+    warmup: int,
+    threads: int,
+    device: str,
+    timeout: float,
+    min_time: float,
+) -> tuple[list[dict[str, Any]], tuple[str, str]]:
+    """Run one worker process over ``case_ids``; its results in order, and why it stopped early (if it did)."""
     src = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONWARNINGS": "ignore"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (src, env.get("PYTHONPATH", "")) if p)
-    command = [
-        sys.executable,
-        "-m",
-        "seglosses.cli.benchmark",
-        "--worker",
-        workload.name,
-        case.id,
-        "--repeats",
-        str(repeats),
-        "--warmup",
-        str(warmup),
-        "--threads",
-        str(threads),
-        "--device",
-        device,
-        "--min-time",
-        repr(min_time),
-    ]
-    try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, check=False)
-    except subprocess.TimeoutExpired:
-        row.status, row.error = "timeout", f"over {timeout:.0f} s"
-        return row
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_RESULT_MARK)]
-    if not lines:
-        tail = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-        row.status, row.error = "error", tail[:300]
-        return row
-    data = json.loads(lines[-1][len(_RESULT_MARK) :])
-    row.status, row.error = data["status"], data.get("error", "")
-    if row.status == "ok":
-        row.ms, row.ms_all, row.value, row.method = data["ms"], data["ms_all"], data["value"], data["method"]
-        row.peak_mib = data["peak_bytes"] / 2**20
-        row.x_logits = data["peak_bytes"] / workload.logits_bytes
-    return row
+    command = [sys.executable, "-m", "seglosses.cli.benchmark", "--worker", workload.name, *case_ids]
+    command += ["--repeats", str(repeats), "--warmup", str(warmup), "--threads", str(threads)]
+    command += ["--device", device, "--min-time", repr(min_time)]
+    reported: list[dict[str, Any]] = []
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env)
+        stdout = cast("IO[bytes]", proc.stdout)
+        timed_out, pending = False, b""
+        try:
+            # raw reads of the pipe (a buffered readline could hold a result that select() no longer sees)
+            with selectors.DefaultSelector() as selector:
+                selector.register(stdout, selectors.EVENT_READ)
+                deadline = time.monotonic() + timeout
+                while len(reported) < len(case_ids):
+                    if not selector.select(max(0.0, deadline - time.monotonic())):
+                        timed_out = True
+                        break
+                    chunk = os.read(stdout.fileno(), 1 << 16)
+                    if not chunk:  # the process has ended
+                        break
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for raw in lines:
+                        line = raw.decode(errors="replace")
+                        if line.startswith(_RESULT_MARK):
+                            reported.append(json.loads(line[len(_RESULT_MARK) :]))
+                            deadline = time.monotonic() + timeout
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            stdout.close()
+        if timed_out:
+            return reported, ("timeout", f"over {timeout:.0f} s")
+        stderr.seek(0)
+        tail = (stderr.read().strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    return reported, ("error", tail[:300])
 
 
 def derive(results: Sequence[Result]) -> None:
@@ -778,6 +898,32 @@ def derive(results: Sequence[Result]) -> None:
             row.x_leanest_peer = row.peak_mib / leanest if leanest > 0 else math.nan
 
 
+#: Relative difference allowed between a peer marked ``exact`` and our value (float32 sums in another order).
+VALUE_RTOL = 1e-4
+
+
+def value_mismatches(results: Sequence[Result]) -> list[str]:
+    """The peer rows whose case is marked ``exact`` for the workload's mode but whose value is not ours.
+
+    Each is described in one line (workload, case, its value and ours); [] when every such peer agrees to
+    :data:`VALUE_RTOL`. Rows whose case, workload or our row is unknown or did not run are not checked.
+    """
+    out = []
+    for row in results:
+        workload = WORKLOADS.get(row.workload)
+        case = _CASES_BY_ID.get(row.case)
+        if row.status != "ok" or workload is None or case is None or workload.mode not in case.exact:
+            continue
+        ours = [
+            r.value
+            for r in results
+            if r.workload == row.workload and r.case == f"seglosses:{row.quantity}" and r.status == "ok"
+        ]
+        if ours and not math.isclose(row.value, ours[0], rel_tol=VALUE_RTOL, abs_tol=1e-6):
+            out.append(f"{row.workload} {row.case}: {row.value:.7g}, ours {ours[0]:.7g}")
+    return out
+
+
 def run_benchmark(
     workloads: Sequence[Workload],
     cases: Sequence[Case],
@@ -790,12 +936,23 @@ def run_benchmark(
     rounds: int = 1,
     progress: Callable[[Result], None] | None = None,
     min_time: float = 0.0,
+    isolate: Isolate = "case",
 ) -> list[Result]:
-    """Run every case that applies to each workload, each in a fresh subprocess; rows in workload, case order.
+    """Run every case that applies to each workload in fresh subprocesses; rows in workload, case order.
+
+    ``isolate``: ``"case"`` (default) runs each case in its own process; ``"library"`` runs the cases of one library
+    (ours, the references, MONAI, smp, kornia) on one workload in one process, one after the other (the CUDA cache
+    emptied between them): libraries still never share a process, and the start-up (imports, CUDA context, kernel
+    loading), seconds per process on a GPU machine, is paid some 5 times per workload instead of 20-30.
 
     With ``rounds > 1`` the whole list runs ``rounds`` times, one round after the other, and each row reports the
     median of its rounds' medians: a slow spell of a shared machine then lands on every case alike instead of on
     the few that happened to run during it (the ratios of one run are what the table is for).
+
+    Raises:
+        ValueError: ``repeats``, ``warmup``, ``threads`` or ``rounds`` below 1, a negative ``min_time`` or an
+            unknown ``isolate``.
+
     """
     if repeats < 1 or warmup < 1 or threads < 1 or rounds < 1:
         raise ValueError(
@@ -803,23 +960,35 @@ def run_benchmark(
         )
     if not min_time >= 0:
         raise ValueError(f"min_time must be >= 0 seconds; got {min_time}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds; got {timeout}")
+    if isolate not in ISOLATE:
+        raise ValueError(f"isolate must be one of {', '.join(ISOLATE)}; got {isolate!r}")
     pairs = [(w, c) for w in workloads for c in cases if c.applies(w)]
     runs: list[list[Result]] = [[] for _ in pairs]
+    # the batches of one process: each pair alone, or the pairs of one (workload, library) in table order
+    batches: dict[tuple[str, str], list[int]] = {}
+    for i, (workload, case) in enumerate(pairs):
+        batches.setdefault((workload.name, case.library if isolate == "library" else case.id), []).append(i)
     for _ in range(rounds):
-        for (workload, case), seen in zip(pairs, runs, strict=True):
-            row = _run_one(
-                workload,
-                case,
-                repeats=repeats,
-                warmup=warmup,
-                threads=threads,
-                device=device,
-                timeout=timeout,
-                min_time=min_time,
-            )
-            seen.append(row)
-            if progress is not None:
-                progress(row)
+        for batch in batches.values():
+            workload = pairs[batch[0]][0]
+            kwargs: dict[str, Any] = {
+                "repeats": repeats,
+                "warmup": warmup,
+                "threads": threads,
+                "device": device,
+                "timeout": timeout,
+                "min_time": min_time,
+            }
+            if isolate == "case":
+                got = [_run_one(workload, pairs[batch[0]][1], **kwargs)]
+            else:
+                got = _run_group(workload, [pairs[i][1] for i in batch], **kwargs)
+            for i, row in zip(batch, got, strict=True):
+                runs[i].append(row)
+                if progress is not None:
+                    progress(row)
     results = [merge_rounds(seen) for seen in runs]
     derive(results)
     return results
@@ -1021,9 +1190,15 @@ def to_markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str
     if command:
         lines += [f"Regenerate with `{command}`.", ""]
     lines += ["## Machine", ""] + [f"- {k}: {v}" for k, v in meta.items() if v is not None] + [""]
+    fresh = (
+        "the cases of one library on one workload in one fresh subprocess, one after the other (CUDA cache emptied "
+        "between them; libraries never share a process)"
+        if meta.get("isolate") == "library"
+        else "each case in a fresh subprocess"
+    )
     lines += [
-        "Forward + backward w.r.t. float32 logits, median of the timed steps after warm-up, each case in a fresh "
-        "subprocess (with `rounds` > 1: the whole list run that many times, one round after the other, and the "
+        f"Forward + backward w.r.t. float32 logits, median of the timed steps after warm-up, {fresh} "
+        "(with `rounds` > 1: the whole list run that many times, one round after the other, and the "
         "median of the rounds' medians). `x CE`: time over `F.cross_entropy` (binary: BCE with logits) on the "
         "same input; `x logits`: "
         "peak extra tensor memory over the logits' size (the logits' gradient counts: 1.0 is the minimum); "
@@ -1039,6 +1214,19 @@ def to_markdown(results: Sequence[Result], meta: dict[str, Any], *, command: str
         lines += [
             "| " + " | ".join(c.replace("|", "/") for c in _cells(r)) + " |" for r in results if r.workload == name
         ]
+        lines.append("")
+    checked = [r for r in results if r.status == "ok" and r.case in _CASES_BY_ID and r.workload in WORKLOADS]
+    checked = [r for r in checked if WORKLOADS[r.workload].mode in _CASES_BY_ID[r.case].exact]
+    if checked:
+        wrong = value_mismatches(results)
+        lines += [
+            "## Value check",
+            "",
+            f"Peers whose mapping gives our default loss exactly: {len(checked) - len(wrong)} of {len(checked)} rows "
+            f"equal ours (relative difference <= {VALUE_RTOL:g}).",
+        ]
+        lines += ["", "Different (the mapping is wrong: do not read these rows' ratios):", ""] if wrong else []
+        lines += [f"- {w}" for w in wrong]
         lines.append("")
     lines += [
         "## Cases: the call and the argument mapping to the same quantity",
@@ -1106,6 +1294,7 @@ def run_and_report(
     min_time: float | None = None,
     busy: int = 0,
     only: str | None = None,
+    isolate: Isolate = "case",
 ) -> tuple[list[Result], dict[str, Path], dict[str, Any]]:
     """Select, run, print and write: the body of ``seglosses bench`` and ``python -m seglosses.cli.benchmark``.
 
@@ -1113,10 +1302,11 @@ def run_and_report(
     :data:`DEFAULT_MIN_TIME`, or 0 with ``quick``. ``busy``: processes kept spinning for the whole run (see
     :func:`busy_processes`; recorded in the meta as ``busy``). ``only``: comma-separated groups of :data:`GROUPS`
     (default all, or the two loss groups when ``losses`` is given); ``losses`` picks among the quantities of the
-    loss groups chosen.
+    loss groups chosen. ``isolate``: one process per case (default) or per workload and library (see
+    :func:`run_benchmark`; recorded in the meta as ``isolate``).
 
     Raises:
-        ValueError: an unknown workload, loss, group or device, or a negative ``busy``.
+        ValueError: an unknown workload, loss, group, device or ``isolate``, or a negative ``busy``.
 
     """
     chosen_device = resolve_device(device)
@@ -1129,6 +1319,8 @@ def run_and_report(
     cases = select_cases(_split(losses), peers=peers, groups=loss_groups) if loss_groups else []
     if busy < 0:
         raise ValueError(f"busy must be >= 0 processes; got {busy}")
+    if isolate not in ISOLATE:
+        raise ValueError(f"isolate must be one of {', '.join(ISOLATE)}; got {isolate!r}")
     n_repeats = repeats if repeats is not None else (2 if quick else 5)
     if min_time is None:
         min_time = 0.0 if quick else DEFAULT_MIN_TIME
@@ -1138,6 +1330,7 @@ def run_and_report(
         meta["min_time_s"] = min_time
     meta["busy"] = busy
     meta["groups"] = ",".join(groups)
+    meta["isolate"] = isolate
     done: dict[tuple[str, str], list[Result]] = {}
 
     def progress(row: Result) -> None:
@@ -1164,6 +1357,7 @@ def run_and_report(
             rounds=rounds,
             progress=progress,
             min_time=min_time,
+            isolate=isolate,
         )
         if "surface" in groups:
             rounds_rows: list[list[Result]] = []
@@ -1180,6 +1374,9 @@ def run_and_report(
                 surface = [merge_rounds(list(rows)) for rows in zip(*rounds_rows, strict=True)]
                 results = [*results, *surface]
                 derive(results)
+    if log is not None:
+        for line in value_mismatches(results):
+            log(f"value check: a peer mapped to our loss gives another value: {line}")
     paths = write_outputs(results, out, meta)
     markdown = out / "results.md"
     markdown.write_text(to_markdown(results, meta))
@@ -1216,8 +1413,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--busy", type=int, default=0, help="processes kept spinning on the CPU for the whole run (default 0)"
     )
     parser.add_argument("--only", help=f"comma-separated groups, from: {', '.join(GROUPS)} (default all)")
+    parser.add_argument(
+        "--isolate",
+        choices=ISOLATE,
+        default="case",
+        help="a fresh process per case (default) or per workload and library (the cases of one library share it)",
+    )
     parser.add_argument("--no-rich", dest="rich", action="store_false", help="no terminal table")
-    parser.add_argument("--worker", nargs=2, metavar=("WORKLOAD", "CASE"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs="+", metavar="WORKLOAD CASE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         args.device = resolve_device(args.device)
@@ -1239,6 +1442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             min_time=args.min_time,
             busy=args.busy,
             only=args.only,
+            isolate=args.isolate,
             log=lambda s: print(s, file=sys.stderr, flush=True),
         )
     except ValueError as err:
