@@ -239,3 +239,41 @@ def test_data_files_in_subfolders_are_named_in_the_error(tmp_path):
             Image.fromarray(_mask(i)).save(root / sub / "train" / f"n{i}.png")
     with pytest.raises(DataError, match=r"images: no image files .*subfolders are not read \(found train\)"):
         load_data(str(root))
+
+
+def test_data_folder_check_reports_progress(tmp_path, monkeypatch):
+    from seglosses.cli import compare as compare_module
+
+    root = _png_pairs(tmp_path / "many", [_mask(i % 5, (8, 8)) for i in range(compare_module.CHECK_BAR_FILES)])
+    calls: list[tuple[int, int]] = []
+    load_data(str(root), on_file=lambda done, total: calls.append((done, total)))
+    n = compare_module.CHECK_BAR_FILES
+    assert calls == [(i, n) for i in range(1, n + 1)]
+    # compare's bar: started for a folder of CHECK_BAR_FILES pairs, never for fewer, and stopped at the end
+    started: list[int] = []
+
+    class _Bar:
+        def __init__(self, *columns: object, transient: bool) -> None:
+            assert transient
+            self.done = 0
+
+        def start(self) -> None:
+            started.append(1)
+
+        def add_task(self, name: str, total: int) -> int:
+            assert total == n
+            return 0
+
+        def update(self, task: int, completed: int) -> None:
+            self.done = completed
+
+        def stop(self) -> None:
+            started.append(-self.done)
+
+    monkeypatch.setattr("rich.progress.Progress", _Bar)
+    compare_module.resolve_data(str(root), num_classes=None, crop=None, caller="compare", progress=True)
+    assert started == [1, -n]
+    few = _png_pairs(tmp_path / "few", [_mask(i) for i in range(3)])
+    compare_module.resolve_data(str(few), num_classes=None, crop=None, caller="compare", progress=True)
+    compare_module.resolve_data(str(root), num_classes=None, crop=None, caller="compare", progress=False)
+    assert started == [1, -n]

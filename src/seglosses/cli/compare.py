@@ -120,6 +120,42 @@ def parse_loss_args(items: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 DataArg = str | SegData | tuple[Dataset[Any], Dataset[Any]]
 
+#: A folder with at least this many pairs shows a progress bar while each pair is read and checked.
+CHECK_BAR_FILES = 50
+
+
+class _CheckBar:
+    """A transient rich bar over the pairs of a folder being checked, shown from :data:`CHECK_BAR_FILES` pairs."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _CheckBar:
+        return self
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled or total < CHECK_BAR_FILES:
+            return
+        if self.bar is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(
+                TextColumn("checking the data folder"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                transient=True,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("check", total=total)
+        self.bar.update(self.task, completed=done)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
 
 def resolve_data(
     data: DataArg,
@@ -128,11 +164,13 @@ def resolve_data(
     crop: Sequence[int] | None,
     caller: str,
     ignore_index: int | None = None,
+    progress: bool = False,
 ) -> SegData:
     """A :class:`SegData` from a dataset name or folder, a loaded one, or a ``(train, val)`` pair of Datasets.
 
     ``ignore_index`` (the mask value of pixels neither trained on nor scored) is checked and set on the result; a
-    loaded :class:`SegData` keeps its own when ``ignore_index`` is ``None``.
+    loaded :class:`SegData` keeps its own when ``ignore_index`` is ``None``. ``progress``: a transient progress bar
+    while a folder of at least :data:`CHECK_BAR_FILES` pairs is checked (on rank 0 only under ``torchrun``).
     """
     if isinstance(data, SegData):
         if ignore_index is None or ignore_index == data.ignore_index:
@@ -140,7 +178,8 @@ def resolve_data(
         check_ignore_index(ignore_index, data.num_classes, caller)
         return replace(data, ignore_index=int(ignore_index))
     if isinstance(data, str | os.PathLike):
-        dataset = load_data(str(data), ignore_index=ignore_index)
+        with _CheckBar(progress and int(os.environ.get("RANK", "0")) == 0) as bar:
+            dataset = load_data(str(data), ignore_index=ignore_index, on_file=bar.update)
         if num_classes is not None and num_classes != dataset.num_classes:
             raise ValueError(
                 f"{caller}: `num_classes`={num_classes} does not match the data {dataset.name!r} "
@@ -334,7 +373,9 @@ def compare(
         raise ValueError(f"compare: `loss_args` names {unknown}, which are not among the losses compared {names}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("compare: device='cuda' requested but torch.cuda.is_available() is False")
-    dataset = resolve_data(data, num_classes=num_classes, crop=crop, caller="compare", ignore_index=ignore_index)
+    dataset = resolve_data(
+        data, num_classes=num_classes, crop=crop, caller="compare", ignore_index=ignore_index, progress=progress
+    )
     if window is not None and (len(window) != dataset.ndim or min(window) < 1):
         raise ValueError(f"compare: `window` must hold {dataset.ndim} positive sizes; got {tuple(window)}")
     if spacing is not None and (

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -794,7 +794,7 @@ def _large_value_hint(mask: np.ndarray, top: int) -> str:
     return ""
 
 
-def _folder(spec: str, ignore_index: int | None = None) -> SegData:
+def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, int], None] | None = None) -> SegData:
     path_text, _, option = spec.partition(":classes=")
     declared: int | None = None
     if option:
@@ -845,7 +845,7 @@ def _folder(spec: str, ignore_index: int | None = None) -> SegData:
     max_file = ""
     max_hint = ""
     ignored = np.zeros(2, dtype=np.int64)  # ignored and all pixels of the pairs read so far
-    for name in sorted(images):
+    for number, name in enumerate(sorted(images), 1):
         ipath, mpath = images[name], masks[name]
         image, full = _check_pair(ipath, mpath, ignore_index)
         mask = full if ignore_index is None else full[full != ignore_index]  # the labelled pixels
@@ -871,6 +871,8 @@ def _folder(spec: str, ignore_index: int | None = None) -> SegData:
         shapes.append(tuple(int(s) for s in full.shape))
         spacings.append(_nifti_spacing(ipath, spatial) if _is_nifti(ipath) else None)
         del image, mask, full
+        if on_file is not None:
+            on_file(number, len(images))
     num_classes = declared if declared is not None else max(2, max_value + 1)
     if declared is None and num_classes > MAX_INFERRED_CLASSES:
         raise DataError(
@@ -924,12 +926,19 @@ def _folder(spec: str, ignore_index: int | None = None) -> SegData:
     )
 
 
-def load_data(spec: str = "scratch-assay", *, seed: int = 0, ignore_index: int | None = None) -> SegData:
+def load_data(
+    spec: str = "scratch-assay",
+    *,
+    seed: int = 0,
+    ignore_index: int | None = None,
+    on_file: Callable[[int, int], None] | None = None,
+) -> SegData:
     """Load a dataset by name or folder path (see the module docstring); raises :class:`DataError` on bad data.
 
     ``seed`` only affects the generated datasets. ``ignore_index``: the mask value of pixels neither trained on
     nor scored (e.g. 255, the void border of Pascal VOC masks), outside the class indices; the named datasets have
-    none, so it changes nothing there but is still checked.
+    none, so it changes nothing there but is still checked. ``on_file(done, total)`` is called after each pair of a
+    folder is checked (a progress bar; ``seglosses compare`` shows one).
     """
     try:
         check_ignore_index(ignore_index, None, f"data {spec!r}")
@@ -953,7 +962,7 @@ def load_data(spec: str = "scratch-assay", *, seed: int = 0, ignore_index: int |
             raise DataError(str(exc)) from None
         return replace(named, ignore_index=int(ignore_index))
     if Path(spec.partition(":classes=")[0]).expanduser().exists():
-        return _folder(spec, ignore_index)
+        return _folder(spec, ignore_index, on_file)
     import difflib
 
     close = difflib.get_close_matches(spec, DATASETS, n=1)

@@ -240,7 +240,9 @@ def tune(
         raise ValueError(f"tune: `tolerance` must be a number >= 0; got {tolerance!r}")
     from seglosses.cli.compare import resolve_data
 
-    dataset = resolve_data(data, num_classes=num_classes, crop=None, caller="tune", ignore_index=ignore_index)
+    dataset = resolve_data(
+        data, num_classes=num_classes, crop=None, caller="tune", ignore_index=ignore_index, progress=progress
+    )
     space = search_space(loss, dataset.mode)
     if not space:
         raise ValueError(f"tune: the loss {loss!r} has no hyperparameter to search in mode={dataset.mode!r}")
