@@ -347,12 +347,18 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             result["command"] = command
             results.append(result)
             print(_describe(result), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    md = args.out.with_suffix(".md")
-    md.write_text("\n".join([MARKDOWN_HEADER, *map(markdown_line, results)]) + "\n", encoding="utf-8")
+            md = _write(args.out, results)  # after every count: a run stopped early keeps what it measured
     print(f"wrote {args.out} and {md}")
     return results
+
+
+def _write(out: Path, results: list[dict[str, Any]]) -> Path:
+    """Write ``out`` (JSON) and its ``.md`` table; return the latter."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    md = out.with_suffix(".md")
+    md.write_text("\n".join([MARKDOWN_HEADER, *map(markdown_line, results)]) + "\n", encoding="utf-8")
+    return md
 
 
 if __name__ == "__main__":
