@@ -17,12 +17,15 @@ ranks; that rule is checked against a NumPy float64 reference (value, and rank k
 the pooled mean w.r.t. its pixels).
 
 A rank given no image (N = 0, the other rank the whole batch) must still take part and get the same loss; a spawn of
-its own per case, since a rank that raises ends the spawn.
+its own per case, since a rank that raises ends the spawn. The sum over ranks is differentiable twice, as
+``torch.distributed.nn.functional.all_reduce`` (a gradient penalty through ``sync_stats``, on a path that is
+differentiable twice in one process).
 """
 
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +35,7 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 import torch.multiprocessing as mp
 
 import seglosses
@@ -503,3 +507,65 @@ def test_sync_stats_rank_without_images(tmp_path: Path, name: str, extra: dict[s
     _close(full_value, value)
     assert empty_grad.shape == (0, C, *SPATIAL)
     _close(full_grad, 2 * grad)  # K = 2 times the single-process gradient, as every rank's
+
+
+def _penalty(x: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Dice on probabilities (twice differentiable in one process) with ``sync_stats``: loss, gradient, and the
+    gradient of the penalty ``|d loss / d x|^2`` (a second backward through the sums over the ranks)."""
+    xs = x.clone().requires_grad_(True)
+    loss = F.dice_loss(xs, t, mode="multiclass", from_logits=False, ignore_index=IGNORE, sync_stats=True)
+    (grad,) = torch.autograd.grad(loss, xs, create_graph=True)
+    (grad * grad).sum().backward()
+    assert xs.grad is not None
+    return {"loss": loss.detach(), "grad": grad.detach(), "penalty_grad": xs.grad}
+
+
+def _double_backward_worker(rank: int, world: int, root: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{root}/store", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    try:
+        x, t, _ = _batch("mc_prob", 99, ())
+        lo, hi = (0, 2) if rank == 0 else (2, N)
+        ours = _penalty(x[lo:hi], t[lo:hi])
+        # the reference: the same loss with torch's own differentiable all-reduce in place of ours
+        from seglosses import _distributed
+
+        def torch_sum(tensor: torch.Tensor, sync: Any) -> torch.Tensor:  # noqa: ANN401
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # deprecated in torch 2.13, still correct
+                out: torch.Tensor = dist_nn.all_reduce(tensor, group=sync.group or dist.group.WORLD)
+            return out
+
+        original = _distributed.sync_sum
+        _distributed.sync_sum = torch_sum
+        try:
+            reference = _penalty(x[lo:hi], t[lo:hi])
+        finally:
+            _distributed.sync_sum = original
+        # by hand: s_k = (0.5 + k, -1 + 0.3 k), S = s_0 + s_1, L = sum S^3 on each rank; rank k's gradient is
+        # K = 2 times dL/dS: g_k = 6 S^2. The penalty P = sum g_k^2 = 36 sum S^4 is the same on every rank, so its
+        # gradient is again K times dP/dS = 144 S^3: 288 S^3 = 8 * 36 S^3 (the backward's all-reduce differentiated)
+        s = torch.tensor([0.5 + rank, -1.0 + 0.3 * rank], dtype=torch.float64, requires_grad=True)
+        total = _distributed.sync_sum(s, _distributed.Sync())
+        (g,) = torch.autograd.grad((total**3).sum(), s, create_graph=True)
+        (g * g).sum().backward()
+        cube = {"total": total.detach(), "grad": g.detach(), "penalty_grad": s.grad}
+        torch.save({"ours": ours, "torch": reference, "cube": cube}, Path(root) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sync_sum_twice_differentiable_as_torch_all_reduce(tmp_path: Path) -> None:
+    mp.spawn(_double_backward_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got["torch"]["penalty_grad"].abs().max() > 0
+        for key in ("loss", "grad", "penalty_grad"):
+            _close(got["ours"][key], got["torch"][key])
+        cube = got["cube"]
+        total = torch.tensor([0.5 + 1.5, -1.0 - 0.7], dtype=torch.float64)
+        _close(cube["total"], total)
+        _close(cube["grad"], 2 * 3 * total**2)
+        _close(cube["penalty_grad"], 8 * 36 * total**3)

@@ -10,7 +10,8 @@ sum over the ranks. Every rank's loss ``L(S)`` depends on ``S = sum_k s_k``; ran
 its pixels. DDP then averages the parameter gradients over the K ranks, ``(1/K) sum_k K g_k = sum_k g_k``: exactly
 the gradient of one process on the concatenated batch. Every path from a rank's input to the loss goes through
 exactly one such sum, so the factor K is the same everywhere. Every rank must call ``backward`` (as under DDP), in
-the same order, since the backward is a collective too.
+the same order, since the backward is a collective too. The backward is the same sum again, so it is differentiable
+in turn (a gradient penalty through a synced loss, where the loss itself is twice differentiable).
 
 The autograd function is our own rather than ``torch.distributed.nn.functional.all_reduce`` (the same forward and
 backward), which torch 2.13 deprecates with a ``FutureWarning``; it has no ``torch.compile`` support either, so a
@@ -46,8 +47,10 @@ class _AllReduceSum(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
-        out = grad.clone(memory_format=torch.contiguous_format)
-        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=ctx.group)
+        # the same function again, so that the backward is itself differentiable (a second backward, e.g. a gradient
+        # penalty, sums over the ranks too); a bare in-place all_reduce here was invisible to autograd: the second
+        # backward took it as the identity, silently K times too small in the terms that cross it
+        out: Tensor = _AllReduceSum.apply(grad, ctx.group)  # type: ignore[no-untyped-call]
         return out, None
 
 
