@@ -277,3 +277,40 @@ def test_data_folder_check_reports_progress(tmp_path, monkeypatch):
     compare_module.resolve_data(str(few), num_classes=None, crop=None, caller="compare", progress=True)
     compare_module.resolve_data(str(root), num_classes=None, crop=None, caller="compare", progress=False)
     assert started == [1, -n]
+
+
+def test_data_folder_with_train_and_val_subfolders_keeps_that_split(tmp_path):
+    root = tmp_path / "split"
+    train_masks = [_mask(i) for i in range(3)]
+    val_masks = [_mask(i, (24, 24)) * 2 for i in range(2)]  # class 2 only in validation
+    _png_pairs(root / "train", train_masks)
+    _png_pairs(root / "validation", val_masks)  # the same file names as train/: separate folders
+    data = load_data(str(root))
+    assert (data.num_train, data.num_val) == (3, 2)
+    assert data.num_classes == 3
+    assert "3 train / 2 validation pairs (train/ and val/)" in data.description
+    # the fractions count the training masks only
+    pixels = np.concatenate([m.ravel() for m in train_masks])
+    assert data.class_fractions() == pytest.approx((np.bincount(pixels, minlength=3) / pixels.size).tolist())
+    for i, expected in enumerate(val_masks):
+        np.testing.assert_array_equal(data.val[i][1].numpy(), expected.astype(np.int64))
+    for i, expected in enumerate(train_masks):
+        np.testing.assert_array_equal(data.train[i][1].numpy(), expected.astype(np.int64))
+
+
+def test_data_split_folder_errors(tmp_path):
+    only_train = tmp_path / "only"
+    _png_pairs(only_train / "train", [_mask(i) for i in range(2)])
+    with pytest.raises(DataError, match=r"only: a split folder holds train/ and val/.*val/ \(or validation/, valid/\)"):
+        load_data(str(only_train))
+    val_without_masks = tmp_path / "nomasks"
+    _png_pairs(val_without_masks / "train", [_mask(i) for i in range(2)])
+    (val_without_masks / "val" / "images").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"nomasks/val/masks: folder not found"):
+        load_data(str(val_without_masks))
+    # a folder with its own images/ and masks/ is read as before, whatever else it holds
+    plain = _png_pairs(tmp_path / "plain", [_mask(i) for i in range(5)])
+    _png_pairs(plain / "train", [_mask(i) for i in range(2)])
+    (plain / "val").mkdir()
+    data = load_data(str(plain))
+    assert (data.num_train, data.num_val) == (4, 1)

@@ -28,7 +28,8 @@ DataOption = Annotated[
     typer.Option(
         "--data",
         help="scratch-assay (default, real microscopy), scratch-assay:3class, cells3d (3D), synthetic[:binary][:3d], "
-        "or a folder with images/ and masks/ (PNG/TIFF/NIfTI paired by name; FOLDER:classes=N to fix the class count).",
+        "or a folder with images/ and masks/ (PNG/TIFF/NIfTI paired by name; the last 20% by name validate) or with "
+        "train/ and val/ that each hold them; FOLDER:classes=N to fix the class count.",
     ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, or auto (cuda when available).")]

@@ -17,7 +17,9 @@ understood by :func:`load_data`:
   JPEG, masks may not: lossy), paired by file name (files directly in each folder; hidden files and subfolders
   are not read); mask values are class indices (a 0/255 mask is refused with the hint to divide it by 255).
   ``PATH:classes=N`` declares the number of classes (else max + 1, leaving out the ignore label).
-  The last 20 % of the pairs (sorted by name, at least one) validate. A folder is read lazily: every pair is
+  The last 20 % of the pairs (sorted by name, at least one) validate; or the folder holds ``train/`` and ``val/``
+  (or ``validation/``, ``valid/``), each with ``images/`` and ``masks/``: that split is used as it is (keep the
+  slices of one patient or the tiles of one scene on one side). A folder is read lazily: every pair is
   checked once up front (readable, paired, shapes, channel count, finite pixels, integer class indices in range),
   keeping only its shape and class counts, then read again from disk whenever a batch needs it, so memory does
   not grow with the number of files. Channels are where the file says they are (:func:`_read_array`): PNG
@@ -794,24 +796,38 @@ def _large_value_hint(mask: np.ndarray, top: int) -> str:
     return ""
 
 
-def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, int], None] | None = None) -> SegData:
-    path_text, _, option = spec.partition(":classes=")
-    declared: int | None = None
-    if option:
-        if not option.isdigit() or int(option) < 2:
-            raise DataError(f"data {spec!r}: `classes` must be an integer >= 2; got {option!r}")
-        declared = int(option)
-    try:
-        check_ignore_index(ignore_index, declared, f"data {spec!r}")
-    except ValueError as exc:
-        raise DataError(str(exc)) from None
-    root = Path(path_text).expanduser()
+#: The names of a folder's validation subfolder beside ``train/`` (the first one found is used).
+VAL_FOLDER_NAMES = ("val", "validation", "valid")
+
+
+def _split_folders(root: Path) -> tuple[Path, Path] | None:
+    """``(root/train, root/val)`` when ``root`` holds a ``train/`` and a validation subfolder, else ``None``.
+
+    A folder with ``images/`` and ``masks/`` of its own is never split (its own pairs are the data); one with only a
+    ``train/`` or only a ``val/`` is an error that says what is missing.
+    """
+    if (root / "images").is_dir() or (root / "masks").is_dir():
+        return None
+    train = root / "train"
+    val = next((root / n for n in VAL_FOLDER_NAMES if (root / n).is_dir()), None)
+    if train.is_dir() and val is not None:
+        return train, val
+    if train.is_dir() or val is not None:
+        missing = "val/ (or validation/, valid/)" if val is None else "train/"
+        raise DataError(
+            f"{root}: a split folder holds train/ and val/, each with images/ and masks/; {missing} is missing"
+        )
+    return None
+
+
+def _paired_files(root: Path) -> list[tuple[Path, Path]]:
+    """The (image, mask) paths of ``root/images`` and ``root/masks``, paired by name, sorted by name; checked."""
     images_dir, masks_dir = root / "images", root / "masks"
     for d in (images_dir, masks_dir):
         if not d.is_dir():
             raise DataError(
-                f"{d}: folder not found; a data folder must hold images/ and masks/ with files paired by name "
-                f"(or use one of: {', '.join(DATASETS)})"
+                f"{d}: folder not found; a data folder must hold images/ and masks/ with files paired by name, or "
+                f"train/ and val/ that each hold them (or use one of: {', '.join(DATASETS)})"
             )
     images, masks = _list_files(images_dir, masks=False), _list_files(masks_dir, masks=True)
     for d, found, kind, suffixes in (
@@ -832,8 +848,31 @@ def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, 
     for name, p in masks.items():
         if name not in images:
             raise DataError(f"{p}: no image with the same name in {images_dir}")
-    if len(images) < 2:
-        raise DataError(f"{images_dir}: needs at least 2 image/mask pairs (one to train, one to validate)")
+    return [(images[name], masks[name]) for name in sorted(images)]
+
+
+def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, int], None] | None = None) -> SegData:
+    path_text, _, option = spec.partition(":classes=")
+    declared: int | None = None
+    if option:
+        if not option.isdigit() or int(option) < 2:
+            raise DataError(f"data {spec!r}: `classes` must be an integer >= 2; got {option!r}")
+        declared = int(option)
+    try:
+        check_ignore_index(ignore_index, declared, f"data {spec!r}")
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    root = Path(path_text).expanduser()
+    split = _split_folders(root)
+    if split is None:
+        listed = _paired_files(root)
+        if len(listed) < 2:
+            raise DataError(f"{root / 'images'}: needs at least 2 image/mask pairs (one to train, one to validate)")
+        n_split = None
+    else:
+        train_part, val_part = (_paired_files(part) for part in split)
+        listed = train_part + val_part
+        n_split = len(train_part)
     # Every pair is read and checked once, file by file; only its shape and class counts are kept.
     pairs: list[tuple[Path, Path]] = []
     shapes: list[tuple[int, ...]] = []
@@ -845,8 +884,7 @@ def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, 
     max_file = ""
     max_hint = ""
     ignored = np.zeros(2, dtype=np.int64)  # ignored and all pixels of the pairs read so far
-    for number, name in enumerate(sorted(images), 1):
-        ipath, mpath = images[name], masks[name]
+    for number, (ipath, mpath) in enumerate(listed, 1):
         image, full = _check_pair(ipath, mpath, ignore_index)
         mask = full if ignore_index is None else full[full != ignore_index]  # the labelled pixels
         spatial = full.ndim
@@ -872,7 +910,7 @@ def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, 
         spacings.append(_nifti_spacing(ipath, spatial) if _is_nifti(ipath) else None)
         del image, mask, full
         if on_file is not None:
-            on_file(number, len(images))
+            on_file(number, len(listed))
     num_classes = declared if declared is not None else max(2, max_value + 1)
     if declared is None and num_classes > MAX_INFERRED_CLASSES:
         raise DataError(
@@ -885,9 +923,9 @@ def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, 
     except ValueError as exc:
         raise DataError(str(exc)) from None
     if ndim is None or channels is None:  # unreachable: at least two pairs were read
-        raise DataError(f"{images_dir}: no image/mask pairs could be read")
-    n_val = max(1, round(0.2 * len(pairs)))
-    n_train = len(pairs) - n_val
+        raise DataError(f"{root}: no image/mask pairs could be read")
+    n_train = len(pairs) - max(1, round(0.2 * len(pairs))) if n_split is None else n_split
+    n_val = len(pairs) - n_train
     # The crop: at most 96 (2D) or 32 (3D) per axis and at most the largest training item, a multiple of 8 (>= 8);
     # smaller items are padded.
     cap = 96 if ndim == 2 else 32
@@ -911,7 +949,9 @@ def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, 
         in_channels=int(channels),
         train_shapes=shapes[:n_train],
         description=(
-            f"folder {root}: {n_train} train / {n_val} validation pairs (read lazily), {num_classes} classes"
+            f"folder {root}: {n_train} train / {n_val} validation pairs"
+            + (" (train/ and val/)" if n_split is not None else "")
+            + f" (read lazily), {num_classes} classes"
             + (f"; train pixels: {balance}" if balance else "")
             + (
                 ""
