@@ -321,3 +321,107 @@ def test_loss_input_without_pixels_gives_zero(name, shape, mode):
         assert out.item() == 0.0
         assert x.grad is not None
         assert (x.grad == 0).all()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# float32 accuracy where the sums or the formula lost it (found by the numerics audit)
+# --------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["dice_loss", "sensitivity_specificity_loss"])
+def test_loss_index_target_class_beyond_2_24_pixels_of_one_image(name):
+    # the generic path summed each class's values by scatter_add, one accumulator per class: in float32 a count
+    # stops at 2^24 = 16777216 (adding 1 is lost) and a sum of 0.75s or 0.0625s stalls even earlier, so a class
+    # covering more than 2^24 pixels of one image (a 3D volume's background) got a wrong G, TP and loss.
+    # Probabilities [0.75, 0.25] everywhere (a stride-0 view, no memory), the first K pixels of class 1.
+    m, k = 2**24 + 2**22, 1000
+    x = torch.tensor([0.75, 0.25]).view(1, 2, 1).expand(1, 2, m)
+    t = torch.zeros(1, m, dtype=torch.uint8)
+    t[0, :k] = 1
+    out = getattr(SF, name)(x, t, mode="multiclass", from_logits=False, reduction="none")
+    n0, n1 = float(m - k), float(k)  # pixels of class 0 and 1
+    if name == "dice_loss":  # TP_c = p_c G_c, P_c = p_c M, smooth 1
+        tp = np.array([0.75 * n0, 0.25 * n1])
+        p_sum = np.array([0.75 * m, 0.25 * m])
+        g_sum = np.array([n0, n1])
+        expected = 1 - (2 * tp + 1) / (p_sum + g_sum + 1)
+    else:  # r = 0.05, eps = 1e-5: sum (1 - p_c)^2 over class c, sum p_c^2 over the others
+        pos = np.array([0.25**2 * n0, 0.75**2 * n1])
+        neg = np.array([0.75**2 * n1, 0.25**2 * n0])
+        g_sum, g_neg = np.array([n0, n1]), np.array([n1, n0])
+        expected = 0.05 * pos / (g_sum + 1e-5) + 0.95 * neg / (g_neg + 1e-5)
+    assert_close(out, expected, rtol=1e-5)
+
+
+def test_sensitivity_specificity_loss_index_target_near_perfect_is_not_negative():
+    # sum_{t != c} p_c^2 was sum p_c^2 - sum_{t = c} p_c^2: two sums near the class's pixel count whose difference
+    # lost the small off-class terms of a good prediction and came out negative (-4.8e-7 here, the true loss 6.8e-13)
+    rng = np.random.default_rng(91)
+    t = rng.integers(0, 3, size=(2, 64, 64))
+    onehot = np.moveaxis(np.eye(3)[t], -1, 1)
+    x = (onehot * 16 - 8 + rng.normal(size=onehot.shape)).astype(np.float32)
+    z = x.astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    pos = ((onehot - p) ** 2 * onehot).sum((0, 2, 3))
+    neg = ((onehot - p) ** 2 * (1 - onehot)).sum((0, 2, 3))
+    g_sum = onehot.sum((0, 2, 3))
+    expected = 0.05 * pos / (g_sum + 1e-5) + 0.95 * neg / (t.size - g_sum + 1e-5)
+    out = SF.sensitivity_specificity_loss(torch.tensor(x), torch.tensor(t), mode="multiclass", reduction="none")
+    assert (out > 0).all()
+    assert_close(out, expected, rtol=1e-3, atol=0)
+
+
+@pytest.mark.parametrize("delta", [1e-2, 1e-3, 1e-4])
+def test_log_cosh_dice_loss_float32_near_perfect_prediction(delta):
+    # log cosh L was L + softplus(-2L) - log 2: terms near log 2 cancelling to L^2 / 2, all of it rounding in float32
+    # (0.0 for L = 1.7e-4, 0.9% off for L = 1.7e-3); the expected value is log(cosh(L)) in float64
+    rng = np.random.default_rng(92)
+    g = (rng.random((1, 1, 64, 64)) < 0.3).astype(np.float32)
+    p = np.where(g > 0, np.float32(1 - delta), np.float32(delta)).astype(np.float32)
+    p64, g64 = p.astype(np.float64), g.astype(np.float64)
+    dice = (2 * (p64 * g64).sum() + 1) / (p64.sum() + g64.sum() + 1)
+    expected = np.log(np.cosh(1 - dice))
+    xg = torch.tensor(p).requires_grad_(True)
+    out = SF.log_cosh_dice_loss(xg, torch.tensor(g), mode="binary", from_logits=False)
+    assert out.dtype == torch.float32
+    assert_close(out, expected, rtol=2e-3, atol=0)  # what is left: 1 - D rounded in float32
+    out.backward()
+    assert torch.isfinite(xg.grad).all()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "mass"), [(torch.float32, 1e-25), (torch.float64, 1e-170)], ids=["float32", "float64"]
+)
+@pytest.mark.parametrize("mode", ["multiclass", "multilabel"])
+def test_generalized_dice_loss_soft_target_class_of_tiny_mass_is_finite(mode, dtype, mass):
+    # w_c = 1 / G_c^2 overflowed to inf for a soft target's class of tiny total mass (G < 5e-20 in float32), and the
+    # normalisation gave inf / inf = NaN: the loss and its gradient were NaN. The expected value is the weights of
+    # Sudre et al. normalised in log space in float64 (w_c ~ exp(-2 log G_c), no overflow)
+    g = torch.Generator().manual_seed(93)
+    x = torch.randn(2, 3, 6, 7, generator=g, dtype=torch.float64)
+    t = torch.rand(2, 3, 6, 7, generator=g, dtype=torch.float64)
+    if mode == "multiclass":
+        t = t / t.sum(1, keepdim=True)
+        t[:, 0] += t[:, 2] - mass
+    t[:, 2] = mass
+    xn, tn = x.to(dtype).double().numpy(), t.to(dtype).double().numpy()
+    if mode == "multiclass":
+        p = np.exp(xn - xn.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+    else:
+        p = 1 / (1 + np.exp(-xn))
+    tp, p_sum, g_sum = (p * tn).sum((0, 2, 3)), p.sum((0, 2, 3)), tn.sum((0, 2, 3))
+    log_w = -2 * np.log(g_sum)
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    expected = 1 - (2 * (w * tp).sum() + 1) / ((w * (p_sum + g_sum)).sum() + 1)
+    for path in ({}, {"fused": False}):
+        from seglosses import _dispatch
+
+        xg = x.to(dtype).requires_grad_(True)
+        with _dispatch.use(**path):
+            out = SF.generalized_dice_loss(xg, t.to(dtype), mode=mode)
+        out.backward()
+        assert_close(out, expected, rtol=1e-5 if dtype == torch.float32 else 1e-10)
+        assert torch.isfinite(xg.grad).all()

@@ -47,6 +47,33 @@ class SoftStats(NamedTuple):
     sync: Sync | None = None
 
 
+#: Pixels summed sequentially into one accumulator by :func:`class_sums` (each class gets one slot per span).
+_SPAN = 1024
+
+
+def class_sums(target: Tensor, values: Tensor, num_classes: int) -> Tensor:
+    """``sum_{m: t_m = c} values_m`` per image and class, ``(N, C)``, from indices ``(N, M)``: no one-hot.
+
+    ``scatter_add`` adds a class's values one after another into one accumulator (on a GPU by atomics): in float32
+    an accumulator past 2^24 drops every further increment of 1 (a count of a class with more than 2^24 pixels in
+    one image stopped at 16777216, and a sum of probabilities near 1 stalled there too). So each span of
+    ``_SPAN`` pixels has its own slot per class, and the slots are summed by ``torch.sum`` (a pairwise reduction):
+    every count is exact up to 2^24 per slot and the rounding of a sum stays that of a pairwise sum.
+    """
+    n, m = target.shape
+    spans = m // _SPAN
+    out = values.new_zeros((n, num_classes))
+    if spans > 0:
+        head = spans * _SPAN
+        slots = values.new_zeros((n, spans, num_classes))
+        slots = slots.scatter_add(
+            2, target[:, :head].reshape(n, spans, _SPAN), values[:, :head].reshape(n, spans, _SPAN)
+        )
+        out = slots.sum(1)
+        target, values = target[:, head:], values[:, head:]
+    return out.scatter_add(1, target, values)
+
+
 def _synced(stats: SoftStats, prep: Prepared, per_image: bool) -> SoftStats:
     """With ``prep.sync``: batch statistics summed over the ranks (one collective), or per-image ones marked."""
     sync = prep.sync
@@ -87,10 +114,9 @@ def soft_stats(prep: Prepared, *, per_image: bool, squared: bool = False) -> Sof
         target, bad = _dispatch.guard_indices(prep.target, c, prep.valid_pixels())
         t = target.unsqueeze(1)  # (N, 1, M)
         p_t = pv.gather(1, t).squeeze(1)  # (N, M): each pixel's probability of its own class (0 if ignored)
-        zeros = torch.zeros((n, c), dtype=p.dtype, device=p.device)
-        tp = zeros.scatter_add(1, target, p_t)
+        tp = class_sums(target, p_t, c)
         ones = torch.ones_like(p_t) if valid is None else valid.squeeze(1)
-        g_sum = zeros.scatter_add(1, target, ones)
+        g_sum = class_sums(target, ones, c)
         if bad is not None:  # the host check did not run: NaN statistics for an image with a bad index
             poisoned = _dispatch.poison(FusedSums(tp, p_sum, g_sum, p_sum[:, 0]), bad)
             tp, p_sum, g_sum = poisoned.tp, poisoned.p_sum, poisoned.g_sum

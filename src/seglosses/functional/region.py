@@ -717,8 +717,12 @@ def generalized_dice_loss(
     )
     g = g_sum.detach()
     present = g > 0
-    inv = torch.where(present, 1.0 / torch.where(present, g, torch.ones_like(g)) ** 2, torch.zeros_like(g))
-    largest = inv.amax(-1, keepdim=True)
+    # 1 / G_c^2 scaled by G_min^2 (the smallest present G): (G_min / G_c)^2 in (0, 1], the same weights once
+    # normalised. 1 / G_c^2 itself overflowed for a soft target's class of tiny mass (G < 5e-20 in float32, < 1e-154
+    # in float64): an infinite weight, then inf / inf = NaN
+    g_min = torch.where(present, g, torch.full_like(g, float("inf"))).amin(-1, keepdim=True)
+    inv = torch.where(present, g_min / torch.where(present, g, torch.ones_like(g)), torch.zeros_like(g)).square()
+    largest = inv.amax(-1, keepdim=True)  # 1, or 0 when no class is present
     inv = torch.where(present, inv, largest)
     # no class present: every weight is 0 so far; equal weights then
     inv = torch.where(largest > 0, inv, torch.ones_like(inv))

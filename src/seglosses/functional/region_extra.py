@@ -29,7 +29,7 @@ from seglosses._distributed import sync_sums
 from seglosses._numerics import safe_divide
 from seglosses._prepare import Prepared, prepare
 from seglosses._reduce import reduce_classes, reduce_images
-from seglosses._stats import SoftStats
+from seglosses._stats import SoftStats, class_sums
 from seglosses._types import Mode, Reduction
 from seglosses.functional.region import region_stats
 
@@ -96,9 +96,11 @@ def log_cosh_dice_loss(
         L = \operatorname{reduce}_c \ell_c
 
     with :math:`D_c` the Dice score of :func:`seglosses.functional.dice_loss` (the same statistics, ``smooth`` and
-    ``squared``). The right-hand form is exact and never overflows (``cosh`` would for large arguments; here
-    :math:`L_c \in [0, 1]`, where it equals :math:`\log\cosh` to rounding). Near 0 it behaves as
-    :math:`L_c^2 / 2`: small Dice errors weigh less than in the Dice loss.
+    ``squared``). The right-hand form never overflows (``cosh`` would for large arguments); below
+    :math:`|L_c| = 1` it would subtract numbers near :math:`\log 2` to get one near :math:`L_c^2 / 2` (in float32
+    0 for :math:`L_c < 2 \cdot 10^{-4}`), so there :math:`\log\cosh L = \operatorname{log1p}(2 \sinh^2(L / 2))`
+    is used, accurate to rounding. Near 0 it behaves as :math:`L_c^2 / 2`: small Dice errors weigh less than in the
+    Dice loss.
 
     Shapes:
         As :func:`seglosses.functional.dice_loss`.
@@ -167,7 +169,7 @@ def log_cosh_dice_loss(
     else:
         den = stats.p_sum + stats.g_sum + smooth
     x = 1 - safe_divide(2 * stats.tp + smooth, den, smooth)
-    loss = x + torch_f.softplus(-2 * x) - math.log(2.0)  # log cosh x, exact for every x
+    loss = _log_cosh(x)
     return reduce_classes(
         loss,
         fn=fn,
@@ -179,11 +181,29 @@ def log_cosh_dice_loss(
     )
 
 
+def _log_cosh(x: Tensor) -> Tensor:
+    """``log(cosh(x))`` to rounding for every finite x, without overflow.
+
+    ``|x| + softplus(-2|x|) - log 2`` for ``|x| >= 1``; below, ``log1p(2 sinh(x/2)^2)`` (``cosh x - 1`` without
+    the cancellation of the first form, which lost every digit of ``x^2 / 2`` below ``x ~ sqrt(eps)``). Each branch
+    gets inputs where it is finite, so that the branch not taken has a finite gradient (``0 * inf`` would be NaN).
+    """
+    a = x.abs()
+    small = a < 1
+    xs = torch.where(small, x, torch.zeros_like(x))
+    al = torch.where(small, torch.ones_like(a), a)
+    near = torch.log1p(2 * torch.sinh(xs / 2).square())
+    far = al + torch_f.softplus(-2 * al) - math.log(2.0)
+    return torch.where(small, near, far)
+
+
 def _sensitivity_sums(prep: Prepared, per_image: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per class: ``sum (g - p)^2 g``, ``sum (g - p)^2 (1 - g)``, ``sum g``, ``sum (1 - g)`` over kept pixels.
 
-    Index targets without a one-hot: ``sum_{t = c} (1 - p_c)^2`` and ``sum_{t = c} p_c^2`` are gathered at each
-    pixel's class and scattered into it; ``sum_{t != c} p_c^2 = sum p_c^2 - sum_{t = c} p_c^2``.
+    Index targets without a one-hot: ``sum_{t = c} (1 - p_c)^2`` is gathered at each pixel's class and summed into
+    it (:func:`seglosses._stats.class_sums`); ``sum_{t != c} p_c^2`` is the sum of ``p^2`` with each pixel's own
+    class set to 0. (Not ``sum p_c^2 - sum_{t = c} p_c^2``: that difference of two sums near the class's pixel count
+    lost the small off-class terms of a good prediction, and came out negative.)
     """
     p = prep.prob
     n, c, m = p.shape
@@ -192,12 +212,10 @@ def _sensitivity_sums(prep: Prepared, per_image: bool) -> tuple[Tensor, Tensor, 
         t = prep.safe_index()[0]  # indices safe to gather with; an image with a bad one is made NaN below
         p_t = p.gather(1, t.unsqueeze(1)).squeeze(1)
         ones = torch.ones_like(p_t) if valid is None else valid[:, 0]
-        zeros = torch.zeros((n, c), dtype=p.dtype, device=p.device)
-        pos = zeros.scatter_add(1, t, (1 - p_t).square() * ones)
-        own_sq = zeros.scatter_add(1, t, p_t.square() * ones)
-        p_sq = (p.square() if valid is None else p.square() * valid).sum(-1)
-        neg = p_sq - own_sq
-        g_sum = zeros.scatter_add(1, t, ones)
+        pos = class_sums(t, (1 - p_t).square() * ones, c)
+        off_sq = p.square().scatter_(1, t.unsqueeze(1), 0.0)  # p_c^2 where c is not the pixel's class (in place)
+        neg = (off_sq if valid is None else off_sq * valid).sum(-1)
+        g_sum = class_sums(t, ones, c)
         kept = prep.count()
         poison = prep.index_poison(pos.dtype)
         if poison is not None:
