@@ -13,6 +13,7 @@ import torch
 from functorch.compile import make_boxed_func
 from torch._dynamo.backends.common import aot_autograd
 
+import reference
 import seglosses
 import seglosses.functional as SF
 from seglosses import _dispatch, _ops
@@ -709,3 +710,97 @@ def test_nan_logit_makes_every_fused_loss_nan(mode, path):
     with _dispatch.use(**path):
         for name in ("dice", "cross_entropy", "focal", "dice_ce"):
             assert torch.isnan(seglosses.get_loss(name, mode=mode)(x, t)), name
+
+
+# --------------------------------------------------------------------------------------------------------------
+# other tracers: make_fx and FakeTensorMode see the operators, never a ctypes kernel call
+# --------------------------------------------------------------------------------------------------------------
+
+#: (registry name, mode, the operator the trace must hold, NumPy reference of tests/reference.py)
+TRACER_CASES = [
+    ("dice", "multiclass", "seglosses.softmax_index_fwd.default", "dice_loss"),
+    ("dice", "binary", "seglosses.sigmoid_dense_fwd.default", "dice_loss"),
+    ("focal", "multiclass", "seglosses.softmax_index_fwd.default", "focal_loss"),
+    ("cross_entropy", "binary", "seglosses.sigmoid_dense_fwd.default", "cross_entropy_loss"),
+]
+
+
+def _tracer_inputs(mode: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    if mode == "multiclass":
+        return torch.randn(2, 3, 6, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (2, 6, 5), generator=g)
+    x = torch.randn(2, 1, 6, 5, generator=g, dtype=torch.float64)
+    return x, (torch.rand(2, 1, 6, 5, generator=g) > 0.5).double()
+
+
+@pytest.mark.parametrize("tracing_mode", ["real", "fake", "symbolic"])
+@pytest.mark.parametrize(("name", "mode", "op", "ref"), TRACER_CASES)
+def test_make_fx_trace_holds_the_operator_and_gives_the_reference(name, mode, op, ref, tracing_mode):
+    """``make_fx`` (the tracer under AOTAutograd) records the operators and the graph computes the loss.
+
+    The eager CPU path called the C++ kernels through ctypes, which ``make_fx`` cannot see: the real-tensor trace
+    held the loss as a constant 0 and the fake/symbolic traces failed on the fake tensors' data pointers.
+    """
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    loss = seglosses.get_loss(name, mode=mode)
+    x, t = _tracer_inputs(mode, 0)
+    seglosses.set_value_checks("never")  # a host check reads values: fake tensors have none
+    try:
+        gm = make_fx(loss, tracing_mode=tracing_mode)(x, t)
+    finally:
+        seglosses.set_value_checks("cpu")
+    targets = {str(n.target) for n in gm.graph.nodes if n.op == "call_function"}
+    assert op in targets
+    for seed in (0, 1):  # the graph computes from its inputs (nothing of the traced batch frozen in)
+        x, t = _tracer_inputs(mode, seed)
+        expected = getattr(reference, ref)(x.numpy(), t.numpy(), mode=mode)
+        np.testing.assert_allclose(gm(x, t).numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.usefixtures("unchecked")
+@pytest.mark.parametrize(("name", "mode", "op", "ref"), TRACER_CASES)
+def test_fake_tensor_mode_gives_shapes_without_running_a_kernel(name, mode, op, ref):
+    """Under ``FakeTensorMode`` (eager, no compile) the loss and its gradient come back as fake tensors of the real
+    shapes and dtypes; the C++ kernels were called with the fake tensors' null data pointers (a segfault)."""
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    loss = seglosses.get_loss(name, mode=mode)
+    x, t = _tracer_inputs(mode, 0)
+    with FakeTensorMode() as fake_mode, _dispatch.record() as taken:
+        fx = fake_mode.from_tensor(x).requires_grad_(True)
+        out = loss(fx, fake_mode.from_tensor(t))
+        out.backward()
+    assert isinstance(out, FakeTensor)
+    assert (out.shape, out.dtype) == ((), torch.float64)
+    assert (fx.grad.shape, fx.grad.dtype) == (x.shape, torch.float64)
+    assert taken[0].endswith(":ops")  # the operators' fake registrations answered
+
+
+def test_native_kernels_refuse_intercepted_tensors():
+    """``_native.usable`` (the gate of every ctypes call) is None for fake tensors and while ``make_fx`` records;
+    a dispatch mode that only watches (a flop counter) keeps the kernels."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.proxy_tensor import make_fx
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from seglosses import _native
+
+    if _native.library() is None:
+        pytest.skip("native kernels not built")
+    x = torch.ones(2, 3)
+    assert _native.usable(x) is not None
+    with FakeTensorMode() as fake_mode:
+        fx = fake_mode.from_tensor(x)
+        assert _native.usable(fx) is None
+    assert _native.usable(fx) is None  # a fake tensor outside its mode still has no data
+    seen: list[bool] = []
+
+    def f(a: torch.Tensor) -> torch.Tensor:
+        seen.append(_native.usable(a) is None)
+        return a * 2
+
+    make_fx(f, tracing_mode="real")(x)
+    assert seen == [True]
+    with FlopCounterMode(display=False):
+        assert _native.usable(x) is not None

@@ -80,8 +80,9 @@ class Settings:
             passes wherever they apply (logits, and index targets for the softmax).
         ops: ``True`` routes every fused pass through the ``torch.library`` operators, ``False`` through the
             autograd functions of :mod:`seglosses._fused` (also under ``torch.compile``, where they take their
-            traced form); ``None``: operators under ``torch.compile``/``torch.export`` and on CUDA with Triton,
-            the autograd functions in eager mode elsewhere.
+            traced form); ``None``: operators under ``torch.compile``/``torch.export``, wherever
+            :func:`seglosses._native.intercepted` (``make_fx``, fake or ``torch.func``-wrapped tensors) and on
+            CUDA with Triton, the autograd functions in eager mode elsewhere.
         native: ``False`` disables the C++ kernels (every CPU pass runs its PyTorch twin; the same as
             :func:`seglosses._native.set_native` ``(False)`` for the duration); ``True``/``None``: the kernels
             wherever they are built and take the tensors.
@@ -199,7 +200,7 @@ def backend(x: Tensor) -> Backend:
     """Which implementation of a fused pass runs on ``x``: the operators or the autograd functions."""
     if _current.ops is not None:
         return "ops" if _current.ops else "autograd"
-    if torch.compiler.is_compiling():
+    if _native.intercepted(x):  # torch.compile/export, make_fx, fake or torch.func-wrapped tensors
         return "ops"
     from seglosses import _ops
 
@@ -242,7 +243,7 @@ def sigmoid_kernel_runs(x: Tensor, g: Tensor, valid: Tensor | None) -> bool:
     (one fused PyTorch kernel); with a kernel, or when :func:`use` forces the operators or the traced form, the
     fused sigmoid pass runs.
     """
-    if _current.ops is not None or _current.traced or torch.compiler.is_compiling():
+    if _current.ops is not None or _current.traced or _native.intercepted(x):
         return True
     from seglosses import _fused, _ops
 

@@ -214,9 +214,35 @@ def status() -> str:
     return f"unavailable (PyTorch path): {_state['error']}"
 
 
+def intercepted(*tensors: torch.Tensor | None) -> bool:
+    """Whether PyTorch traces the operations on these tensors now, or they hold no data a ctypes kernel can read.
+
+    True while ``torch.compile``/``torch.export`` trace, while ``make_fx`` (the tracer under AOTAutograd) records
+    (its proxy dispatch mode), and for a tensor subclass with its own ``__torch_dispatch__`` (``FakeTensor``, under
+    ``FakeTensorMode`` too, and ``FunctionalTensor``) or a ``torch.func`` transform's wrapper. A kernel called
+    through :mod:`ctypes` is invisible to a tracer (``make_fx`` recorded a graph without it: a constant loss of 0)
+    and a fake tensor's data pointer is 0 (the kernel crashed the process). The custom operators of
+    :mod:`seglosses._ops` serve these cases: the tracers record them, and their kernels run on real tensors.
+    Other dispatch modes (a flop counter, a logging mode) do not count: they see real tensors and correct results.
+    """
+    if torch.compiler.is_compiling() or torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.PROXY) is not None:
+        return True
+    for tensor in tensors:
+        if tensor is None:
+            continue
+        if type(tensor).__torch_dispatch__ is not torch.Tensor.__torch_dispatch__:
+            return True
+        if torch._C._functorch.is_functorch_wrapped_tensor(tensor):
+            return True
+    return False
+
+
 def usable(*tensors: torch.Tensor | None) -> ctypes.CDLL | None:
-    """The kernels if every given tensor is a contiguous CPU tensor and we are not tracing, else None."""
-    if not _state["enabled"] or torch.compiler.is_compiling():
+    """The kernels if every given tensor is a contiguous CPU tensor with readable data, else None.
+
+    None as well wherever :func:`intercepted` (tracing, fake or ``torch.func``-wrapped tensors).
+    """
+    if not _state["enabled"] or intercepted(*tensors):
         return None
     for tensor in tensors:
         if tensor is not None and (tensor.device.type != "cpu" or not tensor.is_contiguous()):

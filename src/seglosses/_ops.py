@@ -24,8 +24,9 @@ operator has a fake-tensor registration (shapes and dtypes only, for ``torch.com
 autograd registration whose backward calls the matching ``*_bwd`` operator, so that a compiled training step keeps
 the kernels (no graph break) and ``torch.library.opcheck`` passes on every operator.
 
-The losses reach these operators only through :mod:`seglosses._dispatch` (under ``torch.compile`` and
-``torch.export``, on CUDA with Triton, or when forced), which also decides every other path.
+The losses reach these operators only through :mod:`seglosses._dispatch` (under ``torch.compile``,
+``torch.export`` and ``make_fx``, for fake tensors, on CUDA with Triton, or when forced: see
+:func:`seglosses._native.intercepted`), which also decides every other path.
 
 Statistics come back in the accumulation dtype: float32 (also for float16/bfloat16 logits) or float64.
 
