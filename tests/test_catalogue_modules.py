@@ -392,3 +392,32 @@ def test_every_loss_is_nan_for_a_bad_class_index_without_value_checks(name, valu
     finally:
         seglosses.set_value_checks("cpu")
     assert torch.isnan(out)
+
+
+@pytest.mark.parametrize("shape", [(0, 6, 6), (2, 0, 6), (1, 4, 0, 3)], ids=["no-image", "empty-axis", "empty-3d"])
+@pytest.mark.parametrize("mode", ["binary", "multiclass", "multilabel"])
+@pytest.mark.parametrize("name", available_losses())
+def test_every_loss_is_zero_on_an_input_without_pixels(name, mode, shape):
+    # SPEC section 7: a loss over no kept pixel is 0 with a zero gradient. An empty batch (N = 0, e.g. a DDP rank
+    # left without images) and a zero-length spatial axis are that case; they raised in the boundary, Hausdorff-DT,
+    # TopK, clDice and combo losses (reshape(-1) of 0 elements, pools of empty planes, amax of nothing) and combo
+    # returned -(1 - alpha)
+    from seglosses.registry import default_arguments
+
+    c = 1 if mode == "binary" else 3
+    args = default_arguments(name, mode=mode, num_classes=c)
+    if args is None:
+        pytest.skip(f"{name} does not support mode={mode!r}")
+    n, *spatial = shape
+    for options in ({}, {"per_image": True}, {"ignore_index": 255}):
+        try:
+            loss = get_loss(name, mode=mode, **args, **options)
+        except (TypeError, ValueError):
+            continue  # no such option for this loss
+        x = torch.zeros(n, c, *spatial, dtype=torch.float64, requires_grad=True)
+        t = torch.zeros(n, *spatial, dtype=torch.long) if mode == "multiclass" else torch.zeros(n, c, *spatial)
+        out = loss(x, t)
+        out.backward()
+        assert float(out.detach()) == 0.0, options
+        assert x.grad is not None
+        assert x.grad.shape == x.shape

@@ -462,17 +462,11 @@ def test_sync_metrics_option_checked() -> None:
         SegmentationMetrics(mode="binary", num_classes=1, sync="yes")  # type: ignore[arg-type]
 
 
-#: The per-image mean over the images of every rank (``_reduce.reduce_images``) read ``values[0]`` to count the
-#: elements of a row, an IndexError on a rank with no image, while the other ranks wait in the collective.
-#: Fix (in ``src/seglosses/_reduce.py``): ``per_row = math.prod(values.shape[1:])``; then remove these marks.
-_EMPTY_RANK_BUG = pytest.mark.xfail(
-    raises=mp.ProcessRaisedException, strict=True, reason="reduce_images indexes values[0] (N = 0 on a rank)"
-)
 EMPTY_RANK_CASES = (
     pytest.param("dice", {}, id="dice"),
     pytest.param("cross_entropy", {"class_weights": [1.0, 2.0, 0.5]}, id="cross_entropy"),
-    pytest.param("dice", {"per_image": True}, id="dice-per_image", marks=_EMPTY_RANK_BUG),
-    pytest.param("asymmetric_focal_tversky", {}, id="asymmetric_focal_tversky", marks=_EMPTY_RANK_BUG),
+    pytest.param("dice", {"per_image": True}, id="dice-per_image"),  # reduce_images read values[0] (IndexError)
+    pytest.param("asymmetric_focal_tversky", {}, id="asymmetric_focal_tversky"),
 )
 
 

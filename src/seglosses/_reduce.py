@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor
 
 from seglosses._checks import check_class_weights_length, check_classes_left
@@ -68,6 +70,6 @@ def reduce_images(values: Tensor, reduction: str, sync: Sync | None) -> Tensor:
         return values
     if sync is None:
         return _mean(values) if reduction == "mean" else values.sum()
-    per_row = values[0].numel() if values.ndim > 1 else 1
+    per_row = math.prod(values.shape[1:])  # not values[0]: a rank may hold no image (N = 0)
     images = values.new_tensor(float(values.shape[0] * per_row) if values.ndim else 1.0)
     return sync_ratio(values.sum(), images, reduction, sync)

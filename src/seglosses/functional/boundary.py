@@ -73,10 +73,12 @@ def masks_to_maps(masks: Tensor, prep: Prepared, kind: str, spacing: tuple[float
     One call of the operator ``seglosses::distance_maps`` (float64 maps for float64 input, else float32), opaque to
     ``torch.compile`` and ``torch.export``: the transform runs where the masks are (CPU or CUDA).
     """
-    n, k, _ = masks.shape
+    n, k, m = masks.shape
+    if masks.numel() == 0:  # no image or no pixel: no map to compute
+        return masks.new_zeros((n, k, m), dtype=prep.logits.dtype)
     dtype = prep.dtype
     dist = distance_maps(masks.detach().reshape(n * k, *spatial_shape(prep)), spacing, kind, dtype)
-    return dist.reshape(n, k, -1).to(device=prep.logits.device, dtype=prep.logits.dtype)
+    return dist.reshape(n, k, m).to(device=prep.logits.device, dtype=prep.logits.dtype)
 
 
 def target_masks(fn: str, prep: Prepared, start: int) -> Tensor:

@@ -326,7 +326,11 @@ def combo_loss(
     )
     # -D = (dice loss - 1); with every pixel ignored the loss is 0, not -(1 - alpha):
     # the factor is a tensor (no host synchronisation)
-    any_kept = 1.0 if prep.valid is None else prep.valid.amax()
+    # (no pixel at all, an empty batch or a zero-length axis, is the same case: 0)
+    if prep.valid is None:
+        any_kept: float | Tensor = 1.0 if prep.logits.numel() else 0.0
+    else:
+        any_kept = (prep.valid.sum() > 0).to(prep.valid.dtype)
     if prep.sync is not None and prep.valid is not None:  # a pixel kept on any rank
         any_kept = (sync_sums([prep.valid.sum()], prep.sync)[0] > 0).to(prep.valid.dtype)
     if prep.form == "index":

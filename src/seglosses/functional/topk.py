@@ -2,6 +2,7 @@ r"""TopK loss (Wu et al. 2016; nnU-Net's TopK10): the mean of the largest per-pi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -161,11 +162,12 @@ def topk_loss(
             reduction="none",
         )
     n = values.shape[0]
-    values = values.reshape(n, -1)
+    row_size = math.prod(values.shape[1:])  # explicit: reshape cannot infer -1 for an empty batch
+    values = values.reshape(n, row_size)
     if ignore_index is None:
         keep = None
     else:
-        keep = (target != ignore_index).reshape(n, -1)
+        keep = (target != ignore_index).reshape(n, row_size)
     group = per_image
     rows = values if group else values.reshape(1, -1)
     if keep is None:
