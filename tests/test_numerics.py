@@ -416,7 +416,7 @@ def test_generalized_dice_loss_soft_target_class_of_tiny_mass_is_finite(mode, dt
     w = np.exp(log_w - log_w.max())
     w /= w.sum()
     expected = 1 - (2 * (w * tp).sum() + 1) / ((w * (p_sum + g_sum)).sum() + 1)
-    for path in ({}, {"fused": False}):
+    for path in ({}, {"fused": False}, {"ops": True}):  # ops: the whole-loss operator's twin (the GPU's formula)
         from seglosses import _dispatch
 
         xg = x.to(dtype).requires_grad_(True)
@@ -425,3 +425,23 @@ def test_generalized_dice_loss_soft_target_class_of_tiny_mass_is_finite(mode, dt
         out.backward()
         assert_close(out, expected, rtol=1e-5 if dtype == torch.float32 else 1e-10)
         assert torch.isfinite(xg.grad).all()
+
+
+def test_squared_dice_on_the_operator_path_counts_past_2_24_pixels():
+    # _ops._squares counted sum g^2 of index targets with one float32 scatter_add accumulator per class: the
+    # background's count (2^24 + 2^22 - 1000 pixels in one image) stopped at 2^24 on the whole-loss operator's CPU path
+    # (use(ops=True)). Reference: the closed form in NumPy float64
+    from seglosses import _dispatch
+
+    m = 2**24 + 2**22
+    x = torch.randn(1, 2, m, generator=torch.Generator().manual_seed(3)) * 0.1
+    t = torch.zeros(1, m, dtype=torch.long)
+    t[0, :1000] = 1
+    with _dispatch.use(ops=True):
+        out = SF.dice_loss(x, t, mode="multiclass", squared=True)
+    xn = x.double().numpy()[0]
+    p = np.exp(xn - xn.max(0))
+    p /= p.sum(0)
+    g = np.stack([t.numpy()[0] == 0, t.numpy()[0] == 1]).astype(np.float64)
+    dice = (2 * (p * g).sum(1) + 1) / ((p * p).sum(1) + (g * g).sum(1) + 1)
+    assert_close(out, 1 - dice.mean(), rtol=1e-5)

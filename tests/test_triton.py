@@ -54,6 +54,9 @@ FOUND_CASES = {
     "asym_focal_tversky_gamma1_perfect": ("asymmetric_focal_tversky_loss", "multiclass", "ref", {"gamma": 1.0}),
     "focal_tversky_bad_index": ("focal_tversky_loss", "multiclass", "nan", {"gamma": 0.5}),
     "sym_focal_tversky_nan_logit": ("symmetric_focal_tversky_loss", "multiclass", "nan", {"gamma": 0.3}),
+    # a soft target's class of tiny mass: 1 / G^2 overflowed (here G = 1e-170 in float64; 5e-20 in float32) and
+    # the normalised weights were inf / inf = NaN; the kernel takes (G_min / G)^2 as the readable formula does
+    "gdl_tiny_class_mass": ("generalized_dice_loss", "multilabel", "ref", {}),
 }  # fmt: skip
 #: Losses run whole through the Triton operators (each mode with index / hard targets, with and without ignored
 #: pixels); the unified focal family has no multilabel mode.
@@ -571,10 +574,13 @@ def _found_cases() -> dict[str, tuple[str, str, object, object, dict[str, object
     out = {}
     for i, (key, (name, mode, _expect, kw)) in enumerate(FOUND_CASES.items()):
         g = torch.Generator().manual_seed(100 + i)
-        c = 4 if mode == "multiclass" else 1
+        c = 4 if mode == "multiclass" else (3 if "tiny" in key else 1)
         x = torch.randn(2, c, 3, 7, generator=g, dtype=torch.float64) * 3
         if mode == "multiclass":
             t = torch.randint(0, c, (2, 3, 7), generator=g)
+        elif "tiny" in key:
+            t = torch.rand(2, c, 3, 7, generator=g, dtype=torch.float64)
+            t[:, 2] = 1e-170
         else:
             t = (torch.rand(2, 1, 3, 7, generator=g) > 0.5).double()
         if "perfect" in key:  # saturated logits: probabilities exactly 0 and 1, every ratio exactly 1

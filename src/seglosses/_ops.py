@@ -899,7 +899,7 @@ def _gdl_twin(
     mean: bool,
     lam_r: float,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Generalized Dice and its coefficients (weights ``1 / G_c^2`` held constant), as the Triton kernel."""
+    """Generalized Dice and its coefficients (weights ``(G_min / G_c)^2`` held constant), as the Triton kernel."""
     n = tp.shape[0]
     if per_image:
         big_t, big_p, big_g, big_k = tp, psum, gsum, kept
@@ -914,7 +914,10 @@ def _gdl_twin(
     if skip_first:
         sel[0] = False
     present = (big_g > 0) & sel
-    inv = torch.where(present, 1.0 / torch.where(present, big_g * big_g, torch.ones_like(big_g)), 0.0)
+    # 1 / G_c^2 scaled by G_min^2 (the smallest present G): (G_min / G_c)^2 in (0, 1], the same weights once
+    # normalised; 1 / G_c^2 itself overflows for a soft target's class of tiny mass (inf / inf = NaN)
+    g_min = torch.where(present, big_g, torch.full_like(big_g, math.inf)).amin(-1, keepdim=True)
+    inv = torch.where(present, g_min / torch.where(present, big_g, torch.ones_like(big_g)), 0.0).square()
     largest = inv.amax(-1, keepdim=True)
     inv = torch.where(present, inv, largest)
     inv = torch.where(largest > 0, inv, torch.ones_like(inv))
@@ -989,9 +992,11 @@ def _squared(region: list[float]) -> bool:
 def _squares(x: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None) -> tuple[Tensor, Tensor]:
     """``(sum v p^2, sum v g^2)`` per image and class, ``(N, C)`` each (the squared Dice's ``P`` and ``G``; CPU)."""
     if t is not None:
+        from seglosses._stats import class_sums  # one slot per class and span: exact counts past 2^24 pixels
+
         p = torch.softmax(x, 1)
         v = torch.ones_like(p[:, :1]) if valid is None else valid.to(x.dtype).unsqueeze(1)
-        g2 = torch.zeros_like(p[:, :, 0]).scatter_add_(1, t, v.squeeze(1).expand_as(t).contiguous())
+        g2 = class_sums(t, v.squeeze(1).expand_as(t).contiguous(), int(x.shape[1]))
         return (p * p * v).sum(-1), g2
     assert g is not None
     p = torch.sigmoid(x)

@@ -269,7 +269,10 @@ if triton is not None:
     ) -> Any:
         """Generalized Dice of one row of classes: ``(1 - score, dl/dTP, dl/dP)``, the weights held constant."""
         present = (g > 0.0) & sel
-        inv = tl.where(present, 1.0 / tl.where(present, g * g, 1.0), 0.0)
+        # (G_min / G_c)^2: the weights 1 / G_c^2 once normalised, without their overflow for a class of tiny mass
+        g_min = tl.min(tl.where(present, g, float("inf")), axis=0)
+        ratio = g_min / tl.where(present, g, 1.0)
+        inv = tl.where(present, ratio * ratio, 0.0)
         largest = tl.max(inv, axis=0)
         inv = tl.where(present, inv, largest)
         inv = tl.where(largest > 0.0, inv, 1.0)  # no class present: equal weights
