@@ -563,3 +563,17 @@ def test_sync_sum_twice_differentiable_as_torch_all_reduce(tmp_path: Path) -> No
         _close(cube["total"], total)
         _close(cube["grad"], 2 * 3 * total**2)
         _close(cube["penalty_grad"], 8 * 36 * total**3)
+
+
+def test_collectives_of_cpu_state_go_to_the_cuda_device_under_nccl(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A SegmentationMetrics that never saw a batch on a rank holds CPU state; NCCL cannot reduce CPU tensors, so the
+    # collective runs on the rank's current CUDA device (gloo: where the tensor is). No NCCL here: the choice only.
+    from seglosses._distributed import collective_device
+
+    state = torch.zeros(3, dtype=torch.int64)
+    monkeypatch.setattr(torch.distributed, "get_backend", lambda group=None: "nccl")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert collective_device(state) == torch.device("cuda", 1)
+    assert collective_device(torch.empty(2, device="meta")) == torch.device("meta")  # a device tensor stays put
+    monkeypatch.setattr(torch.distributed, "get_backend", lambda group=None: "gloo")
+    assert collective_device(state) == torch.device("cpu")

@@ -85,6 +85,19 @@ def sync_int_state(state: dict[str, Tensor], group: Any = None) -> dict[str, Ten
         return state
     keys = list(state)
     flat = torch.cat([state[k].reshape(-1) for k in keys])
+    home = flat.device
+    flat = flat.to(collective_device(flat, group))
     dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
-    parts = torch.split(flat, [state[k].numel() for k in keys])
+    parts = torch.split(flat.to(home), [state[k].numel() for k in keys])
     return {k: p.view(state[k].shape) for k, p in zip(keys, parts, strict=True)}
+
+
+def collective_device(tensor: Tensor, group: Any = None) -> torch.device:
+    """The device a collective of ``group`` needs ``tensor`` on: its own, or under NCCL the current CUDA device.
+
+    A metrics object that never saw a batch on a rank (fewer validation batches than ranks) still holds its state on
+    the CPU, which NCCL cannot reduce; gloo takes CPU tensors (and CUDA ones).
+    """
+    if tensor.device.type == "cpu" and dist.get_backend(group) == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return tensor.device

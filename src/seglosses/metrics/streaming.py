@@ -10,7 +10,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from seglosses._checks import check_bool, check_classes_left, check_metric_names, check_spacing, check_spacing_form
-from seglosses._distributed import is_ready, sync_int_state
+from seglosses._distributed import collective_device, is_ready, sync_int_state
 from seglosses._types import Average, Mode
 from seglosses.metrics import _core
 from seglosses.metrics import surface as _surface
@@ -295,6 +295,8 @@ def gather_rows(values: dict[str, Tensor], group: object = None) -> dict[str, Te
     """
     names = list(values)
     packed = torch.cat([values[k].to(torch.float64) for k in names], dim=1)
+    home = packed.device
+    packed = packed.to(collective_device(packed, group))  # NCCL: a rank without batches holds CPU tensors
     world = dist.get_world_size(group)  # type: ignore[arg-type]
     count = torch.tensor([packed.shape[0]], dtype=torch.int64, device=packed.device)
     counts = [torch.zeros_like(count) for _ in range(world)]
@@ -305,7 +307,7 @@ def gather_rows(values: dict[str, Tensor], group: object = None) -> dict[str, Te
     padded[: packed.shape[0]] = packed
     gathered = [torch.empty_like(padded) for _ in range(world)]
     dist.all_gather(gathered, padded, group=group)
-    full = torch.cat([g[:n] for g, n in zip(gathered, sizes, strict=True)])
+    full = torch.cat([g[:n] for g, n in zip(gathered, sizes, strict=True)]).to(home)
     out: dict[str, Tensor] = {}
     col = 0
     for k in names:
