@@ -159,3 +159,81 @@ def test_cldice_compiles_with_inductor_on_the_cpu() -> None:
     torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-6)
     torch._dynamo.reset()
+
+
+class _Head(torch.nn.Module):
+    """A 1x1 convolution and a loss: what a user exports for a training step."""
+
+    def __init__(self, loss: torch.nn.Module) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 3, 1).double()
+        self.loss = loss
+
+    def forward(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss(self.conv(image), target)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("dice", {}), ("dice_ce", {}), ("boundary", {}), ("focal", {"ignore_index": IGNORE}), ("tversky", {})],
+)
+def test_export_with_dynamic_sizes_runs_at_other_sizes(name: str, kwargs: dict[str, Any]) -> None:
+    # The pixel count entered the graph as float(m) (Prepared.count, the boundary loss's class means): export with
+    # dynamic H and W then required H * W to equal the traced size and refused any other input
+    torch.manual_seed(0)
+    model = _Head(seglosses.get_loss(name, mode="multiclass", **kwargs))
+    g = torch.Generator().manual_seed(9)
+    image = torch.randn(2, 2, 6, 5, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 3, (2, 6, 5), generator=g)
+    h, w = torch.export.Dim("h", min=2, max=64), torch.export.Dim("w", min=2, max=64)
+    exported = torch.export.export(
+        model, (image, target), dynamic_shapes=({2: h, 3: w}, {1: h, 2: w}), strict=False
+    ).module()
+    for shape in ((6, 5), (9, 7), (4, 11)):
+        image = torch.randn(2, 2, *shape, generator=g, dtype=torch.float64)
+        target = torch.randint(0, 3, (2, *shape), generator=g)
+        if "ignore_index" in kwargs:
+            target[0, 0, :2] = IGNORE
+        torch.testing.assert_close(exported(image, target), model(image, target), rtol=1e-12, atol=1e-12)
+
+
+def test_lovasz_with_one_hot_targets_compiles_with_fullgraph() -> None:
+    # the one-hot check of a dense multiclass target ran unguarded: a data-dependent branch under fullgraph=True
+    # (a host sync on a GPU), and set_value_checks("never") did not skip it
+    loss = seglosses.get_loss("lovasz", mode="multiclass")
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 5, 6, generator=g, dtype=torch.float64)
+    onehot = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 5, 6), generator=g), 3).movedim(-1, 1).double()
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    xc, xe = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    compiled(xc, onehot).backward()
+    eager = loss(xe, onehot)
+    eager.backward()
+    torch.testing.assert_close(compiled(x, onehot), eager.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-12, atol=1e-12)
+    multi_hot = onehot.clone()
+    multi_hot[:, 0] = 1.0  # hard values, but two classes at some pixels
+    with pytest.raises(ValueError, match=r"lovasz_loss: .*one-hot"):
+        loss(x, multi_hot)  # eager, checks on: still refused
+    seglosses.set_value_checks("never")
+    try:
+        loss(x, multi_hot)  # no check: no error (and no host sync)
+    finally:
+        seglosses.set_value_checks("cpu")
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("dice", {"from_logits": False}), ("lovasz", {}), ("focal", {})])
+def test_fake_tensor_mode_with_value_checks_on(name: str, kwargs: dict[str, Any]) -> None:
+    # with the default checks (on for CPU tensors) a check read a fake tensor's values: DataDependentOutputException
+    from torch._subclasses.fake_tensor import FakeTensor, FakeTensorMode
+
+    loss = seglosses.get_loss(name, mode="multiclass", **kwargs)
+    x = torch.rand(2, 3, 4, 5, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 4, 5))
+    with FakeTensorMode() as fake_mode:
+        fx = fake_mode.from_tensor(x).requires_grad_(True)
+        out = loss(fx, fake_mode.from_tensor(t))
+        out.backward()
+    assert isinstance(out, FakeTensor)
+    assert fx.grad is not None
+    assert fx.grad.shape == x.shape

@@ -390,9 +390,17 @@ def set_value_checks(when: str) -> None:
 
 
 def values_checked(t: torch.Tensor) -> bool:
-    """Whether value checks apply to ``t`` now (see :func:`set_value_checks`)."""
+    """Whether value checks apply to ``t`` now (see :func:`set_value_checks`).
+
+    Never while PyTorch traces or for tensors without readable values (:func:`seglosses._native.intercepted`:
+    ``torch.compile``/``export``, ``make_fx``, ``FakeTensor``, ``torch.func`` wrappers): a check reads the data.
+    """
     when = _VALUE_CHECKS["when"]
-    if when == "never" or torch.compiler.is_compiling():
+    if when == "never":
+        return False
+    from seglosses._native import intercepted
+
+    if intercepted(t):
         return False
     return when == "always" or t.device.type == "cpu"
 

@@ -183,7 +183,8 @@ class Prepared:
         """Number of kept elements per image and class, ``(N, C)``."""
         n, c, m = self.raw.shape
         if self.valid is None:
-            return torch.full((n, c), float(m), dtype=self.dtype, device=self.device)
+            # m as given (a SymInt under torch.export with dynamic shapes), not float(m): no size baked in
+            return torch.full((n, c), m, dtype=self.dtype, device=self.device)
         return self.valid.sum(-1).expand(n, c)
 
 

@@ -140,7 +140,7 @@ def class_pixel_mean(values: Tensor, prep: Prepared, start: int, per_image: bool
     n, k, m = values.shape
     if prep.valid is None:
         sums = values.sum(-1)
-        counts = torch.full_like(sums, float(m))
+        counts = torch.full_like(sums, m)  # not float(m): a dynamic size stays symbolic under torch.export
     else:
         valid = prep.valid if prep.valid.shape[1] == 1 else prep.valid[:, start:]
         sums = torch.where(valid > 0, values, torch.zeros_like(values)).sum(-1)

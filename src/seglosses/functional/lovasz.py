@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from seglosses import _dispatch, _ops
-from seglosses._checks import Choice, check_hparams, check_one_hot, check_reduction, hyperparameters
+from seglosses._checks import Choice, check_hparams, check_one_hot, check_reduction, hyperparameters, values_checked
 from seglosses._prepare import Prepared, prepare
 from seglosses._types import Mode
 
@@ -346,7 +346,7 @@ def lovasz_loss(
     check_hparams(fn, per_image=per_image, classes=classes)
     check_reduction(fn, reduction, ("mean", "sum"))
     prep = prepare(fn, input, target, mode=mode, from_logits=from_logits, ignore_index=ignore_index, allow_soft=False)
-    if mode == "multiclass" and prep.form == "dense":
+    if mode == "multiclass" and prep.form == "dense" and values_checked(prep.target):  # no host sync on a GPU
         check_one_hot(fn, prep.target)
     hinge = from_logits and mode != "multiclass"
     loss, positives, count = _lovasz_terms(prep, hinge=hinge, per_image=per_image)
