@@ -577,3 +577,44 @@ def test_collectives_of_cpu_state_go_to_the_cuda_device_under_nccl(monkeypatch: 
     assert collective_device(torch.empty(2, device="meta")) == torch.device("meta")  # a device tensor stays put
     monkeypatch.setattr(torch.distributed, "get_backend", lambda group=None: "gloo")
     assert collective_device(state) == torch.device("cpu")
+
+
+def _copy_worker(rank: int, world: int, root: str) -> None:
+    import copy
+    import pickle
+
+    import seglosses
+
+    dist.init_process_group(
+        "gloo", init_method=f"file://{root}/store", rank=rank, world_size=world, timeout=timedelta(seconds=60)
+    )
+    try:
+        group = dist.new_group([0])
+        loss = seglosses.get_loss("dice", mode="multiclass", ignore_index=IGNORE, sync_stats=True, process_group=group)
+        model = torch.nn.ModuleDict({"head": torch.nn.Conv2d(3, 3, 1), "loss": loss})
+        twin = copy.deepcopy(model)  # failed: "cannot pickle 'ProcessGroup' object"
+        x, t, _ = _batch("mc_index", 5, ())
+        out: dict[str, object] = {
+            "same_group": twin["loss"].process_group is group,
+            "new_head": twin["head"].weight is not model["head"].weight,
+            "values": (float(twin["loss"](x, t)), float(loss(x, t))),
+        }
+        try:
+            pickle.dumps(loss)
+        except TypeError as exc:
+            out["pickle"] = str(exc)
+        loss.process_group = None
+        out["plain"] = len(pickle.dumps(loss)) > 0
+        torch.save(out, Path(root) / "copy.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_loss_with_a_process_group_deep_copies_and_refuses_pickling_clearly(tmp_path: Path) -> None:
+    mp.spawn(_copy_worker, args=(1, str(tmp_path)), nprocs=1, join=True)
+    out = torch.load(tmp_path / "copy.pt")
+    assert out["same_group"]
+    assert out["new_head"]
+    assert out["values"][0] == out["values"][1]
+    assert out["pickle"].startswith("DiceLoss: a loss with process_group set cannot be pickled or saved whole")
+    assert out["plain"]

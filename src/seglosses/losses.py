@@ -2,8 +2,9 @@
 
 ``sync_stats``/``process_group`` (sum the statistics over the ranks of a process group) are stored like the
 others; ``process_group`` appears in the repr only when set (None is the default), and a Module with
-``process_group=None`` pickles as usual. Whether ``torch.distributed`` is initialised is checked at call time, not at
-construction.
+``process_group=None`` pickles as usual. ``copy.deepcopy`` shares a process group (the copy syncs over the same
+ranks); pickling or ``torch.save`` of a whole Module that holds one raises a ``TypeError`` that says what to do.
+Whether ``torch.distributed`` is initialised is checked at call time, not at construction.
 
 Each Module stores its arguments as public attributes (``class_weights`` as a buffer, so it follows ``.to()``),
 and ``forward(input, target)`` is one call of its function; it never mutates ``self``. Attributes set after
@@ -20,6 +21,7 @@ gives a float32 loss after ``.half()`` or ``.double()``). ``torch.jit.script`` i
 
 from __future__ import annotations
 
+import copy
 import inspect
 import types
 from collections.abc import Callable, Sequence
@@ -130,6 +132,31 @@ class _SegLoss(nn.Module):
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """Compute the loss; see the function named in the class docstring."""
         return type(self)._function(input, target, **{name: getattr(self, name) for name in self._arg_names})
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _SegLoss:
+        """A deep copy that shares ``process_group``: a handle of this process's communicator, not data to copy.
+
+        ``copy.deepcopy`` of a model or LightningModule holding a loss with a process group (an EMA copy, a
+        checkpoint callback) failed with "cannot pickle 'ProcessGroup' object". Everything else is copied as usual.
+        """
+        group = self.__dict__.get("process_group")
+        if group is not None:
+            memo[id(group)] = group  # deepcopy(group) is the group itself
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__setstate__(copy.deepcopy(nn.Module.__getstate__(self), memo))  # type: ignore[no-untyped-call]
+        return new
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The Module's state for pickling; refused with a clear message while it holds a process group."""
+        state: dict[str, Any] = super().__getstate__()  # type: ignore[no-untyped-call]
+        if state.get("process_group") is not None:
+            raise TypeError(
+                f"{type(self).__name__}: a loss with process_group set cannot be pickled or saved whole (a process "
+                "group belongs to the process that made it); save it with process_group=None (or its state_dict) and "
+                "set loss.process_group after loading"
+            )
+        return state
 
     def __prepare_scriptable__(self) -> nn.Module:
         """``torch.jit.script`` is not supported: say so by name (TorchScript fails on the annotations otherwise)."""
