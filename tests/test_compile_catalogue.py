@@ -237,3 +237,24 @@ def test_fake_tensor_mode_with_value_checks_on(name: str, kwargs: dict[str, Any]
     assert isinstance(out, FakeTensor)
     assert fx.grad is not None
     assert fx.grad.shape == x.shape
+
+
+def test_topk_with_a_symbolic_k_compiles_with_fullgraph() -> None:
+    # Fraction(repr(k)) could not be traced once Dynamo made k symbolic: dynamic=True, or a second TopKLoss with
+    # another k compiled in one process (what a hyperparameter sweep does) failed under fullgraph=True
+    import seglosses.functional as SF
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 7, 9, generator=g, dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 7, 9), generator=g)
+    for k in (10.0, 5.0, 0.1, 37.5):
+        loss = seglosses.get_loss("topk", mode="multiclass", k=k)
+        compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+        torch.testing.assert_close(compiled(x, t), loss(x, t), rtol=1e-12, atol=1e-12)
+
+    def call(x: torch.Tensor, t: torch.Tensor, k: float) -> torch.Tensor:
+        return SF.topk_loss(x, t, mode="multiclass", k=k, per_image=True)
+
+    dynamic = torch.compile(call, backend="aot_eager", fullgraph=True, dynamic=True)
+    for k in (7.0, 12.5):
+        torch.testing.assert_close(dynamic(x, t, k), call(x, t, k), rtol=1e-12, atol=1e-12)

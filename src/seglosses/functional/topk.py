@@ -41,18 +41,30 @@ def _fraction(k: float) -> Fraction:
     return frac if frac.denominator <= 10**6 else frac.limit_denominator(10**6)
 
 
+def _ratio(k: float) -> tuple[int, int]:
+    """``k / 100`` as ``(numerator, denominator)`` integers (:func:`_fraction`).
+
+    While ``torch.compile`` traces, ``k`` may be symbolic (``dynamic=True``, or a second loss with another ``k`` in
+    one process): ``repr`` cannot be traced, so there ``k`` is taken in millionths, ``round(k * 10^6) / 10^6``, the
+    same rational for every ``k`` written with at most 6 decimals (the only ones :func:`_fraction` keeps unrounded;
+    a ``k`` such as ``100 / 3`` may select one value more or fewer than eagerly on very large pixel counts).
+    """
+    if torch.compiler.is_compiling():  # (Dynamo shows a symbolic k as a float: no test tells them apart here)
+        return round(k * 1_000_000), 100_000_000
+    frac = _fraction(k)
+    return frac.numerator, 100 * frac.denominator
+
+
 def topk_count(k: float, kept: Tensor) -> Tensor:
     """``max(1, ceil(k * kept / 100))`` exactly, in int64 (0 where ``kept`` is 0); ``kept`` an int64 tensor."""
-    frac = _fraction(k)
-    num, den = frac.numerator, 100 * frac.denominator
+    num, den = _ratio(k)
     count = (kept * num + den - 1) // den  # ceil(num * kept / den), exact in integers
     return torch.where(kept > 0, count.clamp_min(1), torch.zeros_like(count))
 
 
 def _max_count(k: float, n: int) -> int:
     """:func:`topk_count` of ``n`` in Python integers: the most values any row selects (no tensor, no sync)."""
-    frac = _fraction(k)
-    num, den = frac.numerator, 100 * frac.denominator
+    num, den = _ratio(k)
     return max(1, (n * num + den - 1) // den) if n > 0 else 0
 
 
