@@ -258,3 +258,28 @@ def test_topk_with_a_symbolic_k_compiles_with_fullgraph() -> None:
     dynamic = torch.compile(call, backend="aot_eager", fullgraph=True, dynamic=True)
     for k in (7.0, 12.5):
         torch.testing.assert_close(dynamic(x, t, k), call(x, t, k), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["cldice", "dice_cldice"])
+def test_export_of_cldice_trains_through_the_exported_program(name: str) -> None:
+    # the soft skeleton's autograd Functions ran in-place steps (and where(out=...)) that torch.export recorded as
+    # plain operators: the exported program's forward was right but its backward failed ("modified by an inplace
+    # operation"); exporting now records the plain composition
+    torch.manual_seed(0)
+    model = _Head(seglosses.get_loss(name, mode="multiclass"))
+    g = torch.Generator().manual_seed(12)
+    image = torch.randn(2, 2, 12, 11, generator=g, dtype=torch.float64)
+    target = torch.randint(0, 3, (2, 12, 11), generator=g)
+    exported = torch.export.export(model, (image, target), strict=False).module()
+    for _ in range(2):  # a second batch: nothing of the first frozen in the graph
+        out = exported(image, target)
+        out.backward()
+        ours = exported.get_submodule("conv").weight.grad
+        model.zero_grad()
+        eager = model(image, target)
+        eager.backward()
+        torch.testing.assert_close(out.detach(), eager.detach(), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(ours, model.conv.weight.grad, rtol=1e-10, atol=1e-12)
+        exported.get_submodule("conv").weight.grad = None
+        image = torch.randn(2, 2, 12, 11, generator=g, dtype=torch.float64)
+        target = torch.randint(0, 3, (2, 12, 11), generator=g)

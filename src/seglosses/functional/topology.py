@@ -71,6 +71,9 @@ def _cross_max_indices(y: Tensor) -> tuple[Tensor, Tensor]:
         m, i = pool(y, kernel, 1, pad, return_indices=True)
         if axis == 0:
             best, idx = m, i
+        elif torch.compiler.is_exporting():  # out= has no autograd in an exported program's backward
+            take = m > best
+            best, idx = torch.where(take, m, best), torch.where(take, i, idx)
         else:
             take = m > best
             torch.where(take, m, best, out=best)
@@ -338,6 +341,10 @@ def soft_skeleton(x: Tensor, iterations: int) -> Tensor:
         return x * 0
     if x.ndim == 3:  # one spatial axis: a 1 x W image (the 3x3 box and cross reduce to 3-wide windows)
         return soft_skeleton(x.unsqueeze(2), iterations).squeeze(2)
+    if torch.compiler.is_exporting():
+        # torch.export records the Function's forward as plain operators, whose in-place steps then break the
+        # exported program's backward ("modified by an inplace operation"): export the plain composition
+        return _soft_skeleton_autograd(x, iterations)
     out: Tensor = _SoftSkeleton.apply(x, iterations)  # type: ignore[no-untyped-call]
     return out
 
