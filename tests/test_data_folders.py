@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from seglosses.cli.data import DataError, load_data
+from seglosses.cli.data import CropDataset, CropSpec, DataError, TensorPairs, from_datasets, load_data
 
 
 def _folder(root: Path) -> Path:
@@ -288,7 +289,7 @@ def test_data_folder_with_train_and_val_subfolders_keeps_that_split(tmp_path):
     data = load_data(str(root))
     assert (data.num_train, data.num_val) == (3, 2)
     assert data.num_classes == 3
-    assert "3 train / 2 validation pairs (train/ and val/)" in data.description
+    assert "3 train / 2 validation pairs (train/ and validation/)" in data.description
     # the fractions count the training masks only
     pixels = np.concatenate([m.ravel() for m in train_masks])
     assert data.class_fractions() == pytest.approx((np.bincount(pixels, minlength=3) / pixels.size).tolist())
@@ -314,3 +315,129 @@ def test_data_split_folder_errors(tmp_path):
     (plain / "val").mkdir()
     data = load_data(str(plain))
     assert (data.num_train, data.num_val) == (4, 1)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "label"),
+    [(torch.uint8, -100), (torch.uint8, -1), (torch.uint8, 300), (torch.int16, 65535), (torch.bool, 255)],
+)
+def test_data_crop_padding_keeps_an_ignore_label_the_mask_dtype_cannot_hold(dtype, label):
+    # A user's Dataset of uint8 (or bool) masks with ignore_index=-100: the padding of an item smaller than the crop
+    # raised 'value cannot be converted to type uint8_t without overflow' in every run (bool: padded as class 1).
+    mask = np.zeros((5, 6), np.int64)
+    mask[1:4, 2:5] = 1
+    crops = CropDataset(TensorPairs([torch.rand(1, 5, 6)], [torch.from_numpy(mask).to(dtype)]), (8, 8), label)
+    _, out = crops[CropSpec(0, starts=(0, 0))]
+    expected = np.full((8, 8), label, np.int64)
+    expected[:5, :6] = mask
+    assert out.dtype == torch.int64
+    np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_data_numpy_integer_ignore_label_of_datasets_is_a_python_int():
+    # np.int64(255) passes the check but every loss refused it ('`ignore_index` must be an int or None').
+    from seglosses.cli.train import build_loss
+
+    mask = torch.zeros(6, 6, dtype=torch.int64)
+    mask[0] = 255
+    pair = TensorPairs([torch.rand(1, 6, 6)], [mask])
+    data = from_datasets(pair, pair, num_classes=2, caller="compare", ignore_index=np.int64(255))
+    assert type(data.ignore_index) is int
+    assert data.ignore_index == 255
+    build_loss("dice", data.mode, {}, {}, data.ignore_index)
+
+
+@pytest.mark.parametrize("side", ["train", "val"])
+def test_data_split_with_only_ignored_pixels_is_refused(tmp_path, side):
+    # Masks made only of the ignore label on one side: nothing to train on (or to score); compare reported a
+    # per-image Dice of 1.000.
+    root = tmp_path / "void"
+    void = [np.full((24, 24), 255, np.uint8) for _ in range(2)]
+    labelled = [_mask(i) for i in range(2)]
+    _png_pairs(root / "train", void if side == "train" else labelled)
+    _png_pairs(root / "val", void if side == "val" else labelled)
+    what = "training" if side == "train" else "validation"
+    with pytest.raises(DataError, match=rf"void/{side}/masks: every pixel of the {what} masks is the ignore label 255"):
+        load_data(str(root), ignore_index=255)
+    # one mask made only of the ignore label is fine
+    _png_pairs(tmp_path / "one", [np.full((24, 24), 255, np.uint8)] + [_mask(i) for i in range(4)])
+    data = load_data(str(tmp_path / "one"), ignore_index=255)
+    pixels = np.concatenate([_mask(i).ravel() for i in range(3)])  # train: the void mask and masks 0..2
+    np.testing.assert_allclose(data.class_fractions(), np.bincount(pixels) / pixels.size, rtol=0, atol=1e-15)
+
+
+def test_data_palette_png_image_is_read_as_its_colours(tmp_path):
+    # A palette PNG holds class indices as a mask, but as an image its pixels are the palette's colours: it was
+    # read as one channel of palette indices (a quantised photo trained on arbitrary numbers).
+    from PIL import Image
+
+    root = _folder(tmp_path / "palette")
+    rng = np.random.default_rng(6)
+    for i in range(3):
+        rgb = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)
+        Image.fromarray(rgb).quantize(16).save(root / "images" / f"q{i}.png")
+        Image.fromarray(_mask(i)).save(root / "masks" / f"q{i}.png")
+    data = load_data(str(root))
+    assert data.in_channels == 3
+    for i, (got_image, got_mask) in enumerate(_items(data)):
+        with Image.open(root / "images" / f"q{i}.png") as im:
+            assert im.mode == "P"
+            colours = np.asarray(im.convert("RGB"))
+        expected = np.stack([_normalised(colours[..., c]) for c in range(3)])
+        np.testing.assert_allclose(got_image.numpy(), expected, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(got_mask.numpy(), _mask(i))
+    # a grey palette is one grey channel, as an 'L' image beside it
+    grey_root = _folder(tmp_path / "grey")
+    for i in range(3):
+        grey = rng.integers(0, 256, (24, 24), dtype=np.uint8)
+        image = Image.fromarray(grey).convert("P") if i == 0 else Image.fromarray(grey)
+        if i == 0:
+            image.putpalette([v for g in range(256) for v in (g, g, g)])
+        image.save(grey_root / "images" / f"g{i}.png")
+        Image.fromarray(_mask(i)).save(grey_root / "masks" / f"g{i}.png")
+    data = load_data(str(grey_root))
+    assert data.in_channels == 1
+    with Image.open(grey_root / "images" / "g0.png") as im:
+        assert im.mode == "P"
+        grey0 = np.asarray(im.convert("L"))
+    np.testing.assert_allclose(data.train[0][0].numpy(), _normalised(grey0)[None], rtol=1e-6, atol=1e-6)
+
+
+def test_data_split_folder_with_two_validation_folders_is_refused(tmp_path):
+    # val/ and validation/ side by side: one of them was ignored without a word.
+    root = tmp_path / "two"
+    _png_pairs(root / "train", [_mask(i) for i in range(2)])
+    _png_pairs(root / "val", [_mask(i) for i in range(1)])
+    _png_pairs(root / "validation", [_mask(i) for i in range(2)])
+    with pytest.raises(DataError, match=r"two: two validation folders \(val/, validation/\); keep one"):
+        load_data(str(root))
+    only = tmp_path / "only"
+    _png_pairs(only / "train", [_mask(i) for i in range(2)])
+    _png_pairs(only / "valid", [_mask(i) for i in range(1)])
+    assert "2 train / 1 validation pairs (train/ and valid/)" in load_data(str(only)).description
+
+
+def test_data_broken_symbolic_link_is_named(tmp_path):
+    # A dangling link to an image and to its mask (data moved): the pair was left out without a word.
+    root = _png_pairs(tmp_path / "links", [_mask(i) for i in range(3)])
+    (root / "images" / "p9.png").symlink_to(tmp_path / "moved" / "p9.png")
+    (root / "masks" / "p9.png").symlink_to(tmp_path / "moved" / "p9_mask.png")
+    with pytest.raises(DataError, match=r"images/p9\.png: a broken symbolic link \(to .*moved/p9\.png\)"):
+        load_data(str(root))
+
+
+def test_data_negative_mask_value_hints_at_the_ignore_label(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    root = _folder(tmp_path / "neg")
+    for i in range(3):
+        mask = _mask(i).astype(np.int16)
+        mask[0] = -1
+        tifffile.imwrite(root / "images" / f"t{i}.tif", np.full((24, 24), i, np.uint8))
+        tifffile.imwrite(root / "masks" / f"t{i}.tif", mask)
+    with pytest.raises(
+        DataError,
+        match=r"t0\.tif: mask value -1 out of range; class indices start at 0 \(if -1 marks pixels to "
+        r"ignore: --ignore-index -1, or ignore_index=-1 in Python\)",
+    ):
+        load_data(str(root))
+    assert load_data(str(root), ignore_index=-1).num_classes == 2

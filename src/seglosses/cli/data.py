@@ -18,21 +18,22 @@ understood by :func:`load_data`:
   are not read); mask values are class indices (a 0/255 mask is refused with the hint to divide it by 255).
   ``PATH:classes=N`` declares the number of classes (else max + 1, leaving out the ignore label).
   The last 20 % of the pairs (sorted by name, at least one) validate; or the folder holds ``train/`` and ``val/``
-  (or ``validation/``, ``valid/``), each with ``images/`` and ``masks/``: that split is used as it is (keep the
-  slices of one patient or the tiles of one scene on one side). A folder is read lazily: every pair is
+  (or ``validation/``, ``valid/``: one of them), each with ``images/`` and ``masks/``: that split is used as it is
+  (keep the slices of one patient or the tiles of one scene on one side). A folder is read lazily: every pair is
   checked once up front (readable, paired, shapes, channel count, finite pixels, integer class indices in range),
   keeping only its shape and class counts, then read again from disk whenever a batch needs it, so memory does
   not grow with the number of files. Channels are where the file says they are (:func:`_read_array`): PNG
-  bands (RGB, RGBA, grey + alpha; an alpha channel is dropped; a palette PNG holds class indices), a TIFF's
-  ``S`` axis (a ``minisblack`` stack whose last axis is 3 long is a volume), a NIfTI file's 4th axis
-  (modalities; trailing singleton axes are dropped). A mask with channels must have them all equal (else "a
-  colour mask"). Images follow their EXIF orientation, as a viewer shows them.
+  bands (RGB, RGBA, grey + alpha; an alpha channel is dropped; a palette PNG mask holds class indices, a palette
+  PNG image its colours), a TIFF's ``S`` axis (a ``minisblack`` stack whose last axis is 3 long is a volume), a
+  NIfTI file's 4th axis (modalities; trailing singleton axes are dropped). A mask with channels must have them all
+  equal (else "a colour mask"). Images follow their EXIF orientation, as a viewer shows them.
 
 An ignore label (``load_data(spec, ignore_index=255)``, ``from_datasets(..., ignore_index=...)``; ``--ignore-index``
 on the command line), such as the 255 'void' border of Pascal VOC masks, marks mask pixels that are neither
 trained on nor scored: the losses get ``ignore_index`` (their statistics leave those pixels out), the validation
 metrics too, training crops are padded with it where an item is smaller than the crop (instead of background), and
-the class count and class fractions leave it out. It must lie outside the class indices ``[0, K)``.
+the class count and class fractions leave it out. It must lie outside the class indices ``[0, K)``, and a folder
+whose training (or validation) masks are made only of it is refused (nothing to train on, or to score).
 
 The built-in datasets are small and held in memory (:class:`TensorPairs`). Training batches are random crops
 (:class:`CropSpec`, drawn by :func:`draw_specs` from one generator per run and cut by :class:`CropDataset`), so
@@ -222,6 +223,7 @@ def from_datasets(
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ValueError(f"{caller}: `num_classes` must be an integer >= 2 with data=(train, val); got {num_classes!r}")
     check_ignore_index(ignore_index, num_classes, caller)
+    ignore_index = None if ignore_index is None else int(ignore_index)  # np.int64(255): the losses take an int
     for label, ds in (("train", train), ("val", val)):
         if not hasattr(ds, "__getitem__") or not hasattr(ds, "__len__"):
             raise TypeError(f"{caller}: `data` must be (train, val) map-style Datasets; {label} is {type(ds).__name__}")
@@ -402,7 +404,8 @@ class CropDataset(Dataset[Pair]):
     """Training samples cut from ``base`` by :class:`CropSpec` (indexed by specs, not integers).
 
     An item smaller than the crop is padded at its end: the image with 0, the mask with ``pad_label`` (background,
-    or the ignore label when the data has one, so that the padding is not trained on).
+    or the ignore label when the data has one, so that the padding is not trained on). A mask whose dtype cannot
+    hold ``pad_label`` (``uint8`` or ``bool`` masks of a user's Dataset with the ignore label -100) is cast to int64.
     """
 
     def __init__(self, base: Dataset[Pair], crop: tuple[int, ...] | None, pad_label: int = 0) -> None:
@@ -412,6 +415,8 @@ class CropDataset(Dataset[Pair]):
         img, msk = self.base[spec.index]
         if self.crop is None:
             return img, msk
+        if not _holds(msk.dtype, self.pad_label):  # every item alike, whether it needs padding or not
+            msk = msk.long()
         img, msk = _pad_at_least(img, msk, self.crop, self.pad_label)
         if spec.starts is not None:
             starts = spec.starts
@@ -428,6 +433,16 @@ class CropDataset(Dataset[Pair]):
         if spec.rot:
             img, msk = img.rot90(spec.rot, (1, 2)), msk.rot90(spec.rot, (0, 1))
         return img, msk
+
+
+def _holds(dtype: torch.dtype, value: int) -> bool:
+    """Whether a mask of ``dtype`` can hold ``value`` (a bool mask only 0: any other label would read as True)."""
+    if dtype == torch.bool:
+        return value == 0
+    if dtype.is_floating_point:
+        return True
+    info = torch.iinfo(dtype)
+    return info.min <= value <= info.max
 
 
 def _pad_at_least(img: Tensor, msk: Tensor, crop: tuple[int, ...], label: int = 0) -> tuple[Tensor, Tensor]:
@@ -619,14 +634,15 @@ def _is_nifti(path: Path) -> bool:
     return path.name.lower().endswith((".nii", ".nii.gz"))
 
 
-def _read_array(path: Path) -> tuple[np.ndarray, bool]:
+def _read_array(path: Path, *, image: bool = False) -> tuple[np.ndarray, bool]:
     """Read a PNG, TIFF or NIfTI file; returns the array and whether its last axis holds channels (samples).
 
     The file says where its channels are, so the shape need not be guessed: a Pillow image with more than one
     band (RGB, RGBA, LA, PA) has them last; a TIFF has them where its series axes put ``S`` (the photometric
     tag: a stack of 3 or 4 grey slices stored as ``minisblack`` stays a stack), moved last here; a NIfTI file's
     4th axis (modalities, as in the Medical Segmentation Decathlon) holds them, after trailing singleton axes
-    beyond the 3rd are dropped (``(X, Y, Z, 1)`` is a volume). Any failure names the file.
+    beyond the 3rd are dropped (``(X, Y, Z, 1)`` is a volume). A palette PNG is its indices as a mask, and its
+    colours as an ``image`` (RGB, or one grey channel when every palette entry is grey). Any failure names the file.
     """
     try:
         if _is_nifti(path):
@@ -656,6 +672,11 @@ def _read_array(path: Path) -> tuple[np.ndarray, bool]:
             im = ImageOps.exif_transpose(opened)  # as an image viewer (and annotation tools) show it
             if im.mode == "CMYK":
                 im = im.convert("RGB")
+            if image and im.mode in ("P", "PA"):  # the indices mean nothing as intensities: their colours
+                alpha = im.mode == "PA" or "transparency" in im.info
+                palette = np.asarray(im.getpalette("RGB") or [0, 0, 0]).reshape(-1, 3)
+                grey = bool((palette == palette[:, :1]).all())
+                im = im.convert(("LA" if alpha else "L") if grey else ("RGBA" if alpha else "RGB"))
             return np.asarray(im), len(im.getbands()) > 1
     except DataError:
         raise
@@ -676,11 +697,18 @@ def _nifti_spacing(path: Path, ndim: int) -> tuple[float, ...] | None:
 
 
 def _list_files(folder: Path, *, masks: bool) -> dict[str, Path]:
-    """The readable files directly in ``folder`` by stem; hidden files and subfolders are not read."""
+    """The readable files directly in ``folder`` by stem; hidden files and subfolders are not read.
+
+    A broken symbolic link to a PNG/TIFF/NIfTI/JPEG file is an error (it would leave its pair out unnoticed).
+    """
     files: dict[str, Path] = {}
     suffixes = IMAGE_SUFFIXES if masks else IMAGE_SUFFIXES + JPEG_SUFFIXES
     for p in sorted(folder.iterdir()):
-        if p.name.startswith(".") or not p.is_file():
+        if p.name.startswith("."):
+            continue
+        if p.is_symlink() and not p.exists() and p.name.lower().endswith(IMAGE_SUFFIXES + JPEG_SUFFIXES):
+            raise DataError(f"{p}: a broken symbolic link (to {p.readlink()}); the data it pointed to has moved")
+        if not p.is_file():
             continue
         if masks and p.name.lower().endswith(JPEG_SUFFIXES):
             raise DataError(
@@ -702,7 +730,7 @@ def _drop_alpha(array: np.ndarray) -> np.ndarray:
 
 def _read_pair(ipath: Path, mpath: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one pair as ``image (C, *S)`` and ``mask (*S)``; raises :class:`DataError` naming the file."""
-    (image, image_channels), (mask, mask_channels) = _read_array(ipath), _read_array(mpath)
+    (image, image_channels), (mask, mask_channels) = _read_array(ipath, image=True), _read_array(mpath)
     if mask_channels and _is_nifti(mpath):
         raise DataError(
             f"{mpath}: masks must be 2D or 3D volumes of class indices; got shape {mask.shape} (a 4th axis)"
@@ -779,7 +807,13 @@ def _check_pair(ipath: Path, mpath: Path, ignore_index: int | None = None) -> tu
             )
     labelled = mask if ignore_index is None else mask[mask != ignore_index]
     if labelled.size and labelled.min() < 0:
-        raise DataError(f"{mpath}: mask value {labelled.min()} out of range; class indices start at 0")
+        low = int(labelled.min())
+        hint = (
+            f" (if {low} marks pixels to ignore: --ignore-index {low}, or ignore_index={low} in Python)"
+            if ignore_index is None
+            else ""
+        )
+        raise DataError(f"{mpath}: mask value {low} out of range; class indices start at 0{hint}")
     return image, mask
 
 
@@ -796,7 +830,7 @@ def _large_value_hint(mask: np.ndarray, top: int) -> str:
     return ""
 
 
-#: The names of a folder's validation subfolder beside ``train/`` (the first one found is used).
+#: The names of a folder's validation subfolder beside ``train/`` (more than one of them is an error).
 VAL_FOLDER_NAMES = ("val", "validation", "valid")
 
 
@@ -809,7 +843,10 @@ def _split_folders(root: Path) -> tuple[Path, Path] | None:
     if (root / "images").is_dir() or (root / "masks").is_dir():
         return None
     train = root / "train"
-    val = next((root / n for n in VAL_FOLDER_NAMES if (root / n).is_dir()), None)
+    vals = [root / n for n in VAL_FOLDER_NAMES if (root / n).is_dir()]
+    if len(vals) > 1:  # which one validates would be a guess
+        raise DataError(f"{root}: two validation folders ({', '.join(v.name + '/' for v in vals)}); keep one")
+    val = vals[0] if vals else None
     if train.is_dir() and val is not None:
         return train, val
     if train.is_dir() or val is not None:
@@ -884,6 +921,7 @@ def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, 
     max_file = ""
     max_hint = ""
     ignored = np.zeros(2, dtype=np.int64)  # ignored and all pixels of the pairs read so far
+    labelled_pixels: list[int] = []  # per pair: the pixels that are not the ignore label
     for number, (ipath, mpath) in enumerate(listed, 1):
         image, full = _check_pair(ipath, mpath, ignore_index)
         mask = full if ignore_index is None else full[full != ignore_index]  # the labelled pixels
@@ -905,6 +943,7 @@ def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, 
         if declared is not None or top <= 4 * MAX_INFERRED_CLASSES:  # the counts stay aligned with the pairs
             counts.append(np.bincount(mask.astype(np.int64).ravel(), minlength=1))
         ignored += (full.size - mask.size, full.size)
+        labelled_pixels.append(int(mask.size))
         pairs.append((ipath, mpath))
         shapes.append(tuple(int(s) for s in full.shape))
         spacings.append(_nifti_spacing(ipath, spatial) if _is_nifti(ipath) else None)
@@ -926,6 +965,12 @@ def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, 
         raise DataError(f"{root}: no image/mask pairs could be read")
     n_train = len(pairs) - max(1, round(0.2 * len(pairs))) if n_split is None else n_split
     n_val = len(pairs) - n_train
+    for what, goal, lo, hi in (("training", "train on", 0, n_train), ("validation", "score", n_train, len(pairs))):
+        if not sum(labelled_pixels[lo:hi]):  # only with an ignore label: every pixel is labelled otherwise
+            where = pairs[lo][1].parent if split is not None else root / "masks"
+            raise DataError(
+                f"{where}: every pixel of the {what} masks is the ignore label {ignore_index}: nothing to {goal}"
+            )
     # The crop: at most 96 (2D) or 32 (3D) per axis and at most the largest training item, a multiple of 8 (>= 8);
     # smaller items are padded.
     cap = 96 if ndim == 2 else 32
@@ -950,7 +995,7 @@ def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, 
         train_shapes=shapes[:n_train],
         description=(
             f"folder {root}: {n_train} train / {n_val} validation pairs"
-            + (" (train/ and val/)" if n_split is not None else "")
+            + (f" (train/ and {split[1].name}/)" if split is not None else "")
             + f" (read lazily), {num_classes} classes"
             + (f"; train pixels: {balance}" if balance else "")
             + (
