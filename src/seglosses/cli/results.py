@@ -395,13 +395,16 @@ class ResultsTable:
         return atomic_write(Path(path), buffer.getvalue())
 
     def per_image_to_csv(self, path: str | os.PathLike[str]) -> Path:
-        """One row per (loss, seed, validation image): the per-image value of every metric."""
+        """One row per (loss, seed, validation image): the per-image value of every metric.
+
+        A run without per-image values (a failed run) writes ``nan``, as in ``results.csv``: the recorded values,
+        not the ranking's convention that counts such a run 0 on every image (:meth:`RunResult.image_values`).
+        """
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(["loss", "seed", "image", *METRICS, *SURFACE_METRICS])
         for r in self.runs:
-            columns = [r.image_values(m, self.val_images) for m in METRICS]
-            columns += [_values_or_nan(r.per_image.get(m, []), self.val_images) for m in SURFACE_METRICS]
+            columns = [_values_or_nan(r.per_image.get(m, []), self.val_images) for m in (*METRICS, *SURFACE_METRICS)]
             for i in range(self.val_images):
                 writer.writerow([r.loss, r.seed, i, *(f"{c[i]:.6g}" for c in columns)])
         return atomic_write(Path(path), buffer.getvalue())
