@@ -96,3 +96,18 @@ class TritonLaunches:
 
         interpreter.InterpretedFunction.run = counted  # type: ignore[method-assign]
         return self
+
+
+class FixedLogits(torch.nn.Module):
+    """A stand-in model for validation: returns fixed logits ``(C, *S)``, one image per call, cut to the input's size
+    (the validation loader has batch size 1 and pads the image)."""
+
+    def __init__(self, logits: list[torch.Tensor]) -> None:
+        super().__init__()
+        self.logits = logits
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.logits[self.calls]
+        self.calls += 1
+        return out[None, :, : x.shape[2], : x.shape[3]]

@@ -18,6 +18,7 @@ from torch import nn
 pytest.importorskip("rich")
 pytest.importorskip("PIL")
 
+from helpers import FixedLogits  # noqa: E402
 from seglosses.cli.data import CropDataset, CropSpec, DataError, SegData, from_datasets, load_data  # noqa: E402
 from seglosses.cli.train import RunSetup, TrainConfig, build_loss, fingerprint, validate  # noqa: E402
 
@@ -224,20 +225,6 @@ def test_fingerprint_keeps_runs_with_and_without_the_ignore_label_apart():
 # --------------------------------------------------------------------------------------------------- validation
 
 
-class _Fixed(nn.Module):
-    """Returns fixed logits, one image per call (the validation loader has batch size 1)."""
-
-    def __init__(self, logits: list[torch.Tensor]) -> None:
-        super().__init__()
-        self.logits = logits
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.logits[self.calls]
-        self.calls += 1
-        return out[None, :, : x.shape[2], : x.shape[3]]
-
-
 def _counts(pred: np.ndarray, truth: np.ndarray, classes: range) -> tuple[np.ndarray, ...]:
     keep = truth != VOID
     p, t = pred[keep], truth[keep]
@@ -294,7 +281,7 @@ def test_validation_leaves_ignored_pixels_out(classes):
         logits = [torch.from_numpy(np.where(p == 1, 4.0, -4.0)).float()[None] for p in preds]
     else:
         logits = [torch.from_numpy(np.eye(classes, dtype=np.float32)[p].transpose(2, 0, 1) * 4.0) for p in preds]
-    result = validate(_Fixed(logits), data, multiple=4, device="cpu", setup=RunSetup(), surface=True)
+    result = validate(FixedLogits(logits), data, multiple=4, device="cpu", setup=RunSetup(), surface=True)
     fg = range(1, classes)
     counts = [_counts(p, t, fg) for p, t in zip(preds, truths, strict=True)]
     tp, fp, fn = (sum(c[k] for c in counts) for k in range(3))

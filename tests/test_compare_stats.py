@@ -13,6 +13,7 @@ import torch
 
 pytest.importorskip("rich")
 
+from helpers import FixedLogits  # noqa: E402
 from seglosses.cli.data import SegData  # noqa: E402
 from seglosses.cli.results import (  # noqa: E402
     BOOTSTRAP_RESAMPLES,
@@ -223,20 +224,6 @@ def test_terminal_table_says_no_clear_winner():
 # ------------------------------------------------------------------------------------------------ validation
 
 
-class _Fixed(torch.nn.Module):
-    """Returns fixed logits for each validation image, in order (a stand-in model)."""
-
-    def __init__(self, logits: list[torch.Tensor]) -> None:
-        super().__init__()
-        self.logits = logits
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.logits[self.calls]
-        self.calls += 1
-        return out[None, :, : x.shape[2], : x.shape[3]]
-
-
 def _one_hot_logits(pred: np.ndarray, classes: int) -> torch.Tensor:
     return torch.from_numpy(np.eye(classes, dtype=np.float32)[pred].transpose(2, 0, 1) * 4.0)
 
@@ -265,7 +252,7 @@ def test_validate_multiclass_mean_excludes_background_and_per_image_rule():
         val_masks=[torch.from_numpy(t) for t in truths],
         crop=(8, 8),
     )
-    model = _Fixed([_one_hot_logits(p, 3) for p in preds])
+    model = FixedLogits([_one_hot_logits(p, 3) for p in preds])
     result = validate(model, data, multiple=8, device="cpu", setup=RunSetup())
     # pooled: counts of both images together; the mean over classes 1 and 2 only
     counts = [_np_counts(p, t, 3) for p, t in zip(preds, truths, strict=True)]
@@ -378,7 +365,9 @@ def test_validate_surface_columns_use_each_image_spacing():
     )
     data.val_spacing = [(1.0, 1.0), (0.5, 2.0)]
     logits = [torch.from_numpy(np.where(p, 4.0, -4.0)).float()[None] for p in preds]
-    result = validate(_Fixed(logits), data, multiple=8, device="cpu", setup=RunSetup(nsd_tolerance=0.75), surface=True)
+    result = validate(
+        FixedLogits(logits), data, multiple=8, device="cpu", setup=RunSetup(nsd_tolerance=0.75), surface=True
+    )
     expected = [
         _deepmind(t.astype(bool), p.astype(bool), s, 0.75)
         for t, p, s in zip(truths, preds, data.val_spacing, strict=True)
@@ -388,7 +377,9 @@ def test_validate_surface_columns_use_each_image_spacing():
     assert result.metrics["hd95"]["mean"] == pytest.approx(np.mean([e[0] for e in expected]), rel=1e-9)
     assert result.metrics["nsd"]["mean"] == pytest.approx(np.mean([e[1] for e in expected]), rel=1e-9)
     # an explicit spacing overrides the data's
-    fixed = validate(_Fixed(logits), data, multiple=8, device="cpu", setup=RunSetup(spacing=(1.0, 1.0)), surface=True)
+    fixed = validate(
+        FixedLogits(logits), data, multiple=8, device="cpu", setup=RunSetup(spacing=(1.0, 1.0)), surface=True
+    )
     expected_1 = [
         _deepmind(t.astype(bool), p.astype(bool), (1.0, 1.0), 1.0) for t, p in zip(truths, preds, strict=True)
     ]
