@@ -402,3 +402,12 @@ def test_tune_passes_the_ignore_label(tmp_path, monkeypatch):
     )
     assert labels == [VOID]
     assert len(result.trials) == 1
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", ".hidden", "", "x\\y"])
+def test_loss_names_that_cannot_name_result_files_are_refused(name):
+    # each run is saved as runs/<name>__seed<k>.json: "a/b" or ".." would point elsewhere, ".x" is a temporary name
+    import seglosses
+
+    with pytest.raises(ValueError, match=r"cannot name its result files"):
+        seglosses.compare([name], data="synthetic:binary", extra_losses={name: _Recording}, out=None, progress=False)
