@@ -405,9 +405,11 @@ def test_tune_passes_the_ignore_label(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["a/b", "..", ".hidden", "", "x\\y"])
-def test_loss_names_that_cannot_name_result_files_are_refused(name):
+def test_loss_names_that_cannot_name_result_files_are_refused(name, tmp_path):
     # each run is saved as runs/<name>__seed<k>.json: "a/b" or ".." would point elsewhere, ".x" is a temporary name
     import seglosses
 
     with pytest.raises(ValueError, match=r"cannot name its result files"):
-        seglosses.compare([name], data="synthetic:binary", extra_losses={name: _Recording}, out=None, progress=False)
+        seglosses.compare(
+            [name], data="synthetic:binary", extra_losses={name: _Recording}, out=tmp_path, progress=False
+        )

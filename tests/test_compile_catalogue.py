@@ -283,3 +283,15 @@ def test_export_of_cldice_trains_through_the_exported_program(name: str) -> None
         exported.get_submodule("conv").weight.grad = None
         image = torch.randn(2, 2, 12, 11, generator=g, dtype=torch.float64)
         target = torch.randint(0, 3, (2, 12, 11), generator=g)
+
+
+def test_cldice_runs_where_torch_compiler_has_no_is_exporting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.compiler.is_exporting exists from torch 2.6; the skeleton asks it on every call (torch>=2.3 supported)
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 8, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 3, (2, 8, 9), generator=g)
+    expected = seglosses.get_loss("cldice", mode="multiclass")(x, t)
+    monkeypatch.delattr(torch.compiler, "is_exporting")
+    out = seglosses.get_loss("cldice", mode="multiclass")(x, t)
+    out.backward()
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)

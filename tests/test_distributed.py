@@ -593,9 +593,11 @@ def _copy_worker(rank: int, world: int, root: str) -> None:
         loss = seglosses.get_loss("dice", mode="multiclass", ignore_index=IGNORE, sync_stats=True, process_group=group)
         model = torch.nn.ModuleDict({"head": torch.nn.Conv2d(3, 3, 1), "loss": loss})
         twin = copy.deepcopy(model)  # failed: "cannot pickle 'ProcessGroup' object"
+        shallow = copy.copy(loss)  # must not go through the pickling state (which refuses the group)
         x, t, _ = _batch("mc_index", 5, ())
         out: dict[str, object] = {
-            "same_group": twin["loss"].process_group is group,
+            "same_group": twin["loss"].process_group is group and shallow.process_group is group,
+            "shallow": float(shallow(*_batch("mc_index", 5, ())[:2])) == float(loss(*_batch("mc_index", 5, ())[:2])),
             "new_head": twin["head"].weight is not model["head"].weight,
             "values": (float(twin["loss"](x, t)), float(loss(x, t))),
         }
@@ -614,6 +616,7 @@ def test_loss_with_a_process_group_deep_copies_and_refuses_pickling_clearly(tmp_
     mp.spawn(_copy_worker, args=(1, str(tmp_path)), nprocs=1, join=True)
     out = torch.load(tmp_path / "copy.pt")
     assert out["same_group"]
+    assert out["shallow"]
     assert out["new_head"]
     assert out["values"][0] == out["values"][1]
     assert out["pickle"].startswith("DiceLoss: a loss with process_group set cannot be pickled or saved whole")

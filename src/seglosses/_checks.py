@@ -393,7 +393,7 @@ def values_checked(t: torch.Tensor) -> bool:
     """Whether value checks apply to ``t`` now (see :func:`set_value_checks`).
 
     Never while PyTorch traces or for tensors without readable values (:func:`seglosses._native.intercepted`:
-    ``torch.compile``/``export``, ``make_fx``, ``FakeTensor``, ``torch.func`` wrappers): a check reads the data.
+    ``torch.compile``/``export``, ``make_fx``, ``FakeTensor``, ``torch.func.vmap`` wrappers): a check reads the data.
     """
     when = _VALUE_CHECKS["when"]
     if when == "never":

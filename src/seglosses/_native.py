@@ -219,7 +219,8 @@ def intercepted(*tensors: torch.Tensor | None) -> bool:
 
     True while ``torch.compile``/``torch.export`` trace, while ``make_fx`` (the tracer under AOTAutograd) records
     (its proxy dispatch mode), and for a tensor subclass with its own ``__torch_dispatch__`` (``FakeTensor``, under
-    ``FakeTensorMode`` too, and ``FunctionalTensor``) or a ``torch.func`` transform's wrapper. A kernel called
+    ``FakeTensorMode`` too, and ``FunctionalTensor``) or a ``torch.func`` transform's wrapper (``vmap`` works through
+    the operators; ``grad``/``jacrev`` are not supported by their autograd registration). A kernel called
     through :mod:`ctypes` is invisible to a tracer (``make_fx`` recorded a graph without it: a constant loss of 0)
     and a fake tensor's data pointer is 0 (the kernel crashed the process). The custom operators of
     :mod:`seglosses._ops` serve these cases: the tracers record them, and their kernels run on real tensors.

@@ -147,6 +147,12 @@ class _SegLoss(nn.Module):
         new.__setstate__(copy.deepcopy(nn.Module.__getstate__(self), memo))  # type: ignore[no-untyped-call]
         return new
 
+    def __copy__(self) -> _SegLoss:
+        """``copy.copy`` as by default, ``process_group`` shared (the default went through :meth:`__getstate__`)."""
+        new = type(self).__new__(type(self))
+        new.__setstate__(nn.Module.__getstate__(self))  # type: ignore[no-untyped-call]
+        return new
+
     def __getstate__(self) -> dict[str, Any]:
         """The Module's state for pickling; refused with a clear message while it holds a process group."""
         state: dict[str, Any] = super().__getstate__()  # type: ignore[no-untyped-call]

@@ -362,7 +362,7 @@ def compare(
         names = list(losses) if losses else list(DEFAULT_LOSSES)
     if len(set(names)) != len(names):
         raise ValueError(f"compare: `losses` names a loss twice: {names}")
-    for name in names:  # each run is saved as OUT/runs/<name>__seed<k>.json
+    for name in names if out is not None else ():  # each run is saved as OUT/runs/<name>__seed<k>.json
         if not isinstance(name, str) or not name or name.startswith(".") or any(c in name for c in "/\\\0"):
             raise ValueError(
                 f"compare: the loss name {name!r} cannot name its result files (runs/<name>__seed<k>.json): use a "

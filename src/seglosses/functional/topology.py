@@ -54,6 +54,12 @@ ITERATIONS = _WholeInterval(0.0)
 _POOLS = {1: torch_f.max_pool1d, 2: torch_f.max_pool2d, 3: torch_f.max_pool3d}
 
 
+def _exporting() -> bool:
+    """Whether ``torch.export`` traces now (``torch.compiler.is_exporting``, from torch 2.6; False before it)."""
+    check = getattr(torch.compiler, "is_exporting", None)
+    return bool(check()) if check is not None else False
+
+
 def _cross_max_indices(y: Tensor) -> tuple[Tensor, Tensor]:
     """Max over the face-connected cross of ``(B, K, *S)`` (2 or 3 spatial dims) and each winner's flat index.
 
@@ -71,7 +77,7 @@ def _cross_max_indices(y: Tensor) -> tuple[Tensor, Tensor]:
         m, i = pool(y, kernel, 1, pad, return_indices=True)
         if axis == 0:
             best, idx = m, i
-        elif torch.compiler.is_exporting():  # out= has no autograd in an exported program's backward
+        elif _exporting():  # out= has no autograd in an exported program's backward
             take = m > best
             best, idx = torch.where(take, m, best), torch.where(take, i, idx)
         else:
@@ -341,7 +347,7 @@ def soft_skeleton(x: Tensor, iterations: int) -> Tensor:
         return x * 0
     if x.ndim == 3:  # one spatial axis: a 1 x W image (the 3x3 box and cross reduce to 3-wide windows)
         return soft_skeleton(x.unsqueeze(2), iterations).squeeze(2)
-    if torch.compiler.is_exporting():
+    if _exporting():
         # torch.export records the Function's forward as plain operators, whose in-place steps then break the
         # exported program's backward ("modified by an inplace operation"): export the plain composition
         return _soft_skeleton_autograd(x, iterations)
