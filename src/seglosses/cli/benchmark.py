@@ -677,6 +677,7 @@ def measure(
     done = 1
     while done < warmup or (time.perf_counter() - began < min_time / 2 and done < _MAX_STEPS):
         step()
+        sync()  # the warm-up's clock counts finished GPU work, not kernels queued ahead of it (not timed)
         done += 1
     times: list[float] = []
     while len(times) < repeats or (sum(times) < min_time * 1e3 and len(times) < _MAX_STEPS):
