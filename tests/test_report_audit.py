@@ -313,9 +313,16 @@ def test_predictions_grid_of_a_volume_with_ignored_voxels_and_one_image(tmp_path
     np.testing.assert_array_equal(~np.ma.getmaskarray(white[0]), mask[2].numpy() == 255)
 
 
-def test_report_with_long_names_keeps_every_label_inside_its_figure(tmp_path, monkeypatch):
+@pytest.mark.parametrize("style", [None, "ggplot"])
+def test_report_with_long_names_keeps_every_label_inside_its_figure(tmp_path, monkeypatch, style):
     # A 300-character loss or folder name pushed titles, tick labels and legends out of the saved PNGs (cut off), and
-    # the forest plot's axis label overflowed its 7-inch figure even with short names.
+    # the forest plot's axis label overflowed its 7-inch figure even with short names. "ggplot": a style set globally
+    # before (optuna's plots call plt.style.use("ggplot"); in the suite this test failed after the tune tests)
+    import matplotlib
+
+    monkeypatch.setattr(matplotlib, "rcParams", matplotlib.rcParams.copy())  # the style below stays in this test
+    if style is not None:
+        matplotlib.style.use(style)
     long = "x" * 300
     runs = [_run(n, s, [0.4 + 0.1 * s, 0.6], {"fg": 0.5}) for n in (long, "dice", "focal") for s in (0, 1)]
     table = ResultsTable(runs=runs, class_names=["fg"], mode="binary", data="d" * 300, val_images=2)

@@ -352,3 +352,16 @@ def test_tune_stops_when_the_factory_raises_in_a_trial(tmp_path: Path) -> None:
     assert len(calls) == 2  # no further trial was tried
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'study.db'}")
     assert [t.state.name for t in study.trials] == ["FAIL"]
+
+
+def test_tune_plots_leave_the_matplotlib_style_of_the_process_alone(tmp_path: Path, data) -> None:
+    # optuna's matplotlib plots call plt.style.use("ggplot"): after tune, every later figure of the process (a
+    # notebook's, compare's report) was drawn in ggplot's style
+    import matplotlib
+
+    before = dict(matplotlib.rcParams)
+    tune("tversky", trials=2, data=data, out=tmp_path, config=TINY, confirm_seeds=0, progress=False, log=print)
+    assert (tmp_path / "history.png").is_file()
+    changed = {k for k, v in matplotlib.rcParams.items() if str(before.get(k)) != str(v)}
+    changed -= {"backend", "backend_fallback"}  # matplotlib.use("Agg") for writing files: not a style
+    assert not changed, sorted(changed)[:5]

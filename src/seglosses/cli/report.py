@@ -513,7 +513,9 @@ def write_report(table: ResultsTable, data: SegData, out: Path) -> dict[str, Pat
         "results.json": table.to_json(out / "results.json"),
     }
     plots: dict[str, Path] = {}
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
+    # matplotlib's default style whatever the process set before (optuna's plots call plt.style.use("ggplot")
+    # globally; a notebook may have its own): the report's layout is sized for it, and two reports look alike
+    with tempfile.TemporaryDirectory(dir=out) as tmp, _plt().style.context("default"):
         t = Path(tmp)
         plots["curves"] = plot_curves(table, t / "curves.png")
         plots["per_class"] = plot_per_class(table, t / "per_class.png")

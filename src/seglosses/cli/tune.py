@@ -686,7 +686,9 @@ def write_tune_outputs(result: TuneResult, study: Any, out: Path) -> dict[str, P
 
     files = {"trials.csv": atomic_write(out / "trials.csv", trials_csv(result))}
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    with warnings.catch_warnings():
+    # rc_context: optuna's plots call plt.style.use("ggplot"), which changed the style of every later figure of the
+    # process (a notebook's own plots, compare's report); the context restores the caller's rcParams on exit
+    with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore")  # optuna's ExperimentalWarning for the matplotlib backend
         from optuna.visualization import matplotlib as ovm
 
