@@ -441,3 +441,42 @@ def test_data_negative_mask_value_hints_at_the_ignore_label(tmp_path):
     ):
         load_data(str(root))
     assert load_data(str(root), ignore_index=-1).num_classes == 2
+
+
+def test_data_folder_class_names_from_classes_txt(tmp_path):
+    masks = [_mask(i) * 2 for i in range(3)]  # classes 0 and 2 present; classes.txt declares 4
+    root = _png_pairs(tmp_path / "named", masks)
+    (root / "classes.txt").write_text("background\n aeroplane \n\nbicycle\nbird\n", encoding="utf-8")
+    data = load_data(str(root))
+    assert data.class_names == ["background", "aeroplane", "bicycle", "bird"]
+    assert data.num_classes == 4
+    assert data.mode == "multiclass"
+    pixels = np.concatenate([m.ravel() for m in masks[: data.num_train]])
+    expected = np.bincount(pixels, minlength=4) / pixels.size
+    assert data.class_fractions() == pytest.approx(expected.tolist())
+    assert "bicycle" in data.description
+    # the spec's count must agree; a mask value beyond the names is named with the file
+    with pytest.raises(DataError, match=r"classes.txt: 4 class names, but the data spec says classes=3"):
+        load_data(str(root) + ":classes=3")
+    (root / "classes.txt").write_text("background\nfg\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"p0\.png: mask value 2 out of range \[0, 2\) \(classes.txt names 2\)"):
+        load_data(str(root))
+    (root / "classes.txt").write_text("background\nfg\nfg\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"class names must differ; 'fg' appear twice"):
+        load_data(str(root))
+    (root / "classes.txt").write_text("background\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"needs at least 2 class names"):
+        load_data(str(root))
+    (root / "classes.txt").write_text("background\nmean\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"'mean' cannot name a class"):
+        load_data(str(root))
+
+
+def test_split_folder_class_names(tmp_path):
+    root = tmp_path / "split"
+    _png_pairs(root / "train", [_mask(i) for i in range(2)])
+    _png_pairs(root / "val", [_mask(i) for i in range(2)])
+    (root / "classes.txt").write_text("sky\ncell\n", encoding="utf-8")
+    data = load_data(str(root))
+    assert data.class_names == ["sky", "cell"]
+    assert data.mode == "binary"

@@ -16,7 +16,8 @@ understood by :func:`load_data`:
 - a folder holding ``images/`` and ``masks/`` (PNG or TIFF, or NIfTI ``.nii``/``.nii.gz``; images may also be
   JPEG, masks may not: lossy), paired by file name (files directly in each folder; hidden files and subfolders
   are not read); mask values are class indices (a 0/255 mask is refused with the hint to divide it by 255).
-  ``PATH:classes=N`` declares the number of classes (else max + 1, leaving out the ignore label).
+  ``PATH:classes=N`` declares the number of classes (else max + 1, leaving out the ignore label); a file
+  ``classes.txt`` in the folder (one name per line, the background first) names the classes and fixes their count.
   The last 20 % of the pairs (sorted by name, at least one) validate; or the folder holds ``train/`` and ``val/``
   (or ``validation/``, ``valid/``: one of them), each with ``images/`` and ``masks/``: that split is used as it is
   (keep the slices of one patient or the tiles of one scene on one side). A folder is read lazily: every pair is
@@ -888,6 +889,28 @@ def _paired_files(root: Path) -> list[tuple[Path, Path]]:
     return [(images[name], masks[name]) for name in sorted(images)]
 
 
+#: A data folder's optional list of class names: one per line, class 0 (the background) first; it fixes the count.
+CLASS_NAMES_FILE = "classes.txt"
+
+
+def _class_names(path: Path) -> list[str] | None:
+    """The class names of ``path`` (non-empty lines, stripped), or ``None`` when the file does not exist."""
+    if not path.is_file():
+        return None
+    try:
+        names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the class names ({exc})") from None
+    if len(names) < 2:
+        raise DataError(f"{path}: needs at least 2 class names, one per line (the background first); got {names}")
+    if "mean" in names:  # the results name each metric's mean over the classes "mean" (columns dice_mean, ...)
+        raise DataError(f"{path}: 'mean' cannot name a class (the results use it for the mean over the classes)")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"{path}: class names must differ; {', '.join(repr(n) for n in twice)} appear twice")
+    return names
+
+
 def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, int], None] | None = None) -> SegData:
     path_text, _, option = spec.partition(":classes=")
     declared: int | None = None
@@ -895,11 +918,18 @@ def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, 
         if not option.isdigit() or int(option) < 2:
             raise DataError(f"data {spec!r}: `classes` must be an integer >= 2; got {option!r}")
         declared = int(option)
+    root = Path(path_text).expanduser()
+    class_names = _class_names(root / CLASS_NAMES_FILE)
+    if class_names is not None:
+        if declared is not None and declared != len(class_names):
+            raise DataError(
+                f"{root / CLASS_NAMES_FILE}: {len(class_names)} class names, but the data spec says classes={declared}"
+            )
+        declared = len(class_names)
     try:
         check_ignore_index(ignore_index, declared, f"data {spec!r}")
     except ValueError as exc:
         raise DataError(str(exc)) from None
-    root = Path(path_text).expanduser()
     split = _split_folders(root)
     if split is None:
         listed = _paired_files(root)
@@ -939,7 +969,8 @@ def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, 
                 max_hint = _large_value_hint(mask, top)
         if declared is not None and max_value >= declared:
             besides = "" if ignore_index is None else f" besides the ignore label {ignore_index}"
-            raise DataError(f"{mpath}: mask value {top} out of range [0, {declared}) (classes={declared}{besides})")
+            source = f"{CLASS_NAMES_FILE} names {declared}" if class_names else f"classes={declared}"
+            raise DataError(f"{mpath}: mask value {top} out of range [0, {declared}) ({source}{besides})")
         if declared is not None or top <= 4 * MAX_INFERRED_CLASSES:  # the counts stay aligned with the pairs
             counts.append(np.bincount(mask.astype(np.int64).ravel(), minlength=1))
         ignored += (full.size - mask.size, full.size)
@@ -978,7 +1009,7 @@ def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, 
     total = np.zeros(num_classes, dtype=np.float64)
     for c in counts[:n_train]:
         total[: min(len(c), num_classes)] += c[:num_classes]
-    names = ["background"] + [f"class {c}" for c in range(1, num_classes)]
+    names = class_names or ["background"] + [f"class {c}" for c in range(1, num_classes)]
     val_spacing = spacings[n_train:]
     known = None if any(s is None for s in val_spacing) else [s for s in val_spacing if s is not None]
     fractions = (total / total.sum()).tolist() if total.sum() > 0 else None
