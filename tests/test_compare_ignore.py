@@ -413,3 +413,36 @@ def test_loss_names_that_cannot_name_result_files_are_refused(name, tmp_path):
         seglosses.compare(
             [name], data="synthetic:binary", extra_losses={name: _Recording}, out=tmp_path, progress=False
         )
+
+
+def test_class_names_for_datasets_name_the_result_columns():
+    import seglosses
+    from seglosses.cli.compare import resolve_data
+
+    masks = [torch.from_numpy(np.pad(np.full((4, 4), c, np.int64), 2)) for c in (1, 2, 1, 2)]
+    pair = (_Masks(masks[:3]), _Masks(masks[3:]))
+    names = ["background", "nucleus", "membrane"]
+    table = seglosses.compare(
+        ["dice"],
+        data=pair,
+        num_classes=3,
+        class_names=names,
+        seeds=1,
+        config=TINY,
+        out=None,
+        progress=False,
+        log=lambda _: None,
+    )
+    assert table.class_names == names
+    assert "dice_membrane" in table.columns
+    named = resolve_data("synthetic", num_classes=None, crop=None, caller="c", class_names=["a", "b", "c"])
+    assert named.class_names == ["a", "b", "c"]
+    for bad, message in (
+        (["background", "nucleus"], r"compare: `class_names`: 2 class names for 3 classes"),
+        (["background", "mean", "x"], r"'mean' cannot name a class"),
+        (["a", "a", "b"], r"class names must differ; 'a' appear twice"),
+        ("abc", r"class names must be a sequence of strings"),
+        (["a", "", "b"], r"class names must be non-empty strings"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            seglosses.compare(["dice"], data=pair, num_classes=3, class_names=bad, out=None, progress=False)

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from seglosses.cli.data import SegData, check_ignore_index, from_datasets, load_data
+from seglosses.cli.data import SegData, check_class_names, check_ignore_index, from_datasets, load_data
 from seglosses.cli.results import (
     METRICS,
     LossSummary,
@@ -165,13 +165,30 @@ def resolve_data(
     caller: str,
     ignore_index: int | None = None,
     progress: bool = False,
+    class_names: Sequence[str] | None = None,
 ) -> SegData:
     """A :class:`SegData` from a dataset name or folder, a loaded one, or a ``(train, val)`` pair of Datasets.
 
     ``ignore_index`` (the mask value of pixels neither trained on nor scored) is checked and set on the result; a
     loaded :class:`SegData` keeps its own when ``ignore_index`` is ``None``. ``progress``: a transient progress bar
     while a folder of at least :data:`CHECK_BAR_FILES` pairs is checked (on rank 0 only under ``torchrun``).
+    ``class_names`` (one per class, the background first) replace the data's names.
     """
+    dataset = _resolve(data, num_classes, crop, caller, ignore_index, progress)
+    if class_names is None:
+        return dataset
+    names = check_class_names(class_names, dataset.num_classes, f"{caller}: `class_names`")
+    return replace(dataset, class_names=names)
+
+
+def _resolve(
+    data: DataArg,
+    num_classes: int | None,
+    crop: Sequence[int] | None,
+    caller: str,
+    ignore_index: int | None,
+    progress: bool,
+) -> SegData:
     if isinstance(data, SegData):
         if ignore_index is None or ignore_index == data.ignore_index:
             return data
@@ -217,6 +234,7 @@ def compare(
     spacing: Sequence[float] | None = None,
     nsd_tolerance: float | None = None,
     ignore_index: int | None = None,
+    class_names: Sequence[str] | None = None,
     out: str | os.PathLike[str] | None = "seglosses-compare",
     loss_args: Mapping[str, Mapping[str, Any]] | None = None,
     quick: bool = False,
@@ -286,6 +304,8 @@ def compare(
             ``factory(mode, ignore_index=...)`` (one that takes no such keyword is refused); the validation metrics
             and surface distances leave those pixels out, training crops are padded with it, and a folder's class
             count and class fractions leave it out. Default ``None``: every mask value is a class index.
+        class_names: one name per class, the background first, for the tables, plots and CSV columns (default: the
+            data's own: a folder's ``classes.txt``, else ``background``, ``class 1``, ...).
         out: results folder (resumable); ``None`` keeps everything in memory.
         loss_args: keyword arguments per loss, ``{"tversky": {"alpha": 0.2}}``.
         quick: the small schedule (under 2 minutes on 2 CPU cores with the defaults).
@@ -380,7 +400,13 @@ def compare(
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("compare: device='cuda' requested but torch.cuda.is_available() is False")
     dataset = resolve_data(
-        data, num_classes=num_classes, crop=crop, caller="compare", ignore_index=ignore_index, progress=progress
+        data,
+        num_classes=num_classes,
+        crop=crop,
+        caller="compare",
+        ignore_index=ignore_index,
+        progress=progress,
+        class_names=class_names,
     )
     if window is not None and (len(window) != dataset.ndim or min(window) < 1):
         raise ValueError(f"compare: `window` must hold {dataset.ndim} positive sizes; got {tuple(window)}")

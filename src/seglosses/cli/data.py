@@ -66,6 +66,7 @@ __all__ = [
     "FolderPairs",
     "SegData",
     "TensorPairs",
+    "check_class_names",
     "check_ignore_index",
     "draw_specs",
     "from_datasets",
@@ -210,8 +211,11 @@ def from_datasets(
     crop: Sequence[int] | None = None,
     caller: str,
     ignore_index: int | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> SegData:
     """Wrap a user's ``(train, val)`` Datasets: reads one validation item to learn the channels and dimensions.
+
+    ``class_names``: one per class, the background first (default ``background``, ``class 1``, ...).
 
     Raises:
         ValueError: ``num_classes`` < 2, an empty dataset, or an item that is not ``(image (C, *S) float,
@@ -263,7 +267,11 @@ def from_datasets(
         crop_t = tuple(int(c) for c in crop)
         if len(crop_t) != ndim or min(crop_t) < 1:
             raise ValueError(f"{caller}: `crop` must hold {ndim} positive sizes for {ndim}D data; got {tuple(crop)}")
-    names = ["background"] + [f"class {c}" for c in range(1, num_classes)]
+    names = (
+        ["background"] + [f"class {c}" for c in range(1, num_classes)]
+        if class_names is None
+        else check_class_names(class_names, num_classes, f"{caller}: `class_names`")
+    )
     n_train, n_val = len(train), len(val)  # type: ignore[arg-type]
     return SegData(
         name=f"datasets:{type(train).__name__}/{type(val).__name__}",
@@ -893,6 +901,28 @@ def _paired_files(root: Path) -> list[tuple[Path, Path]]:
 CLASS_NAMES_FILE = "classes.txt"
 
 
+def check_class_names(names: object, num_classes: int | None, where: str) -> list[str]:
+    """``names`` as a checked list of class names (the background first); ``ValueError`` naming ``where`` if not.
+
+    Strings, at least 2, unique, not ``"mean"``, and ``num_classes`` of them when that is given.
+    """
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise ValueError(f"{where}: class names must be a sequence of strings, the background first; got {names!r}")
+    out = [str(n).strip() if isinstance(n, str) else n for n in names]
+    if not all(isinstance(n, str) and n for n in out):
+        raise ValueError(f"{where}: class names must be non-empty strings; got {list(names)!r}")
+    if len(out) < 2:
+        raise ValueError(f"{where}: needs at least 2 class names, one per line (the background first); got {out}")
+    if num_classes is not None and len(out) != num_classes:
+        raise ValueError(f"{where}: {len(out)} class names for {num_classes} classes")
+    if "mean" in out:  # the results name each metric's mean over the classes "mean" (columns dice_mean, ...)
+        raise ValueError(f"{where}: 'mean' cannot name a class (the results use it for the mean over the classes)")
+    twice = sorted({n for n in out if out.count(n) > 1})
+    if twice:
+        raise ValueError(f"{where}: class names must differ; {', '.join(repr(n) for n in twice)} appear twice")
+    return out
+
+
 def _class_names(path: Path) -> list[str] | None:
     """The class names of ``path`` (non-empty lines, stripped), or ``None`` when the file does not exist."""
     if not path.is_file():
@@ -901,14 +931,10 @@ def _class_names(path: Path) -> list[str] | None:
         names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: cannot read the class names ({exc})") from None
-    if len(names) < 2:
-        raise DataError(f"{path}: needs at least 2 class names, one per line (the background first); got {names}")
-    if "mean" in names:  # the results name each metric's mean over the classes "mean" (columns dice_mean, ...)
-        raise DataError(f"{path}: 'mean' cannot name a class (the results use it for the mean over the classes)")
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise DataError(f"{path}: class names must differ; {', '.join(repr(n) for n in twice)} appear twice")
-    return names
+    try:
+        return check_class_names(names, None, str(path))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _folder(spec: str, ignore_index: int | None = None, on_file: Callable[[int, int], None] | None = None) -> SegData:

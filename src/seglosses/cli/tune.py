@@ -29,7 +29,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -148,6 +148,7 @@ def tune(
     confirm_seeds: int = 3,
     tolerance: float = 1.0,
     ignore_index: int | None = None,
+    class_names: Sequence[str] | None = None,
     heartbeat: float = DEFAULT_HEARTBEAT,
     device: str = "cpu",
     progress: bool = True,
@@ -202,6 +203,7 @@ def tune(
         ignore_index: the mask value of pixels neither trained on nor scored (e.g. 255, the void border of Pascal
             VOC masks), outside the class indices, as in :func:`seglosses.compare`: the loss of every trial and of
             the confirmation gets it, and the validation metrics leave those pixels out.
+        class_names: one name per class, the background first, as in :func:`seglosses.compare`.
         heartbeat: seconds between the heartbeats of a running trial (default :data:`DEFAULT_HEARTBEAT`, 60). A
             trial without a heartbeat for twice that long belongs to a dead worker (killed, machine lost): the next
             worker that starts a trial marks it FAIL and queues its parameters again (at most :data:`MAX_RETRY`
@@ -241,7 +243,13 @@ def tune(
     from seglosses.cli.compare import resolve_data
 
     dataset = resolve_data(
-        data, num_classes=num_classes, crop=None, caller="tune", ignore_index=ignore_index, progress=progress
+        data,
+        num_classes=num_classes,
+        crop=None,
+        caller="tune",
+        ignore_index=ignore_index,
+        progress=progress,
+        class_names=class_names,
     )
     space = search_space(loss, dataset.mode)
     if not space:
