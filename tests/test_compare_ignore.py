@@ -437,6 +437,14 @@ def test_class_names_for_datasets_name_the_result_columns():
     assert "dice_membrane" in table.columns
     named = resolve_data("synthetic", num_classes=None, crop=None, caller="c", class_names=["a", "b", "c"])
     assert named.class_names == ["a", "b", "c"]
+    # other names, another run identity (results are keyed by class name: a resumed folder must not mix them)
+    from seglosses.cli.train import RunSetup, fingerprint
+
+    plain = resolve_data("synthetic", num_classes=None, crop=None, caller="c")
+    same = resolve_data("synthetic", num_classes=None, crop=None, caller="c", class_names=plain.class_names)
+    config = TrainConfig(epochs=1)
+    assert fingerprint(same, config, "dice", {}, RunSetup()) == fingerprint(plain, config, "dice", {}, RunSetup())
+    assert fingerprint(named, config, "dice", {}, RunSetup()) != fingerprint(plain, config, "dice", {}, RunSetup())
     for bad, message in (
         (["background", "nucleus"], r"compare: `class_names`: 2 class names for 3 classes"),
         (["background", "mean", "x"], r"'mean' cannot name a class"),

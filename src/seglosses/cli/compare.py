@@ -178,7 +178,11 @@ def resolve_data(
     if class_names is None:
         return dataset
     names = check_class_names(class_names, dataset.num_classes, f"{caller}: `class_names`")
-    return replace(dataset, class_names=names)
+    if names == dataset.class_names:
+        return dataset
+    # in the description, hence in every run's fingerprint: the per-class results are keyed by name, so a results
+    # folder resumed under other names must not mix the runs of both
+    return replace(dataset, class_names=names, description=f"{dataset.description}; classes: {', '.join(names)}")
 
 
 def _resolve(
