@@ -6,6 +6,9 @@ the shared statistics core (``seglosses._stats.hard_stats``), then averaged over
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from torch import Tensor
 
 from seglosses._checks import check_bool
@@ -14,6 +17,57 @@ from seglosses._types import Average, Mode
 from seglosses.metrics import _core
 
 __all__ = ["accuracy", "confusion", "dice", "iou", "precision", "recall", "specificity"]
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: The arguments, return value and errors shared by :func:`dice`, :func:`iou`, :func:`precision`, :func:`recall`,
+#: :func:`specificity` and :func:`accuracy`, written once and put into each docstring by :func:`_shared_doc`.
+_METRIC_ARGS = """Args:
+        input: scores ``(N, C, *S)`` (multiclass: argmax over C, ties to the lowest index; ``from_logits`` and
+            ``threshold`` play no part), probabilities (binary ``(N, 1, *S)`` or ``(N, *S)``, multilabel
+            ``(N, C, *S)``: positive when ``p > threshold``), logits with ``from_logits=True`` (positive when
+            ``sigmoid(x) > threshold``), or hard labels of an integer/bool dtype: 0/1 maps of those shapes, or class
+            indices ``(N, *S)`` in multiclass mode (then ``num_classes`` is required).
+        target: class indices ``(N, *S)`` or a one-hot ``(N, C, *S)`` (multiclass); 0/1 of the input's shape
+            (binary, multilabel). Elements equal to ``ignore_index`` are left out.
+        mode: ``"binary" | "multiclass" | "multilabel"`` (required: the shapes alone are ambiguous).
+        average: ``"none"``: per class ``(C_kept,)``; ``"macro"`` (default, the usual "mean Dice/IoU"): the mean over
+            the kept classes, NaN values left out (all NaN gives NaN); ``"micro"``: the formula on the counts summed
+            over the kept classes.
+        per_image: False (default): counts of the whole batch. True: each image's value first (with ``average``
+            applied per image), then the mean over the images whose value is not NaN (summed in fixed point to
+            2**-32, so the mean does not depend on how the images are batched).
+        ignore_index: target value whose elements count nowhere (pixels for class indices, elements for 0/1
+            targets). Default None.
+        include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
+            foreground, which is always kept (as in the losses). Default True.
+        zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
+            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
+            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
+            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
+            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
+        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
+            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
+            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
+        from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
+            values outside [0, 1] then raise instead of being guessed to be logits).
+        num_classes: C; required for multiclass class-index input, else optional and checked against the input.
+
+    Returns:
+        The metric, float64: ``()``, or ``(C_kept,)`` with ``average="none"``.
+
+    Raises:
+        ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
+            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
+            neither ``"nan"`` nor a finite number.
+        TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags."""
+
+
+def _shared_doc(fn: _F) -> _F:
+    """Put :data:`_METRIC_ARGS` in place of ``{METRIC_ARGS}`` in ``fn``'s docstring."""
+    fn.__doc__ = (fn.__doc__ or "").replace("{METRIC_ARGS}", _METRIC_ARGS)
+    return fn
 
 
 def confusion(
@@ -185,6 +239,7 @@ def _metric(
     return _core.image_mean(*_core.image_sums(value)) if per_image else value
 
 
+@_shared_doc
 def dice(
     input: Tensor,
     target: Tensor,
@@ -213,45 +268,7 @@ def dice(
         - output: ``()``, or ``(C_kept,)`` with ``average="none"`` (``C_kept = C - 1`` without background;
           binary ``(1,)``), float64.
 
-    Args:
-        input: scores ``(N, C, *S)`` (multiclass: argmax over C, ties to the lowest index; ``from_logits`` and
-            ``threshold`` play no part), probabilities (binary ``(N, 1, *S)`` or ``(N, *S)``, multilabel
-            ``(N, C, *S)``: positive when ``p > threshold``), logits with ``from_logits=True`` (positive when
-            ``sigmoid(x) > threshold``), or hard labels of an integer/bool dtype: 0/1 maps of those shapes, or class
-            indices ``(N, *S)`` in multiclass mode (then ``num_classes`` is required).
-        target: class indices ``(N, *S)`` or a one-hot ``(N, C, *S)`` (multiclass); 0/1 of the input's shape
-            (binary, multilabel). Elements equal to ``ignore_index`` are left out.
-        mode: ``"binary" | "multiclass" | "multilabel"`` (required: the shapes alone are ambiguous).
-        average: ``"none"``: per class ``(C_kept,)``; ``"macro"`` (default, the usual "mean Dice/IoU"): the mean over
-            the kept classes, NaN values left out (all NaN gives NaN); ``"micro"``: the formula on the counts summed
-            over the kept classes.
-        per_image: False (default): counts of the whole batch. True: each image's value first (with ``average``
-            applied per image), then the mean over the images whose value is not NaN (summed in fixed point to
-            2**-32, so the mean does not depend on how the images are batched).
-        ignore_index: target value whose elements count nowhere (pixels for class indices, elements for 0/1
-            targets). Default None.
-        include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
-            foreground, which is always kept (as in the losses). Default True.
-        zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
-            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
-            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
-            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
-            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
-            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
-        from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
-            values outside [0, 1] then raise instead of being guessed to be logits).
-        num_classes: C; required for multiclass class-index input, else optional and checked against the input.
-
-    Returns:
-        The metric, float64: ``()``, or ``(C_kept,)`` with ``average="none"``.
-
-    Raises:
-        ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
-            neither ``"nan"`` nor a finite number.
-        TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
+    {METRIC_ARGS}
 
     Note:
         torchmetrics: ``classification.multiclass_f1_score`` / ``binary_f1_score`` / ``multilabel_f1_score``
@@ -305,6 +322,7 @@ def dice(
     )
 
 
+@_shared_doc
 def iou(
     input: Tensor,
     target: Tensor,
@@ -333,45 +351,7 @@ def iou(
         - output: ``()``, or ``(C_kept,)`` with ``average="none"`` (``C_kept = C - 1`` without background;
           binary ``(1,)``), float64.
 
-    Args:
-        input: scores ``(N, C, *S)`` (multiclass: argmax over C, ties to the lowest index; ``from_logits`` and
-            ``threshold`` play no part), probabilities (binary ``(N, 1, *S)`` or ``(N, *S)``, multilabel
-            ``(N, C, *S)``: positive when ``p > threshold``), logits with ``from_logits=True`` (positive when
-            ``sigmoid(x) > threshold``), or hard labels of an integer/bool dtype: 0/1 maps of those shapes, or class
-            indices ``(N, *S)`` in multiclass mode (then ``num_classes`` is required).
-        target: class indices ``(N, *S)`` or a one-hot ``(N, C, *S)`` (multiclass); 0/1 of the input's shape
-            (binary, multilabel). Elements equal to ``ignore_index`` are left out.
-        mode: ``"binary" | "multiclass" | "multilabel"`` (required: the shapes alone are ambiguous).
-        average: ``"none"``: per class ``(C_kept,)``; ``"macro"`` (default, the usual "mean Dice/IoU"): the mean over
-            the kept classes, NaN values left out (all NaN gives NaN); ``"micro"``: the formula on the counts summed
-            over the kept classes.
-        per_image: False (default): counts of the whole batch. True: each image's value first (with ``average``
-            applied per image), then the mean over the images whose value is not NaN (summed in fixed point to
-            2**-32, so the mean does not depend on how the images are batched).
-        ignore_index: target value whose elements count nowhere (pixels for class indices, elements for 0/1
-            targets). Default None.
-        include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
-            foreground, which is always kept (as in the losses). Default True.
-        zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
-            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
-            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
-            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
-            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
-            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
-        from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
-            values outside [0, 1] then raise instead of being guessed to be logits).
-        num_classes: C; required for multiclass class-index input, else optional and checked against the input.
-
-    Returns:
-        The metric, float64: ``()``, or ``(C_kept,)`` with ``average="none"``.
-
-    Raises:
-        ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
-            neither ``"nan"`` nor a finite number.
-        TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
+    {METRIC_ARGS}
 
     Note:
         torchmetrics: ``classification.multiclass_jaccard_index(average="none")`` gives the same per-class
@@ -421,6 +401,7 @@ def iou(
     )
 
 
+@_shared_doc
 def precision(
     input: Tensor,
     target: Tensor,
@@ -449,45 +430,7 @@ def precision(
         - output: ``()``, or ``(C_kept,)`` with ``average="none"`` (``C_kept = C - 1`` without background;
           binary ``(1,)``), float64.
 
-    Args:
-        input: scores ``(N, C, *S)`` (multiclass: argmax over C, ties to the lowest index; ``from_logits`` and
-            ``threshold`` play no part), probabilities (binary ``(N, 1, *S)`` or ``(N, *S)``, multilabel
-            ``(N, C, *S)``: positive when ``p > threshold``), logits with ``from_logits=True`` (positive when
-            ``sigmoid(x) > threshold``), or hard labels of an integer/bool dtype: 0/1 maps of those shapes, or class
-            indices ``(N, *S)`` in multiclass mode (then ``num_classes`` is required).
-        target: class indices ``(N, *S)`` or a one-hot ``(N, C, *S)`` (multiclass); 0/1 of the input's shape
-            (binary, multilabel). Elements equal to ``ignore_index`` are left out.
-        mode: ``"binary" | "multiclass" | "multilabel"`` (required: the shapes alone are ambiguous).
-        average: ``"none"``: per class ``(C_kept,)``; ``"macro"`` (default, the usual "mean Dice/IoU"): the mean over
-            the kept classes, NaN values left out (all NaN gives NaN); ``"micro"``: the formula on the counts summed
-            over the kept classes.
-        per_image: False (default): counts of the whole batch. True: each image's value first (with ``average``
-            applied per image), then the mean over the images whose value is not NaN (summed in fixed point to
-            2**-32, so the mean does not depend on how the images are batched).
-        ignore_index: target value whose elements count nowhere (pixels for class indices, elements for 0/1
-            targets). Default None.
-        include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
-            foreground, which is always kept (as in the losses). Default True.
-        zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
-            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
-            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
-            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
-            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
-            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
-        from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
-            values outside [0, 1] then raise instead of being guessed to be logits).
-        num_classes: C; required for multiclass class-index input, else optional and checked against the input.
-
-    Returns:
-        The metric, float64: ``()``, or ``(C_kept,)`` with ``average="none"``.
-
-    Raises:
-        ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
-            neither ``"nan"`` nor a finite number.
-        TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
+    {METRIC_ARGS}
 
     Note:
         torchmetrics: ``classification.{binary,multiclass,multilabel}_precision`` with ``average=None``
@@ -530,6 +473,7 @@ def precision(
     )
 
 
+@_shared_doc
 def recall(
     input: Tensor,
     target: Tensor,
@@ -558,45 +502,7 @@ def recall(
         - output: ``()``, or ``(C_kept,)`` with ``average="none"`` (``C_kept = C - 1`` without background;
           binary ``(1,)``), float64.
 
-    Args:
-        input: scores ``(N, C, *S)`` (multiclass: argmax over C, ties to the lowest index; ``from_logits`` and
-            ``threshold`` play no part), probabilities (binary ``(N, 1, *S)`` or ``(N, *S)``, multilabel
-            ``(N, C, *S)``: positive when ``p > threshold``), logits with ``from_logits=True`` (positive when
-            ``sigmoid(x) > threshold``), or hard labels of an integer/bool dtype: 0/1 maps of those shapes, or class
-            indices ``(N, *S)`` in multiclass mode (then ``num_classes`` is required).
-        target: class indices ``(N, *S)`` or a one-hot ``(N, C, *S)`` (multiclass); 0/1 of the input's shape
-            (binary, multilabel). Elements equal to ``ignore_index`` are left out.
-        mode: ``"binary" | "multiclass" | "multilabel"`` (required: the shapes alone are ambiguous).
-        average: ``"none"``: per class ``(C_kept,)``; ``"macro"`` (default, the usual "mean Dice/IoU"): the mean over
-            the kept classes, NaN values left out (all NaN gives NaN); ``"micro"``: the formula on the counts summed
-            over the kept classes.
-        per_image: False (default): counts of the whole batch. True: each image's value first (with ``average``
-            applied per image), then the mean over the images whose value is not NaN (summed in fixed point to
-            2**-32, so the mean does not depend on how the images are batched).
-        ignore_index: target value whose elements count nowhere (pixels for class indices, elements for 0/1
-            targets). Default None.
-        include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
-            foreground, which is always kept (as in the losses). Default True.
-        zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
-            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
-            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
-            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
-            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
-            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
-        from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
-            values outside [0, 1] then raise instead of being guessed to be logits).
-        num_classes: C; required for multiclass class-index input, else optional and checked against the input.
-
-    Returns:
-        The metric, float64: ``()``, or ``(C_kept,)`` with ``average="none"``.
-
-    Raises:
-        ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
-            neither ``"nan"`` nor a finite number.
-        TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
+    {METRIC_ARGS}
 
     Note:
         torchmetrics: ``classification.{binary,multiclass,multilabel}_recall`` with ``average=None`` and
@@ -638,6 +544,7 @@ def recall(
     )
 
 
+@_shared_doc
 def specificity(
     input: Tensor,
     target: Tensor,
@@ -666,45 +573,7 @@ def specificity(
         - output: ``()``, or ``(C_kept,)`` with ``average="none"`` (``C_kept = C - 1`` without background;
           binary ``(1,)``), float64.
 
-    Args:
-        input: scores ``(N, C, *S)`` (multiclass: argmax over C, ties to the lowest index; ``from_logits`` and
-            ``threshold`` play no part), probabilities (binary ``(N, 1, *S)`` or ``(N, *S)``, multilabel
-            ``(N, C, *S)``: positive when ``p > threshold``), logits with ``from_logits=True`` (positive when
-            ``sigmoid(x) > threshold``), or hard labels of an integer/bool dtype: 0/1 maps of those shapes, or class
-            indices ``(N, *S)`` in multiclass mode (then ``num_classes`` is required).
-        target: class indices ``(N, *S)`` or a one-hot ``(N, C, *S)`` (multiclass); 0/1 of the input's shape
-            (binary, multilabel). Elements equal to ``ignore_index`` are left out.
-        mode: ``"binary" | "multiclass" | "multilabel"`` (required: the shapes alone are ambiguous).
-        average: ``"none"``: per class ``(C_kept,)``; ``"macro"`` (default, the usual "mean Dice/IoU"): the mean over
-            the kept classes, NaN values left out (all NaN gives NaN); ``"micro"``: the formula on the counts summed
-            over the kept classes.
-        per_image: False (default): counts of the whole batch. True: each image's value first (with ``average``
-            applied per image), then the mean over the images whose value is not NaN (summed in fixed point to
-            2**-32, so the mean does not depend on how the images are batched).
-        ignore_index: target value whose elements count nowhere (pixels for class indices, elements for 0/1
-            targets). Default None.
-        include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
-            foreground, which is always kept (as in the losses). Default True.
-        zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
-            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
-            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
-            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
-            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
-            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
-        from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
-            values outside [0, 1] then raise instead of being guessed to be logits).
-        num_classes: C; required for multiclass class-index input, else optional and checked against the input.
-
-    Returns:
-        The metric, float64: ``()``, or ``(C_kept,)`` with ``average="none"``.
-
-    Raises:
-        ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
-            neither ``"nan"`` nor a finite number.
-        TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
+    {METRIC_ARGS}
 
     Note:
         torchmetrics: ``classification.{binary,multiclass,multilabel}_specificity`` with
@@ -750,6 +619,7 @@ def specificity(
     )
 
 
+@_shared_doc
 def accuracy(
     input: Tensor,
     target: Tensor,
@@ -779,45 +649,7 @@ def accuracy(
         - output: ``()``, or ``(C_kept,)`` with ``average="none"`` (``C_kept = C - 1`` without background;
           binary ``(1,)``), float64.
 
-    Args:
-        input: scores ``(N, C, *S)`` (multiclass: argmax over C, ties to the lowest index; ``from_logits`` and
-            ``threshold`` play no part), probabilities (binary ``(N, 1, *S)`` or ``(N, *S)``, multilabel
-            ``(N, C, *S)``: positive when ``p > threshold``), logits with ``from_logits=True`` (positive when
-            ``sigmoid(x) > threshold``), or hard labels of an integer/bool dtype: 0/1 maps of those shapes, or class
-            indices ``(N, *S)`` in multiclass mode (then ``num_classes`` is required).
-        target: class indices ``(N, *S)`` or a one-hot ``(N, C, *S)`` (multiclass); 0/1 of the input's shape
-            (binary, multilabel). Elements equal to ``ignore_index`` are left out.
-        mode: ``"binary" | "multiclass" | "multilabel"`` (required: the shapes alone are ambiguous).
-        average: ``"none"``: per class ``(C_kept,)``; ``"macro"`` (default, the usual "mean Dice/IoU"): the mean over
-            the kept classes, NaN values left out (all NaN gives NaN); ``"micro"``: the formula on the counts summed
-            over the kept classes.
-        per_image: False (default): counts of the whole batch. True: each image's value first (with ``average``
-            applied per image), then the mean over the images whose value is not NaN (summed in fixed point to
-            2**-32, so the mean does not depend on how the images are batched).
-        ignore_index: target value whose elements count nowhere (pixels for class indices, elements for 0/1
-            targets). Default None.
-        include_background: False drops class 0 (multiclass, multilabel). Binary mode has one class, the
-            foreground, which is always kept (as in the losses). Default True.
-        zero_division: value where the denominator is 0: ``"nan"`` (default: undefined, left out of macro and image
-            means) or a finite number (magnitude below 2**31), which takes its place (``0``, ``1``, or a marker
-            such as torchmetrics' ``-1`` for an absent class). A number is averaged like any other value: a
-            negative placeholder makes a macro (or per-image) mean meaningless unless the classes that got it are
-            excluded, so average with ``"nan"`` and use a marker only with ``average="none"``.
-        threshold: probability threshold for binary/multilabel scores, default 0.5 (as torchmetrics). Probabilities
-            are compared with it in their own dtype, as torchmetrics and NumPy do (float32 ``0.3`` is not above
-            ``threshold=0.3``); logits exactly as ``sigmoid(x) > threshold``.
-        from_logits: binary/multilabel ``input`` holds logits; default False (metrics usually see probabilities;
-            values outside [0, 1] then raise instead of being guessed to be logits).
-        num_classes: C; required for multiclass class-index input, else optional and checked against the input.
-
-    Returns:
-        The metric, float64: ``()``, or ``(C_kept,)`` with ``average="none"``.
-
-    Raises:
-        ValueError: unknown ``mode``/``average``, bad shapes, class indices out of range, soft or NaN targets,
-            ``num_classes`` missing or not matching the input, ``threshold`` out of [0, 1], ``zero_division``
-            neither ``"nan"`` nor a finite number.
-        TypeError: non-tensor input, complex dtypes, float class indices, non-bool flags.
+    {METRIC_ARGS}
 
     Note:
         Multiclass ``average="micro"`` is pixel accuracy ``sum_c TP_c / pixels`` (every class kept); with
