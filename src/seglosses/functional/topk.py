@@ -93,8 +93,9 @@ def topk_loss(
         L = \frac{1}{K} \sum_{i \in \text{top}_K(\ell)} \ell_i
 
     Ignored pixels are removed before the selection (they can never be selected); :math:`K` is computed exactly
-    in integers (``k`` read as its shortest decimal: 10.0 is 10, 0.1 is 1/10) and is at least 1; with no kept
-    pixel the loss is 0. Over the whole batch, or per image then the mean over the images that have a kept pixel
+    in integers (``k`` read as its shortest decimal: 10.0 is 10, 0.1 is 1/10; under ``torch.compile`` in
+    millionths, the same for every ``k`` with at most 6 decimals) and is at least 1; with no kept pixel the loss
+    is 0. Over the whole batch, or per image then the mean over the images that have a kept pixel
     (``per_image``). Binary/multilabel mode selects among all kept elements (pixel x channel) of the BCE.
 
     Shapes:
