@@ -219,7 +219,6 @@ def test_fingerprint_keeps_runs_with_and_without_the_ignore_label_apart():
     from dataclasses import replace
 
     assert fingerprint(replace(data, ignore_index=VOID), config, "dice", {}, RunSetup()) != plain
-    assert fingerprint(replace(data, ignore_index=None), config, "dice", {}, RunSetup()) == plain
 
 
 # --------------------------------------------------------------------------------------------------- validation
