@@ -933,7 +933,10 @@ def hausdorff(
         - seg-metrics ``hd95``: close to ``boundary="voxel", directions="pooled", quantile="linear"``, but its
           distances are read from SimpleITK's signed Maurer map of the other mask (distance to the object, not to
           its contour pixels), and a missed structure scores 0 (a perfect score): not reproducible, not reproduced.
-        - torchmetrics ``hausdorff_distance`` is wrong on non-square images (not reproduced).
+        - torchmetrics ``hausdorff_distance(preds, target, num_classes)`` (one-hot input) on square 2D images:
+          ``mode="multilabel", boundary="voxel", include_background=False, per_image=True, average="none"`` (its
+          ``HausdorffDistance`` class: ``average="macro"``). Defects (torchmetrics 1.9): wrong values or an
+          ``IndexError`` on non-square images, an error on 3D images and on some empty masks (not reproduced).
 
     References:
         Nikolov et al., "Clinically applicable segmentation of head and neck anatomy for radiotherapy", JMIR 2021
