@@ -775,3 +775,25 @@ def test_medpy_binary_vectors() -> None:
     assert asd(r, g, **kw).item() != asd(g, r, **kw).item()
     assert assd(r, g, **kw).item() == assd(g, r, **kw).item()
     assert masd(r, g, **kw).item() == masd(g, r, **kw).item()
+
+
+def test_monai_ignore_index_consistency() -> None:
+    # Project-MONAI/MONAI tests/metrics/test_ignore_index_metrics.py (commit 03dd4966), test_metric_ignore_consistency
+    # (ignore_index=255: MONAI drops the pixels whose one-hot y is all zero; ours: those pixels hold 255 in an index
+    # target). Predictions that differ only on the ignored pixels give the same value, for the region metrics
+    # (DiceMetric, MeanIoU, ConfusionMatrixMetric "accuracy") and the surface ones (ignored pixels are background
+    # in both masks). Their ignore_index inside [0, C) zeroes a channel instead: not ours (see :func:`confusion`).
+    y_pred1 = torch.zeros((1, 2, 4, 4))
+    y_pred1[:, 1, 0:2, :] = 1.0
+    y_pred2 = y_pred1.clone()
+    y_pred2[:, 1, 2:4, :] = 1.0
+    y = torch.full((1, 4, 4), 255)
+    y[:, 0:2, 0:2] = 1  # their y[:, 1, 0:2, 0:2] = 1
+    y[:, 0:2, 2:4] = 0  # their y[:, 0, 0:2, 2:4] = 1; rows 2:4 all zero in their one-hot y
+    kw: dict[str, Any] = {"mode": "multiclass", "ignore_index": 255, "include_background": True}
+    for fn in (dice, iou, accuracy):
+        assert torch.equal(fn(y_pred1, y, **kw), fn(y_pred2, y, **kw)), fn.__name__
+    y_kept = y.clamp(max=1)  # control: the same pixels counted make the two predictions differ
+    assert not torch.equal(dice(y_pred1, y_kept, mode="multiclass"), dice(y_pred2, y_kept, mode="multiclass"))
+    for fn in (hausdorff, assd):
+        assert torch.equal(fn(y_pred1, y, **kw), fn(y_pred2, y, **kw)), fn.__name__
