@@ -321,9 +321,13 @@ def focal_loss(
         multilabel focal loss for hard targets; for soft targets it uses :math:`p_t = p g + (1 - p)(1 - g)` and
         :math:`\alpha_t = \alpha g + (1 - \alpha)(1 - g)`, which differs from the per-class sum form used here.
         MONAI ``FocalLoss(use_softmax=False)`` with ``alpha=a`` matches ``alpha=a``; without alpha it matches
-        ``alpha=None``. segmentation_models_pytorch ``FocalLoss`` (``alpha=None`` default) matches ``alpha=None``
-        in binary mode and, in multiclass mode, sums one-vs-rest *sigmoid* focal terms: use
-        ``mode="multilabel"`` on a one-hot target to reproduce it.
+        ``alpha=None`` (hard targets; a one-hot target in multilabel mode for its ``to_onehot_y``). MONAI
+        ``FocalLoss(use_softmax=True)`` also averages over the classes: our multiclass loss is C times its value
+        (its scalar ``alpha=a`` is our ``alpha=(1 - a, a, ..., a)``). segmentation_models_pytorch ``FocalLoss``
+        (``alpha=None`` default) matches ``alpha=None`` in binary and multilabel mode; in multiclass mode it applies
+        the *sigmoid* focal loss one-vs-rest, i.e. our ``mode="multilabel"`` terms on the one-hot target: SMP 0.5.0
+        sums the C per-class means (C times ours), its main branch since March 2026 (class weights, PR 1290)
+        averages them (equal to ours).
 
     References:
         T.-Y. Lin, P. Goyal, R. Girshick, K. He, P. Dollár, "Focal loss for dense object detection", ICCV 2017, eq. 5.
