@@ -194,7 +194,9 @@ def dice_loss(
           :func:`jaccard_loss` with half the smooth.
         - segmentation_models_pytorch ``DiceLoss``: ``smooth=0`` by default, sums over the batch, and it zeroes the
           loss of classes absent from the target (it hides their false positives); we never do that. With
-          ``log_loss=True`` it matches our ``log_loss=True`` except for that rule.
+          ``log_loss=True`` it matches our ``log_loss=True`` except for that rule. For soft targets SMP (since 0.4)
+          takes :math:`TP = (\sum p + \sum g - \sum |p - g|) / 2` (MONAI's ``soft_label=True``), not our product
+          form; hard targets give the same TP.
 
         Empty classes: a class absent from target and prediction scores :math:`s/s = 1` (loss 0); a class absent
         from the target but predicted is penalised.
@@ -307,7 +309,8 @@ def jaccard_loss(
         MONAI ``DiceLoss(jaccard=True, smooth_nr=s, smooth_dr=s)`` computes ``(2 TP + s) / (2 (TP + FP + FN) + s)``,
         which is ``(TP + s/2) / (TP + FP + FN + s/2)``: our ``smooth=s/2``; with its defaults (``s = 1e-5``,
         ``batch=False``) that is ``smooth=5e-6, per_image=True``.
-        segmentation_models_pytorch ``JaccardLoss`` uses ``smooth=0`` and zeroes classes absent from the target.
+        segmentation_models_pytorch ``JaccardLoss`` uses ``smooth=0`` and zeroes classes absent from the target
+        (and its own TP for soft targets: see :func:`dice_loss`).
 
     References:
         P. Jaccard 1912; M. A. Rahman, Y. Wang, "Optimizing Intersection-over-Union in deep neural networks for image
@@ -424,7 +427,9 @@ def tversky_loss(
         MONAI ``TverskyLoss`` has ``alpha = beta = 0.5`` by default with ``alpha`` on FP and ``beta`` on FN (as here),
         ``smooth_nr = smooth_dr = 1e-5`` and per-image statistics (``batch=False``): pass ``alpha=0.5, beta=0.5,
         smooth=1e-5, per_image=True``. segmentation_models_pytorch ``TverskyLoss`` (alpha 0.5, beta 0.5, smooth 0)
-        zeroes classes absent from the target; we do not.
+        zeroes classes absent from the target; we do not (and its TP for soft targets differs: see
+        :func:`dice_loss`). Its ``gamma`` raises the class mean to the power, :math:`(\operatorname{mean}_c
+        (1 - T_c))^\gamma`, not each class's loss as :func:`focal_tversky_loss`.
 
     References:
         S. S. M. Salehi, D. Erdogmus, A. Gholipour, "Tversky loss function for image segmentation using 3D fully
