@@ -377,6 +377,38 @@ def test_unified_focal_loss_monai_perfect_prediction():
     close(F.unified_focal_loss(p, p, mode="binary", from_logits=False), 0.0, rtol=1e-4, atol=1e-4)
 
 
+IGNORE_LOSSES = {
+    "dice": F.dice_loss,
+    "tversky": F.tversky_loss,
+    "focal": F.focal_loss,
+    "unified_focal": F.unified_focal_loss,
+}
+
+
+@pytest.mark.parametrize("name", sorted(IGNORE_LOSSES))
+def test_ignore_index_monai_invariance(name):
+    # Project-MONAI/MONAI tests/losses/test_ignore_index_losses.py (no numbers: invariances on random inputs).
+    # test_loss_ignore_consistency: binary, target rows 2-3 = 255 (ignored), logits there moved by +5: same loss.
+    # test_loss_ignore_class_index: softmax with to_onehot_y, ignore_index = a class (0 or 1) whose rows hold that
+    # class, the ignored channel's logits there moved by +5: same loss. Mapping: ignore_index=255 / 0 / 1.
+    fn = IGNORE_LOSSES[name]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 1, 4, 4, generator=gen, dtype=torch.float64)
+    moved = x.clone()
+    moved[0, 0, 2:, :] += 5.0
+    t = t64([[[[1, 0, 1, 0], [0, 1, 0, 1], [255] * 4, [255] * 4]]])
+    a, b = fn(x, t, mode="binary", ignore_index=255), fn(moved, t, mode="binary", ignore_index=255)
+    close(b, a.item(), rtol=1e-12)
+    t = torch.zeros(1, 4, 4, dtype=torch.int64)
+    t[:, 2:, :] = 1
+    for ign, rows in ((0, slice(0, 2)), (1, slice(2, 4))):
+        x = torch.randn(1, 2, 4, 4, generator=gen, dtype=torch.float64)
+        moved = x.clone()
+        moved[:, ign, rows, :] += 5.0
+        a, b = fn(x, t, mode="multiclass", ignore_index=ign), fn(moved, t, mode="multiclass", ignore_index=ign)
+        close(b, a.item(), rtol=1e-12)
+
+
 def _gwdl_onehot(t: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(t, 2).movedim(-1, 1).to(torch.float64)
 
