@@ -269,9 +269,12 @@ def boundary_loss(
         to the inner ring, which agrees only at unit spacing where the nearest outside pixel lies along a grid
         axis and the mask does not touch the image border (scipy's transform does not see the image outside); a
         class filling the image gets ``-(edt(all True) - 1)``, not a distance; and its data loader truncates the
-        map to integers. MONAI 1.6 has no boundary loss. The paper's schedule
-        ``alpha * region + (1 - alpha) * boundary`` is :func:`seglosses.schedules.rebalance`, applied by the
-        user's training loop.
+        map to integers. MONAI 1.6 has no boundary loss; the ``BoundaryLoss`` added to MONAI after 1.6 builds the
+        same map as ``one_hot2dist`` (``edt(m) - 1`` inside, 0 for an empty or full mask) and averages over pixels,
+        images and kept classes, so ``BoundaryLoss(softmax=True, to_onehot_y=True, include_background=b)`` equals
+        ours with its map passed as ``dist_map`` and ``include_background=b`` (with or without its ``batch``). The
+        paper's schedule ``alpha * region + (1 - alpha) * boundary`` is :func:`seglosses.schedules.rebalance`,
+        applied by the user's training loop.
 
     References:
         H. Kervadec, J. Bouchtiba, C. Desrosiers, E. Granger, J. Dolz, I. Ben Ayed, "Boundary loss for highly
