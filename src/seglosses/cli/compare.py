@@ -279,6 +279,11 @@ def compare(
             positional-only ones get them by position), else ``model()``, once per run with torch's RNG seeded from
             the run's seed, and once more before the first run to check its output. A factory that raises stops the
             comparison with a ``ValueError`` (never recorded as a run; the runs finished before it are kept).
+            The check (:func:`seglosses.cli.train.check_model`) runs the first validation image in evaluation mode
+            and the first training batch in training mode: the model must return one tensor at its input's size
+            both times; a dict, tuple or list, stacked deep-supervision heads, lower-resolution logits,
+            half-precision or mixed-dtype parameters, no trainable parameter, or an exception refuse it with a
+            ``ValueError`` saying how to adapt it. A float64 model gets float64 images.
             Default ``None``: the built-in U-Net (:class:`seglosses.cli.model.UNet`).
         seeds: the number of seeds (0..n-1) or the seeds themselves; at least 2 give a spread.
         epochs: overrides the preset's number of epochs (12; ``quick``: 4).
@@ -293,7 +298,8 @@ def compare(
             smaller, with random flips), instead of the items whole (default: whole items, batched as they are).
             Named datasets and folders choose their crop themselves.
         window: predict validation images larger than this spatial size by a sliding window (half overlap, logits
-            averaged); default ``None``: every validation image whole.
+            averaged) and pad smaller ones to it, so that the model sees inputs of this size only (rounded up to
+            ``size_multiple``); default ``None``: every validation image whole.
         size_multiple: validation inputs are padded at the end to a multiple of this (then cropped back); default:
             ``2**depth`` for the built-in U-Net, 32 for a ``model`` factory (the stride of most encoders). With a
             ``model`` factory the training crop of a named dataset or folder is rounded up to a multiple of it too

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-__all__ = ["UNet", "build_model", "call_factory", "factory_takes_channels", "load_factory"]
+__all__ = ["NotAModuleError", "UNet", "build_model", "call_factory", "factory_takes_channels", "load_factory"]
 
 
 def _conv(ndim: int) -> type[nn.Conv2d] | type[nn.Conv3d]:
@@ -108,11 +108,28 @@ def load_factory(spec: str) -> Callable[..., nn.Module]:
     if not sep or not module_name or not attr:
         raise ValueError(f"--model must look like package.module:function (e.g. mypkg.nets:make_unet); got {spec!r}")
     import importlib
+    import os
+    import sys
 
+    # The ``seglosses`` console script, unlike ``python -m seglosses``, does not put the working directory on
+    # sys.path: a module next to where the command runs would not import (seen: `seglosses compare --model
+    # mynets:unet` in the folder of mynets.py). It goes first, as with ``python -m``.
+    here = os.getcwd()
+    if not any(os.path.abspath(p or os.curdir) == here for p in sys.path):
+        sys.path.insert(0, here)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:
-        raise ValueError(f"--model {spec!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc})") from exc
+        hint = ""
+        if (
+            isinstance(exc, ModuleNotFoundError)
+            and exc.name is not None
+            and f"{module_name}.".startswith(f"{exc.name}.")
+        ):
+            hint = "; run the command from the folder that holds it, or add that folder to PYTHONPATH"
+        raise ValueError(
+            f"--model {spec!r}: cannot import {module_name!r} ({type(exc).__name__}: {exc}){hint}"
+        ) from exc
     factory = module
     for part in attr.split("."):
         factory = getattr(factory, part, None)  # type: ignore[assignment]
@@ -151,5 +168,16 @@ def call_factory(factory: Callable[..., nn.Module], *, in_channels: int, out_cha
         else:
             model = factory()
     if not isinstance(model, nn.Module):
-        raise TypeError(f"the model factory must return a torch.nn.Module; it returned {type(model).__name__}")
+        raise NotAModuleError(model)
     return model
+
+
+class NotAModuleError(TypeError):
+    """The model factory returned something other than an ``nn.Module`` instance (the message says what)."""
+
+    def __init__(self, returned: object) -> None:
+        if isinstance(returned, type) and issubclass(returned, nn.Module):
+            what = f"the class {returned.__name__} itself (return an instance: {returned.__name__}(...))"
+        else:
+            what = type(returned).__name__
+        super().__init__(f"the model factory must return a torch.nn.Module; it returned {what}")

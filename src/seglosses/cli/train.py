@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from seglosses.cli.data import CropDataset, CropSpec, SegData, draw_specs, pad_to_multiple
-from seglosses.cli.model import build_model, call_factory
+from seglosses.cli.model import NotAModuleError, build_model, call_factory
 from seglosses.cli.results import METRICS, SURFACE_METRICS
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ __all__ = [
     "PREVIEWS",
     "Evaluation",
     "FactoryError",
+    "ModelOutputError",
     "RunSetup",
     "StepTimes",
     "TrainConfig",
@@ -51,6 +52,7 @@ __all__ = [
     "check_model",
     "crop_for_model",
     "evaluate",
+    "input_dtype",
     "predict_logits",
     "surface_values",
     "target_for_loss",
@@ -380,6 +382,8 @@ def new_model(data: SegData, setup: RunSetup, config: TrainConfig, seed: int) ->
     factory = _bind_channels(setup.model, data.in_channels, data.out_channels)
     try:
         return call_factory(factory, in_channels=data.in_channels, out_channels=data.out_channels, seed=seed)
+    except NotAModuleError as exc:
+        raise FactoryError(str(exc)) from exc
     except Exception as exc:
         hint = ""
         one = _one_channel_name(setup.model)
@@ -391,22 +395,129 @@ def new_model(data: SegData, setup: RunSetup, config: TrainConfig, seed: int) ->
         raise FactoryError(f"the model factory raised {type(exc).__name__}: {exc}{hint}") from exc
 
 
+class ModelOutputError(ValueError):
+    """The model's output is not logits ``(N, K', *S)`` of its input's spatial size (the message says what to do)."""
+
+
 def _forward(model: nn.Module, x: Tensor) -> Tensor:
+    """``model(x)``, checked: one tensor with the input's number of dims and spatial size (any channel count).
+
+    Nothing else is accepted, in training or in evaluation mode: a dict (torchvision's ``{"out": ..., "aux": ...}``),
+    a tuple or list (auxiliary heads, a VAE's extra loss), a stack of deep-supervision heads (MONAI's ``DynUNet``
+    in training mode: ``(N, heads, K', *S)``) or logits at a lower resolution would each need a rule of its own
+    (which output to train, how to weight the heads, how to upsample), and any such rule changes what is compared.
+    The message says how to adapt the model instead.
+
+    Raises:
+        ModelOutputError: the output is not such a tensor.
+
+    """
     out = model(x)
+    mode = "training" if model.training else "evaluation"
+    wrap = (
+        "; wrap the model in an nn.Module whose forward returns only the segmentation logits "
+        "(N, out_channels, *S) at the input's size"
+    )
+    if isinstance(out, Mapping):
+        raise ModelOutputError(
+            f"the model must return a tensor of logits (N, out_channels, *S); in {mode} mode it returned a "
+            f"{type(out).__name__} with keys {list(out)} (as torchvision's segmentation models do); wrap the model "
+            "in an nn.Module whose forward returns model(x)['out'] (its other outputs, such as 'aux', are then "
+            "not trained on)"
+        )
+    if isinstance(out, tuple | list):
+        kinds = ", ".join(str(tuple(o.shape)) if isinstance(o, Tensor) else type(o).__name__ for o in list(out)[:4]) + (
+            ", ..." if len(out) > 4 else ""
+        )
+        raise ModelOutputError(
+            f"the model must return a tensor of logits (N, out_channels, *S); in {mode} mode it returned a "
+            f"{type(out).__name__} of {len(out)} ({kinds}){wrap}"
+        )
     if not isinstance(out, Tensor):
-        raise TypeError(f"the model must return a tensor (N, C, *S) of logits; it returned {type(out).__name__}")
+        raise ModelOutputError(
+            f"the model must return a tensor of logits (N, out_channels, *S); in {mode} mode it returned "
+            f"{type(out).__name__}{wrap}"
+        )
+    if out.dim() == x.dim() + 1 and out.shape[0] == x.shape[0] and out.shape[3:] == x.shape[2:]:
+        raise ModelOutputError(
+            f"in {mode} mode the model returns {tuple(out.shape)} for an input {tuple(x.shape)}: one more dimension "
+            f"than (N, out_channels, *S), a stack of {out.shape[1]} deep-supervision heads (as MONAI's DynUNet with "
+            "deep_supervision=True in training mode). Every loss is compared on one output: build the model "
+            "without deep supervision (DynUNet(..., deep_supervision=False)), or wrap it so that forward returns "
+            "the full-resolution head only (out[:, 0])"
+        )
+    if out.dim() != x.dim():
+        raise ModelOutputError(
+            f"the model must return logits (N, out_channels, *S) with the input's {x.dim()} dims; in {mode} mode "
+            f"it returns {tuple(out.shape)} for an input {tuple(x.shape)}"
+        )
+    if out.shape[0] != x.shape[0]:
+        raise ModelOutputError(
+            f"the model's output must keep the input's batch size {x.shape[0]}; in {mode} mode it returns "
+            f"{tuple(out.shape)} for an input {tuple(x.shape)}"
+        )
+    if out.shape[2:] != x.shape[2:]:
+        raise ModelOutputError(
+            f"the model's output must keep the input's spatial size {tuple(x.shape[2:])}; in {mode} mode "
+            f"it returns {tuple(out.shape)} for an input {tuple(x.shape)}. Logits at another resolution are never "
+            "resized here: upsample them to the input's size inside the model (torch.nn.functional.interpolate, "
+            "as torchvision's segmentation models do) or pad its convolutions"
+        )
     return out
 
 
+def input_dtype(model: nn.Module) -> torch.dtype:
+    """The dtype images are cast to for ``model``: that of its floating-point parameters (float32 without any).
+
+    A model built in float64 (``.double()``) trains and predicts in float64; half-precision parameters are refused
+    (AdamW's small updates would be lost in them: train a float32 model under ``amp`` instead).
+
+    Raises:
+        ValueError: parameters of several floating-point dtypes, or float16/bfloat16 ones.
+
+    """
+    dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+    if not dtypes:
+        return torch.float32
+    if len(dtypes) > 1:
+        names = sorted(str(d).removeprefix("torch.") for d in dtypes)
+        raise ValueError(
+            f"the model's parameters mix the dtypes {names}: its input can only be one of them; build it in one "
+            "dtype (float32, or float64 with .double())"
+        )
+    (dtype,) = dtypes
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(
+            f"the model's parameters are {str(dtype).removeprefix('torch.')}: half-precision weights lose AdamW's "
+            "small updates; build the model in float32 and pass amp='bf16' or 'fp16' (--amp) for mixed precision"
+        )
+    return dtype
+
+
+_SIZE_HINT = (
+    "If the model takes only some input sizes, set size_multiple (--size-multiple) to its total stride, or window "
+    "(--window) and crop to the one size it takes"
+)
+
+
 def check_model(data: SegData, setup: RunSetup, config: TrainConfig, *, seed: int, device: str, caller: str) -> str:
-    """Build the model once and run one validation image through it: its output must have the right channels.
+    """Build the model once and run it as the runs will, before any training: evaluation, then training mode.
+
+    First the first validation image through :func:`predict_logits` (padded to the size multiple, or by windows
+    with ``setup.window``), in evaluation mode; then the first training batch of the first seed (``batch_size``
+    crops, or whole items), in training mode without gradients (normalisation layers see the real batch). The output
+    must be logits with the task's channels at the input's size both times (:func:`_forward`), so that a model that
+    only misbehaves in training mode (deep-supervision heads, a tuple of auxiliary outputs, a normalisation over a
+    single value) stops here, not in every run. The check's model is discarded and the caller's RNG state kept.
 
     Returns:
         The model's architecture hash (:attr:`RunSetup.architecture`): its ``repr`` and parameter names and shapes.
 
     Raises:
-        ValueError: the factory raised, or returned a model whose output has the wrong number of channels
-            (1 for a binary task, C for C classes) or spatial size, naming both counts.
+        ValueError: the factory raised or returned no ``nn.Module``; the model's parameters are half precision or
+            of mixed dtypes, or none is trainable; the model raised on either input; or its output is not a tensor
+            with the right number of channels (1 for a binary task, C for C classes, naming both counts) at the
+            input's size.
 
     """
     try:
@@ -415,31 +526,88 @@ def check_model(data: SegData, setup: RunSetup, config: TrainConfig, *, seed: in
         raise ValueError(f"{caller}: {exc}") from exc.__cause__
     described = repr(model) + repr([(k, tuple(v.shape)) for k, v in model.state_dict().items()])
     architecture = hashlib.sha256(described.encode()).hexdigest()[:16]
+    try:
+        dtype = input_dtype(model)
+    except ValueError as exc:
+        raise ValueError(f"{caller}: {exc}") from None
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(
+            f"{caller}: the model has no trainable parameter (none with requires_grad=True): every loss would leave "
+            "it as it is; unfreeze at least part of it"
+        )
     model = model.to(device)
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with torch.random.fork_rng(devices=devices):  # dropout in training mode: the caller's RNG stays as it was
+        torch.manual_seed(seed)
+        _check_evaluation(model, data, setup, config, device, dtype, caller)
+        _check_training(model, data, setup, config, seed, device, dtype, caller)
+    return architecture
+
+
+def _check_channels(out: Tensor, data: SegData, caller: str, where: str) -> None:
+    expected = data.out_channels
+    if out.shape[1] != expected:
+        task = "a binary task (one logit channel)" if data.mode == "binary" else f"{data.num_classes} classes"
+        raise ValueError(
+            f"{caller}: the model must output {expected} channel(s) for {task}; it outputs {out.shape[1]} "
+            f"(output shape {tuple(out.shape)} {where})"
+        )
+
+
+def _check_evaluation(
+    model: nn.Module, data: SegData, setup: RunSetup, config: TrainConfig, device: str, dtype: torch.dtype, caller: str
+) -> None:
     image, _ = data.val[0]
-    x = pad_to_multiple(image[None].to(device, torch.float32), setup.multiple(config), ndim=data.ndim)
+    x = image[None].to(device, dtype)
+    multiple = setup.multiple(config)
+    how = f"by windows of {setup.window}" if setup.window is not None else f"padded to a multiple of {multiple}"
+    where = f"for the first validation image {tuple(x.shape)}, {how}, in evaluation mode"
     model.eval()
+    try:
+        with torch.no_grad():
+            out = predict_logits(model, x, multiple=multiple, window=setup.window, amp=setup.amp)
+    except ModelOutputError as exc:
+        raise ValueError(f"{caller}: {exc} ({where})") from None
+    except Exception as exc:
+        raise ValueError(f"{caller}: the model failed {where}: {type(exc).__name__}: {exc}. {_SIZE_HINT}") from exc
+    _check_channels(out, data, caller, where)
+
+
+def _check_training(
+    model: nn.Module,
+    data: SegData,
+    setup: RunSetup,
+    config: TrainConfig,
+    seed: int,
+    device: str,
+    dtype: torch.dtype,
+    caller: str,
+) -> None:
+    pad_label = 0 if data.ignore_index is None else data.ignore_index
+    batches = _SpecBatches(data, config.batch_size, 1, 10_007 * seed + 1, None)  # the first run's first batch
+    loader = _loader(CropDataset(data.train, data.crop, pad_label), "cpu", 0, seed, batch_sampler=batches)
+    try:
+        images, _ = next(iter(loader))
+    except RuntimeError as exc:
+        if "equal size" in str(exc):
+            raise ValueError(f"{caller}: {_collate_error(exc)}") from exc
+        raise
+    x = images.to(device, dtype)
+    crop = "the training crop" if data.crop is not None else "whole training items"
+    where = f"for the first training batch {tuple(x.shape)} (batch_size x {crop}), in training mode"
+    model.train()
     try:
         with torch.no_grad(), _autocast(device, setup.amp):
             out = _forward(model, x)
+    except ModelOutputError as exc:
+        raise ValueError(f"{caller}: {exc} ({where})") from None
     except Exception as exc:
         raise ValueError(
-            f"{caller}: the model failed on a validation input of shape {tuple(x.shape)}: {type(exc).__name__}: {exc}"
+            f"{caller}: the model failed {where}: {type(exc).__name__}: {exc}. A crop too small for the model's "
+            "down-samplings, or a normalisation layer over a single value, fails here: use a larger crop or "
+            f"batch_size, or a model with fewer down-samplings. {_SIZE_HINT}"
         ) from exc
-    expected = data.out_channels
-    task = "a binary task (one logit channel)" if data.mode == "binary" else f"{data.num_classes} classes"
-    if out.dim() != x.dim() or out.shape[1] != expected:
-        got = out.shape[1] if out.dim() > 1 else None
-        raise ValueError(
-            f"{caller}: the model must output {expected} channel(s) for {task}; it outputs {got} "
-            f"(output shape {tuple(out.shape)} for input {tuple(x.shape)})"
-        )
-    if out.shape[2:] != x.shape[2:]:
-        raise ValueError(
-            f"{caller}: the model's output must keep the input's spatial size {tuple(x.shape[2:])}; got "
-            f"{tuple(out.shape[2:])}"
-        )
-    return architecture
+    _check_channels(out, data, caller, where)
 
 
 def _lr_lambda(total: int) -> Callable[[int], float]:
@@ -524,15 +692,19 @@ def predict_logits(
 ) -> Tensor:
     """Float32 logits ``(1, K, *S)`` of one image ``(1, C, *S)`` (on the model's device), whole or by windows.
 
-    Whole: padded at the end to a multiple of ``multiple`` and cropped back. With ``window`` and an image larger
-    than it along some axis: windows of ``window`` (rounded up to ``multiple``) at half-window steps, the last one
-    flush with the (padded) end, every window's logits averaged where they overlap.
+    Whole (``window=None``): padded at the end to a multiple of ``multiple`` and cropped back. With ``window``:
+    every input the model sees has the window's size (rounded up to ``multiple``), so that a model that takes one
+    input size only (a transformer with a fixed ``img_size``) works: an image no larger than it is padded at the
+    end to it; a larger one is covered by windows at half-window steps, the last one flush with the (padded) end,
+    every window's logits averaged where they overlap. The image is cast to the dtype of ``model``'s parameters
+    (:func:`input_dtype`) and the logits returned in float32.
     """
     ndim = image.dim() - 2
     spatial = tuple(int(s) for s in image.shape[2:])
     keep = (slice(None), slice(None), *(slice(0, s) for s in spatial))
     device = str(image.device)
-    if window is None or all(s <= w for s, w in zip(spatial, window, strict=True)):
+    image = image.to(input_dtype(model))
+    if window is None:
         x = pad_to_multiple(image, multiple, ndim=ndim)
         with _autocast(device, amp):
             return _forward(model, x)[keep].float()
@@ -665,7 +837,7 @@ def validate(
     kept: list[Tensor] = []
     loader = _loader(data.val, device, setup.num_workers, 0, batch_size=1, shuffle=False)
     for index, (image, mask) in enumerate(loader):
-        image = image.to(device, torch.float32, non_blocking=True)  # float64/float16 items too
+        image = image.to(device, non_blocking=True)  # cast to the model's dtype by predict_logits
         target = target_for_loss(mask.to(device, non_blocking=True), data.mode)
         logits = predict_logits(model, image, multiple=multiple, window=setup.window, amp=setup.amp)
         accumulator.update(logits, target)
@@ -770,6 +942,7 @@ def _train(
         model = convert_batchnorm(model)
         net = DistributedDataParallel(model, device_ids=[torch.device(device).index] if device != "cpu" else None)
     loss_fn = loss_fn.to(device)
+    dtype = input_dtype(model)  # float32, or float64 for a model built in it (checked by check_model)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     total = config.epochs * config.steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, _lr_lambda(total))
@@ -796,11 +969,11 @@ def _train(
                     if "equal size" in str(exc):
                         raise _collate_error(exc) from exc
                     raise
-                images = images.to(device, torch.float32, non_blocking=True)  # float64/float16 items too
+                images = images.to(device, dtype, non_blocking=True)  # float64/float16 items too
                 masks = masks.to(device, non_blocking=True)
                 waited = time.perf_counter() - began
                 with _autocast(device, setup.amp):
-                    loss = loss_fn(net(images), target_for_loss(masks, data.mode))
+                    loss = loss_fn(_forward(net, images), target_for_loss(masks, data.mode))
                 value = float(loss.detach())
                 if dist_ctx is not None:  # the same value on every rank, so that every rank takes the same branch
                     value = dist_ctx.mean(value)
