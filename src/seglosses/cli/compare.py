@@ -9,7 +9,9 @@ cosine decay) and number of steps; the validation data are never trained on. Met
 
 Results are written as each (loss, seed) run finishes (``OUT/runs/<loss>__seed<k>.json``, written to a temporary
 file then renamed, so Ctrl-C never leaves half a file); running again with the same ``out`` skips the runs already
-finished with the same settings.
+finished with the same settings. A comparison holds ``OUT/.seglosses.lock`` (an ``flock``, released by the kernel
+however the process ends) while it writes, so that a second one started on the same folder stops with a message
+instead of training everything again and removing the first one's temporary files.
 
 Modules, imports one way: :mod:`.train` (one run and its validation) and :mod:`.results` (table, statistics,
 recommendation) know nothing of this module; :mod:`.report` renders a table; this module uses all three.
@@ -19,11 +21,13 @@ the functions that draw.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -340,7 +344,9 @@ def compare(
 
     Raises:
         ValueError: a bad loss name or argument, bad data, ``amp="fp16"`` off CUDA, or a ``model`` whose output
-            has the wrong number of channels (raised before any training and before any file is written).
+            has the wrong number of channels (raised before any training and before any file is written); an ``out``
+            that cannot be written or that another comparison is writing to (before any training); a result or
+            report file that cannot be written (a full disk: the runs finished before it are kept).
         TypeError: ``data`` of an unknown kind.
 
     Examples:
@@ -482,19 +488,91 @@ def compare(
         architecture = check_model(dataset, setup, config, seed=seed_list[0], device=device, caller="compare")
         setup = replace(setup, architecture=architecture)
     setting = _Setting(names, seed_list, all_args, dataset, config, out, device, extra, progress, report, setup)
-    if world > 1:  # launched by torchrun: this process is one rank
-        from seglosses.cli.ddp import init_from_env
+    with _folder_lock(out, "compare"):  # rank 0 (or the process that spawns the ranks) holds it
+        if world > 1:  # launched by torchrun: this process is one rank
+            from seglosses.cli.ddp import init_from_env
 
-        ctx = init_from_env(device)
-        return _compare_runs(setting, ctx, say if ctx.is_main else _silent)
-    if nprocs > 1:
-        from seglosses.cli.ddp import spawn
+            ctx = init_from_env(device)
+            return _compare_runs(setting, ctx, say if ctx.is_main else _silent)
+        if nprocs > 1:
+            from seglosses.cli.ddp import spawn
 
-        folder = Path(out) if out is not None else None
-        payload = (setting, torch.get_num_threads(), log if _picklable(log) else None)
-        table: ResultsTable = spawn(nprocs, device, _spawned_compare, payload, folder)
-        return table
-    return _compare_runs(setting, None, say)
+            folder = Path(out) if out is not None else None
+            payload = (setting, torch.get_num_threads(), log if _picklable(log) else None)
+            table: ResultsTable = spawn(nprocs, device, _spawned_compare, payload, folder)
+            return table
+        return _compare_runs(setting, None, say)
+
+
+#: The lock file of a results folder (see :func:`_folder_lock`).
+LOCK_FILE = ".seglosses.lock"
+
+
+@contextlib.contextmanager
+def _folder_lock(out: str | os.PathLike[str] | None, caller: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``OUT/.seglosses.lock`` (holding the pid) while a comparison writes to ``out``.
+
+    A second comparison on the same folder raises ``ValueError`` naming the first one's pid. The kernel releases the
+    lock when the process ends, however it ends (SIGKILL included), so a killed comparison never leaves the folder
+    locked. A folder that cannot be written raises ``ValueError`` here, before any training. Only rank 0 of a
+    ``torchrun`` launch locks; without ``fcntl`` (Windows) or on a file system without locks nothing is locked.
+    """
+    if out is None or int(os.environ.get("RANK", "0")) != 0:
+        yield
+        return
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle = (folder / LOCK_FILE).open("a+", encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{caller}: cannot write the results folder {folder}: {_reason(exc)}") from exc
+    with handle:
+        _lock(handle, folder, caller)
+        yield
+
+
+def _lock(handle: Any, folder: Path, caller: str) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        raise ValueError(
+            f"{caller}: the results folder {folder} is in use by another process (pid {owner}); wait for it to "
+            "finish, or give another `out`"
+        ) from None
+    except OSError:  # a file system without locks (some network mounts): go on unlocked
+        return
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+
+
+def _reason(exc: OSError) -> str:
+    """``exc`` in a few words: ``"No space left on device"`` rather than its repr."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Remove the temporary files (``.*.tmp``) a killed comparison left in ``folder`` and ``folder/runs``.
+
+    Called under the folder's lock, so none of them belongs to a live comparison: a result file's
+    ``.<name>.<pid>.tmp`` (:func:`~seglosses.cli.results.atomic_write`) and the report's ``.report-*.tmp`` folder of
+    plots.
+    """
+    for where in (folder, folder / "runs"):
+        if not where.is_dir():
+            continue
+        for stale in where.glob(".*.tmp"):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
 
 def _seed_list(seeds: int | Sequence[int]) -> list[int]:
@@ -626,10 +704,8 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
     report = setting.report
     out_dir = Path(out) if out is not None and main else None
     runs_dir = out_dir / "runs" if out_dir is not None else None
-    if runs_dir is not None and runs_dir.is_dir():
-        for stale in runs_dir.glob(".*.tmp"):  # left by a run killed between write and rename
-            stale.unlink(missing_ok=True)
     if out_dir is not None:
+        _remove_leftovers(out_dir)  # of a comparison killed while writing (the folder is locked: none is live)
         meta = {
             "data": dataset.name,
             "description": dataset.description,
@@ -641,22 +717,37 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
             "seeds": seed_list,
             "loss_args": all_args,
         }
-        atomic_write(out_dir / "config.json", json.dumps(meta, indent=2, default=str))
+        _write(out_dir / "config.json", json.dumps(meta, indent=2, default=str), out_dir)
     say(f"data: {dataset.description}")
     results: dict[tuple[str, int], RunResult] = {}
     todo: list[tuple[str, int]] = []
+    unusable: dict[str, list[str]] = {}  # why -> the run files found but not taken as finished runs
     for seed in seed_list:
         for name in names:
             fp = fingerprint(dataset, config, name, all_args.get(name, {}), setup)
-            done = _load_run(runs_dir / f"{_run_key(name, seed)}.json") if runs_dir is not None else None
-            if done is not None and done.fingerprint == fp and not done.status.startswith("error"):
-                results[(name, seed)] = done
+            path = runs_dir / f"{_run_key(name, seed)}.json" if runs_dir is not None else None
+            done = _load_run(path) if path is not None else None
+            if done is None:  # none yet, or one cut short or edited by hand into something else
+                why = "cannot be read" if path is not None and path.exists() else ""
+            elif done.fingerprint != fp:
+                why = "were made with other settings"
+            elif (done.loss, done.seed) != (name, seed):  # copied or renamed by hand: never read as this run
+                why = "hold the result of another (loss, seed)"
+            elif done.status.startswith("error"):
+                why = "hold failed runs"
             else:
-                todo.append((name, seed))
+                results[(name, seed)] = done
+                continue
+            if why:
+                unusable.setdefault(why, []).append(f"runs/{_run_key(name, seed)}.json")
+            todo.append((name, seed))
     if ctx is not None:  # rank 0 read the finished runs: every rank must run the same list
         results, todo = ctx.broadcast((results, todo))
     if results:
         say(f"resuming: {len(results)} finished run(s) skipped, {len(todo)} to run")
+    for why, files in unusable.items():
+        listed = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        say(f"{len(files)} result file(s) {why}, so those runs run again: {listed}")
     total_steps = config.epochs * config.steps_per_epoch
     with _Progress(progress, len(todo), total_steps, say) as bars:
         for name, seed in todo:
@@ -704,13 +795,12 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
             if ctx is not None:  # rank 0 evaluated: every rank returns its result
                 result = ctx.broadcast(result)
             results[(name, seed)] = result
-            if runs_dir is not None:
+            if runs_dir is not None and out_dir is not None:
                 if final.previews:
-                    _save_previews(runs_dir / f"{_run_key(name, seed)}.npz", final.previews[:PREVIEWS])
-                atomic_write(
-                    runs_dir / f"{_run_key(name, seed)}.json",
-                    json.dumps(nan_to_none(asdict(result)), indent=1, allow_nan=False),
-                )
+                    previews = _previews_npz(final.previews[:PREVIEWS], result.fingerprint)
+                    _write(runs_dir / f"{_run_key(name, seed)}.npz", previews, out_dir)
+                record = json.dumps(nan_to_none(asdict(result)), indent=1, allow_nan=False)
+                _write(runs_dir / f"{_run_key(name, seed)}.json", record, out_dir)
             loading = f", data loading {result.loading_share:.0%} of the training steps' time" if times.steps else ""
             bars.finish(
                 f"{name} (seed {seed}): {status}, mean dice {result.score():.3f}, {result.seconds:.0f}s{loading}"
@@ -727,12 +817,34 @@ def _compare_runs(setting: _Setting, ctx: DistContext | None, say: Callable[[str
     if out_dir is not None and report:
         from seglosses.cli.report import write_report
 
-        write_report(table, dataset, out_dir)
+        try:
+            write_report(table, dataset, out_dir)
+        except OSError as exc:  # a full disk, a folder made read-only: the runs are kept, the report can follow
+            raise ValueError(
+                f"compare: cannot write the report in {out_dir}: {_reason(exc)}; the runs are kept in {runs_dir}: "
+                "run the same command again to write it"
+            ) from exc
     return table
 
 
-def _save_previews(path: Path, preds: Sequence[Tensor]) -> None:
-    """Save the first validation predictions (middle slice of a volume) as uint8 arrays in ``.npz``, atomically."""
+def _write(path: Path, content: str | bytes, out_dir: Path) -> None:
+    """:func:`atomic_write`; a write that fails (a full disk, a read-only folder) raises ``ValueError`` saying so."""
+    try:
+        atomic_write(path, content)
+    except OSError as exc:
+        raise ValueError(
+            f"compare: cannot write {path}: {_reason(exc)}; the runs finished before it are kept in {out_dir}: free "
+            "some space (or make the folder writable) and run the same command again"
+        ) from exc
+
+
+def _previews_npz(preds: Sequence[Tensor], run_fingerprint: str) -> bytes:
+    """The first validation predictions (middle slice of a volume) as uint8 arrays, in ``.npz`` bytes.
+
+    The file also holds the run's ``fingerprint``: the report shows a prediction only next to the run that made it
+    (a comparison killed between writing a run's ``.npz`` and its ``.json`` leaves the new predictions beside the
+    old settings' run).
+    """
     import io
 
     arrays = {}
@@ -742,8 +854,8 @@ def _save_previews(path: Path, preds: Sequence[Tensor]) -> None:
             array = array[array.shape[0] // 2]
         arrays[f"pred{i}"] = array.astype(np.uint8)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)  # type: ignore[arg-type]
-    atomic_write(path, buffer.getvalue())
+    np.savez_compressed(buffer, fingerprint=np.array(run_fingerprint), **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
 
 
 class _Progress:

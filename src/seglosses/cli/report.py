@@ -348,6 +348,26 @@ def _class_colours(count: int) -> list[tuple[float, float, float, float]]:
     return base + [(float(r), float(g), float(b), 0.55) for r, g, b, _ in extra[: count - len(base)]]
 
 
+def _run_previews(table: ResultsTable, runs_dir: Path, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """``{loss: {"pred0": array, ...}}``: the saved validation predictions of each loss's run with ``seed``.
+
+    Never a stale file: a failed run has none, and a file that names another run's fingerprint (the run of other
+    settings, its ``.json`` not yet written when the comparison was killed) is left out. Files without a
+    fingerprint (older versions) are taken as they are.
+    """
+    runs = {r.loss: r for r in table.runs if r.seed == seed}
+    previews: dict[str, dict[str, np.ndarray]] = {}
+    for loss, run in runs.items():
+        file = runs_dir / f"{loss}__seed{seed}.npz"
+        if not file.is_file() or run.status.startswith("error"):
+            continue
+        with np.load(file) as npz:
+            if "fingerprint" in npz.files and str(npz["fingerprint"]) != run.fingerprint:
+                continue
+            previews[loss] = {k: npz[k] for k in npz.files if k != "fingerprint"}
+    return previews
+
+
 @_literal_text
 def plot_predictions(table: ResultsTable, data: SegData, runs_dir: Path, path: Path) -> Path:
     """A grid of validation images (rows): the image, the ground truth, then one column per loss (first seed).
@@ -364,12 +384,7 @@ def plot_predictions(table: ResultsTable, data: SegData, runs_dir: Path, path: P
     losses = table.losses
     seed = min(r.seed for r in table.runs)
     status = {r.loss: r.status for r in table.runs if r.seed == seed}
-    previews: dict[str, dict[str, np.ndarray]] = {}
-    for loss in losses:
-        file = runs_dir / f"{loss}__seed{seed}.npz"
-        if file.is_file() and not status.get(loss, "").startswith("error"):  # never a stale file from an older run
-            with np.load(file) as npz:
-                previews[loss] = {k: npz[k] for k in npz.files}
+    previews = _run_previews(table, runs_dir, seed)
     rows = min(PREVIEWS, data.num_val)
     shown = [data.val[r] for r in range(rows)]
     colours = _class_colours(data.num_classes)
@@ -515,7 +530,9 @@ def write_report(table: ResultsTable, data: SegData, out: Path) -> dict[str, Pat
     plots: dict[str, Path] = {}
     # matplotlib's default style whatever the process set before (optuna's plots call plt.style.use("ggplot")
     # globally; a notebook may have its own): the report's layout is sized for it, and two reports look alike
-    with tempfile.TemporaryDirectory(dir=out) as tmp, _plt().style.context("default"):
+    # the plots are drawn into a hidden folder, then moved in (a comparison killed meanwhile leaves the folder,
+    # named like atomic_write's temporary files: `seglosses.compare` removes it when it resumes)
+    with tempfile.TemporaryDirectory(prefix=".report-", suffix=".tmp", dir=out) as tmp, _plt().style.context("default"):
         t = Path(tmp)
         plots["curves"] = plot_curves(table, t / "curves.png")
         plots["per_class"] = plot_per_class(table, t / "per_class.png")

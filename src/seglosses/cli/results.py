@@ -481,12 +481,21 @@ def none_to_nan(obj: Any) -> Any:
 
 
 def atomic_write(path: Path, text: str | bytes) -> Path:
-    """Write to ``path`` through a temporary file in the same folder and an atomic rename."""
+    """Write to ``path`` through a temporary file in the same folder and an atomic rename.
+
+    ``path`` holds either its old content or the new one, never a part; the temporary file
+    (``.<name>.<pid>.tmp``) is removed when the write fails (a full disk, Ctrl-C). A process killed outright
+    (SIGKILL) can leave it: :func:`seglosses.compare` removes such files when it resumes the folder.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if isinstance(text, bytes):
-        tmp.write_bytes(text)
-    else:
-        tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        if isinstance(text, bytes):
+            tmp.write_bytes(text)
+        else:
+            tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, Ctrl-C: no partial temporary file is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
