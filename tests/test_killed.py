@@ -35,6 +35,7 @@ from seglosses.cli import report as report_module  # noqa: E402
 from seglosses.cli.app import app  # noqa: E402
 from seglosses.cli.compare import TrainConfig  # noqa: E402
 from seglosses.cli.report import REPORT_FILES  # noqa: E402
+from seglosses.cli.tune import tune  # noqa: E402
 
 # A second or so per run on one thread; seed 0's Dice differs between the two losses.
 TINY = {"epochs": 1, "steps_per_epoch": 4, "batch_size": 4, "base": 8, "depth": 3}
@@ -365,3 +366,38 @@ def test_an_unwritable_results_folder_fails_before_training(tmp_path, monkeypatc
     result = CliRunner().invoke(app, [*CLI_COMPARE, "--out", str(out)])
     assert result.exit_code == 2, result.output
     assert f"compare: cannot write the results folder {out}: Not a directory" in _one_line(result.output)
+
+
+# ------------------------------------------------------------------------------------------------- tune
+
+
+def test_tune_ctrl_c_in_the_defaults_trial_is_one_message_and_the_defaults_run_on_resume(tmp_path):
+    out = tmp_path / "tune"
+    args = ["tune", "--loss", "tversky", "--trials", "2", "--data", "synthetic:binary", "--quick", "--epochs", "1"]
+    args += ["--device", "cpu", "--threads", "1", "--no-progress", "--confirm-seeds", "0", "--out", str(out)]
+    result = _run(tmp_path, "train:*:1:SIGINT", ["cli", *args])  # the first trial: the loss's defaults
+    assert result.returncode == 130, result.stderr
+    assert "run the same command again to resume" in _one_line(result.stderr)
+    assert "Traceback" not in result.stderr
+    assert "KeyboardInterrupt" not in result.stderr
+
+    config = TrainConfig(epochs=1, steps_per_epoch=5, batch_size=8)  # tune --quick --epochs 1
+    resumed = tune("tversky", trials=2, data="synthetic:binary", out=out, config=config, confirm_seeds=0,
+                   progress=False, log=lambda _: None)  # fmt: skip
+    states = [(t["state"], bool(t.get("baseline"))) for t in resumed.trials]
+    assert states[0] == ("FAIL", True)  # the interrupted one
+    assert ("COMPLETE", True) in states  # the defaults ran again
+    assert np.isfinite(resumed.default_value)
+    assert sum(s == "COMPLETE" for s, _ in states) == 2
+
+
+def test_tune_an_unwritable_results_folder_fails_at_once(tmp_path, monkeypatch):
+    # A folder that exists but cannot be written used to be retried for about a minute as a locked study; a path
+    # below a file stands for it here (root ignores a read-only mode)
+    (tmp_path / "file").write_text("not a folder", encoding="utf-8")
+    out = tmp_path / "file" / "out"
+    monkeypatch.setattr(compare_module, "train_run", _no_training)
+    args = ["tune", "--loss", "tversky", "--data", "synthetic:binary", "--quick", "--out", str(out), "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert f"tune: cannot write the results folder {out}: Not a directory" in _one_line(result.output)

@@ -216,7 +216,8 @@ def tune(
         The :class:`TuneResult`.
 
     Raises:
-        ValueError: unknown loss or metric, a loss without searchable parameters, bad numbers, or bad data.
+        ValueError: unknown loss or metric, a loss without searchable parameters, bad numbers, bad data, or an
+            ``out`` that cannot be written (raised before any trial).
 
     """
     import optuna
@@ -271,7 +272,7 @@ def tune(
         setup = replace(setup, architecture=architecture)
     objective_of = _Objective(dataset, config, metric, float(tolerance), device, setup)
     out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _check_writable(out_dir)
     storage_url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
     if study_name is None:
         extra: dict[str, Any] = {"seed": seed} | ({"tolerance": float(tolerance)} if metric == "nsd" else {})
@@ -285,9 +286,12 @@ def tune(
     stored = _retry(lambda: study.get_trials(deepcopy=False))
     sampler_seed = seed + 7919 * len(stored) + (1_000_003 * os.getpid() if storage is not None else 0)
     study.sampler = optuna.samplers.TPESampler(seed=sampler_seed % 2**32)
-    if not stored:
+    alive = (*finished_states, TrialState.RUNNING, TrialState.WAITING)
+    if not any(t.user_attrs.get("baseline") and t.state in alive for t in stored):
+        # a new study, or one whose defaults' trial failed (stopped by Ctrl-C, say): queue the defaults (again; a
+        # copy queued by two workers at once runs once, see _claim)
         defaults = _defaults(loss, dataset.mode, space)
-        _retry(lambda: study.enqueue_trial(defaults, user_attrs={"baseline": True}, skip_if_exists=True))
+        _retry(lambda: study.enqueue_trial(defaults, user_attrs={"baseline": True}, skip_if_exists=not stored))
     done = sum(t.state in finished_states for t in stored)
     todo = max(0, trials - done)
     say(f"data: {dataset.description}")
@@ -374,6 +378,22 @@ class _Objective:
         # (seglosses.cli.train.surface_values: the same window, AMP, per-image spacing and empty-class rules)
         per_image = [float(v) for v in last.per_image[self.metric]]
         return _Values(float(sum(per_image) / len(per_image)) if per_image else math.nan, per_image), status
+
+
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` and write (then remove) a file in it; ``ValueError`` at once if it cannot be written.
+
+    Without it a read-only folder failed only after about a minute of retries to open ``study.db`` (SQLite's "unable
+    to open database file", retried as the race of two workers creating the study).
+    """
+    probe = folder / f".write-check.{os.getpid()}.tmp"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise ValueError(f"tune: cannot write the results folder {folder}: {reason}") from exc
 
 
 def _retry(call: Callable[[], Any], attempts: int = 8) -> Any:
@@ -561,13 +581,28 @@ class _Surplus(Exception):
 
 
 class _SurplusFilter(logging.Filter):
+    """Drop Optuna's two "Trial N failed ..." warnings of a surplus trial or of one stopped by Ctrl-C."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden: set[str] = set()
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return "_Surplus" not in record.getMessage()
+        message = record.getMessage()
+        number = message.split(" ", 2)[1] if message.startswith("Trial ") else ""
+        if "_Surplus" in message or "KeyboardInterrupt" in message:  # the first, with the traceback
+            self.hidden.add(number)
+            return False
+        return not (number in self.hidden and " failed with value " in message)
 
 
 @contextlib.contextmanager
 def _quiet_surplus() -> Iterator[None]:
-    """Hide Optuna's "trial failed" warning for surplus trials (a normal end when workers share a study)."""
+    """Hide Optuna's "trial failed" warnings for surplus trials and for a trial stopped by Ctrl-C.
+
+    A surplus trial is a normal end when workers share a study; the traceback of a Ctrl-C would bury the command
+    line's message on how to resume.
+    """
     handlers = logging.getLogger("optuna").handlers
     flt = _SurplusFilter()
     for h in handlers:
