@@ -37,8 +37,10 @@ the Triton kernels (which recompute both from the logits: no extra memory of the
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 from torch import Tensor
@@ -68,6 +70,30 @@ def use_ops(x: Tensor) -> bool:
     Under ``torch.compile`` the operators are opaque to the tracer, so they are used whenever a kernel exists.
     """
     return triton_runs(x.device) or native_runs(x.device)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _on_input_device(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """A CUDA implementation run with the device of its first tensor argument current.
+
+    Triton launches a kernel on the *current* CUDA device (and its current stream), not on the device of the
+    tensors: logits on ``cuda:1`` while ``cuda:0`` is current (a model moved with ``.to("cuda:1")``, no
+    ``torch.cuda.set_device``) would run on the wrong device ("Pointer argument cannot be accessed from Triton").
+    Switching the current device is a host-side setting (no synchronisation); other devices run ``fn`` as it is.
+    """
+
+    @functools.wraps(fn)
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        x = args[0]
+        if not isinstance(x, Tensor) or x.device.type != "cuda":
+            return fn(*args, **kwargs)
+        with torch.cuda.device(x.device):
+            return fn(*args, **kwargs)
+
+    return run
 
 
 def _aux_saved(device: torch.device) -> bool:
@@ -135,6 +161,7 @@ def softmax_index_fwd(
 
 
 @softmax_index_fwd.register_kernel("cuda")
+@_on_input_device
 def _softmax_index_fwd_cuda(
     x: Tensor,
     t: Tensor,
@@ -259,6 +286,7 @@ def softmax_index_bwd(
 
 
 @softmax_index_bwd.register_kernel("cuda")
+@_on_input_device
 def _softmax_index_bwd_cuda(
     x: Tensor,
     t: Tensor,
@@ -436,6 +464,7 @@ def sigmoid_dense_fwd(
 
 
 @sigmoid_dense_fwd.register_kernel("cuda")
+@_on_input_device
 def _sigmoid_dense_fwd_cuda(
     x: Tensor,
     g: Tensor,
@@ -545,6 +574,7 @@ def sigmoid_dense_bwd(
 
 
 @sigmoid_dense_bwd.register_kernel("cuda")
+@_on_input_device
 def _sigmoid_dense_bwd_cuda(
     x: Tensor,
     g: Tensor,
@@ -688,6 +718,7 @@ def lovasz_fwd(
 
 
 @lovasz_fwd.register_kernel("cuda")
+@_on_input_device
 def _lovasz_fwd_cuda(
     z: Tensor, t: Tensor | None, g: Tensor | None, valid: Tensor | None, hinge: bool, per_image: bool
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -755,6 +786,7 @@ def lovasz_bwd(z: Tensor, t: Tensor | None, weights: Tensor, lse: Tensor, scale:
 
 
 @lovasz_bwd.register_kernel("cuda")
+@_on_input_device
 def _lovasz_bwd_cuda(
     z: Tensor, t: Tensor | None, weights: Tensor, lse: Tensor, scale: Tensor, per_image: bool
 ) -> Tensor:
@@ -1178,6 +1210,7 @@ def whole_loss_fwd(
 
 
 @whole_loss_fwd.register_kernel("cuda")
+@_on_input_device
 def _whole_loss_fwd_cuda(
     x: Tensor,
     t: Tensor | None,
@@ -1358,6 +1391,7 @@ def whole_loss_bwd(
 
 
 @whole_loss_bwd.register_kernel("cuda")
+@_on_input_device
 def _whole_loss_bwd_cuda(
     x: Tensor,
     t: Tensor | None,

@@ -51,8 +51,10 @@ STATS = 8
 _SOFTMAX_TILE = 4096
 #: Pixels per sigmoid program: 1024 contiguous elements of one channel (coalesced 4 KB loads of float32).
 _SIGMOID_BLOCK = 1024
-#: Tiles added per step of the finalize program (a (64, C x 8) block: small, the partials are few).
-_FINAL_BLOCK_T = 64
+#: Tiles added per step of the finalize program: a (BLOCK_T, next_pow2(C) x 8) block of at most this many elements,
+#: BLOCK_T between 1 and 64. 64 rows at every C made the block 64 x 2048 at C = 256 (kilobytes of register spills per
+#: thread), minutes of compilation at C = 2048 and more than triton's 2^20 elements per tensor above it.
+_FINAL_BLOCK_ELEMENTS = 8192
 
 
 def available() -> bool:
@@ -296,7 +298,7 @@ if triton is not None:
         pid = tl.program_id(0)  # one grid axis (see launch_grid)
         n = pid // T
         tile = pid % T
-        offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_m = tile.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)  # int64: M may pass 2^31
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
         p, logp_t, q, onehot, bad, isnan, xt, lse = _softmax_tile(x_ptr, t_ptr, n, offs_m, offs_c, C, M, ACC)
@@ -326,7 +328,8 @@ if triton is not None:
                 u = _smoothing_weights(cw_ptr, offs_c, C, HAS_CW, ACC)
                 mc = offs_c < C
                 smooth = tl.sum(tl.where(mc[:, None], u[:, None] * (lse[None, :] - xt), 0.0), axis=0)
-                fsum += tl.sum(tl.where(mm & (v != 0.0), v * smooth, 0.0), axis=0) * eps / C.to(ACC)
+                # eps / C in ACC; no C.to(ACC): the launcher passes C == 1 as a constexpr, which has no .to
+                fsum += tl.sum(tl.where(mm & (v != 0.0), v * smooth, 0.0), axis=0) * (eps / C)
         nkept = tl.sum(v, axis=0)
         if KEPT_W:  # the pixel term's weight summed instead (the weighted mean's denominator)
             if NEED_PIXEL:
@@ -456,7 +459,7 @@ if triton is not None:
         pid = tl.program_id(0)  # one grid axis (see launch_grid)
         n = pid // T
         tile = pid % T
-        offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_m = tile.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)  # int64: M may pass 2^31
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
         mc = offs_c < C
@@ -480,7 +483,7 @@ if triton is not None:
                 eps = _as_acc(ls, ACC)
                 kk = kk * (1.0 - eps)
                 u = _smoothing_weights(cw_ptr, offs_c, C, HAS_CW, ACC)
-                su = g_pix * v * eps / C.to(ACC)
+                su = g_pix * v * (eps / C)  # no C.to(ACC): C == 1 arrives as a constexpr (see the statistics)
                 smooth_grad = su[None, :] * (tl.sum(u, axis=0) * p - u[:, None])
         if NEED_STATS:
             gtp = tl.load(gtp_ptr + n.to(tl.int64) * C + offs_c, mask=mc, other=0.0).to(ACC)
@@ -571,7 +574,7 @@ if triton is not None:
         tile = pid % T
         n = r // C
         c = r % C
-        offs = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs = tile.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)  # int64: M may pass 2^31
         mm = offs < M
         base = r.to(tl.int64) * M
         x = tl.load(x_ptr + base + offs, mask=mm, other=0.0).to(ACC)
@@ -665,7 +668,7 @@ if triton is not None:
         r = pid // T
         tile = pid % T
         n = r // C
-        offs = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs = tile.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)  # int64: M may pass 2^31
         mm = offs < M
         base = r.to(tl.int64) * M
         x = tl.load(x_ptr + base + offs, mask=mm, other=0.0).to(ACC)
@@ -707,6 +710,11 @@ if triton is not None:
         tl.store(out_ptr + base + offs, grad, mask=mm)
 
 
+def finalize_block_t(block_ck: int) -> int:
+    """Tiles per step of the finalize program for ``block_ck`` columns (at most :data:`_FINAL_BLOCK_ELEMENTS`)."""
+    return max(1, min(64, _FINAL_BLOCK_ELEMENTS // block_ck))
+
+
 def _tl_acc(dtype: torch.dtype) -> Any:
     return tl.float64 if dtype == torch.float64 else tl.float32
 
@@ -719,7 +727,8 @@ def _finalize(part: Tensor, n: int, c: int, t: int, poison: bool) -> tuple[Tenso
     block_c = _next_pow2(c)
     _finalize_kernel[(n,)](
         part, *stats, pix, kept, c, t,
-        POISON=poison, BLOCK_T=_FINAL_BLOCK_T, BLOCK_CK=block_c * 8, BLOCK_C=block_c, ACC=_tl_acc(part.dtype),
+        POISON=poison, BLOCK_T=finalize_block_t(block_c * 8), BLOCK_CK=block_c * 8, BLOCK_C=block_c,
+        ACC=_tl_acc(part.dtype),
     )  # fmt: skip
     return stats[0], stats[1], stats[2], stats[3], pix, kept
 

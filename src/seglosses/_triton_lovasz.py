@@ -106,7 +106,7 @@ if triton is not None:
         pid = tl.program_id(0)  # one grid axis (see launch_grid)
         n = pid // T
         tile = pid % T
-        offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_m = tile.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)  # int64: M may pass 2^31
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
         mc = offs_c < C
@@ -144,7 +144,7 @@ if triton is not None:
         pid = tl.program_id(0)  # one grid axis (see launch_grid)
         nc = pid // T
         tile = pid % T
-        offs = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs = tile.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)  # int64: M may pass 2^31
         mm = offs < M
         base = nc.to(tl.int64) * M
         z = tl.load(z_ptr + base + offs, mask=mm, other=0.0).to(ACC)
@@ -303,7 +303,7 @@ if triton is not None:
         pid = tl.program_id(0)  # one grid axis (see launch_grid)
         n = pid // T
         tile = pid % T
-        offs_m = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_m = tile.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)  # int64: M may pass 2^31
         offs_c = tl.arange(0, BLOCK_C)
         mm = offs_m < M
         mc = offs_c < C
