@@ -687,7 +687,7 @@ def numeric_grad(
     With ``probabilities=True`` the step shrinks near 0 and 1 (at most 1e-4 of the distance), so that
     the truncation error stays small where log p or log(1 - p) is steep.
     """
-    x = np.array(x, dtype=np.float64)
+    x = np.array(x, dtype=np.float64, order="C")  # reshape(-1) below must be a view (not a copy of an F array)
     step = np.full(x.shape, eps)
     if probabilities:
         step = np.minimum(step, 1e-4 * np.minimum(np.abs(x), np.abs(1 - x)))

@@ -523,6 +523,47 @@ def test_cuda_implementations_make_the_inputs_device_current(monkeypatch: pytest
     assert seen == [1], "the launch ran outside the device context"
 
 
+def test_distance_maps_cuda_implementation_makes_the_inputs_device_current(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The distance-map operator's CUDA implementation (Triton passes) also runs with its input's device current."""
+    import torch
+
+    from seglosses import _edt_device, _ops_distance
+
+    entered: list[Any] = []
+    active = [0]
+
+    class FakeDevice:
+        def __init__(self, device: Any) -> None:
+            self.device = torch.device(device)
+
+        def __enter__(self) -> None:
+            entered.append(self.device)
+            active[0] += 1
+
+        def __exit__(self, *exc: object) -> None:
+            active[0] -= 1
+
+    seen: list[int] = []
+
+    def launcher(*args: Any, **kwargs: Any) -> Any:
+        seen.append(active[0])
+        raise _Launched
+
+    monkeypatch.setattr(torch.cuda, "device", FakeDevice)
+    monkeypatch.setattr(_edt_device, "maps_on_device", launcher)
+
+    class OnCuda1(torch.Tensor):
+        @property
+        def device(self) -> torch.device:  # type: ignore[override]
+            return torch.device("cuda", 1)
+
+    masks = torch.zeros(2, 3, 4, dtype=torch.bool).as_subclass(OnCuda1)
+    with pytest.raises(_Launched):
+        _ops_distance._distance_maps_cuda(masks, [1.0, 1.0], "signed", torch.float32)
+    assert entered == [torch.device("cuda", 1)], entered
+    assert seen == [1], "the launch ran outside the device context"
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     if sys.argv[1:] == ["--worker"]:

@@ -180,7 +180,9 @@ def _distance_maps_cuda(masks: Tensor, spacing: Sequence[float], kind: str, dtyp
     _check(masks, spacing, kind, dtype)
     if masks.numel() == 0:
         return torch.zeros(masks.shape, dtype=dtype, device=masks.device)
-    return _edt_device.maps_on_device(masks, [float(s) for s in spacing], kind, dtype)
+    # Triton launches on the current CUDA device, not the tensors' (see seglosses._ops._on_input_device)
+    with torch.cuda.device(masks.device):
+        return _edt_device.maps_on_device(masks, [float(s) for s in spacing], kind, dtype)
 
 
 @_distance_maps_op.register_fake
