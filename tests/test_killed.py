@@ -401,3 +401,39 @@ def test_tune_an_unwritable_results_folder_fails_at_once(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     assert f"tune: cannot write the results folder {out}: Not a directory" in _one_line(result.output)
+
+
+class _Study:
+    """A study whose trials are given snapshot after snapshot (the last one stays), without storage or heartbeats."""
+
+    _storage = None
+
+    def __init__(self, *snapshots: list[object]) -> None:
+        self.snapshots = list(snapshots)
+
+    def get_trials(self, deepcopy: bool = False) -> list[object]:
+        return self.snapshots.pop(0) if len(self.snapshots) > 1 else self.snapshots[0]
+
+    def stop(self) -> None:
+        pass
+
+
+def test_tune_says_what_a_resumed_trial_waits_for() -> None:
+    # SIGKILL leaves its trial RUNNING until its heartbeat goes stale (2 x --heartbeat, 2 minutes by default): the
+    # search resumed meanwhile waits for it, and now says so instead of nothing for two minutes
+    from types import SimpleNamespace
+
+    import optuna
+
+    from seglosses.cli import tune as tune_module
+
+    def trial(number: int, state: str) -> SimpleNamespace:
+        return SimpleNamespace(number=number, state=getattr(optuna.trial.TrialState, state), user_attrs={})
+
+    done, killed = trial(0, "COMPLETE"), trial(1, "RUNNING")
+    mine = SimpleNamespace(number=2, user_attrs={}, set_user_attr=lambda k, v: None)
+    running = trial(2, "RUNNING")  # this trial, as the storage lists it
+    study = _Study([done, killed, running], [done, killed, running], [done, trial(1, "FAIL"), running])
+    waits: list[list[int]] = []
+    tune_module._claim(study, mine, 2, 0.001, 60.0, on_wait=waits.append)  # runs once trial 1 is failed
+    assert waits == [[1]]

@@ -297,9 +297,18 @@ def tune(
     say(f"data: {dataset.description}")
     say(f"tune {loss} ({', '.join(space)}) for validation {metric}: {done} trial(s) stored, {todo} to run")
     poll = min(1.0, heartbeat / 4)
+    grace = max(2, math.ceil(2 * heartbeat))  # as in _open_study
+
+    def waiting(numbers: list[int]) -> None:  # a resumed search can wait here for a killed process's trial
+        say(
+            f"waiting for trial(s) {', '.join(map(str, numbers))}, still running: another worker's, or left by a "
+            f"process that was killed (such a trial counts as dead {grace} s after its last heartbeat, then its "
+            "parameters run again)"
+        )
 
     def objective(trial: Any) -> float:
-        _claim(study, trial, trials, poll, 30 * heartbeat)  # raises _Surplus when the study does not need it
+        # raises _Surplus when the study does not need it
+        _claim(study, trial, trials, poll, 30 * heartbeat, on_wait=waiting)
         params = {name: _suggest(trial, name, p) for name, p in space.items()}
         loss_fn = build_loss(loss, dataset.mode, params, {}, dataset.ignore_index)
 
@@ -408,7 +417,14 @@ def _retry(call: Callable[[], Any], attempts: int = 8) -> Any:
     raise AssertionError("unreachable")
 
 
-def _claim(study: Any, trial: Any, total: int, poll: float, patience: float) -> None:
+def _claim(
+    study: Any,
+    trial: Any,
+    total: int,
+    poll: float,
+    patience: float,
+    on_wait: Callable[[list[int]], None] | None = None,
+) -> None:
     """Let ``trial`` run only if the study needs it; wait while the trials ahead of it may complete the count.
 
     Counted against ``total``: the finished trials (complete, pruned), the trials running with a lower number (they
@@ -416,7 +432,9 @@ def _claim(study: Any, trial: Any, total: int, poll: float, patience: float) -> 
     ``total`` and one of them is still running, the worker waits (calling Optuna's ``fail_stale_trials``, which
     fails the running trials of dead workers and queues their parameters again); if they reach it with no running
     trial ahead, the trial gives its place to a waiting one (``_Surplus`` without stopping); once the finished ones
-    reach ``total``, it ends as surplus and the worker stops. The defaults' trial runs once.
+    reach ``total``, it ends as surplus and the worker stops. The defaults' trial runs once. ``on_wait`` is called
+    once, with the numbers of the running trials ahead, when the trial starts waiting (a search resumed after its
+    process was killed waits so for the killed trial's heartbeat to go stale).
     """
     import optuna
 
@@ -447,6 +465,8 @@ def _claim(study: Any, trial: Any, total: int, poll: float, patience: float) -> 
             trial.set_user_attr("status", "surplus")
             raise _Surplus("a queued trial takes this one's place")
         if len(finished) != seen:
+            if seen < 0 and on_wait is not None:  # the first wait of this trial: say what it waits for
+                on_wait(sorted(t.number for t in running))
             since, seen = time.monotonic(), len(finished)
         elif time.monotonic() - since > patience:
             trial.set_user_attr("status", "surplus")
