@@ -244,16 +244,44 @@ def test_ctrl_c_during_a_run_stops_with_the_resume_message(tmp_path):
     assert not list(out.rglob("*.tmp"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py (not cli/compare.py) installs no SIGTERM handler: a scheduler's SIGTERM ends the process "
-    "at once, silently (exit 143); the finished runs are kept, but nothing says so or how to resume",
-)
 def test_sigterm_stops_with_the_resume_message(tmp_path):
     out = tmp_path / "out"
+    # SIGTERM (a scheduler ending the job) at the first step of the second run
     result = _run(tmp_path, "step:*:3:SIGTERM", ["cli", *CLI_COMPARE, "--out", str(out)])
-    assert (out / "runs" / "dice__seed0.json").is_file()
-    assert "run the same command again to resume" in _one_line(result.stderr)
+    assert result.returncode == 143, result.stderr
+    message = _one_line(result.stderr)
+    assert "terminated (SIGTERM). Finished work is saved in" in message
+    assert "run the same command again to resume" in message
+    assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in (out / "runs").glob("*.json")) == ["dice__seed0.json"]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_ctrl_c_before_anything_finished_says_nothing_is_kept(tmp_path):
+    out = tmp_path / "out"
+    result = _run(tmp_path, "step:*:1:SIGINT", ["cli", *CLI_COMPARE, "--out", str(out)])
+    assert result.returncode == 130, result.stderr
+    message = _one_line(result.stderr)
+    assert "interrupted. Nothing was finished yet; run the same command again to start" in message
+    assert "Finished work is saved" not in message
+    assert "Traceback" not in result.stderr
+
+
+def test_an_operating_system_error_is_one_line(tmp_path, monkeypatch):
+    """A full disk or another OSError raised while comparing: one line and status 2, not a traceback."""
+    from typer.testing import CliRunner
+
+    import seglosses.cli.compare as compare_module
+    from seglosses.cli.app import app
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device", str(tmp_path / "out" / "runs" / ".x.tmp"))
+
+    monkeypatch.setattr(compare_module, "compare", full)
+    result = CliRunner().invoke(app, ["compare", "--data", "synthetic:binary", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert "error: [Errno 28] No space left on device" in _one_line(result.output)
+    assert "Traceback" not in result.output
 
 
 def test_a_second_comparison_on_the_same_folder_stops_and_the_first_finishes(tmp_path, uninterrupted):
@@ -371,15 +399,20 @@ def test_an_unwritable_results_folder_fails_before_training(tmp_path, monkeypatc
 # ------------------------------------------------------------------------------------------------- tune
 
 
-def test_tune_ctrl_c_in_the_defaults_trial_is_one_message_and_the_defaults_run_on_resume(tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "code", "what"), [("SIGINT", 130, "interrupted."), ("SIGTERM", 143, "terminated (SIGTERM).")]
+)
+def test_tune_ctrl_c_in_the_defaults_trial_is_one_message_and_the_defaults_run_on_resume(tmp_path, sig, code, what):
     out = tmp_path / "tune"
     args = ["tune", "--loss", "tversky", "--trials", "2", "--data", "synthetic:binary", "--quick", "--epochs", "1"]
     args += ["--device", "cpu", "--threads", "1", "--no-progress", "--confirm-seeds", "0", "--out", str(out)]
-    result = _run(tmp_path, "train:*:1:SIGINT", ["cli", *args])  # the first trial: the loss's defaults
-    assert result.returncode == 130, result.stderr
+    result = _run(tmp_path, f"train:*:1:{sig}", ["cli", *args])  # the first trial: the loss's defaults
+    assert result.returncode == code, result.stderr
+    assert f"{what} Finished work is saved in" in _one_line(result.stderr)
     assert "run the same command again to resume" in _one_line(result.stderr)
     assert "Traceback" not in result.stderr
     assert "KeyboardInterrupt" not in result.stderr
+    assert "Terminated" not in result.stderr
 
     config = TrainConfig(epochs=1, steps_per_epoch=5, batch_size=8)  # tune --quick --epochs 1
     resumed = tune("tversky", trials=2, data="synthetic:binary", out=out, config=config, confirm_seeds=0,

@@ -1,13 +1,17 @@
 """The ``seglosses`` command line (typer): ``compare``, ``tune`` and ``bench``.
 
 Each command imports its machinery when it runs, so ``seglosses --help`` is fast. Errors in the user's input
-(bad data, an unknown loss, a malformed ``--loss-arg``) print one line and exit with status 2; Ctrl-C exits with
-status 130 after saying how to resume.
+(bad data, an unknown loss, a malformed ``--loss-arg``) and operating-system errors (an unwritable or full results
+folder) print one line and exit with status 2; Ctrl-C exits with status 130, and SIGTERM (a scheduler ending the job)
+with 143, after saying what is kept and how to resume.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -83,16 +87,51 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _interrupted(out: Path, command: str) -> NoReturn:
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it stops through the same path as Ctrl-C (files kept)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM (a scheduler's or ``kill``'s default) raises :class:`Terminated` in the main thread.
+
+    Without it the process ends at once with status 143 and says nothing; with it, what is finished is kept (every
+    result file is written atomically), the half-done run is abandoned, and the message says how to resume.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): leave its handling alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _has_results(out: Path) -> bool:
+    """Whether ``out`` holds anything a rerun resumes from (finished compare runs, or a tune study or trial)."""
+    try:
+        return any((out / "runs").glob("*.json")) or any(out.glob("*.db")) or any(out.glob("trials*"))
+    except OSError:
+        return False
+
+
+def _interrupted(out: Path, command: str, exc: KeyboardInterrupt) -> NoReturn:
     from rich.console import Console
     from rich.markup import escape
 
-    Console(stderr=True).print(
-        f"\n[yellow]interrupted.[/] Finished work is saved in {escape(str(out))}; run the same command again to "
-        f"resume ({escape(command)}).",
-        highlight=False,
-    )
-    raise typer.Exit(130)
+    what, code = ("terminated (SIGTERM).", 143) if isinstance(exc, Terminated) else ("interrupted.", 130)
+    if _has_results(out):
+        kept = f"Finished work is saved in {escape(str(out))}; run the same command again to resume"
+    else:
+        kept = "Nothing was finished yet; run the same command again to start"
+    Console(stderr=True).print(f"\n[yellow]{what}[/] {kept} ({escape(command)}).", highlight=False)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -208,35 +247,36 @@ def compare(
         steps = None if spacing is None else [float(v) for v in spacing.split(",")]
     except ValueError:
         _fail(f"--spacing must be comma-separated numbers such as 0.8,0.8,2.0; got {spacing!r}")
-    try:
-        factory = None if model is None else load_factory(model)
-        table = run_compare(
-            names,
-            data=data,
-            epochs=epochs,
-            seeds=seeds,
-            out=out,
-            device=_device(device, threads),
-            loss_args=parse_loss_args(loss_arg or []),
-            quick=quick,
-            progress=not no_progress,
-            log=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True),
-            nproc=nproc,
-            model=factory,
-            amp=amp,
-            num_workers=num_workers,
-            batch_size=batch_size,
-            steps_per_epoch=steps_per_epoch,
-            window=sizes,
-            size_multiple=size_multiple,
-            spacing=steps,
-            nsd_tolerance=nsd_tolerance,
-            ignore_index=ignore_index,
-        )
-    except KeyboardInterrupt:
-        _interrupted(out, "seglosses " + " ".join(sys.argv[1:]))
-    except (DataError, ValueError, TypeError) as exc:
-        _fail(str(exc))
+    with _sigterm_as_interrupt():
+        try:
+            factory = None if model is None else load_factory(model)
+            table = run_compare(
+                names,
+                data=data,
+                epochs=epochs,
+                seeds=seeds,
+                out=out,
+                device=_device(device, threads),
+                loss_args=parse_loss_args(loss_arg or []),
+                quick=quick,
+                progress=not no_progress,
+                log=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True),
+                nproc=nproc,
+                model=factory,
+                amp=amp,
+                num_workers=num_workers,
+                batch_size=batch_size,
+                steps_per_epoch=steps_per_epoch,
+                window=sizes,
+                size_multiple=size_multiple,
+                spacing=steps,
+                nsd_tolerance=nsd_tolerance,
+                ignore_index=ignore_index,
+            )
+        except KeyboardInterrupt as exc:
+            _interrupted(out, "seglosses " + " ".join(sys.argv[1:]), exc)
+        except (DataError, ValueError, TypeError, OSError) as exc:
+            _fail(str(exc))
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 prints
         return
     console.print(rich_table(table))
@@ -322,30 +362,31 @@ def tune(
     from seglosses.cli.tune import tune as run_tune
 
     console = _console()
-    try:
-        result = run_tune(
-            loss,
-            model=None if model is None else load_factory(model),
-            trials=trials,
-            metric=metric,
-            data=data,
-            out=out,
-            storage=storage,
-            study_name=study_name,
-            epochs=epochs,
-            quick=quick,
-            confirm_seeds=confirm_seeds,
-            tolerance=tolerance,
-            ignore_index=ignore_index,
-            heartbeat=heartbeat,
-            device=_device(device, threads),
-            progress=not no_progress,
-            log=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True),
-        )
-    except KeyboardInterrupt:
-        _interrupted(out, "seglosses " + " ".join(sys.argv[1:]))
-    except (DataError, ValueError, TypeError) as exc:
-        _fail(str(exc))
+    with _sigterm_as_interrupt():
+        try:
+            result = run_tune(
+                loss,
+                model=None if model is None else load_factory(model),
+                trials=trials,
+                metric=metric,
+                data=data,
+                out=out,
+                storage=storage,
+                study_name=study_name,
+                epochs=epochs,
+                quick=quick,
+                confirm_seeds=confirm_seeds,
+                tolerance=tolerance,
+                ignore_index=ignore_index,
+                heartbeat=heartbeat,
+                device=_device(device, threads),
+                progress=not no_progress,
+                log=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True),
+            )
+        except KeyboardInterrupt as exc:
+            _interrupted(out, "seglosses " + " ".join(sys.argv[1:]), exc)
+        except (DataError, ValueError, TypeError, OSError) as exc:
+            _fail(str(exc))
     console.print(rich_trials_table(result))
     params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
     console.print(

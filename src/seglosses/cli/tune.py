@@ -610,7 +610,8 @@ class _SurplusFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         number = message.split(" ", 2)[1] if message.startswith("Trial ") else ""
-        if "_Surplus" in message or "KeyboardInterrupt" in message:  # the first, with the traceback
+        stopped = "KeyboardInterrupt" in message or "Terminated" in message  # Ctrl-C, or SIGTERM (cli.app)
+        if "_Surplus" in message or stopped:  # the first, with the traceback
             self.hidden.add(number)
             return False
         return not (number in self.hidden and " failed with value " in message)
