@@ -199,9 +199,13 @@ def two_class_stats(stats: SoftStats) -> SoftStats:
     of the foreground's one (binary statistics have C = 1).
     """
     tp, fp, fn, p_sum, g_sum, count = stats.tp, stats.fp, stats.fn, stats.p_sum, stats.g_sum, stats.kept
-    tp0 = count - p_sum - g_sum + tp
     p0 = count - p_sum
     g0 = count - g_sum
+    # TP_0 = count - P - G + TP, taken as G_0 - FP_1: an absent background (G_0 = 0, every kept pixel foreground) then
+    # gets TP_0 + FN_0 = -FP_1 + FP_1 = 0 exactly, so smooth = 0 reaches the 0/0 rule of safe_divide; the other order
+    # left a rounding residual (-1.1e-16), a ratio of two residuals whose gradient (~1e16, cancelling) erased the
+    # image's other gradients
+    tp0 = g0 - fp
     cat = torch.cat
     return SoftStats(
         cat([tp0, tp], -1),
