@@ -865,7 +865,7 @@ def _whole_formula_twin(
         if two_class:  # one channel as the pair [background, foreground]
             k = kept.unsqueeze(-1)
             tp, psum, gsum = (
-                torch.cat([k - psum - gsum + tp, tp], -1),
+                torch.cat([(k - gsum) - (psum - tp), tp], -1),  # TP_0 as _stats.two_class_stats
                 torch.cat([k - psum, psum], -1),
                 torch.cat([k - gsum, gsum], -1),
             )

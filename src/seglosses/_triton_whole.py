@@ -110,15 +110,16 @@ if triton is not None:
     ) -> Any:
         """``(TP, P, G)`` of image ``n`` over the classes.
 
-        ``TWO_CLASS``: the pair [background, foreground] of one channel, the background's ``TP_0 = K - P - G + TP``,
-        ``P_0 = K - P``, ``G_0 = K - G`` (``K`` the kept elements).
+        ``TWO_CLASS``: the pair [background, foreground] of one channel, the background's ``TP_0 = K - P - G + TP``
+        (taken as ``(K - G) - (P - TP)``, as :func:`seglosses._stats.two_class_stats`: exactly 0 when every kept
+        element is foreground), ``P_0 = K - P``, ``G_0 = K - G`` (``K`` the kept elements).
         """
         if TWO_CLASS:
             t1 = tl.load(tp_ptr + n).to(ACC)
             p1 = tl.load(p_ptr + n).to(ACC)
             g1 = tl.load(g_ptr + n).to(ACC)
             k = tl.load(kept_ptr + n).to(ACC)
-            tp = tl.where(offs == 0, k - p1 - g1 + t1, t1)
+            tp = tl.where(offs == 0, (k - g1) - (p1 - t1), t1)
             p = tl.where(offs == 0, k - p1, p1)
             g = tl.where(offs == 0, k - g1, g1)
         else:
