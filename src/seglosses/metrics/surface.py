@@ -307,6 +307,10 @@ _SHELL_OFFSETS = 400
 def _shell_radius(spacing: tuple[float, ...]) -> float:
     """The near search's radius: ``_SHELL_RADIUS`` voxel sides, shrunk until the ball holds few enough offsets."""
     radius = _SHELL_RADIUS * max(spacing)
+    # shrink first without listing the offsets while their box is large: with a side 1000 times the others the
+    # ball of 2 largest sides holds some 10^7 to 10^8 offsets (minutes and gigabytes to list)
+    while radius > 0 and math.prod(2 * int(radius // s) + 1 for s in spacing) > 100 * _SHELL_OFFSETS:
+        radius *= 0.8
     while radius > 0 and len(_shell_offsets(spacing, radius)[1]) > _SHELL_OFFSETS:
         radius *= 0.8
     return radius
