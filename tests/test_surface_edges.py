@@ -419,6 +419,18 @@ def test_include_background_per_mode_and_raise_names_the_class() -> None:
         assd(z, z1.long(), mode="multilabel", empty_one="raise")
 
 
+def test_connectivity_accepts_numpy_ints() -> None:
+    # the other numbers of these functions accept NumPy scalars; connectivity was a TypeError ('got int64')
+    p, g = _pair((6, 7), 3)
+    for conn in (1, 2):
+        want = float(ref_value("hausdorff", p, g, (1.0, 1.0), "voxel", conn))
+        assert ours("hausdorff", p, g, boundary="voxel", connectivity=np.int64(conn)) == want
+    with pytest.raises(TypeError, match=r"^hausdorff: `connectivity` must be an int; got float$"):
+        ours("hausdorff", p, g, boundary="voxel", connectivity=1.0)
+    with pytest.raises(TypeError, match=r"^hausdorff: `connectivity` must be an int; got bool$"):
+        ours("hausdorff", p, g, boundary="voxel", connectivity=np.bool_(True))
+
+
 # ------------------------------------------------------------------------------------------ streaming
 
 

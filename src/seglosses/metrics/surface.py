@@ -719,7 +719,7 @@ def check_surface_options(
             f"{fn}: `quantile`='linear' interpolates between equally weighted distances and needs "
             "boundary='voxel'; got boundary='surfel' (surface elements have unequal areas)"
         )
-    if isinstance(connectivity, bool) or not isinstance(connectivity, int):
+    if not is_whole(connectivity):  # a NumPy int is an int (as the other numbers of these functions)
         raise TypeError(f"{fn}: `connectivity` must be an int; got {type(connectivity).__name__}")
 
 
@@ -769,6 +769,7 @@ def _run(
         num_classes=num_classes,
     )
     ndim = masks.pred.ndim - 2
+    connectivity = int(connectivity)
     if not 1 <= connectivity <= ndim:
         raise _fail(f"{fn}: `connectivity` must be in [1, {ndim}] for {ndim}D images; got {connectivity}")
     sp = check_spacing(fn, spacing, ndim)
