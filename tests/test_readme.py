@@ -211,3 +211,224 @@ def test_readme_python_block_runs(block: str, code: str, monkeypatch: pytest.Mon
     finally:
         torch.set_num_threads(threads)
     assert os.getcwd() != str(README.parent)  # the block wrote nothing into the repository
+
+
+# ------------------------------------------------------------------------------------------------ claims in prose
+# Statements of README.md that no code block shows, pinned where a check is cheap.
+
+
+def _what_you_get_files() -> set[str]:
+    """The file names in the first column of the README's "What you get" table (``runs/`` as a folder)."""
+    text = README.read_text(encoding="utf-8")
+    table = text.split("**What you get**", 1)[1].split("\n\n", 2)[1]
+    names = set()
+    for row in table.splitlines()[2:]:
+        first = row.split("|")[1].strip()
+        if first.startswith("`"):
+            names.add(first.strip("`"))
+    return names
+
+
+@pytest.mark.usefixtures("_in_tmp")
+def test_readme_lists_every_file_compare_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "What you get (in --out)": the table names each file a comparison leaves in its folder, and no other
+    import seglosses
+
+    _tiny_compare(monkeypatch)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seglosses.compare(["dice", "focal"], data="synthetic", seeds=2, quick=True, out="out", progress=False,
+                          log=lambda _: None)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    written = {p.name + ("/" if p.is_dir() else "") for p in Path("out").iterdir()}
+    assert written == _what_you_get_files(), (written, _what_you_get_files())
+    # runs/: one JSON and one .npz of preview predictions per finished (loss, seed)
+    runs = sorted(p.name for p in Path("out/runs").iterdir())
+    assert runs == [f"{loss}__seed{s}.{ext}" for loss in ("dice", "focal") for s in (0, 1) for ext in ("json", "npz")]
+
+
+_ONE_SIZE_MODULE = '''
+import torch
+
+
+class OneSize(torch.nn.Module):
+    """A model that takes inputs of exactly size x size pixels (as a transformer with a fixed img_size)."""
+
+    def __init__(self, in_channels, out_channels, size):
+        super().__init__()
+        self.size = size
+        self.conv = torch.nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+    def forward(self, x):
+        if tuple(x.shape[2:]) != (self.size, self.size):
+            raise ValueError(f"takes {self.size}x{self.size} only; got {tuple(x.shape[2:])}")
+        return self.conv(x)
+
+
+def one_size_32(in_channels, out_channels):
+    return OneSize(in_channels, out_channels, 32)
+
+
+def one_size_64(in_channels, out_channels):
+    return OneSize(in_channels, out_channels, 64)
+'''
+
+
+@pytest.mark.usefixtures("_in_tmp")
+def test_one_size_model_on_the_command_line() -> None:
+    # "The command line has no --crop: there --window and --size-multiple of that size work when the size is at least
+    # the data's training crop [...] a smaller size is refused before training". The synthetic 2D data trains on
+    # 48 x 48 crops: 64 covers it; 32 rounds the crop up to 64 (the next multiple of 32), which the model refuses.
+    pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    from seglosses.cli.app import app
+
+    Path("onesize.py").write_text(_ONE_SIZE_MODULE, encoding="utf-8")
+    common = ["compare", "--data", "synthetic", "--losses", "dice", "--seeds", "1", "--epochs", "1"]
+    common += ["--steps-per-epoch", "1", "--batch-size", "2", "--device", "cpu", "--threads", "1", "--no-progress"]
+    threads = torch.get_num_threads()
+    try:
+        ok = CliRunner().invoke(
+            app, [*common, "--model", "onesize:one_size_64", "--window", "64,64", "--size-multiple", "64", "--out", "a"]
+        )
+        assert ok.exit_code == 0, ok.output
+        assert Path("a/runs/dice__seed0.json").is_file()
+        refused = CliRunner().invoke(
+            app, [*common, "--model", "onesize:one_size_32", "--window", "32,32", "--size-multiple", "32", "--out", "b"]
+        )
+    finally:
+        torch.set_num_threads(threads)
+        sys.modules.pop("onesize", None)
+    assert refused.exit_code == 2, refused.output
+    assert "first training batch (2, 1, 64, 64)" in " ".join(refused.output.split())
+    assert not Path("b").exists()  # before training and before any file
+
+
+def test_default_data_trains_on_96_pixel_crops() -> None:
+    # the crop the README names for the default data ("96 x 96 for the default data")
+    import importlib.util
+
+    if importlib.util.find_spec("ndev_sampledata") is None:  # its file is read directly: no import of the package
+        pytest.skip("the default dataset's package ndev-sampledata is not installed")
+    from seglosses.cli.data import load_data
+
+    assert load_data("scratch-assay").crop == (96, 96)
+
+
+_MONAI_OTHER_DIMS = {
+    # tests/test_compare_models.py runs UNet in 2D and 3D and each of these in one dimension; the other one here
+    "BasicUNet-2d": ("BasicUNet", {"spatial_dims": 2, "features": (4, 4, 8, 8, 8, 4)}, (32, 32), (37, 45)),
+    "AttentionUnet-3d": (
+        "AttentionUnet",
+        {"spatial_dims": 3, "channels": (4, 8, 16), "strides": (2, 2)},
+        (16, 16, 16),
+        (20, 13, 22),
+    ),
+    "SegResNet-2d": (
+        "SegResNet",
+        {
+            "spatial_dims": 2,
+            "init_filters": 4,
+            "blocks_down": (1, 1, 1),
+            "blocks_up": (1, 1),
+            "norm": ("GROUP", {"num_groups": 2}),
+        },
+        (32, 32),
+        (37, 45),
+    ),
+    "DynUNet-3d": (
+        "DynUNet",
+        {
+            "spatial_dims": 3,
+            "kernel_size": [3, 3, 3],
+            "strides": [1, 2, 2],
+            "upsample_kernel_size": [2, 2],
+            "filters": [4, 8, 16],
+        },
+        (16, 16, 16),
+        (20, 13, 22),
+    ),
+    "VNet-3d": ("VNet", {"spatial_dims": 3}, (32, 32, 32), (20, 40, 33)),
+    # these two need einops; UNETR takes one input size (window = crop = img_size), SwinUNETR sizes divisible by 32
+    "UNETR-2d": (
+        "UNETR",
+        {"img_size": (32, 32), "spatial_dims": 2, "feature_size": 4, "hidden_size": 48, "mlp_dim": 96, "num_heads": 4},
+        (32, 32),
+        (45, 37),
+    ),
+    "UNETR-3d": (
+        "UNETR",
+        {
+            "img_size": (32, 32, 32),
+            "spatial_dims": 3,
+            "feature_size": 4,
+            "hidden_size": 48,
+            "mlp_dim": 96,
+            "num_heads": 4,
+        },
+        (32, 32, 32),
+        (20, 40, 33),
+    ),
+    "SwinUNETR-2d": (
+        "SwinUNETR",
+        {"spatial_dims": 2, "feature_size": 12, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)},
+        (64, 64),
+        (45, 70),
+    ),
+    "SwinUNETR-3d": (
+        "SwinUNETR",
+        {"spatial_dims": 3, "feature_size": 12, "depths": (1, 1, 1, 1), "num_heads": (1, 1, 1, 1)},
+        (64, 64, 64),
+        (40, 70, 64),
+    ),
+}
+
+
+class _Cubes(torch.utils.data.Dataset):  # type: ignore[type-arg]
+    """(image (1, *S), mask (*S)) with one 6-pixel square/cube of class 1 on a noisy background."""
+
+    def __init__(self, n: int, size: tuple[int, ...], seed: int) -> None:
+        self.n, self.size, self.seed = n, size, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(100 * self.seed + i)
+        mask = torch.zeros(self.size, dtype=torch.int64)
+        corner = [int(torch.randint(0, s - 6, (1,), generator=g)) for s in self.size]
+        mask[tuple(slice(k, k + 6) for k in corner)] = 1
+        return (mask.float() + 0.2 * torch.rand(self.size, generator=g))[None], mask
+
+
+@pytest.mark.parametrize("name", list(_MONAI_OTHER_DIMS))
+def test_monai_networks_named_in_the_readme_run_in_2d_and_3d(name: str) -> None:
+    # "MONAI's UNet, BasicUNet, AttentionUnet, SegResNet, DynUNet, VNet and UNETR/SwinUNETR [...] run this way in 2D
+    # and 3D": one training step and the validation of an image of another size (larger or smaller than the crop)
+    import functools
+
+    import seglosses
+    from seglosses.cli.train import TrainConfig
+
+    nets = pytest.importorskip("monai.networks.nets")
+    cls, kwargs, crop, val = _MONAI_OTHER_DIMS[name]
+    if cls in ("UNETR", "SwinUNETR"):
+        pytest.importorskip("einops")
+    extra: dict[str, Any] = {"window": crop} if cls == "UNETR" else {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        table = seglosses.compare(
+            ["dice"], data=(_Cubes(2, crop, 0), _Cubes(1, val, 1)), num_classes=2,
+            model=functools.partial(getattr(nets, cls), **kwargs), seeds=1, crop=crop, out=None, progress=False,
+            config=TrainConfig(epochs=1, steps_per_epoch=1, batch_size=2 if cls != "VNet" else 1),
+            log=lambda _: None, **extra,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    (run,) = table.runs
+    assert run.status == "ok", run.status
+    assert 0.0 <= run.metrics["dice"]["mean"] <= 1.0
