@@ -175,3 +175,68 @@ def test_combo_bad_class_index_without_value_checks_gives_nan(value):
     finally:
         seglosses.set_value_checks("cpu")
     assert torch.isnan(loss)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# a weight of exactly 0 leaves its term out: 0 * inf would be NaN (an exactly wrong probability, from_logits=False)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def _wrong_binary_probabilities():
+    import torch
+
+    # pixel 0 is foreground predicted with probability exactly 0: -log 0 = inf in every cross-entropy-like term
+    p = torch.tensor([[[[0.0, 0.3, 0.8, 0.1]]]], dtype=torch.float64, requires_grad=True)
+    g = torch.tensor([[[[1.0, 0.0, 1.0, 0.0]]]], dtype=torch.float64)
+    return p, g
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "alone"),
+    [
+        ("dice_ce_loss", {"ce_weight": 0.0, "dice_weight": 0.7}, lambda p, g: 0.7 * SF.dice_loss(p, g, **_PROB)),
+        ("combo_loss", {"alpha": 0.0}, lambda p, g: SF.dice_loss(p, g, **_PROB) - 1),
+        ("hybrid_focal_loss", {"weight": 0.0}, lambda p, g: SF.focal_tversky_loss(p, g, **_PROB)),
+        (
+            "unified_focal_loss",
+            {"weight": 0.0},
+            lambda p, g: SF.asymmetric_focal_tversky_loss(p, g, delta=0.6, gamma=0.5, smooth=1e-7, **_PROB),
+        ),
+    ],
+)
+def test_a_zero_weight_leaves_an_infinite_term_out(name, kwargs, alone):
+    import torch
+
+    p, g = _wrong_binary_probabilities()
+    inf_part = {"dice_ce_loss": SF.cross_entropy_loss, "combo_loss": SF.cross_entropy_loss,
+                "hybrid_focal_loss": SF.focal_loss, "unified_focal_loss": SF.asymmetric_focal_loss}[name]  # fmt: skip
+    assert torch.isinf(inf_part(p, g, **_PROB)), "the case must make the left-out term infinite"
+    got = getattr(SF, name)(p, g, **_PROB, **kwargs)
+    want = alone(p, g)
+    assert torch.isfinite(got)
+    assert_close(got, want.detach())
+    (grad,) = torch.autograd.grad(got, p)
+    (want_grad,) = torch.autograd.grad(want, p)
+    assert torch.isfinite(grad).all()
+    assert_close(grad, want_grad)
+
+
+def test_dice_ce_zero_dice_weight_leaves_an_infinite_log_dice_out():
+    import torch
+
+    p, g = _wrong_binary_probabilities()
+    p0 = torch.zeros_like(p, requires_grad=True)  # predicts nothing: Dice 0, -log 0 = inf with smooth = 0
+    assert torch.isinf(SF.dice_loss(p0, g, smooth=0.0, log_loss=True, **_PROB))
+    got = SF.dice_ce_loss(p0 + 0.25, g, smooth=0.0, log_loss=True, dice_weight=0.0, **_PROB)
+    assert_close(got, SF.cross_entropy_loss(p0 + 0.25, g, **_PROB).detach())
+    got = SF.dice_ce_loss(p0, g, smooth=0.0, log_loss=True, ce_weight=1.0, dice_weight=0.0, **_PROB)
+    assert torch.isinf(got)  # the CE of an exactly-0 prediction is inf itself: nothing is hidden
+
+
+def test_every_weight_zero_keeps_the_graph():
+    p, g = _wrong_binary_probabilities()
+    loss = SF.hybrid_focal_loss(p.detach().clamp(0.2, 0.8).requires_grad_(), g, weight=0.0, **_PROB) * 0
+    loss.backward()  # still part of the graph
+
+
+_PROB = {"mode": "binary", "from_logits": False}

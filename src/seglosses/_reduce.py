@@ -73,3 +73,18 @@ def reduce_images(values: Tensor, reduction: str, sync: Sync | None) -> Tensor:
     per_row = math.prod(values.shape[1:])  # not values[0]: a rank may hold no image (N = 0)
     images = values.new_tensor(float(values.shape[0] * per_row) if values.ndim else 1.0)
     return sync_ratio(values.sum(), images, reduction, sync)
+
+
+def weighted_sum(*terms: tuple[float, Tensor]) -> Tensor:
+    """``sum_k w_k T_k`` of a compound loss's terms, a term whose weight is exactly 0 left out.
+
+    ``0 * T`` would be NaN where ``T`` is infinite (``-log 0`` of a wrong probability that is exactly 0 or 1, valid
+    input with ``from_logits=False``; ``log_loss`` with ``smooth=0``), so that ``ce_weight=0`` would not mean "no
+    cross entropy": such a term contributes zeros of its shape (broadcast as before) and no gradient. With every
+    weight 0 the plain ``sum_k 0 * T_k`` is kept, so the result stays part of the graph. The weights are Python
+    numbers (hyperparameters): the test reads no tensor.
+    """
+    if all(isinstance(w, int | float) and w == 0 for w, _ in terms):
+        return sum((w * t for w, t in terms[1:]), terms[0][0] * terms[0][1])
+    parts = [t.new_zeros(t.shape) if isinstance(w, int | float) and w == 0 else w * t for w, t in terms]
+    return sum(parts[1:], parts[0])

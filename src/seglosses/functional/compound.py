@@ -26,7 +26,7 @@ from seglosses._checks import (
 from seglosses._distributed import sync_sums
 from seglosses._numerics import log1m_softmax
 from seglosses._prepare import index_log_probs, log_probs, masked_mean, prepare
-from seglosses._reduce import reduce_classes
+from seglosses._reduce import reduce_classes, weighted_sum
 from seglosses._stats import fused_stats_and_pixel, soft_stats
 from seglosses._types import Mode
 from seglosses.functional.pixel import cross_entropy_values, focal_values, fused_pixel_mean, pixel_weights
@@ -207,7 +207,7 @@ def dice_ce_loss(
         reduction=reduction,
         sync=stats.sync,
     )
-    return ce_weight * ce + dice_weight * dice
+    return weighted_sum((ce_weight, ce), (dice_weight, dice))
 
 
 @hyperparameters(alpha=UNIT, beta=UNIT, smooth=NONNEGATIVE)
@@ -349,7 +349,7 @@ def combo_loss(
         logp, log1mp = log_probs(prep)
         g = prep.target
         wce = masked_mean(-(beta * g * logp + (1 - beta) * (1 - g) * log1mp), prep.valid, "mean", prep.sync)
-    return alpha * wce + (1 - alpha) * (dice - 1) * any_kept
+    return weighted_sum((alpha, wce), (1 - alpha, (dice - 1) * any_kept))
 
 
 @hyperparameters(
@@ -497,4 +497,4 @@ def hybrid_focal_loss(
         reduction=reduction,
         sync=stats.sync,
     )
-    return weight * fl + (1 - weight) * ftl
+    return weighted_sum((weight, fl), (1 - weight, ftl))

@@ -26,7 +26,7 @@ from seglosses._checks import (
 from seglosses._distributed import sync_sums
 from seglosses._numerics import safe_divide
 from seglosses._prepare import Prepared, prepare
-from seglosses._reduce import reduce_classes
+from seglosses._reduce import reduce_classes, weighted_sum
 from seglosses._types import Mode, Reduction
 from seglosses.functional.boundary import first_class, spatial_shape
 from seglosses.functional.region import dice_loss
@@ -699,4 +699,4 @@ def dice_cldice_loss(
     with as_caller(fn):
         dice = dice_loss(input, target, **shared)  # type: ignore[arg-type]
         cl = cldice_loss(input, target, iterations=iterations, **shared)  # type: ignore[arg-type]
-    return (1 - alpha) * dice + alpha * cl
+    return weighted_sum((1 - alpha, dice), (alpha, cl))

@@ -11,7 +11,7 @@ from seglosses import _dispatch, _whole
 from seglosses._checks import FLAG, NONNEGATIVE, UNIT, check_hparams, check_mode, check_reduction, hyperparameters
 from seglosses._numerics import safe_divide, safe_pow, stats_pow
 from seglosses._prepare import Prepared, focal_factors, index_log_probs, log_probs, masked_mean, prepare, unflatten
-from seglosses._reduce import reduce_images
+from seglosses._reduce import reduce_images, weighted_sum
 from seglosses._stats import SoftStats, fused_stats_and_pixel, soft_stats, two_class_stats
 from seglosses._types import Mode
 from seglosses.functional.pixel import fused_pixel_mean
@@ -549,4 +549,4 @@ def unified_focal_loss(
     else:
         lf = _focal_part(prep, delta, gamma, asymmetric, reduction)
         lft = _tversky_part(prep, delta, gamma, asymmetric, smooth, reduction)
-    return weight * lf + (1 - weight) * lft
+    return weighted_sum((weight, lf), (1 - weight, lft))
