@@ -172,7 +172,8 @@ def compare(
             "--model",
             help="Your model: package.module:function returning a fresh torch.nn.Module, called with in_channels= "
             "and out_channels= when it accepts them (1 output channel for 2 classes, else one per class), under "
-            "each run's seed. Default: the built-in U-Net.",
+            "each run's seed; run once on a validation image and a training batch before any training, to check "
+            "its output. Default: the built-in U-Net.",
         ),
     ] = None,
     amp: Annotated[
@@ -194,8 +195,8 @@ def compare(
         str | None,
         typer.Option(
             "--window",
-            help="Predict validation images larger than this size by a sliding window, e.g. 256,256 (2D) or "
-            "96,96,96 (3D); default: every image whole.",
+            help="Predict validation images larger than this size by a sliding window (half overlap) and pad smaller "
+            "ones to it, e.g. 256,256 (2D) or 96,96,96 (3D); default: every image whole.",
         ),
     ] = None,
     size_multiple: Annotated[
@@ -203,7 +204,8 @@ def compare(
         typer.Option(
             "--size-multiple",
             min=1,
-            help="Pad validation inputs to a multiple of this (default: 8 for the built-in U-Net, 32 with --model).",
+            help="Pad validation inputs to a multiple of this (default: 8 for the built-in U-Net, 32 with --model); "
+            "with --model the training crop is rounded up to a multiple of it too.",
         ),
     ] = None,
     spacing: Annotated[
@@ -317,7 +319,9 @@ def tune(
     ] = None,
     study_name: Annotated[
         str | None,
-        typer.Option("--study-name", help="Study name (default: derived from the loss, metric, data and schedule)."),
+        typer.Option(
+            "--study-name", help="Study name (default: derived from the loss, metric, data, schedule and model)."
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs per trial (default 4).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A very small schedule per trial.")] = False,
