@@ -468,3 +468,15 @@ def test_streaming_uneven_batches_equal_the_reference(per_image: bool, average: 
             want = v.mean(0) if average == "none" else v.mean(0).mean()
         assert got[name].shape == np.shape(want), name
         np.testing.assert_allclose(got[name].numpy(), want, rtol=1e-9, err_msg=name)
+
+
+@pytest.mark.parametrize(("q", "n", "k"), [(1.1, 3000, 33), (99.9, 41000, 40959), (95, 20, 19), (0.5, 200, 1)])
+def test_unit_weight_percentiles_are_exact_for_decimal_percentiles(q: float, n: int, k: int) -> None:
+    """With unit weights the q-th percentile is the k-th smallest, k = ceil(q n / 100) in exact decimals.
+
+    1.1 % of 3000 is 33 exactly (float arithmetic: 33.000000000000004, the 34th); 99.9 % of 41000 is 40959.
+    """
+    from seglosses.metrics.surface import _weighted_quantile
+
+    d = np.random.default_rng(0).permutation(np.arange(1, n + 1, dtype=np.float64))
+    assert _weighted_quantile(d, None, q, "inverted_cdf") == float(k)
