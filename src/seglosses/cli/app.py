@@ -37,6 +37,27 @@ DataOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, or auto (cuda when available).")]
+CropOption = Annotated[
+    str | None,
+    typer.Option(
+        "--crop",
+        help="Train on random crops of this size, e.g. 64,64 (2D) or 32,32,32 (3D), used as given (padded where an "
+        "image is smaller); default: the data's own crop (96 per axis at most in 2D, 32 in 3D), rounded up to "
+        "--size-multiple with --model. With --window, for a model that takes one input size.",
+    ),
+]
+
+
+def _sizes(text: str | None, option: str) -> list[int] | None:
+    """``"64,64"`` -> ``[64, 64]``; a one-line error for anything else."""
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        _fail(f"{option} must be comma-separated integers such as 256,256; got {text!r}")
+
+
 IgnoreOption = Annotated[
     int | None,
     typer.Option(
@@ -221,6 +242,7 @@ def compare(
         typer.Option("--nsd-tolerance", min=0.0, help="NSD tolerance in the units of the spacing (default 1)."),
     ] = None,
     ignore_index: IgnoreOption = None,
+    crop: CropOption = None,
 ) -> None:
     """Train the same model with each loss (same data, weights, batches, schedule) and compare them on held-out data.
 
@@ -241,10 +263,8 @@ def compare(
         _fail(f"--nproc must be >= 1; got {nproc}")
     if amp is not None and amp not in ("bf16", "fp16"):
         _fail(f"--amp must be bf16 or fp16; got {amp!r}")
-    try:
-        sizes = None if window is None else [int(w) for w in window.split(",")]
-    except ValueError:
-        _fail(f"--window must be comma-separated integers such as 256,256; got {window!r}")
+    sizes = _sizes(window, "--window")
+    crop_sizes = _sizes(crop, "--crop")
     try:
         steps = None if spacing is None else [float(v) for v in spacing.split(",")]
     except ValueError:
@@ -270,6 +290,7 @@ def compare(
                 batch_size=batch_size,
                 steps_per_epoch=steps_per_epoch,
                 window=sizes,
+                crop=crop_sizes,
                 size_multiple=size_multiple,
                 spacing=steps,
                 nsd_tolerance=nsd_tolerance,
@@ -355,6 +376,7 @@ def tune(
         ),
     ] = 60.0,
     ignore_index: IgnoreOption = None,
+    crop: CropOption = None,
     device: DeviceOption = "auto",
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
     threads: ThreadsOption = None,
@@ -382,6 +404,7 @@ def tune(
                 confirm_seeds=confirm_seeds,
                 tolerance=tolerance,
                 ignore_index=ignore_index,
+                crop=_sizes(crop, "--crop"),
                 heartbeat=heartbeat,
                 device=_device(device, threads),
                 progress=not no_progress,

@@ -210,7 +210,7 @@ def _resolve(
                 f"{caller}: `num_classes`={num_classes} does not match the data {dataset.name!r} "
                 f"({dataset.num_classes} classes); leave it out for a named dataset or folder"
             )
-        return dataset
+        return dataset if crop is None else _with_crop(dataset, crop, caller)
     if isinstance(data, tuple | list) and len(data) == 2:
         if num_classes is None:
             raise ValueError(f"{caller}: data=(train, val) needs `num_classes` (2 for a binary task)")
@@ -221,6 +221,26 @@ def _resolve(
         f"{caller}: `data` must be a dataset name, a folder path or a (train, val) pair of Datasets; "
         f"got {type(data).__name__}"
     )
+
+
+def _with_crop(dataset: SegData, crop: Sequence[int], caller: str) -> SegData:
+    """A named dataset or folder trained on random crops of the size given (used as it is, padded where smaller).
+
+    The crop enters the description, hence every run's fingerprint: a results folder resumed with another crop
+    trains again instead of mixing runs of both.
+    """
+    integers = all(isinstance(c, int | np.integer) and not isinstance(c, bool) for c in crop)
+    if isinstance(crop, str | bytes) or not integers:
+        raise ValueError(f"{caller}: `crop` must hold {dataset.ndim} positive integer sizes; got {crop!r}")
+    sizes = tuple(int(c) for c in crop)
+    if len(sizes) != dataset.ndim or min(sizes) < 1:
+        raise ValueError(
+            f"{caller}: `crop` must hold {dataset.ndim} positive sizes for the {dataset.ndim}D data "
+            f"{dataset.name!r}; got {sizes}"
+        )
+    if sizes == dataset.crop:
+        return dataset
+    return replace(dataset, crop=sizes, description=f"{dataset.description}; crop {'x'.join(map(str, sizes))}")
 
 
 def compare(
@@ -298,9 +318,10 @@ def compare(
             CUDA) or ``"fp16"`` (CUDA only, with a gradient scaler).
         num_workers: DataLoader worker processes reading and cropping (default 0: in this process; memory is
             pinned on CUDA). The batches are the same for any number of workers.
-        crop: with ``data=(train, val)``: train on random crops of this spatial size (padded where an item is
-            smaller, with random flips), instead of the items whole (default: whole items, batched as they are).
-            Named datasets and folders choose their crop themselves.
+        crop: train on random crops of this spatial size (padded where an item is smaller, with random flips).
+            With ``data=(train, val)`` the default is the items whole (batched as they are); named datasets and
+            folders choose a crop themselves (and round it up to ``size_multiple`` for a ``model`` factory), which
+            this replaces, used as it is (``--crop``: a model that takes one input size, with ``window``).
         window: predict validation images larger than this spatial size by a sliding window (half overlap, logits
             averaged) and pad smaller ones to it, so that the model sees inputs of this size only (rounded up to
             ``size_multiple``); default ``None``: every validation image whole.
@@ -445,7 +466,7 @@ def compare(
         spacing=None if spacing is None else tuple(float(v) for v in spacing),
         nsd_tolerance=None if nsd_tolerance is None else float(nsd_tolerance),
     )
-    if isinstance(data, str | os.PathLike):  # a crop chosen by load_data: one the model accepts
+    if isinstance(data, str | os.PathLike) and crop is None:  # a crop chosen by load_data: one the model accepts
         dataset = crop_for_model(dataset, setup, config)
     # The arguments without a default that a registry loss needs for this task (the generalised Wasserstein Dice
     # loss's dist_matrix = 1 - eye(K)); the user's own arguments take precedence. A loss that does not support the

@@ -496,7 +496,7 @@ def input_dtype(model: nn.Module) -> torch.dtype:
 
 _SIZE_HINT = (
     "If the model takes only some input sizes, set size_multiple (--size-multiple) to its total stride, or window "
-    "(--window) and crop to the one size it takes"
+    "(--window) and crop (--crop) to the one size it takes"
 )
 
 

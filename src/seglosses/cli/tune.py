@@ -149,6 +149,7 @@ def tune(
     tolerance: float = 1.0,
     ignore_index: int | None = None,
     class_names: Sequence[str] | None = None,
+    crop: Sequence[int] | None = None,
     heartbeat: float = DEFAULT_HEARTBEAT,
     device: str = "cpu",
     progress: bool = True,
@@ -204,6 +205,8 @@ def tune(
             VOC masks), outside the class indices, as in :func:`seglosses.compare`: the loss of every trial and of
             the confirmation gets it, and the validation metrics leave those pixels out.
         class_names: one name per class, the background first, as in :func:`seglosses.compare`.
+        crop: the training crop's spatial size, used as it is, as in :func:`seglosses.compare` (for a named dataset
+            or folder it replaces the crop the data chooses; for ``data=(train, val)`` the default is the items whole).
         heartbeat: seconds between the heartbeats of a running trial (default :data:`DEFAULT_HEARTBEAT`, 60). A
             trial without a heartbeat for twice that long belongs to a dead worker (killed, machine lost): the next
             worker that starts a trial marks it FAIL and queues its parameters again (at most :data:`MAX_RETRY`
@@ -246,7 +249,7 @@ def tune(
     dataset = resolve_data(
         data,
         num_classes=num_classes,
-        crop=None,
+        crop=crop,
         caller="tune",
         ignore_index=ignore_index,
         progress=progress,
@@ -263,7 +266,7 @@ def tune(
         config = TrainConfig.preset(quick=True, ndim=dataset.ndim, epochs=epochs)
     direction = "minimize" if metric == "hd95" else "maximize"
     setup = RunSetup(model=model)
-    if isinstance(data, str | os.PathLike):  # a crop chosen by load_data: one the model accepts
+    if isinstance(data, str | os.PathLike) and crop is None:  # a crop chosen by load_data: one the model accepts
         dataset = crop_for_model(dataset, setup, config)
     if model is not None:
         from seglosses.cli.train import check_model
