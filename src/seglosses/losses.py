@@ -11,12 +11,13 @@ and ``forward(input, target)`` is one call of its function; it never mutates ``s
 construction (``loss.alpha = 0.5``) are checked by the next eager call, as the function's arguments are (not while
 ``torch.compile`` traces it).
 
-Buffers (``class_weights``, a per-class focal ``alpha``, ``dist_matrix``) are constants of the loss, saved in the
-``state_dict`` (loading one into a Module built without them, or the reverse, is torch's "Unexpected/Missing key"
-error) and converted like any Module's floating buffers: ``.double()`` keeps their values, ``.half()`` and
-``.bfloat16()`` round them to that dtype. The result's dtype follows the input, not the buffers (a float32 input
-gives a float32 loss after ``.half()`` or ``.double()``). ``torch.jit.script`` is not supported (a clear
-``NotImplementedError``); ``torch.compile`` is.
+Buffers (``class_weights``, a per-class focal ``alpha``, ``dist_matrix``) are copies of the values given (a floating
+tensor keeps its dtype; a sequence gets the default dtype, float32, and ``dist_matrix`` float64), constants of the
+loss, saved in the ``state_dict`` (loading one into a Module built without them, or the reverse, is torch's
+"Unexpected/Missing key" error) and converted like any Module's floating buffers: ``.double()`` keeps their values,
+``.half()`` and ``.bfloat16()`` round them to that dtype. The result's dtype follows the input, not the buffers (a
+float32 input gives a float32 loss after ``.half()`` or ``.double()``). ``torch.jit.script`` is not supported (a
+clear ``NotImplementedError``); ``torch.compile`` is.
 """
 
 from __future__ import annotations
@@ -40,10 +41,38 @@ from seglosses._checks import (
     check_spacing_form,
     check_weights_vector,
 )
-from seglosses._types import Mode
+from seglosses._types import Mode, Reduction
 
 if TYPE_CHECKING:
     from torch.distributed import ProcessGroup
+
+__all__ = [
+    "AsymmetricFocalLoss",
+    "AsymmetricFocalTverskyLoss",
+    "BoundaryLoss",
+    "ClDiceLoss",
+    "ComboLoss",
+    "CrossEntropyLoss",
+    "DiceCELoss",
+    "DiceClDiceLoss",
+    "DiceLoss",
+    "FBetaLoss",
+    "FocalLoss",
+    "FocalTverskyLoss",
+    "GeneralizedDiceLoss",
+    "GeneralizedWassersteinDiceLoss",
+    "HausdorffDTLoss",
+    "HybridFocalLoss",
+    "JaccardLoss",
+    "LogCoshDiceLoss",
+    "LovaszLoss",
+    "SensitivitySpecificityLoss",
+    "SymmetricFocalLoss",
+    "SymmetricFocalTverskyLoss",
+    "TopKLoss",
+    "TverskyLoss",
+    "UnifiedFocalLoss",
+]
 
 Weights = Sequence[float] | Tensor | None
 Spacing = float | Sequence[float] | Tensor | None
@@ -97,8 +126,15 @@ class _SegLoss(nn.Module):
         self._arg_names = tuple(checked)
         for name, value in checked.items():
             if name == "class_weights":
-                w = check_weights_vector(fn, "class_weights", value)  # a tensor keeps its device
-                self.register_buffer("class_weights", None if w is None else w.to(torch.get_default_dtype()))
+                # a copy (before, a float32 tensor was the buffer itself: loading a state_dict into the loss wrote
+                # into the user's tensor and into every loss built from it); a tensor keeps its device, a floating
+                # one its dtype (float64 weights were cut to float32: the Module then differed from the function
+                # in float64), a sequence or an integer tensor gets the default dtype
+                w = check_weights_vector(fn, "class_weights", value)
+                if w is not None:
+                    keep = isinstance(value, Tensor) and torch.is_floating_point(value)
+                    w = w.to(dtype=w.dtype if keep else torch.get_default_dtype(), copy=True)
+                self.register_buffer("class_weights", w)
             elif name == "alpha" and isinstance(value, Sequence) and not isinstance(value, str):
                 # per-class focal weights: a buffer (it moves with the Module; no host-to-device copy in a call)
                 a = torch.tensor([float(v) for v in value], dtype=torch.get_default_dtype())
@@ -128,6 +164,16 @@ class _SegLoss(nn.Module):
             own.__doc__, own.__qualname__ = base.__doc__, f"{cls.__qualname__}.forward"
             own.__annotations__ = dict(base.__annotations__)
             cls.forward = own  # type: ignore[method-assign]
+
+    if TYPE_CHECKING:  # for type checkers only; nothing changes at run time
+
+        def __call__(self, input: Tensor, target: Tensor) -> Tensor:
+            """A loss's value is a Tensor (``nn.Module`` types ``__call__`` as ``Callable[..., Any]``)."""
+            ...
+
+        def __getattr__(self, name: str) -> Any:
+            """The stored arguments are floats, bools, strings or buffers (``nn.Module`` says ``Tensor | Module``)."""
+            ...
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """Compute the loss; see the function named in the class docstring."""
@@ -198,8 +244,10 @@ class DiceLoss(_SegLoss):
         >>> loss = DiceLoss(mode="multiclass", include_background=False)
         >>> loss
         DiceLoss(mode='multiclass', include_background=False)
-        >>> float(loss(torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long))) > 0
-        True
+        >>> # p = 1/3 everywhere, every pixel class 0; classes 1 and 2: TP = FN = 0, FP = 16/3, smooth = 1
+        >>> # D = 1 / (16/3 + 1) = 3/19, loss 1 - 3/19 = 16/19 = 0.84210...
+        >>> round(loss(torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long)).item(), 6)
+        0.842105
 
     """
 
@@ -217,7 +265,7 @@ class DiceLoss(_SegLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -252,7 +300,7 @@ class JaccardLoss(_SegLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -287,7 +335,7 @@ class TverskyLoss(_SegLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -325,7 +373,7 @@ class FocalTverskyLoss(_SegLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -360,7 +408,7 @@ class GeneralizedDiceLoss(_SegLoss):
         include_background: bool = True,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -390,7 +438,7 @@ class CrossEntropyLoss(_SegLoss):
         class_weights: Weights = None,
         label_smoothing: float = 0.0,
         ignore_index: int | None = None,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -419,7 +467,7 @@ class FocalLoss(_SegLoss):
         alpha: FocalAlpha = "auto",
         gamma: float = 2.0,
         ignore_index: int | None = None,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -458,7 +506,7 @@ class DiceCELoss(_SegLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Literal["mean", "sum"] = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -499,7 +547,7 @@ class ComboLoss(_SegLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Literal["mean"] = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -541,7 +589,7 @@ class HybridFocalLoss(_SegLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Literal["mean", "sum"] = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -585,7 +633,7 @@ class UnifiedFocalLoss(_SegLoss):
         asymmetric: bool = True,
         smooth: float = 1e-7,
         ignore_index: int | None = None,
-        reduction: str = "mean",
+        reduction: Literal["mean", "sum"] = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -615,7 +663,7 @@ class _UnifiedFocalPart(_SegLoss):
         delta: float = 0.7,
         gamma: float = 2.0,
         ignore_index: int | None = None,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -655,7 +703,7 @@ class _UnifiedTverskyPart(_SegLoss):
         gamma: float = 0.75,
         smooth: float = 1e-7,
         ignore_index: int | None = None,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -698,7 +746,7 @@ class LovaszLoss(_SegLoss):
         classes: Literal["present", "all"] = "present",
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Literal["mean", "sum"] = "mean",
     ) -> None:
         super().__init__(
             mode=mode,
@@ -712,6 +760,12 @@ class LovaszLoss(_SegLoss):
 
 class _DistanceMapLoss(_SegLoss):
     """A loss weighted by distance maps of the target: ``forward`` also takes a precomputed ``dist_map``."""
+
+    if TYPE_CHECKING:
+
+        def __call__(self, input: Tensor, target: Tensor, dist_map: Tensor | None = None) -> Tensor:
+            """A loss's value is a Tensor; ``dist_map`` as in :meth:`forward`."""
+            ...
 
     def forward(self, input: Tensor, target: Tensor, dist_map: Tensor | None = None) -> Tensor:
         """Compute the loss; ``dist_map`` None computes the target's maps in the call (on the target's device)."""
@@ -748,7 +802,7 @@ class BoundaryLoss(_DistanceMapLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -787,7 +841,7 @@ class HausdorffDTLoss(_DistanceMapLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -823,7 +877,7 @@ class ClDiceLoss(_SegLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -859,7 +913,7 @@ class DiceClDiceLoss(_SegLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -895,7 +949,7 @@ class LogCoshDiceLoss(_SegLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -936,7 +990,7 @@ class TopKLoss(_SegLoss):
         label_smoothing: float = 0.0,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -970,7 +1024,7 @@ class SensitivitySpecificityLoss(_SegLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -1005,7 +1059,7 @@ class FBetaLoss(_SegLoss):
         class_weights: Weights = None,
         ignore_index: int | None = None,
         per_image: bool = False,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:
@@ -1048,7 +1102,7 @@ class GeneralizedWassersteinDiceLoss(_SegLoss):
         from_logits: bool = True,
         smooth: float = 1e-5,
         ignore_index: int | None = None,
-        reduction: str = "mean",
+        reduction: Reduction = "mean",
         sync_stats: bool = False,
         process_group: ProcessGroup | None = None,
     ) -> None:

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import inspect
+import re
 from typing import Any, NamedTuple
 
 from torch import nn
 
 from seglosses import losses
-from seglosses._checks import ClassBalance, Interval, _did_you_mean, check_option, declared
+from seglosses._checks import ClassBalance, Interval, _did_you_mean, declared
+
+__all__ = [
+    "SEARCH_SPACES",
+    "Param",
+    "available_losses",
+    "check_search_spaces",
+    "default_arguments",
+    "get_loss",
+    "loss_class",
+    "search_space",
+]
 
 _REGISTRY: dict[str, type[nn.Module]] = {
     "dice": losses.DiceLoss,
@@ -44,16 +56,45 @@ def available_losses() -> list[str]:
 
     Examples:
         >>> from seglosses import available_losses
-        >>> "focal_tversky" in available_losses()
-        True
+        >>> len(available_losses()), available_losses()[:4]
+        (25, ['asymmetric_focal', 'asymmetric_focal_tversky', 'boundary', 'cldice'])
 
     """
     return sorted(_REGISTRY)
 
 
+# Other spellings of a name that a hint points to the registry name (never accepted as names themselves).
+_COMMON_NAMES = {"ce": "cross_entropy", "bce": "cross_entropy", "iou": "jaccard"}
+
+
+def _name_hint(name: object) -> str:
+    """A did-you-mean for an unknown loss name, also from its class or function name or another case.
+
+    ``"DiceLoss"``, ``"dice_loss"``, ``"DICE"`` and ``"focal-tversky"`` point to the registry name (difflib alone
+    matched ``"dice_loss"`` to ``'dice_ce'`` and found nothing for ``"DiceLoss"`` or ``"DICE"``).
+    """
+    if not isinstance(name, str):
+        return ""
+    key = re.sub(r"[\s\-]+", "_", name.strip()).lower()
+    spellings = {k.replace("_", ""): v for k, v in _COMMON_NAMES.items()}
+    for registered, cls in _REGISTRY.items():
+        function = cls._function.__name__  # type: ignore[attr-defined]
+        for spelling in (registered, cls.__name__.lower(), function):
+            spellings[spelling.replace("_", "")] = registered
+    found = spellings.get(key.replace("_", ""))
+    return f" (did you mean {found!r}?)" if found else _did_you_mean(key, available_losses())
+
+
+def _check_name(fn: str, name: object) -> None:
+    """Raise ``ValueError`` for a name that is not in the registry (listing the names, with a did-you-mean)."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        listed = ", ".join(repr(c) for c in available_losses())
+        raise ValueError(f"{fn}: `name` must be one of {listed}; got {name!r}{_name_hint(name)}")
+
+
 def loss_class(name: str) -> type[nn.Module]:
     """The Module class registered under ``name`` (raises ``ValueError`` with a did-you-mean for unknown names)."""
-    check_option("get_loss", "name", name, available_losses())
+    _check_name("get_loss", name)
     return _REGISTRY[name]
 
 
@@ -208,7 +249,7 @@ def search_space(name: str, mode: str | None = None) -> dict[str, Param]:
         ['gamma']
 
     """
-    check_option("search_space", "name", name, available_losses())
+    _check_name("search_space", name)
     space = SEARCH_SPACES.get(name, {})
     return {k: p for k, p in space.items() if mode is None or not p.modes or mode in p.modes}
 
