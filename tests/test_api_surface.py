@@ -269,3 +269,27 @@ def test_user_script_passes_mypy_strict(tmp_path):
     args = ["--strict", "--no-error-summary", "--python-version", "3.11", "--cache-dir", str(tmp_path / "cache")]
     out, err, status = api.run([*args, str(script)])
     assert status == 0, out + err
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+
+
+def test_segmentation_metrics_repr_shows_every_non_default_argument():
+    from seglosses.metrics import SegmentationMetrics
+
+    assert (
+        repr(SegmentationMetrics(mode="multiclass", num_classes=3))
+        == "SegmentationMetrics(mode='multiclass', num_classes=3)"
+    )
+    m = SegmentationMetrics(
+        mode="multiclass", num_classes=3, metrics=("dice",), ignore_index=255, include_background=False, zero_division=0
+    )
+    # ignore_index, include_background and zero_division change the numbers: they were missing from the repr
+    assert repr(m) == (
+        "SegmentationMetrics(mode='multiclass', num_classes=3, metrics=('dice',), ignore_index=255, "
+        "include_background=False, zero_division=0)"
+    )
+    b = SegmentationMetrics(mode="binary", num_classes=1, threshold=0.3, from_logits=True, surface=("hd95",))
+    assert repr(b) == (
+        "SegmentationMetrics(mode='binary', num_classes=1, threshold=0.3, from_logits=True, surface=('hd95',))"
+    )

@@ -2,6 +2,7 @@ r"""Streaming accumulation of the metrics over batches: ``update`` / ``compute``
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 
@@ -175,11 +176,20 @@ class SegmentationMetrics:
         self.reset()
 
     def __repr__(self) -> str:
-        extra = f", surface={self.surface!r}" if self.surface else ""
-        return (
-            f"{type(self).__name__}(mode={self.mode!r}, num_classes={self.num_classes}, metrics={self.metrics!r}, "
-            f"average={self.average!r}, per_image={self.per_image}{extra})"
-        )
+        """The mode, ``num_classes`` and every argument that differs from its default (as the loss Modules' repr).
+
+        It showed ``metrics``, ``average`` and ``per_image`` always and never ``ignore_index``,
+        ``include_background``, ``zero_division``, ``threshold``, ``from_logits``, ``sync``, ``spacing`` or
+        ``tolerance``: two objects that compute different numbers printed alike.
+        """
+        parts = [f"mode={self.mode!r}", f"num_classes={self.num_classes}"]
+        for p in inspect.signature(type(self).__init__).parameters.values():
+            if p.name in ("self", "mode", "num_classes"):
+                continue
+            value = getattr(self, p.name)
+            if value is not p.default and value != p.default:
+                parts.append(f"{p.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
 
     def reset(self) -> None:
         """Forget every batch seen: zero counts (or zero sums and counts of per-image values), no surface values."""
