@@ -293,3 +293,22 @@ def test_segmentation_metrics_repr_shows_every_non_default_argument():
     assert repr(b) == (
         "SegmentationMetrics(mode='binary', num_classes=1, threshold=0.3, from_logits=True, surface=('hd95',))"
     )
+
+
+def test_class_weights_from_numpy_as_sklearn_gives_them() -> None:
+    """sklearn's ``compute_class_weight`` returns a NumPy array: accepted as the same list (function and Module)."""
+    from seglosses import F
+
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    t = torch.randint(0, 3, (2, 8, 8), generator=torch.Generator().manual_seed(1))
+    w = np.array([0.5, 2.0, 1.5])
+    want = F.dice_loss(x, t, mode="multiclass", class_weights=[0.5, 2.0, 1.5])
+    assert torch.equal(F.dice_loss(x, t, mode="multiclass", class_weights=w), want)
+    assert torch.equal(F.dice_loss(x, t, mode="multiclass", class_weights=np.array([1, 4, 3])),
+                       F.dice_loss(x, t, mode="multiclass", class_weights=[1.0, 4.0, 3.0]))  # fmt: skip
+    module = seglosses.DiceLoss(mode="multiclass", class_weights=w)
+    torch.testing.assert_close(module(x.float(), t), want.float())
+    with pytest.raises(TypeError, match=r"`class_weights` must be a sequence of numbers, a 1-D tensor or a NumPy arr"):
+        F.dice_loss(x, t, mode="multiclass", class_weights=np.array(["a", "b", "c"]))
+    with pytest.raises(ValueError, match=r"`class_weights` must hold finite values >= 0; got \[1.0, -1.0, 1.0\]"):
+        F.dice_loss(x, t, mode="multiclass", class_weights=np.array([1.0, -1.0, 1.0]))

@@ -106,8 +106,11 @@ def check_ignore_index(fn: str, ignore_index: object) -> None:
         raise ValueError(f"{fn}: `ignore_index` must fit in int64; got {ignore_index}")
 
 
+_WEIGHTS_FORM = "{fn}: `{name}` must be a sequence of numbers, a 1-D tensor or a NumPy array of numbers; got {got}"
+
+
 def check_weights_vector(fn: str, name: str, value: object, *, allow_zero_sum: bool = False) -> torch.Tensor | None:
-    """Turn a sequence or 1-D tensor of non-negative finite weights into a tensor (float64 for a sequence).
+    """A sequence, 1-D tensor or NumPy array of non-negative finite weights as a tensor (float64 unless a tensor).
 
     A tensor keeps its device. The values (finite, >= 0, a positive sum) of a sequence are always checked; those of
     a tensor where value checks apply (:func:`values_checked`: a CPU tensor by default, every device with
@@ -118,13 +121,15 @@ def check_weights_vector(fn: str, name: str, value: object, *, allow_zero_sum: b
         return None
     if isinstance(value, torch.Tensor):
         w = value.detach()
+    elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":  # e.g. sklearn's compute_class_weight
+        w = torch.from_numpy(np.array(value, dtype=np.float64))
     elif isinstance(value, Sequence) and not isinstance(value, str):
         try:
             w = torch.tensor([float(v) for v in value], dtype=torch.float64)
         except (TypeError, ValueError):
-            raise TypeError(f"{fn}: `{name}` must be a sequence of numbers or a 1-D tensor; got {value!r}") from None
+            raise TypeError(_WEIGHTS_FORM.format(fn=fn, name=name, got=repr(value))) from None
     else:
-        raise TypeError(f"{fn}: `{name}` must be a sequence of numbers or a 1-D tensor; got {type(value).__name__}")
+        raise TypeError(_WEIGHTS_FORM.format(fn=fn, name=name, got=type(value).__name__))
     if w.ndim != 1 or w.numel() == 0:
         raise ValueError(f"{fn}: `{name}` must be 1-D and non-empty; got shape {_fmt_shape(w.shape)}")
     if not torch.is_floating_point(w):

@@ -41,6 +41,7 @@ from seglosses._checks import (
     exact_ignore_target,
 )
 from seglosses._ops_distance import distance_maps
+from seglosses._types import Mode
 
 Kind = Literal["signed", "unsigned"]
 
@@ -157,7 +158,7 @@ def _distance(
 def signed_distance(
     target: Tensor,
     *,
-    mode: str,
+    mode: Mode,
     num_classes: int | None = None,
     spacing: float | Sequence[float] | Tensor | None = None,
     ignore_index: int | None = None,
@@ -232,7 +233,7 @@ def signed_distance(
 def unsigned_distance(
     target: Tensor,
     *,
-    mode: str,
+    mode: Mode,
     num_classes: int | None = None,
     spacing: float | Sequence[float] | Tensor | None = None,
     ignore_index: int | None = None,
@@ -313,7 +314,7 @@ class DistanceMapTransform:
     def __init__(
         self,
         *,
-        mode: str,
+        mode: Mode,
         kind: Kind = "signed",
         num_classes: int | None = None,
         spacing: float | Sequence[float] | Tensor | None = None,

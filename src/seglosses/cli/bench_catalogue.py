@@ -19,11 +19,14 @@ r"""``seglosses bench`` cases of the distance-map and topology losses, beside MO
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
 from seglosses.cli.benchmark import Case, Unavailable
+
+if TYPE_CHECKING:
+    from seglosses._types import Mode
 
 __all__ = ["CATALOGUE_QUANTITIES", "catalogue_cases"]
 
@@ -54,7 +57,7 @@ def _ours(name: str, *, dist: str | None = None, **kwargs: Any) -> Build:  # noq
                     maps.clear()
                     make = sd.signed_distance if dist == "signed" else sd.unsigned_distance
                     num_classes = int(x.shape[1]) if mode == "multiclass" else None
-                    maps[key] = make(t, mode=mode, num_classes=num_classes).to(x.device)
+                    maps[key] = make(t, mode=cast("Mode", mode), num_classes=num_classes).to(x.device)
                 extra["dist_map"] = maps[key]
             out: torch.Tensor = fn(x, t, mode=mode, **kwargs, **extra)
             return out
