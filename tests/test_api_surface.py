@@ -312,3 +312,15 @@ def test_class_weights_from_numpy_as_sklearn_gives_them() -> None:
         F.dice_loss(x, t, mode="multiclass", class_weights=np.array(["a", "b", "c"]))
     with pytest.raises(ValueError, match=r"`class_weights` must hold finite values >= 0; got \[1.0, -1.0, 1.0\]"):
         F.dice_loss(x, t, mode="multiclass", class_weights=np.array([1.0, -1.0, 1.0]))
+
+
+def test_tune_and_compare_hint_the_registry_name_of_a_class_or_function_name() -> None:
+    pytest.importorskip("optuna")
+    from seglosses.cli.tune import tune
+
+    with pytest.raises(ValueError, match=r"got 'DiceLoss' \(did you mean 'dice'\?\)"):
+        tune("DiceLoss", progress=False)
+    with pytest.raises(ValueError, match=r"got 'focal-tversky' \(did you mean 'focal_tversky'\?\)"):
+        tune("focal-tversky", progress=False)
+    with pytest.raises(ValueError, match=r"got 'HausdorffDTLoss' \(did you mean 'hausdorff_dt'\?\)"):
+        seglosses.compare(["HausdorffDTLoss"], data="synthetic:binary", progress=False, log=lambda _: None)

@@ -229,10 +229,9 @@ def tune(
 
     say = log if log is not None else print
     if loss not in available_losses():
-        import difflib
+        from seglosses.registry import _name_hint
 
-        close = difflib.get_close_matches(loss, available_losses(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = _name_hint(loss)  # also from a class or function name ("DiceLoss", "dice_loss") or another case
         raise ValueError(f"tune: `loss` must be one of {', '.join(available_losses())}; got {loss!r}{hint}")
     if metric not in TUNE_METRICS:
         raise ValueError(f"tune: `metric` must be one of {', '.join(TUNE_METRICS)}; got {metric!r}")
