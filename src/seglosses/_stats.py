@@ -8,7 +8,7 @@ exactly, also for soft targets.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -49,6 +49,37 @@ class SoftStats(NamedTuple):
 
 #: Pixels summed sequentially into one accumulator by :func:`class_sums` (each class gets one slot per span).
 _SPAN = 1024
+
+
+class _GatherOwn(torch.autograd.Function):
+    """``x.gather(1, index)`` whose backward keeps the index only.
+
+    ATen's ``gather`` keeps its whole input for the backward (``gather_backward`` reads only its shape): where
+    nothing else keeps that input (a skeleton ``S(p)``, a cost map), it was one more tensor of the input's size
+    alive until the backward. The backward is ATen's own, so the gradient is the same bit for bit: the incoming
+    gradient added into zeros at the gathered positions.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, index: Tensor) -> Tensor:
+        ctx.save_for_backward(index)
+        ctx.shape = x.shape
+        return x.gather(1, index)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (index,) = ctx.saved_tensors
+        return grad.new_zeros(ctx.shape).scatter_add_(1, index, grad), None
+
+
+def gather_own(x: Tensor, index: Tensor) -> Tensor:
+    """Each pixel's value at its own class, ``(N, M)``: ``x`` ``(N, K, M)`` gathered at ``index`` ``(N, M)``.
+
+    The same values and gradient as ``x.gather(1, index.unsqueeze(1)).squeeze(1)``; autograd keeps the index, not
+    ``x``.
+    """
+    out: Tensor = _GatherOwn.apply(x, index.unsqueeze(1))  # type: ignore[no-untyped-call]
+    return out.squeeze(1)
 
 
 def class_sums(target: Tensor, values: Tensor, num_classes: int) -> Tensor:

@@ -29,7 +29,7 @@ from seglosses._distributed import sync_sums
 from seglosses._numerics import safe_divide
 from seglosses._prepare import Prepared, prepare
 from seglosses._reduce import reduce_classes, reduce_images
-from seglosses._stats import SoftStats, class_sums
+from seglosses._stats import SoftStats, class_sums, gather_own
 from seglosses._types import Mode, Reduction
 from seglosses.functional.region import region_stats
 
@@ -561,7 +561,7 @@ def generalized_wasserstein_dice_loss(
     alpha = m[:, 0]
     if prep.form == "index":
         t = prep.safe_index()[0]  # indices safe to gather with; an image with a bad one is made NaN below
-        w = cost.gather(1, t.unsqueeze(1)).squeeze(1)
+        w = gather_own(cost, t)  # keeps the indices for backward, not the cost map (ATen's gather keeps both)
         a = alpha[t]
         if prep.valid is not None:
             keep = prep.valid[:, 0]

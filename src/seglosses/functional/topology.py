@@ -27,6 +27,7 @@ from seglosses._distributed import sync_sums
 from seglosses._numerics import safe_divide
 from seglosses._prepare import Prepared, prepare
 from seglosses._reduce import reduce_classes, weighted_sum
+from seglosses._stats import class_sums, gather_own
 from seglosses._types import Mode, Reduction
 from seglosses.functional.boundary import first_class, spatial_shape
 from seglosses.functional.region import dice_loss
@@ -411,9 +412,12 @@ def hard_skeleton(m: Tensor, iterations: int) -> Tensor:
 def _cldice_sums(fn: str, prep: Prepared, start: int, iterations: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per image and kept class ``(N, K)``: ``sum S(p) g``, ``sum S(p)``, ``sum S(g) p``, ``sum S(g)`` (kept pixels).
 
-    Index targets: ``sum S(p) g`` is ``S(p)`` summed where ``t == c`` and the target's skeleton is
-    :func:`hard_skeleton` of those bool masks (one byte per element and class, no float one-hot; the backward
-    keeps the masks, not a copy of ``S(p)``).
+    Index targets: no tensor of the input's size is built from the target. ``sum S(p) g`` gathers each pixel's
+    ``S(p)`` of its own class and sums it into that class (:func:`~seglosses._stats.class_sums`); the target's
+    skeleton is :func:`hard_skeleton` of one class's bool mask ``(N, 1, *S)`` at a time, and since a class's
+    skeleton lies inside its mask (the masks are disjoint), the skeletons of all classes fit in one ``(N, M)`` bool
+    map "this pixel is on its own class's skeleton". The backward keeps that map and the indices, not a copy of
+    ``S(p)`` nor a mask per class.
     Dense targets: the soft skeleton of the target, without autograd.
     """
     n, c, m = prep.logits.shape
@@ -428,18 +432,30 @@ def _cldice_sums(fn: str, prep: Prepared, start: int, iterations: int) -> tuple[
     sum_sp = sp_kept.sum(-1)
     if prep.form == "index":
         t = prep.safe_index()[0]  # (N, M), ignored pixels are 0 and masked by `valid`; bad indices 0 (see below)
+        # a pixel counts for kept class t - start when it is kept and t >= start (else it adds an exact 0 to class 0)
+        keep = None if valid is None else valid[:, 0] > 0
+        idx = t
+        if start > 0:
+            keep = t >= start if keep is None else keep & (t >= start)
+            idx = (t - start).clamp_min(0)
         with torch.no_grad():
-            masks = t.unsqueeze(1) == torch.arange(start, c, device=t.device).view(1, k, 1)
-            if valid is not None:
-                masks &= valid > 0
-            skel_g = hard_skeleton(masks.reshape(n, k, *s), iterations).reshape(n, k, m)
+            on_skel = torch.zeros((n, m), dtype=torch.bool, device=t.device)  # on its own class's skeleton
+            for j in range(k):
+                mask = t == start + j
+                if valid is not None:
+                    mask &= valid[:, 0] > 0
+                on_skel |= hard_skeleton(mask.reshape(n, 1, *s), iterations).reshape(n, m)
         zero = torch.zeros((), dtype=p.dtype, device=p.device)
-        sum_sp_g = torch.where(masks, sp_kept, zero).sum(-1)  # keeps the bool masks for backward, not S(p)
-        sum_sg_p = torch.where(skel_g, p, zero).sum(-1)
+        sp_t = gather_own(sp_kept, idx)  # S(p) of each pixel's own class
+        if keep is not None:
+            sp_t = torch.where(keep, sp_t, zero)
+        p_t = gather_own(p, idx)
+        sum_sp_g = class_sums(idx, sp_t, k)
+        sum_sg_p = class_sums(idx, torch.where(on_skel, p_t, zero), k)
         poison = prep.index_poison(p.dtype)  # an image with a class index outside [0, C): NaN
         if poison is not None:
             sum_sp_g = sum_sp_g + poison.unsqueeze(1)
-        return sum_sp_g, sum_sp, sum_sg_p, skel_g.sum(-1).to(p.dtype)
+        return sum_sp_g, sum_sp, sum_sg_p, class_sums(idx, on_skel.to(p.dtype), k)
     g = prep.target[:, start:]  # 0 at ignored elements
     with torch.no_grad():
         skel_g = soft_skeleton(g.reshape(n, k, *s), iterations).reshape(n, k, m)
