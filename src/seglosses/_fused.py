@@ -16,7 +16,9 @@ the backward recomputes ``p`` in the gradient's own buffer and writes
     \quad S = v \big(\textstyle\sum_k p_k \bar P_k + p_t \bar T_t\big),\quad K = \bar F\, w\, f'(\log p_t)
 
 (bars are the incoming gradients of ``P``, ``TP`` and the pixel sum), in spatial chunks so that no temporary of
-the input's size is allocated beside the gradient. No one-hot tensor is built; no host synchronisation.
+the input's size is allocated beside the gradient. No one-hot tensor of the input's size is built (the PyTorch
+twins compare a chunk of the target with the class indices, at most ``_CHUNK_ELEMENTS`` elements, whole
+tensors only in the traced form that Inductor fuses); no host synchronisation.
 
 The same module holds the fused sigmoid paths for binary / multilabel logits (statistics ``TP``, ``P``, ``G`` and
 the focal / BCE term from one pass each way). On the CPU each pass runs in a compiled kernel when one is available
