@@ -26,6 +26,8 @@ import torch
 pytest.importorskip("typer")
 pytest.importorskip("optuna")
 pytest.importorskip("matplotlib")
+if sys.platform == "win32":  # SIGKILL/SIGSTOP/SIGCONT, and the folder lock is an flock (none on Windows)
+    pytest.skip("POSIX signals and flock", allow_module_level=True)
 
 from typer.testing import CliRunner  # noqa: E402
 
@@ -180,8 +182,14 @@ def _one_line(text: str) -> str:
 @pytest.fixture(scope="module")
 def uninterrupted() -> list[tuple[object, ...]]:
     """The numbers of the comparison run in one go, without files (the reference of every resume)."""
+    # module scope: set up before the autouse _one_thread, which would otherwise save and "restore" this 1, so
+    # every later test file of the same xdist worker ran on one thread
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    return _numbers(_compare(None, log=[]))
+    try:
+        return _numbers(_compare(None, log=[]))
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------------------------------------- compare

@@ -177,6 +177,8 @@ ADAPT: dict[str, list[tuple[str, str, str]]] = {
 @pytest.fixture
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.chdir(tmp_path)
+    # `--model module:fn` puts the working directory (this tmp_path) on sys.path for good: restored afterwards
+    monkeypatch.setattr(sys, "path", list(sys.path))
     yield
     import torch.distributed as dist
 
