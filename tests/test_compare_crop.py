@@ -104,6 +104,7 @@ def test_a_bad_crop_is_refused_naming_it(crop, message):
 
 
 def test_tune_takes_the_crop_too(tmp_path, monkeypatch):
+    pytest.importorskip("optuna")
     from seglosses.cli import train as train_module
     from seglosses.cli.tune import tune
 
@@ -122,6 +123,7 @@ def test_tune_takes_the_crop_too(tmp_path, monkeypatch):
 
 
 def test_the_command_line_crop(tmp_path, monkeypatch):
+    pytest.importorskip("typer")
     from typer.testing import CliRunner
 
     from seglosses.cli.app import app
@@ -135,6 +137,8 @@ def test_the_command_line_crop(tmp_path, monkeypatch):
     monkeypatch.setattr(compare_module, "compare", fake)
     result = CliRunner().invoke(app, ["compare", "--crop", "24,40", "--out", str(tmp_path)])
     assert seen["crop"] == [24, 40], result.output
+    assert result.exit_code == 2
+    assert "stop here" in result.output
     result = CliRunner().invoke(app, ["compare", "--crop", "24x40", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "--crop must be comma-separated integers such as 256,256; got '24x40'" in " ".join(result.output.split())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 import seglosses.functional as SF
@@ -231,6 +233,15 @@ def test_dice_ce_zero_dice_weight_leaves_an_infinite_log_dice_out():
     assert_close(got, SF.cross_entropy_loss(p0 + 0.25, g, **_PROB).detach())
     got = SF.dice_ce_loss(p0, g, smooth=0.0, log_loss=True, ce_weight=1.0, dice_weight=0.0, **_PROB)
     assert torch.isinf(got)  # the CE of an exactly-0 prediction is inf itself: nothing is hidden
+    # an infinite log Dice beside a finite CE: no foreground, p = 0.25 everywhere, so with smooth = 0 Dice is
+    # 0 / (sum p) = 0 and -log 0 = inf, while CE = -log(1 - 0.25) at each of the 4 pixels, d/dp = 1 / (4 * 0.75)
+    q = torch.full((1, 1, 1, 4), 0.25, dtype=torch.float64, requires_grad=True)
+    empty = torch.zeros(1, 1, 1, 4, dtype=torch.float64)
+    assert torch.isinf(SF.dice_loss(q, empty, smooth=0.0, log_loss=True, **_PROB))
+    got = SF.dice_ce_loss(q, empty, smooth=0.0, log_loss=True, dice_weight=0.0, **_PROB)
+    assert_close(got, -math.log(0.75))
+    (grad,) = torch.autograd.grad(got, q)
+    assert_close(grad, [[[[1 / 3] * 4]]])
 
 
 def test_every_weight_zero_keeps_the_graph():
