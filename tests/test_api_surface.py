@@ -323,4 +323,4 @@ def test_tune_and_compare_hint_the_registry_name_of_a_class_or_function_name() -
     with pytest.raises(ValueError, match=r"got 'focal-tversky' \(did you mean 'focal_tversky'\?\)"):
         tune("focal-tversky", progress=False)
     with pytest.raises(ValueError, match=r"got 'HausdorffDTLoss' \(did you mean 'hausdorff_dt'\?\)"):
-        seglosses.compare(["HausdorffDTLoss"], data="synthetic:binary", progress=False, log=lambda _: None)
+        seglosses.compare(["HausdorffDTLoss"], data="synthetic:binary", out=None, progress=False, log=lambda _: None)

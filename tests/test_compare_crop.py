@@ -46,7 +46,9 @@ def _one_thread():
 
 
 def _compare(**kw):
-    kw = {"data": "synthetic:binary", "model": OneSize, "seeds": 1, "config": TINY, "progress": False} | kw
+    # out=None unless given: compare's default out is ./seglosses-compare, which the tests must not write (a file left
+    # in the checkout, and two xdist workers on it meet the folder lock)
+    kw = {"data": "synthetic:binary", "model": OneSize, "seeds": 1, "config": TINY, "progress": False, "out": None} | kw
     return seglosses.compare(["dice"], log=lambda _: None, **kw)
 
 
