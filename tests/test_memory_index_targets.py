@@ -193,9 +193,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
     # one-hot of the target and its skeleton, (N, C, M) each); the skeleton's recomputing backward at peak (19.25)
     "cldice": (5.3, 20.5),
     "dice_cldice": (5.6, 20.8),
-    # combo: log(1 - p) by prefix/suffix logcumsumexp (_numerics.log1m_softmax) keeps ~5 tensors of the input's size
-    # (5.25 of the 6.75); not a one-hot, see the results file
-    "combo": (7.0, 16.0),
+    # combo: the fused pass's logsumexp (0.25), the softmax that index_log_probs makes for p_t (1) and its logsumexp
+    # (0.25): 1.5; its log(1 - p) is _numerics.log1m_softmax_lean, which keeps the logits only (autograd through the
+    # prefix/suffix logcumsumexp kept 5.25 more: 6.75). Peak 7.0 (15.25 before): the forward's exclusive
+    # logcumsumexp (3 at once) beside the statistics, and the closed-form backward's in-place buffers
+    "combo": (1.7, 7.5),
 }
 
 

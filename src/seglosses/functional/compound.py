@@ -24,7 +24,7 @@ from seglosses._checks import (
     hyperparameters,
 )
 from seglosses._distributed import sync_sums
-from seglosses._numerics import log1m_softmax
+from seglosses._numerics import log1m_softmax_lean
 from seglosses._prepare import index_log_probs, log_probs, masked_mean, prepare
 from seglosses._reduce import reduce_classes, weighted_sum
 from seglosses._stats import fused_stats_and_pixel, soft_stats
@@ -336,9 +336,10 @@ def combo_loss(
     if prep.form == "index":
         logp_t, _, _ = index_log_probs(prep, need_log1m=False)  # NaN in an image with a bad index (device count)
         t = prep.safe_index()[0].unsqueeze(1)  # indices safe to scatter with
-        # sum over the classes other than the pixel's own: its own entry is zeroed (no one-hot is built)
+        # sum over the classes other than the pixel's own: its own entry is zeroed (no one-hot is built); the exact
+        # log(1 - p) whose backward keeps the logits only (autograd through it kept ~5 tensors of the input's size)
         if prep.from_logits:
-            others = log1m_softmax(prep.logits, dim=1).scatter(1, t, 0.0).sum(1)
+            others = log1m_softmax_lean(prep.logits, dim=1).scatter(1, t, 0.0).sum(1)
         else:
             kept = prep.prob if prep.valid is None else prep.prob * prep.valid
             others = torch.log1p(-kept.scatter(1, t, 0.0)).sum(1)
@@ -346,7 +347,10 @@ def combo_loss(
         valid = None if prep.valid is None else prep.valid.squeeze(1)
         wce = masked_mean(per_pixel, valid, "mean", prep.sync) / prep.num_classes
     else:
-        logp, log1mp = log_probs(prep)
+        if prep.from_logits and prep.mode == "multiclass":  # log_probs' pair, log(1 - p) with the lean backward
+            logp, log1mp = torch.log_softmax(prep.logits, dim=1), log1m_softmax_lean(prep.logits, dim=1)
+        else:
+            logp, log1mp = log_probs(prep)
         g = prep.target
         wce = masked_mean(-(beta * g * logp + (1 - beta) * (1 - g) * log1mp), prep.valid, "mean", prep.sync)
     return weighted_sum((alpha, wce), (1 - alpha, (dice - 1) * any_kept))
