@@ -146,5 +146,18 @@ def test_the_command_line_crop(tmp_path, monkeypatch):
     assert "--crop must be comma-separated integers such as 256,256; got '24x40'" in " ".join(result.output.split())
 
 
+def test_window_runs_have_a_new_identity_since_smaller_images_are_padded_to_the_window():
+    """5aed75b pads validation images smaller than ``window`` to it (before: predicted whole); a folder of earlier
+    runs with the same window must not resume as the same runs, while runs without a window keep their ids."""
+    from seglosses.cli.train import RunSetup
+
+    assert RunSetup(window=(32, 32)).identity()["window_pads_smaller_images"] is True
+    assert "window_pads_smaller_images" not in RunSetup().identity()
+    # the identity before 5aed75b for the same window, as the fingerprint hashes it
+    before = {"model": None, "amp": None, "size_multiple": None, "window": (32, 32), "spacing": None,
+              "nsd_tolerance": None}  # fmt: skip
+    assert RunSetup(window=(32, 32)).identity() != before
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))

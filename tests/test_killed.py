@@ -478,3 +478,88 @@ def test_tune_says_what_a_resumed_trial_waits_for() -> None:
     waits: list[list[int]] = []
     tune_module._claim(study, mine, 2, 0.001, 60.0, on_wait=waits.append)  # runs once trial 1 is failed
     assert waits == [[1]]
+
+
+# ------------------------------------------------------------------------------------------------- --nproc
+
+
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
+        except OSError:  # the process ended meanwhile
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended (its parent, or init, has yet to reap it)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the process tree from Linux /proc")
+def test_sigterm_with_nproc_stops_the_ranks_too(tmp_path):
+    """SIGTERM to ``compare --nproc 2`` (the parent only, as ``kill PID``): the ranks stop too, and the parent exits.
+
+    The parent waits in the ranks' join; SIGTERM raised there as KeyboardInterrupt used to leave the (non-daemon)
+    ranks training, and the parent waited for them at exit.
+    """
+    out = tmp_path / "out"
+    args = [a if a != "1" or CLI_COMPARE[i - 1] != "--epochs" else "50" for i, a in enumerate(CLI_COMPARE)]
+    args += ["--nproc", "2", "--out", str(out)]  # 50 epochs: long enough to be stopped midway
+    # not through the driver: the ranks are spawned, and a spawned process runs the parent's __main__ module again
+    process = subprocess.Popen(
+        [sys.executable, "-m", "seglosses", *args],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    ranks: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while len(ranks) < 2 or not list(out.glob(".ddp-*/init*")):  # the ranks have met
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the ranks never started"
+            time.sleep(0.1)
+            ranks = [pid for pid in _children(process.pid) if "spawn" in Path(f"/proc/{pid}/cmdline").read_text()]
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        left = [pid for pid in ranks if _alive(pid)]
+        for pid in left:  # a failing run must not leave ranks training on the machine
+            os.kill(pid, signal.SIGKILL)
+    assert process.returncode == 143, stderr
+    assert "terminated (SIGTERM)" in _one_line(stderr)
+    assert not left, "ranks left running"
+
+
+def test_tune_interrupted_with_a_storage_says_the_study_keeps_the_trials(tmp_path, monkeypatch):
+    """With ``--storage`` the finished trials live in that database, not in ``--out``: never "Nothing was finished"."""
+    pytest.importorskip("optuna")
+    from typer.testing import CliRunner
+
+    import seglosses.cli.tune as tune_module
+    from seglosses.cli.app import app
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tune_module, "tune", interrupted)
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    result = CliRunner().invoke(app, ["tune", "--loss", "tversky", "--storage", url, "--out", str(tmp_path / "o")])
+    assert result.exit_code == 130, result.output
+    message = _one_line(result.output)
+    assert "interrupted. Finished trials are kept in the study of --storage; run the same command again" in message
+    assert "Nothing was finished" not in message

@@ -142,12 +142,18 @@ def _has_results(out: Path) -> bool:
         return False
 
 
-def _interrupted(out: Path, command: str, exc: KeyboardInterrupt) -> NoReturn:
+def _interrupted(out: Path, command: str, exc: KeyboardInterrupt, *, study: bool = False) -> NoReturn:
+    """Say what is kept and how to resume, then exit 130 (Ctrl-C) or 143 (SIGTERM).
+
+    ``study``: the finished trials live in the study of ``tune --storage`` (a database elsewhere), not in ``out``.
+    """
     from rich.console import Console
     from rich.markup import escape
 
     what, code = ("terminated (SIGTERM).", 143) if isinstance(exc, Terminated) else ("interrupted.", 130)
-    if _has_results(out):
+    if study:
+        kept = "Finished trials are kept in the study of --storage; run the same command again to resume"
+    elif _has_results(out):
         kept = f"Finished work is saved in {escape(str(out))}; run the same command again to resume"
     else:
         kept = "Nothing was finished yet; run the same command again to start"
@@ -411,7 +417,7 @@ def tune(
                 log=lambda text: console.print(text, highlight=False, markup=False, soft_wrap=True),
             )
         except KeyboardInterrupt as exc:
-            _interrupted(out, "seglosses " + " ".join(sys.argv[1:]), exc)
+            _interrupted(out, "seglosses " + " ".join(sys.argv[1:]), exc, study=storage is not None)
         except (DataError, ValueError, TypeError, OSError) as exc:
             _fail(str(exc))
     console.print(rich_trials_table(result))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -129,8 +130,12 @@ def spawn(
 
     The group meets through a file (``init_method="file://..."``) in a temporary folder inside ``folder`` (the
     output folder) or the system's temporary folder; ``fn`` and ``payload`` must be picklable.
+
+    If this process is interrupted while it waits (Ctrl-C, or SIGTERM raised as ``KeyboardInterrupt`` by the
+    command line), the ranks are terminated before the exception goes on: they are not daemons, so a parent that
+    left them running would wait at exit for the whole comparison (and rank 0 would write into the removed folder).
     """
-    from torch.multiprocessing.spawn import spawn as mp_spawn
+    from torch.multiprocessing.spawn import start_processes
 
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -138,8 +143,27 @@ def spawn(
         init_file = str(Path(tmp, "init").resolve())
         result_file = str(Path(tmp, "result.pkl").resolve())
         args = (world_size, init_file, device, fn, payload, result_file)
-        mp_spawn(_worker, args=args, nprocs=world_size, join=True)  # type: ignore[no-untyped-call]
+        context = start_processes(_worker, args=args, nprocs=world_size, join=False, start_method="spawn")  # type: ignore[no-untyped-call]
+        try:
+            while not context.join():  # raises when a rank fails (and then terminates the others itself)
+                pass
+        except BaseException:
+            _stop(context.processes)
+            raise
         return pickle.loads(Path(result_file).read_bytes())  # noqa: S301 - written by our own rank 0 just now
+
+
+def _stop(processes: list[Any], grace: float = 10.0) -> None:
+    """Terminate the ranks still alive (SIGTERM), then kill those still alive after ``grace`` seconds."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 class GlobalBatchNorm(nn.Module):

@@ -154,6 +154,10 @@ class RunSetup:
         }
         if self.architecture is not None:  # only a user's model has one: the built-in U-Net's runs keep their ids
             out["architecture"] = self.architecture
+        if self.window is not None:
+            # since 5aed75b a validation image smaller than the window is padded to it (before: predicted whole), so
+            # a results folder of an earlier version with the same window must not resume as the same runs
+            out["window_pads_smaller_images"] = True
         return out
 
 
