@@ -21,7 +21,7 @@ from seglosses._checks import (
     values_checked,
 )
 from seglosses._distributed import Sync, sync_sums
-from seglosses._numerics import log1m_softmax, pow_from_log, safe_pow
+from seglosses._numerics import log1m_softmax_lean, pow_from_log, safe_pow
 
 
 @dataclass(frozen=True)
@@ -238,7 +238,7 @@ def prepare(
 def log_probs(prep: Prepared, g: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """``(log p, log(1 - p))``, both ``(N, C, M)``, for the pixel-wise losses.
 
-    From logits both are exact (``logsigmoid(+-x)``; ``log_softmax`` and :func:`log1m_softmax`), finite for every
+    From logits both are exact (``logsigmoid(+-x)``; ``log_softmax`` and :func:`log1m_softmax_lean`), finite for every
     finite logit. From probabilities ``log p`` is taken only where the target has mass on the class and
     ``log(1 - p)`` only where it has mass off it; elsewhere 0 is returned, so that ``0 * log 0`` counts as 0 in value
     and gradient. A wrong hard prediction (``p = 0`` where ``g > 0``) still gives ``-inf``: its loss
@@ -247,7 +247,7 @@ def log_probs(prep: Prepared, g: Tensor | None = None) -> tuple[Tensor, Tensor]:
     x = prep.logits
     if prep.from_logits:
         if prep.mode == "multiclass":
-            return torch_f.log_softmax(x, dim=1), log1m_softmax(x, dim=1)
+            return torch_f.log_softmax(x, dim=1), log1m_softmax_lean(x, dim=1)  # saves the logits only
         return torch_f.logsigmoid(x), torch_f.logsigmoid(-x)
     p = prep.prob
     g = prep.target_dense() if g is None else g
