@@ -458,6 +458,51 @@ class _Launched(Exception):
     pass
 
 
+class _DeviceSpy:
+    """``torch.cuda.device`` replaced by a context that records the devices entered; ``launcher`` records whether a
+    launch ran inside one (then raises :class:`_Launched`); ``on_cuda1`` makes a CPU tensor that reports cuda:1."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import torch
+
+        self.entered: list[Any] = []
+        self.seen: list[int] = []
+        active = [0]
+        spy = self
+
+        class FakeDevice:
+            def __init__(self, device: Any) -> None:
+                self.device = torch.device(device)
+
+            def __enter__(self) -> None:
+                spy.entered.append(self.device)
+                active[0] += 1
+
+            def __exit__(self, *exc: object) -> None:
+                active[0] -= 1
+
+        def launcher(*args: Any, **kwargs: Any) -> Any:
+            spy.seen.append(active[0])
+            raise _Launched
+
+        class OnCuda1(torch.Tensor):
+            """A CPU tensor that reports cuda:1 as its device (no CUDA needed)."""
+
+            @property
+            def device(self) -> torch.device:  # type: ignore[override]
+                return torch.device("cuda", 1)
+
+        self.launcher = launcher
+        self.on_cuda1 = lambda t: t.as_subclass(OnCuda1)
+        monkeypatch.setattr(torch.cuda, "device", FakeDevice)
+
+    def check(self) -> None:
+        import torch
+
+        assert self.entered == [torch.device("cuda", 1)], self.entered
+        assert self.seen == [1], "the launch ran outside the device context"
+
+
 @pytest.mark.parametrize("op", _CUDA_IMPLS)
 def test_cuda_implementations_make_the_inputs_device_current(monkeypatch: pytest.MonkeyPatch, op: str) -> None:
     """Triton launches on the current device: each operator's CUDA implementation enters ``torch.cuda.device`` of its
@@ -466,42 +511,14 @@ def test_cuda_implementations_make_the_inputs_device_current(monkeypatch: pytest
 
     from seglosses import _ops, _triton, _triton_lovasz, _triton_whole
 
-    entered: list[Any] = []
-    active = [0]
-
-    class FakeDevice:
-        def __init__(self, device: Any) -> None:
-            self.device = torch.device(device)
-
-        def __enter__(self) -> None:
-            entered.append(self.device)
-            active[0] += 1
-
-        def __exit__(self, *exc: object) -> None:
-            active[0] -= 1
-
-    seen: list[int] = []
-
-    def launcher(*args: Any, **kwargs: Any) -> Any:
-        seen.append(active[0])
-        raise _Launched
-
-    monkeypatch.setattr(torch.cuda, "device", FakeDevice)
+    spy = _DeviceSpy(monkeypatch)
     monkeypatch.setattr(_ops, "triton_runs", lambda device: True)
     for module, fn in ((_triton, "softmax_index_forward"), (_triton, "softmax_index_backward"),
                        (_triton, "sigmoid_forward"), (_triton, "sigmoid_backward"),
                        (_triton_lovasz, "lovasz_forward"), (_triton_lovasz, "lovasz_backward"),
                        (_triton_whole, "whole_loss")):  # fmt: skip
-        monkeypatch.setattr(module, fn, launcher)
-
-    class OnCuda1(torch.Tensor):
-        """A CPU tensor that reports cuda:1 as its device (no CUDA needed)."""
-
-        @property
-        def device(self) -> torch.device:  # type: ignore[override]
-            return torch.device("cuda", 1)
-
-    x = torch.zeros(1, 2, 3).as_subclass(OnCuda1)
+        monkeypatch.setattr(module, fn, spy.launcher)
+    x = spy.on_cuda1(torch.zeros(1, 2, 3))
     t = torch.zeros(1, 3, dtype=torch.long)
     z2 = torch.zeros(1, 2)
     z1 = torch.zeros(1)
@@ -519,8 +536,7 @@ def test_cuda_implementations_make_the_inputs_device_current(monkeypatch: pytest
     }
     with pytest.raises(_Launched):
         getattr(_ops, f"_{op}_cuda")(*calls[op])
-    assert entered == [torch.device("cuda", 1)], entered
-    assert seen == [1], "the launch ran outside the device context"
+    spy.check()
 
 
 def test_distance_maps_cuda_implementation_makes_the_inputs_device_current(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -529,39 +545,12 @@ def test_distance_maps_cuda_implementation_makes_the_inputs_device_current(monke
 
     from seglosses import _edt_device, _ops_distance
 
-    entered: list[Any] = []
-    active = [0]
-
-    class FakeDevice:
-        def __init__(self, device: Any) -> None:
-            self.device = torch.device(device)
-
-        def __enter__(self) -> None:
-            entered.append(self.device)
-            active[0] += 1
-
-        def __exit__(self, *exc: object) -> None:
-            active[0] -= 1
-
-    seen: list[int] = []
-
-    def launcher(*args: Any, **kwargs: Any) -> Any:
-        seen.append(active[0])
-        raise _Launched
-
-    monkeypatch.setattr(torch.cuda, "device", FakeDevice)
-    monkeypatch.setattr(_edt_device, "maps_on_device", launcher)
-
-    class OnCuda1(torch.Tensor):
-        @property
-        def device(self) -> torch.device:  # type: ignore[override]
-            return torch.device("cuda", 1)
-
-    masks = torch.zeros(2, 3, 4, dtype=torch.bool).as_subclass(OnCuda1)
+    spy = _DeviceSpy(monkeypatch)
+    monkeypatch.setattr(_edt_device, "maps_on_device", spy.launcher)
+    masks = spy.on_cuda1(torch.zeros(2, 3, 4, dtype=torch.bool))
     with pytest.raises(_Launched):
         _ops_distance._distance_maps_cuda(masks, [1.0, 1.0], "signed", torch.float32)
-    assert entered == [torch.device("cuda", 1)], entered
-    assert seen == [1], "the launch ran outside the device context"
+    spy.check()
 
 
 if __name__ == "__main__":
