@@ -124,3 +124,17 @@ def make_case_fn(
 @pytest.fixture(scope="session")
 def make_case():
     return make_case_fn
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread during the test, the count restored after it.
+
+    The training tests (compare, tune) use it: tiny convolutions on the shared 2-core machine run several times
+    slower oversubscribed (pytest -n 2), and their numbers are compared bit for bit with runs in subprocesses that
+    use one thread too (spawned DDP ranks inherit the count).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -34,13 +34,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny convolutions on a shared 2-core machine: one intra-op thread per test process (pytest -n 2) avoids
-    # oversubscription, which made these tests several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):  # conftest.one_thread: one intra-op thread
+    return
 
 
 @pytest.fixture(scope="module")

@@ -51,11 +51,8 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the spawned ranks inherit this count (compare passes it on)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):  # conftest.one_thread: one intra-op thread
+    return
 
 
 def test_compare_nproc2_equals_one_process(tmp_path: Path) -> None:

@@ -30,11 +30,8 @@ TINY = TrainConfig(epochs=2, steps_per_epoch=3, batch_size=2, base=4, depth=2)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):  # conftest.one_thread: one intra-op thread
+    return
 
 
 class LazyBlobs(torch.utils.data.Dataset):

@@ -29,11 +29,8 @@ FROZEN = TrainConfig(epochs=1, steps_per_epoch=1, batch_size=2, lr=0.0)  # AdamW
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):  # conftest.one_thread: one intra-op thread
+    return
 
 
 class Blobs(torch.utils.data.Dataset):

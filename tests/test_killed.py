@@ -114,13 +114,8 @@ else:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # The numbers of an uninterrupted run are compared bit for bit with a resumed one run in a subprocess that uses
-    # one thread too; one thread is also the fastest on the shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):  # conftest.one_thread: one intra-op thread
+    return
 
 
 def _driver(tmp_path: Path) -> Path:
