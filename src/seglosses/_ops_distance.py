@@ -27,6 +27,7 @@ for them.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -180,8 +181,10 @@ def _distance_maps_cuda(masks: Tensor, spacing: Sequence[float], kind: str, dtyp
     _check(masks, spacing, kind, dtype)
     if masks.numel() == 0:
         return torch.zeros(masks.shape, dtype=dtype, device=masks.device)
-    # Triton launches on the current CUDA device, not the tensors' (see seglosses._ops._on_input_device)
-    with torch.cuda.device(masks.device):
+    # Triton launches on the current CUDA device, not the tensors' (see seglosses._ops._on_input_device); the
+    # interpreter's tests run this implementation on CPU tensors, which have no device context
+    context = torch.cuda.device(masks.device) if masks.device.type == "cuda" else contextlib.nullcontext()
+    with context:
         return _edt_device.maps_on_device(masks, [float(s) for s in spacing], kind, dtype)
 
 
