@@ -182,8 +182,9 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "boundary": (1.9, 3.3),
     # Hausdorff-DT: softmax (1), the weight map d(g)^a + d(q)^a (1), (p - g) pieces: 2.5; the maps' EDTs at peak
     "hausdorff_dt": (2.7, 7.5),
-    # TopK: per-pixel CE (N, M) and its log-softmax (1): measured 1.31; the sort of the per-pixel values at peak
-    "topk": (1.5, 6.0),
+    # TopK: per-pixel CE (N, M) and its logsumexp, no softmax (index_log_p): measured 0.31 (1.31 with the softmax of
+    # index_log_probs' unused p_t); the sort of the per-pixel values at peak
+    "topk": (0.5, 4.5),
     # sensitivity/specificity: softmax (1), p_t and its square (N, M) (0.5); the generic backward's pieces at peak
     "sensitivity_specificity": (1.7, 6.0),
     # GWD: softmax (1) and the index (the target's own storage, not counted) + (N, M) pieces: 1.25 (2.25 when the
@@ -193,11 +194,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
     # one-hot of the target and its skeleton, (N, C, M) each); the skeleton's recomputing backward at peak (19.25)
     "cldice": (5.3, 20.5),
     "dice_cldice": (5.6, 20.8),
-    # combo: the fused pass's logsumexp (0.25), the softmax that index_log_probs makes for p_t (1) and its logsumexp
-    # (0.25): 1.5; its log(1 - p) is _numerics.log1m_softmax_lean, which keeps the logits only (autograd through the
-    # prefix/suffix logcumsumexp kept 5.25 more: 6.75). Peak 7.0 (15.25 before): the forward's exclusive
-    # logcumsumexp (3 at once) beside the statistics, and the closed-form backward's in-place buffers
-    "combo": (1.7, 7.5),
+    # combo: the fused pass's logsumexp (0.25) and log p_t's logsumexp (0.25): 0.5 (index_log_p builds no softmax:
+    # 1.5 with the p_t of index_log_probs); its log(1 - p) is _numerics.log1m_softmax_lean, which keeps the logits
+    # only (autograd through the prefix/suffix logcumsumexp kept 5.25 more: 6.75). Peak 6.0 (15.25 before): the
+    # forward's exclusive logcumsumexp (3 at once) beside the statistics, and the closed-form backward's buffers
+    "combo": (0.7, 6.5),
 }
 
 

@@ -333,6 +333,22 @@ def index_log_probs(prep: Prepared, *, need_log1m: bool) -> tuple[Tensor, Tensor
     return logp_t, log1m_t, p_t
 
 
+def index_log_p(prep: Prepared) -> Tensor:
+    """``log p_t`` alone, ``(N, M)``: the first value of :func:`index_log_probs`, bit for bit, without ``p_t``.
+
+    From logits the softmax is then never built: ``p_t`` (a gather of :attr:`Prepared.prob`) kept the whole softmax,
+    one tensor of the input's size, alive for the backward of a loss that only uses ``log p_t``.
+    """
+    if not prep.from_logits:
+        return index_log_probs(prep, need_log1m=False)[0]
+    target, bad = prep.safe_index()
+    x = prep.logits
+    logp_t = x.gather(1, target.unsqueeze(1)).squeeze(1) - torch.logsumexp(x, dim=1)
+    if bad is not None:  # as index_log_probs: every value of an image with a bad index NaN
+        logp_t = logp_t + torch.where(bad > 0, float("nan"), 0.0).to(logp_t.dtype).unsqueeze(1)
+    return logp_t
+
+
 def unflatten(values: Tensor, prep: Prepared) -> Tensor:
     """Per-element values ``(N, M)`` (index form) or ``(N, C, M)`` back to the input's layout (``reduction="none"``)."""
     if values.ndim == 2:  # (N, M): the spatial shape of a multiclass input

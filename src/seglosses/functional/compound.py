@@ -25,7 +25,7 @@ from seglosses._checks import (
 )
 from seglosses._distributed import sync_sums
 from seglosses._numerics import log1m_softmax_lean
-from seglosses._prepare import index_log_probs, log_probs, masked_mean, prepare
+from seglosses._prepare import index_log_p, log_probs, masked_mean, prepare
 from seglosses._reduce import reduce_classes, weighted_sum
 from seglosses._stats import fused_stats_and_pixel, soft_stats
 from seglosses._types import Mode
@@ -334,7 +334,7 @@ def combo_loss(
     if prep.sync is not None and prep.valid is not None:  # a pixel kept on any rank
         any_kept = (sync_sums([prep.valid.sum()], prep.sync)[0] > 0).to(prep.valid.dtype)
     if prep.form == "index":
-        logp_t, _, _ = index_log_probs(prep, need_log1m=False)  # NaN in an image with a bad index (device count)
+        logp_t = index_log_p(prep)  # NaN in an image with a bad index (device count); no softmax kept
         t = prep.safe_index()[0].unsqueeze(1)  # indices safe to scatter with
         # sum over the classes other than the pixel's own: its own entry is zeroed (no one-hot is built); the exact
         # log(1 - p) whose backward keeps the logits only (autograd through it kept ~5 tensors of the input's size)

@@ -26,6 +26,7 @@ from seglosses._numerics import pow_from_log, safe_pow
 from seglosses._prepare import (
     Prepared,
     focal_factors,
+    index_log_p,
     index_log_probs,
     log_probs,
     masked_mean,
@@ -203,7 +204,7 @@ def cross_entropy_values(
         ).pixel
         return fused_pixel_mean(pix, prep, wpix, reduction)
     if mode == "multiclass" and prep.form == "index":
-        logp_t, _, _ = index_log_probs(prep, need_log1m=False)
+        logp_t = index_log_p(prep)
         w_t = None if w is None else w[prep.safe_index()[0]]  # (N, M)
         values = -(1 - eps) * logp_t if w_t is None else -(1 - eps) * w_t * logp_t
         if eps > 0:
