@@ -124,7 +124,7 @@ def test_two_tune_workers_share_one_sqlite_study(tmp_path: Path) -> None:
         for name in ("a", "b")
     ]
     outputs = [w.communicate(timeout=900)[0] for w in workers]  # generous: the 2-core machine may be very busy
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert [w.returncode for w in workers] == [0, 0], "\n\n".join(outputs)  # whole outputs (a list repr is cut)
     study = optuna.load_study(study_name="shared", storage=url)
     TrialState = optuna.trial.TrialState  # noqa: N806
     finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
