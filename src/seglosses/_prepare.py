@@ -311,13 +311,11 @@ def index_log_probs(prep: Prepared, *, need_log1m: bool) -> tuple[Tensor, Tensor
     the logs are masked at ignored pixels (their value is 0 there, and so is their gradient). Where the host value
     check did not run, an image holding an index outside ``[0, C)`` gets NaN values (:meth:`Prepared.safe_index`).
     """
-    target, bad = prep.safe_index()
-    t = target.unsqueeze(1)
+    t = prep.safe_index()[0].unsqueeze(1)
     p_t = prep.prob.gather(1, t).squeeze(1)
     if prep.from_logits:
         x = prep.logits
-        lse = torch.logsumexp(x, dim=1)
-        logp_t = x.gather(1, t).squeeze(1) - lse
+        logp_t, lse = _logits_log_p(x, t)
         log1m_t = None
         if need_log1m:
             others = x.scatter(1, t, float("-inf"))
@@ -326,11 +324,18 @@ def index_log_probs(prep: Prepared, *, need_log1m: bool) -> tuple[Tensor, Tensor
         kept = torch.ones_like(p_t, dtype=torch.bool) if prep.valid is None else prep.valid.squeeze(1) > 0
         logp_t = torch.log(torch.where(kept, p_t, torch.ones_like(p_t)))
         log1m_t = torch.log1p(-torch.where(kept, p_t, torch.zeros_like(p_t))) if need_log1m else None
-    if bad is not None:  # a bad index (counted on the device, no host check): every value of its image NaN
-        nan = torch.where(bad > 0, float("nan"), 0.0).to(logp_t.dtype).unsqueeze(1)
+    poison = prep.index_poison(logp_t.dtype)  # a bad index (counted on the device): every value of its image NaN
+    if poison is not None:
+        nan = poison.unsqueeze(1)
         logp_t, p_t = logp_t + nan, p_t + nan
         log1m_t = None if log1m_t is None else log1m_t + nan
     return logp_t, log1m_t, p_t
+
+
+def _logits_log_p(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """``(log p_t, logsumexp_c x_c)``, each ``(N, M)``, from logits ``(N, C, M)`` and indices ``t`` ``(N, 1, M)``."""
+    lse = torch.logsumexp(x, dim=1)
+    return x.gather(1, t).squeeze(1) - lse, lse
 
 
 def index_log_p(prep: Prepared) -> Tensor:
@@ -341,12 +346,9 @@ def index_log_p(prep: Prepared) -> Tensor:
     """
     if not prep.from_logits:
         return index_log_probs(prep, need_log1m=False)[0]
-    target, bad = prep.safe_index()
-    x = prep.logits
-    logp_t = x.gather(1, target.unsqueeze(1)).squeeze(1) - torch.logsumexp(x, dim=1)
-    if bad is not None:  # as index_log_probs: every value of an image with a bad index NaN
-        logp_t = logp_t + torch.where(bad > 0, float("nan"), 0.0).to(logp_t.dtype).unsqueeze(1)
-    return logp_t
+    logp_t, _ = _logits_log_p(prep.logits, prep.safe_index()[0].unsqueeze(1))
+    poison = prep.index_poison(logp_t.dtype)  # as index_log_probs: every value of an image with a bad index NaN
+    return logp_t if poison is None else logp_t + poison.unsqueeze(1)
 
 
 def unflatten(values: Tensor, prep: Prepared) -> Tensor:
