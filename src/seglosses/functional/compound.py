@@ -347,10 +347,7 @@ def combo_loss(
         valid = None if prep.valid is None else prep.valid.squeeze(1)
         wce = masked_mean(per_pixel, valid, "mean", prep.sync) / prep.num_classes
     else:
-        if prep.from_logits and prep.mode == "multiclass":  # log_probs' pair, log(1 - p) with the lean backward
-            logp, log1mp = torch.log_softmax(prep.logits, dim=1), log1m_softmax_lean(prep.logits, dim=1)
-        else:
-            logp, log1mp = log_probs(prep)
+        logp, log1mp = log_probs(prep)  # multiclass from logits: log(1 - p) with the lean backward
         g = prep.target
         wce = masked_mean(-(beta * g * logp + (1 - beta) * (1 - g) * log1mp), prep.valid, "mean", prep.sync)
     return weighted_sum((alpha, wce), (1 - alpha, (dice - 1) * any_kept))
